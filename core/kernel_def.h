@@ -1,0 +1,42 @@
+#ifndef NORMGRAPH_CORE_KERNEL_DEF_H_
+#define NORMGRAPH_CORE_KERNEL_DEF_H_
+
+// KernelDef: what the launcher knows about a kernel. A kernel takes one trivially copyable
+// parameter struct; the def lists the byte offset of every pointer field in it, so the launcher can
+// insist that each non-null pointer a node holds is bound to a tensor (an address nobody owns is an
+// error, not a silent risk) and can re-point a node at new storage (rebind).
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "absl/container/inlined_vector.h"
+
+namespace normgraph {
+
+struct KernelDef {
+  const char* name = "";
+  size_t params_size = 0;
+  absl::InlinedVector<uint16_t, 8> pointer_offsets;
+  // Runs the kernel on the CPU. The params pointer may be unaligned.
+  void (*cpu_entry)(const void* params) = nullptr;
+};
+
+// Adapts `void Fn(const Params&)` to KernelDef::cpu_entry (copies params to an aligned local).
+template <typename Params, void (*Fn)(const Params&)>
+void CpuEntry(const void* raw) {
+  static_assert(std::is_trivially_copyable<Params>::value, "kernel params must be POD");
+  Params p;
+  std::memcpy(&p, raw, sizeof p);
+  Fn(p);
+}
+
+// How a kernel uses a tensor argument.
+enum class Access : uint8_t { kRead, kWrite, kReadWrite };
+
+inline bool Writes(Access a) { return a != Access::kRead; }
+
+}  // namespace normgraph
+
+#endif  // NORMGRAPH_CORE_KERNEL_DEF_H_

@@ -1,0 +1,145 @@
+#include "core/storage.h"
+
+#include <cstdlib>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NORMGRAPH_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define NORMGRAPH_ASAN 1
+#endif
+#ifdef NORMGRAPH_ASAN
+#include <sanitizer/asan_interface.h>
+#define NG_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define NG_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define NG_POISON(p, n) ((void)(p), (void)(n))
+#define NG_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+namespace normgraph {
+namespace {
+
+std::atomic<uint64_t> next_storage_id{1};
+
+class LiveStorages {
+ public:
+  void Add(uint64_t id) {
+    absl::MutexLock lock(&mu_);
+    ids_.insert(id);
+  }
+  void Remove(uint64_t id) {
+    absl::MutexLock lock(&mu_);
+    ids_.erase(id);
+  }
+  bool Contains(uint64_t id) {
+    absl::MutexLock lock(&mu_);
+    return ids_.contains(id);
+  }
+
+ private:
+  absl::Mutex mu_;
+  absl::flat_hash_set<uint64_t> ids_ ABSL_GUARDED_BY(mu_);
+};
+
+LiveStorages& Live() {
+  static auto* live = new LiveStorages;
+  return *live;
+}
+
+constexpr size_t kAlignment = 64;
+
+class CachingCpuAllocator final : public Allocator {
+ public:
+  Device device() const override { return Device::Cpu(); }
+
+  absl::StatusOr<void*> AllocateRaw(size_t bytes) override {
+    const size_t rounded = RoundUp(bytes);
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = cache_.find(rounded);
+      if (it != cache_.end() && !it->second.empty()) {
+        void* p = it->second.back();
+        it->second.pop_back();
+        NG_UNPOISON(p, rounded);
+        return p;
+      }
+    }
+    void* p = std::aligned_alloc(kAlignment, rounded);
+    if (p == nullptr) {
+      return absl::ResourceExhaustedError(
+          absl::StrFormat("cpu allocator: out of memory allocating %d bytes", bytes));
+    }
+    return p;
+  }
+
+  void FreeRaw(void* ptr, size_t bytes) override {
+    const size_t rounded = RoundUp(bytes);
+    NG_POISON(ptr, rounded);
+    absl::MutexLock lock(&mu_);
+    cache_[rounded].push_back(ptr);
+  }
+
+ private:
+  static size_t RoundUp(size_t bytes) { return (bytes + kAlignment - 1) / kAlignment * kAlignment; }
+
+  absl::Mutex mu_;
+  absl::flat_hash_map<size_t, std::vector<void*>> cache_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+Storage::Storage(void* data, size_t bytes, Device device, Allocator* allocator,
+                 std::shared_ptr<const void> keep_alive)
+    : id_(next_storage_id.fetch_add(1, std::memory_order_relaxed)),
+      data_(data),
+      bytes_(bytes),
+      device_(device),
+      allocator_(allocator),
+      keep_alive_(std::move(keep_alive)) {
+  Live().Add(id_);
+}
+
+Storage::~Storage() {
+  Live().Remove(id_);
+  if (allocator_ != nullptr && data_ != nullptr) allocator_->FreeRaw(data_, bytes_);
+}
+
+absl::StatusOr<std::shared_ptr<Storage>> Storage::Allocate(Allocator& allocator, size_t bytes) {
+  void* data = nullptr;
+  if (bytes > 0) {
+    absl::StatusOr<void*> raw = allocator.AllocateRaw(bytes);
+    if (!raw.ok()) return raw.status();
+    data = *raw;
+  }
+  return std::shared_ptr<Storage>(new Storage(data, bytes, allocator.device(), &allocator, nullptr));
+}
+
+std::shared_ptr<Storage> Storage::WrapExternal(void* data, size_t bytes, Device device,
+                                               std::shared_ptr<const void> keep_alive) {
+  return std::shared_ptr<Storage>(
+      new Storage(data, bytes, device, nullptr, std::move(keep_alive)));
+}
+
+std::string Storage::DebugString() const {
+  return absl::StrFormat("storage #%d (%d B at %p, %s)", id_, bytes_, data_, device_.ToString());
+}
+
+bool StorageIsLive(uint64_t storage_id) { return Live().Contains(storage_id); }
+
+Allocator& CpuAllocator() {
+  static auto* allocator = new CachingCpuAllocator;
+  return *allocator;
+}
+
+}  // namespace normgraph

@@ -1,0 +1,144 @@
+#include "core/stream.h"
+
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_format.h"
+
+namespace normgraph {
+namespace {
+
+const void* PointerAt(const void* params, size_t offset) {
+  const void* p;
+  std::memcpy(&p, static_cast<const char*>(params) + offset, sizeof p);
+  return p;
+}
+
+}  // namespace
+
+absl::Status ExecutableGraph::RebindArg(size_t node, size_t arg, const Tensor& tensor) {
+  if (node >= nodes_.size() || arg >= nodes_[node].args.size()) {
+    return absl::OutOfRangeError(absl::StrFormat("rebind: no argument %d of node %d", arg, node));
+  }
+  LaunchRecord& record = nodes_[node];
+  RecordedArg& recorded = record.args[arg];
+  TensorIdentity fresh = tensor.Identity();
+  if (!fresh.SameLayout(recorded.identity)) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "rebind of node %d (%s) argument %d: new tensor %s does not match recorded layout %s", node,
+        record.kernel->name, arg, fresh.ToString(), recorded.identity.ToString()));
+  }
+  void* address = tensor.data();
+  std::memcpy(record.params.data() + recorded.offset, &address, sizeof address);
+  recorded.identity = std::move(fresh);
+  return WriteNodeParams(node);
+}
+
+absl::Status Stream::Validate(const KernelDef& kernel, const void* params, size_t params_size,
+                              absl::Span<const ArgBinding> args) const {
+  if (params_size != kernel.params_size) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "kernel %s: params are %d bytes, expected %d", kernel.name, params_size,
+        kernel.params_size));
+  }
+  const char* base = static_cast<const char*>(params);
+  absl::InlinedVector<bool, 8> bound(kernel.pointer_offsets.size(), false);
+  for (const ArgBinding& arg : args) {
+    const ptrdiff_t offset = static_cast<const char*>(arg.field) - base;
+    size_t index = 0;
+    while (index < kernel.pointer_offsets.size() &&
+           static_cast<ptrdiff_t>(kernel.pointer_offsets[index]) != offset) {
+      ++index;
+    }
+    if (index == kernel.pointer_offsets.size()) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "kernel %s: binding at byte offset %d is not a pointer field", kernel.name, offset));
+    }
+    if (bound[index]) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "kernel %s: pointer field at byte offset %d bound twice", kernel.name, offset));
+    }
+    bound[index] = true;
+    if (arg.tensor == nullptr || !arg.tensor->defined()) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "kernel %s: pointer field at byte offset %d bound to an undefined tensor", kernel.name,
+          offset));
+    }
+    if (arg.tensor->storage()->device() != device()) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "kernel %s: tensor %s is on %s, the stream on %s", kernel.name,
+          arg.tensor->DebugString(), arg.tensor->storage()->device().ToString(),
+          device().ToString()));
+    }
+    if (PointerAt(params, offset) != arg.tensor->data()) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "kernel %s: pointer field at byte offset %d holds %p but is bound to %s at %p",
+          kernel.name, offset, PointerAt(params, offset), arg.tensor->DebugString(),
+          arg.tensor->data()));
+    }
+  }
+  for (size_t i = 0; i < kernel.pointer_offsets.size(); ++i) {
+    const void* p = PointerAt(params, kernel.pointer_offsets[i]);
+    if (!bound[i] && p != nullptr) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "kernel %s: pointer field at byte offset %d holds %p, an address no tensor owns",
+          kernel.name, kernel.pointer_offsets[i], p));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Stream::LaunchRaw(const KernelDef& kernel, const void* params, size_t params_size,
+                               absl::Span<const ArgBinding> args) {
+  absl::Status valid = Validate(kernel, params, params_size, args);
+  if (!capturing_) {
+    if (!valid.ok()) return valid;
+    absl::Status run = Execute(kernel, params);
+    if (!run.ok()) return run;
+    ++eager_launches_;
+    for (const ArgBinding& arg : args) {
+      if (Writes(arg.access)) arg.tensor->storage()->BumpWriteVersion();
+    }
+    return absl::OkStatus();
+  }
+  if (!valid.ok()) {
+    if (capture_error_.ok()) capture_error_ = valid;
+    return valid;
+  }
+  LaunchRecord record;
+  record.kernel = &kernel;
+  const auto* bytes = static_cast<const uint8_t*>(params);
+  record.params.assign(bytes, bytes + params_size);
+  for (const ArgBinding& arg : args) {
+    record.args.push_back(RecordedArg{
+        static_cast<uint16_t>(static_cast<const char*>(arg.field) -
+                              static_cast<const char*>(params)),
+        arg.access, arg.tensor->Identity()});
+  }
+  captured_.push_back(std::move(record));
+  return absl::OkStatus();
+}
+
+absl::Status Stream::BeginCapture() {
+  if (capturing_) return absl::FailedPreconditionError("stream is already capturing");
+  capturing_ = true;
+  capture_error_ = absl::OkStatus();
+  captured_.clear();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<ExecutableGraph>> Stream::EndCapture() {
+  if (!capturing_) return absl::FailedPreconditionError("EndCapture without BeginCapture");
+  capturing_ = false;
+  std::vector<LaunchRecord> nodes = std::move(captured_);
+  captured_.clear();
+  if (!capture_error_.ok()) {
+    absl::Status error = capture_error_;
+    capture_error_ = absl::OkStatus();
+    return absl::Status(error.code(),
+                        absl::StrCat("capture invalidated by a failed launch: ", error.message()));
+  }
+  return Instantiate(std::move(nodes));
+}
+
+}  // namespace normgraph

@@ -1,0 +1,152 @@
+#include "core/tensor.h"
+
+#include <utility>
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+
+namespace normgraph {
+
+std::string ShapeToString(absl::Span<const int64_t> shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
+
+absl::StatusOr<int64_t> CheckedNumel(absl::Span<const int64_t> shape, absl::string_view what) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": negative dimension in shape ", ShapeToString(shape)));
+    }
+    if (d != 0 && n > INT64_MAX / d) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": element count of shape ", ShapeToString(shape), " overflows"));
+    }
+    n *= d;
+  }
+  return n;
+}
+
+Shape ContiguousStrides(absl::Span<const int64_t> shape) {
+  Shape strides(shape.size());
+  int64_t s = 1;
+  for (int i = static_cast<int>(shape.size()) - 1; i >= 0; --i) {
+    strides[i] = s;
+    s *= shape[i];
+  }
+  return strides;
+}
+
+std::string TensorIdentity::ToString() const {
+  return absl::StrFormat("storage #%d @%#x %s%s strides %s (%d B)", storage_id, address,
+                         DTypeName(dtype), ShapeToString(shape), ShapeToString(strides), bytes);
+}
+
+absl::StatusOr<Tensor> Tensor::FromStorage(std::shared_ptr<Storage> storage, size_t offset_bytes,
+                                           Shape shape, Shape strides, DType dtype) {
+  if (storage == nullptr) return absl::InvalidArgumentError("tensor view of a null storage");
+  if (shape.size() != strides.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("shape ", ShapeToString(shape), " and strides ",
+                                                   ShapeToString(strides),
+                                                   " have different ranks"));
+  }
+  absl::StatusOr<int64_t> numel = CheckedNumel(shape, "tensor view");
+  if (!numel.ok()) return numel.status();
+  Tensor t;
+  t.storage_ = std::move(storage);
+  t.offset_bytes_ = offset_bytes;
+  t.shape_ = std::move(shape);
+  t.strides_ = std::move(strides);
+  t.dtype_ = dtype;
+  for (int64_t s : t.strides_) {
+    if (s < 0) return absl::InvalidArgumentError("negative strides are not supported");
+  }
+  const size_t end = offset_bytes + t.span_bytes();
+  if (end < offset_bytes || end > t.storage_->bytes()) {
+    return absl::OutOfRangeError(absl::StrFormat(
+        "view %s%s at byte offset %d spans %d bytes, past the end of %s", DTypeName(dtype),
+        ShapeToString(t.shape_), offset_bytes, t.span_bytes(), t.storage_->DebugString()));
+  }
+  return t;
+}
+
+absl::StatusOr<Tensor> Tensor::Empty(Allocator& allocator, Shape shape, DType dtype) {
+  absl::StatusOr<int64_t> numel = CheckedNumel(shape, "Tensor::Empty");
+  if (!numel.ok()) return numel.status();
+  absl::StatusOr<std::shared_ptr<Storage>> storage =
+      Storage::Allocate(allocator, static_cast<size_t>(*numel) * DTypeSize(dtype));
+  if (!storage.ok()) return storage.status();
+  Shape strides = ContiguousStrides(shape);
+  return FromStorage(*std::move(storage), 0, std::move(shape), std::move(strides), dtype);
+}
+
+int64_t Tensor::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape_) n *= d;
+  return n;
+}
+
+size_t Tensor::span_bytes() const {
+  if (numel() == 0) return 0;
+  int64_t last = 0;
+  for (size_t i = 0; i < shape_.size(); ++i) last += (shape_[i] - 1) * strides_[i];
+  return static_cast<size_t>(last + 1) * DTypeSize(dtype_);
+}
+
+bool Tensor::is_contiguous() const { return strides_ == ContiguousStrides(shape_); }
+
+void* Tensor::data() const {
+  if (storage_ == nullptr || storage_->data() == nullptr) return nullptr;
+  return static_cast<char*>(storage_->data()) + offset_bytes_;
+}
+
+TensorIdentity Tensor::Identity() const {
+  TensorIdentity id;
+  if (storage_ != nullptr) id.storage_id = storage_->id();
+  id.address = reinterpret_cast<uintptr_t>(data());
+  id.bytes = span_bytes();
+  id.dtype = dtype_;
+  id.shape = shape_;
+  id.strides = strides_;
+  return id;
+}
+
+absl::StatusOr<Tensor> Tensor::Reshape(Shape shape) const {
+  if (!is_contiguous()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("reshape of non-contiguous tensor ", DebugString()));
+  }
+  absl::StatusOr<int64_t> n = CheckedNumel(shape, "reshape");
+  if (!n.ok()) return n.status();
+  if (*n != numel()) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot reshape ", ShapeToString(shape_),
+                                                   " to ", ShapeToString(shape)));
+  }
+  Shape strides = ContiguousStrides(shape);
+  return FromStorage(storage_, offset_bytes_, std::move(shape), std::move(strides), dtype_);
+}
+
+absl::StatusOr<Tensor> Tensor::Narrow(int dim, int64_t start, int64_t length) const {
+  if (dim < 0 || dim >= this->dim()) {
+    return absl::InvalidArgumentError(absl::StrCat("narrow: no dimension ", dim, " in ",
+                                                   DebugString()));
+  }
+  if (start < 0 || length < 0 || start + length > shape_[dim]) {
+    return absl::OutOfRangeError(absl::StrCat("narrow: [", start, ", ", start + length,
+                                              ") is outside dimension ", dim, " of ",
+                                              DebugString()));
+  }
+  Shape shape = shape_;
+  shape[dim] = length;
+  const size_t offset = offset_bytes_ + static_cast<size_t>(start * strides_[dim]) *
+                                            DTypeSize(dtype_);
+  return FromStorage(storage_, offset, std::move(shape), strides_, dtype_);
+}
+
+std::string Tensor::DebugString() const {
+  if (!defined()) return "undefined tensor";
+  return absl::StrFormat("%s%s on %s (+%d B)", DTypeName(dtype_), ShapeToString(shape_),
+                         storage_->DebugString(), offset_bytes_);
+}
+
+}  // namespace normgraph

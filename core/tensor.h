@@ -1,0 +1,106 @@
+#ifndef NORMGRAPH_CORE_TENSOR_H_
+#define NORMGRAPH_CORE_TENSOR_H_
+
+// Tensor: a view of a storage (storage, byte offset, shape, strides, dtype), like torch.Tensor.
+//
+// A Tensor value is a handle. Copying it shares the storage; assigning a new tensor to a variable
+// (or to a module's slot) rebinds the handle to another storage. That rebinding is the bug class
+// normgraph catches, so every tensor can report its pointer identity (TensorIdentity).
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/container/inlined_vector.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "core/dtype.h"
+#include "core/storage.h"
+
+namespace normgraph {
+
+using Shape = absl::InlinedVector<int64_t, 4>;
+
+// "[2, 4096]".
+std::string ShapeToString(absl::Span<const int64_t> shape);
+// Product of the dimensions, or an error naming `what` if a dimension is negative or the product
+// overflows int64.
+absl::StatusOr<int64_t> CheckedNumel(absl::Span<const int64_t> shape, absl::string_view what);
+
+// What a captured graph bakes in about a tensor: which allocation, which address, how many bytes,
+// and how it is laid out. Two tensors with equal identities are interchangeable for a replay.
+struct TensorIdentity {
+  uint64_t storage_id = 0;
+  uintptr_t address = 0;
+  size_t bytes = 0;  // bytes the view spans
+  DType dtype = DType::kF32;
+  Shape shape;
+  Shape strides;
+
+  bool operator==(const TensorIdentity& o) const {
+    return storage_id == o.storage_id && address == o.address && bytes == o.bytes &&
+           dtype == o.dtype && shape == o.shape && strides == o.strides;
+  }
+  bool operator!=(const TensorIdentity& o) const { return !(*this == o); }
+  // True if the layout (dtype, shape, strides, bytes) matches: a graph node could be pointed at `o`
+  // instead by changing only its address.
+  bool SameLayout(const TensorIdentity& o) const {
+    return dtype == o.dtype && shape == o.shape && strides == o.strides && bytes == o.bytes;
+  }
+  // "storage #12 @0x55d0c0a1b000 bf16[4096] strides [1] (8192 B)".
+  std::string ToString() const;
+};
+
+class Tensor {
+ public:
+  Tensor() = default;  // an undefined tensor
+
+  // A view of `storage`. The view must lie inside the storage.
+  static absl::StatusOr<Tensor> FromStorage(std::shared_ptr<Storage> storage, size_t offset_bytes,
+                                            Shape shape, Shape strides, DType dtype);
+  // A new contiguous tensor (uninitialised contents).
+  static absl::StatusOr<Tensor> Empty(Allocator& allocator, Shape shape, DType dtype);
+
+  bool defined() const { return storage_ != nullptr; }
+  const std::shared_ptr<Storage>& storage() const { return storage_; }
+  size_t offset_bytes() const { return offset_bytes_; }
+  const Shape& shape() const { return shape_; }
+  const Shape& strides() const { return strides_; }
+  DType dtype() const { return dtype_; }
+  int dim() const { return static_cast<int>(shape_.size()); }
+  int64_t size(int d) const { return shape_[d]; }
+  int64_t numel() const;
+  // Bytes from the first to one past the last element of the view.
+  size_t span_bytes() const;
+  bool is_contiguous() const;
+
+  void* data() const;
+  template <typename T>
+  T* data_as() const {
+    return static_cast<T*>(data());
+  }
+
+  TensorIdentity Identity() const;
+
+  // A contiguous tensor viewed with another shape of the same element count.
+  absl::StatusOr<Tensor> Reshape(Shape shape) const;
+  // Elements [start, start + length) along dimension `dim`.
+  absl::StatusOr<Tensor> Narrow(int dim, int64_t start, int64_t length) const;
+
+  // "bf16[2, 4096] on storage #12 @0x... (+0 B)"
+  std::string DebugString() const;
+
+ private:
+  std::shared_ptr<Storage> storage_;
+  size_t offset_bytes_ = 0;
+  Shape shape_;
+  Shape strides_;
+  DType dtype_ = DType::kF32;
+};
+
+Shape ContiguousStrides(absl::Span<const int64_t> shape);
+
+}  // namespace normgraph
+
+#endif  // NORMGRAPH_CORE_TENSOR_H_

@@ -1,0 +1,64 @@
+#include "core/tensor_slot.h"
+
+#include <utility>
+
+#include "absl/strings/str_format.h"
+
+namespace normgraph {
+
+absl::string_view SlotKindName(SlotKind kind) {
+  switch (kind) {
+    case SlotKind::kParameter:
+      return "parameter";
+    case SlotKind::kBuffer:
+      return "buffer";
+    case SlotKind::kStatic:
+      return "static";
+  }
+  return "invalid";
+}
+
+void TensorSlot::Rebind(Tensor tensor, SourceLocation where) {
+  tensor_ = std::move(tensor);
+  ++rebind_count_;
+  last_rebind_ = where;
+}
+
+void TensorSlot::DeriveFrom(const TensorSlot* source, std::function<absl::Status()> refresh) {
+  source_ = source;
+  refresh_ = std::move(refresh);
+}
+
+void TensorSlot::MarkRefreshed() {
+  if (source_ == nullptr || !source_->tensor().defined()) return;
+  refreshed_source_storage_id_ = source_->tensor().storage()->id();
+  refreshed_source_version_ = source_->tensor().storage()->write_version();
+}
+
+bool TensorSlot::IsStale() const {
+  if (source_ == nullptr) return false;
+  const Tensor& src = source_->tensor();
+  if (!src.defined()) return true;
+  return src.storage()->id() != refreshed_source_storage_id_ ||
+         src.storage()->write_version() != refreshed_source_version_;
+}
+
+std::string TensorSlot::StaleReason() const {
+  if (!IsStale()) return "";
+  const Tensor& src = source_->tensor();
+  if (!src.defined()) return "source is undefined";
+  if (src.storage()->id() != refreshed_source_storage_id_) {
+    return absl::StrFormat("source now lives in storage #%d, last refreshed from storage #%d",
+                           src.storage()->id(), refreshed_source_storage_id_);
+  }
+  return absl::StrFormat(
+      "source storage #%d written (write version %d) after the last refresh (at version %d)",
+      src.storage()->id(), src.storage()->write_version(), refreshed_source_version_);
+}
+
+absl::Status TensorSlot::Refresh() {
+  if (!refresh_) return absl::FailedPreconditionError("slot has no refresh function");
+  return refresh_();
+}
+
+}  // namespace normgraph
