@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "absl/container/inlined_vector.h"
+#include "absl/status/status.h"
 
 namespace normgraph {
 
@@ -19,6 +20,8 @@ struct KernelDef {
   const char* name = "";
   size_t params_size = 0;
   absl::InlinedVector<uint16_t, 8> pointer_offsets;
+  // Checks a params struct before any launch (eager or captured); kernels assume valid params.
+  absl::Status (*validate)(const void* params) = nullptr;
   // Runs the kernel on the CPU. The params pointer may be unaligned.
   void (*cpu_entry)(const void* params) = nullptr;
 };
@@ -30,6 +33,14 @@ void CpuEntry(const void* raw) {
   Params p;
   std::memcpy(&p, raw, sizeof p);
   Fn(p);
+}
+
+// Adapts `absl::Status Fn(const Params&)` to KernelDef::validate.
+template <typename Params, absl::Status (*Fn)(const Params&)>
+absl::Status ValidateEntry(const void* raw) {
+  Params p;
+  std::memcpy(&p, raw, sizeof p);
+  return Fn(p);
 }
 
 // How a kernel uses a tensor argument.

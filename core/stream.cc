@@ -3,6 +3,7 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
 namespace normgraph {
@@ -75,6 +76,12 @@ absl::Status Stream::Validate(const KernelDef& kernel, const void* params, size_
           "kernel %s: pointer field at byte offset %d holds %p but is bound to %s at %p",
           kernel.name, offset, PointerAt(params, offset), arg.tensor->DebugString(),
           arg.tensor->data()));
+    }
+  }
+  if (kernel.validate != nullptr) {
+    absl::Status ok = kernel.validate(params);
+    if (!ok.ok()) {
+      return absl::Status(ok.code(), absl::StrCat("kernel ", kernel.name, ": ", ok.message()));
     }
   }
   for (size_t i = 0; i < kernel.pointer_offsets.size(); ++i) {

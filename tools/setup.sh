@@ -5,10 +5,6 @@ set -euo pipefail
 
 die() { echo "tools/setup.sh: error: $*" >&2; exit 1; }
 
-if [[ "$(id -u)" != "0" ]]; then
-  die "must run as root (it installs Debian packages with apt-get); try: sudo tools/setup.sh"
-fi
-
 # Debian packages: compilers, Bazel, the system libraries third_party/ wraps, sanitizer and libFuzzer
 # runtimes, formatting tools, and zip for OSS-Fuzz seed-corpus packaging.
 PACKAGES=(
@@ -35,6 +31,9 @@ for p in "${PACKAGES[@]}"; do
 done
 
 if ((${#missing[@]})); then
+  if [[ "$(id -u)" != "0" ]]; then
+    die "missing packages (${missing[*]}); installing them needs root: sudo tools/setup.sh"
+  fi
   echo "tools/setup.sh: installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq || die "apt-get update failed (is Debian's archive reachable?)"

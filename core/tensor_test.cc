@@ -1,0 +1,154 @@
+#include <cmath>
+#include <cstring>
+
+#include "core/storage.h"
+#include "core/tensor.h"
+#include "core/tensor_slot.h"
+#include "core/tensor_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace normgraph {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(StorageTest, IdsAreUniqueEvenWhenTheAddressIsReused) {
+  auto a = Storage::Allocate(CpuAllocator(), 4096);
+  ASSERT_TRUE(a.ok());
+  const uint64_t first_id = (*a)->id();
+  void* const first_address = (*a)->data();
+  EXPECT_TRUE(StorageIsLive(first_id));
+  a->reset();  // free: the caching allocator keeps the block
+  EXPECT_FALSE(StorageIsLive(first_id));
+  auto b = Storage::Allocate(CpuAllocator(), 4096);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ((*b)->data(), first_address) << "caching allocator hands the block out again";
+  EXPECT_NE((*b)->id(), first_id) << "but it is a different storage";
+  EXPECT_GT((*b)->id(), first_id);
+}
+
+TEST(StorageTest, WriteVersionCountsApiWrites) {
+  Tensor t = *Tensor::Empty(CpuAllocator(), {4}, DType::kF32);
+  const uint64_t v0 = t.storage()->write_version();
+  ASSERT_TRUE(Fill(t, 1.0f).ok());
+  ASSERT_TRUE(Poison(t).ok());
+  EXPECT_EQ(t.storage()->write_version(), v0 + 2);
+}
+
+TEST(TensorTest, ViewsAndIdentity) {
+  Tensor t = *Tensor::Empty(CpuAllocator(), {4, 8}, DType::kBF16);
+  EXPECT_TRUE(t.is_contiguous());
+  EXPECT_EQ(t.span_bytes(), 64u);
+  absl::StatusOr<Tensor> rows = t.Narrow(0, 1, 2);
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ(rows->offset_bytes(), 16u);
+  EXPECT_EQ(rows->data(), static_cast<char*>(t.data()) + 16);
+  EXPECT_EQ(rows->storage()->id(), t.storage()->id());
+  // Same storage, different offset: a different identity (the "re-sliced view" case).
+  absl::StatusOr<Tensor> shifted = t.Narrow(0, 2, 2);
+  ASSERT_TRUE(shifted.ok());
+  EXPECT_NE(rows->Identity(), shifted->Identity());
+  EXPECT_TRUE(rows->Identity().SameLayout(shifted->Identity()));
+  EXPECT_EQ(rows->Identity(), t.Narrow(0, 1, 2)->Identity());
+
+  absl::StatusOr<Tensor> cols = t.Narrow(1, 0, 3);
+  ASSERT_TRUE(cols.ok());
+  EXPECT_FALSE(cols->is_contiguous());
+  EXPECT_FALSE(cols->Reshape({12}).ok());
+  EXPECT_TRUE(t.Reshape({32})->is_contiguous());
+  EXPECT_FALSE(t.Reshape({31}).ok());
+  EXPECT_FALSE(t.Narrow(0, 3, 2).ok());
+  EXPECT_FALSE(t.Narrow(2, 0, 1).ok());
+}
+
+TEST(TensorTest, ViewsMustStayInsideTheStorage) {
+  auto storage = *Storage::Allocate(CpuAllocator(), 16);
+  EXPECT_TRUE(Tensor::FromStorage(storage, 8, {2}, {1}, DType::kF32).ok());
+  absl::Status past = Tensor::FromStorage(storage, 12, {2}, {1}, DType::kF32).status();
+  EXPECT_EQ(past.code(), absl::StatusCode::kOutOfRange);
+  EXPECT_THAT(past.message(), HasSubstr("past the end"));
+  EXPECT_FALSE(Tensor::FromStorage(storage, 0, {2, 2}, {1}, DType::kF32).ok());
+  EXPECT_FALSE(Tensor::FromStorage(storage, 0, {-1}, {1}, DType::kF32).ok());
+  EXPECT_FALSE(Tensor::Empty(CpuAllocator(), {INT64_MAX, 4}, DType::kF32).ok());
+}
+
+TEST(TensorUtilTest, CopyConvertsWithRoundToNearestEven) {
+  Tensor src = *Tensor::Empty(CpuAllocator(), {3}, DType::kF32);
+  float* s = src.data_as<float>();
+  s[0] = 1.0f + 0x1.0p-8f;  // bf16 tie: rounds to even (1.0)
+  s[1] = 1.0f + 0x3.0p-8f;  // tie: rounds up to even
+  s[2] = -2.5f;
+  Tensor dst = *Tensor::Empty(CpuAllocator(), {3}, DType::kBF16);
+  ASSERT_TRUE(CopyInto(ViewOf(src), dst).ok());
+  EXPECT_EQ(dst.data_as<uint16_t>()[0], 0x3F80);
+  EXPECT_EQ(dst.data_as<uint16_t>()[1], 0x3F82);
+  EXPECT_EQ(dst.data_as<uint16_t>()[2], 0xC020);
+  Tensor wrong = *Tensor::Empty(CpuAllocator(), {4}, DType::kBF16);
+  EXPECT_FALSE(CopyInto(ViewOf(src), wrong).ok());
+}
+
+TEST(TensorUtilTest, PoisonIsNanInEveryDtype) {
+  for (DType d : {DType::kF32, DType::kBF16, DType::kF16}) {
+    Tensor t = *Tensor::Empty(CpuAllocator(), {5}, d);
+    ASSERT_TRUE(Poison(t).ok());
+    for (float f : ToFloats(t)) EXPECT_TRUE(std::isnan(f)) << DTypeName(d);
+  }
+}
+
+TEST(TensorUtilTest, BitwiseEqualComparesBytesDtypeAndShape) {
+  Tensor a = *Tensor::Empty(CpuAllocator(), {6}, DType::kF16);
+  ASSERT_TRUE(FillNormal(a, 1, 0, 1).ok());
+  Tensor b = *Clone(a);
+  EXPECT_TRUE(BitwiseEqual(a, b));
+  b.data_as<uint16_t>()[5] ^= 1;
+  EXPECT_FALSE(BitwiseEqual(a, b));
+  EXPECT_FALSE(BitwiseEqual(a, *a.Reshape({2, 3})));
+}
+
+TEST(TensorSlotTest, RebindRecordsTheCallersLine) {
+  TensorSlot slot(SlotKind::kBuffer, *Tensor::Empty(CpuAllocator(), {4}, DType::kF32));
+  const uint64_t old_id = slot.tensor().storage()->id();
+  EXPECT_EQ(slot.rebind_count(), 0);
+  EXPECT_FALSE(slot.last_rebind().known());
+  const int line = __LINE__ + 1;
+  slot.Rebind(*Tensor::Empty(CpuAllocator(), {4}, DType::kF32));
+  EXPECT_EQ(slot.rebind_count(), 1);
+  EXPECT_NE(slot.tensor().storage()->id(), old_id);
+  EXPECT_THAT(slot.last_rebind().file(), HasSubstr("tensor_test.cc"));
+  EXPECT_EQ(slot.last_rebind().line(), line);
+}
+
+TEST(TensorSlotTest, DerivedSlotGoesStaleWhenItsSourceChanges) {
+  TensorSlot weight(SlotKind::kParameter, *Tensor::Empty(CpuAllocator(), {4}, DType::kBF16));
+  TensorSlot derived(SlotKind::kBuffer, *Tensor::Empty(CpuAllocator(), {4}, DType::kF32));
+  int refreshes = 0;
+  derived.DeriveFrom(&weight, [&] {
+    ++refreshes;
+    derived.MarkRefreshed();
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(derived.Refresh().ok());
+  EXPECT_FALSE(derived.IsStale());
+  EXPECT_EQ(derived.StaleReason(), "");
+
+  ASSERT_TRUE(Fill(weight.tensor(), 2.0f).ok());  // in-place write of the source
+  EXPECT_TRUE(derived.IsStale());
+  EXPECT_THAT(derived.StaleReason(), HasSubstr("after the last refresh"));
+  ASSERT_TRUE(derived.Refresh().ok());
+  EXPECT_FALSE(derived.IsStale());
+
+  weight.Rebind(*Tensor::Empty(CpuAllocator(), {4}, DType::kBF16));  // source moved
+  EXPECT_TRUE(derived.IsStale());
+  EXPECT_THAT(derived.StaleReason(), HasSubstr("last refreshed from storage"));
+  ASSERT_TRUE(derived.Refresh().ok());
+  EXPECT_FALSE(derived.IsStale());
+  EXPECT_EQ(refreshes, 3);
+
+  TensorSlot plain(SlotKind::kBuffer, *Tensor::Empty(CpuAllocator(), {1}, DType::kF32));
+  EXPECT_FALSE(plain.IsStale());
+  EXPECT_FALSE(plain.Refresh().ok());
+}
+
+}  // namespace
+}  // namespace normgraph

@@ -1,0 +1,37 @@
+#include "kernels/kernels.h"
+
+#include <cstddef>
+
+#include "kernels/cpu/rms_norm.h"
+
+namespace normgraph {
+
+const KernelDef& RmsNormKernel() {
+  static const KernelDef* def = [] {
+    auto* d = new KernelDef;
+    d->name = "rms_norm";
+    d->params_size = sizeof(RmsNormParams);
+    d->pointer_offsets = {offsetof(RmsNormParams, x), offsetof(RmsNormParams, weight),
+                          offsetof(RmsNormParams, gate), offsetof(RmsNormParams, residual),
+                          offsetof(RmsNormParams, out)};
+    d->validate = ValidateEntry<RmsNormParams, ValidateRmsNormParams>;
+    d->cpu_entry = CpuEntry<RmsNormParams, RmsNormCpu>;
+    return d;
+  }();
+  return *def;
+}
+
+const KernelDef& CopyKernel() {
+  static const KernelDef* def = [] {
+    auto* d = new KernelDef;
+    d->name = "copy";
+    d->params_size = sizeof(CopyParams);
+    d->pointer_offsets = {offsetof(CopyParams, src), offsetof(CopyParams, dst)};
+    d->validate = ValidateEntry<CopyParams, ValidateCopyParams>;
+    d->cpu_entry = CpuEntry<CopyParams, CopyCpu>;
+    return d;
+  }();
+  return *def;
+}
+
+}  // namespace normgraph
