@@ -1,0 +1,143 @@
+#include "layers/weights.h"
+
+#include <map>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "layers/safetensors/format.h"
+
+namespace normgraph {
+namespace {
+
+constexpr size_t kMaxListedProblems = 20;
+
+}  // namespace
+
+WeightSet WeightSet::FromSafetensors(const safetensors::SafetensorsFile& file) {
+  WeightSet set;
+  set.source_ = file.source();
+  for (const safetensors::TensorEntry& e : file.tensors()) {
+    set.tensors_.push_back(SourceTensor{e.name, e.dtype_name, e.dtype, e.view()});
+  }
+  return set;
+}
+
+absl::StatusOr<WeightSet> WeightSet::FromTensors(
+    std::vector<std::pair<std::string, Tensor>> tensors) {
+  WeightSet set;
+  set.source_ = "<in-memory tensors>";
+  for (auto& [name, t] : tensors) {
+    if (!t.defined() || t.storage()->device() != Device::Cpu() || !t.is_contiguous()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("in-memory weight '", name, "' must be a contiguous CPU tensor"));
+    }
+    set.tensors_.push_back(
+        SourceTensor{name, std::string(safetensors::DTypeToName(t.dtype())), t.dtype(), ViewOf(t)});
+    set.keep_alive_.push_back(std::move(t));
+  }
+  return set;
+}
+
+absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
+                                       const LoadOptions& options) {
+  std::map<std::string, Parameter*> params;
+  model.ForEachParameter([&](const std::string& name, Parameter& p) { params[name] = &p; });
+
+  // Phase 1: validate everything, touching nothing.
+  LoadReport report;
+  std::vector<std::string> problems;
+  std::vector<std::pair<Parameter*, const SourceTensor*>> plan;
+  absl::flat_hash_set<std::string> seen;
+  for (const SourceTensor& t : weights.tensors()) {
+    if (!seen.insert(t.name).second) {
+      problems.push_back(absl::StrCat(t.name, ": appears more than once in the source"));
+      continue;
+    }
+    auto it = params.find(t.name);
+    if (it == params.end()) {
+      if (options.ignore_unexpected) {
+        report.unexpected.push_back(t.name);
+      } else {
+        problems.push_back(absl::StrCat(t.name, ": unexpected (the model has no such parameter)"));
+      }
+      continue;
+    }
+    if (!t.dtype) {
+      problems.push_back(absl::StrCat(t.name, ": dtype ", t.dtype_name,
+                                      " is not a float type (F32, BF16, F16)"));
+      continue;
+    }
+    absl::Status ok = it->second->CheckLoadable(t.name, t.view, options.allow_dtype_conversion);
+    if (!ok.ok()) {
+      problems.push_back(std::string(ok.message()));
+      continue;
+    }
+    plan.emplace_back(it->second, &t);
+  }
+  for (const auto& [name, p] : params) {
+    if (seen.contains(name)) continue;
+    if (options.allow_missing) {
+      report.missing.push_back(name);
+    } else {
+      problems.push_back(absl::StrCat(name, ": missing from the source"));
+    }
+  }
+  if (!problems.empty()) {
+    const size_t n = problems.size();
+    if (n > kMaxListedProblems) {
+      problems.resize(kMaxListedProblems);
+      problems.push_back(absl::StrCat("... and ", n - kMaxListedProblems, " more"));
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        "loading weights into '", model.full_name(), "' from ", weights.source(), ": ", n,
+        n == 1 ? " problem" : " problems", "; no weight was changed:\n  ",
+        absl::StrJoin(problems, "\n  ")));
+  }
+
+  // Phase 2: back up what will be written, then copy in place.
+  std::vector<Tensor> backups;
+  backups.reserve(plan.size());
+  for (const auto& [param, src] : plan) {
+    absl::StatusOr<Tensor> copy = Clone(param->tensor());
+    if (!copy.ok()) return copy.status();
+    backups.push_back(*std::move(copy));
+  }
+  for (size_t i = 0; i < plan.size(); ++i) {
+    absl::Status loaded = plan[i].first->Load(plan[i].second->view);
+    if (!loaded.ok()) {
+      for (size_t j = 0; j <= i; ++j) {  // restore, and refresh derived buffers again
+        absl::Status restored = plan[j].first->Load(ViewOf(backups[j]));
+        if (!restored.ok()) {
+          return absl::InternalError(absl::StrCat("loading ", plan[i].second->name, " failed (",
+                                                  loaded.message(), ") and restoring ",
+                                                  plan[j].second->name, " failed too: ",
+                                                  restored.message()));
+        }
+      }
+      return absl::Status(loaded.code(),
+                          absl::StrCat("loading ", plan[i].second->name, " failed: ",
+                                       loaded.message(), "; all weights were restored"));
+    }
+    ++report.loaded;
+    if (plan[i].second->view.dtype != plan[i].first->tensor().dtype()) ++report.converted;
+  }
+  return report;
+}
+
+absl::StatusOr<LoadReport> LoadCheckpoint(Module& model, const std::string& path,
+                                          const LoadOptions& options) {
+  absl::StatusOr<safetensors::SafetensorsFile> file = safetensors::SafetensorsFile::Open(path);
+  if (!file.ok()) return file.status();
+  return LoadWeights(model, WeightSet::FromSafetensors(*file), options);
+}
+
+std::vector<std::pair<std::string, HostView>> ParameterViews(Module& model) {
+  std::vector<std::pair<std::string, HostView>> out;
+  model.ForEachParameter(
+      [&](const std::string& name, Parameter& p) { out.emplace_back(name, ViewOf(p.tensor())); });
+  return out;
+}
+
+}  // namespace normgraph
