@@ -70,4 +70,14 @@ absl::StatusOr<std::unique_ptr<ExecutableGraph>> CpuStream::Instantiate(
   return std::unique_ptr<ExecutableGraph>(new CpuGraph(std::move(nodes)));
 }
 
+absl::Status CpuStream::CopyBytes(void* dst, const void* src, size_t bytes) {
+  std::memmove(dst, src, bytes);
+  return absl::OkStatus();
+}
+
+absl::Status CpuStream::ZeroBytes(void* dst, size_t bytes) {
+  std::memset(dst, 0, bytes);
+  return absl::OkStatus();
+}
+
 }  // namespace normgraph

@@ -20,6 +20,8 @@ class CpuStream final : public Stream {
   absl::Status Execute(const KernelDef& kernel, const void* params) override;
   absl::StatusOr<std::unique_ptr<ExecutableGraph>> Instantiate(
       std::vector<LaunchRecord> nodes) override;
+  absl::Status CopyBytes(void* dst, const void* src, size_t bytes) override;
+  absl::Status ZeroBytes(void* dst, size_t bytes) override;
 };
 
 }  // namespace normgraph

@@ -148,4 +148,35 @@ absl::StatusOr<std::unique_ptr<ExecutableGraph>> Stream::EndCapture() {
   return Instantiate(std::move(nodes));
 }
 
+absl::Status Stream::Copy(const Tensor& src, const Tensor& dst) {
+  if (capturing_) return absl::FailedPreconditionError("Stream::Copy while capturing");
+  if (!src.defined() || !dst.defined() || src.shape() != dst.shape() ||
+      src.dtype() != dst.dtype() || !src.is_contiguous() || !dst.is_contiguous() ||
+      src.storage()->device() != device() || dst.storage()->device() != device()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Stream::Copy: ", src.DebugString(), " -> ", dst.DebugString()));
+  }
+  const size_t bytes = src.numel() * DTypeSize(src.dtype());
+  if (bytes > 0) {
+    absl::Status ok = CopyBytes(dst.data(), src.data(), bytes);
+    if (!ok.ok()) return ok;
+  }
+  dst.storage()->BumpWriteVersion();
+  return absl::OkStatus();
+}
+
+absl::Status Stream::Zero(const Tensor& dst) {
+  if (capturing_) return absl::FailedPreconditionError("Stream::Zero while capturing");
+  if (!dst.defined() || !dst.is_contiguous() || dst.storage()->device() != device()) {
+    return absl::InvalidArgumentError(absl::StrCat("Stream::Zero: ", dst.DebugString()));
+  }
+  const size_t bytes = dst.numel() * DTypeSize(dst.dtype());
+  if (bytes > 0) {
+    absl::Status ok = ZeroBytes(dst.data(), bytes);
+    if (!ok.ok()) return ok;
+  }
+  dst.storage()->BumpWriteVersion();
+  return absl::OkStatus();
+}
+
 }  // namespace normgraph

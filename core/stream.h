@@ -105,12 +105,21 @@ class Stream {
   // Waits for all work queued on the stream (a no-op on the CPU backend).
   virtual absl::Status Synchronize() = 0;
 
+  // Eager data movement on the stream (not capturable): copies `src` into `dst` (same shape and
+  // dtype, both contiguous, on this device), or zeroes `dst`. Each counts as a write through the
+  // API (bumps the destination's write version).
+  absl::Status Copy(const Tensor& src, const Tensor& dst);
+  absl::Status Zero(const Tensor& dst);
+
   // Kernels run eagerly so far (not counting replays); for tests and statistics.
   int64_t eager_launches() const { return eager_launches_; }
 
  protected:
   // Runs one launch now.
   virtual absl::Status Execute(const KernelDef& kernel, const void* params) = 0;
+  // Device memcpy / memset on this stream.
+  virtual absl::Status CopyBytes(void* dst, const void* src, size_t bytes) = 0;
+  virtual absl::Status ZeroBytes(void* dst, size_t bytes) = 0;
   // Turns the recorded launches into an executable graph.
   virtual absl::StatusOr<std::unique_ptr<ExecutableGraph>> Instantiate(
       std::vector<LaunchRecord> nodes) = 0;

@@ -19,7 +19,7 @@
 #include "core/stream.h"
 #include "layers/module.h"
 #include "layers/norm_launch.h"
-#include "layers/step_buffers.h"
+#include "core/step_buffers.h"
 #include "layers/zero_centered_rms_norm.h"
 
 namespace normgraph {

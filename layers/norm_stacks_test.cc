@@ -12,7 +12,7 @@
 #include "layers/gemma3_norm_stack.h"
 #include "layers/legacy_zero_centered_rms_norm.h"
 #include "layers/qwen3_5_norm_stack.h"
-#include "layers/step_buffers.h"
+#include "core/step_buffers.h"
 #include "layers/weights.h"
 
 namespace normgraph {

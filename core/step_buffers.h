@@ -1,5 +1,5 @@
-#ifndef NORMGRAPH_LAYERS_STEP_BUFFERS_H_
-#define NORMGRAPH_LAYERS_STEP_BUFFERS_H_
+#ifndef NORMGRAPH_CORE_STEP_BUFFERS_H_
+#define NORMGRAPH_CORE_STEP_BUFFERS_H_
 
 // StepBuffers: the named tensors one forward step of a norm stack reads and writes (inputs,
 // outputs, workspace), allocated once. A graph captures a step into one set of these (its static
@@ -53,4 +53,4 @@ class StepBuffers : public TensorOwner {
 
 }  // namespace normgraph
 
-#endif  // NORMGRAPH_LAYERS_STEP_BUFFERS_H_
+#endif  // NORMGRAPH_CORE_STEP_BUFFERS_H_

@@ -1,4 +1,4 @@
-#include "layers/step_buffers.h"
+#include "core/step_buffers.h"
 
 #include <utility>
 

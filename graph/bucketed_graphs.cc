@@ -1,0 +1,89 @@
+#include "graph/bucketed_graphs.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+
+namespace normgraph {
+
+absl::StatusOr<std::unique_ptr<BucketedGraphs>> BucketedGraphs::Create(
+    std::string name, Stream& stream, StepFunction step, std::vector<int64_t> buckets,
+    GraphOptions options, Allocator& allocator) {
+  if (buckets.empty()) return absl::InvalidArgumentError("no batch buckets given");
+  std::sort(buckets.begin(), buckets.end());
+  if (buckets.front() < 1 || std::adjacent_find(buckets.begin(), buckets.end()) != buckets.end()) {
+    return absl::InvalidArgumentError("batch buckets must be distinct and >= 1");
+  }
+  std::unique_ptr<BucketedGraphs> graphs(new BucketedGraphs(stream, buckets));
+  for (int64_t bucket : buckets) {
+    Entry entry;
+    NG_ASSIGN_OR_RETURN(entry.buffers, StepBuffers::Create(absl::StrCat("graph.b", bucket),
+                                                           step.specs(bucket), allocator));
+    // Capture writes nothing, but the buffers must hold defined values before the first replay.
+    for (size_t i = 0; i < entry.buffers->size(); ++i) {
+      NG_RETURN_IF_ERROR(stream.Zero(entry.buffers->tensor(i)));
+    }
+    std::vector<TensorOwner*> owners = step.owners;
+    owners.push_back(entry.buffers.get());
+    const StepBuffers* buffers = entry.buffers.get();
+    auto forward = step.forward;
+    NG_ASSIGN_OR_RETURN(
+        entry.graph,
+        CapturedGraph::Capture(absl::StrCat(name, "/b", bucket), stream,
+                               [forward, buffers](Stream& s) { return forward(s, *buffers); },
+                               std::move(owners), options));
+    graphs->entries_.emplace(bucket, std::move(entry));
+  }
+  return graphs;
+}
+
+absl::StatusOr<int64_t> BucketedGraphs::BucketFor(int64_t batch) const {
+  auto it = std::lower_bound(buckets_.begin(), buckets_.end(), batch);
+  if (batch < 1 || it == buckets_.end()) {
+    return absl::OutOfRangeError(absl::StrCat("batch size ", batch,
+                                              " fits no captured bucket (largest ",
+                                              buckets_.back(), ")"));
+  }
+  return *it;
+}
+
+absl::Status BucketedGraphs::Run(const StepBuffers& io) {
+  const int64_t batch = io.batch();
+  NG_ASSIGN_OR_RETURN(int64_t bucket, BucketFor(batch));
+  Entry& entry = entries_.at(bucket);
+  StepBuffers& statics = *entry.buffers;
+  if (statics.size() != io.size()) {
+    return absl::InvalidArgumentError("step buffers do not match the captured step");
+  }
+  for (size_t i = 0; i < io.size(); ++i) {
+    if (io.spec(i).role != StepRole::kInput) continue;
+    const Tensor& s = statics.tensor(i);
+    NG_ASSIGN_OR_RETURN(Tensor rows, s.Narrow(0, 0, batch));
+    NG_RETURN_IF_ERROR(stream_.Copy(io.tensor(i), rows));
+    if (batch < bucket) {
+      NG_ASSIGN_OR_RETURN(Tensor pad, s.Narrow(0, batch, bucket - batch));
+      NG_RETURN_IF_ERROR(stream_.Zero(pad));
+    }
+  }
+  NG_RETURN_IF_ERROR(entry.graph->Replay());
+  for (size_t i = 0; i < io.size(); ++i) {
+    if (io.spec(i).role != StepRole::kOutput) continue;
+    NG_ASSIGN_OR_RETURN(Tensor rows, statics.tensor(i).Narrow(0, 0, batch));
+    NG_RETURN_IF_ERROR(stream_.Copy(rows, io.tensor(i)));
+  }
+  return absl::OkStatus();
+}
+
+void BucketedGraphs::set_policy(ReplayPolicy policy) {
+  for (auto& [bucket, entry] : entries_) entry.graph->set_policy(policy);
+}
+
+GraphStats BucketedGraphs::TotalStats() const {
+  GraphStats total;
+  for (const auto& [bucket, entry] : entries_) total.Add(entry.graph->stats());
+  return total;
+}
+
+}  // namespace normgraph

@@ -1,0 +1,78 @@
+#ifndef NORMGRAPH_GRAPH_CAPTURED_GRAPH_H_
+#define NORMGRAPH_GRAPH_CAPTURED_GRAPH_H_
+
+// CapturedGraph: a graph captured from a callable, plus the identity snapshot of everything it
+// touches, checked before every replay.
+//
+// Replay() verifies, for every tensor any node reads or writes, that its owner slot still holds
+// the captured tensor (same storage id, address, size, dtype, shape, strides) and, for derived
+// buffers, that they are fresh. What happens on a mismatch is the policy's choice (replay_policy.h).
+// When nothing moved, the check is a pass over the snapshot that allocates nothing.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/stream.h"
+#include "core/tensor_slot.h"
+#include "graph/graph_stats.h"
+#include "graph/identity_snapshot.h"
+#include "graph/replay_policy.h"
+
+namespace normgraph {
+
+struct GraphOptions {
+  ReplayPolicy policy = ReplayPolicy::kFail;
+  // Allow kernel arguments that no owner claims (tracked by storage liveness only). Off by default:
+  // an unowned address cannot be checked by name, so capture refuses it.
+  bool allow_unowned = false;
+};
+
+using CaptureFunction = std::function<absl::Status(Stream&)>;
+
+class CapturedGraph {
+ public:
+  // Runs `capture` under stream capture, instantiates the graph and snapshots the identity of
+  // every tensor it touches; `owners` are everything those tensors may belong to.
+  static absl::StatusOr<std::unique_ptr<CapturedGraph>> Capture(std::string name, Stream& stream,
+                                                                CaptureFunction capture,
+                                                                std::vector<TensorOwner*> owners,
+                                                                GraphOptions options = {});
+
+  // Checks, repairs or refuses per the policy, then launches the graph.
+  absl::Status Replay();
+
+  // The violations a replay would see now (no side effects).
+  std::vector<Violation> Check() const;
+
+  void set_policy(ReplayPolicy policy) { options_.policy = policy; }
+  ReplayPolicy policy() const { return options_.policy; }
+  const GraphStats& stats() const { return stats_; }
+  const std::string& name() const { return name_; }
+  const ExecutableGraph& graph() const { return *exec_; }
+  const IdentitySnapshot& snapshot() const { return snapshot_; }
+
+ private:
+  CapturedGraph(std::string name, Stream& stream, CaptureFunction capture,
+                std::vector<TensorOwner*> owners, GraphOptions options);
+
+  absl::Status DoCapture();
+  absl::Status Repair();
+  absl::Status Launch();
+
+  const std::string name_;
+  Stream& stream_;
+  const CaptureFunction capture_;
+  const std::vector<TensorOwner*> owners_;
+  GraphOptions options_;
+  std::unique_ptr<ExecutableGraph> exec_;
+  IdentitySnapshot snapshot_;
+  std::vector<Violation> violations_;  // reused across checks
+  GraphStats stats_;
+};
+
+}  // namespace normgraph
+
+#endif  // NORMGRAPH_GRAPH_CAPTURED_GRAPH_H_
