@@ -24,10 +24,13 @@ class CpuGraph final : public ExecutableGraph {
     return absl::OkStatus();
   }
 
-  std::vector<absl::InlinedVector<uintptr_t, 8>> ReadBackPointerFields() const override {
+  std::vector<absl::InlinedVector<uintptr_t, 8>> ReadBackPointerFields(
+      absl::Span<const uint32_t> only_nodes) const override {
     std::vector<absl::InlinedVector<uintptr_t, 8>> out;
-    out.reserve(nodes_.size());
-    for (size_t i = 0; i < nodes_.size(); ++i) {
+    const size_t count = only_nodes.empty() ? nodes_.size() : only_nodes.size();
+    out.reserve(count);
+    for (size_t k = 0; k < count; ++k) {
+      const size_t i = only_nodes.empty() ? k : only_nodes[k];
       absl::InlinedVector<uintptr_t, 8> fields;
       for (uint16_t offset : nodes_[i].kernel->pointer_offsets) {
         uintptr_t value;

@@ -67,9 +67,11 @@ class ExecutableGraph {
   // backend's copy of the node's parameters; never touches anything else.
   absl::Status RebindArg(size_t node, size_t arg, const Tensor& tensor);
 
-  // The independent inventory: for every node, the value of every pointer field as the backend's
-  // instantiated graph holds it now (CUDA: read back from the driver), in KernelDef order.
-  virtual std::vector<absl::InlinedVector<uintptr_t, 8>> ReadBackPointerFields() const = 0;
+  // The independent inventory: for every node (or the nodes listed), the value of every pointer
+  // field as the backend's instantiated graph holds it now (CUDA: read back from the driver), in
+  // KernelDef order.
+  virtual std::vector<absl::InlinedVector<uintptr_t, 8>> ReadBackPointerFields(
+      absl::Span<const uint32_t> only_nodes = {}) const = 0;
 
  protected:
   explicit ExecutableGraph(std::vector<LaunchRecord> nodes) : nodes_(std::move(nodes)) {}

@@ -105,7 +105,7 @@ absl::Status CapturedGraph::Repair() {
   }
   bool recapture = false;
   const int64_t rebind_start = NowNs();
-  bool rebound = false;
+  std::vector<uint32_t> patched;
   for (const Violation& v : violations_) {
     if (v.kind == ViolationKind::kStale) continue;
     if (options_.policy != ReplayPolicy::kRebind || v.kind == ViolationKind::kFreed ||
@@ -121,13 +121,13 @@ absl::Status CapturedGraph::Repair() {
                           Tensor::FromStorage(now.storage(), now.offset_bytes() + use.offset_in_slot,
                                               arg.shape, arg.strides, arg.dtype));
       NG_RETURN_IF_ERROR(exec_->RebindArg(use.node, use.arg, view));
+      patched.push_back(use.node);
       ++stats_.rebound_args;
     }
     snapshot_.Accept(v.tracked);
-    rebound = true;
   }
-  if (rebound) {
-    NG_RETURN_IF_ERROR(CrossCheckNodePointers(*exec_));
+  if (!patched.empty()) {
+    NG_RETURN_IF_ERROR(CrossCheckNodePointers(*exec_, patched));
     ++stats_.rebinds;
     stats_.rebind_ns += NowNs() - rebind_start;
   }

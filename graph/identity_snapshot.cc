@@ -18,11 +18,12 @@ struct Candidate {
   uintptr_t end;
 };
 
-// True if `t` still has exactly the captured identity. Allocates nothing.
+// True if `t` still has exactly the captured identity (the byte size follows from dtype, shape and
+// strides). Allocates nothing.
 bool Matches(const Tensor& t, const TensorIdentity& id) {
   return t.defined() && t.storage()->id() == id.storage_id &&
          reinterpret_cast<uintptr_t>(t.data()) == id.address && t.dtype() == id.dtype &&
-         t.shape() == id.shape && t.strides() == id.strides && t.span_bytes() == id.bytes;
+         t.shape() == id.shape && t.strides() == id.strides;
 }
 
 }  // namespace
@@ -130,25 +131,28 @@ void IdentitySnapshot::Accept(size_t tracked) {
   if (t.slot != nullptr) t.captured = t.slot->tensor().Identity();
 }
 
-absl::Status CrossCheckNodePointers(const ExecutableGraph& graph) {
+absl::Status CrossCheckNodePointers(const ExecutableGraph& graph,
+                                    absl::Span<const uint32_t> only_nodes) {
   const std::vector<LaunchRecord>& nodes = graph.nodes();
-  const auto fields = graph.ReadBackPointerFields();
-  if (fields.size() != nodes.size()) {
-    return absl::InternalError(absl::StrFormat("graph holds %d nodes, the launcher recorded %d",
-                                               fields.size(), nodes.size()));
+  const auto fields = graph.ReadBackPointerFields(only_nodes);
+  const size_t count = only_nodes.empty() ? nodes.size() : only_nodes.size();
+  if (fields.size() != count) {
+    return absl::InternalError(absl::StrFormat("graph read back %d nodes, expected %d",
+                                               fields.size(), count));
   }
-  for (size_t n = 0; n < nodes.size(); ++n) {
+  for (size_t i = 0; i < count; ++i) {
+    const size_t n = only_nodes.empty() ? i : only_nodes[i];
     const KernelDef& kernel = *nodes[n].kernel;
     for (size_t k = 0; k < kernel.pointer_offsets.size(); ++k) {
       uintptr_t expected = 0;
       for (const RecordedArg& arg : nodes[n].args) {
         if (arg.offset == kernel.pointer_offsets[k]) expected = arg.identity.address;
       }
-      if (fields[n][k] != expected) {
+      if (fields[i][k] != expected) {
         return absl::InternalError(absl::StrFormat(
             "node %d (%s): pointer field at byte offset %d holds %#x in the instantiated graph, "
             "but the launcher recorded %#x",
-            n, kernel.name, kernel.pointer_offsets[k], fields[n][k], expected));
+            n, kernel.name, kernel.pointer_offsets[k], fields[i][k], expected));
       }
     }
   }

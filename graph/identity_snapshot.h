@@ -81,8 +81,9 @@ class IdentitySnapshot {
 // The second, independent inventory: every non-null pointer field the instantiated graph's nodes
 // hold (read back from the backend) must be exactly the address the launcher recorded for that
 // field. A field holding anything else (a kernel that bypassed the launcher, a bad patch) is an
-// error naming the node.
-absl::Status CrossCheckNodePointers(const ExecutableGraph& graph);
+// error naming the node. `only_nodes` limits the check to those nodes (empty: all).
+absl::Status CrossCheckNodePointers(const ExecutableGraph& graph,
+                                    absl::Span<const uint32_t> only_nodes = {});
 
 // "graph 'decode/b8': replay refused, 2 tensors changed since capture; nothing was launched:\n  ..."
 std::string DescribeViolations(absl::string_view graph_name, absl::Span<const Violation> violations);

@@ -1,0 +1,101 @@
+// What the graph manager costs on the CPU backend, for a Gemma3-shaped stack of 42 layers
+// (254 nodes, close to the 256-node graphs of DESIGN.md section 7) at batch 1:
+// - the identity + freshness check of every tracked tensor, against a replay of the same graph;
+// - the repairs after one module's buffer moved: rebind (patching its node arguments) against
+//   recapture (re-running capture, instantiation and the snapshot).
+// Run: bazel run -c opt //benchmarks:graph_check_benchmark
+
+#include <memory>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "core/cpu_stream.h"
+#include "core/step_buffers.h"
+#include "core/tensor_util.h"
+#include "graph/captured_graph.h"
+#include "layers/gemma3_norm_stack.h"
+
+namespace normgraph {
+namespace {
+
+struct Fixture {
+  explicit Fixture(int64_t hidden) {
+    Gemma3NormStackConfig c;
+    c.num_hidden_layers = 42;
+    c.hidden_size = hidden;
+    c.head_dim = 128;
+    model = *Gemma3NormStack::Create(c);
+    step = *StepBuffers::Create("graph.b1", model->StepSpecs(1), CpuAllocator());
+    for (size_t i = 0; i < step->size(); ++i) (void)FillNormal(step->tensor(i), i, 0.0f, 1.0f);
+    graph = *CapturedGraph::Capture(
+        "decode/b1", stream, [this](Stream& s) { return model->Forward(s, *step); },
+        {model.get(), step.get()});
+  }
+  std::unique_ptr<Gemma3NormStack> model;
+  std::unique_ptr<StepBuffers> step;
+  CpuStream stream;
+  std::unique_ptr<CapturedGraph> graph;
+};
+
+void BM_IdentityCheck(benchmark::State& state) {
+  Fixture f(state.range(0));
+  std::vector<Violation> violations;
+  for (auto _ : state) {
+    f.graph->snapshot().Verify(violations);
+    benchmark::DoNotOptimize(violations.data());
+  }
+  if (!violations.empty()) state.SkipWithError("unexpected violation");
+  state.counters["nodes"] = f.graph->graph().nodes().size();
+  state.counters["tracked"] = f.graph->snapshot().tensors().size();
+}
+BENCHMARK(BM_IdentityCheck)->Arg(4096);
+
+void BM_ReplayUnchecked(benchmark::State& state) {
+  Fixture f(state.range(0));
+  f.graph->set_policy(ReplayPolicy::kUnchecked);
+  for (auto _ : state) {
+    if (!f.graph->Replay().ok()) state.SkipWithError("replay failed");
+  }
+}
+BENCHMARK(BM_ReplayUnchecked)->Arg(4096);
+
+void BM_ReplayChecked(benchmark::State& state) {
+  Fixture f(state.range(0));
+  for (auto _ : state) {
+    if (!f.graph->Replay().ok()) state.SkipWithError("replay failed");
+  }
+}
+BENCHMARK(BM_ReplayChecked)->Arg(4096);
+
+// One module's derived buffer moves (the legacy loader's effect), then the next replay repairs it.
+// Timed: the rebind or the recapture only (the replay itself is excluded).
+void Repair(benchmark::State& state, ReplayPolicy policy) {
+  Fixture f(state.range(0));
+  f.graph->set_policy(policy);
+  TensorSlot* slot = f.model->FindSlot("layers.20.input_layernorm.gemma_weight");
+  if (slot == nullptr) {
+    state.SkipWithError("no such slot");
+    return;
+  }
+  for (auto _ : state) {
+    state.PauseTiming();
+    slot->Rebind(*Clone(slot->tensor()));
+    const GraphStats before = f.graph->stats();
+    state.ResumeTiming();
+    if (!f.graph->Replay().ok()) state.SkipWithError("replay failed");
+    state.PauseTiming();
+    const GraphStats& after = f.graph->stats();
+    const int64_t repair_ns = (after.rebind_ns - before.rebind_ns) +
+                              (after.capture_ns - before.capture_ns);
+    state.SetIterationTime(repair_ns / 1e9);
+    state.ResumeTiming();
+  }
+}
+
+void BM_RepairByRebind(benchmark::State& state) { Repair(state, ReplayPolicy::kRebind); }
+void BM_RepairByRecapture(benchmark::State& state) { Repair(state, ReplayPolicy::kRecapture); }
+BENCHMARK(BM_RepairByRebind)->Arg(4096)->UseManualTime()->Iterations(300);
+BENCHMARK(BM_RepairByRecapture)->Arg(4096)->UseManualTime()->Iterations(300);
+
+}  // namespace
+}  // namespace normgraph
