@@ -28,6 +28,9 @@ absl::StatusOr<std::unique_ptr<StepBuffers>> StepBuffers::Create(std::string pre
     if (!t.ok()) return t.status();
     buffers->slots_.push_back(std::make_unique<TensorSlot>(SlotKind::kStatic, *std::move(t)));
   }
+  for (const StepTensorSpec& s : specs) {
+    buffers->slot_names_.push_back(absl::StrCat(buffers->prefix_, ".", s.name));
+  }
   buffers->specs_ = std::move(specs);
   return buffers;
 }
@@ -41,7 +44,7 @@ absl::StatusOr<Tensor> StepBuffers::Get(absl::string_view name) const {
 }
 
 void StepBuffers::ForEachSlot(SlotVisitor visit) {
-  for (size_t i = 0; i < specs_.size(); ++i) visit(absl::StrCat(prefix_, ".", specs_[i].name), *slots_[i]);
+  for (size_t i = 0; i < specs_.size(); ++i) visit(slot_names_[i], *slots_[i]);
 }
 
 }  // namespace normgraph

@@ -47,6 +47,7 @@ class StepBuffers : public TensorOwner {
   std::string prefix_;
   int64_t batch_ = 0;
   std::vector<StepTensorSpec> specs_;
+  std::vector<std::string> slot_names_;  // prefix.name
   std::vector<std::unique_ptr<TensorSlot>> slots_;
   absl::flat_hash_map<std::string, size_t> index_;
 };

@@ -81,7 +81,8 @@ class TensorOwner {
  public:
   virtual ~TensorOwner() = default;
   // Calls `visit` once per slot with its full dotted name
-  // (`model.layers.3.input_layernorm.gemma_weight`), in a stable order.
+  // (`model.layers.3.input_layernorm.gemma_weight`), in a stable order. The names stay valid as
+  // long as the owner lives.
   virtual void ForEachSlot(SlotVisitor visit) = 0;
 };
 

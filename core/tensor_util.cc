@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <random>
 
 #include "absl/strings/str_cat.h"
 
@@ -64,9 +63,16 @@ absl::Status Poison(const Tensor& dst) {
 absl::Status FillNormal(const Tensor& dst, uint64_t seed, float mean, float stddev) {
   absl::Status ok = CheckHostContiguous(dst, "FillNormal");
   if (!ok.ok()) return ok;
-  // Box-Muller over a fixed engine: the same values on every platform and standard library.
-  std::mt19937_64 engine(seed);
-  auto uniform = [&engine] { return (static_cast<double>(engine() >> 11) + 0.5) * 0x1.0p-53; };
+  // Box-Muller over splitmix64: the same values on every platform and standard library, and
+  // cheap to seed (fuzzers fill many tiny tensors).
+  uint64_t state = seed;
+  auto next = [&state] {
+    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  };
+  auto uniform = [&next] { return (static_cast<double>(next() >> 11) + 0.5) * 0x1.0p-53; };
   for (int64_t i = 0; i < dst.numel(); ++i) {
     const double z = std::sqrt(-2.0 * std::log(uniform())) * std::cos(2.0 * M_PI * uniform());
     StoreFromFloat(dst.data(), dst.dtype(), i, static_cast<float>(mean + stddev * z));

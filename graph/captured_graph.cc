@@ -60,7 +60,7 @@ absl::Status CapturedGraph::DoCapture() {
 
 std::vector<Violation> CapturedGraph::Check() const {
   std::vector<Violation> out;
-  snapshot_.Verify(out);
+  snapshot_.Verify(out, options_.check_freshness);
   return out;
 }
 
@@ -75,7 +75,7 @@ absl::Status CapturedGraph::Launch() {
 absl::Status CapturedGraph::Replay() {
   if (options_.policy == ReplayPolicy::kUnchecked) return Launch();
   const int64_t start = NowNs();
-  snapshot_.Verify(violations_);
+  snapshot_.Verify(violations_, options_.check_freshness);
   ++stats_.checks;
   stats_.check_ns += NowNs() - start;
   if (violations_.empty()) return Launch();
@@ -103,6 +103,9 @@ absl::Status CapturedGraph::Repair() {
     }
     ++stats_.refreshes;
   }
+  // A refresh may itself have moved the buffer (a module that reallocates on refresh, like the
+  // pre-fix loader): look again before repairing addresses.
+  snapshot_.Verify(violations_, options_.check_freshness);
   bool recapture = false;
   const int64_t rebind_start = NowNs();
   std::vector<uint32_t> patched;
@@ -135,7 +138,7 @@ absl::Status CapturedGraph::Repair() {
     NG_RETURN_IF_ERROR(DoCapture());
     ++stats_.recaptures;
   }
-  snapshot_.Verify(violations_);
+  snapshot_.Verify(violations_, options_.check_freshness);
   if (!violations_.empty()) {
     return absl::InternalError(
         absl::StrCat("repair did not converge: ", DescribeViolations(name_, violations_)));

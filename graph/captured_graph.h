@@ -28,6 +28,9 @@ struct GraphOptions {
   // Allow kernel arguments that no owner claims (tracked by storage liveness only). Off by default:
   // an unowned address cannot be checked by name, so capture refuses it.
   bool allow_unowned = false;
+  // Check derived buffers for freshness. Only the fuzzers' self-test turns this off, to prove the
+  // fuzzer finds the stale-buffer fault when nothing guards against it.
+  bool check_freshness = true;
 };
 
 using CaptureFunction = std::function<absl::Status(Stream&)>;

@@ -12,7 +12,7 @@ namespace normgraph {
 namespace {
 
 struct Candidate {
-  std::string name;
+  absl::string_view name;  // owners keep their slot names alive
   TensorSlot* slot;
   uintptr_t begin;
   uintptr_t end;
@@ -52,7 +52,7 @@ absl::StatusOr<IdentitySnapshot> IdentitySnapshot::Take(const ExecutableGraph& g
       if (!t.defined()) return;
       const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data());
       by_storage[t.storage()->id()].push_back(
-          Candidate{std::string(name), &slot, begin, begin + t.span_bytes()});
+          Candidate{name, &slot, begin, begin + t.span_bytes()});
     });
   }
 
@@ -88,7 +88,7 @@ absl::StatusOr<IdentitySnapshot> IdentitySnapshot::Take(const ExecutableGraph& g
       auto [s, inserted] = slot_index.emplace(best->slot, snapshot.tensors_.size());
       if (inserted) {
         snapshot.tensors_.push_back(
-            TrackedTensor{best->name, best->slot, best->slot->tensor().Identity(), {}});
+            TrackedTensor{std::string(best->name), best->slot, best->slot->tensor().Identity(), {}});
       }
       snapshot.tensors_[s->second].uses.push_back(
           NodeArgUse{n, a, static_cast<size_t>(arg.address - best->begin)});
@@ -104,7 +104,7 @@ absl::StatusOr<IdentitySnapshot> IdentitySnapshot::Take(const ExecutableGraph& g
   return snapshot;
 }
 
-void IdentitySnapshot::Verify(std::vector<Violation>& out) const {
+void IdentitySnapshot::Verify(std::vector<Violation>& out, bool check_freshness) const {
   out.clear();
   for (size_t i = 0; i < tensors_.size(); ++i) {
     const TrackedTensor& t = tensors_[i];
@@ -119,7 +119,7 @@ void IdentitySnapshot::Verify(std::vector<Violation>& out) const {
       out.push_back(Violation{ViolationKind::kMoved, i, t.name, t.captured, current.Identity(),
                               t.slot->last_rebind(), ""});
     }
-    if (t.slot->source() != nullptr && t.slot->IsStale()) {
+    if (check_freshness && t.slot->source() != nullptr && t.slot->IsStale()) {
       out.push_back(
           Violation{ViolationKind::kStale, i, t.name, t.captured, {}, {}, t.slot->StaleReason()});
     }

@@ -67,7 +67,7 @@ class IdentitySnapshot {
                                                bool allow_unowned);
 
   // Appends every violation to `out` (cleared first). Allocates nothing when there are none.
-  void Verify(std::vector<Violation>& out) const;
+  void Verify(std::vector<Violation>& out, bool check_freshness = true) const;
 
   // Records the slot's current identity as the captured one (after a successful rebind).
   void Accept(size_t tracked);

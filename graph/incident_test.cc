@@ -329,6 +329,20 @@ TEST(StaleDerivedBuffer, CaughtByFreshness) {
   }
 }
 
+// Found by graph_replay_fuzzer: with the pre-fix module, refreshing a stale buffer reallocates
+// it, so the repair must look again after refreshing and repair the move too.
+TEST(StaleDerivedBuffer, RefreshThatMovesTheBufferIsRepairedToo) {
+  for (ReplayPolicy policy : {ReplayPolicy::kRecapture, ReplayPolicy::kRebind}) {
+    Incident inc(Qwen(/*legacy=*/true), policy);
+    Parameter* w = inc.model().FindParameter("layers.0.input_layernorm.weight");
+    ASSERT_TRUE(Fill(w->tensor(), -0.5f).ok());  // stale, not moved
+    ASSERT_TRUE(inc.RunBoth(4, 2).ok()) << ReplayPolicyName(policy);
+    ASSERT_TRUE(inc.RunBoth(4, 2).ok());
+    EXPECT_TRUE(inc.GraphEqualsEager()) << ReplayPolicyName(policy);
+    EXPECT_EQ(inc.graphs().TotalStats().refreshes, 1);
+  }
+}
+
 // A view re-sliced to another offset of the same storage: same storage id, other address.
 TEST(ResliceView, CaughtByAddress) {
   Incident inc(Qwen(false), ReplayPolicy::kRecapture);

@@ -26,29 +26,42 @@ absl::Status Parameter::Load(const HostView& src) {
   return RunAfterLoad();
 }
 
-std::string Module::full_name() const {
-  if (parent_ == nullptr) return name_;
-  return absl::StrCat(parent_->full_name(), ".", name_);
+const std::string& Module::full_name() const {
+  if (full_name_.empty()) {
+    full_name_ = parent_ == nullptr ? name_ : absl::StrCat(parent_->full_name(), ".", name_);
+  }
+  return full_name_;
 }
 
-void Module::Visit(const std::string& prefix,
-                   absl::FunctionRef<void(const std::string&, Parameter*, TensorSlot&)> visit) {
-  const std::string here = prefix.empty() ? name_ : absl::StrCat(prefix, ".", name_);
-  for (auto& [name, p] : parameters_) visit(absl::StrCat(here, ".", name), p.get(), p->slot());
-  for (auto& [name, b] : buffers_) visit(absl::StrCat(here, ".", name), nullptr, *b);
-  for (auto& child : children_) child->Visit(here, visit);
+void Module::ResetNameCaches() {
+  full_name_.clear();
+  parameter_names_.clear();
+  buffer_names_.clear();
+  for (auto& child : children_) child->ResetNameCaches();
+}
+
+void Module::Visit(absl::FunctionRef<void(const std::string&, Parameter*, TensorSlot&)> visit) {
+  if (parameter_names_.size() != parameters_.size() || buffer_names_.size() != buffers_.size()) {
+    parameter_names_.clear();
+    buffer_names_.clear();
+    for (auto& [name, p] : parameters_) parameter_names_.push_back(absl::StrCat(full_name(), ".", name));
+    for (auto& [name, b] : buffers_) buffer_names_.push_back(absl::StrCat(full_name(), ".", name));
+  }
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    visit(parameter_names_[i], parameters_[i].second.get(), parameters_[i].second->slot());
+  }
+  for (size_t i = 0; i < buffers_.size(); ++i) visit(buffer_names_[i], nullptr, *buffers_[i].second);
+  for (auto& child : children_) child->Visit(visit);
 }
 
 void Module::ForEachParameter(absl::FunctionRef<void(const std::string&, Parameter&)> visit) {
-  const std::string prefix = parent_ == nullptr ? "" : parent_->full_name();
-  Visit(prefix, [&](const std::string& name, Parameter* p, TensorSlot&) {
+  Visit([&](const std::string& name, Parameter* p, TensorSlot&) {
     if (p != nullptr) visit(name, *p);
   });
 }
 
 void Module::ForEachSlot(SlotVisitor visit) {
-  const std::string prefix = parent_ == nullptr ? "" : parent_->full_name();
-  Visit(prefix, [&](const std::string& name, Parameter*, TensorSlot& slot) { visit(name, slot); });
+  Visit([&](const std::string& name, Parameter*, TensorSlot& slot) { visit(name, slot); });
 }
 
 Parameter* Module::FindParameter(absl::string_view path) {

@@ -60,9 +60,10 @@ class Module : public TensorOwner {
   Module& operator=(const Module&) = delete;
 
   // The local name ("input_layernorm") and the dotted path from the root
-  // ("model.layers.0.input_layernorm").
+  // ("model.layers.0.input_layernorm"). Full names are computed once and cached: a module tree is
+  // built (AddChild) before it is used, and attaching a subtree resets its caches.
   const std::string& name() const { return name_; }
-  std::string full_name() const;
+  const std::string& full_name() const;
 
   // Every parameter, recursively, with its dotted path, in registration order.
   void ForEachParameter(absl::FunctionRef<void(const std::string&, Parameter&)> visit);
@@ -80,16 +81,19 @@ class Module : public TensorOwner {
   M* AddChild(std::unique_ptr<M> child) {
     M* raw = child.get();
     child->parent_ = this;
+    child->ResetNameCaches();
     children_.push_back(std::move(child));
     return raw;
   }
 
  private:
-  void Visit(const std::string& prefix,
-             absl::FunctionRef<void(const std::string&, Parameter*, TensorSlot&)> visit);
+  void Visit(absl::FunctionRef<void(const std::string&, Parameter*, TensorSlot&)> visit);
+  void ResetNameCaches();
 
   std::string name_;
   Module* parent_ = nullptr;
+  mutable std::string full_name_;  // cached; empty until first asked
+  std::vector<std::string> parameter_names_, buffer_names_;  // cached full names
   std::vector<std::pair<std::string, std::unique_ptr<Parameter>>> parameters_;
   std::vector<std::pair<std::string, std::unique_ptr<TensorSlot>>> buffers_;
   std::vector<std::unique_ptr<Module>> children_;

@@ -22,7 +22,7 @@ struct NormOptions {
 };
 
 struct NormCall {
-  absl::string_view module;  // full dotted name, for errors
+  absl::string_view module;  // full dotted name, for errors (must outlive the call)
   const Tensor* x = nullptr;
   const Tensor* out = nullptr;
   const Tensor* residual = nullptr;  // optional; updated in place

@@ -19,7 +19,7 @@ absl::Status NormModule::InitWeight(float initial_value) {
 
 absl::Status NormModule::Run(Stream& stream, const Tensor& x, const Tensor* residual,
                              const Tensor* gate, const Tensor& out) const {
-  const std::string module = full_name();
+  const std::string& module = full_name();
   if (out.defined() && out.dtype() != OutputDType(x.dtype())) {
     return absl::InvalidArgumentError(absl::StrCat(module, ": output is ", DTypeName(out.dtype()),
                                                    ", expected ",
