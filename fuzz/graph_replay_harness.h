@@ -4,13 +4,15 @@
 // The stateful differential oracle of DESIGN.md section 6, over a Qwen3.5- or Gemma3-shaped norm
 // stack captured into bucketed graphs.
 //
-// An input is a header (model kind, loader, sizes, dtype) and a byte-coded sequence of operations
+// An input is a 2-byte header (model kind, loader, dtype, rounding order and initial policy; one
+// byte that picks every size) and a byte-coded sequence of operations
 // (BoringSSL style: one byte picks the op, each op reads its own arguments and stops cleanly when
 // the input runs short; at most kMaxOps ops): weight loads in place (subsets, from memory or from a
 // safetensors image), A -> B -> A swaps, input writes, batch sizes, replays, eager runs,
 // recaptures, policy changes, and injected faults (rebind while the old storage lives, free and
 // reallocate with or without another tensor taking the block, a source weight written without
-// refreshing its derived buffer, a view re-sliced within its storage).
+// refreshing its derived buffer, a view re-sliced within its storage). A final replay ends every
+// input.
 //
 // The harness keeps its own model of what each fault did: for every bucket, the tensors that moved
 // since that bucket's graph last captured or repaired them, and which derived buffers are stale.

@@ -3,11 +3,10 @@
 
     python3 fuzz/make_seed_corpus.py
 
-graph_replay_fuzzer inputs are a 5-byte header then ops (see graph_replay_harness.cc):
+graph_replay_fuzzer inputs are a 2-byte header then ops (see graph_replay_harness.cc):
   header[0]: bit 0 gemma3 (else qwen3.5), bit 1 legacy loader, bits 2-3 dtype (bf16, f16, f32),
              bit 4 engine rounding order, bits 5-6 initial policy (fail, recapture, rebind)
-  header[1]: hidden - 1, header[2]: layers - 1 | layer pattern << 2, header[3]: head_dim - 1 |
-             heads - 1 << 4, header[4]: value heads - 1 | value head dim - 1 << 1
+  header[1]: picks every size (hidden = 1 + header[1] % 40; the rest from a fixed mix of it)
   ops: LOAD mask seed via_safetensors | SWAP ab | INPUTS seed | BATCH b | REPLAY | EAGER |
        RECAPTURE | POLICY p | REBIND_ALIVE slot seed | FREE_REALLOC slot squat | STALE pick seed |
        RESLICE slot where
@@ -23,11 +22,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 FAIL, RECAP, REBIND = 0, 1, 2
 
 
-def header(gemma=False, legacy=False, dtype=0, engine=False, policy=FAIL, hidden=16, layers=4,
-           pattern=0b1000, head_dim=8, heads=2, vheads=2, vdim=6):
+def header(gemma=False, legacy=False, dtype=0, engine=False, policy=FAIL, size=15):
     h0 = int(gemma) | int(legacy) << 1 | dtype << 2 | int(engine) << 4 | policy << 5
-    return bytes([h0, hidden - 1, (layers - 1) | pattern << 2, (head_dim - 1) | (heads - 1) << 4,
-                  (vheads - 1) | (vdim - 1) << 1])
+    return bytes([h0, size])
 
 
 def ops(*seq):
@@ -58,15 +55,13 @@ GRAPH_SEEDS = {
                               (POLICY, FAIL), REPLAY, (POLICY, REBIND), REPLAY),
     "recapture_clears": header() + ops((REBIND_ALIVE, 3, 2), RECAPTURE, REPLAY, (STALE, 0, 1),
                                        RECAPTURE, REPLAY, (POLICY, REBIND), REPLAY),
-    "gemma_f16_engine": header(gemma=True, dtype=1, engine=True, hidden=24, layers=2, head_dim=8) +
+    "gemma_f16_engine": header(gemma=True, dtype=1, engine=True, size=63) +
                         ops((LOAD, 0xFF, 2, 1), (BATCH, 3), REPLAY, (REBIND_ALIVE, 5, 1), REPLAY,
                             (POLICY, REBIND), REPLAY, EAGER),
-    "gemma_f32_legacy": header(gemma=True, legacy=True, dtype=2, hidden=7, layers=1, head_dim=3,
-                               heads=1) + ops((SWAP, 1), REPLAY, (POLICY, RECAP), REPLAY),
-    "qwen_odd_sizes": header(hidden=1, layers=3, pattern=0b010, head_dim=1, heads=1, vheads=1,
-                             vdim=1) + ops((LOAD, 0x55, 8, 0), REPLAY, (FREE_REALLOC, 7, 1),
+    "gemma_f32_legacy": header(gemma=True, legacy=True, dtype=2, size=6) + ops((SWAP, 1), REPLAY, (POLICY, RECAP), REPLAY),
+    "qwen_odd_sizes": header(size=0) + ops((LOAD, 0x55, 8, 0), REPLAY, (FREE_REALLOC, 7, 1),
                                            (POLICY, REBIND), (BATCH, 0), REPLAY),
-    "all_linear_layers": header(layers=2, pattern=0) + ops((REBIND_ALIVE, 20, 0), REPLAY,
+    "all_linear_layers": header(size=81) + ops((REBIND_ALIVE, 20, 0), REPLAY,
                                                            (REBIND_ALIVE, 30, 0), REPLAY),
 }
 
