@@ -1,7 +1,8 @@
-// The CPU reference kernels, per variant, reported as bytes moved per second (the input read once
-// and the output written once, plus the residual read and written back where there is one).
-// The reference is written for clarity and exact numerics, not speed; this measures what the
-// CPU backend (the fuzzers, CI) pays per element.
+// The CPU reference kernels, per variant, reported as bytes moved per second
+// (the input read once and the output written once, plus the residual read and
+// written back where there is one). The reference is written for clarity and
+// exact numerics, not speed; this measures what the CPU backend (the fuzzers,
+// CI) pays per element.
 
 #include <cstdint>
 #include <random>
@@ -22,8 +23,8 @@ void BM_RmsNormCpu(benchmark::State& state) {
   const auto variant = static_cast<Variant>(state.range(2));
   std::mt19937 rng(1);
   std::normal_distribution<float> dist;
-  std::vector<Bf16> x(rows * cols), gate(rows * cols), residual(rows * cols), out(rows * cols),
-      weight(cols);
+  std::vector<Bf16> x(rows * cols), gate(rows * cols), residual(rows * cols),
+      out(rows * cols), weight(cols);
   std::vector<float> scale(cols);
   for (auto* v : {&x, &gate, &residual}) {
     for (Bf16& e : *v) e = FromFloat<Bf16>(dist(rng));
@@ -55,7 +56,7 @@ void BM_RmsNormCpu(benchmark::State& state) {
     benchmark::DoNotOptimize(out.data());
   }
   state.SetBytesProcessed(state.iterations() * rows * cols * bytes_per_element);
-  state.SetLabel(variant == kRms            ? "rms"
+  state.SetLabel(variant == kRms           ? "rms"
                  : variant == kZeroCentred ? "zero-centred"
                  : variant == kGated       ? "gated"
                                            : "fused-add");
@@ -63,7 +64,9 @@ void BM_RmsNormCpu(benchmark::State& state) {
 
 BENCHMARK(BM_RmsNormCpu)
     ->ArgNames({"rows", "hidden", "variant"})
-    ->ArgsProduct({{1, 64}, {2048, 4096}, {kRms, kZeroCentred, kGated, kFusedAdd}});
+    ->ArgsProduct({{1, 64},
+                   {2048, 4096},
+                   {kRms, kZeroCentred, kGated, kFusedAdd}});
 
 }  // namespace
 }  // namespace normgraph

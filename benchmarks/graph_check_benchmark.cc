@@ -1,7 +1,10 @@
-// What the graph manager costs on the CPU backend, for a Gemma3-shaped stack of 42 layers
-// (254 nodes, close to the 256-node graphs of DESIGN.md section 7) at batch 1:
-// - the identity + freshness check of every tracked tensor, against a replay of the same graph;
-// - the repairs after one module's buffer moved: rebind (patching its node arguments) against
+// What the graph manager costs on the CPU backend, for a Gemma3-shaped stack of
+// 42 layers (254 nodes, close to the 256-node graphs of DESIGN.md section 7) at
+// batch 1:
+// - the identity + freshness check of every tracked tensor, against a replay of
+// the same graph;
+// - the repairs after one module's buffer moved: rebind (patching its node
+// arguments) against
 //   recapture (re-running capture, instantiation and the snapshot).
 // Run: bazel run -c opt //benchmarks:graph_check_benchmark
 
@@ -25,10 +28,13 @@ struct Fixture {
     c.hidden_size = hidden;
     c.head_dim = 128;
     model = *Gemma3NormStack::Create(c);
-    step = *StepBuffers::Create("graph.b1", model->StepSpecs(1), CpuAllocator());
-    for (size_t i = 0; i < step->size(); ++i) (void)FillNormal(step->tensor(i), i, 0.0f, 1.0f);
+    step =
+        *StepBuffers::Create("graph.b1", model->StepSpecs(1), CpuAllocator());
+    for (size_t i = 0; i < step->size(); ++i)
+      (void)FillNormal(step->tensor(i), i, 0.0f, 1.0f);
     graph = *CapturedGraph::Capture(
-        "decode/b1", stream, [this](Stream& s) { return model->Forward(s, *step); },
+        "decode/b1", stream,
+        [this](Stream& s) { return model->Forward(s, *step); },
         {model.get(), step.get()});
   }
   std::unique_ptr<Gemma3NormStack> model;
@@ -67,12 +73,14 @@ void BM_ReplayChecked(benchmark::State& state) {
 }
 BENCHMARK(BM_ReplayChecked)->Arg(4096);
 
-// One module's derived buffer moves (the legacy loader's effect), then the next replay repairs it.
-// Timed: the rebind or the recapture only (the replay itself is excluded).
+// One module's derived buffer moves (the legacy loader's effect), then the next
+// replay repairs it. Timed: the rebind or the recapture only (the replay itself
+// is excluded).
 void Repair(benchmark::State& state, ReplayPolicy policy) {
   Fixture f(state.range(0));
   f.graph->set_policy(policy);
-  TensorSlot* slot = f.model->FindSlot("layers.20.input_layernorm.gemma_weight");
+  TensorSlot* slot =
+      f.model->FindSlot("layers.20.input_layernorm.gemma_weight");
   if (slot == nullptr) {
     state.SkipWithError("no such slot");
     return;
@@ -92,8 +100,12 @@ void Repair(benchmark::State& state, ReplayPolicy policy) {
   }
 }
 
-void BM_RepairByRebind(benchmark::State& state) { Repair(state, ReplayPolicy::kRebind); }
-void BM_RepairByRecapture(benchmark::State& state) { Repair(state, ReplayPolicy::kRecapture); }
+void BM_RepairByRebind(benchmark::State& state) {
+  Repair(state, ReplayPolicy::kRebind);
+}
+void BM_RepairByRecapture(benchmark::State& state) {
+  Repair(state, ReplayPolicy::kRecapture);
+}
 BENCHMARK(BM_RepairByRebind)->Arg(4096)->UseManualTime()->Iterations(300);
 BENCHMARK(BM_RepairByRecapture)->Arg(4096)->UseManualTime()->Iterations(300);
 

@@ -8,11 +8,13 @@
 namespace normgraph {
 namespace {
 
-// The instantiated graph keeps its own copy of every node's parameters, as a CUDA graph exec does:
-// what it runs is this copy, and ReadBackPointerFields reads this copy, not the launcher's record.
+// The instantiated graph keeps its own copy of every node's parameters, as a
+// CUDA graph exec does: what it runs is this copy, and ReadBackPointerFields
+// reads this copy, not the launcher's record.
 class CpuGraph final : public ExecutableGraph {
  public:
-  explicit CpuGraph(std::vector<LaunchRecord> nodes) : ExecutableGraph(std::move(nodes)) {
+  explicit CpuGraph(std::vector<LaunchRecord> nodes)
+      : ExecutableGraph(std::move(nodes)) {
     exec_params_.reserve(nodes_.size());
     for (const LaunchRecord& node : nodes_) exec_params_.push_back(node.params);
   }
@@ -56,7 +58,8 @@ class CpuGraph final : public ExecutableGraph {
 
 absl::Status CpuStream::Execute(const KernelDef& kernel, const void* params) {
   if (kernel.cpu_entry == nullptr) {
-    return absl::UnimplementedError(absl::StrCat("kernel ", kernel.name, " has no CPU entry"));
+    return absl::UnimplementedError(
+        absl::StrCat("kernel ", kernel.name, " has no CPU entry"));
   }
   kernel.cpu_entry(params);
   return absl::OkStatus();

@@ -1,8 +1,9 @@
 #ifndef NORMGRAPH_CORE_CPU_STREAM_H_
 #define NORMGRAPH_CORE_CPU_STREAM_H_
 
-// The CPU backend: launches run at once; captured graphs replay the recorded launches with the
-// raw addresses they hold, which reproduces CUDA graphs' stale-pointer behaviour faithfully.
+// The CPU backend: launches run at once; captured graphs replay the recorded
+// launches with the raw addresses they hold, which reproduces CUDA graphs'
+// stale-pointer behaviour faithfully.
 
 #include <memory>
 #include <vector>

@@ -17,10 +17,13 @@ struct Device {
   static Device Cpu() { return Device{DeviceType::kCpu, 0}; }
   static Device Cuda(int index) { return Device{DeviceType::kCuda, index}; }
 
-  bool operator==(const Device& o) const { return type == o.type && index == o.index; }
+  bool operator==(const Device& o) const {
+    return type == o.type && index == o.index;
+  }
   bool operator!=(const Device& o) const { return !(*this == o); }
   std::string ToString() const {
-    return type == DeviceType::kCpu ? std::string("cpu") : absl::StrCat("cuda:", index);
+    return type == DeviceType::kCpu ? std::string("cpu")
+                                    : absl::StrCat("cuda:", index);
   }
 };
 

@@ -1,6 +1,7 @@
-// Conversions are checked against independent oracles: the exact value of every bf16 / f16 bit
-// pattern computed in double from the IEEE formula, and round-to-nearest-even computed by search
-// over the sorted list of representable values. Neither oracle shares code with dtype.cc.
+// Conversions are checked against independent oracles: the exact value of every
+// bf16 / f16 bit pattern computed in double from the IEEE formula, and
+// round-to-nearest-even computed by search over the sorted list of
+// representable values. Neither oracle shares code with dtype.cc.
 
 #include "core/dtype.h"
 
@@ -43,11 +44,13 @@ double Bf16ValueOracle(uint16_t b) {
   return sign ? -v : v;
 }
 
-// Round-to-nearest-even of a finite non-NaN `d` into the format whose positive finite values are
-// the bit patterns 0..max_finite (monotonic in value), by binary search. `overflow_at` is the
-// magnitude from which the result is infinity (`inf_bits`).
-uint16_t NearestEvenOracle(double d, double (*value)(uint16_t), uint16_t max_finite,
-                           double overflow_at, uint16_t inf_bits) {
+// Round-to-nearest-even of a finite non-NaN `d` into the format whose positive
+// finite values are the bit patterns 0..max_finite (monotonic in value), by
+// binary search. `overflow_at` is the magnitude from which the result is
+// infinity (`inf_bits`).
+uint16_t NearestEvenOracle(double d, double (*value)(uint16_t),
+                           uint16_t max_finite, double overflow_at,
+                           uint16_t inf_bits) {
   const uint16_t sign = std::signbit(d) ? 0x8000 : 0;
   const double a = std::fabs(d);
   if (a >= overflow_at) return sign | inf_bits;
@@ -94,10 +97,12 @@ TEST(DTypeTest, F16ToFloatIsExactForAllBitPatterns) {
     if (std::isnan(want)) {
       ASSERT_TRUE(std::isnan(f)) << std::hex << h;
       ASSERT_EQ(std::signbit(f), (h & 0x8000) != 0) << std::hex << h;
-      ASSERT_EQ((FloatBits(f) >> 13) & 0x3FF, h & 0x3FF) << "payload kept, " << std::hex << h;
+      ASSERT_EQ((FloatBits(f) >> 13) & 0x3FF, h & 0x3FF)
+          << "payload kept, " << std::hex << h;
     } else {
       ASSERT_EQ(static_cast<double>(f), want) << std::hex << h;
-      ASSERT_EQ(std::signbit(f), (h & 0x8000) != 0) << std::hex << h;  // -0.0 too
+      ASSERT_EQ(std::signbit(f), (h & 0x8000) != 0)
+          << std::hex << h;  // -0.0 too
     }
   }
 }
@@ -117,9 +122,11 @@ TEST(DTypeTest, Bf16ToFloatIsExactForAllBitPatterns) {
 
 TEST(DTypeTest, F16RoundTripsAllBitPatterns) {
   for (uint32_t h = 0; h <= 0xFFFF; ++h) {
-    const uint16_t back = FloatToF16Bits(F16BitsToFloat(static_cast<uint16_t>(h)));
+    const uint16_t back =
+        FloatToF16Bits(F16BitsToFloat(static_cast<uint16_t>(h)));
     if (std::isnan(F16ValueOracle(static_cast<uint16_t>(h)))) {
-      // PyTorch (c10::Half) turns every NaN into the quiet NaN with the sign kept.
+      // PyTorch (c10::Half) turns every NaN into the quiet NaN with the sign
+      // kept.
       ASSERT_EQ(back, (h & 0x8000) | 0x7E00) << std::hex << h;
     } else {
       ASSERT_EQ(back, h) << std::hex << h;
@@ -129,24 +136,32 @@ TEST(DTypeTest, F16RoundTripsAllBitPatterns) {
 
 TEST(DTypeTest, Bf16RoundTripsAllBitPatterns) {
   for (uint32_t b = 0; b <= 0xFFFF; ++b) {
-    const uint16_t back = FloatToBf16Bits(Bf16BitsToFloat(static_cast<uint16_t>(b)));
+    const uint16_t back =
+        FloatToBf16Bits(Bf16BitsToFloat(static_cast<uint16_t>(b)));
     if (std::isnan(Bf16ValueOracle(static_cast<uint16_t>(b)))) {
-      ASSERT_EQ(back, 0x7FC0) << std::hex << b;  // c10::BFloat16's canonical NaN
+      ASSERT_EQ(back, 0x7FC0)
+          << std::hex << b;  // c10::BFloat16's canonical NaN
     } else {
       ASSERT_EQ(back, b) << std::hex << b;
     }
   }
 }
 
-// Floats around every tie point between neighbouring values of the 16-bit format: the tie itself
-// (representable in f32 for both formats) and the floats just below and above it.
-std::vector<float> TieNeighbourhoods(double (*value)(uint16_t), uint16_t max_finite) {
+// Floats around every tie point between neighbouring values of the 16-bit
+// format: the tie itself (representable in f32 for both formats) and the floats
+// just below and above it.
+std::vector<float> TieNeighbourhoods(double (*value)(uint16_t),
+                                     uint16_t max_finite) {
   std::vector<float> out;
   for (uint32_t p = 0; p < max_finite; ++p) {
-    const double mid = (value(static_cast<uint16_t>(p)) + value(static_cast<uint16_t>(p + 1))) / 2;
+    const double mid = (value(static_cast<uint16_t>(p)) +
+                        value(static_cast<uint16_t>(p + 1))) /
+                       2;
     const float tie = static_cast<float>(mid);
-    if (static_cast<double>(tie) != mid) continue;  // not representable: no tie in f32
-    for (float f : {tie, std::nextafter(tie, 0.0f), std::nextafter(tie, INFINITY)}) {
+    if (static_cast<double>(tie) != mid)
+      continue;  // not representable: no tie in f32
+    for (float f :
+         {tie, std::nextafter(tie, 0.0f), std::nextafter(tie, INFINITY)}) {
       out.push_back(f);
       out.push_back(-f);
     }
@@ -177,32 +192,45 @@ TEST(DTypeTest, FloatToHalfMatchesOracleOnRandomFloats) {
 }
 
 TEST(DTypeTest, F16BoundaryCases) {
-  EXPECT_EQ(FloatToF16Bits(65504.0f), 0x7BFF);                        // largest finite
-  EXPECT_EQ(FloatToF16Bits(std::nextafter(65520.0f, 0.0f)), 0x7BFF);  // just under the tie
-  EXPECT_EQ(FloatToF16Bits(65520.0f), 0x7C00);                        // tie: rounds to inf (odd)
+  EXPECT_EQ(FloatToF16Bits(65504.0f), 0x7BFF);  // largest finite
+  EXPECT_EQ(FloatToF16Bits(std::nextafter(65520.0f, 0.0f)),
+            0x7BFF);                            // just under the tie
+  EXPECT_EQ(FloatToF16Bits(65520.0f), 0x7C00);  // tie: rounds to inf (odd)
   EXPECT_EQ(FloatToF16Bits(-1e9f), 0xFC00);
   EXPECT_EQ(FloatToF16Bits(INFINITY), 0x7C00);
-  EXPECT_EQ(FloatToF16Bits(std::ldexp(1.0f, -24)), 0x0001);  // smallest subnormal
-  EXPECT_EQ(FloatToF16Bits(std::ldexp(1.0f, -25)), 0x0000);  // tie with zero: even
-  EXPECT_EQ(FloatToF16Bits(std::nextafter(std::ldexp(1.0f, -25), 1.0f)), 0x0001);
-  EXPECT_EQ(FloatToF16Bits(std::ldexp(3.0f, -25)), 0x0002);  // 1.5 units: tie, to even
-  EXPECT_EQ(FloatToF16Bits(std::ldexp(5.0f, -25)), 0x0002);  // 2.5 units: tie, to even
+  EXPECT_EQ(FloatToF16Bits(std::ldexp(1.0f, -24)),
+            0x0001);  // smallest subnormal
+  EXPECT_EQ(FloatToF16Bits(std::ldexp(1.0f, -25)),
+            0x0000);  // tie with zero: even
+  EXPECT_EQ(FloatToF16Bits(std::nextafter(std::ldexp(1.0f, -25), 1.0f)),
+            0x0001);
+  EXPECT_EQ(FloatToF16Bits(std::ldexp(3.0f, -25)),
+            0x0002);  // 1.5 units: tie, to even
+  EXPECT_EQ(FloatToF16Bits(std::ldexp(5.0f, -25)),
+            0x0002);  // 2.5 units: tie, to even
   EXPECT_EQ(FloatToF16Bits(std::ldexp(1.0f, -14)), 0x0400);  // smallest normal
-  EXPECT_EQ(FloatToF16Bits(std::nextafter(std::ldexp(1.0f, -14), 0.0f)), 0x0400);  // rounds up
+  EXPECT_EQ(FloatToF16Bits(std::nextafter(std::ldexp(1.0f, -14), 0.0f)),
+            0x0400);  // rounds up
   EXPECT_EQ(FloatToF16Bits(-0.0f), 0x8000);
   EXPECT_EQ(FloatToF16Bits(std::numeric_limits<float>::denorm_min()), 0x0000);
-  EXPECT_EQ(FloatToF16Bits(1.0f + std::ldexp(1.0f, -11)), 0x3C00);  // tie at 1: even
-  EXPECT_EQ(FloatToF16Bits(1.0f + std::ldexp(3.0f, -11)), 0x3C02);  // tie: even (up)
+  EXPECT_EQ(FloatToF16Bits(1.0f + std::ldexp(1.0f, -11)),
+            0x3C00);  // tie at 1: even
+  EXPECT_EQ(FloatToF16Bits(1.0f + std::ldexp(3.0f, -11)),
+            0x3C02);  // tie: even (up)
   EXPECT_EQ(FloatToF16Bits(-NAN), 0xFE00);
 }
 
 TEST(DTypeTest, Bf16BoundaryCases) {
-  EXPECT_EQ(FloatToBf16Bits(std::numeric_limits<float>::max()), 0x7F80);  // past the last tie
+  EXPECT_EQ(FloatToBf16Bits(std::numeric_limits<float>::max()),
+            0x7F80);  // past the last tie
   EXPECT_EQ(FloatToBf16Bits(static_cast<float>(kBf16Max)), 0x7F7F);
-  EXPECT_EQ(FloatToBf16Bits(1.0f + std::ldexp(1.0f, -8)), 0x3F80);  // tie: even (down)
-  EXPECT_EQ(FloatToBf16Bits(1.0f + std::ldexp(3.0f, -8)), 0x3F82);  // tie: even (up)
+  EXPECT_EQ(FloatToBf16Bits(1.0f + std::ldexp(1.0f, -8)),
+            0x3F80);  // tie: even (down)
+  EXPECT_EQ(FloatToBf16Bits(1.0f + std::ldexp(3.0f, -8)),
+            0x3F82);  // tie: even (up)
   EXPECT_EQ(FloatToBf16Bits(std::numeric_limits<float>::denorm_min()), 0x0000);
-  EXPECT_EQ(FloatToBf16Bits(std::ldexp(1.0f, -133)), 0x0001);  // smallest bf16 subnormal
+  EXPECT_EQ(FloatToBf16Bits(std::ldexp(1.0f, -133)),
+            0x0001);  // smallest bf16 subnormal
   EXPECT_EQ(FloatToBf16Bits(-INFINITY), 0xFF80);
   EXPECT_EQ(FloatToBf16Bits(-NAN), 0x7FC0);
 }

@@ -1,10 +1,11 @@
 #ifndef NORMGRAPH_CORE_KERNEL_DEF_H_
 #define NORMGRAPH_CORE_KERNEL_DEF_H_
 
-// KernelDef: what the launcher knows about a kernel. A kernel takes one trivially copyable
-// parameter struct; the def lists the byte offset of every pointer field in it, so the launcher can
-// insist that each non-null pointer a node holds is bound to a tensor (an address nobody owns is an
-// error, not a silent risk) and can re-point a node at new storage (rebind).
+// KernelDef: what the launcher knows about a kernel. A kernel takes one
+// trivially copyable parameter struct; the def lists the byte offset of every
+// pointer field in it, so the launcher can insist that each non-null pointer a
+// node holds is bound to a tensor (an address nobody owns is an error, not a
+// silent risk) and can re-point a node at new storage (rebind).
 
 #include <cstddef>
 #include <cstdint>
@@ -20,16 +21,19 @@ struct KernelDef {
   const char* name = "";
   size_t params_size = 0;
   absl::InlinedVector<uint16_t, 8> pointer_offsets;
-  // Checks a params struct before any launch (eager or captured); kernels assume valid params.
+  // Checks a params struct before any launch (eager or captured); kernels
+  // assume valid params.
   absl::Status (*validate)(const void* params) = nullptr;
   // Runs the kernel on the CPU. The params pointer may be unaligned.
   void (*cpu_entry)(const void* params) = nullptr;
 };
 
-// Adapts `void Fn(const Params&)` to KernelDef::cpu_entry (copies params to an aligned local).
+// Adapts `void Fn(const Params&)` to KernelDef::cpu_entry (copies params to an
+// aligned local).
 template <typename Params, void (*Fn)(const Params&)>
 void CpuEntry(const void* raw) {
-  static_assert(std::is_trivially_copyable<Params>::value, "kernel params must be POD");
+  static_assert(std::is_trivially_copyable<Params>::value,
+                "kernel params must be POD");
   Params p;
   std::memcpy(&p, raw, sizeof p);
   Fn(p);

@@ -1,8 +1,9 @@
 #ifndef NORMGRAPH_CORE_SOURCE_LOCATION_H_
 #define NORMGRAPH_CORE_SOURCE_LOCATION_H_
 
-// Where in the source an API call was made, captured by default arguments. Used to say which line
-// moved a buffer when a graph replay is refused. (Abseil 20220623 has no public SourceLocation.)
+// Where in the source an API call was made, captured by default arguments. Used
+// to say which line moved a buffer when a graph replay is refused. (Abseil
+// 20220623 has no public SourceLocation.)
 
 #include <string>
 
@@ -14,7 +15,8 @@ class SourceLocation {
  public:
   constexpr SourceLocation() = default;
 
-  // `SourceLocation::Current()` as a default argument records the caller's file and line.
+  // `SourceLocation::Current()` as a default argument records the caller's file
+  // and line.
   static constexpr SourceLocation Current(const char* file = __builtin_FILE(),
                                           int line = __builtin_LINE()) {
     return SourceLocation(file, line);
@@ -26,7 +28,8 @@ class SourceLocation {
   std::string ToString() const { return absl::StrCat(file(), ":", line_); }
 
  private:
-  constexpr SourceLocation(const char* file, int line) : file_(file), line_(line) {}
+  constexpr SourceLocation(const char* file, int line)
+      : file_(file), line_(line) {}
   const char* file_ = nullptr;
   int line_ = 0;
 };

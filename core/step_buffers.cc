@@ -6,27 +6,31 @@
 
 namespace normgraph {
 
-absl::StatusOr<std::unique_ptr<StepBuffers>> StepBuffers::Create(std::string prefix,
-                                                                 std::vector<StepTensorSpec> specs,
-                                                                 Allocator& allocator) {
+absl::StatusOr<std::unique_ptr<StepBuffers>> StepBuffers::Create(
+    std::string prefix, std::vector<StepTensorSpec> specs,
+    Allocator& allocator) {
   auto buffers = std::unique_ptr<StepBuffers>(new StepBuffers);
   buffers->prefix_ = std::move(prefix);
   for (size_t i = 0; i < specs.size(); ++i) {
     const StepTensorSpec& s = specs[i];
     if (s.shape.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("step tensor ", s.name, " has no batch dim"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("step tensor ", s.name, " has no batch dim"));
     }
     if (i == 0) buffers->batch_ = s.shape[0];
     if (s.shape[0] != buffers->batch_) {
-      return absl::InvalidArgumentError(absl::StrCat("step tensor ", s.name, " has batch ",
-                                                     s.shape[0], ", expected ", buffers->batch_));
+      return absl::InvalidArgumentError(
+          absl::StrCat("step tensor ", s.name, " has batch ", s.shape[0],
+                       ", expected ", buffers->batch_));
     }
     if (!buffers->index_.emplace(s.name, i).second) {
-      return absl::InvalidArgumentError(absl::StrCat("step tensor ", s.name, " declared twice"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("step tensor ", s.name, " declared twice"));
     }
     absl::StatusOr<Tensor> t = Tensor::Empty(allocator, s.shape, s.dtype);
     if (!t.ok()) return t.status();
-    buffers->slots_.push_back(std::make_unique<TensorSlot>(SlotKind::kStatic, *std::move(t)));
+    buffers->slots_.push_back(
+        std::make_unique<TensorSlot>(SlotKind::kStatic, *std::move(t)));
   }
   for (const StepTensorSpec& s : specs) {
     buffers->slot_names_.push_back(absl::StrCat(buffers->prefix_, ".", s.name));
@@ -38,7 +42,8 @@ absl::StatusOr<std::unique_ptr<StepBuffers>> StepBuffers::Create(std::string pre
 absl::StatusOr<Tensor> StepBuffers::Get(absl::string_view name) const {
   auto it = index_.find(name);
   if (it == index_.end()) {
-    return absl::NotFoundError(absl::StrCat(prefix_, ": no step tensor named '", name, "'"));
+    return absl::NotFoundError(
+        absl::StrCat(prefix_, ": no step tensor named '", name, "'"));
   }
   return slots_[it->second]->tensor();
 }

@@ -1,9 +1,10 @@
 #ifndef NORMGRAPH_CORE_STEP_BUFFERS_H_
 #define NORMGRAPH_CORE_STEP_BUFFERS_H_
 
-// StepBuffers: the named tensors one forward step of a norm stack reads and writes (inputs,
-// outputs, workspace), allocated once. A graph captures a step into one set of these (its static
-// buffers, one set per batch-size bucket); an eager step uses another set of the same shapes.
+// StepBuffers: the named tensors one forward step of a norm stack reads and
+// writes (inputs, outputs, workspace), allocated once. A graph captures a step
+// into one set of these (its static buffers, one set per batch-size bucket); an
+// eager step uses another set of the same shapes.
 
 #include <memory>
 #include <string>
@@ -28,9 +29,9 @@ struct StepTensorSpec {
 class StepBuffers : public TensorOwner {
  public:
   // Allocates every tensor. Slot names are `prefix.name`.
-  static absl::StatusOr<std::unique_ptr<StepBuffers>> Create(std::string prefix,
-                                                             std::vector<StepTensorSpec> specs,
-                                                             Allocator& allocator);
+  static absl::StatusOr<std::unique_ptr<StepBuffers>> Create(
+      std::string prefix, std::vector<StepTensorSpec> specs,
+      Allocator& allocator);
 
   size_t size() const { return specs_.size(); }
   const StepTensorSpec& spec(size_t i) const { return specs_[i]; }

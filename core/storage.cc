@@ -77,8 +77,8 @@ class CachingCpuAllocator final : public Allocator {
     }
     void* p = std::aligned_alloc(kAlignment, rounded);
     if (p == nullptr) {
-      return absl::ResourceExhaustedError(
-          absl::StrFormat("cpu allocator: out of memory allocating %d bytes", bytes));
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "cpu allocator: out of memory allocating %d bytes", bytes));
     }
     return p;
   }
@@ -91,7 +91,9 @@ class CachingCpuAllocator final : public Allocator {
   }
 
  private:
-  static size_t RoundUp(size_t bytes) { return (bytes + kAlignment - 1) / kAlignment * kAlignment; }
+  static size_t RoundUp(size_t bytes) {
+    return (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  }
 
   absl::Mutex mu_;
   absl::flat_hash_map<size_t, std::vector<void*>> cache_ ABSL_GUARDED_BY(mu_);
@@ -112,27 +114,32 @@ Storage::Storage(void* data, size_t bytes, Device device, Allocator* allocator,
 
 Storage::~Storage() {
   Live().Remove(id_);
-  if (allocator_ != nullptr && data_ != nullptr) allocator_->FreeRaw(data_, bytes_);
+  if (allocator_ != nullptr && data_ != nullptr)
+    allocator_->FreeRaw(data_, bytes_);
 }
 
-absl::StatusOr<std::shared_ptr<Storage>> Storage::Allocate(Allocator& allocator, size_t bytes) {
+absl::StatusOr<std::shared_ptr<Storage>> Storage::Allocate(Allocator& allocator,
+                                                           size_t bytes) {
   void* data = nullptr;
   if (bytes > 0) {
     absl::StatusOr<void*> raw = allocator.AllocateRaw(bytes);
     if (!raw.ok()) return raw.status();
     data = *raw;
   }
-  return std::shared_ptr<Storage>(new Storage(data, bytes, allocator.device(), &allocator, nullptr));
+  return std::shared_ptr<Storage>(
+      new Storage(data, bytes, allocator.device(), &allocator, nullptr));
 }
 
-std::shared_ptr<Storage> Storage::WrapExternal(void* data, size_t bytes, Device device,
-                                               std::shared_ptr<const void> keep_alive) {
+std::shared_ptr<Storage> Storage::WrapExternal(
+    void* data, size_t bytes, Device device,
+    std::shared_ptr<const void> keep_alive) {
   return std::shared_ptr<Storage>(
       new Storage(data, bytes, device, nullptr, std::move(keep_alive)));
 }
 
 std::string Storage::DebugString() const {
-  return absl::StrFormat("storage #%d (%d B at %p, %s)", id_, bytes_, data_, device_.ToString());
+  return absl::StrFormat("storage #%d (%d B at %p, %s)", id_, bytes_, data_,
+                         device_.ToString());
 }
 
 bool StorageIsLive(uint64_t storage_id) { return Live().Contains(storage_id); }

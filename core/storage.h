@@ -3,9 +3,10 @@
 
 // Storage: one allocation, with a process-unique id that is never reused.
 //
-// The id is what lets the graph manager tell "the same buffer" from "a new buffer that happens to
-// sit at the same address" (a freed block handed out again by a caching allocator). Every in-place
-// write through normgraph's API bumps the storage's write version, which is how derived buffers
+// The id is what lets the graph manager tell "the same buffer" from "a new
+// buffer that happens to sit at the same address" (a freed block handed out
+// again by a caching allocator). Every in-place write through normgraph's API
+// bumps the storage's write version, which is how derived buffers
 // (`1 + weight`) are checked for freshness.
 
 #include <atomic>
@@ -31,14 +32,16 @@ class Allocator {
 
 class Storage {
  public:
-  // Allocates `bytes` bytes (zero is allowed and allocates nothing) from `allocator`, which must
-  // outlive the storage.
-  static absl::StatusOr<std::shared_ptr<Storage>> Allocate(Allocator& allocator, size_t bytes);
+  // Allocates `bytes` bytes (zero is allowed and allocates nothing) from
+  // `allocator`, which must outlive the storage.
+  static absl::StatusOr<std::shared_ptr<Storage>> Allocate(Allocator& allocator,
+                                                           size_t bytes);
 
-  // Wraps memory owned by someone else, e.g. a memory-mapped checkpoint. `keep_alive` keeps that
-  // memory valid for as long as the storage lives.
-  static std::shared_ptr<Storage> WrapExternal(void* data, size_t bytes, Device device,
-                                               std::shared_ptr<const void> keep_alive);
+  // Wraps memory owned by someone else, e.g. a memory-mapped checkpoint.
+  // `keep_alive` keeps that memory valid for as long as the storage lives.
+  static std::shared_ptr<Storage> WrapExternal(
+      void* data, size_t bytes, Device device,
+      std::shared_ptr<const void> keep_alive);
 
   ~Storage();
   Storage(const Storage&) = delete;
@@ -50,8 +53,12 @@ class Storage {
   Device device() const { return device_; }
 
   // Number of in-place writes made through normgraph's API since allocation.
-  uint64_t write_version() const { return write_version_.load(std::memory_order_acquire); }
-  void BumpWriteVersion() { write_version_.fetch_add(1, std::memory_order_acq_rel); }
+  uint64_t write_version() const {
+    return write_version_.load(std::memory_order_acquire);
+  }
+  void BumpWriteVersion() {
+    write_version_.fetch_add(1, std::memory_order_acq_rel);
+  }
 
   // "storage #12 (16384 B at 0x55d0c0a1b000, cpu)".
   std::string DebugString() const;
@@ -69,12 +76,14 @@ class Storage {
   std::atomic<uint64_t> write_version_{0};
 };
 
-// True while a storage with this id exists. Ids are never reused, so a false answer is final.
+// True while a storage with this id exists. Ids are never reused, so a false
+// answer is final.
 bool StorageIsLive(uint64_t storage_id);
 
-// The process-wide CPU allocator. It caches freed blocks by size and hands them out again, as
-// PyTorch's and CUDA's caching allocators do, so a freed-and-reallocated buffer often comes back
-// at the same address: exactly the case that needs storage ids. Cached blocks are poisoned for
+// The process-wide CPU allocator. It caches freed blocks by size and hands them
+// out again, as PyTorch's and CUDA's caching allocators do, so a
+// freed-and-reallocated buffer often comes back at the same address: exactly
+// the case that needs storage ids. Cached blocks are poisoned for
 // AddressSanitizer while they sit in the cache.
 Allocator& CpuAllocator();
 

@@ -17,17 +17,21 @@ const void* PointerAt(const void* params, size_t offset) {
 
 }  // namespace
 
-absl::Status ExecutableGraph::RebindArg(size_t node, size_t arg, const Tensor& tensor) {
+absl::Status ExecutableGraph::RebindArg(size_t node, size_t arg,
+                                        const Tensor& tensor) {
   if (node >= nodes_.size() || arg >= nodes_[node].args.size()) {
-    return absl::OutOfRangeError(absl::StrFormat("rebind: no argument %d of node %d", arg, node));
+    return absl::OutOfRangeError(
+        absl::StrFormat("rebind: no argument %d of node %d", arg, node));
   }
   LaunchRecord& record = nodes_[node];
   RecordedArg& recorded = record.args[arg];
   TensorIdentity fresh = tensor.Identity();
   if (!fresh.SameLayout(recorded.identity)) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "rebind of node %d (%s) argument %d: new tensor %s does not match recorded layout %s", node,
-        record.kernel->name, arg, fresh.ToString(), recorded.identity.ToString()));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("rebind of node %d (%s) argument %d: new tensor %s "
+                        "does not match recorded layout %s",
+                        node, record.kernel->name, arg, fresh.ToString(),
+                        recorded.identity.ToString()));
   }
   void* address = tensor.data();
   std::memcpy(record.params.data() + recorded.offset, &address, sizeof address);
@@ -35,12 +39,13 @@ absl::Status ExecutableGraph::RebindArg(size_t node, size_t arg, const Tensor& t
   return WriteNodeParams(node);
 }
 
-absl::Status Stream::Validate(const KernelDef& kernel, const void* params, size_t params_size,
+absl::Status Stream::Validate(const KernelDef& kernel, const void* params,
+                              size_t params_size,
                               absl::Span<const ArgBinding> args) const {
   if (params_size != kernel.params_size) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "kernel %s: params are %d bytes, expected %d", kernel.name, params_size,
-        kernel.params_size));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("kernel %s: params are %d bytes, expected %d",
+                        kernel.name, params_size, kernel.params_size));
   }
   const char* base = static_cast<const char*>(params);
   absl::InlinedVector<bool, 8> bound(kernel.pointer_offsets.size(), false);
@@ -53,17 +58,20 @@ absl::Status Stream::Validate(const KernelDef& kernel, const void* params, size_
     }
     if (index == kernel.pointer_offsets.size()) {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "kernel %s: binding at byte offset %d is not a pointer field", kernel.name, offset));
+          "kernel %s: binding at byte offset %d is not a pointer field",
+          kernel.name, offset));
     }
     if (bound[index]) {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "kernel %s: pointer field at byte offset %d bound twice", kernel.name, offset));
+          "kernel %s: pointer field at byte offset %d bound twice", kernel.name,
+          offset));
     }
     bound[index] = true;
     if (arg.tensor == nullptr || !arg.tensor->defined()) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "kernel %s: pointer field at byte offset %d bound to an undefined tensor", kernel.name,
-          offset));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("kernel %s: pointer field at byte offset %d bound to "
+                          "an undefined tensor",
+                          kernel.name, offset));
     }
     if (arg.tensor->storage()->device() != device()) {
       return absl::InvalidArgumentError(absl::StrFormat(
@@ -72,30 +80,34 @@ absl::Status Stream::Validate(const KernelDef& kernel, const void* params, size_
           device().ToString()));
     }
     if (PointerAt(params, offset) != arg.tensor->data()) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "kernel %s: pointer field at byte offset %d holds %p but is bound to %s at %p",
-          kernel.name, offset, PointerAt(params, offset), arg.tensor->DebugString(),
-          arg.tensor->data()));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("kernel %s: pointer field at byte offset %d holds %p "
+                          "but is bound to %s at %p",
+                          kernel.name, offset, PointerAt(params, offset),
+                          arg.tensor->DebugString(), arg.tensor->data()));
     }
   }
   if (kernel.validate != nullptr) {
     absl::Status ok = kernel.validate(params);
     if (!ok.ok()) {
-      return absl::Status(ok.code(), absl::StrCat("kernel ", kernel.name, ": ", ok.message()));
+      return absl::Status(
+          ok.code(), absl::StrCat("kernel ", kernel.name, ": ", ok.message()));
     }
   }
   for (size_t i = 0; i < kernel.pointer_offsets.size(); ++i) {
     const void* p = PointerAt(params, kernel.pointer_offsets[i]);
     if (!bound[i] && p != nullptr) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "kernel %s: pointer field at byte offset %d holds %p, an address no tensor owns",
-          kernel.name, kernel.pointer_offsets[i], p));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("kernel %s: pointer field at byte offset %d holds "
+                          "%p, an address no tensor owns",
+                          kernel.name, kernel.pointer_offsets[i], p));
     }
   }
   return absl::OkStatus();
 }
 
-absl::Status Stream::LaunchRaw(const KernelDef& kernel, const void* params, size_t params_size,
+absl::Status Stream::LaunchRaw(const KernelDef& kernel, const void* params,
+                               size_t params_size,
                                absl::Span<const ArgBinding> args) {
   absl::Status valid = Validate(kernel, params, params_size, args);
   if (!capturing_) {
@@ -117,17 +129,18 @@ absl::Status Stream::LaunchRaw(const KernelDef& kernel, const void* params, size
   const auto* bytes = static_cast<const uint8_t*>(params);
   record.params.assign(bytes, bytes + params_size);
   for (const ArgBinding& arg : args) {
-    record.args.push_back(RecordedArg{
-        static_cast<uint16_t>(static_cast<const char*>(arg.field) -
-                              static_cast<const char*>(params)),
-        arg.access, arg.tensor->Identity()});
+    record.args.push_back(
+        RecordedArg{static_cast<uint16_t>(static_cast<const char*>(arg.field) -
+                                          static_cast<const char*>(params)),
+                    arg.access, arg.tensor->Identity()});
   }
   captured_.push_back(std::move(record));
   return absl::OkStatus();
 }
 
 absl::Status Stream::BeginCapture() {
-  if (capturing_) return absl::FailedPreconditionError("stream is already capturing");
+  if (capturing_)
+    return absl::FailedPreconditionError("stream is already capturing");
   capturing_ = true;
   capture_error_ = absl::OkStatus();
   captured_.clear();
@@ -135,7 +148,8 @@ absl::Status Stream::BeginCapture() {
 }
 
 absl::StatusOr<std::unique_ptr<ExecutableGraph>> Stream::EndCapture() {
-  if (!capturing_) return absl::FailedPreconditionError("EndCapture without BeginCapture");
+  if (!capturing_)
+    return absl::FailedPreconditionError("EndCapture without BeginCapture");
   capturing_ = false;
   std::vector<LaunchRecord> nodes = std::move(captured_);
   captured_.clear();
@@ -143,18 +157,21 @@ absl::StatusOr<std::unique_ptr<ExecutableGraph>> Stream::EndCapture() {
     absl::Status error = capture_error_;
     capture_error_ = absl::OkStatus();
     return absl::Status(error.code(),
-                        absl::StrCat("capture invalidated by a failed launch: ", error.message()));
+                        absl::StrCat("capture invalidated by a failed launch: ",
+                                     error.message()));
   }
   return Instantiate(std::move(nodes));
 }
 
 absl::Status Stream::Copy(const Tensor& src, const Tensor& dst) {
-  if (capturing_) return absl::FailedPreconditionError("Stream::Copy while capturing");
+  if (capturing_)
+    return absl::FailedPreconditionError("Stream::Copy while capturing");
   if (!src.defined() || !dst.defined() || src.shape() != dst.shape() ||
-      src.dtype() != dst.dtype() || !src.is_contiguous() || !dst.is_contiguous() ||
-      src.storage()->device() != device() || dst.storage()->device() != device()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("Stream::Copy: ", src.DebugString(), " -> ", dst.DebugString()));
+      src.dtype() != dst.dtype() || !src.is_contiguous() ||
+      !dst.is_contiguous() || src.storage()->device() != device() ||
+      dst.storage()->device() != device()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Stream::Copy: ", src.DebugString(), " -> ", dst.DebugString()));
   }
   const size_t bytes = src.numel() * DTypeSize(src.dtype());
   if (bytes > 0) {
@@ -166,9 +183,12 @@ absl::Status Stream::Copy(const Tensor& src, const Tensor& dst) {
 }
 
 absl::Status Stream::Zero(const Tensor& dst) {
-  if (capturing_) return absl::FailedPreconditionError("Stream::Zero while capturing");
-  if (!dst.defined() || !dst.is_contiguous() || dst.storage()->device() != device()) {
-    return absl::InvalidArgumentError(absl::StrCat("Stream::Zero: ", dst.DebugString()));
+  if (capturing_)
+    return absl::FailedPreconditionError("Stream::Zero while capturing");
+  if (!dst.defined() || !dst.is_contiguous() ||
+      dst.storage()->device() != device()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Stream::Zero: ", dst.DebugString()));
   }
   const size_t bytes = dst.numel() * DTypeSize(dst.dtype());
   if (bytes > 0) {

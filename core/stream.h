@@ -1,17 +1,19 @@
 #ifndef NORMGRAPH_CORE_STREAM_H_
 #define NORMGRAPH_CORE_STREAM_H_
 
-// Stream: the one launcher every kernel goes through, and stream capture into graphs.
+// Stream: the one launcher every kernel goes through, and stream capture into
+// graphs.
 //
-// Eagerly, a launch runs the kernel (on the CPU backend: at once) and bumps the write version of
-// every storage it writes. Between BeginCapture and EndCapture a launch is *recorded* and not run,
-// exactly like CUDA stream capture; EndCapture instantiates an ExecutableGraph whose Replay runs
-// the recorded launches with the raw addresses they were recorded with. A handle rebound after
-// capture therefore leaves the graph reading the old memory, as on a GPU.
+// Eagerly, a launch runs the kernel (on the CPU backend: at once) and bumps the
+// write version of every storage it writes. Between BeginCapture and EndCapture
+// a launch is *recorded* and not run, exactly like CUDA stream capture;
+// EndCapture instantiates an ExecutableGraph whose Replay runs the recorded
+// launches with the raw addresses they were recorded with. A handle rebound
+// after capture therefore leaves the graph reading the old memory, as on a GPU.
 //
-// Each recorded node keeps, next to its raw parameter bytes, the identity of every tensor its
-// pointer fields refer to. That record is what graph/ checks at every replay and what rebind
-// patches.
+// Each recorded node keeps, next to its raw parameter bytes, the identity of
+// every tensor its pointer fields refer to. That record is what graph/ checks
+// at every replay and what rebind patches.
 
 #include <cstddef>
 #include <cstdint>
@@ -30,8 +32,9 @@
 
 namespace normgraph {
 
-// Binds one pointer field of a kernel's params (`field` points into the params struct) to the
-// tensor it refers to. The field must hold exactly tensor->data().
+// Binds one pointer field of a kernel's params (`field` points into the params
+// struct) to the tensor it refers to. The field must hold exactly
+// tensor->data().
 struct ArgBinding {
   const void* field;
   const Tensor* tensor;
@@ -62,20 +65,23 @@ class ExecutableGraph {
   // The launcher's record of every node (parameters as currently set).
   const std::vector<LaunchRecord>& nodes() const { return nodes_; }
 
-  // Points argument `arg` of node `node` at `tensor`, which must have the same layout (dtype,
-  // shape, strides, bytes) as the tensor recorded there. Updates the launcher's record and the
-  // backend's copy of the node's parameters; never touches anything else.
+  // Points argument `arg` of node `node` at `tensor`, which must have the same
+  // layout (dtype, shape, strides, bytes) as the tensor recorded there. Updates
+  // the launcher's record and the backend's copy of the node's parameters;
+  // never touches anything else.
   absl::Status RebindArg(size_t node, size_t arg, const Tensor& tensor);
 
-  // The independent inventory: for every node (or the nodes listed), the value of every pointer
-  // field as the backend's instantiated graph holds it now (CUDA: read back from the driver), in
-  // KernelDef order.
+  // The independent inventory: for every node (or the nodes listed), the value
+  // of every pointer field as the backend's instantiated graph holds it now
+  // (CUDA: read back from the driver), in KernelDef order.
   virtual std::vector<absl::InlinedVector<uintptr_t, 8>> ReadBackPointerFields(
       absl::Span<const uint32_t> only_nodes = {}) const = 0;
 
  protected:
-  explicit ExecutableGraph(std::vector<LaunchRecord> nodes) : nodes_(std::move(nodes)) {}
-  // Copies node `node`'s parameters (the launcher's record, already patched) into the backend.
+  explicit ExecutableGraph(std::vector<LaunchRecord> nodes)
+      : nodes_(std::move(nodes)) {}
+  // Copies node `node`'s parameters (the launcher's record, already patched)
+  // into the backend.
   virtual absl::Status WriteNodeParams(size_t node) = 0;
 
   std::vector<LaunchRecord> nodes_;
@@ -86,34 +92,39 @@ class Stream {
   virtual ~Stream() = default;
   virtual Device device() const = 0;
 
-  // Launches `kernel` with `params`. Every non-null pointer field of `params` must be bound by
-  // exactly one entry of `args`, and each bound tensor must live on this stream's device.
+  // Launches `kernel` with `params`. Every non-null pointer field of `params`
+  // must be bound by exactly one entry of `args`, and each bound tensor must
+  // live on this stream's device.
   template <typename Params>
   absl::Status Launch(const KernelDef& kernel, const Params& params,
                       std::initializer_list<ArgBinding> args) {
-    static_assert(std::is_trivially_copyable<Params>::value, "kernel params must be POD");
+    static_assert(std::is_trivially_copyable<Params>::value,
+                  "kernel params must be POD");
     return LaunchRaw(kernel, &params, sizeof(Params), args);
   }
-  absl::Status LaunchRaw(const KernelDef& kernel, const void* params, size_t params_size,
-                         absl::Span<const ArgBinding> args);
+  absl::Status LaunchRaw(const KernelDef& kernel, const void* params,
+                         size_t params_size, absl::Span<const ArgBinding> args);
 
   // Starts recording launches instead of running them. Captures do not nest.
   absl::Status BeginCapture();
-  // Stops recording and instantiates the graph. If any launch failed while capturing, the capture
-  // is invalidated and that error is returned (as CUDA does).
+  // Stops recording and instantiates the graph. If any launch failed while
+  // capturing, the capture is invalidated and that error is returned (as CUDA
+  // does).
   absl::StatusOr<std::unique_ptr<ExecutableGraph>> EndCapture();
   bool is_capturing() const { return capturing_; }
 
   // Waits for all work queued on the stream (a no-op on the CPU backend).
   virtual absl::Status Synchronize() = 0;
 
-  // Eager data movement on the stream (not capturable): copies `src` into `dst` (same shape and
-  // dtype, both contiguous, on this device), or zeroes `dst`. Each counts as a write through the
-  // API (bumps the destination's write version).
+  // Eager data movement on the stream (not capturable): copies `src` into `dst`
+  // (same shape and dtype, both contiguous, on this device), or zeroes `dst`.
+  // Each counts as a write through the API (bumps the destination's write
+  // version).
   absl::Status Copy(const Tensor& src, const Tensor& dst);
   absl::Status Zero(const Tensor& dst);
 
-  // Kernels run eagerly so far (not counting replays); for tests and statistics.
+  // Kernels run eagerly so far (not counting replays); for tests and
+  // statistics.
   int64_t eager_launches() const { return eager_launches_; }
 
  protected:
@@ -127,7 +138,8 @@ class Stream {
       std::vector<LaunchRecord> nodes) = 0;
 
  private:
-  absl::Status Validate(const KernelDef& kernel, const void* params, size_t params_size,
+  absl::Status Validate(const KernelDef& kernel, const void* params,
+                        size_t params_size,
                         absl::Span<const ArgBinding> args) const;
 
   bool capturing_ = false;

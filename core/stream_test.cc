@@ -46,8 +46,11 @@ const KernelDef& AddKernel() {
 class StreamTest : public ::testing::Test {
  protected:
   absl::Status LaunchAdd(const Tensor& src, const Tensor& dst, float add) {
-    AddParams p{src.data_as<const float>(), dst.data_as<float>(), src.numel(), add};
-    return stream_.Launch(AddKernel(), p, {{&p.src, &src, Access::kRead}, {&p.dst, &dst, Access::kWrite}});
+    AddParams p{src.data_as<const float>(), dst.data_as<float>(), src.numel(),
+                add};
+    return stream_.Launch(
+        AddKernel(), p,
+        {{&p.src, &src, Access::kRead}, {&p.dst, &dst, Access::kWrite}});
   }
   Tensor Make(float value) {
     Tensor t = *Tensor::Empty(CpuAllocator(), {8}, DType::kF32);
@@ -59,7 +62,8 @@ class StreamTest : public ::testing::Test {
 
 TEST_F(StreamTest, EagerLaunchRunsAndBumpsWriteVersions) {
   Tensor src = Make(1.0f), dst = Make(0.0f);
-  const uint64_t src_v = src.storage()->write_version(), dst_v = dst.storage()->write_version();
+  const uint64_t src_v = src.storage()->write_version(),
+                 dst_v = dst.storage()->write_version();
   ASSERT_TRUE(LaunchAdd(src, dst, 2.0f).ok());
   EXPECT_EQ(dst.data_as<float>()[7], 3.0f);
   EXPECT_EQ(src.storage()->write_version(), src_v);
@@ -88,8 +92,8 @@ TEST_F(StreamTest, CaptureRecordsWithoutRunningAndReplayRuns) {
   EXPECT_EQ(dst.data_as<float>()[0], 15.0f);
 }
 
-// The bug class in miniature: a handle rebound after capture leaves the graph reading the old
-// memory, exactly as a CUDA graph would.
+// The bug class in miniature: a handle rebound after capture leaves the graph
+// reading the old memory, exactly as a CUDA graph would.
 TEST_F(StreamTest, ReplayAfterRebindingAHandleReadsTheOldMemory) {
   Tensor src = Make(1.0f), dst = Make(0.0f);
   ASSERT_TRUE(stream_.BeginCapture().ok());
@@ -98,7 +102,8 @@ TEST_F(StreamTest, ReplayAfterRebindingAHandleReadsTheOldMemory) {
   Tensor old = src;
   src = Make(42.0f);  // "self.weight = new_tensor"
   ASSERT_TRUE(graph->Replay().ok());
-  EXPECT_EQ(dst.data_as<float>()[0], 1.0f) << "the graph still reads the old storage";
+  EXPECT_EQ(dst.data_as<float>()[0], 1.0f)
+      << "the graph still reads the old storage";
 
   // RebindArg re-points the node at the new storage.
   ASSERT_TRUE(graph->RebindArg(0, 0, src).ok());
@@ -121,15 +126,18 @@ TEST_F(StreamTest, EveryNonNullPointerMustBeBoundToItsTensor) {
   Tensor src = Make(1.0f), dst = Make(0.0f), other = Make(0.0f);
   AddParams p{src.data_as<const float>(), dst.data_as<float>(), 8, 0.0f};
 
-  absl::Status unowned = stream_.Launch(AddKernel(), p, {{&p.src, &src, Access::kRead}});
+  absl::Status unowned =
+      stream_.Launch(AddKernel(), p, {{&p.src, &src, Access::kRead}});
   EXPECT_THAT(unowned.message(), HasSubstr("an address no tensor owns"));
 
   absl::Status mismatch = stream_.Launch(
-      AddKernel(), p, {{&p.src, &src, Access::kRead}, {&p.dst, &other, Access::kWrite}});
+      AddKernel(), p,
+      {{&p.src, &src, Access::kRead}, {&p.dst, &other, Access::kWrite}});
   EXPECT_THAT(mismatch.message(), HasSubstr("but is bound to"));
 
   absl::Status twice = stream_.Launch(
-      AddKernel(), p, {{&p.src, &src, Access::kRead}, {&p.src, &src, Access::kRead}});
+      AddKernel(), p,
+      {{&p.src, &src, Access::kRead}, {&p.src, &src, Access::kRead}});
   EXPECT_THAT(twice.message(), HasSubstr("bound twice"));
 
   absl::Status not_pointer = stream_.Launch(AddKernel(), p,
@@ -141,7 +149,8 @@ TEST_F(StreamTest, EveryNonNullPointerMustBeBoundToItsTensor) {
   AddParams bad = p;
   bad.n = -1;
   absl::Status invalid = stream_.Launch(
-      AddKernel(), bad, {{&bad.src, &src, Access::kRead}, {&bad.dst, &dst, Access::kWrite}});
+      AddKernel(), bad,
+      {{&bad.src, &src, Access::kRead}, {&bad.dst, &dst, Access::kWrite}});
   EXPECT_THAT(invalid.message(), HasSubstr("kernel add: negative n"));
   EXPECT_EQ(stream_.eager_launches(), 0);
 }
@@ -151,7 +160,8 @@ TEST_F(StreamTest, AFailedLaunchInvalidatesTheCapture) {
   ASSERT_TRUE(stream_.BeginCapture().ok());
   EXPECT_FALSE(stream_.BeginCapture().ok()) << "captures do not nest";
   AddParams p{src.data_as<const float>(), dst.data_as<float>(), 8, 0.0f};
-  EXPECT_FALSE(stream_.Launch(AddKernel(), p, {{&p.src, &src, Access::kRead}}).ok());
+  EXPECT_FALSE(
+      stream_.Launch(AddKernel(), p, {{&p.src, &src, Access::kRead}}).ok());
   ASSERT_TRUE(LaunchAdd(src, dst, 1.0f).ok());
   absl::Status s = stream_.EndCapture().status();
   EXPECT_THAT(s.message(), HasSubstr("capture invalidated"));

@@ -11,16 +11,18 @@ std::string ShapeToString(absl::Span<const int64_t> shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
 }
 
-absl::StatusOr<int64_t> CheckedNumel(absl::Span<const int64_t> shape, absl::string_view what) {
+absl::StatusOr<int64_t> CheckedNumel(absl::Span<const int64_t> shape,
+                                     absl::string_view what) {
   int64_t n = 1;
   for (int64_t d : shape) {
     if (d < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, ": negative dimension in shape ", ShapeToString(shape)));
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ": negative dimension in shape ", ShapeToString(shape)));
     }
     if (d != 0 && n > INT64_MAX / d) {
       return absl::InvalidArgumentError(
-          absl::StrCat(what, ": element count of shape ", ShapeToString(shape), " overflows"));
+          absl::StrCat(what, ": element count of shape ", ShapeToString(shape),
+                       " overflows"));
     }
     n *= d;
   }
@@ -38,17 +40,20 @@ Shape ContiguousStrides(absl::Span<const int64_t> shape) {
 }
 
 std::string TensorIdentity::ToString() const {
-  return absl::StrFormat("storage #%d @%#x %s%s strides %s (%d B)", storage_id, address,
-                         DTypeName(dtype), ShapeToString(shape), ShapeToString(strides), bytes);
+  return absl::StrFormat("storage #%d @%#x %s%s strides %s (%d B)", storage_id,
+                         address, DTypeName(dtype), ShapeToString(shape),
+                         ShapeToString(strides), bytes);
 }
 
-absl::StatusOr<Tensor> Tensor::FromStorage(std::shared_ptr<Storage> storage, size_t offset_bytes,
-                                           Shape shape, Shape strides, DType dtype) {
-  if (storage == nullptr) return absl::InvalidArgumentError("tensor view of a null storage");
+absl::StatusOr<Tensor> Tensor::FromStorage(std::shared_ptr<Storage> storage,
+                                           size_t offset_bytes, Shape shape,
+                                           Shape strides, DType dtype) {
+  if (storage == nullptr)
+    return absl::InvalidArgumentError("tensor view of a null storage");
   if (shape.size() != strides.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("shape ", ShapeToString(shape), " and strides ",
-                                                   ShapeToString(strides),
-                                                   " have different ranks"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("shape ", ShapeToString(shape), " and strides ",
+                     ShapeToString(strides), " have different ranks"));
   }
   absl::StatusOr<int64_t> numel = CheckedNumel(shape, "tensor view");
   if (!numel.ok()) return numel.status();
@@ -59,25 +64,29 @@ absl::StatusOr<Tensor> Tensor::FromStorage(std::shared_ptr<Storage> storage, siz
   t.strides_ = std::move(strides);
   t.dtype_ = dtype;
   for (int64_t s : t.strides_) {
-    if (s < 0) return absl::InvalidArgumentError("negative strides are not supported");
+    if (s < 0)
+      return absl::InvalidArgumentError("negative strides are not supported");
   }
   const size_t end = offset_bytes + t.span_bytes();
   if (end < offset_bytes || end > t.storage_->bytes()) {
     return absl::OutOfRangeError(absl::StrFormat(
-        "view %s%s at byte offset %d spans %d bytes, past the end of %s", DTypeName(dtype),
-        ShapeToString(t.shape_), offset_bytes, t.span_bytes(), t.storage_->DebugString()));
+        "view %s%s at byte offset %d spans %d bytes, past the end of %s",
+        DTypeName(dtype), ShapeToString(t.shape_), offset_bytes, t.span_bytes(),
+        t.storage_->DebugString()));
   }
   return t;
 }
 
-absl::StatusOr<Tensor> Tensor::Empty(Allocator& allocator, Shape shape, DType dtype) {
+absl::StatusOr<Tensor> Tensor::Empty(Allocator& allocator, Shape shape,
+                                     DType dtype) {
   absl::StatusOr<int64_t> numel = CheckedNumel(shape, "Tensor::Empty");
   if (!numel.ok()) return numel.status();
-  absl::StatusOr<std::shared_ptr<Storage>> storage =
-      Storage::Allocate(allocator, static_cast<size_t>(*numel) * DTypeSize(dtype));
+  absl::StatusOr<std::shared_ptr<Storage>> storage = Storage::Allocate(
+      allocator, static_cast<size_t>(*numel) * DTypeSize(dtype));
   if (!storage.ok()) return storage.status();
   Shape strides = ContiguousStrides(shape);
-  return FromStorage(*std::move(storage), 0, std::move(shape), std::move(strides), dtype);
+  return FromStorage(*std::move(storage), 0, std::move(shape),
+                     std::move(strides), dtype);
 }
 
 int64_t Tensor::numel() const {
@@ -89,11 +98,14 @@ int64_t Tensor::numel() const {
 size_t Tensor::span_bytes() const {
   if (numel() == 0) return 0;
   int64_t last = 0;
-  for (size_t i = 0; i < shape_.size(); ++i) last += (shape_[i] - 1) * strides_[i];
+  for (size_t i = 0; i < shape_.size(); ++i)
+    last += (shape_[i] - 1) * strides_[i];
   return static_cast<size_t>(last + 1) * DTypeSize(dtype_);
 }
 
-bool Tensor::is_contiguous() const { return strides_ == ContiguousStrides(shape_); }
+bool Tensor::is_contiguous() const {
+  return strides_ == ContiguousStrides(shape_);
+}
 
 void* Tensor::data() const {
   if (storage_ == nullptr || storage_->data() == nullptr) return nullptr;
@@ -119,34 +131,39 @@ absl::StatusOr<Tensor> Tensor::Reshape(Shape shape) const {
   absl::StatusOr<int64_t> n = CheckedNumel(shape, "reshape");
   if (!n.ok()) return n.status();
   if (*n != numel()) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot reshape ", ShapeToString(shape_),
-                                                   " to ", ShapeToString(shape)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot reshape ", ShapeToString(shape_), " to ",
+                     ShapeToString(shape)));
   }
   Shape strides = ContiguousStrides(shape);
-  return FromStorage(storage_, offset_bytes_, std::move(shape), std::move(strides), dtype_);
+  return FromStorage(storage_, offset_bytes_, std::move(shape),
+                     std::move(strides), dtype_);
 }
 
-absl::StatusOr<Tensor> Tensor::Narrow(int dim, int64_t start, int64_t length) const {
+absl::StatusOr<Tensor> Tensor::Narrow(int dim, int64_t start,
+                                      int64_t length) const {
   if (dim < 0 || dim >= this->dim()) {
-    return absl::InvalidArgumentError(absl::StrCat("narrow: no dimension ", dim, " in ",
-                                                   DebugString()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("narrow: no dimension ", dim, " in ", DebugString()));
   }
   if (start < 0 || length < 0 || start + length > shape_[dim]) {
-    return absl::OutOfRangeError(absl::StrCat("narrow: [", start, ", ", start + length,
-                                              ") is outside dimension ", dim, " of ",
-                                              DebugString()));
+    return absl::OutOfRangeError(
+        absl::StrCat("narrow: [", start, ", ", start + length,
+                     ") is outside dimension ", dim, " of ", DebugString()));
   }
   Shape shape = shape_;
   shape[dim] = length;
-  const size_t offset = offset_bytes_ + static_cast<size_t>(start * strides_[dim]) *
-                                            DTypeSize(dtype_);
+  const size_t offset =
+      offset_bytes_ +
+      static_cast<size_t>(start * strides_[dim]) * DTypeSize(dtype_);
   return FromStorage(storage_, offset, std::move(shape), strides_, dtype_);
 }
 
 std::string Tensor::DebugString() const {
   if (!defined()) return "undefined tensor";
-  return absl::StrFormat("%s%s on %s (+%d B)", DTypeName(dtype_), ShapeToString(shape_),
-                         storage_->DebugString(), offset_bytes_);
+  return absl::StrFormat("%s%s on %s (+%d B)", DTypeName(dtype_),
+                         ShapeToString(shape_), storage_->DebugString(),
+                         offset_bytes_);
 }
 
 }  // namespace normgraph

@@ -1,11 +1,13 @@
 #ifndef NORMGRAPH_CORE_TENSOR_H_
 #define NORMGRAPH_CORE_TENSOR_H_
 
-// Tensor: a view of a storage (storage, byte offset, shape, strides, dtype), like torch.Tensor.
+// Tensor: a view of a storage (storage, byte offset, shape, strides, dtype),
+// like torch.Tensor.
 //
-// A Tensor value is a handle. Copying it shares the storage; assigning a new tensor to a variable
-// (or to a module's slot) rebinds the handle to another storage. That rebinding is the bug class
-// normgraph catches, so every tensor can report its pointer identity (TensorIdentity).
+// A Tensor value is a handle. Copying it shares the storage; assigning a new
+// tensor to a variable (or to a module's slot) rebinds the handle to another
+// storage. That rebinding is the bug class normgraph catches, so every tensor
+// can report its pointer identity (TensorIdentity).
 
 #include <cstdint>
 #include <memory>
@@ -24,12 +26,14 @@ using Shape = absl::InlinedVector<int64_t, 4>;
 
 // "[2, 4096]".
 std::string ShapeToString(absl::Span<const int64_t> shape);
-// Product of the dimensions, or an error naming `what` if a dimension is negative or the product
-// overflows int64.
-absl::StatusOr<int64_t> CheckedNumel(absl::Span<const int64_t> shape, absl::string_view what);
+// Product of the dimensions, or an error naming `what` if a dimension is
+// negative or the product overflows int64.
+absl::StatusOr<int64_t> CheckedNumel(absl::Span<const int64_t> shape,
+                                     absl::string_view what);
 
-// What a captured graph bakes in about a tensor: which allocation, which address, how many bytes,
-// and how it is laid out. Two tensors with equal identities are interchangeable for a replay.
+// What a captured graph bakes in about a tensor: which allocation, which
+// address, how many bytes, and how it is laid out. Two tensors with equal
+// identities are interchangeable for a replay.
 struct TensorIdentity {
   uint64_t storage_id = 0;
   uintptr_t address = 0;
@@ -39,14 +43,16 @@ struct TensorIdentity {
   Shape strides;
 
   bool operator==(const TensorIdentity& o) const {
-    return storage_id == o.storage_id && address == o.address && bytes == o.bytes &&
-           dtype == o.dtype && shape == o.shape && strides == o.strides;
+    return storage_id == o.storage_id && address == o.address &&
+           bytes == o.bytes && dtype == o.dtype && shape == o.shape &&
+           strides == o.strides;
   }
   bool operator!=(const TensorIdentity& o) const { return !(*this == o); }
-  // True if the layout (dtype, shape, strides, bytes) matches: a graph node could be pointed at `o`
-  // instead by changing only its address.
+  // True if the layout (dtype, shape, strides, bytes) matches: a graph node
+  // could be pointed at `o` instead by changing only its address.
   bool SameLayout(const TensorIdentity& o) const {
-    return dtype == o.dtype && shape == o.shape && strides == o.strides && bytes == o.bytes;
+    return dtype == o.dtype && shape == o.shape && strides == o.strides &&
+           bytes == o.bytes;
   }
   // "storage #12 @0x55d0c0a1b000 bf16[4096] strides [1] (8192 B)".
   std::string ToString() const;
@@ -57,10 +63,12 @@ class Tensor {
   Tensor() = default;  // an undefined tensor
 
   // A view of `storage`. The view must lie inside the storage.
-  static absl::StatusOr<Tensor> FromStorage(std::shared_ptr<Storage> storage, size_t offset_bytes,
-                                            Shape shape, Shape strides, DType dtype);
+  static absl::StatusOr<Tensor> FromStorage(std::shared_ptr<Storage> storage,
+                                            size_t offset_bytes, Shape shape,
+                                            Shape strides, DType dtype);
   // A new contiguous tensor (uninitialised contents).
-  static absl::StatusOr<Tensor> Empty(Allocator& allocator, Shape shape, DType dtype);
+  static absl::StatusOr<Tensor> Empty(Allocator& allocator, Shape shape,
+                                      DType dtype);
 
   bool defined() const { return storage_ != nullptr; }
   const std::shared_ptr<Storage>& storage() const { return storage_; }

@@ -24,7 +24,8 @@ void TensorSlot::Rebind(Tensor tensor, SourceLocation where) {
   last_rebind_ = where;
 }
 
-void TensorSlot::DeriveFrom(const TensorSlot* source, std::function<absl::Status()> refresh) {
+void TensorSlot::DeriveFrom(const TensorSlot* source,
+                            std::function<absl::Status()> refresh) {
   source_ = source;
   refresh_ = std::move(refresh);
 }
@@ -48,16 +49,20 @@ std::string TensorSlot::StaleReason() const {
   const Tensor& src = source_->tensor();
   if (!src.defined()) return "source is undefined";
   if (src.storage()->id() != refreshed_source_storage_id_) {
-    return absl::StrFormat("source now lives in storage #%d, last refreshed from storage #%d",
-                           src.storage()->id(), refreshed_source_storage_id_);
+    return absl::StrFormat(
+        "source now lives in storage #%d, last refreshed from storage #%d",
+        src.storage()->id(), refreshed_source_storage_id_);
   }
   return absl::StrFormat(
-      "source storage #%d written (write version %d) after the last refresh (at version %d)",
-      src.storage()->id(), src.storage()->write_version(), refreshed_source_version_);
+      "source storage #%d written (write version %d) after the last refresh "
+      "(at version %d)",
+      src.storage()->id(), src.storage()->write_version(),
+      refreshed_source_version_);
 }
 
 absl::Status TensorSlot::Refresh() {
-  if (!refresh_) return absl::FailedPreconditionError("slot has no refresh function");
+  if (!refresh_)
+    return absl::FailedPreconditionError("slot has no refresh function");
   return refresh_();
 }
 

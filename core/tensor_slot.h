@@ -1,17 +1,19 @@
 #ifndef NORMGRAPH_CORE_TENSOR_SLOT_H_
 #define NORMGRAPH_CORE_TENSOR_SLOT_H_
 
-// TensorSlot: a named place that holds a tensor handle (a module's parameter or buffer, or a
-// graph's static input, output or workspace), and TensorOwner: whatever holds slots.
+// TensorSlot: a named place that holds a tensor handle (a module's parameter or
+// buffer, or a graph's static input, output or workspace), and TensorOwner:
+// whatever holds slots.
 //
-// The graph manager sees modules only through TensorOwner. At capture it maps every address a
-// kernel touches to a slot and its dotted name; at replay it re-reads each slot's current tensor
-// and compares identities. Rebinding a slot to other storage goes through Rebind(), which records
-// the source line that did it, so a refused replay can point at the culprit.
+// The graph manager sees modules only through TensorOwner. At capture it maps
+// every address a kernel touches to a slot and its dotted name; at replay it
+// re-reads each slot's current tensor and compares identities. Rebinding a slot
+// to other storage goes through Rebind(), which records the source line that
+// did it, so a refused replay can point at the culprit.
 //
-// A derived slot (e.g. `gemma_weight = 1 + weight`) declares its source. Refreshing it records the
-// source storage's id and write version; if the source is written afterwards, IsStale() is true:
-// right address, stale value.
+// A derived slot (e.g. `gemma_weight = 1 + weight`) declares its source.
+// Refreshing it records the source storage's id and write version; if the
+// source is written afterwards, IsStale() is true: right address, stale value.
 
 #include <cstdint>
 #include <functional>
@@ -35,30 +37,36 @@ absl::string_view SlotKindName(SlotKind kind);
 
 class TensorSlot {
  public:
-  TensorSlot(SlotKind kind, Tensor tensor) : kind_(kind), tensor_(std::move(tensor)) {}
+  TensorSlot(SlotKind kind, Tensor tensor)
+      : kind_(kind), tensor_(std::move(tensor)) {}
   TensorSlot(const TensorSlot&) = delete;
   TensorSlot& operator=(const TensorSlot&) = delete;
 
   SlotKind kind() const { return kind_; }
   const Tensor& tensor() const { return tensor_; }
 
-  // Points the slot at another tensor. Graphs captured earlier still hold the old address: this is
-  // exactly what a graph manager must detect. Records the caller's source location.
+  // Points the slot at another tensor. Graphs captured earlier still hold the
+  // old address: this is exactly what a graph manager must detect. Records the
+  // caller's source location.
   void Rebind(Tensor tensor, SourceLocation where = SourceLocation::Current());
   int64_t rebind_count() const { return rebind_count_; }
   // Where the last Rebind happened (unknown if never rebound).
   const SourceLocation& last_rebind() const { return last_rebind_; }
 
-  // Declares this slot derived from `source` (which must outlive it). `refresh` recomputes this
-  // slot's contents from the source in place and must end with MarkRefreshed(); the graph manager
-  // may call it to repair a stale buffer.
-  void DeriveFrom(const TensorSlot* source, std::function<absl::Status()> refresh);
+  // Declares this slot derived from `source` (which must outlive it). `refresh`
+  // recomputes this slot's contents from the source in place and must end with
+  // MarkRefreshed(); the graph manager may call it to repair a stale buffer.
+  void DeriveFrom(const TensorSlot* source,
+                  std::function<absl::Status()> refresh);
   const TensorSlot* source() const { return source_; }
-  // Records that the contents now reflect the source's current storage and write version.
+  // Records that the contents now reflect the source's current storage and
+  // write version.
   void MarkRefreshed();
-  // True if derived and the source's storage or write version changed since the last refresh.
+  // True if derived and the source's storage or write version changed since the
+  // last refresh.
   bool IsStale() const;
-  // "source written: storage #3 write version 5, refreshed at version 4" (empty if fresh).
+  // "source written: storage #3 write version 5, refreshed at version 4" (empty
+  // if fresh).
   std::string StaleReason() const;
   // Runs the refresh function given to DeriveFrom.
   absl::Status Refresh();
@@ -74,15 +82,16 @@ class TensorSlot {
   uint64_t refreshed_source_version_ = 0;
 };
 
-using SlotVisitor = absl::FunctionRef<void(absl::string_view name, TensorSlot& slot)>;
+using SlotVisitor =
+    absl::FunctionRef<void(absl::string_view name, TensorSlot& slot)>;
 
 // Anything that holds named tensor slots: modules, graph static buffers.
 class TensorOwner {
  public:
   virtual ~TensorOwner() = default;
   // Calls `visit` once per slot with its full dotted name
-  // (`model.layers.3.input_layernorm.gemma_weight`), in a stable order. The names stay valid as
-  // long as the owner lives.
+  // (`model.layers.3.input_layernorm.gemma_weight`), in a stable order. The
+  // names stay valid as long as the owner lives.
   virtual void ForEachSlot(SlotVisitor visit) = 0;
 };
 

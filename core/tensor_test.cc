@@ -1,8 +1,9 @@
+#include "core/tensor.h"
+
 #include <cmath>
 #include <cstring>
 
 #include "core/storage.h"
-#include "core/tensor.h"
 #include "core/tensor_slot.h"
 #include "core/tensor_util.h"
 #include "gmock/gmock.h"
@@ -23,7 +24,8 @@ TEST(StorageTest, IdsAreUniqueEvenWhenTheAddressIsReused) {
   EXPECT_FALSE(StorageIsLive(first_id));
   auto b = Storage::Allocate(CpuAllocator(), 4096);
   ASSERT_TRUE(b.ok());
-  EXPECT_EQ((*b)->data(), first_address) << "caching allocator hands the block out again";
+  EXPECT_EQ((*b)->data(), first_address)
+      << "caching allocator hands the block out again";
   EXPECT_NE((*b)->id(), first_id) << "but it is a different storage";
   EXPECT_GT((*b)->id(), first_id);
 }
@@ -45,7 +47,8 @@ TEST(TensorTest, ViewsAndIdentity) {
   EXPECT_EQ(rows->offset_bytes(), 16u);
   EXPECT_EQ(rows->data(), static_cast<char*>(t.data()) + 16);
   EXPECT_EQ(rows->storage()->id(), t.storage()->id());
-  // Same storage, different offset: a different identity (the "re-sliced view" case).
+  // Same storage, different offset: a different identity (the "re-sliced view"
+  // case).
   absl::StatusOr<Tensor> shifted = t.Narrow(0, 2, 2);
   ASSERT_TRUE(shifted.ok());
   EXPECT_NE(rows->Identity(), shifted->Identity());
@@ -65,7 +68,8 @@ TEST(TensorTest, ViewsAndIdentity) {
 TEST(TensorTest, ViewsMustStayInsideTheStorage) {
   auto storage = *Storage::Allocate(CpuAllocator(), 16);
   EXPECT_TRUE(Tensor::FromStorage(storage, 8, {2}, {1}, DType::kF32).ok());
-  absl::Status past = Tensor::FromStorage(storage, 12, {2}, {1}, DType::kF32).status();
+  absl::Status past =
+      Tensor::FromStorage(storage, 12, {2}, {1}, DType::kF32).status();
   EXPECT_EQ(past.code(), absl::StatusCode::kOutOfRange);
   EXPECT_THAT(past.message(), HasSubstr("past the end"));
   EXPECT_FALSE(Tensor::FromStorage(storage, 0, {2, 2}, {1}, DType::kF32).ok());
@@ -107,7 +111,8 @@ TEST(TensorUtilTest, BitwiseEqualComparesBytesDtypeAndShape) {
 }
 
 TEST(TensorSlotTest, RebindRecordsTheCallersLine) {
-  TensorSlot slot(SlotKind::kBuffer, *Tensor::Empty(CpuAllocator(), {4}, DType::kF32));
+  TensorSlot slot(SlotKind::kBuffer,
+                  *Tensor::Empty(CpuAllocator(), {4}, DType::kF32));
   const uint64_t old_id = slot.tensor().storage()->id();
   EXPECT_EQ(slot.rebind_count(), 0);
   EXPECT_FALSE(slot.last_rebind().known());
@@ -120,8 +125,10 @@ TEST(TensorSlotTest, RebindRecordsTheCallersLine) {
 }
 
 TEST(TensorSlotTest, DerivedSlotGoesStaleWhenItsSourceChanges) {
-  TensorSlot weight(SlotKind::kParameter, *Tensor::Empty(CpuAllocator(), {4}, DType::kBF16));
-  TensorSlot derived(SlotKind::kBuffer, *Tensor::Empty(CpuAllocator(), {4}, DType::kF32));
+  TensorSlot weight(SlotKind::kParameter,
+                    *Tensor::Empty(CpuAllocator(), {4}, DType::kBF16));
+  TensorSlot derived(SlotKind::kBuffer,
+                     *Tensor::Empty(CpuAllocator(), {4}, DType::kF32));
   int refreshes = 0;
   derived.DeriveFrom(&weight, [&] {
     ++refreshes;
@@ -132,20 +139,23 @@ TEST(TensorSlotTest, DerivedSlotGoesStaleWhenItsSourceChanges) {
   EXPECT_FALSE(derived.IsStale());
   EXPECT_EQ(derived.StaleReason(), "");
 
-  ASSERT_TRUE(Fill(weight.tensor(), 2.0f).ok());  // in-place write of the source
+  ASSERT_TRUE(
+      Fill(weight.tensor(), 2.0f).ok());  // in-place write of the source
   EXPECT_TRUE(derived.IsStale());
   EXPECT_THAT(derived.StaleReason(), HasSubstr("after the last refresh"));
   ASSERT_TRUE(derived.Refresh().ok());
   EXPECT_FALSE(derived.IsStale());
 
-  weight.Rebind(*Tensor::Empty(CpuAllocator(), {4}, DType::kBF16));  // source moved
+  weight.Rebind(
+      *Tensor::Empty(CpuAllocator(), {4}, DType::kBF16));  // source moved
   EXPECT_TRUE(derived.IsStale());
   EXPECT_THAT(derived.StaleReason(), HasSubstr("last refreshed from storage"));
   ASSERT_TRUE(derived.Refresh().ok());
   EXPECT_FALSE(derived.IsStale());
   EXPECT_EQ(refreshes, 3);
 
-  TensorSlot plain(SlotKind::kBuffer, *Tensor::Empty(CpuAllocator(), {1}, DType::kF32));
+  TensorSlot plain(SlotKind::kBuffer,
+                   *Tensor::Empty(CpuAllocator(), {1}, DType::kF32));
   EXPECT_FALSE(plain.IsStale());
   EXPECT_FALSE(plain.Refresh().ok());
 }

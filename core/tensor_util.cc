@@ -9,35 +9,40 @@ namespace normgraph {
 namespace {
 
 absl::Status CheckHostContiguous(const Tensor& t, absl::string_view op) {
-  if (!t.defined()) return absl::InvalidArgumentError(absl::StrCat(op, ": undefined tensor"));
+  if (!t.defined())
+    return absl::InvalidArgumentError(absl::StrCat(op, ": undefined tensor"));
   if (t.storage()->device() != Device::Cpu()) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": ", t.DebugString(), " is not on the CPU"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, ": ", t.DebugString(), " is not on the CPU"));
   }
   if (!t.is_contiguous()) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": ", t.DebugString(), " is not contiguous"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, ": ", t.DebugString(), " is not contiguous"));
   }
   return absl::OkStatus();
 }
 
 }  // namespace
 
-HostView ViewOf(const Tensor& tensor) { return HostView{tensor.data(), tensor.dtype(), tensor.shape()}; }
+HostView ViewOf(const Tensor& tensor) {
+  return HostView{tensor.data(), tensor.dtype(), tensor.shape()};
+}
 
 absl::Status CopyInto(const HostView& src, const Tensor& dst) {
   absl::Status ok = CheckHostContiguous(dst, "CopyInto");
   if (!ok.ok()) return ok;
   if (src.shape != dst.shape()) {
-    return absl::InvalidArgumentError(absl::StrCat("CopyInto: source shape ",
-                                                   ShapeToString(src.shape),
-                                                   " does not match destination ",
-                                                   dst.DebugString()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("CopyInto: source shape ", ShapeToString(src.shape),
+                     " does not match destination ", dst.DebugString()));
   }
   const int64_t n = dst.numel();
   if (src.dtype == dst.dtype()) {
     if (n > 0) std::memmove(dst.data(), src.data, n * DTypeSize(src.dtype));
   } else {
     for (int64_t i = 0; i < n; ++i) {
-      StoreFromFloat(dst.data(), dst.dtype(), i, LoadAsFloat(src.data, src.dtype, i));
+      StoreFromFloat(dst.data(), dst.dtype(), i,
+                     LoadAsFloat(src.data, src.dtype, i));
     }
   }
   dst.storage()->BumpWriteVersion();
@@ -47,7 +52,8 @@ absl::Status CopyInto(const HostView& src, const Tensor& dst) {
 absl::Status Fill(const Tensor& dst, float value) {
   absl::Status ok = CheckHostContiguous(dst, "Fill");
   if (!ok.ok()) return ok;
-  for (int64_t i = 0; i < dst.numel(); ++i) StoreFromFloat(dst.data(), dst.dtype(), i, value);
+  for (int64_t i = 0; i < dst.numel(); ++i)
+    StoreFromFloat(dst.data(), dst.dtype(), i, value);
   dst.storage()->BumpWriteVersion();
   return absl::OkStatus();
 }
@@ -55,16 +61,18 @@ absl::Status Fill(const Tensor& dst, float value) {
 absl::Status Poison(const Tensor& dst) {
   absl::Status ok = CheckHostContiguous(dst, "Poison");
   if (!ok.ok()) return ok;
-  if (dst.numel() > 0) std::memset(dst.data(), 0xFF, dst.numel() * DTypeSize(dst.dtype()));
+  if (dst.numel() > 0)
+    std::memset(dst.data(), 0xFF, dst.numel() * DTypeSize(dst.dtype()));
   dst.storage()->BumpWriteVersion();
   return absl::OkStatus();
 }
 
-absl::Status FillNormal(const Tensor& dst, uint64_t seed, float mean, float stddev) {
+absl::Status FillNormal(const Tensor& dst, uint64_t seed, float mean,
+                        float stddev) {
   absl::Status ok = CheckHostContiguous(dst, "FillNormal");
   if (!ok.ok()) return ok;
-  // Box-Muller over splitmix64: the same values on every platform and standard library, and
-  // cheap to seed (fuzzers fill many tiny tensors).
+  // Box-Muller over splitmix64: the same values on every platform and standard
+  // library, and cheap to seed (fuzzers fill many tiny tensors).
   uint64_t state = seed;
   auto next = [&state] {
     uint64_t z = (state += 0x9E3779B97F4A7C15ull);
@@ -72,10 +80,14 @@ absl::Status FillNormal(const Tensor& dst, uint64_t seed, float mean, float stdd
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
   };
-  auto uniform = [&next] { return (static_cast<double>(next() >> 11) + 0.5) * 0x1.0p-53; };
+  auto uniform = [&next] {
+    return (static_cast<double>(next() >> 11) + 0.5) * 0x1.0p-53;
+  };
   for (int64_t i = 0; i < dst.numel(); ++i) {
-    const double z = std::sqrt(-2.0 * std::log(uniform())) * std::cos(2.0 * M_PI * uniform());
-    StoreFromFloat(dst.data(), dst.dtype(), i, static_cast<float>(mean + stddev * z));
+    const double z = std::sqrt(-2.0 * std::log(uniform())) *
+                     std::cos(2.0 * M_PI * uniform());
+    StoreFromFloat(dst.data(), dst.dtype(), i,
+                   static_cast<float>(mean + stddev * z));
   }
   dst.storage()->BumpWriteVersion();
   return absl::OkStatus();
@@ -84,7 +96,8 @@ absl::Status FillNormal(const Tensor& dst, uint64_t seed, float mean, float stdd
 absl::StatusOr<Tensor> Clone(const Tensor& src) {
   absl::Status ok = CheckHostContiguous(src, "Clone");
   if (!ok.ok()) return ok;
-  absl::StatusOr<Tensor> out = Tensor::Empty(CpuAllocator(), src.shape(), src.dtype());
+  absl::StatusOr<Tensor> out =
+      Tensor::Empty(CpuAllocator(), src.shape(), src.dtype());
   if (!out.ok()) return out.status();
   ok = CopyInto(ViewOf(src), *out);
   if (!ok.ok()) return ok;
@@ -105,7 +118,8 @@ std::vector<float> ToFloats(const Tensor& tensor) {
   std::vector<float> out;
   if (!CheckHostContiguous(tensor, "ToFloats").ok()) return out;
   out.resize(tensor.numel());
-  for (int64_t i = 0; i < tensor.numel(); ++i) out[i] = LoadAsFloat(tensor.data(), tensor.dtype(), i);
+  for (int64_t i = 0; i < tensor.numel(); ++i)
+    out[i] = LoadAsFloat(tensor.data(), tensor.dtype(), i);
   return out;
 }
 

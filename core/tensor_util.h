@@ -1,9 +1,9 @@
 #ifndef NORMGRAPH_CORE_TENSOR_UTIL_H_
 #define NORMGRAPH_CORE_TENSOR_UTIL_H_
 
-// Host-side tensor helpers: copies with dtype conversion, fills, poisoning, comparisons. They work
-// on contiguous CPU tensors and count as in-place writes through the API (they bump the
-// destination storage's write version).
+// Host-side tensor helpers: copies with dtype conversion, fills, poisoning,
+// comparisons. They work on contiguous CPU tensors and count as in-place writes
+// through the API (they bump the destination storage's write version).
 
 #include <cstdint>
 #include <vector>
@@ -15,8 +15,8 @@
 
 namespace normgraph {
 
-// A contiguous, host-readable block of elements, possibly unaligned (e.g. a tensor inside a
-// memory-mapped safetensors file).
+// A contiguous, host-readable block of elements, possibly unaligned (e.g. a
+// tensor inside a memory-mapped safetensors file).
 struct HostView {
   const void* data = nullptr;
   DType dtype = DType::kF32;
@@ -26,24 +26,28 @@ struct HostView {
 // The contents of a contiguous CPU tensor as a HostView.
 HostView ViewOf(const Tensor& tensor);
 
-// Copies `src` into `dst` (same shape), converting the dtype with round-to-nearest-even.
+// Copies `src` into `dst` (same shape), converting the dtype with
+// round-to-nearest-even.
 absl::Status CopyInto(const HostView& src, const Tensor& dst);
 
 // Sets every element to `value` (rounded to the dtype).
 absl::Status Fill(const Tensor& dst, float value);
 
-// Fills every byte with 0xFF: NaN in f32, bf16 and f16 alike, so an element a kernel failed to
-// write can never compare equal to a real result.
+// Fills every byte with 0xFF: NaN in f32, bf16 and f16 alike, so an element a
+// kernel failed to write can never compare equal to a real result.
 absl::Status Poison(const Tensor& dst);
 
-// Fills with normally distributed values (mean `mean`, standard deviation `stddev`), rounded to
-// the dtype, from a deterministic generator seeded with `seed`.
-absl::Status FillNormal(const Tensor& dst, uint64_t seed, float mean, float stddev);
+// Fills with normally distributed values (mean `mean`, standard deviation
+// `stddev`), rounded to the dtype, from a deterministic generator seeded with
+// `seed`.
+absl::Status FillNormal(const Tensor& dst, uint64_t seed, float mean,
+                        float stddev);
 
 // A new contiguous CPU tensor with the same contents.
 absl::StatusOr<Tensor> Clone(const Tensor& src);
 
-// True if both tensors have the same dtype and shape and identical bytes (NaN payloads included).
+// True if both tensors have the same dtype and shape and identical bytes (NaN
+// payloads included).
 bool BitwiseEqual(const Tensor& a, const Tensor& b);
 
 // The elements of a contiguous CPU tensor, as floats.

@@ -27,7 +27,8 @@
 namespace normgraph::fuzz {
 namespace {
 
-// Two buckets keep captures cheap; batches 2 and 3 still run padded in bucket 4.
+// Two buckets keep captures cheap; batches 2 and 3 still run padded in
+// bucket 4.
 const std::vector<int64_t> kBuckets = {1, 4};
 
 enum Op : uint8_t {
@@ -46,7 +47,8 @@ enum Op : uint8_t {
   kNumOps,
 };
 
-// Reads bytes off the front of the input; every read may fail when the input runs out.
+// Reads bytes off the front of the input; every read may fail when the input
+// runs out.
 class Reader {
  public:
   explicit Reader(absl::Span<const uint8_t> data) : data_(data) {}
@@ -70,8 +72,8 @@ struct SlotInfo {
   std::string name;
   TensorSlot* slot;
   bool is_parameter;
-  int64_t bucket;       // a static buffer of this bucket's graph; 0 for model slots
-  bool touched;         // read or written by the captured step
+  int64_t bucket;  // a static buffer of this bucket's graph; 0 for model slots
+  bool touched;    // read or written by the captured step
   std::string derived;  // the derived buffer this slot is the source of, if any
 };
 
@@ -87,7 +89,8 @@ struct Config {
   ReplayPolicy policy = ReplayPolicy::kFail;
 };
 
-absl::StatusOr<std::unique_ptr<NormStack>> MakeModel(const Config& c, bool legacy) {
+absl::StatusOr<std::unique_ptr<NormStack>> MakeModel(const Config& c,
+                                                     bool legacy) {
   if (c.qwen) {
     Qwen35NormStackConfig q;
     q.num_hidden_layers = c.layers;
@@ -127,51 +130,62 @@ std::set<std::string> NamesIn(absl::string_view message) {
   return names;
 }
 
-// Weights for the parameters `mask` picks (bit i % 8 picks parameter i; 0xFF: all), zero-centred
-// ones near 0 and the others near 1, seeded.
+// Weights for the parameters `mask` picks (bit i % 8 picks parameter i; 0xFF:
+// all), zero-centred ones near 0 and the others near 1, seeded.
 absl::StatusOr<std::vector<std::pair<std::string, Tensor>>> GenerateSubset(
-    NormStack& model, const std::set<std::string>& zero_centred, uint8_t mask, uint64_t seed) {
+    NormStack& model, const std::set<std::string>& zero_centred, uint8_t mask,
+    uint64_t seed) {
   std::vector<std::pair<std::string, Tensor>> out;
   int i = 0;
   absl::Status status;
   model.ForEachParameter([&](const std::string& name, Parameter& p) {
-    const bool pick = mask == 0xFF || ((mask >> (i % 8)) & 1) || (mask == 0 && i == 0);
+    const bool pick =
+        mask == 0xFF || ((mask >> (i % 8)) & 1) || (mask == 0 && i == 0);
     ++i;
     if (!pick || !status.ok()) return;
-    absl::StatusOr<Tensor> t = Tensor::Empty(CpuAllocator(), p.tensor().shape(), p.tensor().dtype());
+    absl::StatusOr<Tensor> t =
+        Tensor::Empty(CpuAllocator(), p.tensor().shape(), p.tensor().dtype());
     if (!t.ok()) {
       status = t.status();
       return;
     }
-    status = FillNormal(*t, seed * 131 + i, zero_centred.count(name) ? 0.0f : 1.0f, 0.3f);
+    status = FillNormal(*t, seed * 131 + i,
+                        zero_centred.count(name) ? 0.0f : 1.0f, 0.3f);
     out.emplace_back(name, *std::move(t));
   });
   if (!status.ok()) return status;
   return out;
 }
 
-// The expensive, input-independent part, built once per configuration and reused: the model under
-// test, the reference model, and the weight sets A and B. Every input starts by Reset().
+// The expensive, input-independent part, built once per configuration and
+// reused: the model under test, the reference model, and the weight sets A and
+// B. Every input starts by Reset().
 struct Fixture {
   static absl::StatusOr<std::unique_ptr<Fixture>> Create(const Config& config) {
     auto f = std::make_unique<Fixture>();
     NG_ASSIGN_OR_RETURN(f->model, MakeModel(config, config.legacy));
     NG_ASSIGN_OR_RETURN(f->shadow, MakeModel(config, /*legacy=*/false));
-    f->shadow->ForEachParameter(
-        [&](const std::string& name, Parameter& p) { f->shadow_params[name] = &p; });
+    f->shadow->ForEachParameter([&](const std::string& name, Parameter& p) {
+      f->shadow_params[name] = &p;
+    });
     std::map<const TensorSlot*, std::string> names;
-    f->model->ForEachSlot(
-        [&](absl::string_view name, TensorSlot& slot) { names[&slot] = std::string(name); });
+    f->model->ForEachSlot([&](absl::string_view name, TensorSlot& slot) {
+      names[&slot] = std::string(name);
+    });
     f->model->ForEachSlot([&](absl::string_view, TensorSlot& slot) {
-      if (slot.source() != nullptr) f->zero_centred.insert(names[slot.source()]);
+      if (slot.source() != nullptr)
+        f->zero_centred.insert(names[slot.source()]);
       f->originals.emplace_back(&slot, slot.tensor());
     });
-    NG_ASSIGN_OR_RETURN(f->set_a, GenerateSubset(*f->model, f->zero_centred, 0xFF, 11));
-    NG_ASSIGN_OR_RETURN(f->set_b, GenerateSubset(*f->model, f->zero_centred, 0xFF, 22));
+    NG_ASSIGN_OR_RETURN(f->set_a,
+                        GenerateSubset(*f->model, f->zero_centred, 0xFF, 11));
+    NG_ASSIGN_OR_RETURN(f->set_b,
+                        GenerateSubset(*f->model, f->zero_centred, 0xFF, 22));
     return f;
   }
 
-  // Puts every slot back on its original tensor (undoing the previous input's faults).
+  // Puts every slot back on its original tensor (undoing the previous input's
+  // faults).
   void RestoreSlots() {
     for (auto& [slot, tensor] : originals) {
       if (slot->tensor().Identity() != tensor.Identity()) slot->Rebind(tensor);
@@ -180,7 +194,8 @@ struct Fixture {
 
   std::unique_ptr<NormStack> model, shadow;
   std::map<std::string, Parameter*> shadow_params;
-  std::set<std::string> zero_centred;  // parameters that are sources of derived buffers
+  std::set<std::string>
+      zero_centred;  // parameters that are sources of derived buffers
   std::vector<std::pair<std::string, Tensor>> set_a, set_b;
   std::vector<std::pair<TensorSlot*, Tensor>> originals;
 };
@@ -207,7 +222,9 @@ class Harness {
     switch (op % kNumOps) {
       case kLoad: {
         if (!r.Byte(&a) || !r.Byte(&b) || !r.Byte(&c)) return absl::OkStatus();
-        NG_ASSIGN_OR_RETURN(auto weights, GenerateSubset(*fx_.model, fx_.zero_centred, a, 1000 + b));
+        NG_ASSIGN_OR_RETURN(
+            auto weights,
+            GenerateSubset(*fx_.model, fx_.zero_centred, a, 1000 + b));
         return LoadSet(weights, c & 1);
       }
       case kSwap:
@@ -230,7 +247,8 @@ class Harness {
       case kPolicy:
         if (!r.Byte(&a)) return absl::OkStatus();
         if (mode_ == FuzzMode::kDefault) {
-          const ReplayPolicy policies[] = {ReplayPolicy::kFail, ReplayPolicy::kRecapture,
+          const ReplayPolicy policies[] = {ReplayPolicy::kFail,
+                                           ReplayPolicy::kRecapture,
                                            ReplayPolicy::kRebind};
           options_.policy = policies[a % 3];
           graphs_->set_policy(options_.policy);
@@ -260,8 +278,9 @@ class Harness {
     return nullptr;
   }
 
-  absl::Status LoadSet(const std::vector<std::pair<std::string, Tensor>>& weights,
-                       bool from_safetensors) {
+  absl::Status LoadSet(
+      const std::vector<std::pair<std::string, Tensor>>& weights,
+      bool from_safetensors) {
     LoadOptions options;
     options.allow_missing = true;
     absl::StatusOr<LoadReport> report;
@@ -269,15 +288,20 @@ class Harness {
       std::vector<safetensors::NamedView> views;
       for (const auto& [name, t] : weights) views.push_back({name, ViewOf(t)});
       NG_ASSIGN_OR_RETURN(std::string bytes, safetensors::Serialize(views));
-      NG_ASSIGN_OR_RETURN(auto file, safetensors::SafetensorsFile::FromBytes(
-                                         std::make_shared<std::string>(std::move(bytes))));
-      report = LoadWeights(*fx_.model, WeightSet::FromSafetensors(file), options);
+      NG_ASSIGN_OR_RETURN(auto file,
+                          safetensors::SafetensorsFile::FromBytes(
+                              std::make_shared<std::string>(std::move(bytes))));
+      report =
+          LoadWeights(*fx_.model, WeightSet::FromSafetensors(file), options);
     } else {
       NG_ASSIGN_OR_RETURN(WeightSet set, WeightSet::FromTensors(weights));
       report = LoadWeights(*fx_.model, set, options);
     }
-    if (!report.ok()) return Finding(absl::StrCat("a valid weight load failed: ", report.status().message()));
-    // The loader refreshed every derived buffer of what it loaded; the legacy loader moved them too.
+    if (!report.ok())
+      return Finding(absl::StrCat("a valid weight load failed: ",
+                                  report.status().message()));
+    // The loader refreshed every derived buffer of what it loaded; the legacy
+    // loader moved them too.
     for (const auto& [name, t] : weights) {
       const SlotInfo* s = Find(name);
       if (s == nullptr || s->derived.empty()) continue;
@@ -292,10 +316,13 @@ class Harness {
     StepFunction step;
     NormStack* m = fx_.model.get();
     step.specs = [m](int64_t batch) { return m->StepSpecs(batch); };
-    step.forward = [m](Stream& s, const StepBuffers& b) { return m->Forward(s, b); };
+    step.forward = [m](Stream& s, const StepBuffers& b) {
+      return m->Forward(s, b);
+    };
     step.owners = {m};
-    NG_ASSIGN_OR_RETURN(graphs_, BucketedGraphs::Create("decode", stream_, step, kBuckets,
-                                                        options_, CpuAllocator()));
+    NG_ASSIGN_OR_RETURN(
+        graphs_, BucketedGraphs::Create("decode", stream_, step, kBuckets,
+                                        options_, CpuAllocator()));
     moved_.clear();
     return InventorySlots();
   }
@@ -305,15 +332,17 @@ class Harness {
     std::map<const TensorSlot*, std::string> names;
     fx_.model->ForEachSlot([&](absl::string_view name, TensorSlot& slot) {
       names[&slot] = std::string(name);
-      slots_.push_back(SlotInfo{std::string(name), &slot, slot.kind() == SlotKind::kParameter, 0,
-                                true, ""});
+      slots_.push_back(SlotInfo{std::string(name), &slot,
+                                slot.kind() == SlotKind::kParameter, 0, true,
+                                ""});
     });
     for (SlotInfo& s : slots_) {
       if (s.slot->source() == nullptr) continue;
       for (SlotInfo& src : slots_) {
         if (src.slot == s.slot->source()) {
           src.derived = s.name;
-          src.touched = false;  // the kernels read the derived buffer, not its source
+          src.touched =
+              false;  // the kernels read the derived buffer, not its source
         }
       }
     }
@@ -323,11 +352,15 @@ class Harness {
       any_linear |= t == Qwen35LayerType::kLinearAttention;
     }
     for (int64_t bucket : kBuckets) {
-      graphs_->static_buffers(bucket).ForEachSlot([&](absl::string_view name, TensorSlot& slot) {
-        const bool attention_input = absl::EndsWith(name, ".q") || absl::EndsWith(name, ".k");
+      graphs_->static_buffers(bucket).ForEachSlot([&](absl::string_view name,
+                                                      TensorSlot& slot) {
+        const bool attention_input =
+            absl::EndsWith(name, ".q") || absl::EndsWith(name, ".k");
         const bool linear_input = absl::StrContains(name, ".linear_");
-        const bool touched = !(attention_input && !any_full) && !(linear_input && !any_linear);
-        slots_.push_back(SlotInfo{std::string(name), &slot, false, bucket, touched, ""});
+        const bool touched =
+            !(attention_input && !any_full) && !(linear_input && !any_linear);
+        slots_.push_back(
+            SlotInfo{std::string(name), &slot, false, bucket, touched, ""});
       });
     }
     return absl::OkStatus();
@@ -339,40 +372,49 @@ class Harness {
         if (s.bucket == 0 || s.bucket == bucket) moved_[bucket].insert(s.name);
       }
     }
-    if (!s.derived.empty()) stale_.insert(s.derived);  // its source's storage changed
+    if (!s.derived.empty())
+      stale_.insert(s.derived);  // its source's storage changed
   }
 
-  // Fault: the slot is rebound to a new allocation while the old one stays alive (the pre-fix
-  // loader's pattern). A parameter gets new values, as an update allocating a new tensor would.
+  // Fault: the slot is rebound to a new allocation while the old one stays
+  // alive (the pre-fix loader's pattern). A parameter gets new values, as an
+  // update allocating a new tensor would.
   absl::Status RebindAlive(const SlotInfo& s, uint8_t seed) {
     keep_.push_back(s.slot->tensor());
     NG_ASSIGN_OR_RETURN(Tensor fresh, Clone(s.slot->tensor()));
     if (s.is_parameter) {
-      NG_RETURN_IF_ERROR(FillNormal(fresh, 5000 + seed, s.derived.empty() ? 1.0f : 0.0f, 0.3f));
+      NG_RETURN_IF_ERROR(FillNormal(fresh, 5000 + seed,
+                                    s.derived.empty() ? 1.0f : 0.0f, 0.3f));
     }
     s.slot->Rebind(fresh);
     MarkMoved(s);
     return absl::OkStatus();
   }
 
-  // Fault: offload and restore. The storage is freed and a new one allocated; with `squat`, another
-  // tensor takes the freed block first (and holds other bytes), so the restore lands elsewhere.
+  // Fault: offload and restore. The storage is freed and a new one allocated;
+  // with `squat`, another tensor takes the freed block first (and holds other
+  // bytes), so the restore lands elsewhere.
   absl::Status FreeRealloc(const SlotInfo& s, bool squat) {
     NG_ASSIGN_OR_RETURN(Tensor backup, Clone(s.slot->tensor()));
     s.slot->Rebind(Tensor());
     if (squat) {
-      NG_ASSIGN_OR_RETURN(Tensor squatter, Tensor::Empty(CpuAllocator(), backup.shape(), backup.dtype()));
+      NG_ASSIGN_OR_RETURN(
+          Tensor squatter,
+          Tensor::Empty(CpuAllocator(), backup.shape(), backup.dtype()));
       NG_RETURN_IF_ERROR(Fill(squatter, 100.0f));
       keep_.push_back(squatter);
     }
-    NG_ASSIGN_OR_RETURN(Tensor restored, Tensor::Empty(CpuAllocator(), backup.shape(), backup.dtype()));
+    NG_ASSIGN_OR_RETURN(
+        Tensor restored,
+        Tensor::Empty(CpuAllocator(), backup.shape(), backup.dtype()));
     NG_RETURN_IF_ERROR(CopyInto(ViewOf(backup), restored));
     s.slot->Rebind(restored);
     MarkMoved(s);
     return absl::OkStatus();
   }
 
-  // Fault: a source weight written in place without refreshing its derived buffer.
+  // Fault: a source weight written in place without refreshing its derived
+  // buffer.
   absl::Status WriteSourceWithoutRefresh(uint8_t pick, uint8_t seed) {
     std::vector<const SlotInfo*> sources;
     for (const SlotInfo& s : slots_) {
@@ -385,8 +427,8 @@ class Harness {
     return absl::OkStatus();
   }
 
-  // Fault: the slot becomes a view at another offset; within its current storage if that has room
-  // (a re-slice), else inside a new, larger one.
+  // Fault: the slot becomes a view at another offset; within its current
+  // storage if that has room (a re-slice), else inside a new, larger one.
   absl::Status Reslice(const SlotInfo& s, uint8_t where) {
     const Tensor current = s.slot->tensor();
     const size_t elem = DTypeSize(current.dtype());
@@ -394,7 +436,8 @@ class Harness {
     std::shared_ptr<Storage> storage = current.storage();
     size_t slots_in_storage = (storage->bytes() - span) / elem + 1;
     if (slots_in_storage < 2) {
-      NG_ASSIGN_OR_RETURN(storage, Storage::Allocate(CpuAllocator(), 2 * span + 8 * elem));
+      NG_ASSIGN_OR_RETURN(
+          storage, Storage::Allocate(CpuAllocator(), 2 * span + 8 * elem));
       slots_in_storage = (storage->bytes() - span) / elem + 1;
     }
     size_t offset = (where % slots_in_storage) * elem;
@@ -402,9 +445,10 @@ class Harness {
       offset = (offset + elem) % (slots_in_storage * elem);
     }
     NG_ASSIGN_OR_RETURN(Tensor values, Clone(current));
-    NG_ASSIGN_OR_RETURN(Tensor view, Tensor::FromStorage(storage, offset, current.shape(),
-                                                         ContiguousStrides(current.shape()),
-                                                         current.dtype()));
+    NG_ASSIGN_OR_RETURN(Tensor view,
+                        Tensor::FromStorage(storage, offset, current.shape(),
+                                            ContiguousStrides(current.shape()),
+                                            current.dtype()));
     keep_.push_back(current);
     NG_RETURN_IF_ERROR(CopyInto(ViewOf(values), view));
     s.slot->Rebind(view);
@@ -415,8 +459,10 @@ class Harness {
   absl::Status FillInputs(StepBuffers& io, StepBuffers* mirror) {
     for (size_t i = 0; i < io.size(); ++i) {
       if (io.spec(i).role == StepRole::kInput) {
-        NG_RETURN_IF_ERROR(FillNormal(io.tensor(i), input_seed_ + i, 0.0f, 1.5f));
-        if (mirror != nullptr) NG_RETURN_IF_ERROR(CopyInto(ViewOf(io.tensor(i)), mirror->tensor(i)));
+        NG_RETURN_IF_ERROR(
+            FillNormal(io.tensor(i), input_seed_ + i, 0.0f, 1.5f));
+        if (mirror != nullptr)
+          NG_RETURN_IF_ERROR(CopyInto(ViewOf(io.tensor(i)), mirror->tensor(i)));
       } else {
         NG_RETURN_IF_ERROR(Poison(io.tensor(i)));
         if (mirror != nullptr) NG_RETURN_IF_ERROR(Poison(mirror->tensor(i)));
@@ -425,9 +471,11 @@ class Harness {
     return absl::OkStatus();
   }
 
-  static std::string FirstDifference(const StepBuffers& a, const StepBuffers& b) {
+  static std::string FirstDifference(const StepBuffers& a,
+                                     const StepBuffers& b) {
     for (size_t i = 0; i < a.size(); ++i) {
-      if (a.spec(i).role == StepRole::kOutput && !BitwiseEqual(a.tensor(i), b.tensor(i))) {
+      if (a.spec(i).role == StepRole::kOutput &&
+          !BitwiseEqual(a.tensor(i), b.tensor(i))) {
         return a.spec(i).name;
       }
     }
@@ -435,19 +483,25 @@ class Harness {
   }
 
   std::string State(const std::set<std::string>& expected) const {
-    return absl::StrCat(" [policy ", ReplayPolicyName(options_.policy), ", batch ", batch_,
-                        ", legacy loader ", config_.legacy, ", expected violations {",
+    return absl::StrCat(" [policy ", ReplayPolicyName(options_.policy),
+                        ", batch ", batch_, ", legacy loader ", config_.legacy,
+                        ", expected violations {",
                         absl::StrJoin(expected, ", "), "}]");
   }
 
   absl::Status Replay() {
     NG_ASSIGN_OR_RETURN(int64_t bucket, graphs_->BucketFor(batch_));
-    NG_ASSIGN_OR_RETURN(auto io, StepBuffers::Create("io", fx_.model->StepSpecs(batch_), CpuAllocator()));
-    NG_ASSIGN_OR_RETURN(auto ref, StepBuffers::Create("ref", fx_.model->StepSpecs(batch_), CpuAllocator()));
+    NG_ASSIGN_OR_RETURN(auto io,
+                        StepBuffers::Create("io", fx_.model->StepSpecs(batch_),
+                                            CpuAllocator()));
+    NG_ASSIGN_OR_RETURN(auto ref,
+                        StepBuffers::Create("ref", fx_.model->StepSpecs(batch_),
+                                            CpuAllocator()));
     NG_RETURN_IF_ERROR(FillInputs(*io, ref.get()));
     StepBuffers& statics = graphs_->static_buffers(bucket);
     for (size_t i = 0; i < statics.size(); ++i) {
-      if (statics.spec(i).role != StepRole::kInput) NG_RETURN_IF_ERROR(Poison(statics.tensor(i)));
+      if (statics.spec(i).role != StepRole::kInput)
+        NG_RETURN_IF_ERROR(Poison(statics.tensor(i)));
     }
     std::set<std::string> expected = moved_[bucket];
     int64_t expected_count = static_cast<int64_t>(expected.size());
@@ -459,47 +513,57 @@ class Harness {
     const absl::Status run = graphs_->Run(*io);
     const GraphStats& after = graphs_->graph(bucket).stats();
 
-    // The reference: what the parameters say, computed eagerly by a correctly loaded model.
+    // The reference: what the parameters say, computed eagerly by a correctly
+    // loaded model.
     for (auto& [name, p] : fx_.shadow_params) {
       const SlotInfo* s = Find(name);
-      if (s == nullptr) return Finding(absl::StrCat("parameter ", name, " vanished"));
+      if (s == nullptr)
+        return Finding(absl::StrCat("parameter ", name, " vanished"));
       NG_RETURN_IF_ERROR(p->Load(ViewOf(s->slot->tensor())));
     }
     NG_RETURN_IF_ERROR(fx_.shadow->Forward(stream_, *ref));
 
     if (options_.policy == ReplayPolicy::kFail && !expected.empty()) {
       if (run.code() != absl::StatusCode::kFailedPrecondition) {
-        return Finding(absl::StrCat("replay not refused after injected faults: ", run.ToString(),
-                                    State(expected)));
+        return Finding(absl::StrCat(
+            "replay not refused after injected faults: ", run.ToString(),
+            State(expected)));
       }
       const std::set<std::string> named = NamesIn(run.message());
       if (named != expected) {
-        return Finding(absl::StrCat("refusal named {", absl::StrJoin(named, ", "), "}",
+        return Finding(absl::StrCat("refusal named {",
+                                    absl::StrJoin(named, ", "), "}",
                                     State(expected)));
       }
       for (size_t i = 0; i < statics.size(); ++i) {
         if (statics.spec(i).role == StepRole::kInput) continue;
         for (float v : ToFloats(statics.tensor(i))) {
-          if (v == v) return Finding(absl::StrCat("a refused replay wrote ", statics.spec(i).name));
+          if (v == v)
+            return Finding(
+                absl::StrCat("a refused replay wrote ", statics.spec(i).name));
         }
       }
       return absl::OkStatus();
     }
-    if (!run.ok()) return Finding(absl::StrCat("replay failed: ", run.ToString(), State(expected)));
+    if (!run.ok())
+      return Finding(
+          absl::StrCat("replay failed: ", run.ToString(), State(expected)));
     const std::string diff = FirstDifference(*io, *ref);
     if (!diff.empty()) {
       return Finding(absl::StrCat("silent mismatch: graph output ", diff,
-                                  " differs from the reference", State(expected)));
+                                  " differs from the reference",
+                                  State(expected)));
     }
     if (options_.policy != ReplayPolicy::kUnchecked) {
       const int64_t found = after.violations - before.violations;
       if (found != expected_count) {
-        return Finding(absl::StrCat("the check found ", found, " violations, expected ",
-                                    expected_count, State(expected)));
+        return Finding(absl::StrCat("the check found ", found,
+                                    " violations, expected ", expected_count,
+                                    State(expected)));
       }
       if (options_.check_freshness) {
-        // The repair refreshed every stale buffer; the pre-fix loader's refresh also moved it,
-        // which the other buckets' graphs have yet to see.
+        // The repair refreshed every stale buffer; the pre-fix loader's refresh
+        // also moved it, which the other buckets' graphs have yet to see.
         std::set<std::string> refreshed;
         refreshed.swap(stale_);
         if (config_.legacy) {
@@ -512,13 +576,18 @@ class Harness {
   }
 
   absl::Status EagerIsDeterministic() {
-    NG_ASSIGN_OR_RETURN(auto a, StepBuffers::Create("a", fx_.model->StepSpecs(batch_), CpuAllocator()));
-    NG_ASSIGN_OR_RETURN(auto b, StepBuffers::Create("b", fx_.model->StepSpecs(batch_), CpuAllocator()));
+    NG_ASSIGN_OR_RETURN(
+        auto a,
+        StepBuffers::Create("a", fx_.model->StepSpecs(batch_), CpuAllocator()));
+    NG_ASSIGN_OR_RETURN(
+        auto b,
+        StepBuffers::Create("b", fx_.model->StepSpecs(batch_), CpuAllocator()));
     NG_RETURN_IF_ERROR(FillInputs(*a, b.get()));
     NG_RETURN_IF_ERROR(fx_.model->Forward(stream_, *a));
     NG_RETURN_IF_ERROR(fx_.model->Forward(stream_, *b));
     const std::string diff = FirstDifference(*a, *b);
-    if (!diff.empty()) return Finding(absl::StrCat("eager is not deterministic: ", diff));
+    if (!diff.empty())
+      return Finding(absl::StrCat("eager is not deterministic: ", diff));
     return absl::OkStatus();
   }
 
@@ -529,9 +598,10 @@ class Harness {
   GraphOptions options_;
   std::unique_ptr<BucketedGraphs> graphs_;
   std::vector<SlotInfo> slots_;
-  std::map<int64_t, std::set<std::string>> moved_;  // per bucket: moved since its last capture/repair
-  std::set<std::string> stale_;                     // derived buffers whose source changed
-  std::vector<Tensor> keep_;                        // old storages kept alive, squatters
+  std::map<int64_t, std::set<std::string>>
+      moved_;  // per bucket: moved since its last capture/repair
+  std::set<std::string> stale_;  // derived buffers whose source changed
+  std::vector<Tensor> keep_;     // old storages kept alive, squatters
   int64_t batch_ = 1;
   uint64_t input_seed_ = 1;
 };
@@ -547,7 +617,8 @@ FuzzMode FuzzModeFromEnv() {
   return FuzzMode::kDefault;
 }
 
-absl::Status RunGraphReplayInput(absl::Span<const uint8_t> data, FuzzMode mode) {
+absl::Status RunGraphReplayInput(absl::Span<const uint8_t> data,
+                                 FuzzMode mode) {
   Reader r(data);
   uint8_t h0, h1;
   if (!r.Byte(&h0) || !r.Byte(&h1)) return absl::OkStatus();
@@ -555,18 +626,21 @@ absl::Status RunGraphReplayInput(absl::Span<const uint8_t> data, FuzzMode mode) 
   c.qwen = (h0 & 1) == 0;
   c.legacy = (h0 >> 1) & 1;
   c.dtype = static_cast<DType>((h0 >> 2) % 3);
-  c.order = (h0 >> 4) & 1 ? RoundingOrder::kEngine : RoundingOrder::kHuggingFace;
+  c.order =
+      (h0 >> 4) & 1 ? RoundingOrder::kEngine : RoundingOrder::kHuggingFace;
   c.policy = ReplayPolicy::kFail;
   if ((h0 >> 5) % 4 == 1) c.policy = ReplayPolicy::kRecapture;
   if ((h0 >> 5) % 4 == 2) c.policy = ReplayPolicy::kRebind;
-  // One byte picks every size (a short header lets the fuzzer reach the ops quickly); a fixed mix
-  // spreads the 256 choices over odd and even sizes and both layer kinds.
+  // One byte picks every size (a short header lets the fuzzer reach the ops
+  // quickly); a fixed mix spreads the 256 choices over odd and even sizes and
+  // both layer kinds.
   const uint32_t mix = (h1 + 1u) * 2654435761u;
   c.hidden = 1 + h1 % 40;
   c.layers = 1 + (mix >> 8) % 4;
   for (int64_t i = 0; i < c.layers; ++i) {
-    c.layer_types.push_back((mix >> (12 + i)) & 1 ? Qwen35LayerType::kFullAttention
-                                                  : Qwen35LayerType::kLinearAttention);
+    c.layer_types.push_back((mix >> (12 + i)) & 1
+                                ? Qwen35LayerType::kFullAttention
+                                : Qwen35LayerType::kLinearAttention);
   }
   c.head_dim = 1 + (mix >> 16) % 12;
   c.heads = 1 + (mix >> 20) % 2;
@@ -579,15 +653,17 @@ absl::Status RunGraphReplayInput(absl::Span<const uint8_t> data, FuzzMode mode) 
     c.legacy = false;
     c.policy = ReplayPolicy::kFail;
   }
-  // Fixtures are cached per configuration (bounded, so memory stays flat over a long campaign).
+  // Fixtures are cached per configuration (bounded, so memory stays flat over a
+  // long campaign).
   static auto* fixtures = new std::map<std::string, std::unique_ptr<Fixture>>;
-  const std::string key = absl::StrCat(c.qwen, c.legacy, static_cast<int>(c.dtype),
-                                       static_cast<int>(c.order), ",", c.hidden, ",", c.layers, ",",
-                                       absl::StrJoin(c.layer_types, "", [](std::string* out, auto t) {
-                                         absl::StrAppend(out, static_cast<int>(t));
-                                       }),
-                                       ",", c.head_dim, ",", c.heads, ",", c.value_heads, ",",
-                                       c.value_head_dim);
+  const std::string key = absl::StrCat(
+      c.qwen, c.legacy, static_cast<int>(c.dtype), static_cast<int>(c.order),
+      ",", c.hidden, ",", c.layers, ",",
+      absl::StrJoin(c.layer_types, "",
+                    [](std::string* out, auto t) {
+                      absl::StrAppend(out, static_cast<int>(t));
+                    }),
+      ",", c.head_dim, ",", c.heads, ",", c.value_heads, ",", c.value_head_dim);
   auto it = fixtures->find(key);
   if (it == fixtures->end()) {
     if (fixtures->size() >= 256) fixtures->clear();

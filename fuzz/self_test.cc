@@ -1,6 +1,7 @@
-// Proves the graph replay oracle can fail. Inputs are random byte strings from a fixed seed (the
-// same generator for every mode): in the self-test modes the harness must report a finding within
-// a bounded number of inputs; in the default mode it must report none.
+// Proves the graph replay oracle can fail. Inputs are random byte strings from
+// a fixed seed (the same generator for every mode): in the self-test modes the
+// harness must report a finding within a bounded number of inputs; in the
+// default mode it must report none.
 
 #include <algorithm>
 #include <cstdint>
@@ -15,7 +16,8 @@ namespace normgraph::fuzz {
 namespace {
 
 // Inputs until the first finding (or `budget` + 1 if none), from seed `seed`.
-int InputsToFirstFinding(FuzzMode mode, uint64_t seed, int budget, std::string* finding) {
+int InputsToFirstFinding(FuzzMode mode, uint64_t seed, int budget,
+                         std::string* finding) {
   std::mt19937_64 rng(seed);
   for (int i = 1; i <= budget; ++i) {
     std::vector<uint8_t> input(5 + rng() % 80);
@@ -36,13 +38,14 @@ void ExpectFoundQuickly(FuzzMode mode, absl::string_view what) {
   for (uint64_t seed = 1; seed <= 9; ++seed) {
     std::string finding;
     const int n = InputsToFirstFinding(mode, seed, kBudget, &finding);
-    ASSERT_LE(n, kBudget) << "seed " << seed << ": not found in " << kBudget << " inputs";
+    ASSERT_LE(n, kBudget) << "seed " << seed << ": not found in " << kBudget
+                          << " inputs";
     EXPECT_TRUE(absl::StrContains(finding, what)) << finding;
     runs.push_back(n);
   }
   std::sort(runs.begin(), runs.end());
-  std::cout << "inputs to the first finding over 9 seeds: median " << runs[4] << ", max "
-            << runs.back() << "\n";
+  std::cout << "inputs to the first finding over 9 seeds: median " << runs[4]
+            << ", max " << runs.back() << "\n";
 }
 
 TEST(SelfTest, UncheckedPolicyWithThePreFixLoaderIsFound) {
@@ -56,7 +59,9 @@ TEST(SelfTest, StaleDerivedBufferIsFoundWhenFreshnessIsNotChecked) {
 TEST(SelfTest, DefaultModeFindsNothingOnTheSameInputs) {
   for (uint64_t seed = 1; seed <= 3; ++seed) {
     std::string finding;
-    EXPECT_EQ(InputsToFirstFinding(FuzzMode::kDefault, seed, 600, &finding), 601) << finding;
+    EXPECT_EQ(InputsToFirstFinding(FuzzMode::kDefault, seed, 600, &finding),
+              601)
+        << finding;
   }
 }
 

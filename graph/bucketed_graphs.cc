@@ -9,19 +9,24 @@
 namespace normgraph {
 
 absl::StatusOr<std::unique_ptr<BucketedGraphs>> BucketedGraphs::Create(
-    std::string name, Stream& stream, StepFunction step, std::vector<int64_t> buckets,
-    GraphOptions options, Allocator& allocator) {
-  if (buckets.empty()) return absl::InvalidArgumentError("no batch buckets given");
+    std::string name, Stream& stream, StepFunction step,
+    std::vector<int64_t> buckets, GraphOptions options, Allocator& allocator) {
+  if (buckets.empty())
+    return absl::InvalidArgumentError("no batch buckets given");
   std::sort(buckets.begin(), buckets.end());
-  if (buckets.front() < 1 || std::adjacent_find(buckets.begin(), buckets.end()) != buckets.end()) {
-    return absl::InvalidArgumentError("batch buckets must be distinct and >= 1");
+  if (buckets.front() < 1 ||
+      std::adjacent_find(buckets.begin(), buckets.end()) != buckets.end()) {
+    return absl::InvalidArgumentError(
+        "batch buckets must be distinct and >= 1");
   }
   std::unique_ptr<BucketedGraphs> graphs(new BucketedGraphs(stream, buckets));
   for (int64_t bucket : buckets) {
     Entry entry;
-    NG_ASSIGN_OR_RETURN(entry.buffers, StepBuffers::Create(absl::StrCat("graph.b", bucket),
-                                                           step.specs(bucket), allocator));
-    // Capture writes nothing, but the buffers must hold defined values before the first replay.
+    NG_ASSIGN_OR_RETURN(entry.buffers,
+                        StepBuffers::Create(absl::StrCat("graph.b", bucket),
+                                            step.specs(bucket), allocator));
+    // Capture writes nothing, but the buffers must hold defined values before
+    // the first replay.
     for (size_t i = 0; i < entry.buffers->size(); ++i) {
       NG_RETURN_IF_ERROR(stream.Zero(entry.buffers->tensor(i)));
     }
@@ -31,9 +36,10 @@ absl::StatusOr<std::unique_ptr<BucketedGraphs>> BucketedGraphs::Create(
     auto forward = step.forward;
     NG_ASSIGN_OR_RETURN(
         entry.graph,
-        CapturedGraph::Capture(absl::StrCat(name, "/b", bucket), stream,
-                               [forward, buffers](Stream& s) { return forward(s, *buffers); },
-                               std::move(owners), options));
+        CapturedGraph::Capture(
+            absl::StrCat(name, "/b", bucket), stream,
+            [forward, buffers](Stream& s) { return forward(s, *buffers); },
+            std::move(owners), options));
     graphs->entries_.emplace(bucket, std::move(entry));
   }
   return graphs;
@@ -42,9 +48,9 @@ absl::StatusOr<std::unique_ptr<BucketedGraphs>> BucketedGraphs::Create(
 absl::StatusOr<int64_t> BucketedGraphs::BucketFor(int64_t batch) const {
   auto it = std::lower_bound(buckets_.begin(), buckets_.end(), batch);
   if (batch < 1 || it == buckets_.end()) {
-    return absl::OutOfRangeError(absl::StrCat("batch size ", batch,
-                                              " fits no captured bucket (largest ",
-                                              buckets_.back(), ")"));
+    return absl::OutOfRangeError(
+        absl::StrCat("batch size ", batch, " fits no captured bucket (largest ",
+                     buckets_.back(), ")"));
   }
   return *it;
 }
@@ -55,7 +61,8 @@ absl::Status BucketedGraphs::Run(const StepBuffers& io) {
   Entry& entry = entries_.at(bucket);
   StepBuffers& statics = *entry.buffers;
   if (statics.size() != io.size()) {
-    return absl::InvalidArgumentError("step buffers do not match the captured step");
+    return absl::InvalidArgumentError(
+        "step buffers do not match the captured step");
   }
   for (size_t i = 0; i < io.size(); ++i) {
     if (io.spec(i).role != StepRole::kInput) continue;

@@ -1,14 +1,15 @@
 #ifndef NORMGRAPH_GRAPH_BUCKETED_GRAPHS_H_
 #define NORMGRAPH_GRAPH_BUCKETED_GRAPHS_H_
 
-// BucketedGraphs: one captured graph per batch-size bucket, as SGLang and vLLM capture their decode
-// step. Each bucket has its own static step buffers (inputs, outputs and workspace, allocated once:
-// replays allocate nothing). Run() copies a batch's inputs into the smallest bucket that fits,
-// zero-pads the rows beyond the batch, replays (checking identities first), and copies the batch's
-// output rows back out.
+// BucketedGraphs: one captured graph per batch-size bucket, as SGLang and vLLM
+// capture their decode step. Each bucket has its own static step buffers
+// (inputs, outputs and workspace, allocated once: replays allocate nothing).
+// Run() copies a batch's inputs into the smallest bucket that fits, zero-pads
+// the rows beyond the batch, replays (checking identities first), and copies
+// the batch's output rows back out.
 //
-// graph/ knows nothing about norms or modules: the step is a function over StepBuffers and a list
-// of TensorOwners whose slots the step may touch.
+// graph/ knows nothing about norms or modules: the step is a function over
+// StepBuffers and a list of TensorOwners whose slots the step may touch.
 
 #include <functional>
 #include <map>
@@ -40,21 +41,23 @@ inline const std::vector<int64_t>& DefaultBuckets() {
 
 class BucketedGraphs {
  public:
-  // Allocates static buffers for every bucket (sorted, unique, >= 1) and captures each graph.
-  static absl::StatusOr<std::unique_ptr<BucketedGraphs>> Create(std::string name, Stream& stream,
-                                                                StepFunction step,
-                                                                std::vector<int64_t> buckets,
-                                                                GraphOptions options,
-                                                                Allocator& allocator);
+  // Allocates static buffers for every bucket (sorted, unique, >= 1) and
+  // captures each graph.
+  static absl::StatusOr<std::unique_ptr<BucketedGraphs>> Create(
+      std::string name, Stream& stream, StepFunction step,
+      std::vector<int64_t> buckets, GraphOptions options, Allocator& allocator);
 
   // The smallest bucket that holds `batch` rows.
   absl::StatusOr<int64_t> BucketFor(int64_t batch) const;
 
-  // One step for io.batch() rows: inputs are read from `io`, outputs written into it.
+  // One step for io.batch() rows: inputs are read from `io`, outputs written
+  // into it.
   absl::Status Run(const StepBuffers& io);
 
   const std::vector<int64_t>& buckets() const { return buckets_; }
-  StepBuffers& static_buffers(int64_t bucket) { return *entries_.at(bucket).buffers; }
+  StepBuffers& static_buffers(int64_t bucket) {
+    return *entries_.at(bucket).buffers;
+  }
   CapturedGraph& graph(int64_t bucket) { return *entries_.at(bucket).graph; }
 
   void set_policy(ReplayPolicy policy);

@@ -17,8 +17,10 @@ int64_t NowNs() {
 
 }  // namespace
 
-CapturedGraph::CapturedGraph(std::string name, Stream& stream, CaptureFunction capture,
-                             std::vector<TensorOwner*> owners, GraphOptions options)
+CapturedGraph::CapturedGraph(std::string name, Stream& stream,
+                             CaptureFunction capture,
+                             std::vector<TensorOwner*> owners,
+                             GraphOptions options)
     : name_(std::move(name)),
       stream_(stream),
       capture_(std::move(capture)),
@@ -26,10 +28,10 @@ CapturedGraph::CapturedGraph(std::string name, Stream& stream, CaptureFunction c
       options_(options) {}
 
 absl::StatusOr<std::unique_ptr<CapturedGraph>> CapturedGraph::Capture(
-    std::string name, Stream& stream, CaptureFunction capture, std::vector<TensorOwner*> owners,
-    GraphOptions options) {
-  std::unique_ptr<CapturedGraph> g(
-      new CapturedGraph(std::move(name), stream, std::move(capture), std::move(owners), options));
+    std::string name, Stream& stream, CaptureFunction capture,
+    std::vector<TensorOwner*> owners, GraphOptions options) {
+  std::unique_ptr<CapturedGraph> g(new CapturedGraph(
+      std::move(name), stream, std::move(capture), std::move(owners), options));
   NG_RETURN_IF_ERROR(g->DoCapture());
   return g;
 }
@@ -41,14 +43,16 @@ absl::Status CapturedGraph::DoCapture() {
   absl::StatusOr<std::unique_ptr<ExecutableGraph>> exec = stream_.EndCapture();
   if (!captured.ok()) {
     return absl::Status(captured.code(),
-                        absl::StrCat("graph '", name_, "': capture failed: ", captured.message()));
+                        absl::StrCat("graph '", name_, "': capture failed: ",
+                                     captured.message()));
   }
   if (!exec.ok()) return exec.status();
   absl::StatusOr<IdentitySnapshot> snapshot =
       IdentitySnapshot::Take(**exec, owners_, options_.allow_unowned);
   if (!snapshot.ok()) {
-    return absl::Status(snapshot.status().code(),
-                        absl::StrCat("graph '", name_, "': ", snapshot.status().message()));
+    return absl::Status(
+        snapshot.status().code(),
+        absl::StrCat("graph '", name_, "': ", snapshot.status().message()));
   }
   NG_RETURN_IF_ERROR(CrossCheckNodePointers(**exec));
   exec_ = *std::move(exec);
@@ -84,45 +88,50 @@ absl::Status CapturedGraph::Replay() {
   for (const Violation& v : violations_) ++stats_.violations_by_tensor[v.name];
   if (options_.policy == ReplayPolicy::kFail) {
     ++stats_.refused;
-    return absl::FailedPreconditionError(DescribeViolations(name_, violations_));
+    return absl::FailedPreconditionError(
+        DescribeViolations(name_, violations_));
   }
   NG_RETURN_IF_ERROR(Repair());
   return Launch();
 }
 
 absl::Status CapturedGraph::Repair() {
-  // A stale derived buffer holds the wrong values at the right address: neither rebinding nor
-  // recapturing fixes that, refreshing it does.
+  // A stale derived buffer holds the wrong values at the right address: neither
+  // rebinding nor recapturing fixes that, refreshing it does.
   for (const Violation& v : violations_) {
     if (v.kind != ViolationKind::kStale) continue;
     absl::Status refreshed = snapshot_.tensors()[v.tracked].slot->Refresh();
     if (!refreshed.ok()) {
-      return absl::Status(refreshed.code(), absl::StrCat("graph '", name_, "': refreshing stale ",
-                                                         v.name, " failed: ",
-                                                         refreshed.message()));
+      return absl::Status(
+          refreshed.code(),
+          absl::StrCat("graph '", name_, "': refreshing stale ", v.name,
+                       " failed: ", refreshed.message()));
     }
     ++stats_.refreshes;
   }
-  // A refresh may itself have moved the buffer (a module that reallocates on refresh, like the
-  // pre-fix loader): look again before repairing addresses.
+  // A refresh may itself have moved the buffer (a module that reallocates on
+  // refresh, like the pre-fix loader): look again before repairing addresses.
   snapshot_.Verify(violations_, options_.check_freshness);
   bool recapture = false;
   const int64_t rebind_start = NowNs();
   std::vector<uint32_t> patched;
   for (const Violation& v : violations_) {
     if (v.kind == ViolationKind::kStale) continue;
-    if (options_.policy != ReplayPolicy::kRebind || v.kind == ViolationKind::kFreed ||
-        !v.current.SameLayout(v.captured)) {
+    if (options_.policy != ReplayPolicy::kRebind ||
+        v.kind == ViolationKind::kFreed || !v.current.SameLayout(v.captured)) {
       recapture = true;
       continue;
     }
     const TrackedTensor& tracked = snapshot_.tensors()[v.tracked];
     const Tensor& now = tracked.slot->tensor();
     for (const NodeArgUse& use : tracked.uses) {
-      const TensorIdentity& arg = exec_->nodes()[use.node].args[use.arg].identity;
-      NG_ASSIGN_OR_RETURN(Tensor view,
-                          Tensor::FromStorage(now.storage(), now.offset_bytes() + use.offset_in_slot,
-                                              arg.shape, arg.strides, arg.dtype));
+      const TensorIdentity& arg =
+          exec_->nodes()[use.node].args[use.arg].identity;
+      NG_ASSIGN_OR_RETURN(
+          Tensor view,
+          Tensor::FromStorage(now.storage(),
+                              now.offset_bytes() + use.offset_in_slot,
+                              arg.shape, arg.strides, arg.dtype));
       NG_RETURN_IF_ERROR(exec_->RebindArg(use.node, use.arg, view));
       patched.push_back(use.node);
       ++stats_.rebound_args;
@@ -140,8 +149,8 @@ absl::Status CapturedGraph::Repair() {
   }
   snapshot_.Verify(violations_, options_.check_freshness);
   if (!violations_.empty()) {
-    return absl::InternalError(
-        absl::StrCat("repair did not converge: ", DescribeViolations(name_, violations_)));
+    return absl::InternalError(absl::StrCat(
+        "repair did not converge: ", DescribeViolations(name_, violations_)));
   }
   return absl::OkStatus();
 }

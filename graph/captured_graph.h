@@ -1,13 +1,14 @@
 #ifndef NORMGRAPH_GRAPH_CAPTURED_GRAPH_H_
 #define NORMGRAPH_GRAPH_CAPTURED_GRAPH_H_
 
-// CapturedGraph: a graph captured from a callable, plus the identity snapshot of everything it
-// touches, checked before every replay.
+// CapturedGraph: a graph captured from a callable, plus the identity snapshot
+// of everything it touches, checked before every replay.
 //
-// Replay() verifies, for every tensor any node reads or writes, that its owner slot still holds
-// the captured tensor (same storage id, address, size, dtype, shape, strides) and, for derived
-// buffers, that they are fresh. What happens on a mismatch is the policy's choice (replay_policy.h).
-// When nothing moved, the check is a pass over the snapshot that allocates nothing.
+// Replay() verifies, for every tensor any node reads or writes, that its owner
+// slot still holds the captured tensor (same storage id, address, size, dtype,
+// shape, strides) and, for derived buffers, that they are fresh. What happens
+// on a mismatch is the policy's choice (replay_policy.h). When nothing moved,
+// the check is a pass over the snapshot that allocates nothing.
 
 #include <functional>
 #include <memory>
@@ -25,11 +26,13 @@ namespace normgraph {
 
 struct GraphOptions {
   ReplayPolicy policy = ReplayPolicy::kFail;
-  // Allow kernel arguments that no owner claims (tracked by storage liveness only). Off by default:
-  // an unowned address cannot be checked by name, so capture refuses it.
+  // Allow kernel arguments that no owner claims (tracked by storage liveness
+  // only). Off by default: an unowned address cannot be checked by name, so
+  // capture refuses it.
   bool allow_unowned = false;
-  // Check derived buffers for freshness. Only the fuzzers' self-test turns this off, to prove the
-  // fuzzer finds the stale-buffer fault when nothing guards against it.
+  // Check derived buffers for freshness. Only the fuzzers' self-test turns this
+  // off, to prove the fuzzer finds the stale-buffer fault when nothing guards
+  // against it.
   bool check_freshness = true;
 };
 
@@ -37,12 +40,12 @@ using CaptureFunction = std::function<absl::Status(Stream&)>;
 
 class CapturedGraph {
  public:
-  // Runs `capture` under stream capture, instantiates the graph and snapshots the identity of
-  // every tensor it touches; `owners` are everything those tensors may belong to.
-  static absl::StatusOr<std::unique_ptr<CapturedGraph>> Capture(std::string name, Stream& stream,
-                                                                CaptureFunction capture,
-                                                                std::vector<TensorOwner*> owners,
-                                                                GraphOptions options = {});
+  // Runs `capture` under stream capture, instantiates the graph and snapshots
+  // the identity of every tensor it touches; `owners` are everything those
+  // tensors may belong to.
+  static absl::StatusOr<std::unique_ptr<CapturedGraph>> Capture(
+      std::string name, Stream& stream, CaptureFunction capture,
+      std::vector<TensorOwner*> owners, GraphOptions options = {});
 
   // Checks, repairs or refuses per the policy, then launches the graph.
   absl::Status Replay();

@@ -19,17 +19,21 @@ namespace {
 using ::testing::HasSubstr;
 
 absl::Status Copy(Stream& stream, const Tensor& src, const Tensor& dst) {
-  CopyParams p{src.data(), dst.data(), static_cast<int64_t>(src.numel() * DTypeSize(src.dtype()))};
-  return stream.Launch(CopyKernel(), p,
-                       {{&p.src, &src, Access::kRead}, {&p.dst, &dst, Access::kWrite}});
+  CopyParams p{src.data(), dst.data(),
+               static_cast<int64_t>(src.numel() * DTypeSize(src.dtype()))};
+  return stream.Launch(
+      CopyKernel(), p,
+      {{&p.src, &src, Access::kRead}, {&p.dst, &dst, Access::kWrite}});
 }
 
 // Two named slots: "a.src" and "a.dst".
 class TwoSlots : public TensorOwner {
  public:
   TwoSlots()
-      : src(SlotKind::kBuffer, *Tensor::Empty(CpuAllocator(), {8}, DType::kF32)),
-        dst(SlotKind::kBuffer, *Tensor::Empty(CpuAllocator(), {8}, DType::kF32)) {}
+      : src(SlotKind::kBuffer,
+            *Tensor::Empty(CpuAllocator(), {8}, DType::kF32)),
+        dst(SlotKind::kBuffer,
+            *Tensor::Empty(CpuAllocator(), {8}, DType::kF32)) {}
   void ForEachSlot(SlotVisitor visit) override {
     visit("a.src", src);
     visit("a.dst", dst);
@@ -37,13 +41,17 @@ class TwoSlots : public TensorOwner {
   TensorSlot src, dst;
 };
 
-TEST(CapturedGraphTest, SnapshotNamesEveryTouchedTensorAndNothingMovedMeansNoWork) {
+TEST(CapturedGraphTest,
+     SnapshotNamesEveryTouchedTensorAndNothingMovedMeansNoWork) {
   CpuStream stream;
   TwoSlots owner;
   ASSERT_TRUE(Fill(owner.src.tensor(), 3.0f).ok());
-  auto graph = CapturedGraph::Capture(
-      "copy", stream, [&](Stream& s) { return Copy(s, owner.src.tensor(), owner.dst.tensor()); },
-      {&owner});
+  auto graph = CapturedGraph::Capture("copy", stream,
+                                      [&](Stream& s) {
+                                        return Copy(s, owner.src.tensor(),
+                                                    owner.dst.tensor());
+                                      },
+                                      {&owner});
   ASSERT_TRUE(graph.ok()) << graph.status();
   const auto& tracked = (*graph)->snapshot().tensors();
   ASSERT_EQ(tracked.size(), 2u);
@@ -64,18 +72,23 @@ TEST(CapturedGraphTest, UnownedArgumentsAreRefusedAtCapture) {
   TwoSlots owner;
   Tensor stray = *Tensor::Empty(CpuAllocator(), {8}, DType::kF32);
   auto graph = CapturedGraph::Capture(
-      "stray", stream, [&](Stream& s) { return Copy(s, stray, owner.dst.tensor()); }, {&owner});
+      "stray", stream,
+      [&](Stream& s) { return Copy(s, stray, owner.dst.tensor()); }, {&owner});
   ASSERT_FALSE(graph.ok());
-  EXPECT_THAT(graph.status().message(), HasSubstr("no module or step buffer owns"));
+  EXPECT_THAT(graph.status().message(),
+              HasSubstr("no module or step buffer owns"));
   EXPECT_THAT(graph.status().message(), HasSubstr("node 0 (copy) argument 0"));
-  EXPECT_THAT(graph.status().message(), HasSubstr(absl::StrCat("storage #", stray.storage()->id())));
+  EXPECT_THAT(graph.status().message(),
+              HasSubstr(absl::StrCat("storage #", stray.storage()->id())));
   EXPECT_FALSE(stream.is_capturing());
 
-  // Allowed, an unowned argument is tracked by liveness: freeing it is a violation.
+  // Allowed, an unowned argument is tracked by liveness: freeing it is a
+  // violation.
   GraphOptions options;
   options.allow_unowned = true;
   auto lenient = CapturedGraph::Capture(
-      "stray", stream, [&](Stream& s) { return Copy(s, stray, owner.dst.tensor()); }, {&owner},
+      "stray", stream,
+      [&](Stream& s) { return Copy(s, stray, owner.dst.tensor()); }, {&owner},
       options);
   ASSERT_TRUE(lenient.ok()) << lenient.status();
   ASSERT_TRUE((*lenient)->Replay().ok());
@@ -90,9 +103,12 @@ TEST(CapturedGraphTest, UnownedArgumentsAreRefusedAtCapture) {
 TEST(CapturedGraphTest, CheckHasNoSideEffectsAndPolicyCanChange) {
   CpuStream stream;
   TwoSlots owner;
-  auto graph = *CapturedGraph::Capture(
-      "copy", stream, [&](Stream& s) { return Copy(s, owner.src.tensor(), owner.dst.tensor()); },
-      {&owner});
+  auto graph = *CapturedGraph::Capture("copy", stream,
+                                       [&](Stream& s) {
+                                         return Copy(s, owner.src.tensor(),
+                                                     owner.dst.tensor());
+                                       },
+                                       {&owner});
   owner.src.Rebind(*Tensor::Empty(CpuAllocator(), {8}, DType::kF32));
   EXPECT_EQ(graph->Check().size(), 1u);
   EXPECT_EQ(graph->Check().size(), 1u);
@@ -103,7 +119,8 @@ TEST(CapturedGraphTest, CheckHasNoSideEffectsAndPolicyCanChange) {
   EXPECT_TRUE(graph->Check().empty());
   EXPECT_EQ(graph->stats().rebinds, 1);
   EXPECT_EQ(graph->stats().rebound_args, 1);
-  EXPECT_EQ(graph->graph().nodes()[0].args[0].identity, owner.src.tensor().Identity());
+  EXPECT_EQ(graph->graph().nodes()[0].args[0].identity,
+            owner.src.tensor().Identity());
   EXPECT_TRUE(CrossCheckNodePointers(graph->graph()).ok());
 }
 
@@ -111,8 +128,10 @@ TEST(CapturedGraphTest, FailedCaptureIsReported) {
   CpuStream stream;
   TwoSlots owner;
   auto graph = CapturedGraph::Capture(
-      "bad", stream, [](Stream&) { return absl::InternalError("boom"); }, {&owner});
-  EXPECT_THAT(graph.status().message(), HasSubstr("graph 'bad': capture failed: boom"));
+      "bad", stream, [](Stream&) { return absl::InternalError("boom"); },
+      {&owner});
+  EXPECT_THAT(graph.status().message(),
+              HasSubstr("graph 'bad': capture failed: boom"));
   EXPECT_FALSE(stream.is_capturing());
 }
 
@@ -120,11 +139,15 @@ TEST(BucketedGraphsTest, BucketsPadAndRouteBatches) {
   CpuStream stream;
   StepFunction step;
   step.specs = [](int64_t batch) {
-    return std::vector<StepTensorSpec>{{"in", {batch, 3}, DType::kF32, StepRole::kInput},
-                                       {"out", {batch, 3}, DType::kF32, StepRole::kOutput}};
+    return std::vector<StepTensorSpec>{
+        {"in", {batch, 3}, DType::kF32, StepRole::kInput},
+        {"out", {batch, 3}, DType::kF32, StepRole::kOutput}};
   };
-  step.forward = [](Stream& s, const StepBuffers& b) { return Copy(s, b.tensor(0), b.tensor(1)); };
-  auto graphs = BucketedGraphs::Create("copy", stream, step, {4, 1, 2}, {}, CpuAllocator());
+  step.forward = [](Stream& s, const StepBuffers& b) {
+    return Copy(s, b.tensor(0), b.tensor(1));
+  };
+  auto graphs = BucketedGraphs::Create("copy", stream, step, {4, 1, 2}, {},
+                                       CpuAllocator());
   ASSERT_TRUE(graphs.ok()) << graphs.status();
   EXPECT_THAT((*graphs)->buckets(), ::testing::ElementsAre(1, 2, 4));
   EXPECT_EQ(*(*graphs)->BucketFor(3), 4);
@@ -132,7 +155,8 @@ TEST(BucketedGraphsTest, BucketsPadAndRouteBatches) {
   EXPECT_FALSE((*graphs)->BucketFor(5).ok());
   EXPECT_FALSE((*graphs)->BucketFor(0).ok());
 
-  // A batch of 3 runs in bucket 4: rows 0..2 are the inputs, row 3 is zero padding.
+  // A batch of 3 runs in bucket 4: rows 0..2 are the inputs, row 3 is zero
+  // padding.
   StepBuffers& statics = (*graphs)->static_buffers(4);
   ASSERT_TRUE(Fill(statics.tensor(0), 9.0f).ok());
   auto io = *StepBuffers::Create("io", step.specs(3), CpuAllocator());
@@ -146,8 +170,12 @@ TEST(BucketedGraphsTest, BucketsPadAndRouteBatches) {
 
   auto too_big = *StepBuffers::Create("io", step.specs(5), CpuAllocator());
   EXPECT_EQ((*graphs)->Run(*too_big).code(), absl::StatusCode::kOutOfRange);
-  EXPECT_FALSE(BucketedGraphs::Create("x", stream, step, {0, 2}, {}, CpuAllocator()).ok());
-  EXPECT_FALSE(BucketedGraphs::Create("x", stream, step, {2, 2}, {}, CpuAllocator()).ok());
+  EXPECT_FALSE(
+      BucketedGraphs::Create("x", stream, step, {0, 2}, {}, CpuAllocator())
+          .ok());
+  EXPECT_FALSE(
+      BucketedGraphs::Create("x", stream, step, {2, 2}, {}, CpuAllocator())
+          .ok());
 }
 
 }  // namespace

@@ -10,11 +10,12 @@
 namespace normgraph {
 
 struct GraphStats {
-  int64_t captures = 0;      // the first capture and every recapture
-  int64_t replays = 0;       // launches of the graph
-  int64_t checks = 0;        // identity + freshness checks (one per checked replay)
-  int64_t refused = 0;       // replays refused under the fail policy
-  int64_t violations = 0;    // moved, stale or freed tensors found, summed over checks
+  int64_t captures = 0;  // the first capture and every recapture
+  int64_t replays = 0;   // launches of the graph
+  int64_t checks = 0;    // identity + freshness checks (one per checked replay)
+  int64_t refused = 0;   // replays refused under the fail policy
+  int64_t violations =
+      0;  // moved, stale or freed tensors found, summed over checks
   int64_t recaptures = 0;    // repairs by recapture
   int64_t rebinds = 0;       // repairs by rebind
   int64_t rebound_args = 0;  // node arguments patched by those rebinds
@@ -22,7 +23,7 @@ struct GraphStats {
   std::map<std::string, int64_t> violations_by_tensor;
   int64_t check_ns = 0;
   int64_t replay_ns = 0;
-  int64_t capture_ns = 0;    // first captures and recaptures, including snapshots
+  int64_t capture_ns = 0;  // first captures and recaptures, including snapshots
   int64_t rebind_ns = 0;
 
   void Add(const GraphStats& o) {
@@ -35,7 +36,8 @@ struct GraphStats {
     rebinds += o.rebinds;
     rebound_args += o.rebound_args;
     refreshes += o.refreshes;
-    for (const auto& [name, n] : o.violations_by_tensor) violations_by_tensor[name] += n;
+    for (const auto& [name, n] : o.violations_by_tensor)
+      violations_by_tensor[name] += n;
     check_ns += o.check_ns;
     replay_ns += o.replay_ns;
     capture_ns += o.capture_ns;

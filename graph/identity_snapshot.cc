@@ -18,12 +18,13 @@ struct Candidate {
   uintptr_t end;
 };
 
-// True if `t` still has exactly the captured identity (the byte size follows from dtype, shape and
-// strides). Allocates nothing.
+// True if `t` still has exactly the captured identity (the byte size follows
+// from dtype, shape and strides). Allocates nothing.
 bool Matches(const Tensor& t, const TensorIdentity& id) {
   return t.defined() && t.storage()->id() == id.storage_id &&
-         reinterpret_cast<uintptr_t>(t.data()) == id.address && t.dtype() == id.dtype &&
-         t.shape() == id.shape && t.strides() == id.strides;
+         reinterpret_cast<uintptr_t>(t.data()) == id.address &&
+         t.dtype() == id.dtype && t.shape() == id.shape &&
+         t.strides() == id.strides;
 }
 
 }  // namespace
@@ -31,9 +32,12 @@ bool Matches(const Tensor& t, const TensorIdentity& id) {
 std::string Violation::ToString() const {
   switch (kind) {
     case ViolationKind::kMoved:
-      return absl::StrCat(name, ": moved from ", captured.ToString(), " to ", current.ToString(),
-                          moved_at.known() ? absl::StrCat(" (rebound at ", moved_at.ToString(), ")")
-                                           : std::string(" (not through a normgraph API)"));
+      return absl::StrCat(
+          name, ": moved from ", captured.ToString(), " to ",
+          current.ToString(),
+          moved_at.known()
+              ? absl::StrCat(" (rebound at ", moved_at.ToString(), ")")
+              : std::string(" (not through a normgraph API)"));
     case ViolationKind::kStale:
       return absl::StrCat(name, ": stale: ", detail);
     case ViolationKind::kFreed:
@@ -42,9 +46,9 @@ std::string Violation::ToString() const {
   return name;
 }
 
-absl::StatusOr<IdentitySnapshot> IdentitySnapshot::Take(const ExecutableGraph& graph,
-                                                        absl::Span<TensorOwner* const> owners,
-                                                        bool allow_unowned) {
+absl::StatusOr<IdentitySnapshot> IdentitySnapshot::Take(
+    const ExecutableGraph& graph, absl::Span<TensorOwner* const> owners,
+    bool allow_unowned) {
   absl::flat_hash_map<uint64_t, std::vector<Candidate>> by_storage;
   for (TensorOwner* owner : owners) {
     owner->ForEachSlot([&](absl::string_view name, TensorSlot& slot) {
@@ -76,52 +80,68 @@ absl::StatusOr<IdentitySnapshot> IdentitySnapshot::Take(const ExecutableGraph& g
       }
       if (best == nullptr) {
         if (!allow_unowned) {
-          unowned_errors.push_back(absl::StrFormat("node %d (%s) argument %d: %s", n,
-                                                   nodes[n].kernel->name, a, arg.ToString()));
+          unowned_errors.push_back(
+              absl::StrFormat("node %d (%s) argument %d: %s", n,
+                              nodes[n].kernel->name, a, arg.ToString()));
           continue;
         }
-        auto [u, inserted] = unowned_index.emplace(arg.storage_id, snapshot.tensors_.size());
-        if (inserted) snapshot.tensors_.push_back(TrackedTensor{"<unowned>", nullptr, arg, {}});
+        auto [u, inserted] =
+            unowned_index.emplace(arg.storage_id, snapshot.tensors_.size());
+        if (inserted)
+          snapshot.tensors_.push_back(
+              TrackedTensor{"<unowned>", nullptr, arg, {}});
         snapshot.tensors_[u->second].uses.push_back(NodeArgUse{n, a, 0});
         continue;
       }
-      auto [s, inserted] = slot_index.emplace(best->slot, snapshot.tensors_.size());
+      auto [s, inserted] =
+          slot_index.emplace(best->slot, snapshot.tensors_.size());
       if (inserted) {
         snapshot.tensors_.push_back(
-            TrackedTensor{std::string(best->name), best->slot, best->slot->tensor().Identity(), {}});
+            TrackedTensor{std::string(best->name),
+                          best->slot,
+                          best->slot->tensor().Identity(),
+                          {}});
       }
       snapshot.tensors_[s->second].uses.push_back(
           NodeArgUse{n, a, static_cast<size_t>(arg.address - best->begin)});
     }
   }
   if (!unowned_errors.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "capture: ", unowned_errors.size(),
-        " kernel arguments point at storage that no module or step buffer owns, so they could "
-        "not be checked at replay:\n  ",
-        absl::StrJoin(unowned_errors, "\n  ")));
+    return absl::FailedPreconditionError(
+        absl::StrCat("capture: ", unowned_errors.size(),
+                     " kernel arguments point at storage that no module or "
+                     "step buffer owns, so they could "
+                     "not be checked at replay:\n  ",
+                     absl::StrJoin(unowned_errors, "\n  ")));
   }
   return snapshot;
 }
 
-void IdentitySnapshot::Verify(std::vector<Violation>& out, bool check_freshness) const {
+void IdentitySnapshot::Verify(std::vector<Violation>& out,
+                              bool check_freshness) const {
   out.clear();
   for (size_t i = 0; i < tensors_.size(); ++i) {
     const TrackedTensor& t = tensors_[i];
     if (t.slot == nullptr) {
       if (!StorageIsLive(t.captured.storage_id)) {
-        out.push_back(Violation{ViolationKind::kFreed, i, t.name, t.captured, {}, {}, ""});
+        out.push_back(Violation{
+            ViolationKind::kFreed, i, t.name, t.captured, {}, {}, ""});
       }
       continue;
     }
     const Tensor& current = t.slot->tensor();
     if (!Matches(current, t.captured)) {
-      out.push_back(Violation{ViolationKind::kMoved, i, t.name, t.captured, current.Identity(),
-                              t.slot->last_rebind(), ""});
+      out.push_back(Violation{ViolationKind::kMoved, i, t.name, t.captured,
+                              current.Identity(), t.slot->last_rebind(), ""});
     }
     if (check_freshness && t.slot->source() != nullptr && t.slot->IsStale()) {
-      out.push_back(
-          Violation{ViolationKind::kStale, i, t.name, t.captured, {}, {}, t.slot->StaleReason()});
+      out.push_back(Violation{ViolationKind::kStale,
+                              i,
+                              t.name,
+                              t.captured,
+                              {},
+                              {},
+                              t.slot->StaleReason()});
     }
   }
 }
@@ -137,8 +157,8 @@ absl::Status CrossCheckNodePointers(const ExecutableGraph& graph,
   const auto fields = graph.ReadBackPointerFields(only_nodes);
   const size_t count = only_nodes.empty() ? nodes.size() : only_nodes.size();
   if (fields.size() != count) {
-    return absl::InternalError(absl::StrFormat("graph read back %d nodes, expected %d",
-                                               fields.size(), count));
+    return absl::InternalError(absl::StrFormat(
+        "graph read back %d nodes, expected %d", fields.size(), count));
   }
   for (size_t i = 0; i < count; ++i) {
     const size_t n = only_nodes.empty() ? i : only_nodes[i];
@@ -146,11 +166,13 @@ absl::Status CrossCheckNodePointers(const ExecutableGraph& graph,
     for (size_t k = 0; k < kernel.pointer_offsets.size(); ++k) {
       uintptr_t expected = 0;
       for (const RecordedArg& arg : nodes[n].args) {
-        if (arg.offset == kernel.pointer_offsets[k]) expected = arg.identity.address;
+        if (arg.offset == kernel.pointer_offsets[k])
+          expected = arg.identity.address;
       }
       if (fields[i][k] != expected) {
         return absl::InternalError(absl::StrFormat(
-            "node %d (%s): pointer field at byte offset %d holds %#x in the instantiated graph, "
+            "node %d (%s): pointer field at byte offset %d holds %#x in the "
+            "instantiated graph, "
             "but the launcher recorded %#x",
             n, kernel.name, kernel.pointer_offsets[k], fields[i][k], expected));
       }
@@ -161,10 +183,12 @@ absl::Status CrossCheckNodePointers(const ExecutableGraph& graph,
 
 std::string DescribeViolations(absl::string_view graph_name,
                                absl::Span<const Violation> violations) {
-  std::string out = absl::StrCat("graph '", graph_name, "': replay refused, ", violations.size(),
-                                 violations.size() == 1 ? " tensor" : " tensors",
-                                 " changed since capture; nothing was launched:");
-  for (const Violation& v : violations) absl::StrAppend(&out, "\n  ", v.ToString());
+  std::string out = absl::StrCat(
+      "graph '", graph_name, "': replay refused, ", violations.size(),
+      violations.size() == 1 ? " tensor" : " tensors",
+      " changed since capture; nothing was launched:");
+  for (const Violation& v : violations)
+    absl::StrAppend(&out, "\n  ", v.ToString());
   return out;
 }
 

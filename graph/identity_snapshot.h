@@ -3,13 +3,14 @@
 
 // IdentitySnapshot: what a captured graph depends on, by name.
 //
-// At capture, every tensor argument of every node (from the launcher's record) is mapped to the
-// owner slot that holds it (a module's parameter or buffer, a step buffer), found by storage id and
-// byte range, and the slot's identity is recorded under its dotted name. An argument no owner
-// claims is an error (or, if allowed, is tracked by storage liveness only). At replay, Verify
-// re-reads each slot's current tensor and reports every tensor that moved (other storage, address,
-// size, dtype, shape or strides) and every derived buffer that is stale (its source was written or
-// moved after its last refresh).
+// At capture, every tensor argument of every node (from the launcher's record)
+// is mapped to the owner slot that holds it (a module's parameter or buffer, a
+// step buffer), found by storage id and byte range, and the slot's identity is
+// recorded under its dotted name. An argument no owner claims is an error (or,
+// if allowed, is tracked by storage liveness only). At replay, Verify re-reads
+// each slot's current tensor and reports every tensor that moved (other
+// storage, address, size, dtype, shape or strides) and every derived buffer
+// that is stale (its source was written or moved after its last refresh).
 
 #include <cstdint>
 #include <string>
@@ -28,12 +29,14 @@ namespace normgraph {
 struct NodeArgUse {
   uint32_t node;
   uint16_t arg;
-  size_t offset_in_slot;  // bytes from the slot tensor's data to the argument's data
+  size_t offset_in_slot;  // bytes from the slot tensor's data to the argument's
+                          // data
 };
 
 struct TrackedTensor {
-  std::string name;      // the owner's dotted name ("<unowned>" if no owner claimed it)
-  TensorSlot* slot;      // null if unowned
+  std::string
+      name;  // the owner's dotted name ("<unowned>" if no owner claimed it)
+  TensorSlot* slot;  // null if unowned
   TensorIdentity captured;
   std::vector<NodeArgUse> uses;
 };
@@ -49,27 +52,31 @@ struct Violation {
   size_t tracked;  // index into IdentitySnapshot::tensors()
   std::string name;
   TensorIdentity captured;
-  TensorIdentity current;     // kMoved only
-  SourceLocation moved_at;    // kMoved: where the slot was last rebound, if through the API
-  std::string detail;         // kStale: why
+  TensorIdentity current;  // kMoved only
+  SourceLocation
+      moved_at;  // kMoved: where the slot was last rebound, if through the API
+  std::string detail;  // kStale: why
 
-  // "model.layers.0.input_layernorm.gemma_weight: moved from storage #12 ... to storage #57 ...
-  // (rebound at layers/legacy_zero_centered_rms_norm.cc:29)".
+  // "model.layers.0.input_layernorm.gemma_weight: moved from storage #12 ... to
+  // storage #57 ... (rebound at layers/legacy_zero_centered_rms_norm.cc:29)".
   std::string ToString() const;
 };
 
 class IdentitySnapshot {
  public:
-  // Maps every argument of every node of `graph` to its owner slot. With `allow_unowned` false an
-  // argument no owner claims is an error that names the node, the kernel and the storage.
-  static absl::StatusOr<IdentitySnapshot> Take(const ExecutableGraph& graph,
-                                               absl::Span<TensorOwner* const> owners,
-                                               bool allow_unowned);
+  // Maps every argument of every node of `graph` to its owner slot. With
+  // `allow_unowned` false an argument no owner claims is an error that names
+  // the node, the kernel and the storage.
+  static absl::StatusOr<IdentitySnapshot> Take(
+      const ExecutableGraph& graph, absl::Span<TensorOwner* const> owners,
+      bool allow_unowned);
 
-  // Appends every violation to `out` (cleared first). Allocates nothing when there are none.
+  // Appends every violation to `out` (cleared first). Allocates nothing when
+  // there are none.
   void Verify(std::vector<Violation>& out, bool check_freshness = true) const;
 
-  // Records the slot's current identity as the captured one (after a successful rebind).
+  // Records the slot's current identity as the captured one (after a successful
+  // rebind).
   void Accept(size_t tracked);
 
   const std::vector<TrackedTensor>& tensors() const { return tensors_; }
@@ -78,15 +85,18 @@ class IdentitySnapshot {
   std::vector<TrackedTensor> tensors_;
 };
 
-// The second, independent inventory: every non-null pointer field the instantiated graph's nodes
-// hold (read back from the backend) must be exactly the address the launcher recorded for that
-// field. A field holding anything else (a kernel that bypassed the launcher, a bad patch) is an
-// error naming the node. `only_nodes` limits the check to those nodes (empty: all).
+// The second, independent inventory: every non-null pointer field the
+// instantiated graph's nodes hold (read back from the backend) must be exactly
+// the address the launcher recorded for that field. A field holding anything
+// else (a kernel that bypassed the launcher, a bad patch) is an error naming
+// the node. `only_nodes` limits the check to those nodes (empty: all).
 absl::Status CrossCheckNodePointers(const ExecutableGraph& graph,
                                     absl::Span<const uint32_t> only_nodes = {});
 
-// "graph 'decode/b8': replay refused, 2 tensors changed since capture; nothing was launched:\n  ..."
-std::string DescribeViolations(absl::string_view graph_name, absl::Span<const Violation> violations);
+// "graph 'decode/b8': replay refused, 2 tensors changed since capture; nothing
+// was launched:\n  ..."
+std::string DescribeViolations(absl::string_view graph_name,
+                               absl::Span<const Violation> violations);
 
 }  // namespace normgraph
 

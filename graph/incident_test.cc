@@ -1,5 +1,5 @@
-// Real incidents, reproduced on the CPU backend (whose capture has CUDA's semantics), with the exact
-// outcome under each policy asserted.
+// Real incidents, reproduced on the CPU backend (whose capture has CUDA's
+// semantics), with the exact outcome under each policy asserted.
 
 #include <memory>
 #include <string>
@@ -36,30 +36,36 @@ Qwen35NormStackConfig SmallQwen(bool legacy) {
   return c;
 }
 
-std::vector<std::pair<std::string, Tensor>> RandomWeights(Module& model, uint64_t seed) {
+std::vector<std::pair<std::string, Tensor>> RandomWeights(Module& model,
+                                                          uint64_t seed) {
   std::vector<std::pair<std::string, Tensor>> out;
   model.ForEachParameter([&](const std::string& name, Parameter& p) {
-    Tensor t = *Tensor::Empty(CpuAllocator(), p.tensor().shape(), p.tensor().dtype());
+    Tensor t =
+        *Tensor::Empty(CpuAllocator(), p.tensor().shape(), p.tensor().dtype());
     EXPECT_TRUE(FillNormal(t, seed++, 0.0f, 0.5f).ok());
     out.emplace_back(name, t);
   });
   return out;
 }
 
-// A model, its bucketed decode graphs, and an eager reference run on the same inputs.
+// A model, its bucketed decode graphs, and an eager reference run on the same
+// inputs.
 class Incident {
  public:
-  Incident(std::unique_ptr<NormStack> model, ReplayPolicy policy) : model_(std::move(model)) {
+  Incident(std::unique_ptr<NormStack> model, ReplayPolicy policy)
+      : model_(std::move(model)) {
     Load(RandomWeights(*model_, 1));
     StepFunction step;
     NormStack* m = model_.get();
     step.specs = [m](int64_t batch) { return m->StepSpecs(batch); };
-    step.forward = [m](Stream& s, const StepBuffers& b) { return m->Forward(s, b); };
+    step.forward = [m](Stream& s, const StepBuffers& b) {
+      return m->Forward(s, b);
+    };
     step.owners = {m};
     GraphOptions options;
     options.policy = policy;
-    auto graphs = BucketedGraphs::Create("decode", stream_, step, {1, 2, 4, 8}, options,
-                                         CpuAllocator());
+    auto graphs = BucketedGraphs::Create("decode", stream_, step, {1, 2, 4, 8},
+                                         options, CpuAllocator());
     EXPECT_TRUE(graphs.ok()) << graphs.status();
     graphs_ = *std::move(graphs);
   }
@@ -67,26 +73,33 @@ class Incident {
   void Load(std::vector<std::pair<std::string, Tensor>> weights) {
     LoadOptions o;
     o.allow_missing = true;  // RL updates may push a subset
-    absl::StatusOr<LoadReport> r = LoadWeights(*model_, *WeightSet::FromTensors(weights), o);
+    absl::StatusOr<LoadReport> r =
+        LoadWeights(*model_, *WeightSet::FromTensors(weights), o);
     ASSERT_TRUE(r.ok()) << r.status();
   }
 
-  // Runs the graph for `batch` rows (outputs poisoned first, static and returned alike) and eager
-  // on the same inputs. Returns the graph's status; graph_io_/eager_ hold the outputs.
+  // Runs the graph for `batch` rows (outputs poisoned first, static and
+  // returned alike) and eager on the same inputs. Returns the graph's status;
+  // graph_io_/eager_ hold the outputs.
   absl::Status RunBoth(int64_t batch, uint64_t seed) {
-    graph_io_ = *StepBuffers::Create("io", model_->StepSpecs(batch), CpuAllocator());
-    eager_ = *StepBuffers::Create("eager", model_->StepSpecs(batch), CpuAllocator());
+    graph_io_ =
+        *StepBuffers::Create("io", model_->StepSpecs(batch), CpuAllocator());
+    eager_ =
+        *StepBuffers::Create("eager", model_->StepSpecs(batch), CpuAllocator());
     for (size_t i = 0; i < graph_io_->size(); ++i) {
       if (graph_io_->spec(i).role == StepRole::kInput) {
-        EXPECT_TRUE(FillNormal(graph_io_->tensor(i), seed + i, 0.0f, 1.5f).ok());
-        EXPECT_TRUE(CopyInto(ViewOf(graph_io_->tensor(i)), eager_->tensor(i)).ok());
+        EXPECT_TRUE(
+            FillNormal(graph_io_->tensor(i), seed + i, 0.0f, 1.5f).ok());
+        EXPECT_TRUE(
+            CopyInto(ViewOf(graph_io_->tensor(i)), eager_->tensor(i)).ok());
       } else {
         EXPECT_TRUE(Poison(graph_io_->tensor(i)).ok());
       }
     }
     StepBuffers& statics = graphs_->static_buffers(*graphs_->BucketFor(batch));
     for (size_t i = 0; i < statics.size(); ++i) {
-      if (statics.spec(i).role != StepRole::kInput) EXPECT_TRUE(Poison(statics.tensor(i)).ok());
+      if (statics.spec(i).role != StepRole::kInput)
+        EXPECT_TRUE(Poison(statics.tensor(i)).ok());
     }
     EXPECT_TRUE(model_->Forward(stream_, *eager_).ok());
     return graphs_->Run(*graph_io_);
@@ -132,7 +145,9 @@ class Incident {
   std::unique_ptr<StepBuffers> graph_io_, eager_;
 };
 
-std::unique_ptr<NormStack> Qwen(bool legacy) { return *Qwen35NormStack::Create(SmallQwen(legacy)); }
+std::unique_ptr<NormStack> Qwen(bool legacy) {
+  return *Qwen35NormStack::Create(SmallQwen(legacy));
+}
 
 // The names in a refusal message, one per violation line.
 std::vector<std::string> NamesIn(absl::string_view message) {
@@ -144,19 +159,22 @@ std::vector<std::string> NamesIn(absl::string_view message) {
   return names;
 }
 
-// SGLang's Qwen3.5 incident: the pre-fix loader rebinds gemma_weight after capture.
+// SGLang's Qwen3.5 incident: the pre-fix loader rebinds gemma_weight after
+// capture.
 TEST(SglangQwen35Incident, UncheckedReplayReadsStaleMemory) {
   Incident inc(Qwen(/*legacy=*/true), ReplayPolicy::kUnchecked);
   ASSERT_TRUE(inc.RunBoth(3, 10).ok());
-  EXPECT_TRUE(inc.GraphEqualsEager()) << "before the update, graph and eager agree";
+  EXPECT_TRUE(inc.GraphEqualsEager())
+      << "before the update, graph and eager agree";
   inc.Load(RandomWeights(inc.model(), 100));  // the RL weight update
   ASSERT_TRUE(inc.RunBoth(3, 10).ok());
-  EXPECT_FALSE(inc.GraphEqualsEager()) << "the graph must have read the old gemma_weight";
+  EXPECT_FALSE(inc.GraphEqualsEager())
+      << "the graph must have read the old gemma_weight";
   EXPECT_EQ(inc.graphs().TotalStats().checks, 0);
 }
 
-// With every norm zero-centred (Gemma3), the stale graph reproduces the *old* model exactly: proof
-// that the replay read the old storage.
+// With every norm zero-centred (Gemma3), the stale graph reproduces the *old*
+// model exactly: proof that the replay read the old storage.
 TEST(SglangQwen35Incident, UncheckedReplayIsExactlyTheOldModel) {
   Gemma3NormStackConfig c;
   c.num_hidden_layers = 2;
@@ -170,7 +188,8 @@ TEST(SglangQwen35Incident, UncheckedReplayIsExactlyTheOldModel) {
   const Tensor old_out = *Clone(*inc.eager().Get("out"));
   inc.Load(RandomWeights(inc.model(), 200));
   ASSERT_TRUE(inc.RunBoth(2, 20).ok());
-  EXPECT_FALSE(BitwiseEqual(*inc.graph_io().Get("out"), *inc.eager().Get("out")));
+  EXPECT_FALSE(
+      BitwiseEqual(*inc.graph_io().Get("out"), *inc.eager().Get("out")));
   EXPECT_TRUE(BitwiseEqual(*inc.graph_io().Get("out"), old_out));
 }
 
@@ -181,26 +200,34 @@ TEST(SglangQwen35Incident, FailPolicyNamesExactlyTheMovedBuffers) {
   ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
   EXPECT_THAT(s.message(), HasSubstr("replay refused"));
   EXPECT_THAT(s.message(), HasSubstr("nothing was launched"));
-  EXPECT_THAT(s.message(), HasSubstr("rebound at layers/legacy_zero_centered_rms_norm.cc"));
+  EXPECT_THAT(s.message(),
+              HasSubstr("rebound at layers/legacy_zero_centered_rms_norm.cc"));
   std::vector<std::string> named = NamesIn(s.message());
   std::vector<std::string> expected = inc.ZeroCenteredBufferNames();
-  EXPECT_EQ(expected.size(), 4u * 2 + 1 * 2 + 1);  // every *.gemma_weight of the stack
+  EXPECT_EQ(expected.size(),
+            4u * 2 + 1 * 2 + 1);  // every *.gemma_weight of the stack
   EXPECT_THAT(named, ::testing::UnorderedElementsAreArray(expected));
-  EXPECT_TRUE(inc.StaticOutputsStillPoisoned(4)) << "a refused replay must launch nothing";
+  EXPECT_TRUE(inc.StaticOutputsStillPoisoned(4))
+      << "a refused replay must launch nothing";
   const GraphStats stats = inc.graphs().TotalStats();
   EXPECT_EQ(stats.refused, 1);
   EXPECT_EQ(stats.violations, static_cast<int64_t>(expected.size()));
-  EXPECT_EQ(stats.violations_by_tensor.count("model.layers.0.input_layernorm.gemma_weight"), 1u);
+  EXPECT_EQ(stats.violations_by_tensor.count(
+                "model.layers.0.input_layernorm.gemma_weight"),
+            1u);
 }
 
 TEST(SglangQwen35Incident, RecaptureAndRebindRepairToEagerBitForBit) {
-  for (ReplayPolicy policy : {ReplayPolicy::kRecapture, ReplayPolicy::kRebind}) {
+  for (ReplayPolicy policy :
+       {ReplayPolicy::kRecapture, ReplayPolicy::kRebind}) {
     Incident inc(Qwen(true), policy);
     for (int update = 0; update < 3; ++update) {
       inc.Load(RandomWeights(inc.model(), 100 + update * 50));
       for (int64_t batch : {1, 3, 8}) {
-        ASSERT_TRUE(inc.RunBoth(batch, 10 + batch).ok()) << ReplayPolicyName(policy);
-        EXPECT_TRUE(inc.GraphEqualsEager()) << ReplayPolicyName(policy) << " batch " << batch;
+        ASSERT_TRUE(inc.RunBoth(batch, 10 + batch).ok())
+            << ReplayPolicyName(policy);
+        EXPECT_TRUE(inc.GraphEqualsEager())
+            << ReplayPolicyName(policy) << " batch " << batch;
       }
     }
     const GraphStats stats = inc.graphs().TotalStats();
@@ -209,16 +236,19 @@ TEST(SglangQwen35Incident, RecaptureAndRebindRepairToEagerBitForBit) {
       EXPECT_EQ(stats.rebinds, 0);
     } else {
       EXPECT_GT(stats.rebinds, 0);
-      EXPECT_EQ(stats.recaptures, 0) << "same layout: rebind never needs to recapture";
+      EXPECT_EQ(stats.recaptures, 0)
+          << "same layout: rebind never needs to recapture";
       EXPECT_GT(stats.rebound_args, 0);
     }
   }
 }
 
-// The fixed loader: any sequence of in-place updates keeps the graph valid, with no violation.
+// The fixed loader: any sequence of in-place updates keeps the graph valid,
+// with no violation.
 TEST(FixedLoader, AnyUpdateSequenceReplaysEqualToEager) {
   Incident inc(Qwen(false), ReplayPolicy::kFail);
-  std::vector<std::pair<std::string, Tensor>> all = RandomWeights(inc.model(), 7);
+  std::vector<std::pair<std::string, Tensor>> all =
+      RandomWeights(inc.model(), 7);
   for (int round = 0; round < 12; ++round) {
     std::vector<std::pair<std::string, Tensor>> subset;
     for (size_t i = round % 3; i < all.size(); i += 1 + round % 4) {
@@ -252,28 +282,34 @@ TEST(FixedLoader, WeightSwapsAToBToA) {
   EXPECT_TRUE(BitwiseEqual(outs[0], outs[2]));
 }
 
-// Offload and restore: the storage is freed and a new one allocated, at the same address (the
-// caching allocator hands the block back). Only the storage id tells them apart.
+// Offload and restore: the storage is freed and a new one allocated, at the
+// same address (the caching allocator hands the block back). Only the storage
+// id tells them apart.
 TEST(OffloadRestore, CaughtThroughStorageIdEvenWhenTheAddressRepeats) {
-  for (ReplayPolicy policy : {ReplayPolicy::kFail, ReplayPolicy::kRebind, ReplayPolicy::kRecapture}) {
+  for (ReplayPolicy policy :
+       {ReplayPolicy::kFail, ReplayPolicy::kRebind, ReplayPolicy::kRecapture}) {
     Incident inc(Qwen(false), policy);
     const std::string name = "model.layers.0.linear_attn.norm.weight";
     TensorSlot* slot = inc.model().FindSlot("layers.0.linear_attn.norm.weight");
     const TensorIdentity before = slot->tensor().Identity();
     Tensor host = *Clone(slot->tensor());
-    slot->Rebind(Tensor());  // offload: the only reference goes, the storage is freed
+    slot->Rebind(
+        Tensor());  // offload: the only reference goes, the storage is freed
     ASSERT_FALSE(StorageIsLive(before.storage_id));
-    Tensor restored = *Tensor::Empty(CpuAllocator(), host.shape(), host.dtype());
+    Tensor restored =
+        *Tensor::Empty(CpuAllocator(), host.shape(), host.dtype());
     ASSERT_TRUE(CopyInto(ViewOf(host), restored).ok());
     slot->Rebind(restored);  // restore
-    ASSERT_EQ(slot->tensor().Identity().address, before.address) << "same address again";
+    ASSERT_EQ(slot->tensor().Identity().address, before.address)
+        << "same address again";
     ASSERT_NE(slot->tensor().Identity().storage_id, before.storage_id);
 
     absl::Status s = inc.RunBoth(2, 3);
     if (policy == ReplayPolicy::kFail) {
       ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
       EXPECT_THAT(NamesIn(s.message()), ::testing::ElementsAre(name));
-      EXPECT_THAT(s.message(), HasSubstr(absl::StrCat("storage #", before.storage_id)));
+      EXPECT_THAT(s.message(),
+                  HasSubstr(absl::StrCat("storage #", before.storage_id)));
     } else {
       ASSERT_TRUE(s.ok()) << s;
       EXPECT_TRUE(inc.GraphEqualsEager());
@@ -281,8 +317,9 @@ TEST(OffloadRestore, CaughtThroughStorageIdEvenWhenTheAddressRepeats) {
   }
 }
 
-// The dangerous variant: after the offload another tensor takes the freed block; the restored
-// weight lands elsewhere. An unchecked replay reads the other tensor's bytes.
+// The dangerous variant: after the offload another tensor takes the freed
+// block; the restored weight lands elsewhere. An unchecked replay reads the
+// other tensor's bytes.
 TEST(OffloadRestore, UncheckedReplayReadsAnotherTensorsBytes) {
   Incident inc(Qwen(false), ReplayPolicy::kUnchecked);
   TensorSlot* slot = inc.model().FindSlot("layers.0.linear_attn.norm.weight");
@@ -302,26 +339,31 @@ TEST(OffloadRestore, UncheckedReplayReadsAnotherTensorsBytes) {
   EXPECT_TRUE(inc.GraphEqualsEager());
 }
 
-// A source weight written without refreshing its derived buffer: right address, stale value.
+// A source weight written without refreshing its derived buffer: right address,
+// stale value.
 TEST(StaleDerivedBuffer, CaughtByFreshness) {
-  for (ReplayPolicy policy : {ReplayPolicy::kFail, ReplayPolicy::kRecapture, ReplayPolicy::kRebind}) {
+  for (ReplayPolicy policy :
+       {ReplayPolicy::kFail, ReplayPolicy::kRecapture, ReplayPolicy::kRebind}) {
     Incident inc(Qwen(false), policy);
     ASSERT_TRUE(inc.RunBoth(2, 9).ok());
     const Tensor before = *Clone(*inc.eager().Get("out"));
-    Parameter* w = inc.model().FindParameter("layers.1.post_attention_layernorm.weight");
-    ASSERT_TRUE(Fill(w->tensor(), 0.75f).ok());  // bypasses the loader: gemma_weight not refreshed
+    Parameter* w =
+        inc.model().FindParameter("layers.1.post_attention_layernorm.weight");
+    ASSERT_TRUE(Fill(w->tensor(), 0.75f)
+                    .ok());  // bypasses the loader: gemma_weight not refreshed
     absl::Status s = inc.RunBoth(2, 9);
     if (policy == ReplayPolicy::kFail) {
       ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
       EXPECT_THAT(NamesIn(s.message()),
-                  ::testing::ElementsAre("model.layers.1.post_attention_layernorm.gemma_weight"));
+                  ::testing::ElementsAre(
+                      "model.layers.1.post_attention_layernorm.gemma_weight"));
       EXPECT_THAT(s.message(), HasSubstr("stale: source storage"));
       EXPECT_TRUE(inc.StaticOutputsStillPoisoned(2));
     } else {
       ASSERT_TRUE(s.ok()) << s;
       EXPECT_EQ(inc.graphs().TotalStats().refreshes, 1);
-      // The repair refreshed gemma_weight; eager now runs with the new weight, and the graph
-      // agrees with it.
+      // The repair refreshed gemma_weight; eager now runs with the new weight,
+      // and the graph agrees with it.
       ASSERT_TRUE(inc.RunBoth(2, 9).ok());
       EXPECT_TRUE(inc.GraphEqualsEager());
       EXPECT_FALSE(BitwiseEqual(*inc.eager().Get("out"), before));
@@ -329,10 +371,12 @@ TEST(StaleDerivedBuffer, CaughtByFreshness) {
   }
 }
 
-// Found by graph_replay_fuzzer: with the pre-fix module, refreshing a stale buffer reallocates
-// it, so the repair must look again after refreshing and repair the move too.
+// Found by graph_replay_fuzzer: with the pre-fix module, refreshing a stale
+// buffer reallocates it, so the repair must look again after refreshing and
+// repair the move too.
 TEST(StaleDerivedBuffer, RefreshThatMovesTheBufferIsRepairedToo) {
-  for (ReplayPolicy policy : {ReplayPolicy::kRecapture, ReplayPolicy::kRebind}) {
+  for (ReplayPolicy policy :
+       {ReplayPolicy::kRecapture, ReplayPolicy::kRebind}) {
     Incident inc(Qwen(/*legacy=*/true), policy);
     Parameter* w = inc.model().FindParameter("layers.0.input_layernorm.weight");
     ASSERT_TRUE(Fill(w->tensor(), -0.5f).ok());  // stale, not moved
@@ -343,13 +387,16 @@ TEST(StaleDerivedBuffer, RefreshThatMovesTheBufferIsRepairedToo) {
   }
 }
 
-// A view re-sliced to another offset of the same storage: same storage id, other address.
+// A view re-sliced to another offset of the same storage: same storage id,
+// other address.
 TEST(ResliceView, CaughtByAddress) {
   Incident inc(Qwen(false), ReplayPolicy::kRecapture);
   TensorSlot* slot = inc.model().FindSlot("layers.0.linear_attn.norm.weight");
   const Tensor original = slot->tensor();
-  // Move the weight into the first half of a larger storage (a recapture accepts that).
-  Tensor big = *Tensor::Empty(CpuAllocator(), {2 * original.numel()}, original.dtype());
+  // Move the weight into the first half of a larger storage (a recapture
+  // accepts that).
+  Tensor big =
+      *Tensor::Empty(CpuAllocator(), {2 * original.numel()}, original.dtype());
   Tensor first = *big.Narrow(0, 0, original.numel());
   ASSERT_TRUE(CopyInto(ViewOf(original), first).ok());
   slot->Rebind(first);
@@ -372,12 +419,13 @@ TEST(ResliceView, CaughtByAddress) {
   EXPECT_TRUE(inc.GraphEqualsEager());
 }
 
-// A parameter rebound to a tensor of another dtype cannot be patched in place: rebind falls back
-// to recapture.
+// A parameter rebound to a tensor of another dtype cannot be patched in place:
+// rebind falls back to recapture.
 TEST(LayoutChange, RebindFallsBackToRecapture) {
   Incident inc(Qwen(false), ReplayPolicy::kRebind);
   TensorSlot* slot = inc.model().FindSlot("layers.0.linear_attn.norm.weight");
-  Tensor f32 = *Tensor::Empty(CpuAllocator(), slot->tensor().shape(), DType::kF32);
+  Tensor f32 =
+      *Tensor::Empty(CpuAllocator(), slot->tensor().shape(), DType::kF32);
   ASSERT_TRUE(CopyInto(ViewOf(slot->tensor()), f32).ok());
   slot->Rebind(f32);
   ASSERT_TRUE(inc.RunBoth(3, 6).ok());
@@ -386,15 +434,18 @@ TEST(LayoutChange, RebindFallsBackToRecapture) {
   EXPECT_EQ(inc.graphs().TotalStats().recaptures, 1);
 }
 
-// A static buffer of the graph itself rebound by mistake is caught like any module tensor.
+// A static buffer of the graph itself rebound by mistake is caught like any
+// module tensor.
 TEST(StaticBuffers, RebindingAStaticInputIsCaught) {
   Incident inc(Qwen(false), ReplayPolicy::kFail);
   StepBuffers& statics = inc.graphs().static_buffers(4);
-  Tensor fresh = *Tensor::Empty(CpuAllocator(), statics.tensor(0).shape(), statics.tensor(0).dtype());
+  Tensor fresh = *Tensor::Empty(CpuAllocator(), statics.tensor(0).shape(),
+                                statics.tensor(0).dtype());
   statics.slot(0).Rebind(fresh);
   absl::Status s = inc.RunBoth(4, 1);
   ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(NamesIn(s.message()), ::testing::ElementsAre("graph.b4.hidden_states"));
+  EXPECT_THAT(NamesIn(s.message()),
+              ::testing::ElementsAre("graph.b4.hidden_states"));
 }
 
 }  // namespace

@@ -17,8 +17,8 @@ absl::string_view ReplayPolicyName(ReplayPolicy policy) {
 }
 
 std::optional<ReplayPolicy> ParseReplayPolicy(absl::string_view name) {
-  for (ReplayPolicy p : {ReplayPolicy::kFail, ReplayPolicy::kRecapture, ReplayPolicy::kRebind,
-                         ReplayPolicy::kUnchecked}) {
+  for (ReplayPolicy p : {ReplayPolicy::kFail, ReplayPolicy::kRecapture,
+                         ReplayPolicy::kRebind, ReplayPolicy::kUnchecked}) {
     if (ReplayPolicyName(p) == name) return p;
   }
   return std::nullopt;

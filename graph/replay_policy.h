@@ -1,7 +1,8 @@
 #ifndef NORMGRAPH_GRAPH_REPLAY_POLICY_H_
 #define NORMGRAPH_GRAPH_REPLAY_POLICY_H_
 
-// What a captured graph does when, at replay time, a tensor it touches has moved or gone stale.
+// What a captured graph does when, at replay time, a tensor it touches has
+// moved or gone stale.
 
 #include <optional>
 
@@ -12,14 +13,18 @@ namespace normgraph {
 enum class ReplayPolicy {
   // Refuse: return an error naming every moved or stale tensor; launch nothing.
   kFail,
-  // Repair by re-running the capture function (stale derived buffers are refreshed first:
+  // Repair by re-running the capture function (stale derived buffers are
+  // refreshed first:
   // recapturing cannot fix a stale value).
   kRecapture,
-  // Repair by patching the affected node arguments of the instantiated graph in place; fall back
-  // to recapture when the new tensor's layout (dtype, shape, strides, bytes) differs. Stale derived
+  // Repair by patching the affected node arguments of the instantiated graph in
+  // place; fall back
+  // to recapture when the new tensor's layout (dtype, shape, strides, bytes)
+  // differs. Stale derived
   // buffers are refreshed.
   kRebind,
-  // Check nothing, as today's engines do. Exists only to show what goes wrong (fuzzer self-tests).
+  // Check nothing, as today's engines do. Exists only to show what goes wrong
+  // (fuzzer self-tests).
   kUnchecked,
 };
 

@@ -11,9 +11,10 @@ const KernelDef& RmsNormKernel() {
     auto* d = new KernelDef;
     d->name = "rms_norm";
     d->params_size = sizeof(RmsNormParams);
-    d->pointer_offsets = {offsetof(RmsNormParams, x), offsetof(RmsNormParams, weight),
-                          offsetof(RmsNormParams, gate), offsetof(RmsNormParams, residual),
-                          offsetof(RmsNormParams, out)};
+    d->pointer_offsets = {
+        offsetof(RmsNormParams, x), offsetof(RmsNormParams, weight),
+        offsetof(RmsNormParams, gate), offsetof(RmsNormParams, residual),
+        offsetof(RmsNormParams, out)};
     d->validate = ValidateEntry<RmsNormParams, ValidateRmsNormParams>;
     d->cpu_entry = CpuEntry<RmsNormParams, RmsNormCpu>;
     return d;

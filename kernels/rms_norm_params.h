@@ -1,25 +1,35 @@
 #ifndef NORMGRAPH_KERNELS_RMS_NORM_PARAMS_H_
 #define NORMGRAPH_KERNELS_RMS_NORM_PARAMS_H_
 
-// Parameters of the one row-normalisation kernel that implements every norm variant of
-// DESIGN.md section 4. With xf = float(x) and r = 1 / sqrt(mean(xf * xf) + eps) (float32
-// accumulation in a fixed order), R_t(.) = round to dtype t (nearest even):
+// Parameters of the one row-normalisation kernel that implements every norm
+// variant of DESIGN.md section 4. With xf = float(x) and r = 1 / sqrt(mean(xf *
+// xf) + eps) (float32 accumulation in a fixed order), R_t(.) = round to dtype t
+// (nearest even):
 //
 //   weight_kind  order        gate?  out
-//   kMultiply    kHuggingFace no     R_out(float(w) * R_x(xf * r))          LlamaRMSNorm, Qwen3RMSNorm
-//   kMultiply    kEngine      no     R_out((xf * r) * float(w))             vLLM/FlashInfer-style
-//   kScale       either       no     R_out((xf * r) * scale)                Gemma / Qwen3.5 (scale =
-//                                                                           1 + w, f32, precomputed)
-//   kMultiply    kHuggingFace yes    t = R_p(float(w) * R_x(xf * r)), p = promote(x, w);
-//                                    R_x(t * silu(float(gate)))             Qwen3_5RMSNormGated
-//   kMultiply    kEngine      yes    R_x((xf * r) * float(w) * silu(gate))  FLA-style, one rounding
+//   kMultiply    kHuggingFace no     R_out(float(w) * R_x(xf * r))
+//   LlamaRMSNorm, Qwen3RMSNorm kMultiply    kEngine      no     R_out((xf * r)
+//   * float(w))             vLLM/FlashInfer-style kScale       either       no
+//   R_out((xf * r) * scale)                Gemma / Qwen3.5 (scale =
+//                                                                           1 +
+//                                                                           w,
+//                                                                           f32,
+//                                                                           precomputed)
+//   kMultiply    kHuggingFace yes    t = R_p(float(w) * R_x(xf * r)), p =
+//   promote(x, w);
+//                                    R_x(t * silu(float(gate)))
+//                                    Qwen3_5RMSNormGated
+//   kMultiply    kEngine      yes    R_x((xf * r) * float(w) * silu(gate))
+//   FLA-style, one rounding
 //
-// With a residual: s = float(x) + float(residual); residual <- R_x(s) (in place); the norm input is
-// R_x(s) in HF order (the decoder layer adds in the activation dtype, then normalises) and the
-// unrounded float sum s in engine order (SGLang's fused kernels).
+// With a residual: s = float(x) + float(residual); residual <- R_x(s) (in
+// place); the norm input is R_x(s) in HF order (the decoder layer adds in the
+// activation dtype, then normalises) and the unrounded float sum s in engine
+// order (SGLang's fused kernels).
 //
-// Rows are strided: element (i, j) of x is x[i * x_stride + j] (likewise for the other tensors).
-// Pointers may be unaligned. gate and residual have the activation dtype.
+// Rows are strided: element (i, j) of x is x[i * x_stride + j] (likewise for
+// the other tensors). Pointers may be unaligned. gate and residual have the
+// activation dtype.
 
 #include <cstdint>
 
@@ -34,7 +44,8 @@ enum class NormWeight : uint8_t {
 };
 
 enum class RoundingOrder : uint8_t {
-  kHuggingFace,  // round exactly where transformers rounds (the default everywhere)
+  kHuggingFace,  // round exactly where transformers rounds (the default
+                 // everywhere)
   kEngine,       // round once, at the end, as fused engine kernels do
 };
 
@@ -42,7 +53,8 @@ struct RmsNormParams {
   const void* x = nullptr;
   const void* weight = nullptr;  // [cols]; f32 if weight_kind == kScale
   const void* gate = nullptr;    // optional
-  void* residual = nullptr;      // optional; read, then overwritten with R_x(x + residual)
+  void* residual =
+      nullptr;  // optional; read, then overwritten with R_x(x + residual)
   void* out = nullptr;
   int64_t rows = 0;
   int64_t cols = 0;
@@ -58,7 +70,8 @@ struct RmsNormParams {
   RoundingOrder order = RoundingOrder::kHuggingFace;
 };
 
-// Checks pointers, sizes, strides and dtype combinations; the kernels assume valid params.
+// Checks pointers, sizes, strides and dtype combinations; the kernels assume
+// valid params.
 absl::Status ValidateRmsNormParams(const RmsNormParams& p);
 
 // A plain device copy (the residual stream's first write in a decode step).

@@ -2,10 +2,10 @@
 
 namespace normgraph {
 
-absl::StatusOr<std::unique_ptr<GatedRmsNorm>> GatedRmsNorm::Create(std::string name,
-                                                                   int64_t hidden,
-                                                                   const NormOptions& options) {
-  std::unique_ptr<GatedRmsNorm> m(new GatedRmsNorm(std::move(name), hidden, options));
+absl::StatusOr<std::unique_ptr<GatedRmsNorm>> GatedRmsNorm::Create(
+    std::string name, int64_t hidden, const NormOptions& options) {
+  std::unique_ptr<GatedRmsNorm> m(
+      new GatedRmsNorm(std::move(name), hidden, options));
   absl::Status ok = m->InitWeight(1.0f);
   if (!ok.ok()) return ok;
   return m;

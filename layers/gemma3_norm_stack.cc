@@ -9,16 +9,19 @@ namespace normgraph {
 
 absl::StatusOr<std::unique_ptr<Gemma3NormStack>> Gemma3NormStack::Create(
     Gemma3NormStackConfig config) {
-  if (config.num_hidden_layers < 1 || config.hidden_size < 1 || config.num_attention_heads < 1 ||
-      config.num_key_value_heads < 1 || config.head_dim < 1) {
+  if (config.num_hidden_layers < 1 || config.hidden_size < 1 ||
+      config.num_attention_heads < 1 || config.num_key_value_heads < 1 ||
+      config.head_dim < 1) {
     return absl::InvalidArgumentError("gemma3 config: every size must be >= 1");
   }
   if (!config.zero_centered_factory) {
-    config.zero_centered_factory = [](std::string name, int64_t hidden, const NormOptions& o) {
+    config.zero_centered_factory = [](std::string name, int64_t hidden,
+                                      const NormOptions& o) {
       return ZeroCenteredRmsNorm::Create(std::move(name), hidden, o);
     };
   }
-  std::unique_ptr<Gemma3NormStack> stack(new Gemma3NormStack(std::move(config)));
+  std::unique_ptr<Gemma3NormStack> stack(
+      new Gemma3NormStack(std::move(config)));
   NG_RETURN_IF_ERROR(stack->Build());
   return stack;
 }
@@ -34,17 +37,22 @@ absl::Status Gemma3NormStack::Build() {
 
   ModuleList* layers = AddChild(std::make_unique<ModuleList>("layers"));
   for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
-    ModuleList* decoder = layers->Append(std::make_unique<ModuleList>(absl::StrCat(i)));
+    ModuleList* decoder =
+        layers->Append(std::make_unique<ModuleList>(absl::StrCat(i)));
     Layer layer;
     NG_ASSIGN_OR_RETURN(auto in, zc("input_layernorm", h, options));
     layer.input_layernorm = decoder->Append(std::move(in));
-    NG_ASSIGN_OR_RETURN(auto post_attn, zc("post_attention_layernorm", h, options));
+    NG_ASSIGN_OR_RETURN(auto post_attn,
+                        zc("post_attention_layernorm", h, options));
     layer.post_attention_layernorm = decoder->Append(std::move(post_attn));
-    NG_ASSIGN_OR_RETURN(auto pre_ff, zc("pre_feedforward_layernorm", h, options));
+    NG_ASSIGN_OR_RETURN(auto pre_ff,
+                        zc("pre_feedforward_layernorm", h, options));
     layer.pre_feedforward_layernorm = decoder->Append(std::move(pre_ff));
-    NG_ASSIGN_OR_RETURN(auto post_ff, zc("post_feedforward_layernorm", h, options));
+    NG_ASSIGN_OR_RETURN(auto post_ff,
+                        zc("post_feedforward_layernorm", h, options));
     layer.post_feedforward_layernorm = decoder->Append(std::move(post_ff));
-    ModuleList* attn = decoder->Append(std::make_unique<ModuleList>("self_attn"));
+    ModuleList* attn =
+        decoder->Append(std::make_unique<ModuleList>("self_attn"));
     NG_ASSIGN_OR_RETURN(auto q, zc("q_norm", config_.head_dim, options));
     layer.q_norm = attn->Append(std::move(q));
     NG_ASSIGN_OR_RETURN(auto k, zc("k_norm", config_.head_dim, options));
@@ -61,8 +69,14 @@ std::vector<StepTensorSpec> Gemma3NormStack::StepSpecs(int64_t batch) const {
   const int64_t h = config_.hidden_size;
   std::vector<StepTensorSpec> specs = {
       {"hidden_states", {batch, h}, d, StepRole::kInput},
-      {"q", {batch, config_.num_attention_heads, config_.head_dim}, d, StepRole::kInput},
-      {"k", {batch, config_.num_key_value_heads, config_.head_dim}, d, StepRole::kInput},
+      {"q",
+       {batch, config_.num_attention_heads, config_.head_dim},
+       d,
+       StepRole::kInput},
+      {"k",
+       {batch, config_.num_key_value_heads, config_.head_dim},
+       d,
+       StepRole::kInput},
       {"out", {batch, h}, d, StepRole::kOutput},
       {"residual", {batch, h}, d, StepRole::kOutput},
       {"hidden_a", {batch, h}, d, StepRole::kWorkspace},
@@ -81,7 +95,8 @@ std::vector<StepTensorSpec> Gemma3NormStack::StepSpecs(int64_t batch) const {
   return specs;
 }
 
-absl::Status Gemma3NormStack::Forward(Stream& stream, const StepBuffers& step) const {
+absl::Status Gemma3NormStack::Forward(Stream& stream,
+                                      const StepBuffers& step) const {
   NG_ASSIGN_OR_RETURN(Tensor hidden_states, step.Get("hidden_states"));
   NG_ASSIGN_OR_RETURN(Tensor q, step.Get("q"));
   NG_ASSIGN_OR_RETURN(Tensor k, step.Get("k"));
@@ -96,14 +111,18 @@ absl::Status Gemma3NormStack::Forward(Stream& stream, const StepBuffers& step) c
     if (i == 0) {
       NG_RETURN_IF_ERROR(layer.input_layernorm->Forward(stream, residual, a));
     } else {
-      NG_RETURN_IF_ERROR(layer.input_layernorm->ForwardAdd(stream, b, residual, a));
+      NG_RETURN_IF_ERROR(
+          layer.input_layernorm->ForwardAdd(stream, b, residual, a));
     }
-    NG_ASSIGN_OR_RETURN(Tensor q_out, step.Get(absl::StrCat("layers.", i, ".q_normed")));
-    NG_ASSIGN_OR_RETURN(Tensor k_out, step.Get(absl::StrCat("layers.", i, ".k_normed")));
+    NG_ASSIGN_OR_RETURN(Tensor q_out,
+                        step.Get(absl::StrCat("layers.", i, ".q_normed")));
+    NG_ASSIGN_OR_RETURN(Tensor k_out,
+                        step.Get(absl::StrCat("layers.", i, ".k_normed")));
     NG_RETURN_IF_ERROR(layer.q_norm->Forward(stream, q, q_out));
     NG_RETURN_IF_ERROR(layer.k_norm->Forward(stream, k, k_out));
     NG_RETURN_IF_ERROR(layer.post_attention_layernorm->Forward(stream, a, b));
-    NG_RETURN_IF_ERROR(layer.pre_feedforward_layernorm->ForwardAdd(stream, b, residual, a));
+    NG_RETURN_IF_ERROR(
+        layer.pre_feedforward_layernorm->ForwardAdd(stream, b, residual, a));
     NG_RETURN_IF_ERROR(layer.post_feedforward_layernorm->Forward(stream, a, b));
   }
   return norm_->ForwardAdd(stream, b, residual, out);

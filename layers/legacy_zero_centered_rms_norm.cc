@@ -2,8 +2,9 @@
 
 namespace normgraph {
 
-absl::StatusOr<std::unique_ptr<ZeroCenteredRmsNorm>> LegacyZeroCenteredRmsNorm::Create(
-    std::string name, int64_t hidden, const NormOptions& options) {
+absl::StatusOr<std::unique_ptr<ZeroCenteredRmsNorm>>
+LegacyZeroCenteredRmsNorm::Create(std::string name, int64_t hidden,
+                                  const NormOptions& options) {
   std::unique_ptr<LegacyZeroCenteredRmsNorm> m(
       new LegacyZeroCenteredRmsNorm(std::move(name), hidden, options));
   absl::Status ok = m->Init();
@@ -13,8 +14,11 @@ absl::StatusOr<std::unique_ptr<ZeroCenteredRmsNorm>> LegacyZeroCenteredRmsNorm::
 }
 
 absl::Status LegacyZeroCenteredRmsNorm::RefreshGemmaWeight() {
-  if (!constructed_) return ZeroCenteredRmsNorm::RefreshGemmaWeight();  // __init__ allocates once
-  // The bug: `self.gemma_weight = param.data + 1.0` allocates a new tensor on every load.
+  if (!constructed_)
+    return ZeroCenteredRmsNorm::RefreshGemmaWeight();  // __init__ allocates
+                                                       // once
+  // The bug: `self.gemma_weight = param.data + 1.0` allocates a new tensor on
+  // every load.
   absl::StatusOr<Tensor> fresh =
       Tensor::Empty(AllocatorOf(options()), {hidden()}, DType::kF32);
   if (!fresh.ok()) return fresh.status();

@@ -1,11 +1,13 @@
 #ifndef NORMGRAPH_LAYERS_LEGACY_ZERO_CENTERED_RMS_NORM_H_
 #define NORMGRAPH_LAYERS_LEGACY_ZERO_CENTERED_RMS_NORM_H_
 
-// TEST ONLY. The pre-fix SGLang GemmaRMSNorm, reproduced exactly: its weight loader writes the
-// weight in place but then rebinds the derived buffer to a new allocation,
+// TEST ONLY. The pre-fix SGLang GemmaRMSNorm, reproduced exactly: its weight
+// loader writes the weight in place but then rebinds the derived buffer to a
+// new allocation,
 //     self.gemma_weight = param.data + 1.0
-// while the old storage stays alive (a captured graph keeps reading it). This is the bug the rest
-// of normgraph must catch; it is testonly and not part of the public API.
+// while the old storage stays alive (a captured graph keeps reading it). This
+// is the bug the rest of normgraph must catch; it is testonly and not part of
+// the public API.
 
 #include <memory>
 #include <string>
@@ -27,10 +29,12 @@ class LegacyZeroCenteredRmsNorm : public ZeroCenteredRmsNorm {
  private:
   using ZeroCenteredRmsNorm::ZeroCenteredRmsNorm;
   bool constructed_ = false;
-  std::vector<Tensor> retired_;  // old gemma_weight storages, kept alive like the Python object
+  std::vector<Tensor>
+      retired_;  // old gemma_weight storages, kept alive like the Python object
 };
 
-// A factory for NormStack configs that builds every zero-centred norm as the legacy module.
+// A factory for NormStack configs that builds every zero-centred norm as the
+// legacy module.
 ZeroCenteredFactory LegacyZeroCenteredFactory();
 
 }  // namespace normgraph

@@ -4,18 +4,19 @@
 
 namespace normgraph {
 
-absl::Status Parameter::CheckLoadable(absl::string_view name, const HostView& src,
+absl::Status Parameter::CheckLoadable(absl::string_view name,
+                                      const HostView& src,
                                       bool allow_conversion) const {
   if (src.shape != tensor().shape()) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": shape ", ShapeToString(src.shape),
-                                                   " does not match the parameter's ",
-                                                   ShapeToString(tensor().shape())));
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, ": shape ", ShapeToString(src.shape),
+        " does not match the parameter's ", ShapeToString(tensor().shape())));
   }
   if (src.dtype != tensor().dtype() && !allow_conversion) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": dtype ", DTypeName(src.dtype),
-                                                   " differs from the parameter's ",
-                                                   DTypeName(tensor().dtype()),
-                                                   " and conversion is off"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": dtype ", DTypeName(src.dtype),
+                     " differs from the parameter's ",
+                     DTypeName(tensor().dtype()), " and conversion is off"));
   }
   return absl::OkStatus();
 }
@@ -28,7 +29,9 @@ absl::Status Parameter::Load(const HostView& src) {
 
 const std::string& Module::full_name() const {
   if (full_name_.empty()) {
-    full_name_ = parent_ == nullptr ? name_ : absl::StrCat(parent_->full_name(), ".", name_);
+    full_name_ = parent_ == nullptr
+                     ? name_
+                     : absl::StrCat(parent_->full_name(), ".", name_);
   }
   return full_name_;
 }
@@ -40,28 +43,38 @@ void Module::ResetNameCaches() {
   for (auto& child : children_) child->ResetNameCaches();
 }
 
-void Module::Visit(absl::FunctionRef<void(const std::string&, Parameter*, TensorSlot&)> visit) {
-  if (parameter_names_.size() != parameters_.size() || buffer_names_.size() != buffers_.size()) {
+void Module::Visit(
+    absl::FunctionRef<void(const std::string&, Parameter*, TensorSlot&)>
+        visit) {
+  if (parameter_names_.size() != parameters_.size() ||
+      buffer_names_.size() != buffers_.size()) {
     parameter_names_.clear();
     buffer_names_.clear();
-    for (auto& [name, p] : parameters_) parameter_names_.push_back(absl::StrCat(full_name(), ".", name));
-    for (auto& [name, b] : buffers_) buffer_names_.push_back(absl::StrCat(full_name(), ".", name));
+    for (auto& [name, p] : parameters_)
+      parameter_names_.push_back(absl::StrCat(full_name(), ".", name));
+    for (auto& [name, b] : buffers_)
+      buffer_names_.push_back(absl::StrCat(full_name(), ".", name));
   }
   for (size_t i = 0; i < parameters_.size(); ++i) {
-    visit(parameter_names_[i], parameters_[i].second.get(), parameters_[i].second->slot());
+    visit(parameter_names_[i], parameters_[i].second.get(),
+          parameters_[i].second->slot());
   }
-  for (size_t i = 0; i < buffers_.size(); ++i) visit(buffer_names_[i], nullptr, *buffers_[i].second);
+  for (size_t i = 0; i < buffers_.size(); ++i)
+    visit(buffer_names_[i], nullptr, *buffers_[i].second);
   for (auto& child : children_) child->Visit(visit);
 }
 
-void Module::ForEachParameter(absl::FunctionRef<void(const std::string&, Parameter&)> visit) {
+void Module::ForEachParameter(
+    absl::FunctionRef<void(const std::string&, Parameter&)> visit) {
   Visit([&](const std::string& name, Parameter* p, TensorSlot&) {
     if (p != nullptr) visit(name, *p);
   });
 }
 
 void Module::ForEachSlot(SlotVisitor visit) {
-  Visit([&](const std::string& name, Parameter*, TensorSlot& slot) { visit(name, slot); });
+  Visit([&](const std::string& name, Parameter*, TensorSlot& slot) {
+    visit(name, slot);
+  });
 }
 
 Parameter* Module::FindParameter(absl::string_view path) {
@@ -83,13 +96,15 @@ TensorSlot* Module::FindSlot(absl::string_view path) {
 }
 
 Parameter* Module::AddParameter(std::string name, Tensor tensor) {
-  parameters_.emplace_back(std::move(name), std::make_unique<Parameter>(std::move(tensor)));
+  parameters_.emplace_back(std::move(name),
+                           std::make_unique<Parameter>(std::move(tensor)));
   return parameters_.back().second.get();
 }
 
 TensorSlot* Module::AddBuffer(std::string name, Tensor tensor) {
-  buffers_.emplace_back(std::move(name),
-                        std::make_unique<TensorSlot>(SlotKind::kBuffer, std::move(tensor)));
+  buffers_.emplace_back(
+      std::move(name),
+      std::make_unique<TensorSlot>(SlotKind::kBuffer, std::move(tensor)));
   return buffers_.back().second.get();
 }
 

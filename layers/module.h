@@ -1,14 +1,15 @@
 #ifndef NORMGRAPH_LAYERS_MODULE_H_
 #define NORMGRAPH_LAYERS_MODULE_H_
 
-// Module: a named node of a model tree with parameters, buffers and children, addressed by dotted
-// paths (`model.layers.3.input_layernorm.weight`) like torch.nn.Module's named_parameters() and
-// named_buffers().
+// Module: a named node of a model tree with parameters, buffers and children,
+// addressed by dotted paths (`model.layers.3.input_layernorm.weight`) like
+// torch.nn.Module's named_parameters() and named_buffers().
 //
-// Parameters and buffers live in TensorSlots whose storage is allocated once, at construction.
-// Loading a parameter writes into that storage in place and then runs the module's after-load hook,
-// which refreshes derived buffers in place. Nothing in the normal path rebinds a slot, so a
-// captured graph stays valid across weight updates; a module's Forward always reads the slots'
+// Parameters and buffers live in TensorSlots whose storage is allocated once,
+// at construction. Loading a parameter writes into that storage in place and
+// then runs the module's after-load hook, which refreshes derived buffers in
+// place. Nothing in the normal path rebinds a slot, so a captured graph stays
+// valid across weight updates; a module's Forward always reads the slots'
 // current tensors.
 
 #include <functional>
@@ -28,24 +29,30 @@ namespace normgraph {
 
 class Parameter {
  public:
-  explicit Parameter(Tensor tensor) : slot_(SlotKind::kParameter, std::move(tensor)) {}
+  explicit Parameter(Tensor tensor)
+      : slot_(SlotKind::kParameter, std::move(tensor)) {}
 
   TensorSlot& slot() { return slot_; }
   const TensorSlot& slot() const { return slot_; }
   const Tensor& tensor() const { return slot_.tensor(); }
 
-  // Whether `src` can be loaded: same shape; a float dtype (f32, bf16, f16), and the parameter's
-  // own dtype unless `allow_conversion`. No side effects. Errors name `name`.
+  // Whether `src` can be loaded: same shape; a float dtype (f32, bf16, f16),
+  // and the parameter's own dtype unless `allow_conversion`. No side effects.
+  // Errors name `name`.
   absl::Status CheckLoadable(absl::string_view name, const HostView& src,
                              bool allow_conversion) const;
 
-  // Writes `src` into the parameter's storage in place (converting the dtype with round to nearest
-  // even), then runs the after-load hook.
+  // Writes `src` into the parameter's storage in place (converting the dtype
+  // with round to nearest even), then runs the after-load hook.
   absl::Status Load(const HostView& src);
 
   // Set by the owning module: refreshes what derives from this parameter.
-  void set_after_load(std::function<absl::Status()> hook) { after_load_ = std::move(hook); }
-  absl::Status RunAfterLoad() { return after_load_ ? after_load_() : absl::OkStatus(); }
+  void set_after_load(std::function<absl::Status()> hook) {
+    after_load_ = std::move(hook);
+  }
+  absl::Status RunAfterLoad() {
+    return after_load_ ? after_load_() : absl::OkStatus();
+  }
 
  private:
   TensorSlot slot_;
@@ -60,13 +67,15 @@ class Module : public TensorOwner {
   Module& operator=(const Module&) = delete;
 
   // The local name ("input_layernorm") and the dotted path from the root
-  // ("model.layers.0.input_layernorm"). Full names are computed once and cached: a module tree is
-  // built (AddChild) before it is used, and attaching a subtree resets its caches.
+  // ("model.layers.0.input_layernorm"). Full names are computed once and
+  // cached: a module tree is built (AddChild) before it is used, and attaching
+  // a subtree resets its caches.
   const std::string& name() const { return name_; }
   const std::string& full_name() const;
 
   // Every parameter, recursively, with its dotted path, in registration order.
-  void ForEachParameter(absl::FunctionRef<void(const std::string&, Parameter&)> visit);
+  void ForEachParameter(
+      absl::FunctionRef<void(const std::string&, Parameter&)> visit);
   // Every parameter and buffer slot, recursively (TensorOwner).
   void ForEachSlot(SlotVisitor visit) override;
 
@@ -87,19 +96,23 @@ class Module : public TensorOwner {
   }
 
  private:
-  void Visit(absl::FunctionRef<void(const std::string&, Parameter*, TensorSlot&)> visit);
+  void Visit(
+      absl::FunctionRef<void(const std::string&, Parameter*, TensorSlot&)>
+          visit);
   void ResetNameCaches();
 
   std::string name_;
   Module* parent_ = nullptr;
   mutable std::string full_name_;  // cached; empty until first asked
-  std::vector<std::string> parameter_names_, buffer_names_;  // cached full names
+  std::vector<std::string> parameter_names_,
+      buffer_names_;  // cached full names
   std::vector<std::pair<std::string, std::unique_ptr<Parameter>>> parameters_;
   std::vector<std::pair<std::string, std::unique_ptr<TensorSlot>>> buffers_;
   std::vector<std::unique_ptr<Module>> children_;
 };
 
-// A module that only groups children (torch.nn.ModuleList, or a plain container).
+// A module that only groups children (torch.nn.ModuleList, or a plain
+// container).
 class ModuleList : public Module {
  public:
   using Module::Module;

@@ -13,16 +13,17 @@ struct Rows {
   int64_t stride;
 };
 
-absl::StatusOr<Rows> RowsOf(absl::string_view module, absl::string_view what, const Tensor& t,
-                            int64_t cols) {
+absl::StatusOr<Rows> RowsOf(absl::string_view module, absl::string_view what,
+                            const Tensor& t, int64_t cols) {
   if (!t.defined()) {
-    return absl::InvalidArgumentError(absl::StrCat(module, ": ", what, " is undefined"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(module, ": ", what, " is undefined"));
   }
   const int dim = t.dim();
   if (dim < 1 || t.size(dim - 1) != cols) {
-    return absl::InvalidArgumentError(absl::StrCat(module, ": ", what, " has shape ",
-                                                   ShapeToString(t.shape()),
-                                                   "; its last dimension must be ", cols));
+    return absl::InvalidArgumentError(absl::StrCat(
+        module, ": ", what, " has shape ", ShapeToString(t.shape()),
+        "; its last dimension must be ", cols));
   }
   if (cols > 1 && t.strides()[dim - 1] != 1) {
     return absl::InvalidArgumentError(
@@ -32,27 +33,30 @@ absl::StatusOr<Rows> RowsOf(absl::string_view module, absl::string_view what, co
   Rows rows{1, dim >= 2 ? t.strides()[dim - 2] : cols};
   for (int d = 0; d < dim - 1; ++d) {
     rows.count *= t.size(d);
-    if (d + 1 < dim - 1 && t.size(d) > 1 && t.strides()[d] != t.strides()[d + 1] * t.size(d + 1)) {
+    if (d + 1 < dim - 1 && t.size(d) > 1 &&
+        t.strides()[d] != t.strides()[d + 1] * t.size(d + 1)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          module, ": ", what, " with shape ", ShapeToString(t.shape()), " and strides ",
-          ShapeToString(t.strides()), " does not collapse into evenly strided rows"));
+          module, ": ", what, " with shape ", ShapeToString(t.shape()),
+          " and strides ", ShapeToString(t.strides()),
+          " does not collapse into evenly strided rows"));
     }
   }
   if (rows.count <= 1) rows.stride = std::max(rows.stride, cols);
   return rows;
 }
 
-absl::Status SameShape(absl::string_view module, absl::string_view what, const Tensor& t,
-                       const Tensor& x, bool same_dtype) {
+absl::Status SameShape(absl::string_view module, absl::string_view what,
+                       const Tensor& t, const Tensor& x, bool same_dtype) {
   if (!t.defined() || t.shape() != x.shape()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        module, ": ", what, " has shape ", t.defined() ? ShapeToString(t.shape()) : "undefined",
-        ", the input ", ShapeToString(x.shape())));
+    return absl::InvalidArgumentError(
+        absl::StrCat(module, ": ", what, " has shape ",
+                     t.defined() ? ShapeToString(t.shape()) : "undefined",
+                     ", the input ", ShapeToString(x.shape())));
   }
   if (same_dtype && t.dtype() != x.dtype()) {
-    return absl::InvalidArgumentError(absl::StrCat(module, ": ", what, " is ",
-                                                   DTypeName(t.dtype()), ", the input ",
-                                                   DTypeName(x.dtype())));
+    return absl::InvalidArgumentError(
+        absl::StrCat(module, ": ", what, " is ", DTypeName(t.dtype()),
+                     ", the input ", DTypeName(x.dtype())));
   }
   return absl::OkStatus();
 }
@@ -69,7 +73,8 @@ absl::Status LaunchNorm(Stream& stream, const NormCall& call) {
   if (!x_rows.ok()) return x_rows.status();
   absl::Status ok = SameShape(call.module, "output", *call.out, *call.x, false);
   if (!ok.ok()) return ok;
-  absl::StatusOr<Rows> out_rows = RowsOf(call.module, "output", *call.out, cols);
+  absl::StatusOr<Rows> out_rows =
+      RowsOf(call.module, "output", *call.out, cols);
   if (!out_rows.ok()) return out_rows.status();
 
   RmsNormParams p;
@@ -89,7 +94,8 @@ absl::Status LaunchNorm(Stream& stream, const NormCall& call) {
   if (call.residual != nullptr) {
     ok = SameShape(call.module, "residual", *call.residual, *call.x, true);
     if (!ok.ok()) return ok;
-    absl::StatusOr<Rows> r = RowsOf(call.module, "residual", *call.residual, cols);
+    absl::StatusOr<Rows> r =
+        RowsOf(call.module, "residual", *call.residual, cols);
     if (!r.ok()) return r.status();
     p.residual = call.residual->data();
     p.residual_stride = r->stride;
@@ -103,14 +109,17 @@ absl::Status LaunchNorm(Stream& stream, const NormCall& call) {
     p.gate_stride = g->stride;
   }
   if (p.rows == 0) return absl::OkStatus();
-  absl::InlinedVector<ArgBinding, 5> args = {{&p.x, call.x, Access::kRead},
-                                             {&p.weight, call.weight, Access::kRead},
-                                             {&p.out, call.out, Access::kWrite}};
-  if (call.residual != nullptr) args.push_back({&p.residual, call.residual, Access::kReadWrite});
+  absl::InlinedVector<ArgBinding, 5> args = {
+      {&p.x, call.x, Access::kRead},
+      {&p.weight, call.weight, Access::kRead},
+      {&p.out, call.out, Access::kWrite}};
+  if (call.residual != nullptr)
+    args.push_back({&p.residual, call.residual, Access::kReadWrite});
   if (call.gate != nullptr) args.push_back({&p.gate, call.gate, Access::kRead});
   absl::Status launched = stream.LaunchRaw(RmsNormKernel(), &p, sizeof p, args);
   if (!launched.ok()) {
-    return absl::Status(launched.code(), absl::StrCat(call.module, ": ", launched.message()));
+    return absl::Status(launched.code(),
+                        absl::StrCat(call.module, ": ", launched.message()));
   }
   return absl::OkStatus();
 }

@@ -1,9 +1,9 @@
 #ifndef NORMGRAPH_LAYERS_NORM_LAUNCH_H_
 #define NORMGRAPH_LAYERS_NORM_LAUNCH_H_
 
-// The one place norm modules turn tensors into an RmsNormParams launch: shape and dtype checks
-// with errors that name the module and the tensor, then Stream::Launch with every pointer bound to
-// its tensor.
+// The one place norm modules turn tensors into an RmsNormParams launch: shape
+// and dtype checks with errors that name the module and the tensor, then
+// Stream::Launch with every pointer bound to its tensor.
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -22,7 +22,8 @@ struct NormOptions {
 };
 
 struct NormCall {
-  absl::string_view module;  // full dotted name, for errors (must outlive the call)
+  absl::string_view
+      module;  // full dotted name, for errors (must outlive the call)
   const Tensor* x = nullptr;
   const Tensor* out = nullptr;
   const Tensor* residual = nullptr;  // optional; updated in place
@@ -33,9 +34,9 @@ struct NormCall {
   RoundingOrder order = RoundingOrder::kHuggingFace;
 };
 
-// Normalises the last dimension of `x` (any leading dimensions that collapse into evenly strided
-// rows: [tokens, hidden], [tokens, heads, head_dim], ...). out, residual and gate must have x's
-// shape; residual and gate x's dtype.
+// Normalises the last dimension of `x` (any leading dimensions that collapse
+// into evenly strided rows: [tokens, hidden], [tokens, heads, head_dim], ...).
+// out, residual and gate must have x's shape; residual and gate x's dtype.
 absl::Status LaunchNorm(Stream& stream, const NormCall& call);
 
 // The allocator `options` names (the CPU allocator by default).

@@ -1,14 +1,16 @@
 #ifndef NORMGRAPH_LAYERS_NORM_STACK_H_
 #define NORMGRAPH_LAYERS_NORM_STACK_H_
 
-// NormStack: a model skeleton holding every norm of a decoder stack under its Hugging Face
-// checkpoint names, whose Forward runs those norms in the order the real model does, with the
-// residual stream threaded through: a faithful stand-in for the norm work of one decode step.
+// NormStack: a model skeleton holding every norm of a decoder stack under its
+// Hugging Face checkpoint names, whose Forward runs those norms in the order
+// the real model does, with the residual stream threaded through: a faithful
+// stand-in for the norm work of one decode step.
 //
-// The parts of the real model that are not norms (attention, linear attention, MLP) are replaced by
-// the identity for the residual stream, and their norm inputs (q, k, the linear-attention core
-// output and its gate) are step inputs shared by all layers. Every norm's output is a step output
-// or feeds one, so a stale weight anywhere shows up in the outputs.
+// The parts of the real model that are not norms (attention, linear attention,
+// MLP) are replaced by the identity for the residual stream, and their norm
+// inputs (q, k, the linear-attention core output and its gate) are step inputs
+// shared by all layers. Every norm's output is a step output or feeds one, so a
+// stale weight anywhere shows up in the outputs.
 
 #include <functional>
 #include <memory>
@@ -16,26 +18,30 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/step_buffers.h"
 #include "core/stream.h"
 #include "layers/module.h"
 #include "layers/norm_launch.h"
-#include "core/step_buffers.h"
 #include "layers/zero_centered_rms_norm.h"
 
 namespace normgraph {
 
-// Builds the zero-centred norms of a stack. Tests substitute the legacy (pre-fix) module here.
-using ZeroCenteredFactory = std::function<absl::StatusOr<std::unique_ptr<ZeroCenteredRmsNorm>>(
-    std::string name, int64_t hidden, const NormOptions& options)>;
+// Builds the zero-centred norms of a stack. Tests substitute the legacy
+// (pre-fix) module here.
+using ZeroCenteredFactory =
+    std::function<absl::StatusOr<std::unique_ptr<ZeroCenteredRmsNorm>>(
+        std::string name, int64_t hidden, const NormOptions& options)>;
 
 class NormStack : public Module {
  public:
   using Module::Module;
 
-  // The step tensors for a batch of `batch` tokens (one per sequence in decode).
+  // The step tensors for a batch of `batch` tokens (one per sequence in
+  // decode).
   virtual std::vector<StepTensorSpec> StepSpecs(int64_t batch) const = 0;
   // One step: reads the step's inputs, writes its outputs (and workspace).
-  virtual absl::Status Forward(Stream& stream, const StepBuffers& step) const = 0;
+  virtual absl::Status Forward(Stream& stream,
+                               const StepBuffers& step) const = 0;
   virtual DType activation_dtype() const = 0;
   // Number of kernel launches one Forward makes.
   virtual int64_t LaunchesPerStep() const = 0;

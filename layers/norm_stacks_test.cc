@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/cpu_stream.h"
+#include "core/step_buffers.h"
 #include "core/tensor.h"
 #include "core/tensor_util.h"
 #include "gmock/gmock.h"
@@ -12,7 +13,6 @@
 #include "layers/gemma3_norm_stack.h"
 #include "layers/legacy_zero_centered_rms_norm.h"
 #include "layers/qwen3_5_norm_stack.h"
-#include "core/step_buffers.h"
 #include "layers/weights.h"
 
 namespace normgraph {
@@ -43,15 +43,18 @@ Gemma3NormStackConfig SmallGemma() {
 void RandomizeWeights(Module& model, uint64_t seed) {
   std::vector<std::pair<std::string, Tensor>> ws;
   model.ForEachParameter([&](const std::string& name, Parameter& p) {
-    Tensor t = *Tensor::Empty(CpuAllocator(), p.tensor().shape(), p.tensor().dtype());
+    Tensor t =
+        *Tensor::Empty(CpuAllocator(), p.tensor().shape(), p.tensor().dtype());
     ASSERT_TRUE(FillNormal(t, seed++, 0.1f, 0.4f).ok());
     ws.emplace_back(name, t);
   });
   ASSERT_TRUE(LoadWeights(model, *WeightSet::FromTensors(ws)).ok());
 }
 
-std::unique_ptr<StepBuffers> Step(const NormStack& model, int64_t batch, uint64_t seed) {
-  auto step = *StepBuffers::Create("step", model.StepSpecs(batch), CpuAllocator());
+std::unique_ptr<StepBuffers> Step(const NormStack& model, int64_t batch,
+                                  uint64_t seed) {
+  auto step =
+      *StepBuffers::Create("step", model.StepSpecs(batch), CpuAllocator());
   for (size_t i = 0; i < step->size(); ++i) {
     if (step->spec(i).role == StepRole::kInput) {
       EXPECT_TRUE(FillNormal(step->tensor(i), seed + i, 0.0f, 2.0f).ok());
@@ -85,13 +88,14 @@ TEST_P(NormStackTest, EveryOutputIsWrittenWithOneLaunchPerNorm) {
   for (size_t i = 0; i < step->size(); ++i) {
     if (step->spec(i).role != StepRole::kOutput) continue;
     ++outputs;
-    for (float v : ToFloats(step->tensor(i))) ASSERT_FALSE(std::isnan(v)) << step->spec(i).name;
+    for (float v : ToFloats(step->tensor(i)))
+      ASSERT_FALSE(std::isnan(v)) << step->spec(i).name;
   }
   EXPECT_GT(outputs, 3);
 }
 
-// Rows (sequences) never mix: a batch equals its rows run one at a time. Graph buckets pad batches
-// with extra rows, which relies on this.
+// Rows (sequences) never mix: a batch equals its rows run one at a time. Graph
+// buckets pad batches with extra rows, which relies on this.
 TEST_P(NormStackTest, RowsAreIndependent) {
   auto batch = Step(*model_, 4, 200);
   ASSERT_TRUE(model_->Forward(stream_, *batch).ok());
@@ -105,7 +109,8 @@ TEST_P(NormStackTest, RowsAreIndependent) {
     ASSERT_TRUE(model_->Forward(stream_, *single).ok());
     for (size_t i = 0; i < single->size(); ++i) {
       if (single->spec(i).role != StepRole::kOutput) continue;
-      EXPECT_TRUE(BitwiseEqual(*batch->tensor(i).Narrow(0, row, 1), single->tensor(i)))
+      EXPECT_TRUE(
+          BitwiseEqual(*batch->tensor(i).Narrow(0, row, 1), single->tensor(i)))
           << single->spec(i).name << " row " << row;
     }
   }
@@ -118,20 +123,24 @@ TEST_P(NormStackTest, EveryResidualNormReachesTheOutput) {
   const Tensor reference = *Clone(*step->Get("out"));
   std::vector<std::string> names;
   model_->ForEachParameter([&](const std::string& name, Parameter&) {
-    if (name.find("_norm.") == std::string::npos && name.find("linear_attn") == std::string::npos) {
-      names.push_back(name);  // the residual-stream norms, not q/k or the gated norm
+    if (name.find("_norm.") == std::string::npos &&
+        name.find("linear_attn") == std::string::npos) {
+      names.push_back(
+          name);  // the residual-stream norms, not q/k or the gated norm
     }
   });
   ASSERT_FALSE(names.empty());
   for (const std::string& name : names) {
-    Parameter* p = model_->FindParameter(name.substr(std::string("model.").size()));
+    Parameter* p =
+        model_->FindParameter(name.substr(std::string("model.").size()));
     ASSERT_NE(p, nullptr) << name;
     const Tensor saved = *Clone(p->tensor());
     Tensor bumped = *Clone(p->tensor());
     ASSERT_TRUE(Fill(bumped, 0.7f).ok());
     ASSERT_TRUE(p->Load(ViewOf(bumped)).ok());
     ASSERT_TRUE(model_->Forward(stream_, *step).ok());
-    EXPECT_FALSE(BitwiseEqual(*step->Get("out"), reference)) << name << " does not reach the output";
+    EXPECT_FALSE(BitwiseEqual(*step->Get("out"), reference))
+        << name << " does not reach the output";
     ASSERT_TRUE(p->Load(ViewOf(saved)).ok());
   }
   ASSERT_TRUE(model_->Forward(stream_, *step).ok());
@@ -139,24 +148,30 @@ TEST_P(NormStackTest, EveryResidualNormReachesTheOutput) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, NormStackTest, ::testing::Values(true, false),
-                         [](const auto& info) { return info.param ? "Qwen35" : "Gemma3"; });
+                         [](const auto& info) {
+                           return info.param ? "Qwen35" : "Gemma3";
+                         });
 
 TEST(Gemma3NormStackTest, NamesFollowTheHfCheckpoint) {
   auto model = *Gemma3NormStack::Create(SmallGemma());
   std::vector<std::string> names;
-  model->ForEachParameter([&](const std::string& n, Parameter&) { names.push_back(n); });
+  model->ForEachParameter(
+      [&](const std::string& n, Parameter&) { names.push_back(n); });
   EXPECT_EQ(names.size(), 3u * 6u + 1u);
-  for (const char* suffix : {"input_layernorm", "post_attention_layernorm",
-                             "pre_feedforward_layernorm", "post_feedforward_layernorm",
-                             "self_attn.q_norm", "self_attn.k_norm"}) {
-    EXPECT_THAT(names, ::testing::Contains(absl::StrCat("model.layers.2.", suffix, ".weight")));
+  for (const char* suffix :
+       {"input_layernorm", "post_attention_layernorm",
+        "pre_feedforward_layernorm", "post_feedforward_layernorm",
+        "self_attn.q_norm", "self_attn.k_norm"}) {
+    EXPECT_THAT(names, ::testing::Contains(
+                           absl::StrCat("model.layers.2.", suffix, ".weight")));
   }
   EXPECT_EQ(names.back(), "model.norm.weight");
 }
 
 TEST(Qwen35NormStackTest, DefaultsAreHfConfigDefaults) {
   Qwen35NormStackConfig c;
-  c.num_hidden_layers = 8;  // keep the test small; the per-layer pattern is HF's
+  c.num_hidden_layers =
+      8;  // keep the test small; the per-layer pattern is HF's
   auto model = *Qwen35NormStack::Create(c);
   EXPECT_EQ(model->config().hidden_size, 4096);
   EXPECT_EQ(model->config().head_dim, 256);

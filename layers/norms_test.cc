@@ -17,9 +17,9 @@
 namespace normgraph {
 namespace {
 
-using ::testing::HasSubstr;
 using safetensors::SafetensorsFile;
 using safetensors::TensorEntry;
+using ::testing::HasSubstr;
 
 Tensor FromEntry(const TensorEntry& e, Shape shape) {
   Tensor t = *Tensor::Empty(CpuAllocator(), shape, *e.dtype);
@@ -29,19 +29,26 @@ Tensor FromEntry(const TensorEntry& e, Shape shape) {
   return t;
 }
 
-// Compares a module's output with HF's: the module runs our own per-row factor, so (as in
-// testdata/hf_golden) elements may differ by an ulp where torch's factor differs from ours.
-void ExpectCloseToHf(const Tensor& ours, const TensorEntry& hf, const std::string& what) {
+// Compares a module's output with HF's: the module runs our own per-row factor,
+// so (as in testdata/hf_golden) elements may differ by an ulp where torch's
+// factor differs from ours.
+void ExpectCloseToHf(const Tensor& ours, const TensorEntry& hf,
+                     const std::string& what) {
   ASSERT_EQ(ours.dtype(), *hf.dtype) << what;
-  ASSERT_EQ(static_cast<size_t>(ours.numel()) * DTypeSize(ours.dtype()), hf.bytes) << what;
+  ASSERT_EQ(static_cast<size_t>(ours.numel()) * DTypeSize(ours.dtype()),
+            hf.bytes)
+      << what;
   int64_t identical = 0;
   for (int64_t i = 0; i < ours.numel(); ++i) {
     const float a = LoadAsFloat(ours.data(), ours.dtype(), i);
     const float b = LoadAsFloat(hf.data, ours.dtype(), i);
     ASSERT_FALSE(std::isnan(a)) << what << " element " << i << " unwritten";
-    identical += std::memcmp(static_cast<char*>(ours.data()) + i * DTypeSize(ours.dtype()),
-                             hf.data + i * DTypeSize(ours.dtype()), DTypeSize(ours.dtype())) == 0;
-    ASSERT_LE(std::fabs(a - b), std::fabs(b) * 0x1.0p-6f + 1e-30f) << what << " element " << i;
+    identical += std::memcmp(static_cast<char*>(ours.data()) +
+                                 i * DTypeSize(ours.dtype()),
+                             hf.data + i * DTypeSize(ours.dtype()),
+                             DTypeSize(ours.dtype())) == 0;
+    ASSERT_LE(std::fabs(a - b), std::fabs(b) * 0x1.0p-6f + 1e-30f)
+        << what << " element " << i;
   }
   EXPECT_GE(identical * 1000, ours.numel() * 999) << what;
 }
@@ -49,8 +56,8 @@ void ExpectCloseToHf(const Tensor& ours, const TensorEntry& hf, const std::strin
 class NormModulesGoldenTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(NormModulesGoldenTest, ModulesMatchHuggingFace) {
-  absl::StatusOr<SafetensorsFile> file =
-      SafetensorsFile::Open(absl::StrCat("testdata/hf_golden/", GetParam(), ".safetensors"));
+  absl::StatusOr<SafetensorsFile> file = SafetensorsFile::Open(
+      absl::StrCat("testdata/hf_golden/", GetParam(), ".safetensors"));
   ASSERT_TRUE(file.ok()) << file.status();
   CpuStream stream;
   for (int64_t hidden : {7, 128, 1536, 4096}) {
@@ -67,7 +74,8 @@ TEST_P(NormModulesGoldenTest, ModulesMatchHuggingFace) {
 
     auto rms = *RmsNorm::Create("rms", hidden, options);
     ASSERT_TRUE(rms->weight().Load(get("w_rms").view()).ok());
-    Tensor out = *Tensor::Empty(CpuAllocator(), {rows, hidden}, rms->OutputDType(act));
+    Tensor out =
+        *Tensor::Empty(CpuAllocator(), {rows, hidden}, rms->OutputDType(act));
     ASSERT_TRUE(Poison(out).ok());
     ASSERT_TRUE(rms->Forward(stream, x, out).ok());
     ExpectCloseToHf(out, get("out.rms"), absl::StrCat("h", hidden, " rms"));
@@ -82,19 +90,24 @@ TEST_P(NormModulesGoldenTest, ModulesMatchHuggingFace) {
     ASSERT_TRUE(gated->weight().Load(get("w_rms").view()).ok());
     Tensor gated_out = *Tensor::Empty(CpuAllocator(), {rows, hidden}, act);
     ASSERT_TRUE(gated->Forward(stream, x, gate, gated_out).ok());
-    ExpectCloseToHf(gated_out, get("out.gated"), absl::StrCat("h", hidden, " gated"));
+    ExpectCloseToHf(gated_out, get("out.gated"),
+                    absl::StrCat("h", hidden, " gated"));
 
-    // Fused residual add: the residual is updated in place to HF's x + residual, bit for bit.
+    // Fused residual add: the residual is updated in place to HF's x +
+    // residual, bit for bit.
     Tensor residual = FromEntry(get("residual"), {rows, hidden});
     Tensor fused_out = *Tensor::Empty(CpuAllocator(), {rows, hidden}, act);
     ASSERT_TRUE(zc->ForwardAdd(stream, x, residual, fused_out).ok());
-    EXPECT_EQ(std::memcmp(residual.data(), get("sum").data, get("sum").bytes), 0);
-    ExpectCloseToHf(fused_out, get("out.zc_sum"), absl::StrCat("h", hidden, " zc_sum"));
+    EXPECT_EQ(std::memcmp(residual.data(), get("sum").data, get("sum").bytes),
+              0);
+    ExpectCloseToHf(fused_out, get("out.zc_sum"),
+                    absl::StrCat("h", hidden, " zc_sum"));
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Files, NormModulesGoldenTest,
-                         ::testing::Values("golden_bf16_wbf16", "golden_f16_wf16",
+                         ::testing::Values("golden_bf16_wbf16",
+                                           "golden_f16_wf16",
                                            "golden_bf16_wf32"));
 
 TEST(ZeroCenteredRmsNormTest, LoaderWritesWeightAndGemmaWeightInPlace) {
@@ -104,15 +117,18 @@ TEST(ZeroCenteredRmsNormTest, LoaderWritesWeightAndGemmaWeightInPlace) {
   EXPECT_FALSE(m->gemma_weight().IsStale());
   const TensorIdentity weight_id = m->weight().tensor().Identity();
   const TensorIdentity gemma_id = m->gemma_weight().tensor().Identity();
-  const uint64_t weight_version = m->weight().tensor().storage()->write_version();
+  const uint64_t weight_version =
+      m->weight().tensor().storage()->write_version();
 
   Tensor src = *Tensor::Empty(CpuAllocator(), {5}, DType::kF32);
   const float values[5] = {0.5f, -0.25f, 3.0f, 1e-3f, -1.0f};
   std::memcpy(src.data(), values, sizeof values);
   ASSERT_TRUE(m->weight().Load(ViewOf(src)).ok());
 
-  EXPECT_EQ(m->weight().tensor().Identity(), weight_id) << "weight must be written in place";
-  EXPECT_EQ(m->gemma_weight().tensor().Identity(), gemma_id) << "gemma_weight must stay put";
+  EXPECT_EQ(m->weight().tensor().Identity(), weight_id)
+      << "weight must be written in place";
+  EXPECT_EQ(m->gemma_weight().tensor().Identity(), gemma_id)
+      << "gemma_weight must stay put";
   EXPECT_GT(m->weight().tensor().storage()->write_version(), weight_version);
   EXPECT_EQ(m->gemma_weight().rebind_count(), 0);
   EXPECT_FALSE(m->gemma_weight().IsStale());
@@ -122,7 +138,8 @@ TEST(ZeroCenteredRmsNormTest, LoaderWritesWeightAndGemmaWeightInPlace) {
     EXPECT_EQ(w[j], RoundTo(DType::kBF16, values[j]));  // the parameter is bf16
     EXPECT_EQ(g[j], 1.0f + w[j]) << "1 + w is kept in float32";
   }
-  // 1 + w in f32 is not the same as rounding it to bf16: 1 + 1e-3 is not a bf16 value.
+  // 1 + w in f32 is not the same as rounding it to bf16: 1 + 1e-3 is not a bf16
+  // value.
   EXPECT_NE(g[3], RoundTo(DType::kBF16, g[3]));
 
   // A write to the weight that bypasses the loader leaves gemma_weight stale.
@@ -142,11 +159,13 @@ TEST(LegacyZeroCenteredRmsNormTest, LoaderReallyMovesItsBuffer) {
   const TensorIdentity after = m->gemma_weight().tensor().Identity();
   EXPECT_NE(after.storage_id, before.storage_id);
   EXPECT_NE(after.address, before.address);
-  EXPECT_TRUE(StorageIsLive(before.storage_id)) << "the old storage stays alive";
+  EXPECT_TRUE(StorageIsLive(before.storage_id))
+      << "the old storage stays alive";
   EXPECT_EQ(m->gemma_weight().rebind_count(), 1);
   EXPECT_THAT(m->gemma_weight().last_rebind().file(),
               HasSubstr("legacy_zero_centered_rms_norm.cc"));
-  // Its values are right; only the address moved (eager runs stay correct: that is why the bug hid).
+  // Its values are right; only the address moved (eager runs stay correct: that
+  // is why the bug hid).
   for (float v : ToFloats(m->gemma_weight().tensor())) EXPECT_EQ(v, 1.5f);
   EXPECT_FALSE(m->gemma_weight().IsStale());
 }
@@ -164,9 +183,11 @@ TEST(NormModulesTest, PerHeadNormEqualsNormOfFlattenedRows) {
   ASSERT_TRUE(q_norm->Forward(stream, q, per_head).ok());
   ASSERT_TRUE(q_norm->Forward(stream, *q.Reshape({12, 16}), flat).ok());
   EXPECT_TRUE(BitwiseEqual(*per_head.Reshape({12, 16}), flat));
-  // Each head is normalised on its own: scaling one head leaves the others' outputs unchanged.
+  // Each head is normalised on its own: scaling one head leaves the others'
+  // outputs unchanged.
   Tensor q2 = *Clone(q);
-  for (int j = 0; j < 16; ++j) StoreFromFloat(q2.data(), DType::kBF16, 16 + j, 100.0f);
+  for (int j = 0; j < 16; ++j)
+    StoreFromFloat(q2.data(), DType::kBF16, 16 + j, 100.0f);
   Tensor per_head2 = *Tensor::Empty(CpuAllocator(), {3, 4, 16}, DType::kBF16);
   ASSERT_TRUE(q_norm->Forward(stream, q2, per_head2).ok());
   EXPECT_EQ(std::memcmp(per_head.data(), per_head2.data(), 32), 0);
@@ -180,11 +201,16 @@ TEST(NormModulesTest, ErrorsNameTheModuleAndTheTensor) {
   Tensor bad_shape = *Tensor::Empty(CpuAllocator(), {2, 7}, DType::kBF16);
   Tensor bad_dtype = *Tensor::Empty(CpuAllocator(), {2, 8}, DType::kF16);
   absl::Status s = m->Forward(stream, x, bad_shape);
-  EXPECT_THAT(s.message(), HasSubstr("post_attention_layernorm: output has shape [2, 7]"));
+  EXPECT_THAT(s.message(),
+              HasSubstr("post_attention_layernorm: output has shape [2, 7]"));
   s = m->Forward(stream, x, bad_dtype);
-  EXPECT_THAT(s.message(), HasSubstr("post_attention_layernorm: output is f16, expected bf16"));
+  EXPECT_THAT(
+      s.message(),
+      HasSubstr("post_attention_layernorm: output is f16, expected bf16"));
   s = m->Forward(stream, bad_shape, x);
-  EXPECT_THAT(s.message(), HasSubstr("input has shape [2, 7]; its last dimension must be 8"));
+  EXPECT_THAT(
+      s.message(),
+      HasSubstr("input has shape [2, 7]; its last dimension must be 8"));
   Tensor f16_residual = *Tensor::Empty(CpuAllocator(), {2, 8}, DType::kF16);
   s = m->ForwardAdd(stream, x, f16_residual, x);
   EXPECT_THAT(s.message(), HasSubstr("residual is f16, the input bf16"));
@@ -194,14 +220,16 @@ TEST(NormModulesTest, ErrorsNameTheModuleAndTheTensor) {
   Tensor cols = *wide.Narrow(1, 0, 2);
   Tensor out = *Tensor::Empty(CpuAllocator(), {2, 2, 8}, DType::kBF16);
   s = m->Forward(stream, cols, out);
-  EXPECT_THAT(s.message(), HasSubstr("does not collapse into evenly strided rows"));
+  EXPECT_THAT(s.message(),
+              HasSubstr("does not collapse into evenly strided rows"));
 }
 
 TEST(NormModulesTest, EngineOrderRmsNormWritesTheActivationDtype) {
   NormOptions options;
   options.weight_dtype = DType::kF32;
   auto hf = *RmsNorm::Create("n", 8, options);
-  EXPECT_EQ(hf->OutputDType(DType::kBF16), DType::kF32);  // HF: f32 weight * bf16 -> f32
+  EXPECT_EQ(hf->OutputDType(DType::kBF16),
+            DType::kF32);  // HF: f32 weight * bf16 -> f32
   options.order = RoundingOrder::kEngine;
   auto engine = *RmsNorm::Create("n", 8, options);
   EXPECT_EQ(engine->OutputDType(DType::kBF16), DType::kBF16);

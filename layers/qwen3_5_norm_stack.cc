@@ -11,26 +11,32 @@ absl::StatusOr<std::unique_ptr<Qwen35NormStack>> Qwen35NormStack::Create(
     Qwen35NormStackConfig config) {
   if (config.layer_types.empty()) {
     for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
-      config.layer_types.push_back((i + 1) % 4 == 0 ? Qwen35LayerType::kFullAttention
-                                                    : Qwen35LayerType::kLinearAttention);
+      config.layer_types.push_back((i + 1) % 4 == 0
+                                       ? Qwen35LayerType::kFullAttention
+                                       : Qwen35LayerType::kLinearAttention);
     }
   }
-  if (static_cast<int64_t>(config.layer_types.size()) != config.num_hidden_layers) {
-    return absl::InvalidArgumentError(absl::StrCat("qwen3.5 config: ", config.layer_types.size(),
-                                                   " layer types for ", config.num_hidden_layers,
-                                                   " layers"));
+  if (static_cast<int64_t>(config.layer_types.size()) !=
+      config.num_hidden_layers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("qwen3.5 config: ", config.layer_types.size(),
+                     " layer types for ", config.num_hidden_layers, " layers"));
   }
-  if (config.num_hidden_layers < 1 || config.hidden_size < 1 || config.num_attention_heads < 1 ||
-      config.num_key_value_heads < 1 || config.head_dim < 1 || config.linear_num_value_heads < 1 ||
+  if (config.num_hidden_layers < 1 || config.hidden_size < 1 ||
+      config.num_attention_heads < 1 || config.num_key_value_heads < 1 ||
+      config.head_dim < 1 || config.linear_num_value_heads < 1 ||
       config.linear_value_head_dim < 1) {
-    return absl::InvalidArgumentError("qwen3.5 config: every size must be >= 1");
+    return absl::InvalidArgumentError(
+        "qwen3.5 config: every size must be >= 1");
   }
   if (!config.zero_centered_factory) {
-    config.zero_centered_factory = [](std::string name, int64_t hidden, const NormOptions& o) {
+    config.zero_centered_factory = [](std::string name, int64_t hidden,
+                                      const NormOptions& o) {
       return ZeroCenteredRmsNorm::Create(std::move(name), hidden, o);
     };
   }
-  std::unique_ptr<Qwen35NormStack> stack(new Qwen35NormStack(std::move(config)));
+  std::unique_ptr<Qwen35NormStack> stack(
+      new Qwen35NormStack(std::move(config)));
   NG_RETURN_IF_ERROR(stack->Build());
   return stack;
 }
@@ -45,23 +51,29 @@ absl::Status Qwen35NormStack::Build() {
 
   ModuleList* layers = AddChild(std::make_unique<ModuleList>("layers"));
   for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
-    ModuleList* decoder = layers->Append(std::make_unique<ModuleList>(absl::StrCat(i)));
+    ModuleList* decoder =
+        layers->Append(std::make_unique<ModuleList>(absl::StrCat(i)));
     Layer layer;
     layer.type = config_.layer_types[i];
-    NG_ASSIGN_OR_RETURN(auto in, zc("input_layernorm", config_.hidden_size, options));
+    NG_ASSIGN_OR_RETURN(auto in,
+                        zc("input_layernorm", config_.hidden_size, options));
     layer.input_layernorm = decoder->Append(std::move(in));
-    NG_ASSIGN_OR_RETURN(auto post, zc("post_attention_layernorm", config_.hidden_size, options));
+    NG_ASSIGN_OR_RETURN(auto post, zc("post_attention_layernorm",
+                                      config_.hidden_size, options));
     layer.post_attention_layernorm = decoder->Append(std::move(post));
     if (layer.type == Qwen35LayerType::kFullAttention) {
-      ModuleList* attn = decoder->Append(std::make_unique<ModuleList>("self_attn"));
+      ModuleList* attn =
+          decoder->Append(std::make_unique<ModuleList>("self_attn"));
       NG_ASSIGN_OR_RETURN(auto q, zc("q_norm", config_.head_dim, options));
       layer.q_norm = attn->Append(std::move(q));
       NG_ASSIGN_OR_RETURN(auto k, zc("k_norm", config_.head_dim, options));
       layer.k_norm = attn->Append(std::move(k));
     } else {
-      ModuleList* attn = decoder->Append(std::make_unique<ModuleList>("linear_attn"));
-      NG_ASSIGN_OR_RETURN(auto g,
-                          GatedRmsNorm::Create("norm", config_.linear_value_head_dim, options));
+      ModuleList* attn =
+          decoder->Append(std::make_unique<ModuleList>("linear_attn"));
+      NG_ASSIGN_OR_RETURN(
+          auto g,
+          GatedRmsNorm::Create("norm", config_.linear_value_head_dim, options));
       layer.linear_norm = attn->Append(std::move(g));
     }
     layers_.push_back(layer);
@@ -76,8 +88,14 @@ std::vector<StepTensorSpec> Qwen35NormStack::StepSpecs(int64_t batch) const {
   const int64_t h = config_.hidden_size;
   std::vector<StepTensorSpec> specs = {
       {"hidden_states", {batch, h}, d, StepRole::kInput},
-      {"q", {batch, config_.num_attention_heads, config_.head_dim}, d, StepRole::kInput},
-      {"k", {batch, config_.num_key_value_heads, config_.head_dim}, d, StepRole::kInput},
+      {"q",
+       {batch, config_.num_attention_heads, config_.head_dim},
+       d,
+       StepRole::kInput},
+      {"k",
+       {batch, config_.num_key_value_heads, config_.head_dim},
+       d,
+       StepRole::kInput},
       {"linear_core",
        {batch, config_.linear_num_value_heads, config_.linear_value_head_dim},
        d,
@@ -103,7 +121,8 @@ std::vector<StepTensorSpec> Qwen35NormStack::StepSpecs(int64_t batch) const {
                        StepRole::kOutput});
     } else {
       specs.push_back({absl::StrCat("layers.", i, ".linear_out"),
-                       {batch, config_.linear_num_value_heads, config_.linear_value_head_dim},
+                       {batch, config_.linear_num_value_heads,
+                        config_.linear_value_head_dim},
                        d,
                        StepRole::kOutput});
     }
@@ -113,11 +132,13 @@ std::vector<StepTensorSpec> Qwen35NormStack::StepSpecs(int64_t batch) const {
 
 int64_t Qwen35NormStack::LaunchesPerStep() const {
   int64_t n = 2;  // the residual copy and the final norm
-  for (const Layer& l : layers_) n += l.type == Qwen35LayerType::kFullAttention ? 4 : 3;
+  for (const Layer& l : layers_)
+    n += l.type == Qwen35LayerType::kFullAttention ? 4 : 3;
   return n;
 }
 
-absl::Status Qwen35NormStack::Forward(Stream& stream, const StepBuffers& step) const {
+absl::Status Qwen35NormStack::Forward(Stream& stream,
+                                      const StepBuffers& step) const {
   NG_ASSIGN_OR_RETURN(Tensor hidden_states, step.Get("hidden_states"));
   NG_ASSIGN_OR_RETURN(Tensor q, step.Get("q"));
   NG_ASSIGN_OR_RETURN(Tensor k, step.Get("k"));
@@ -134,19 +155,25 @@ absl::Status Qwen35NormStack::Forward(Stream& stream, const StepBuffers& step) c
     if (i == 0) {
       NG_RETURN_IF_ERROR(layer.input_layernorm->Forward(stream, residual, h));
     } else {
-      NG_RETURN_IF_ERROR(layer.input_layernorm->ForwardAdd(stream, h, residual, spare));
+      NG_RETURN_IF_ERROR(
+          layer.input_layernorm->ForwardAdd(stream, h, residual, spare));
       std::swap(h, spare);
     }
     if (layer.type == Qwen35LayerType::kFullAttention) {
-      NG_ASSIGN_OR_RETURN(Tensor q_out, step.Get(absl::StrCat("layers.", i, ".q_normed")));
-      NG_ASSIGN_OR_RETURN(Tensor k_out, step.Get(absl::StrCat("layers.", i, ".k_normed")));
+      NG_ASSIGN_OR_RETURN(Tensor q_out,
+                          step.Get(absl::StrCat("layers.", i, ".q_normed")));
+      NG_ASSIGN_OR_RETURN(Tensor k_out,
+                          step.Get(absl::StrCat("layers.", i, ".k_normed")));
       NG_RETURN_IF_ERROR(layer.q_norm->Forward(stream, q, q_out));
       NG_RETURN_IF_ERROR(layer.k_norm->Forward(stream, k, k_out));
     } else {
-      NG_ASSIGN_OR_RETURN(Tensor lin_out, step.Get(absl::StrCat("layers.", i, ".linear_out")));
-      NG_RETURN_IF_ERROR(layer.linear_norm->Forward(stream, linear_core, linear_gate, lin_out));
+      NG_ASSIGN_OR_RETURN(Tensor lin_out,
+                          step.Get(absl::StrCat("layers.", i, ".linear_out")));
+      NG_RETURN_IF_ERROR(layer.linear_norm->Forward(stream, linear_core,
+                                                    linear_gate, lin_out));
     }
-    NG_RETURN_IF_ERROR(layer.post_attention_layernorm->ForwardAdd(stream, h, residual, spare));
+    NG_RETURN_IF_ERROR(
+        layer.post_attention_layernorm->ForwardAdd(stream, h, residual, spare));
     std::swap(h, spare);
   }
   return norm_->ForwardAdd(stream, h, residual, out);

@@ -19,7 +19,8 @@ WeightSet WeightSet::FromSafetensors(const safetensors::SafetensorsFile& file) {
   WeightSet set;
   set.source_ = file.source();
   for (const safetensors::TensorEntry& e : file.tensors()) {
-    set.tensors_.push_back(SourceTensor{e.name, e.dtype_name, e.dtype, e.view()});
+    set.tensors_.push_back(
+        SourceTensor{e.name, e.dtype_name, e.dtype, e.view()});
   }
   return set;
 }
@@ -29,12 +30,14 @@ absl::StatusOr<WeightSet> WeightSet::FromTensors(
   WeightSet set;
   set.source_ = "<in-memory tensors>";
   for (auto& [name, t] : tensors) {
-    if (!t.defined() || t.storage()->device() != Device::Cpu() || !t.is_contiguous()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("in-memory weight '", name, "' must be a contiguous CPU tensor"));
+    if (!t.defined() || t.storage()->device() != Device::Cpu() ||
+        !t.is_contiguous()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "in-memory weight '", name, "' must be a contiguous CPU tensor"));
     }
     set.tensors_.push_back(
-        SourceTensor{name, std::string(safetensors::DTypeToName(t.dtype())), t.dtype(), ViewOf(t)});
+        SourceTensor{name, std::string(safetensors::DTypeToName(t.dtype())),
+                     t.dtype(), ViewOf(t)});
     set.keep_alive_.push_back(std::move(t));
   }
   return set;
@@ -43,7 +46,8 @@ absl::StatusOr<WeightSet> WeightSet::FromTensors(
 absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
                                        const LoadOptions& options) {
   std::map<std::string, Parameter*> params;
-  model.ForEachParameter([&](const std::string& name, Parameter& p) { params[name] = &p; });
+  model.ForEachParameter(
+      [&](const std::string& name, Parameter& p) { params[name] = &p; });
 
   // Phase 1: validate everything, touching nothing.
   LoadReport report;
@@ -52,7 +56,8 @@ absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
   absl::flat_hash_set<std::string> seen;
   for (const SourceTensor& t : weights.tensors()) {
     if (!seen.insert(t.name).second) {
-      problems.push_back(absl::StrCat(t.name, ": appears more than once in the source"));
+      problems.push_back(
+          absl::StrCat(t.name, ": appears more than once in the source"));
       continue;
     }
     auto it = params.find(t.name);
@@ -60,7 +65,8 @@ absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
       if (options.ignore_unexpected) {
         report.unexpected.push_back(t.name);
       } else {
-        problems.push_back(absl::StrCat(t.name, ": unexpected (the model has no such parameter)"));
+        problems.push_back(absl::StrCat(
+            t.name, ": unexpected (the model has no such parameter)"));
       }
       continue;
     }
@@ -69,7 +75,8 @@ absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
                                       " is not a float type (F32, BF16, F16)"));
       continue;
     }
-    absl::Status ok = it->second->CheckLoadable(t.name, t.view, options.allow_dtype_conversion);
+    absl::Status ok = it->second->CheckLoadable(t.name, t.view,
+                                                options.allow_dtype_conversion);
     if (!ok.ok()) {
       problems.push_back(std::string(ok.message()));
       continue;
@@ -88,12 +95,13 @@ absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
     const size_t n = problems.size();
     if (n > kMaxListedProblems) {
       problems.resize(kMaxListedProblems);
-      problems.push_back(absl::StrCat("... and ", n - kMaxListedProblems, " more"));
+      problems.push_back(
+          absl::StrCat("... and ", n - kMaxListedProblems, " more"));
     }
     return absl::InvalidArgumentError(absl::StrCat(
-        "loading weights into '", model.full_name(), "' from ", weights.source(), ": ", n,
-        n == 1 ? " problem" : " problems", "; no weight was changed:\n  ",
-        absl::StrJoin(problems, "\n  ")));
+        "loading weights into '", model.full_name(), "' from ",
+        weights.source(), ": ", n, n == 1 ? " problem" : " problems",
+        "; no weight was changed:\n  ", absl::StrJoin(problems, "\n  ")));
   }
 
   // Phase 2: back up what will be written, then copy in place.
@@ -107,36 +115,42 @@ absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
   for (size_t i = 0; i < plan.size(); ++i) {
     absl::Status loaded = plan[i].first->Load(plan[i].second->view);
     if (!loaded.ok()) {
-      for (size_t j = 0; j <= i; ++j) {  // restore, and refresh derived buffers again
+      for (size_t j = 0; j <= i;
+           ++j) {  // restore, and refresh derived buffers again
         absl::Status restored = plan[j].first->Load(ViewOf(backups[j]));
         if (!restored.ok()) {
-          return absl::InternalError(absl::StrCat("loading ", plan[i].second->name, " failed (",
-                                                  loaded.message(), ") and restoring ",
-                                                  plan[j].second->name, " failed too: ",
-                                                  restored.message()));
+          return absl::InternalError(absl::StrCat(
+              "loading ", plan[i].second->name, " failed (", loaded.message(),
+              ") and restoring ", plan[j].second->name,
+              " failed too: ", restored.message()));
         }
       }
       return absl::Status(loaded.code(),
-                          absl::StrCat("loading ", plan[i].second->name, " failed: ",
-                                       loaded.message(), "; all weights were restored"));
+                          absl::StrCat("loading ", plan[i].second->name,
+                                       " failed: ", loaded.message(),
+                                       "; all weights were restored"));
     }
     ++report.loaded;
-    if (plan[i].second->view.dtype != plan[i].first->tensor().dtype()) ++report.converted;
+    if (plan[i].second->view.dtype != plan[i].first->tensor().dtype())
+      ++report.converted;
   }
   return report;
 }
 
-absl::StatusOr<LoadReport> LoadCheckpoint(Module& model, const std::string& path,
+absl::StatusOr<LoadReport> LoadCheckpoint(Module& model,
+                                          const std::string& path,
                                           const LoadOptions& options) {
-  absl::StatusOr<safetensors::SafetensorsFile> file = safetensors::SafetensorsFile::Open(path);
+  absl::StatusOr<safetensors::SafetensorsFile> file =
+      safetensors::SafetensorsFile::Open(path);
   if (!file.ok()) return file.status();
   return LoadWeights(model, WeightSet::FromSafetensors(*file), options);
 }
 
 std::vector<std::pair<std::string, HostView>> ParameterViews(Module& model) {
   std::vector<std::pair<std::string, HostView>> out;
-  model.ForEachParameter(
-      [&](const std::string& name, Parameter& p) { out.emplace_back(name, ViewOf(p.tensor())); });
+  model.ForEachParameter([&](const std::string& name, Parameter& p) {
+    out.emplace_back(name, ViewOf(p.tensor()));
+  });
   return out;
 }
 

@@ -1,13 +1,14 @@
 #ifndef NORMGRAPH_LAYERS_WEIGHTS_H_
 #define NORMGRAPH_LAYERS_WEIGHTS_H_
 
-// Transactional weight loading into a module tree, from a safetensors checkpoint or from in-memory
-// tensors (an RL trainer pushing new weights).
+// Transactional weight loading into a module tree, from a safetensors
+// checkpoint or from in-memory tensors (an RL trainer pushing new weights).
 //
-// LoadWeights first validates every tensor against the model (unexpected names, missing names,
-// shapes, dtypes), and only if all of it is right copies the tensors into the parameters' existing
-// storage, in place, refreshing derived buffers. On any error nothing changes, and the error lists
-// every problem by tensor name. (Should a loader itself fail half-way, the parameters it already
+// LoadWeights first validates every tensor against the model (unexpected names,
+// missing names, shapes, dtypes), and only if all of it is right copies the
+// tensors into the parameters' existing storage, in place, refreshing derived
+// buffers. On any error nothing changes, and the error lists every problem by
+// tensor name. (Should a loader itself fail half-way, the parameters it already
 // wrote are restored from backups taken before the first write.)
 
 #include <memory>
@@ -32,14 +33,15 @@ struct SourceTensor {
   HostView view;
 };
 
-// A set of named host tensors to load. It refers to memory owned elsewhere (the safetensors file,
-// or tensors it keeps references to).
+// A set of named host tensors to load. It refers to memory owned elsewhere (the
+// safetensors file, or tensors it keeps references to).
 class WeightSet {
  public:
   // Views of every tensor in `file`, which must outlive the set.
   static WeightSet FromSafetensors(const safetensors::SafetensorsFile& file);
   // Contiguous CPU tensors pushed from memory; the set keeps them alive.
-  static absl::StatusOr<WeightSet> FromTensors(std::vector<std::pair<std::string, Tensor>> tensors);
+  static absl::StatusOr<WeightSet> FromTensors(
+      std::vector<std::pair<std::string, Tensor>> tensors);
 
   const std::vector<SourceTensor>& tensors() const { return tensors_; }
   const std::string& source() const { return source_; }
@@ -51,31 +53,38 @@ class WeightSet {
 };
 
 struct LoadOptions {
-  // Tensors the model has no parameter for are an error unless ignored (they are then reported in
-  // LoadReport::unexpected), like transformers' unexpected keys.
+  // Tensors the model has no parameter for are an error unless ignored (they
+  // are then reported in LoadReport::unexpected), like transformers' unexpected
+  // keys.
   bool ignore_unexpected = false;
-  // Parameters the source lacks are an error unless allowed: an update may then be a subset.
+  // Parameters the source lacks are an error unless allowed: an update may then
+  // be a subset.
   bool allow_missing = false;
-  // f32 / bf16 / f16 sources may load into a parameter of another float dtype (rounded to nearest
-  // even), as torch's copy_ does.
+  // f32 / bf16 / f16 sources may load into a parameter of another float dtype
+  // (rounded to nearest even), as torch's copy_ does.
   bool allow_dtype_conversion = true;
 };
 
 struct LoadReport {
   int loaded = 0;
   int converted = 0;  // loaded with a dtype conversion
-  std::vector<std::string> missing;     // parameters not in the source (allow_missing)
-  std::vector<std::string> unexpected;  // source tensors with no parameter (ignore_unexpected)
+  std::vector<std::string>
+      missing;  // parameters not in the source (allow_missing)
+  std::vector<std::string>
+      unexpected;  // source tensors with no parameter (ignore_unexpected)
 };
 
 absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
                                        const LoadOptions& options = {});
 
-// Opens the safetensors checkpoint at `path` and loads it (a corrupt file changes nothing).
-absl::StatusOr<LoadReport> LoadCheckpoint(Module& model, const std::string& path,
+// Opens the safetensors checkpoint at `path` and loads it (a corrupt file
+// changes nothing).
+absl::StatusOr<LoadReport> LoadCheckpoint(Module& model,
+                                          const std::string& path,
                                           const LoadOptions& options = {});
 
-// Every parameter of `model` as (dotted name, host view), e.g. to write a checkpoint.
+// Every parameter of `model` as (dotted name, host view), e.g. to write a
+// checkpoint.
 std::vector<std::pair<std::string, HostView>> ParameterViews(Module& model);
 
 }  // namespace normgraph

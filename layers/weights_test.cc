@@ -29,9 +29,10 @@ Qwen35NormStackConfig SmallQwen() {
   return c;
 }
 
-// Random weights for every parameter of `model`, as in-memory tensors (an RL trainer's push).
-std::vector<std::pair<std::string, Tensor>> RandomWeights(Module& model, uint64_t seed,
-                                                           DType dtype = DType::kBF16) {
+// Random weights for every parameter of `model`, as in-memory tensors (an RL
+// trainer's push).
+std::vector<std::pair<std::string, Tensor>> RandomWeights(
+    Module& model, uint64_t seed, DType dtype = DType::kBF16) {
   std::vector<std::pair<std::string, Tensor>> out;
   model.ForEachParameter([&](const std::string& name, Parameter& p) {
     Tensor t = *Tensor::Empty(CpuAllocator(), p.tensor().shape(), dtype);
@@ -44,7 +45,9 @@ std::vector<std::pair<std::string, Tensor>> RandomWeights(Module& model, uint64_
 // Every slot's bytes, to prove nothing changed.
 std::vector<Tensor> SnapshotAllSlots(Module& model) {
   std::vector<Tensor> out;
-  model.ForEachSlot([&](absl::string_view, TensorSlot& slot) { out.push_back(*Clone(slot.tensor())); });
+  model.ForEachSlot([&](absl::string_view, TensorSlot& slot) {
+    out.push_back(*Clone(slot.tensor()));
+  });
   return out;
 }
 
@@ -61,12 +64,18 @@ void ExpectUnchanged(Module& model, const std::vector<Tensor>& before) {
 TEST(WeightsTest, ParameterNamesFollowTheHfCheckpoint) {
   auto model = *Qwen35NormStack::Create(SmallQwen());
   std::vector<std::string> names;
-  model->ForEachParameter([&](const std::string& n, Parameter&) { names.push_back(n); });
-  EXPECT_THAT(names, ::testing::Contains("model.layers.0.input_layernorm.weight"));
-  EXPECT_THAT(names, ::testing::Contains("model.layers.0.post_attention_layernorm.weight"));
-  EXPECT_THAT(names, ::testing::Contains("model.layers.0.linear_attn.norm.weight"));
-  EXPECT_THAT(names, ::testing::Contains("model.layers.3.self_attn.q_norm.weight"));
-  EXPECT_THAT(names, ::testing::Contains("model.layers.3.self_attn.k_norm.weight"));
+  model->ForEachParameter(
+      [&](const std::string& n, Parameter&) { names.push_back(n); });
+  EXPECT_THAT(names,
+              ::testing::Contains("model.layers.0.input_layernorm.weight"));
+  EXPECT_THAT(names, ::testing::Contains(
+                         "model.layers.0.post_attention_layernorm.weight"));
+  EXPECT_THAT(names,
+              ::testing::Contains("model.layers.0.linear_attn.norm.weight"));
+  EXPECT_THAT(names,
+              ::testing::Contains("model.layers.3.self_attn.q_norm.weight"));
+  EXPECT_THAT(names,
+              ::testing::Contains("model.layers.3.self_attn.k_norm.weight"));
   EXPECT_THAT(names, ::testing::Contains("model.norm.weight"));
   // 4 layers x 2 + 3 linear-attention norms + 1 x (q, k) + the final norm.
   EXPECT_EQ(names.size(), 8u + 3u + 2u + 1u);
@@ -76,13 +85,15 @@ TEST(WeightsTest, ParameterNamesFollowTheHfCheckpoint) {
 
 TEST(WeightsTest, RoundTripThroughSafetensorsFile) {
   auto a = *Qwen35NormStack::Create(SmallQwen());
-  absl::StatusOr<WeightSet> pushed = WeightSet::FromTensors(RandomWeights(*a, 1));
+  absl::StatusOr<WeightSet> pushed =
+      WeightSet::FromTensors(RandomWeights(*a, 1));
   ASSERT_TRUE(pushed.ok());
   ASSERT_TRUE(LoadWeights(*a, *pushed).ok());
 
   std::vector<safetensors::NamedView> views;
   for (auto& [name, view] : ParameterViews(*a)) views.push_back({name, view});
-  const std::string path = absl::StrCat(testing::TempDir(), "/qwen.safetensors");
+  const std::string path =
+      absl::StrCat(testing::TempDir(), "/qwen.safetensors");
   ASSERT_TRUE(safetensors::WriteFile(path, views).ok());
 
   auto b = *Qwen35NormStack::Create(SmallQwen());
@@ -99,9 +110,12 @@ TEST(WeightsTest, LoadsInPlaceAndBumpsWriteVersions) {
   auto model = *Qwen35NormStack::Create(SmallQwen());
   Parameter* w = model->FindParameter("norm.weight");
   TensorSlot* g = model->FindSlot("norm.gemma_weight");
-  const TensorIdentity wid = w->tensor().Identity(), gid = g->tensor().Identity();
+  const TensorIdentity wid = w->tensor().Identity(),
+                       gid = g->tensor().Identity();
   const uint64_t wv = w->tensor().storage()->write_version();
-  ASSERT_TRUE(LoadWeights(*model, *WeightSet::FromTensors(RandomWeights(*model, 2))).ok());
+  ASSERT_TRUE(
+      LoadWeights(*model, *WeightSet::FromTensors(RandomWeights(*model, 2)))
+          .ok());
   EXPECT_EQ(w->tensor().Identity(), wid);
   EXPECT_EQ(g->tensor().Identity(), gid);
   EXPECT_GT(w->tensor().storage()->write_version(), wv);
@@ -112,47 +126,59 @@ TEST(WeightsTest, LoadsInPlaceAndBumpsWriteVersions) {
 TEST(WeightsTest, ConvertsFloatDtypesUnlessTurnedOff) {
   auto model = *Qwen35NormStack::Create(SmallQwen());
   auto f32 = RandomWeights(*model, 3, DType::kF32);
-  absl::StatusOr<LoadReport> report = LoadWeights(*model, *WeightSet::FromTensors(f32));
+  absl::StatusOr<LoadReport> report =
+      LoadWeights(*model, *WeightSet::FromTensors(f32));
   ASSERT_TRUE(report.ok());
   EXPECT_EQ(report->converted, 14);
   const std::vector<float> src = ToFloats(f32.back().second);
-  const std::vector<float> got = ToFloats(model->FindParameter("norm.weight")->tensor());
+  const std::vector<float> got =
+      ToFloats(model->FindParameter("norm.weight")->tensor());
   ASSERT_EQ(f32.back().first, "model.norm.weight");
-  for (size_t i = 0; i < src.size(); ++i) EXPECT_EQ(got[i], RoundTo(DType::kBF16, src[i]));
+  for (size_t i = 0; i < src.size(); ++i)
+    EXPECT_EQ(got[i], RoundTo(DType::kBF16, src[i]));
 
   LoadOptions strict_dtype;
   strict_dtype.allow_dtype_conversion = false;
-  absl::Status s = LoadWeights(*model, *WeightSet::FromTensors(f32), strict_dtype).status();
-  EXPECT_THAT(s.message(), HasSubstr("dtype f32 differs from the parameter's bf16"));
+  absl::Status s =
+      LoadWeights(*model, *WeightSet::FromTensors(f32), strict_dtype).status();
+  EXPECT_THAT(s.message(),
+              HasSubstr("dtype f32 differs from the parameter's bf16"));
 }
 
 TEST(WeightsTest, SubsetsAndUnexpectedNamesFollowOptions) {
   auto model = *Qwen35NormStack::Create(SmallQwen());
   auto all = RandomWeights(*model, 4);
-  std::vector<std::pair<std::string, Tensor>> subset(all.begin(), all.begin() + 3);
+  std::vector<std::pair<std::string, Tensor>> subset(all.begin(),
+                                                     all.begin() + 3);
   Tensor extra = *Tensor::Empty(CpuAllocator(), {24}, DType::kBF16);
   subset.emplace_back("lm_head.weight", extra);
 
-  absl::Status strict = LoadWeights(*model, *WeightSet::FromTensors(subset)).status();
+  absl::Status strict =
+      LoadWeights(*model, *WeightSet::FromTensors(subset)).status();
   EXPECT_EQ(strict.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(strict.message(), HasSubstr("lm_head.weight: unexpected"));
-  EXPECT_THAT(strict.message(), HasSubstr("model.norm.weight: missing from the source"));
+  EXPECT_THAT(strict.message(),
+              HasSubstr("model.norm.weight: missing from the source"));
   EXPECT_THAT(strict.message(), HasSubstr("no weight was changed"));
 
   LoadOptions lenient;
   lenient.allow_missing = true;
   lenient.ignore_unexpected = true;
-  absl::StatusOr<LoadReport> report = LoadWeights(*model, *WeightSet::FromTensors(subset), lenient);
+  absl::StatusOr<LoadReport> report =
+      LoadWeights(*model, *WeightSet::FromTensors(subset), lenient);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(report->loaded, 3);
   EXPECT_EQ(report->missing.size(), 11u);
   EXPECT_THAT(report->unexpected, ::testing::ElementsAre("lm_head.weight"));
 }
 
-// Every validation error, each leaving every weight and derived buffer bit-identical.
+// Every validation error, each leaving every weight and derived buffer
+// bit-identical.
 TEST(WeightsTest, FailedLoadsChangeNothing) {
   auto model = *Qwen35NormStack::Create(SmallQwen());
-  ASSERT_TRUE(LoadWeights(*model, *WeightSet::FromTensors(RandomWeights(*model, 5))).ok());
+  ASSERT_TRUE(
+      LoadWeights(*model, *WeightSet::FromTensors(RandomWeights(*model, 5)))
+          .ok());
   const std::vector<Tensor> before = SnapshotAllSlots(*model);
 
   struct Case {
@@ -162,9 +188,12 @@ TEST(WeightsTest, FailedLoadsChangeNothing) {
   };
   std::vector<Case> cases;
   {
-    auto t = RandomWeights(*model, 6);  // all valid but one of the wrong shape, last in order
+    auto t = RandomWeights(
+        *model, 6);  // all valid but one of the wrong shape, last in order
     t.back().second = *Tensor::Empty(CpuAllocator(), {23}, DType::kBF16);
-    cases.push_back({"shape", t, "model.norm.weight: shape [23] does not match the parameter's [24]"});
+    cases.push_back(
+        {"shape", t,
+         "model.norm.weight: shape [23] does not match the parameter's [24]"});
   }
   {
     auto t = RandomWeights(*model, 7);
@@ -177,7 +206,8 @@ TEST(WeightsTest, FailedLoadsChangeNothing) {
     cases.push_back({"missing", t, "model.norm.weight: missing"});
   }
   for (const Case& c : cases) {
-    absl::Status s = LoadWeights(*model, *WeightSet::FromTensors(c.tensors)).status();
+    absl::Status s =
+        LoadWeights(*model, *WeightSet::FromTensors(c.tensors)).status();
     EXPECT_FALSE(s.ok()) << c.what;
     EXPECT_THAT(s.message(), HasSubstr(c.message)) << c.what;
     ExpectUnchanged(*model, before);
@@ -192,15 +222,19 @@ TEST(WeightsTest, FailedLoadsChangeNothing) {
   const size_t at = bytes.find(key);
   ASSERT_NE(at, std::string::npos);
   bytes.replace(at, key.size(), R"("model.norm.weight":{"dtype":"I16" )");
-  auto file = safetensors::SafetensorsFile::FromBytes(std::make_shared<std::string>(bytes), "ckpt");
+  auto file = safetensors::SafetensorsFile::FromBytes(
+      std::make_shared<std::string>(bytes), "ckpt");
   ASSERT_TRUE(file.ok()) << file.status();
-  absl::Status s = LoadWeights(*model, WeightSet::FromSafetensors(*file)).status();
-  EXPECT_THAT(s.message(), HasSubstr("model.norm.weight: dtype I16 is not a float type"));
+  absl::Status s =
+      LoadWeights(*model, WeightSet::FromSafetensors(*file)).status();
+  EXPECT_THAT(s.message(),
+              HasSubstr("model.norm.weight: dtype I16 is not a float type"));
   EXPECT_THAT(s.message(), HasSubstr("from ckpt"));
   ExpectUnchanged(*model, before);
 
   // A corrupt checkpoint file never gets as far as the model.
-  const std::string path = absl::StrCat(testing::TempDir(), "/corrupt.safetensors");
+  const std::string path =
+      absl::StrCat(testing::TempDir(), "/corrupt.safetensors");
   ASSERT_TRUE(safetensors::WriteFile(path, views).ok());
   {
     std::string truncated = *safetensors::Serialize(views);
@@ -216,23 +250,29 @@ TEST(WeightsTest, FailedLoadsChangeNothing) {
   ExpectUnchanged(*model, before);
 }
 
-// If a loader fails half-way (here: a hook that fails on its third call), what was written is
-// restored and the derived buffers are refreshed again.
+// If a loader fails half-way (here: a hook that fails on its third call), what
+// was written is restored and the derived buffers are refreshed again.
 TEST(WeightsTest, AFailingLoaderIsRolledBack) {
   auto model = *Qwen35NormStack::Create(SmallQwen());
-  ASSERT_TRUE(LoadWeights(*model, *WeightSet::FromTensors(RandomWeights(*model, 10))).ok());
+  ASSERT_TRUE(
+      LoadWeights(*model, *WeightSet::FromTensors(RandomWeights(*model, 10)))
+          .ok());
   const std::vector<Tensor> before = SnapshotAllSlots(*model);
   Parameter* victim = model->FindParameter("layers.2.input_layernorm.weight");
   int calls = 0;
   victim->set_after_load([&] {
-    return ++calls == 1 ? absl::InternalError("disk on fire") : absl::OkStatus();
+    return ++calls == 1 ? absl::InternalError("disk on fire")
+                        : absl::OkStatus();
   });
-  absl::Status s = LoadWeights(*model, *WeightSet::FromTensors(RandomWeights(*model, 11))).status();
+  absl::Status s =
+      LoadWeights(*model, *WeightSet::FromTensors(RandomWeights(*model, 11)))
+          .status();
   EXPECT_THAT(s.message(), HasSubstr("disk on fire"));
   EXPECT_THAT(s.message(), HasSubstr("all weights were restored"));
-  // The victim's own gemma_weight is no longer refreshed by the replaced hook: refresh it by hand
-  // (through its slot), then everything must match.
-  ASSERT_TRUE(model->FindSlot("layers.2.input_layernorm.gemma_weight")->Refresh().ok());
+  // The victim's own gemma_weight is no longer refreshed by the replaced hook:
+  // refresh it by hand (through its slot), then everything must match.
+  ASSERT_TRUE(
+      model->FindSlot("layers.2.input_layernorm.gemma_weight")->Refresh().ok());
   ExpectUnchanged(*model, before);
 }
 

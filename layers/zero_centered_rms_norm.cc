@@ -4,9 +4,11 @@
 
 namespace normgraph {
 
-absl::StatusOr<std::unique_ptr<ZeroCenteredRmsNorm>> ZeroCenteredRmsNorm::Create(
-    std::string name, int64_t hidden, const NormOptions& options) {
-  std::unique_ptr<ZeroCenteredRmsNorm> m(new ZeroCenteredRmsNorm(std::move(name), hidden, options));
+absl::StatusOr<std::unique_ptr<ZeroCenteredRmsNorm>>
+ZeroCenteredRmsNorm::Create(std::string name, int64_t hidden,
+                            const NormOptions& options) {
+  std::unique_ptr<ZeroCenteredRmsNorm> m(
+      new ZeroCenteredRmsNorm(std::move(name), hidden, options));
   absl::Status ok = m->Init();
   if (!ok.ok()) return ok;
   return m;
@@ -15,22 +17,28 @@ absl::StatusOr<std::unique_ptr<ZeroCenteredRmsNorm>> ZeroCenteredRmsNorm::Create
 absl::Status ZeroCenteredRmsNorm::Init() {
   absl::Status ok = InitWeight(0.0f);
   if (!ok.ok()) return ok;
-  absl::StatusOr<Tensor> scale = Tensor::Empty(AllocatorOf(options()), {hidden()}, DType::kF32);
+  absl::StatusOr<Tensor> scale =
+      Tensor::Empty(AllocatorOf(options()), {hidden()}, DType::kF32);
   if (!scale.ok()) return scale.status();
   gemma_weight_ = AddBuffer("gemma_weight", *std::move(scale));
-  gemma_weight_->DeriveFrom(&weight().slot(), [this] { return RefreshGemmaWeight(); });
+  gemma_weight_->DeriveFrom(&weight().slot(),
+                            [this] { return RefreshGemmaWeight(); });
   weight().set_after_load([this] { return RefreshGemmaWeight(); });
   return RefreshGemmaWeight();
 }
 
-absl::Status ZeroCenteredRmsNorm::ComputeOnePlusWeight(const Tensor& dst) const {
+absl::Status ZeroCenteredRmsNorm::ComputeOnePlusWeight(
+    const Tensor& dst) const {
   const Tensor& w = weight().tensor();
-  if (dst.dtype() != DType::kF32 || dst.numel() != w.numel() || !dst.is_contiguous()) {
-    return absl::InternalError(absl::StrCat(full_name(), ": gemma_weight has the wrong layout: ",
-                                            dst.DebugString()));
+  if (dst.dtype() != DType::kF32 || dst.numel() != w.numel() ||
+      !dst.is_contiguous()) {
+    return absl::InternalError(absl::StrCat(
+        full_name(),
+        ": gemma_weight has the wrong layout: ", dst.DebugString()));
   }
   float* out = dst.data_as<float>();
-  for (int64_t j = 0; j < w.numel(); ++j) out[j] = 1.0f + LoadAsFloat(w.data(), w.dtype(), j);
+  for (int64_t j = 0; j < w.numel(); ++j)
+    out[j] = 1.0f + LoadAsFloat(w.data(), w.dtype(), j);
   dst.storage()->BumpWriteVersion();
   return absl::OkStatus();
 }

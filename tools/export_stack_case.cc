@@ -1,9 +1,12 @@
-// Writes one decode step of a norm stack, computed by normgraph (CPU reference, eager), for the
-// comparison against Hugging Face's own modules on the GPU host (tools/hf/compare_stack.py):
-//   OUT/weights.safetensors   the checkpoint (HF names), loaded through normgraph's loader
-//   OUT/step.safetensors      the step's inputs and every output normgraph computed; metadata has
+// Writes one decode step of a norm stack, computed by normgraph (CPU reference,
+// eager), for the comparison against Hugging Face's own modules on the GPU host
+// (tools/hf/compare_stack.py):
+//   OUT/weights.safetensors   the checkpoint (HF names), loaded through
+//   normgraph's loader OUT/step.safetensors      the step's inputs and every
+//   output normgraph computed; metadata has
 //                             the model config
-//   bazel run -c opt //tools:export_stack_case -- --model=qwen3_5 --out_dir=/tmp/case
+//   bazel run -c opt //tools:export_stack_case -- --model=qwen3_5
+//   --out_dir=/tmp/case
 
 #include <iostream>
 #include <map>
@@ -26,7 +29,8 @@
 ABSL_FLAG(std::string, model, "qwen3_5", "qwen3_5 or gemma3");
 ABSL_FLAG(int, layers, 8, "decoder layers");
 ABSL_FLAG(int, batch, 4, "rows (tokens) in the step");
-ABSL_FLAG(std::string, out_dir, "", "where to write weights.safetensors and step.safetensors");
+ABSL_FLAG(std::string, out_dir, "",
+          "where to write weights.safetensors and step.safetensors");
 ABSL_FLAG(uint64_t, seed, 7, "seed for weights and inputs");
 
 namespace normgraph {
@@ -44,7 +48,9 @@ absl::Status Run() {
     NG_ASSIGN_OR_RETURN(auto m, Qwen35NormStack::Create(c));
     std::vector<std::string> types;
     for (auto t : m->config().layer_types) {
-      types.push_back(t == Qwen35LayerType::kFullAttention ? "full_attention" : "linear_attention");
+      types.push_back(t == Qwen35LayerType::kFullAttention
+                          ? "full_attention"
+                          : "linear_attention");
     }
     meta["layer_types"] = absl::StrJoin(types, ",");
     model = std::move(m);
@@ -63,7 +69,8 @@ absl::Status Run() {
   absl::Status status;
   model->ForEachParameter([&](const std::string& name, Parameter& p) {
     if (!status.ok()) return;
-    absl::StatusOr<Tensor> t = Tensor::Empty(CpuAllocator(), p.tensor().shape(), p.tensor().dtype());
+    absl::StatusOr<Tensor> t =
+        Tensor::Empty(CpuAllocator(), p.tensor().shape(), p.tensor().dtype());
     if (!t.ok()) {
       status = t.status();
       return;
@@ -76,19 +83,24 @@ absl::Status Run() {
   std::vector<safetensors::NamedView> views;
   for (auto& [name, t] : weights) views.push_back({name, ViewOf(t)});
   const std::string weights_path = dir + "/weights.safetensors";
-  NG_RETURN_IF_ERROR(safetensors::WriteFile(weights_path, views, {{"format", "pt"}}));
+  NG_RETURN_IF_ERROR(
+      safetensors::WriteFile(weights_path, views, {{"format", "pt"}}));
   NG_ASSIGN_OR_RETURN(LoadReport report, LoadCheckpoint(*model, weights_path));
 
-  NG_ASSIGN_OR_RETURN(auto step, StepBuffers::Create("step", model->StepSpecs(absl::GetFlag(FLAGS_batch)),
-                                                     CpuAllocator()));
+  NG_ASSIGN_OR_RETURN(
+      auto step,
+      StepBuffers::Create("step", model->StepSpecs(absl::GetFlag(FLAGS_batch)),
+                          CpuAllocator()));
   for (size_t i = 0; i < step->size(); ++i) {
     if (step->spec(i).role == StepRole::kInput) {
-      NG_RETURN_IF_ERROR(FillNormal(step->tensor(i), seed + 1000 + i, 0.0f, 1.0f));
+      NG_RETURN_IF_ERROR(
+          FillNormal(step->tensor(i), seed + 1000 + i, 0.0f, 1.0f));
     } else {
       NG_RETURN_IF_ERROR(Poison(step->tensor(i)));
     }
   }
-  // The inputs as they were before the step (the step only writes outputs and workspace).
+  // The inputs as they were before the step (the step only writes outputs and
+  // workspace).
   CpuStream stream;
   NG_RETURN_IF_ERROR(model->Forward(stream, *step));
   std::vector<safetensors::NamedView> out;
@@ -96,9 +108,10 @@ absl::Status Run() {
     if (step->spec(i).role == StepRole::kWorkspace) continue;
     out.push_back({step->spec(i).name, ViewOf(step->tensor(i))});
   }
-  NG_RETURN_IF_ERROR(safetensors::WriteFile(dir + "/step.safetensors", out, meta));
-  std::cout << "wrote " << report.loaded << " weights and " << out.size() << " step tensors to "
-            << dir << "\n";
+  NG_RETURN_IF_ERROR(
+      safetensors::WriteFile(dir + "/step.safetensors", out, meta));
+  std::cout << "wrote " << report.loaded << " weights and " << out.size()
+            << " step tensors to " << dir << "\n";
   return absl::OkStatus();
 }
 

@@ -1,8 +1,9 @@
-// normgraph: the main job. Builds a Qwen3.5- (or Gemma3-) shaped norm stack, loads weights from a
-// safetensors checkpoint, captures decode graphs for every batch bucket, then runs RL-style cycles:
-// a weight update, then replays at random batch sizes, each compared with eager execution bit for
-// bit. With --inject=legacy-loader it runs the same scenario with SGLang's pre-fix loader under
-// every policy and shows what each does with the bug.
+// normgraph: the main job. Builds a Qwen3.5- (or Gemma3-) shaped norm stack,
+// loads weights from a safetensors checkpoint, captures decode graphs for every
+// batch bucket, then runs RL-style cycles: a weight update, then replays at
+// random batch sizes, each compared with eager execution bit for bit. With
+// --inject=legacy-loader it runs the same scenario with SGLang's pre-fix loader
+// under every policy and shows what each does with the bug.
 //
 //   bazel run -c opt //tools:normgraph -- --help
 
@@ -35,33 +36,52 @@
 #include "layers/weights.h"
 #include "nlohmann/json.hpp"
 
-ABSL_FLAG(std::string, model, "qwen3_5",
-          "Norm stack to build: qwen3_5 (Qwen3.5: zero-centred norms, gated linear-attention "
-          "norms, q/k norms; three linear-attention layers to one full) or gemma3.");
-ABSL_FLAG(int, layers, 0, "Decoder layers; 0 keeps the Hugging Face config default (32 / 26).");
-ABSL_FLAG(int, hidden, 0, "Hidden size; 0 keeps the Hugging Face config default (4096 / 2304).");
-ABSL_FLAG(std::string, dtype, "bf16", "Activation and weight dtype: bf16, f16 or f32.");
+ABSL_FLAG(
+    std::string, model, "qwen3_5",
+    "Norm stack to build: qwen3_5 (Qwen3.5: zero-centred norms, gated "
+    "linear-attention "
+    "norms, q/k norms; three linear-attention layers to one full) or gemma3.");
+ABSL_FLAG(int, layers, 0,
+          "Decoder layers; 0 keeps the Hugging Face config default (32 / 26).");
+ABSL_FLAG(
+    int, hidden, 0,
+    "Hidden size; 0 keeps the Hugging Face config default (4096 / 2304).");
+ABSL_FLAG(std::string, dtype, "bf16",
+          "Activation and weight dtype: bf16, f16 or f32.");
 ABSL_FLAG(std::string, checkpoint, "",
-          "safetensors checkpoint to load first. Empty: write a synthetic one (random weights, "
+          "safetensors checkpoint to load first. Empty: write a synthetic one "
+          "(random weights, "
           "HF names) to $TMPDIR (or /tmp) and load that.");
 ABSL_FLAG(std::string, update_checkpoint, "",
-          "safetensors checkpoint for the weight updates: cycles alternate between it and "
-          "--checkpoint (A -> B -> A). Empty: each cycle pushes freshly generated weights from "
+          "safetensors checkpoint for the weight updates: cycles alternate "
+          "between it and "
+          "--checkpoint (A -> B -> A). Empty: each cycle pushes freshly "
+          "generated weights from "
           "memory, as an RL trainer does.");
-ABSL_FLAG(int, cycles, 5, "RL-style cycles: one weight update, then --replays_per_cycle replays.");
-ABSL_FLAG(int, replays_per_cycle, 4, "Graph replays per cycle, each at a random batch size.");
+ABSL_FLAG(
+    int, cycles, 5,
+    "RL-style cycles: one weight update, then --replays_per_cycle replays.");
+ABSL_FLAG(int, replays_per_cycle, 4,
+          "Graph replays per cycle, each at a random batch size.");
 ABSL_FLAG(std::string, buckets, "1,2,4,8,16,32,64",
-          "Batch-size buckets to capture, comma separated; a batch runs in the smallest bucket "
+          "Batch-size buckets to capture, comma separated; a batch runs in the "
+          "smallest bucket "
           "that holds it, padded.");
 ABSL_FLAG(std::string, policy, "fail",
-          "What a replay does when a buffer moved or went stale: fail (refuse, naming every "
-          "tensor), recapture, rebind (patch node arguments in place), or unchecked (no checks, "
+          "What a replay does when a buffer moved or went stale: fail (refuse, "
+          "naming every "
+          "tensor), recapture, rebind (patch node arguments in place), or "
+          "unchecked (no checks, "
           "as today's engines).");
 ABSL_FLAG(std::string, inject, "none",
-          "none, or legacy-loader: build the zero-centred norms with SGLang's pre-fix loader "
-          "(`self.gemma_weight = param.data + 1.0`) and run the scenario under every policy.");
+          "none, or legacy-loader: build the zero-centred norms with SGLang's "
+          "pre-fix loader "
+          "(`self.gemma_weight = param.data + 1.0`) and run the scenario under "
+          "every policy.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed for weights, inputs and batch sizes.");
-ABSL_FLAG(bool, json, false, "Print one JSON object (and nothing else) on stdout; progress goes to stderr.");
+ABSL_FLAG(bool, json, false,
+          "Print one JSON object (and nothing else) on stdout; progress goes "
+          "to stderr.");
 
 namespace normgraph {
 namespace {
@@ -97,7 +117,9 @@ struct Outcome {
   double eager_ms_total = 0;
 };
 
-std::ostream& Progress(const Setup& s) { return s.json ? std::cerr : std::cout; }
+std::ostream& Progress(const Setup& s) {
+  return s.json ? std::cerr : std::cout;
+}
 
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -105,7 +127,8 @@ int64_t NowNs() {
       .count();
 }
 
-absl::StatusOr<std::unique_ptr<NormStack>> MakeStack(const Setup& s, bool legacy) {
+absl::StatusOr<std::unique_ptr<NormStack>> MakeStack(const Setup& s,
+                                                     bool legacy) {
   if (s.model == "qwen3_5") {
     Qwen35NormStackConfig c;
     if (s.layers > 0) c.num_hidden_layers = s.layers;
@@ -124,17 +147,20 @@ absl::StatusOr<std::unique_ptr<NormStack>> MakeStack(const Setup& s, bool legacy
     NG_ASSIGN_OR_RETURN(auto m, Gemma3NormStack::Create(c));
     return std::unique_ptr<NormStack>(std::move(m));
   }
-  return absl::InvalidArgumentError(absl::StrCat("--model: unknown model '", s.model, "'"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("--model: unknown model '", s.model, "'"));
 }
 
-// Random weights for every parameter, with HF names: zero-centred weights near 0, others near 1.
-absl::StatusOr<std::vector<std::pair<std::string, Tensor>>> GenerateWeights(Module& model,
-                                                                             uint64_t seed) {
+// Random weights for every parameter, with HF names: zero-centred weights near
+// 0, others near 1.
+absl::StatusOr<std::vector<std::pair<std::string, Tensor>>> GenerateWeights(
+    Module& model, uint64_t seed) {
   std::vector<std::pair<std::string, Tensor>> out;
   absl::Status status;
   model.ForEachParameter([&](const std::string& name, Parameter& p) {
     if (!status.ok()) return;
-    absl::StatusOr<Tensor> t = Tensor::Empty(CpuAllocator(), p.tensor().shape(), p.tensor().dtype());
+    absl::StatusOr<Tensor> t =
+        Tensor::Empty(CpuAllocator(), p.tensor().shape(), p.tensor().dtype());
     if (!t.ok()) {
       status = t.status();
       return;
@@ -147,56 +173,68 @@ absl::StatusOr<std::vector<std::pair<std::string, Tensor>>> GenerateWeights(Modu
   return out;
 }
 
-absl::Status WriteSyntheticCheckpoint(Module& model, const std::string& path, uint64_t seed) {
+absl::Status WriteSyntheticCheckpoint(Module& model, const std::string& path,
+                                      uint64_t seed) {
   NG_ASSIGN_OR_RETURN(auto weights, GenerateWeights(model, seed));
   std::vector<safetensors::NamedView> views;
   for (auto& [name, t] : weights) views.push_back({name, ViewOf(t)});
-  return safetensors::WriteFile(path, views, {{"format", "pt"}, {"generator", "normgraph"}});
+  return safetensors::WriteFile(path, views,
+                                {{"format", "pt"}, {"generator", "normgraph"}});
 }
 
-absl::StatusOr<Outcome> RunScenario(const Setup& s, ReplayPolicy policy, bool legacy) {
+absl::StatusOr<Outcome> RunScenario(const Setup& s, ReplayPolicy policy,
+                                    bool legacy) {
   Outcome outcome;
   outcome.policy = policy;
   outcome.legacy = legacy;
   NG_ASSIGN_OR_RETURN(std::unique_ptr<NormStack> model, MakeStack(s, legacy));
   outcome.launches_per_step = model->LaunchesPerStep();
-  model->ForEachParameter([&](const std::string&, Parameter&) { ++outcome.parameters; });
+  model->ForEachParameter(
+      [&](const std::string&, Parameter&) { ++outcome.parameters; });
 
   std::string checkpoint = s.checkpoint;
   if (checkpoint.empty()) {
     const char* tmpdir = std::getenv("TMPDIR");
-    checkpoint = absl::StrCat(tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp",
-                              "/normgraph_synthetic_", s.model, "_", DTypeName(s.dtype),
-                              ".safetensors");
+    checkpoint =
+        absl::StrCat(tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp",
+                     "/normgraph_synthetic_", s.model, "_", DTypeName(s.dtype),
+                     ".safetensors");
     NG_RETURN_IF_ERROR(WriteSyntheticCheckpoint(*model, checkpoint, s.seed));
   }
   NG_ASSIGN_OR_RETURN(LoadReport first, LoadCheckpoint(*model, checkpoint));
-  Progress(s) << absl::StreamFormat("[%s%s] loaded %d tensors from %s\n", ReplayPolicyName(policy),
-                                    legacy ? ", legacy loader" : "", first.loaded, checkpoint);
+  Progress(s) << absl::StreamFormat(
+      "[%s%s] loaded %d tensors from %s\n", ReplayPolicyName(policy),
+      legacy ? ", legacy loader" : "", first.loaded, checkpoint);
 
   CpuStream stream;
   StepFunction step;
   NormStack* m = model.get();
   step.specs = [m](int64_t batch) { return m->StepSpecs(batch); };
-  step.forward = [m](Stream& st, const StepBuffers& b) { return m->Forward(st, b); };
+  step.forward = [m](Stream& st, const StepBuffers& b) {
+    return m->Forward(st, b);
+  };
   step.owners = {m};
   GraphOptions options;
   options.policy = policy;
   NG_ASSIGN_OR_RETURN(auto graphs,
-                      BucketedGraphs::Create("decode", stream, step, s.buckets, options,
-                                             CpuAllocator()));
+                      BucketedGraphs::Create("decode", stream, step, s.buckets,
+                                             options, CpuAllocator()));
 
   std::mt19937_64 rng(s.seed * 7919 + 17);
   std::uniform_int_distribution<int64_t> batch_dist(1, s.buckets.back());
   for (int cycle = 1; cycle <= s.cycles; ++cycle) {
-    // The weight update (RL step): alternate checkpoints, or push generated weights from memory.
+    // The weight update (RL step): alternate checkpoints, or push generated
+    // weights from memory.
     LoadReport report;
     if (!s.update_checkpoint.empty()) {
-      const std::string& path = cycle % 2 == 1 ? s.update_checkpoint : checkpoint;
+      const std::string& path =
+          cycle % 2 == 1 ? s.update_checkpoint : checkpoint;
       NG_ASSIGN_OR_RETURN(report, LoadCheckpoint(*model, path));
     } else {
-      NG_ASSIGN_OR_RETURN(auto weights, GenerateWeights(*model, s.seed + 1000 * cycle));
-      NG_ASSIGN_OR_RETURN(WeightSet set, WeightSet::FromTensors(std::move(weights)));
+      NG_ASSIGN_OR_RETURN(auto weights,
+                          GenerateWeights(*model, s.seed + 1000 * cycle));
+      NG_ASSIGN_OR_RETURN(WeightSet set,
+                          WeightSet::FromTensors(std::move(weights)));
       NG_ASSIGN_OR_RETURN(report, LoadWeights(*model, set));
     }
     outcome.tensors_loaded += report.loaded;
@@ -206,21 +244,26 @@ absl::StatusOr<Outcome> RunScenario(const Setup& s, ReplayPolicy policy, bool le
     for (int r = 0; r < s.replays_per_cycle; ++r) {
       const int64_t batch = batch_dist(rng);
       batches.push_back(absl::StrCat(batch));
-      NG_ASSIGN_OR_RETURN(auto io, StepBuffers::Create("io", model->StepSpecs(batch), CpuAllocator()));
+      NG_ASSIGN_OR_RETURN(
+          auto io,
+          StepBuffers::Create("io", model->StepSpecs(batch), CpuAllocator()));
       NG_ASSIGN_OR_RETURN(auto eager,
-                          StepBuffers::Create("eager", model->StepSpecs(batch), CpuAllocator()));
+                          StepBuffers::Create("eager", model->StepSpecs(batch),
+                                              CpuAllocator()));
       for (size_t i = 0; i < io->size(); ++i) {
         if (io->spec(i).role == StepRole::kInput) {
           NG_RETURN_IF_ERROR(FillNormal(io->tensor(i), rng(), 0.0f, 1.0f));
           NG_RETURN_IF_ERROR(CopyInto(ViewOf(io->tensor(i)), eager->tensor(i)));
         } else {
-          NG_RETURN_IF_ERROR(Poison(io->tensor(i)));  // an unwritten output can never match
+          NG_RETURN_IF_ERROR(
+              Poison(io->tensor(i)));  // an unwritten output can never match
         }
       }
       NG_ASSIGN_OR_RETURN(int64_t bucket, graphs->BucketFor(batch));
       StepBuffers& statics = graphs->static_buffers(bucket);
       for (size_t i = 0; i < statics.size(); ++i) {
-        if (statics.spec(i).role != StepRole::kInput) NG_RETURN_IF_ERROR(Poison(statics.tensor(i)));
+        if (statics.spec(i).role != StepRole::kInput)
+          NG_RETURN_IF_ERROR(Poison(statics.tensor(i)));
       }
       const int64_t eager_start = NowNs();
       NG_RETURN_IF_ERROR(model->Forward(stream, *eager));
@@ -228,14 +271,17 @@ absl::StatusOr<Outcome> RunScenario(const Setup& s, ReplayPolicy policy, bool le
       ++outcome.replays;
       absl::Status replayed = graphs->Run(*io);
       if (!replayed.ok()) {
-        if (replayed.code() != absl::StatusCode::kFailedPrecondition) return replayed;
+        if (replayed.code() != absl::StatusCode::kFailedPrecondition)
+          return replayed;
         ++refused;
-        if (outcome.first_refusal.empty()) outcome.first_refusal = std::string(replayed.message());
+        if (outcome.first_refusal.empty())
+          outcome.first_refusal = std::string(replayed.message());
         continue;
       }
       bool same = true;
       for (size_t i = 0; i < io->size(); ++i) {
-        if (io->spec(i).role == StepRole::kOutput && !BitwiseEqual(io->tensor(i), eager->tensor(i))) {
+        if (io->spec(i).role == StepRole::kOutput &&
+            !BitwiseEqual(io->tensor(i), eager->tensor(i))) {
           same = false;
         }
       }
@@ -246,10 +292,13 @@ absl::StatusOr<Outcome> RunScenario(const Setup& s, ReplayPolicy policy, bool le
     outcome.refused += refused;
     const GraphStats st = graphs->TotalStats();
     Progress(s) << absl::StreamFormat(
-        "[%s] cycle %d/%d: loaded %d tensors in place | replays at batch %s: %d equal to eager, "
-        "%d MISMATCHED, %d refused | repairs so far: %d recaptures, %d rebinds, %d refreshes\n",
-        ReplayPolicyName(policy), cycle, s.cycles, report.loaded, absl::StrJoin(batches, ","),
-        equal, mismatched, refused, st.recaptures, st.rebinds, st.refreshes);
+        "[%s] cycle %d/%d: loaded %d tensors in place | replays at batch %s: "
+        "%d equal to eager, "
+        "%d MISMATCHED, %d refused | repairs so far: %d recaptures, %d "
+        "rebinds, %d refreshes\n",
+        ReplayPolicyName(policy), cycle, s.cycles, report.loaded,
+        absl::StrJoin(batches, ","), equal, mismatched, refused, st.recaptures,
+        st.rebinds, st.refreshes);
   }
   outcome.stats = graphs->TotalStats();
   return outcome;
@@ -276,10 +325,12 @@ Json ToJson(const Outcome& o) {
   j["graph_replays"] = st.replays;
   j["mean_replay_us"] = st.replays ? st.replay_ns / 1e3 / st.replays : 0.0;
   j["mean_check_us"] = st.checks ? st.check_ns / 1e3 / st.checks : 0.0;
-  j["mean_eager_step_us"] = o.replays ? o.eager_ms_total * 1e3 / o.replays : 0.0;
-  j["check_share_of_replay"] =
-      st.replays && st.checks ? (st.check_ns / double(st.checks)) / (st.replay_ns / double(st.replays))
-                              : 0.0;
+  j["mean_eager_step_us"] =
+      o.replays ? o.eager_ms_total * 1e3 / o.replays : 0.0;
+  j["check_share_of_replay"] = st.replays && st.checks
+                                   ? (st.check_ns / double(st.checks)) /
+                                         (st.replay_ns / double(st.replays))
+                                   : 0.0;
   j["capture_ms_total"] = st.capture_ns / 1e6;
   j["rebind_ms_total"] = st.rebind_ns / 1e6;
   if (!o.first_refusal.empty()) j["first_refusal"] = o.first_refusal;
@@ -289,20 +340,23 @@ Json ToJson(const Outcome& o) {
 void PrintSummary(const Setup& s, const Outcome& o) {
   const GraphStats& st = o.stats;
   std::cout << absl::StreamFormat(
-      "\nsummary [%s%s]: %d cycles, %d replays (%d equal to eager bit for bit, %d MISMATCHED, "
+      "\nsummary [%s%s]: %d cycles, %d replays (%d equal to eager bit for bit, "
+      "%d MISMATCHED, "
       "%d refused), %d tensors loaded\n",
-      ReplayPolicyName(o.policy), o.legacy ? ", legacy loader" : "", s.cycles, o.replays, o.equal,
-      o.mismatched, o.refused, o.tensors_loaded);
+      ReplayPolicyName(o.policy), o.legacy ? ", legacy loader" : "", s.cycles,
+      o.replays, o.equal, o.mismatched, o.refused, o.tensors_loaded);
   std::cout << absl::StreamFormat(
-      "  graph: %d nodes per step; %d checks, %d violations; repairs: %d recaptures, %d rebinds "
+      "  graph: %d nodes per step; %d checks, %d violations; repairs: %d "
+      "recaptures, %d rebinds "
       "(%d node args), %d refreshes\n",
-      o.launches_per_step, st.checks, st.violations, st.recaptures, st.rebinds, st.rebound_args,
-      st.refreshes);
+      o.launches_per_step, st.checks, st.violations, st.recaptures, st.rebinds,
+      st.rebound_args, st.refreshes);
   if (st.replays > 0) {
     const double replay_us = st.replay_ns / 1e3 / st.replays;
     const double check_us = st.checks ? st.check_ns / 1e3 / st.checks : 0;
     std::cout << absl::StreamFormat(
-        "  time: %.1f us per replay (CPU backend), %.2f us per identity+freshness check (%.3f%% "
+        "  time: %.1f us per replay (CPU backend), %.2f us per "
+        "identity+freshness check (%.3f%% "
         "of a replay), %.1f us per eager step\n",
         replay_us, check_us, replay_us > 0 ? 100.0 * check_us / replay_us : 0.0,
         o.replays ? o.eager_ms_total * 1e3 / o.replays : 0.0);
@@ -312,7 +366,8 @@ void PrintSummary(const Setup& s, const Outcome& o) {
     int shown = 0;
     for (const auto& [name, n] : st.violations_by_tensor) {
       if (++shown > 8) {
-        std::cout << "    ... and " << st.violations_by_tensor.size() - 8 << " more tensors\n";
+        std::cout << "    ... and " << st.violations_by_tensor.size() - 8
+                  << " more tensors\n";
         break;
       }
       std::cout << "    " << name << ": " << n << "\n";
@@ -320,9 +375,11 @@ void PrintSummary(const Setup& s, const Outcome& o) {
   }
   if (!o.first_refusal.empty()) {
     // The header and the first few named tensors.
-    std::vector<absl::string_view> lines = absl::StrSplit(o.first_refusal, '\n');
+    std::vector<absl::string_view> lines =
+        absl::StrSplit(o.first_refusal, '\n');
     if (lines.size() > 4) lines.resize(4);
-    std::cout << "  first refusal: " << absl::StrJoin(lines, "\n  ") << "\n  ...\n";
+    std::cout << "  first refusal: " << absl::StrJoin(lines, "\n  ")
+              << "\n  ...\n";
   }
 }
 
@@ -339,23 +396,28 @@ absl::StatusOr<Setup> ParseSetup() {
   } else if (dtype == "f32") {
     s.dtype = DType::kF32;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("--dtype: unknown dtype '", dtype, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--dtype: unknown dtype '", dtype, "'"));
   }
   s.checkpoint = absl::GetFlag(FLAGS_checkpoint);
   s.update_checkpoint = absl::GetFlag(FLAGS_update_checkpoint);
   s.cycles = absl::GetFlag(FLAGS_cycles);
   s.replays_per_cycle = absl::GetFlag(FLAGS_replays_per_cycle);
   if (s.cycles < 1 || s.replays_per_cycle < 1) {
-    return absl::InvalidArgumentError("--cycles and --replays_per_cycle must be >= 1");
+    return absl::InvalidArgumentError(
+        "--cycles and --replays_per_cycle must be >= 1");
   }
-  for (absl::string_view b : absl::StrSplit(absl::GetFlag(FLAGS_buckets), ',', absl::SkipEmpty())) {
+  for (absl::string_view b :
+       absl::StrSplit(absl::GetFlag(FLAGS_buckets), ',', absl::SkipEmpty())) {
     int64_t v = 0;
     if (!absl::SimpleAtoi(b, &v) || v < 1) {
-      return absl::InvalidArgumentError(absl::StrCat("--buckets: bad bucket '", b, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--buckets: bad bucket '", b, "'"));
     }
     s.buckets.push_back(v);
   }
-  if (s.buckets.empty()) return absl::InvalidArgumentError("--buckets: none given");
+  if (s.buckets.empty())
+    return absl::InvalidArgumentError("--buckets: none given");
   std::sort(s.buckets.begin(), s.buckets.end());
   s.seed = absl::GetFlag(FLAGS_seed);
   s.json = absl::GetFlag(FLAGS_json);
@@ -372,15 +434,17 @@ int Main() {
   const std::string inject = absl::GetFlag(FLAGS_inject);
   std::vector<std::pair<ReplayPolicy, bool>> runs;
   if (inject == "none") {
-    std::optional<ReplayPolicy> policy = ParseReplayPolicy(absl::GetFlag(FLAGS_policy));
+    std::optional<ReplayPolicy> policy =
+        ParseReplayPolicy(absl::GetFlag(FLAGS_policy));
     if (!policy) {
-      std::cerr << "normgraph: --policy: unknown policy '" << absl::GetFlag(FLAGS_policy) << "'\n";
+      std::cerr << "normgraph: --policy: unknown policy '"
+                << absl::GetFlag(FLAGS_policy) << "'\n";
       return 2;
     }
     runs.emplace_back(*policy, false);
   } else if (inject == "legacy-loader") {
-    for (ReplayPolicy p : {ReplayPolicy::kUnchecked, ReplayPolicy::kFail, ReplayPolicy::kRecapture,
-                           ReplayPolicy::kRebind}) {
+    for (ReplayPolicy p : {ReplayPolicy::kUnchecked, ReplayPolicy::kFail,
+                           ReplayPolicy::kRecapture, ReplayPolicy::kRebind}) {
       runs.emplace_back(p, true);
     }
   } else {
@@ -403,19 +467,22 @@ int Main() {
     }
     json["runs"].push_back(ToJson(*outcome));
     if (!s.json) PrintSummary(s, *outcome);
-    // Any silent mismatch under a checked policy is a failure. Under the legacy loader, unchecked
-    // must show the bug (else the demonstration is broken) and fail must refuse.
+    // Any silent mismatch under a checked policy is a failure. Under the legacy
+    // loader, unchecked must show the bug (else the demonstration is broken)
+    // and fail must refuse.
     std::string verdict;
     if (policy != ReplayPolicy::kUnchecked && outcome->mismatched > 0) {
       ok = false;
       verdict = "FAILED: silent mismatch under a checked policy";
     } else if (legacy && policy == ReplayPolicy::kUnchecked) {
-      verdict = outcome->mismatched > 0 ? "replays silently read the old gemma_weight (the bug)"
-                                        : "FAILED: the injected bug did not show";
+      verdict = outcome->mismatched > 0
+                    ? "replays silently read the old gemma_weight (the bug)"
+                    : "FAILED: the injected bug did not show";
       ok = ok && outcome->mismatched > 0;
     } else if (legacy && policy == ReplayPolicy::kFail) {
-      verdict = outcome->refused > 0 ? "every affected replay refused, naming the moved buffers"
-                                     : "FAILED: nothing refused";
+      verdict = outcome->refused > 0
+                    ? "every affected replay refused, naming the moved buffers"
+                    : "FAILED: nothing refused";
       ok = ok && outcome->refused > 0;
     } else if (outcome->refused > 0) {
       verdict = "replays refused";
@@ -423,13 +490,15 @@ int Main() {
     } else {
       verdict = "every replay equal to eager, bit for bit";
     }
-    verdicts.push_back(absl::StrFormat("  %-10s %s", ReplayPolicyName(policy), verdict));
+    verdicts.push_back(
+        absl::StrFormat("  %-10s %s", ReplayPolicyName(policy), verdict));
   }
   json["ok"] = ok;
   if (s.json) {
     std::cout << json.dump(1) << "\n";
   } else {
-    std::cout << "\nverdict" << (inject == "none" ? "" : " (--inject=legacy-loader)") << ":\n"
+    std::cout << "\nverdict"
+              << (inject == "none" ? "" : " (--inject=legacy-loader)") << ":\n"
               << absl::StrJoin(verdicts, "\n") << "\n";
   }
   return ok ? 0 : 1;
@@ -440,9 +509,11 @@ int Main() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "normgraph: checks that CUDA-graph-style replay of an LLM norm stack equals eager "
+      "normgraph: checks that CUDA-graph-style replay of an LLM norm stack "
+      "equals eager "
       "execution through RL weight updates.\n"
-      "  bazel run -c opt //tools:normgraph -- [--model=qwen3_5|gemma3] [--policy=...] "
+      "  bazel run -c opt //tools:normgraph -- [--model=qwen3_5|gemma3] "
+      "[--policy=...] "
       "[--inject=legacy-loader] [--json]");
   absl::ParseCommandLine(argc, argv);
   return normgraph::Main();

@@ -51,7 +51,8 @@ void LoadNormInputT(const RmsNormParams& p, int64_t row, float* v) {
     for (int64_t j = 0; j < p.cols; ++j) v[j] = Load<X>(x, j);
     return;
   }
-  void* res = static_cast<char*>(p.residual) + row * p.residual_stride * sizeof(X);
+  void* res =
+      static_cast<char*>(p.residual) + row * p.residual_stride * sizeof(X);
   const bool hf = p.order == RoundingOrder::kHuggingFace;
   for (int64_t j = 0; j < p.cols; ++j) {
     const float sum = Load<X>(x, j) + Load<X>(res, j);
@@ -62,10 +63,12 @@ void LoadNormInputT(const RmsNormParams& p, int64_t row, float* v) {
 }
 
 template <typename X, typename W, typename O>
-void ApplyNormT(const RmsNormParams& p, int64_t row, const float* v, float r, const float* silu) {
+void ApplyNormT(const RmsNormParams& p, int64_t row, const float* v, float r,
+                const float* silu) {
   void* out = static_cast<char*>(p.out) + row * p.out_stride * sizeof(O);
-  const void* gate =
-      p.gate == nullptr ? nullptr : static_cast<const char*>(p.gate) + row * p.gate_stride * sizeof(X);
+  const void* gate = p.gate == nullptr ? nullptr
+                                       : static_cast<const char*>(p.gate) +
+                                             row * p.gate_stride * sizeof(X);
   const bool hf = p.order == RoundingOrder::kHuggingFace;
   if (p.weight_kind == NormWeight::kScale) {
     for (int64_t j = 0; j < p.cols; ++j) {
@@ -81,13 +84,15 @@ void ApplyNormT(const RmsNormParams& p, int64_t row, const float* v, float r, co
     if (hf) {
       o = w * Round<X>(n);  // weight * hidden.to(input_dtype)
       if (gate != nullptr) {
-        // The product has the promoted dtype of (weight, input): round to it, then gate in f32.
+        // The product has the promoted dtype of (weight, input): round to it,
+        // then gate in f32.
         if (std::is_same<W, X>::value) o = Round<X>(o);
         o = o * (silu != nullptr ? silu[j] : Silu(Load<X>(gate, j)));
       }
     } else {
       o = n * w;
-      if (gate != nullptr) o = o * (silu != nullptr ? silu[j] : Silu(Load<X>(gate, j)));
+      if (gate != nullptr)
+        o = o * (silu != nullptr ? silu[j] : Silu(Load<X>(gate, j)));
     }
     Store<O>(out, j, o);
   }
@@ -115,12 +120,13 @@ float InvRms(const float* v, int64_t cols, float eps) {
   return 1.0f / std::sqrt(mean + eps);
 }
 
-void ApplyNorm(const RmsNormParams& p, int64_t row, const float* v, float inv_rms,
-               const float* silu) {
+void ApplyNorm(const RmsNormParams& p, int64_t row, const float* v,
+               float inv_rms, const float* silu) {
   WithType(p.x_dtype, [&](auto x) {
     WithType(p.weight_dtype, [&](auto w) {
       WithType(p.out_dtype, [&](auto o) {
-        ApplyNormT<decltype(x), decltype(w), decltype(o)>(p, row, v, inv_rms, silu);
+        ApplyNormT<decltype(x), decltype(w), decltype(o)>(p, row, v, inv_rms,
+                                                          silu);
       });
     });
   });

@@ -1,13 +1,15 @@
 #ifndef NORMGRAPH_KERNELS_CPU_RMS_NORM_H_
 #define NORMGRAPH_KERNELS_CPU_RMS_NORM_H_
 
-// The CPU reference kernels. They define normgraph's numerics (see kernels/rms_norm_params.h for
-// the formulas); the CUDA kernels are tested against them.
+// The CPU reference kernels. They define normgraph's numerics (see
+// kernels/rms_norm_params.h for the formulas); the CUDA kernels are tested
+// against them.
 //
-// Determinism: the sum of squares of a row is accumulated in float32 in 32 interleaved lanes
-// (element j goes to lane j % 32, in order), then the lanes are combined by a fixed halving tree
-// (lane i += lane i + 16, then + 8, + 4, + 2, + 1), the shape of a warp reduction. The order
-// depends only on the row length, so every run gives the same bits.
+// Determinism: the sum of squares of a row is accumulated in float32 in 32
+// interleaved lanes (element j goes to lane j % 32, in order), then the lanes
+// are combined by a fixed halving tree (lane i += lane i + 16, then + 8, + 4, +
+// 2, + 1), the shape of a warp reduction. The order depends only on the row
+// length, so every run gives the same bits.
 
 #include <cstdint>
 
@@ -15,24 +17,25 @@
 
 namespace normgraph {
 
-// Runs the whole norm over every row. `p` must be valid (ValidateRmsNormParams).
+// Runs the whole norm over every row. `p` must be valid
+// (ValidateRmsNormParams).
 void RmsNormCpu(const RmsNormParams& p);
 
 // A byte copy.
 void CopyCpu(const CopyParams& p);
 
-// The three stages of one row, exposed so that tests can substitute torch's own per-row factor and
-// silu values and check the elementwise part bit for bit.
+// The three stages of one row, exposed so that tests can substitute torch's own
+// per-row factor and silu values and check the elementwise part bit for bit.
 //
-// Loads row `row`'s normalisation input as float32 into v[0, cols); with a residual, also writes
-// residual <- R_x(x + residual) for that row.
+// Loads row `row`'s normalisation input as float32 into v[0, cols); with a
+// residual, also writes residual <- R_x(x + residual) for that row.
 void LoadNormInput(const RmsNormParams& p, int64_t row, float* v);
 // 1 / sqrt(mean(v * v) + eps), with the fixed reduction order described above.
 float InvRms(const float* v, int64_t cols, float eps);
-// Writes row `row` of the output from the loaded input v and the factor. If `silu` is not null,
-// its cols values replace silu(float(gate)) for the row.
-void ApplyNorm(const RmsNormParams& p, int64_t row, const float* v, float inv_rms,
-               const float* silu);
+// Writes row `row` of the output from the loaded input v and the factor. If
+// `silu` is not null, its cols values replace silu(float(gate)) for the row.
+void ApplyNorm(const RmsNormParams& p, int64_t row, const float* v,
+               float inv_rms, const float* silu);
 // g / (1 + exp(-g)) in float32.
 float Silu(float g);
 

@@ -1,6 +1,6 @@
-// Properties of the CPU reference kernels, checked against a float64 model of each formula. Exact
-// parity with Hugging Face is tested separately, against transformers' own outputs
-// (testdata/hf_golden).
+// Properties of the CPU reference kernels, checked against a float64 model of
+// each formula. Exact parity with Hugging Face is tested separately, against
+// transformers' own outputs (testdata/hf_golden).
 
 #include "kernels/cpu/rms_norm.h"
 
@@ -15,15 +15,22 @@
 namespace normgraph {
 namespace {
 
-// A row-major buffer of one dtype, deliberately placed at an odd byte offset so the kernels see
-// unaligned pointers.
+// A row-major buffer of one dtype, deliberately placed at an odd byte offset so
+// the kernels see unaligned pointers.
 class Buffer {
  public:
-  Buffer(DType dtype, int64_t n) : dtype_(dtype), n_(n), bytes_(n * DTypeSize(dtype) + 1) {}
+  Buffer(DType dtype, int64_t n)
+      : dtype_(dtype), n_(n), bytes_(n * DTypeSize(dtype) + 1) {}
   void* data() { return bytes_.data() + 1; }
-  float Get(int64_t i) const { return LoadAsFloat(bytes_.data() + 1, dtype_, i); }
-  void Set(int64_t i, float v) { StoreFromFloat(bytes_.data() + 1, dtype_, i, v); }
-  void Poison() { std::memset(bytes_.data() + 1, 0xFF, n_ * DTypeSize(dtype_)); }
+  float Get(int64_t i) const {
+    return LoadAsFloat(bytes_.data() + 1, dtype_, i);
+  }
+  void Set(int64_t i, float v) {
+    StoreFromFloat(bytes_.data() + 1, dtype_, i, v);
+  }
+  void Poison() {
+    std::memset(bytes_.data() + 1, 0xFF, n_ * DTypeSize(dtype_));
+  }
   DType dtype() const { return dtype_; }
 
  private:
@@ -32,12 +39,14 @@ class Buffer {
   std::vector<unsigned char> bytes_;
 };
 
-void FillRandom(Buffer& b, int64_t n, std::mt19937& rng, float scale, float offset = 0.0f) {
+void FillRandom(Buffer& b, int64_t n, std::mt19937& rng, float scale,
+                float offset = 0.0f) {
   std::normal_distribution<float> dist(0.0f, 1.0f);
   for (int64_t i = 0; i < n; ++i) b.Set(i, offset + scale * dist(rng));
 }
 
-// Distance in units in the last place of `dtype` between two finite values of that dtype.
+// Distance in units in the last place of `dtype` between two finite values of
+// that dtype.
 int64_t UlpDistance(DType dtype, float a, float b) {
   auto ordered = [dtype](float f) -> int64_t {
     int64_t bits;
@@ -59,14 +68,17 @@ struct Case {
 
 class RmsNormPropertyTest : public ::testing::TestWithParam<Case> {};
 
-// The HF-order output is within one ulp of the output computed with a float64 factor for 16-bit
-// outputs (the factor's float32 error can move a rounding boundary by at most one place); for f32
-// outputs the float32 factor's own few-ulp error shows through, bounded here by 4 ulps.
+// The HF-order output is within one ulp of the output computed with a float64
+// factor for 16-bit outputs (the factor's float32 error can move a rounding
+// boundary by at most one place); for f32 outputs the float32 factor's own
+// few-ulp error shows through, bounded here by 4 ulps.
 TEST_P(RmsNormPropertyTest, HfOrderMatchesFloat64ModelWithinOneUlp) {
   const Case c = GetParam();
   const int64_t rows = 5;
-  std::mt19937 rng(static_cast<unsigned>(c.cols * 31 + static_cast<int>(c.x_dtype)));
-  Buffer x(c.x_dtype, rows * c.cols), w(c.w_dtype, c.cols), out(c.x_dtype, rows * c.cols);
+  std::mt19937 rng(
+      static_cast<unsigned>(c.cols * 31 + static_cast<int>(c.x_dtype)));
+  Buffer x(c.x_dtype, rows * c.cols), w(c.w_dtype, c.cols),
+      out(c.x_dtype, rows * c.cols);
   FillRandom(x, rows * c.cols, rng, 2.0f);
   FillRandom(w, c.cols, rng, 0.3f, 1.0f);
   out.Poison();
@@ -82,30 +94,35 @@ TEST_P(RmsNormPropertyTest, HfOrderMatchesFloat64ModelWithinOneUlp) {
   RmsNormCpu(p);
   for (int64_t i = 0; i < rows; ++i) {
     double sumsq = 0;
-    for (int64_t j = 0; j < c.cols; ++j) sumsq += double(x.Get(i * c.cols + j)) * x.Get(i * c.cols + j);
+    for (int64_t j = 0; j < c.cols; ++j)
+      sumsq += double(x.Get(i * c.cols + j)) * x.Get(i * c.cols + j);
     const double r = 1.0 / std::sqrt(sumsq / c.cols + 1e-6);
     for (int64_t j = 0; j < c.cols; ++j) {
-      const float normed = RoundTo(c.x_dtype, static_cast<float>(x.Get(i * c.cols + j) * r));
+      const float normed =
+          RoundTo(c.x_dtype, static_cast<float>(x.Get(i * c.cols + j) * r));
       const float want = RoundTo(c.x_dtype, w.Get(j) * normed);
       const float got = out.Get(i * c.cols + j);
       ASSERT_FALSE(std::isnan(got)) << "unwritten element " << i << "," << j;
-      ASSERT_LE(UlpDistance(c.x_dtype, got, want), c.x_dtype == DType::kF32 ? 4 : 1)
+      ASSERT_LE(UlpDistance(c.x_dtype, got, want),
+                c.x_dtype == DType::kF32 ? 4 : 1)
           << i << "," << j;
     }
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, RmsNormPropertyTest,
-                         ::testing::Values(Case{DType::kBF16, DType::kBF16, 1},
-                                           Case{DType::kBF16, DType::kBF16, 7},
-                                           Case{DType::kBF16, DType::kBF16, 1000},
-                                           Case{DType::kBF16, DType::kBF16, 2304},
-                                           Case{DType::kF16, DType::kF16, 33},
-                                           Case{DType::kF16, DType::kF16, 4096},
-                                           Case{DType::kF32, DType::kF32, 129},
-                                           Case{DType::kF32, DType::kF32, 3584}));
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, RmsNormPropertyTest,
+    ::testing::Values(Case{DType::kBF16, DType::kBF16, 1},
+                      Case{DType::kBF16, DType::kBF16, 7},
+                      Case{DType::kBF16, DType::kBF16, 1000},
+                      Case{DType::kBF16, DType::kBF16, 2304},
+                      Case{DType::kF16, DType::kF16, 33},
+                      Case{DType::kF16, DType::kF16, 4096},
+                      Case{DType::kF32, DType::kF32, 129},
+                      Case{DType::kF32, DType::kF32, 3584}));
 
-RmsNormParams Contiguous(Buffer& x, Buffer& w, Buffer& out, int64_t rows, int64_t cols) {
+RmsNormParams Contiguous(Buffer& x, Buffer& w, Buffer& out, int64_t rows,
+                         int64_t cols) {
   RmsNormParams p;
   p.x = x.data();
   p.weight = w.data();
@@ -121,8 +138,9 @@ RmsNormParams Contiguous(Buffer& x, Buffer& w, Buffer& out, int64_t rows, int64_
 TEST(RmsNormTest, ResidualIsWrittenBackAsRoundedSum) {
   const int64_t rows = 3, cols = 77;
   std::mt19937 rng(3);
-  Buffer x(DType::kBF16, rows * cols), res(DType::kBF16, rows * cols), w(DType::kBF16, cols),
-      out(DType::kBF16, rows * cols), before(DType::kBF16, rows * cols);
+  Buffer x(DType::kBF16, rows * cols), res(DType::kBF16, rows * cols),
+      w(DType::kBF16, cols), out(DType::kBF16, rows * cols),
+      before(DType::kBF16, rows * cols);
   FillRandom(x, rows * cols, rng, 1.0f);
   FillRandom(res, rows * cols, rng, 4.0f);
   FillRandom(w, cols, rng, 0.2f, 1.0f);
@@ -134,7 +152,8 @@ TEST(RmsNormTest, ResidualIsWrittenBackAsRoundedSum) {
   for (int64_t i = 0; i < rows * cols; ++i) {
     ASSERT_EQ(res.Get(i), RoundTo(DType::kBF16, x.Get(i) + before.Get(i))) << i;
   }
-  // The fused form equals the plain norm of the written-back residual (HF order).
+  // The fused form equals the plain norm of the written-back residual (HF
+  // order).
   Buffer out2(DType::kBF16, rows * cols);
   RmsNormParams plain = Contiguous(res, w, out2, rows, cols);
   RmsNormCpu(plain);
@@ -144,12 +163,14 @@ TEST(RmsNormTest, ResidualIsWrittenBackAsRoundedSum) {
 TEST(RmsNormTest, StridedRowsMatchContiguousRows) {
   const int64_t rows = 4, cols = 45, stride = 64;
   std::mt19937 rng(5);
-  Buffer xs(DType::kF16, rows * stride), x(DType::kF16, rows * cols), w(DType::kF16, cols),
-      outs(DType::kF16, rows * stride), out(DType::kF16, rows * cols);
+  Buffer xs(DType::kF16, rows * stride), x(DType::kF16, rows * cols),
+      w(DType::kF16, cols), outs(DType::kF16, rows * stride),
+      out(DType::kF16, rows * cols);
   FillRandom(xs, rows * stride, rng, 3.0f);
   FillRandom(w, cols, rng, 0.5f, 1.0f);
   for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < cols; ++j) x.Set(i * cols + j, xs.Get(i * stride + j));
+    for (int64_t j = 0; j < cols; ++j)
+      x.Set(i * cols + j, xs.Get(i * stride + j));
   outs.Poison();
   RmsNormParams ps = Contiguous(xs, w, outs, rows, cols);
   ps.x_stride = ps.out_stride = stride;
@@ -158,9 +179,11 @@ TEST(RmsNormTest, StridedRowsMatchContiguousRows) {
   for (int64_t i = 0; i < rows; ++i) {
     for (int64_t j = 0; j < stride; ++j) {
       if (j < cols) {
-        ASSERT_EQ(FloatBits(outs.Get(i * stride + j)), FloatBits(out.Get(i * cols + j)));
+        ASSERT_EQ(FloatBits(outs.Get(i * stride + j)),
+                  FloatBits(out.Get(i * cols + j)));
       } else {
-        ASSERT_TRUE(std::isnan(outs.Get(i * stride + j))) << "wrote past the row";
+        ASSERT_TRUE(std::isnan(outs.Get(i * stride + j)))
+            << "wrote past the row";
       }
     }
   }
@@ -168,7 +191,8 @@ TEST(RmsNormTest, StridedRowsMatchContiguousRows) {
 
 TEST(RmsNormTest, ScaleFormMultipliesByOnePlusWeightInFloat32) {
   const int64_t cols = 19;
-  Buffer x(DType::kBF16, cols), scale(DType::kF32, cols), out(DType::kBF16, cols);
+  Buffer x(DType::kBF16, cols), scale(DType::kF32, cols),
+      out(DType::kBF16, cols);
   std::mt19937 rng(9);
   FillRandom(x, cols, rng, 1.0f);
   FillRandom(scale, cols, rng, 0.1f, 1.0f);
@@ -179,7 +203,8 @@ TEST(RmsNormTest, ScaleFormMultipliesByOnePlusWeightInFloat32) {
   for (int64_t j = 0; j < cols; ++j) v[j] = x.Get(j);
   const float r = InvRms(v.data(), cols, p.eps);
   for (int64_t j = 0; j < cols; ++j) {
-    ASSERT_EQ(out.Get(j), RoundTo(DType::kBF16, (x.Get(j) * r) * scale.Get(j))) << j;
+    ASSERT_EQ(out.Get(j), RoundTo(DType::kBF16, (x.Get(j) * r) * scale.Get(j)))
+        << j;
   }
 }
 
@@ -197,8 +222,8 @@ TEST(RmsNormTest, ZeroRowGivesZeros) {
 TEST(RmsNormTest, EngineOrderDiffersFromHfOrderOnBf16) {
   const int64_t rows = 64, cols = 512;
   std::mt19937 rng(13);
-  Buffer x(DType::kBF16, rows * cols), w(DType::kBF16, cols), hf(DType::kBF16, rows * cols),
-      engine(DType::kBF16, rows * cols);
+  Buffer x(DType::kBF16, rows * cols), w(DType::kBF16, cols),
+      hf(DType::kBF16, rows * cols), engine(DType::kBF16, rows * cols);
   FillRandom(x, rows * cols, rng, 1.0f);
   FillRandom(w, cols, rng, 0.3f, 1.0f);
   RmsNormCpu(Contiguous(x, w, hf, rows, cols));
@@ -217,8 +242,9 @@ TEST(RmsNormTest, EngineOrderDiffersFromHfOrderOnBf16) {
 TEST(RmsNormTest, DeterministicAcrossRuns) {
   const int64_t rows = 16, cols = 2560;
   std::mt19937 rng(17);
-  Buffer x(DType::kBF16, rows * cols), w(DType::kBF16, cols), a(DType::kBF16, rows * cols),
-      b(DType::kBF16, rows * cols), gate(DType::kBF16, rows * cols);
+  Buffer x(DType::kBF16, rows * cols), w(DType::kBF16, cols),
+      a(DType::kBF16, rows * cols), b(DType::kBF16, rows * cols),
+      gate(DType::kBF16, rows * cols);
   FillRandom(x, rows * cols, rng, 1.0f);
   FillRandom(gate, rows * cols, rng, 3.0f);
   FillRandom(w, cols, rng, 0.3f, 1.0f);

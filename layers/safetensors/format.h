@@ -1,11 +1,13 @@
 #ifndef NORMGRAPH_LAYERS_SAFETENSORS_FORMAT_H_
 #define NORMGRAPH_LAYERS_SAFETENSORS_FORMAT_H_
 
-// The safetensors format (https://github.com/huggingface/safetensors), as used by Qwen3.5 and Gemma
-// checkpoints: an 8-byte little-endian header length N, N bytes of JSON
-// `{name: {"dtype": "BF16", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {..}}`
-// (optionally padded with spaces), then the raw little-endian tensor data. Offsets are relative to
-// the start of the data section.
+// The safetensors format (https://github.com/huggingface/safetensors), as used
+// by Qwen3.5 and Gemma checkpoints: an 8-byte little-endian header length N, N
+// bytes of JSON
+// `{name: {"dtype": "BF16", "shape": [..], "data_offsets": [begin, end]},
+// "__metadata__": {..}}` (optionally padded with spaces), then the raw
+// little-endian tensor data. Offsets are relative to the start of the data
+// section.
 
 #include <cstddef>
 #include <optional>
@@ -18,7 +20,8 @@ namespace normgraph::safetensors {
 // The largest header a reader accepts (the reference implementation's limit).
 inline constexpr size_t kMaxHeaderBytes = 100 * 1000 * 1000;
 
-// Bytes per element of a safetensors dtype name ("BF16" -> 2), or nullopt if unknown.
+// Bytes per element of a safetensors dtype name ("BF16" -> 2), or nullopt if
+// unknown.
 std::optional<size_t> ElementSize(absl::string_view dtype_name);
 
 // The normgraph dtype of a safetensors dtype name, if normgraph computes in it.

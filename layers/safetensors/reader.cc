@@ -22,7 +22,8 @@ namespace {
 
 using Json = nlohmann::json;
 
-// JSON nesting deeper than this cannot be a valid header (root -> entry -> shape array).
+// JSON nesting deeper than this cannot be a valid header (root -> entry ->
+// shape array).
 constexpr int kMaxDepth = 4;
 
 absl::Status Corrupt(absl::string_view source, absl::string_view what) {
@@ -31,10 +32,12 @@ absl::Status Corrupt(absl::string_view source, absl::string_view what) {
 
 absl::Status CorruptTensor(absl::string_view source, absl::string_view name,
                            absl::string_view what) {
-  return absl::DataLossError(absl::StrCat("safetensors ", source, ": tensor '", name, "': ", what));
+  return absl::DataLossError(
+      absl::StrCat("safetensors ", source, ": tensor '", name, "': ", what));
 }
 
-// Rejects headers nested deeper than kMaxDepth before the JSON parser sees them.
+// Rejects headers nested deeper than kMaxDepth before the JSON parser sees
+// them.
 bool NestingWithin(absl::string_view text, int max_depth) {
   int depth = 0;
   bool in_string = false;
@@ -57,7 +60,8 @@ bool NestingWithin(absl::string_view text, int max_depth) {
   return true;
 }
 
-// Reads a non-negative integer that fits in uint64 (JSON floats, negatives and strings fail).
+// Reads a non-negative integer that fits in uint64 (JSON floats, negatives and
+// strings fail).
 std::optional<uint64_t> AsUnsigned(const Json& j) {
   if (!j.is_number_unsigned()) return std::nullopt;
   return j.get<uint64_t>();
@@ -68,12 +72,15 @@ struct Parsed {
   std::map<std::string, std::string> metadata;
 };
 
-absl::StatusOr<Parsed> ParseHeader(absl::string_view header, const uint8_t* data, size_t data_len,
+absl::StatusOr<Parsed> ParseHeader(absl::string_view header,
+                                   const uint8_t* data, size_t data_len,
                                    absl::string_view source) {
   if (!NestingWithin(header, kMaxDepth)) {
-    return Corrupt(source, absl::StrCat("header JSON is nested deeper than ", kMaxDepth));
+    return Corrupt(
+        source, absl::StrCat("header JSON is nested deeper than ", kMaxDepth));
   }
-  // nlohmann keeps the last of duplicate keys silently; a callback sees every key as it is parsed.
+  // nlohmann keeps the last of duplicate keys silently; a callback sees every
+  // key as it is parsed.
   std::vector<std::set<std::string>> open_objects;
   std::string duplicate;
   auto on_event = [&](int depth, Json::parse_event_t event, Json& parsed) {
@@ -86,7 +93,8 @@ absl::StatusOr<Parsed> ParseHeader(absl::string_view header, const uint8_t* data
         break;
       case Json::parse_event_t::key:
         if (!open_objects.empty() && parsed.is_string() &&
-            !open_objects.back().insert(parsed.get<std::string>()).second && duplicate.empty()) {
+            !open_objects.back().insert(parsed.get<std::string>()).second &&
+            duplicate.empty()) {
           duplicate = parsed.get<std::string>();
         }
         break;
@@ -95,10 +103,12 @@ absl::StatusOr<Parsed> ParseHeader(absl::string_view header, const uint8_t* data
     }
     return true;
   };
-  Json root = Json::parse(header.begin(), header.end(), on_event, /*allow_exceptions=*/false);
+  Json root = Json::parse(header.begin(), header.end(), on_event,
+                          /*allow_exceptions=*/false);
   if (root.is_discarded()) return Corrupt(source, "header is not valid JSON");
   if (!duplicate.empty()) {
-    return Corrupt(source, absl::StrCat("header has duplicate key '", duplicate, "'"));
+    return Corrupt(source,
+                   absl::StrCat("header has duplicate key '", duplicate, "'"));
   }
   if (!root.is_object()) return Corrupt(source, "header JSON is not an object");
 
@@ -107,20 +117,25 @@ absl::StatusOr<Parsed> ParseHeader(absl::string_view header, const uint8_t* data
     const std::string& name = it.key();
     const Json& value = it.value();
     if (name == "__metadata__") {
-      if (!value.is_object()) return Corrupt(source, "__metadata__ is not an object");
+      if (!value.is_object())
+        return Corrupt(source, "__metadata__ is not an object");
       for (auto m = value.begin(); m != value.end(); ++m) {
         if (!m.value().is_string()) {
-          return Corrupt(source, absl::StrCat("__metadata__ value '", m.key(), "' is not a string"));
+          return Corrupt(source, absl::StrCat("__metadata__ value '", m.key(),
+                                              "' is not a string"));
         }
         out.metadata[m.key()] = m.value().get<std::string>();
       }
       continue;
     }
     if (name.empty()) return Corrupt(source, "a tensor has an empty name");
-    if (!value.is_object()) return CorruptTensor(source, name, "entry is not an object");
+    if (!value.is_object())
+      return CorruptTensor(source, name, "entry is not an object");
     for (auto f = value.begin(); f != value.end(); ++f) {
-      if (f.key() != "dtype" && f.key() != "shape" && f.key() != "data_offsets") {
-        return CorruptTensor(source, name, absl::StrCat("unknown field '", f.key(), "'"));
+      if (f.key() != "dtype" && f.key() != "shape" &&
+          f.key() != "data_offsets") {
+        return CorruptTensor(source, name,
+                             absl::StrCat("unknown field '", f.key(), "'"));
       }
     }
     TensorEntry entry;
@@ -132,7 +147,8 @@ absl::StatusOr<Parsed> ParseHeader(absl::string_view header, const uint8_t* data
     entry.dtype_name = dtype->get<std::string>();
     const std::optional<size_t> element_size = ElementSize(entry.dtype_name);
     if (!element_size) {
-      return CorruptTensor(source, name, absl::StrCat("unknown dtype '", entry.dtype_name, "'"));
+      return CorruptTensor(
+          source, name, absl::StrCat("unknown dtype '", entry.dtype_name, "'"));
     }
     entry.dtype = ToDType(entry.dtype_name);
 
@@ -144,7 +160,9 @@ absl::StatusOr<Parsed> ParseHeader(absl::string_view header, const uint8_t* data
     for (const Json& d : *shape) {
       const std::optional<uint64_t> dim = AsUnsigned(d);
       if (!dim || *dim > static_cast<uint64_t>(INT64_MAX)) {
-        return CorruptTensor(source, name, "shape has a dimension that is not a non-negative int64");
+        return CorruptTensor(
+            source, name,
+            "shape has a dimension that is not a non-negative int64");
       }
       if (*dim != 0 && numel > UINT64_MAX / *dim) {
         return CorruptTensor(source, name, "element count overflows");
@@ -158,24 +176,31 @@ absl::StatusOr<Parsed> ParseHeader(absl::string_view header, const uint8_t* data
     const uint64_t want_bytes = numel * *element_size;
 
     auto offsets = value.find("data_offsets");
-    if (offsets == value.end() || !offsets->is_array() || offsets->size() != 2) {
-      return CorruptTensor(source, name, "data_offsets must be an array [begin, end]");
+    if (offsets == value.end() || !offsets->is_array() ||
+        offsets->size() != 2) {
+      return CorruptTensor(source, name,
+                           "data_offsets must be an array [begin, end]");
     }
     const std::optional<uint64_t> begin = AsUnsigned((*offsets)[0]);
     const std::optional<uint64_t> end = AsUnsigned((*offsets)[1]);
     if (!begin || !end) {
-      return CorruptTensor(source, name, "data_offsets are not non-negative integers");
+      return CorruptTensor(source, name,
+                           "data_offsets are not non-negative integers");
     }
     if (*begin > *end || *end > data_len) {
-      return CorruptTensor(source, name,
-                           absl::StrFormat("data_offsets [%d, %d] outside the %d-byte data section",
-                                           *begin, *end, data_len));
+      return CorruptTensor(
+          source, name,
+          absl::StrFormat(
+              "data_offsets [%d, %d] outside the %d-byte data section", *begin,
+              *end, data_len));
     }
     if (*end - *begin != want_bytes) {
       return CorruptTensor(
           source, name,
-          absl::StrFormat("data_offsets [%d, %d] hold %d bytes, but %s%s needs %d", *begin, *end,
-                          *end - *begin, entry.dtype_name, ShapeToString(entry.shape), want_bytes));
+          absl::StrFormat(
+              "data_offsets [%d, %d] hold %d bytes, but %s%s needs %d", *begin,
+              *end, *end - *begin, entry.dtype_name, ShapeToString(entry.shape),
+              want_bytes));
     }
     entry.data = data + *begin;
     entry.bytes = static_cast<size_t>(want_bytes);
@@ -183,52 +208,64 @@ absl::StatusOr<Parsed> ParseHeader(absl::string_view header, const uint8_t* data
   }
 
   // The tensors must tile the data section exactly: no overlaps, no gaps.
-  std::sort(out.tensors.begin(), out.tensors.end(), [](const TensorEntry& a, const TensorEntry& b) {
-    return a.data != b.data ? a.data < b.data : a.bytes < b.bytes;
-  });
+  std::sort(out.tensors.begin(), out.tensors.end(),
+            [](const TensorEntry& a, const TensorEntry& b) {
+              return a.data != b.data ? a.data < b.data : a.bytes < b.bytes;
+            });
   size_t expected = 0;
   for (const TensorEntry& t : out.tensors) {
     const size_t begin = static_cast<size_t>(t.data - data);
     if (begin < expected) {
-      return CorruptTensor(source, t.name,
-                           absl::StrFormat("data at byte %d overlaps the previous tensor (ends at %d)",
-                                           begin, expected));
+      return CorruptTensor(
+          source, t.name,
+          absl::StrFormat(
+              "data at byte %d overlaps the previous tensor (ends at %d)",
+              begin, expected));
     }
     if (begin > expected) {
-      return CorruptTensor(source, t.name,
-                           absl::StrFormat("gap in the data section: bytes [%d, %d) belong to no "
-                                           "tensor",
-                                           expected, begin));
+      return CorruptTensor(
+          source, t.name,
+          absl::StrFormat(
+              "gap in the data section: bytes [%d, %d) belong to no "
+              "tensor",
+              expected, begin));
     }
     expected = begin + t.bytes;
   }
   if (expected != data_len) {
-    return Corrupt(source, absl::StrFormat("data section is %d bytes but the tensors cover %d",
-                                           data_len, expected));
+    return Corrupt(
+        source,
+        absl::StrFormat("data section is %d bytes but the tensors cover %d",
+                        data_len, expected));
   }
   return out;
 }
 
 }  // namespace
 
-absl::StatusOr<SafetensorsFile> SafetensorsFile::Parse(absl::Span<const uint8_t> bytes,
-                                                       std::shared_ptr<const void> keep_alive,
-                                                       std::string source) {
+absl::StatusOr<SafetensorsFile> SafetensorsFile::Parse(
+    absl::Span<const uint8_t> bytes, std::shared_ptr<const void> keep_alive,
+    std::string source) {
   if (bytes.size() < 8) {
-    return Corrupt(source, absl::StrFormat("file is %d bytes, shorter than the 8-byte header length",
-                                           bytes.size()));
+    return Corrupt(
+        source, absl::StrFormat(
+                    "file is %d bytes, shorter than the 8-byte header length",
+                    bytes.size()));
   }
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
   if (header_len > kMaxHeaderBytes) {
-    return Corrupt(source, absl::StrFormat("header length %d exceeds the %d-byte limit", header_len,
-                                           kMaxHeaderBytes));
+    return Corrupt(source,
+                   absl::StrFormat("header length %d exceeds the %d-byte limit",
+                                   header_len, kMaxHeaderBytes));
   }
   if (header_len > bytes.size() - 8) {
-    return Corrupt(source, absl::StrFormat("header length %d exceeds the %d bytes after it",
-                                           header_len, bytes.size() - 8));
+    return Corrupt(source, absl::StrFormat(
+                               "header length %d exceeds the %d bytes after it",
+                               header_len, bytes.size() - 8));
   }
-  const absl::string_view header(reinterpret_cast<const char*>(bytes.data() + 8), header_len);
+  const absl::string_view header(
+      reinterpret_cast<const char*>(bytes.data() + 8), header_len);
   const uint8_t* data = bytes.data() + 8 + header_len;
   const size_t data_len = bytes.size() - 8 - header_len;
   absl::StatusOr<Parsed> parsed = ParseHeader(header, data, data_len, source);
@@ -239,45 +276,50 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Parse(absl::Span<const uint8_t>
   file.source_ = std::move(source);
   file.tensors_ = std::move(parsed->tensors);
   file.metadata_ = std::move(parsed->metadata);
-  for (size_t i = 0; i < file.tensors_.size(); ++i) file.index_[file.tensors_[i].name] = i;
+  for (size_t i = 0; i < file.tensors_.size(); ++i)
+    file.index_[file.tensors_[i].name] = i;
   return file;
 }
 
-absl::StatusOr<SafetensorsFile> SafetensorsFile::FromBytes(std::shared_ptr<const std::string> bytes,
-                                                           absl::string_view source) {
-  if (bytes == nullptr) return absl::InvalidArgumentError("safetensors: null bytes");
-  absl::Span<const uint8_t> span(reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size());
+absl::StatusOr<SafetensorsFile> SafetensorsFile::FromBytes(
+    std::shared_ptr<const std::string> bytes, absl::string_view source) {
+  if (bytes == nullptr)
+    return absl::InvalidArgumentError("safetensors: null bytes");
+  absl::Span<const uint8_t> span(
+      reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size());
   return Parse(span, std::move(bytes), std::string(source));
 }
 
 absl::StatusOr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    return absl::NotFoundError(
-        absl::StrCat("safetensors ", path, ": cannot open: ", std::strerror(errno)));
+    return absl::NotFoundError(absl::StrCat(
+        "safetensors ", path, ": cannot open: ", std::strerror(errno)));
   }
   struct stat st;
   if (::fstat(fd, &st) != 0) {
     const int err = errno;
     ::close(fd);
-    return absl::InternalError(absl::StrCat("safetensors ", path, ": fstat: ", std::strerror(err)));
+    return absl::InternalError(
+        absl::StrCat("safetensors ", path, ": fstat: ", std::strerror(err)));
   }
   const size_t size = static_cast<size_t>(st.st_size);
   if (size < 8) {
     ::close(fd);
-    return Corrupt(path, absl::StrFormat("file is %d bytes, shorter than the 8-byte header length",
-                                         size));
+    return Corrupt(
+        path,
+        absl::StrFormat(
+            "file is %d bytes, shorter than the 8-byte header length", size));
   }
   void* mapped = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   const int map_errno = errno;
   ::close(fd);
   if (mapped == MAP_FAILED) {
-    return absl::InternalError(
-        absl::StrCat("safetensors ", path, ": mmap: ", std::strerror(map_errno)));
+    return absl::InternalError(absl::StrCat(
+        "safetensors ", path, ": mmap: ", std::strerror(map_errno)));
   }
-  std::shared_ptr<const void> mapping(mapped, [size](const void* p) {
-    ::munmap(const_cast<void*>(p), size);
-  });
+  std::shared_ptr<const void> mapping(
+      mapped, [size](const void* p) { ::munmap(const_cast<void*>(p), size); });
   absl::Span<const uint8_t> span(static_cast<const uint8_t*>(mapped), size);
   return Parse(span, std::move(mapping), path);
 }

@@ -18,17 +18,20 @@ namespace {
 using ::testing::HasSubstr;
 
 // A file from a literal header and a data section.
-std::shared_ptr<const std::string> Build(const std::string& header, const std::string& data) {
+std::shared_ptr<const std::string> Build(const std::string& header,
+                                         const std::string& data) {
   auto out = std::make_shared<std::string>();
   const uint64_t n = header.size();
-  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((n >> (8 * i)) & 0xFF));
+  for (int i = 0; i < 8; ++i)
+    out->push_back(static_cast<char>((n >> (8 * i)) & 0xFF));
   *out += header;
   *out += data;
   return out;
 }
 
 absl::Status ParseError(const std::string& header, const std::string& data) {
-  return SafetensorsFile::FromBytes(Build(header, data), "test.safetensors").status();
+  return SafetensorsFile::FromBytes(Build(header, data), "test.safetensors")
+      .status();
 }
 
 TEST(SafetensorsTest, RoundTripThroughWriterAndReader) {
@@ -37,10 +40,11 @@ TEST(SafetensorsTest, RoundTripThroughWriterAndReader) {
   Tensor c = *Tensor::Empty(CpuAllocator(), {0}, DType::kF16);
   ASSERT_TRUE(FillNormal(a, 1, 0, 1).ok());
   ASSERT_TRUE(FillNormal(b, 2, 0, 1).ok());
-  absl::StatusOr<std::string> bytes = Serialize(
-      {{"model.layers.0.input_layernorm.weight", ViewOf(a)}, {"model.norm.weight", ViewOf(b)},
-       {"empty", ViewOf(c)}},
-      {{"format", "pt"}});
+  absl::StatusOr<std::string> bytes =
+      Serialize({{"model.layers.0.input_layernorm.weight", ViewOf(a)},
+                 {"model.norm.weight", ViewOf(b)},
+                 {"empty", ViewOf(c)}},
+                {{"format", "pt"}});
   ASSERT_TRUE(bytes.ok()) << bytes.status();
   // Header padded so the data section starts 8-byte aligned.
   uint64_t header_len = 0;
@@ -68,7 +72,8 @@ TEST(SafetensorsTest, RoundTripThroughWriterAndReader) {
 TEST(SafetensorsTest, OpenMemoryMapsAFile) {
   Tensor a = *Tensor::Empty(CpuAllocator(), {4}, DType::kF16);
   ASSERT_TRUE(FillNormal(a, 3, 0, 1).ok());
-  const std::string path = absl::StrCat(testing::TempDir(), "/open_test.safetensors");
+  const std::string path =
+      absl::StrCat(testing::TempDir(), "/open_test.safetensors");
   ASSERT_TRUE(WriteFile(path, {{"w", ViewOf(a)}}).ok());
   absl::StatusOr<SafetensorsFile> file = SafetensorsFile::Open(path);
   ASSERT_TRUE(file.ok()) << file.status();
@@ -83,25 +88,31 @@ TEST(SafetensorsTest, OpenMemoryMapsAFile) {
 
 TEST(SafetensorsTest, RejectsShortFiles) {
   for (size_t n = 0; n < 8; ++n) {
-    absl::Status s =
-        SafetensorsFile::FromBytes(std::make_shared<std::string>(n, '\0'), "short").status();
+    absl::Status s = SafetensorsFile::FromBytes(
+                         std::make_shared<std::string>(n, '\0'), "short")
+                         .status();
     EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
-    EXPECT_THAT(s.message(), HasSubstr("shorter than the 8-byte header length"));
+    EXPECT_THAT(s.message(),
+                HasSubstr("shorter than the 8-byte header length"));
   }
 }
 
 TEST(SafetensorsTest, RejectsHeaderLengthPastTheEnd) {
   auto bytes = Build("{}", "");
-  (*std::const_pointer_cast<std::string>(bytes))[0] = 3;  // claims 3 bytes, 2 follow
+  (*std::const_pointer_cast<std::string>(bytes))[0] =
+      3;  // claims 3 bytes, 2 follow
   absl::Status s = SafetensorsFile::FromBytes(bytes, "x").status();
-  EXPECT_THAT(s.message(), HasSubstr("header length 3 exceeds the 2 bytes after it"));
+  EXPECT_THAT(s.message(),
+              HasSubstr("header length 3 exceeds the 2 bytes after it"));
   std::string huge(8, '\xFF');
-  s = SafetensorsFile::FromBytes(std::make_shared<std::string>(huge), "x").status();
+  s = SafetensorsFile::FromBytes(std::make_shared<std::string>(huge), "x")
+          .status();
   EXPECT_THAT(s.message(), HasSubstr("exceeds the 100000000-byte limit"));
 }
 
 TEST(SafetensorsTest, RejectsEveryMalformedHeaderWithANamedError) {
-  const std::string ok_entry = R"({"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
+  const std::string ok_entry =
+      R"({"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
   const std::string data8(8, '\0');
   struct Bad {
     std::string header;
@@ -111,36 +122,45 @@ TEST(SafetensorsTest, RejectsEveryMalformedHeaderWithANamedError) {
   const Bad cases[] = {
       {"{not json", data8, "not valid JSON"},
       {"[1,2]", "", "not an object"},
-      {"{\"a\":" + ok_entry + ",\"a\":" + ok_entry + "}", data8, "duplicate key 'a'"},
-      {R"({"a":{"dtype":"F32","dtype":"F16","shape":[2],"data_offsets":[0,8]}})", data8,
-       "duplicate key 'dtype'"},
+      {"{\"a\":" + ok_entry + ",\"a\":" + ok_entry + "}", data8,
+       "duplicate key 'a'"},
+      {R"({"a":{"dtype":"F32","dtype":"F16","shape":[2],"data_offsets":[0,8]}})",
+       data8, "duplicate key 'dtype'"},
       {R"({"a":[[[[[1]]]]]})", "", "nested deeper"},
       {R"({"a":5})", "", "tensor 'a': entry is not an object"},
-      {R"({"a":{"shape":[2],"data_offsets":[0,8]}})", data8, "tensor 'a': missing or non-string dtype"},
-      {R"({"a":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}})", data8, "unknown dtype 'Q4'"},
-      {R"({"a":{"dtype":"F32","shape":2,"data_offsets":[0,8]}})", data8, "non-array shape"},
+      {R"({"a":{"shape":[2],"data_offsets":[0,8]}})", data8,
+       "tensor 'a': missing or non-string dtype"},
+      {R"({"a":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}})", data8,
+       "unknown dtype 'Q4'"},
+      {R"({"a":{"dtype":"F32","shape":2,"data_offsets":[0,8]}})", data8,
+       "non-array shape"},
       {R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", data8,
        "not a non-negative int64"},
       {R"({"a":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}})", data8,
        "not a non-negative int64"},
-      {R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", data8,
-       "overflows"},
-      {R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", data8, "[begin, end]"},
-      {R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", data8, "outside"},
+      {R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})",
+       data8, "overflows"},
+      {R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", data8,
+       "[begin, end]"},
+      {R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", data8,
+       "outside"},
       {R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", data8,
        "outside the 8-byte data section"},
       {R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data8,
        "hold 8 bytes, but F32[3] needs 12"},
-      {R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"extra":1}})", data8,
-       "unknown field 'extra'"},
+      {R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"extra":1}})",
+       data8, "unknown field 'extra'"},
       {R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[2,6]}})",
        data8, "overlaps"},
-      {R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", data8, "gap in the data section"},
+      {R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", data8,
+       "gap in the data section"},
       {R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", data8,
        "data section is 8 bytes but the tensors cover 4"},
-      {R"({"__metadata__":{"k":1}})", "", "__metadata__ value 'k' is not a string"},
+      {R"({"__metadata__":{"k":1}})", "",
+       "__metadata__ value 'k' is not a string"},
       {R"({"__metadata__":[]})", "", "__metadata__ is not an object"},
-      {R"({"":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", data8, "empty name"},
+      {R"({"":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", data8,
+       "empty name"},
   };
   for (const Bad& bad : cases) {
     absl::Status s = ParseError(bad.header, bad.data);
@@ -152,7 +172,8 @@ TEST(SafetensorsTest, RejectsEveryMalformedHeaderWithANamedError) {
 
 TEST(SafetensorsTest, AcceptsPaddedHeaderAndNonFloatDtypes) {
   absl::StatusOr<SafetensorsFile> file = SafetensorsFile::FromBytes(
-      Build(R"({"ids":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}     )", std::string(8, 'x')));
+      Build(R"({"ids":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}     )",
+            std::string(8, 'x')));
   ASSERT_TRUE(file.ok()) << file.status();
   EXPECT_FALSE(file->Find("ids")->dtype.has_value());
   EXPECT_EQ(file->Find("ids")->dtype_name, "I64");
@@ -164,18 +185,21 @@ TEST(SafetensorsTest, WriterRejectsDuplicateNames) {
   EXPECT_FALSE(Serialize({{"__metadata__", ViewOf(a)}}).ok());
 }
 
-// Every prefix of a valid file is rejected cleanly (ASan checks nothing reads past the buffer).
+// Every prefix of a valid file is rejected cleanly (ASan checks nothing reads
+// past the buffer).
 TEST(SafetensorsTest, EveryTruncationIsACleanError) {
   Tensor a = *Tensor::Empty(CpuAllocator(), {6}, DType::kBF16);
   ASSERT_TRUE(FillNormal(a, 4, 0, 1).ok());
   const std::string full = *Serialize({{"a", ViewOf(a)}, {"b", ViewOf(a)}});
   for (size_t n = 0; n < full.size(); ++n) {
-    // Copy into an exactly-sized heap buffer so ASan catches any read past its end.
+    // Copy into an exactly-sized heap buffer so ASan catches any read past its
+    // end.
     auto prefix = std::make_shared<std::string>(full.substr(0, n));
     prefix->shrink_to_fit();
     EXPECT_FALSE(SafetensorsFile::FromBytes(prefix).ok()) << n;
   }
-  EXPECT_TRUE(SafetensorsFile::FromBytes(std::make_shared<std::string>(full)).ok());
+  EXPECT_TRUE(
+      SafetensorsFile::FromBytes(std::make_shared<std::string>(full)).ok());
 }
 
 }  // namespace

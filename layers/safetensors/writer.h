@@ -1,9 +1,10 @@
 #ifndef NORMGRAPH_LAYERS_SAFETENSORS_WRITER_H_
 #define NORMGRAPH_LAYERS_SAFETENSORS_WRITER_H_
 
-// A safetensors writer, for tests, demos and synthetic checkpoints. Tensors are written in the
-// order given, contiguously; the header is padded with spaces to a multiple of 8 bytes so the data
-// section starts aligned, as the reference implementation does.
+// A safetensors writer, for tests, demos and synthetic checkpoints. Tensors are
+// written in the order given, contiguously; the header is padded with spaces to
+// a multiple of 8 bytes so the data section starts aligned, as the reference
+// implementation does.
 
 #include <map>
 #include <string>
@@ -22,11 +23,13 @@ struct NamedView {
 };
 
 // The bytes of a safetensors file holding `tensors` and `metadata`.
-absl::StatusOr<std::string> Serialize(absl::Span<const NamedView> tensors,
-                                      const std::map<std::string, std::string>& metadata = {});
+absl::StatusOr<std::string> Serialize(
+    absl::Span<const NamedView> tensors,
+    const std::map<std::string, std::string>& metadata = {});
 
 // Serialize() written to `path` (replaced atomically through a temporary file).
-absl::Status WriteFile(const std::string& path, absl::Span<const NamedView> tensors,
+absl::Status WriteFile(const std::string& path,
+                       absl::Span<const NamedView> tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace normgraph::safetensors

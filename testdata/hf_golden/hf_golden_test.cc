@@ -1,17 +1,24 @@
-// Parity with Hugging Face transformers, against the modules' own outputs (see README.md here).
+// Parity with Hugging Face transformers, against the modules' own outputs (see
+// README.md here).
 //
-// torch and normgraph sum a row's squares in different float32 orders, so a whole-output check can
-// differ by an ulp on rare elements. The check is therefore split:
-//   (a) given torch's per-row factor (and torch's silu(gate)), our elementwise part (casts, weight
-//       multiply, 1 + w, gate, residual add) reproduces HF's output bit for bit, every element;
-//   (b) our own per-row factor is within kMaxFactorUlps float32 ulps of torch's;
-//   (c) end to end, the share of bit-identical elements and the worst difference are reported, and
-//       bounded. A 16-bit output is almost always identical; where the factors differ, the Llama
-//       order's two roundings (R(w * R(x r))) can turn a one-ulp change of R(x r) into two ulps of
-//       the output when w > 1, so the bound is 2 ulps and at least 99.9% must be identical. A
-//       float32 output carries the factor's few-ulp difference straight through (no rounding to
-//       hide it in), so it is bounded by kMaxF32OutputUlps.
-// The same inputs also show that the single-rounding engine order really differs from HF's.
+// torch and normgraph sum a row's squares in different float32 orders, so a
+// whole-output check can differ by an ulp on rare elements. The check is
+// therefore split:
+//   (a) given torch's per-row factor (and torch's silu(gate)), our elementwise
+//   part (casts, weight
+//       multiply, 1 + w, gate, residual add) reproduces HF's output bit for
+//       bit, every element;
+//   (b) our own per-row factor is within kMaxFactorUlps float32 ulps of
+//   torch's; (c) end to end, the share of bit-identical elements and the worst
+//   difference are reported, and
+//       bounded. A 16-bit output is almost always identical; where the factors
+//       differ, the Llama order's two roundings (R(w * R(x r))) can turn a
+//       one-ulp change of R(x r) into two ulps of the output when w > 1, so the
+//       bound is 2 ulps and at least 99.9% must be identical. A float32 output
+//       carries the factor's few-ulp difference straight through (no rounding
+//       to hide it in), so it is bounded by kMaxF32OutputUlps.
+// The same inputs also show that the single-rounding engine order really
+// differs from HF's.
 
 #include <cmath>
 #include <cstring>
@@ -35,8 +42,9 @@ namespace {
 using safetensors::SafetensorsFile;
 using safetensors::TensorEntry;
 
-// torch (CUDA, rsqrtf and a tree reduction) and our reference (1/sqrtf, 32-lane reduction) agree on
-// the per-row factor to within this many float32 ulps on every row of the golden data.
+// torch (CUDA, rsqrtf and a tree reduction) and our reference (1/sqrtf, 32-lane
+// reduction) agree on the per-row factor to within this many float32 ulps on
+// every row of the golden data.
 constexpr int64_t kMaxFactorUlps = 4;
 constexpr int64_t kMax16BitOutputUlps = 2;
 constexpr int64_t kMaxF32OutputUlps = 8;
@@ -46,7 +54,8 @@ int64_t OrderedBits(DType dtype, float f) {
     const int64_t bits = FloatBits(f);
     return bits & 0x80000000 ? -(bits & 0x7FFFFFFF) : bits;
   }
-  const int64_t bits = dtype == DType::kBF16 ? FloatToBf16Bits(f) : FloatToF16Bits(f);
+  const int64_t bits =
+      dtype == DType::kBF16 ? FloatToBf16Bits(f) : FloatToF16Bits(f);
   return bits & 0x8000 ? -(bits & 0x7FFF) : bits;
 }
 
@@ -55,8 +64,8 @@ int64_t UlpDistance(DType dtype, float a, float b) {
 }
 
 struct Variant {
-  std::string out;       // golden output name, after "out."
-  std::string weight;    // "w_rms", "w_zc", "ones", "zeros"
+  std::string out;     // golden output name, after "out."
+  std::string weight;  // "w_rms", "w_zc", "ones", "zeros"
   NormWeight kind;
   bool residual;
   bool gated;
@@ -88,14 +97,16 @@ struct Problem {
 class HfGoldenTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    absl::StatusOr<SafetensorsFile> file =
-        SafetensorsFile::Open(absl::StrCat("testdata/hf_golden/", GetParam(), ".safetensors"));
+    absl::StatusOr<SafetensorsFile> file = SafetensorsFile::Open(
+        absl::StrCat("testdata/hf_golden/", GetParam(), ".safetensors"));
     ASSERT_TRUE(file.ok()) << file.status();
     file_ = std::make_unique<SafetensorsFile>(*std::move(file));
-    for (absl::string_view h : absl::StrSplit(file_->metadata().at("hidden_sizes"), ',')) {
+    for (absl::string_view h :
+         absl::StrSplit(file_->metadata().at("hidden_sizes"), ',')) {
       int64_t hidden = 0, rows = 0;
       ASSERT_TRUE(absl::SimpleAtoi(h, &hidden));
-      ASSERT_TRUE(absl::SimpleAtoi(file_->metadata().at(absl::StrCat("h", h, ".rows")), &rows));
+      ASSERT_TRUE(absl::SimpleAtoi(
+          file_->metadata().at(absl::StrCat("h", h, ".rows")), &rows));
       shapes_.push_back({hidden, rows});
     }
     ASSERT_EQ(shapes_.size(), 8u);
@@ -108,25 +119,31 @@ class HfGoldenTest : public ::testing::TestWithParam<std::string> {
     return e != nullptr ? *e : kEmpty;
   }
 
-  Problem Make(const Variant& v, int64_t hidden, int64_t rows, RoundingOrder order) {
+  Problem Make(const Variant& v, int64_t hidden, int64_t rows,
+               RoundingOrder order) {
     Problem pr;
     const TensorEntry& x = Get(hidden, "x");
-    const TensorEntry& w = Get(hidden, v.weight == "zeros" || v.weight == "ones" ? "w_rms" : v.weight);
+    const TensorEntry& w = Get(
+        hidden, v.weight == "zeros" || v.weight == "ones" ? "w_rms" : v.weight);
     const DType act = *x.dtype, wdt = *w.dtype;
     pr.golden_out = &Get(hidden, absl::StrCat("out.", v.out));
     pr.inv_rms = &Get(hidden, v.residual ? "inv_rms_sum" : "inv_rms");
     pr.silu = v.gated ? &Get(hidden, "silu_gate") : nullptr;
     RmsNormParams& p = pr.params;
     p.rows = rows;
-    p.cols = p.x_stride = p.out_stride = p.gate_stride = p.residual_stride = hidden;
+    p.cols = p.x_stride = p.out_stride = p.gate_stride = p.residual_stride =
+        hidden;
     p.x = x.data;
     p.x_dtype = act;
     p.out_dtype = *pr.golden_out->dtype;
     p.order = order;
     p.weight_kind = v.kind;
-    // The weight as the module holds it: w itself, or the derived float32 scale 1 + float(w).
+    // The weight as the module holds it: w itself, or the derived float32 scale
+    // 1 + float(w).
     for (int64_t j = 0; j < hidden; ++j) {
-      float wj = v.weight == "ones" ? 1.0f : v.weight == "zeros" ? 0.0f : LoadAsFloat(w.data, wdt, j);
+      float wj = v.weight == "ones"    ? 1.0f
+                 : v.weight == "zeros" ? 0.0f
+                                       : LoadAsFloat(w.data, wdt, j);
       const DType held = v.kind == NormWeight::kScale ? DType::kF32 : wdt;
       if (v.kind == NormWeight::kScale) wj = 1.0f + wj;
       pr.weight.resize((j + 1) * DTypeSize(held));
@@ -151,7 +168,8 @@ class HfGoldenTest : public ::testing::TestWithParam<std::string> {
   std::vector<std::pair<int64_t, int64_t>> shapes_;  // (hidden, rows)
 };
 
-// (a): our elementwise part, fed torch's factor and silu, is bit-identical to HF for every element.
+// (a): our elementwise part, fed torch's factor and silu, is bit-identical to
+// HF for every element.
 TEST_P(HfGoldenTest, ElementwiseIsBitExactGivenTorchFactor) {
   int64_t checked = 0;
   for (const auto& [hidden, rows] : shapes_) {
@@ -162,11 +180,15 @@ TEST_P(HfGoldenTest, ElementwiseIsBitExactGivenTorchFactor) {
         LoadNormInput(pr.params, row, in.data());
         const float factor = LoadAsFloat(pr.inv_rms->data, DType::kF32, row);
         const float* silu =
-            pr.silu ? reinterpret_cast<const float*>(pr.silu->data) + row * hidden : nullptr;
+            pr.silu
+                ? reinterpret_cast<const float*>(pr.silu->data) + row * hidden
+                : nullptr;
         std::vector<float> silu_row;
-        if (silu != nullptr) {  // the golden data may be unaligned: copy the row out
+        if (silu !=
+            nullptr) {  // the golden data may be unaligned: copy the row out
           silu_row.resize(hidden);
-          std::memcpy(silu_row.data(), pr.silu->data + row * hidden * 4, hidden * 4);
+          std::memcpy(silu_row.data(), pr.silu->data + row * hidden * 4,
+                      hidden * 4);
           silu = silu_row.data();
         }
         ApplyNorm(pr.params, row, in.data(), factor, silu);
@@ -174,20 +196,26 @@ TEST_P(HfGoldenTest, ElementwiseIsBitExactGivenTorchFactor) {
       ASSERT_EQ(pr.out.size(), pr.golden_out->bytes);
       const DType od = pr.params.out_dtype;
       for (int64_t i = 0; i < rows * hidden; ++i) {
-        ASSERT_EQ(std::memcmp(pr.out.data() + i * DTypeSize(od), pr.golden_out->data + i * DTypeSize(od),
-                              DTypeSize(od)),
-                  0)
-            << "h" << hidden << " out." << v.out << " element " << i << ": ours "
-            << LoadAsFloat(pr.out.data(), od, i) << ", HF " << LoadAsFloat(pr.golden_out->data, od, i);
+        ASSERT_EQ(
+            std::memcmp(pr.out.data() + i * DTypeSize(od),
+                        pr.golden_out->data + i * DTypeSize(od), DTypeSize(od)),
+            0)
+            << "h" << hidden << " out." << v.out << " element " << i
+            << ": ours " << LoadAsFloat(pr.out.data(), od, i) << ", HF "
+            << LoadAsFloat(pr.golden_out->data, od, i);
       }
       if (v.residual) {
-        ASSERT_EQ(std::memcmp(pr.residual.data(), pr.golden_sum->data, pr.golden_sum->bytes), 0)
-            << "h" << hidden << ": residual written back differs from HF's x + residual";
+        ASSERT_EQ(std::memcmp(pr.residual.data(), pr.golden_sum->data,
+                              pr.golden_sum->bytes),
+                  0)
+            << "h" << hidden
+            << ": residual written back differs from HF's x + residual";
       }
       checked += rows * hidden;
     }
   }
-  std::cout << GetParam() << ": " << checked << " elements bit-identical to HF given torch's factor\n";
+  std::cout << GetParam() << ": " << checked
+            << " elements bit-identical to HF given torch's factor\n";
 }
 
 // (b): our per-row factor against torch's.
@@ -195,7 +223,8 @@ TEST_P(HfGoldenTest, OwnFactorIsWithinFewUlpsOfTorch) {
   int64_t worst = 0, rows_total = 0, identical = 0;
   for (const auto& [hidden, rows] : shapes_) {
     for (bool residual : {false, true}) {
-      Problem pr = Make(kVariants[residual ? 3 : 0], hidden, rows, RoundingOrder::kHuggingFace);
+      Problem pr = Make(kVariants[residual ? 3 : 0], hidden, rows,
+                        RoundingOrder::kHuggingFace);
       std::vector<float> in(hidden);
       for (int64_t row = 0; row < rows; ++row) {
         LoadNormInput(pr.params, row, in.data());
@@ -209,12 +238,13 @@ TEST_P(HfGoldenTest, OwnFactorIsWithinFewUlpsOfTorch) {
       }
     }
   }
-  std::cout << absl::StrFormat("%s: per-row factor: %d/%d rows identical to torch, worst %d ulp\n",
-                               GetParam(), identical, rows_total, worst);
+  std::cout << absl::StrFormat(
+      "%s: per-row factor: %d/%d rows identical to torch, worst %d ulp\n",
+      GetParam(), identical, rows_total, worst);
 }
 
-// (c): end to end with our own factor: report the share of bit-identical elements and the worst
-// difference.
+// (c): end to end with our own factor: report the share of bit-identical
+// elements and the worst difference.
 TEST_P(HfGoldenTest, EndToEndReport) {
   int64_t total = 0, identical = 0, worst = 0;
   for (const auto& [hidden, rows] : shapes_) {
@@ -230,31 +260,37 @@ TEST_P(HfGoldenTest, EndToEndReport) {
         worst = std::max(worst, d);
         identical += d == 0;
         ++total;
-        ASSERT_LE(d, od == DType::kF32 ? kMaxF32OutputUlps : kMax16BitOutputUlps)
-            << "h" << hidden << " out." << v.out << " element " << i << ": ours " << ours
-            << ", HF " << hf;
+        ASSERT_LE(d,
+                  od == DType::kF32 ? kMaxF32OutputUlps : kMax16BitOutputUlps)
+            << "h" << hidden << " out." << v.out << " element " << i
+            << ": ours " << ours << ", HF " << hf;
         if (d > 1 && od != DType::kF32) {
-          std::cout << absl::StrFormat("  %d ulp: h%d out.%s element %d: ours %g, HF %g\n", d, hidden,
-                                       v.out, i, ours, hf);
+          std::cout << absl::StrFormat(
+              "  %d ulp: h%d out.%s element %d: ours %g, HF %g\n", d, hidden,
+              v.out, i, ours, hf);
         }
       }
     }
   }
   std::cout << absl::StrFormat(
-      "%s: end to end: %d/%d elements (%.4f%%) bit-identical to HF, worst %d ulp\n", GetParam(),
-      identical, total, 100.0 * identical / total, worst);
+      "%s: end to end: %d/%d elements (%.4f%%) bit-identical to HF, worst %d "
+      "ulp\n",
+      GetParam(), identical, total, 100.0 * identical / total, worst);
   if (GetParam() != "golden_f32_wf32") EXPECT_GE(identical * 1000, total * 999);
 }
 
-// The single-rounding engine order gives different bits from HF on the same 16-bit inputs, for
-// every variant where the two orders differ (Llama order, gated, fused residual add).
-// (Not for f32 activations: there neither order rounds before the end.)
+// The single-rounding engine order gives different bits from HF on the same
+// 16-bit inputs, for every variant where the two orders differ (Llama order,
+// gated, fused residual add). (Not for f32 activations: there neither order
+// rounds before the end.)
 class HfGoldenEngineOrderTest : public HfGoldenTest {};
 
 TEST_P(HfGoldenEngineOrderTest, EngineOrderDiffersFromHf) {
   for (const Variant& v : kVariants) {
-    if (v.kind == NormWeight::kScale && !v.residual) continue;  // one rounding in both orders
-    if (v.out.find("init") != std::string::npos) continue;     // w = 1: nothing to reorder
+    if (v.kind == NormWeight::kScale && !v.residual)
+      continue;  // one rounding in both orders
+    if (v.out.find("init") != std::string::npos)
+      continue;  // w = 1: nothing to reorder
     if (v.residual && GetParam() == "golden_bf16_wf32") continue;
     int64_t differ = 0, total = 0;
     for (const auto& [hidden, rows] : shapes_) {
@@ -265,21 +301,25 @@ TEST_P(HfGoldenEngineOrderTest, EngineOrderDiffersFromHf) {
       RmsNormCpu(engine.params);
       const DType od = hf.params.out_dtype;
       for (int64_t i = 0; i < rows * hidden; ++i) {
-        differ += LoadAsFloat(hf.out.data(), od, i) != LoadAsFloat(engine.out.data(), od, i);
+        differ += LoadAsFloat(hf.out.data(), od, i) !=
+                  LoadAsFloat(engine.out.data(), od, i);
         ++total;
       }
     }
-    std::cout << absl::StrFormat("%s: out.%s: engine order moves %.1f%% of outputs\n", GetParam(),
-                                 v.out, 100.0 * differ / total);
+    std::cout << absl::StrFormat(
+        "%s: out.%s: engine order moves %.1f%% of outputs\n", GetParam(), v.out,
+        100.0 * differ / total);
     EXPECT_GT(differ, total / 100) << v.out;
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Files, HfGoldenTest,
-                         ::testing::Values("golden_bf16_wbf16", "golden_f16_wf16", "golden_f32_wf32",
+                         ::testing::Values("golden_bf16_wbf16",
+                                           "golden_f16_wf16", "golden_f32_wf32",
                                            "golden_bf16_wf32"));
 INSTANTIATE_TEST_SUITE_P(Files16Bit, HfGoldenEngineOrderTest,
-                         ::testing::Values("golden_bf16_wbf16", "golden_f16_wf16",
+                         ::testing::Values("golden_bf16_wbf16",
+                                           "golden_f16_wf16",
                                            "golden_bf16_wf32"));
 
 }  // namespace

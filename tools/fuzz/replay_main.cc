@@ -1,6 +1,7 @@
-// A main() for fuzz targets built without libFuzzer (g++, the default build): runs
-// LLVMFuzzerTestOneInput once per file given on the command line (directories are walked). This is
-// how every checked-in corpus runs as a regression test under `bazel test //...`.
+// A main() for fuzz targets built without libFuzzer (g++, the default build):
+// runs LLVMFuzzerTestOneInput once per file given on the command line
+// (directories are walked). This is how every checked-in corpus runs as a
+// regression test under `bazel test //...`.
 
 #include <dirent.h>
 #include <sys/stat.h>
@@ -14,7 +15,8 @@
 #include <vector>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
-extern "C" __attribute__((weak)) int LLVMFuzzerInitialize(int* argc, char*** argv);
+extern "C" __attribute__((weak)) int LLVMFuzzerInitialize(int* argc,
+                                                          char*** argv);
 
 namespace {
 
@@ -47,19 +49,23 @@ int main(int argc, char** argv) {
   std::vector<std::string> files;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (!arg.empty() && arg[0] == '-') continue;  // libFuzzer-style flags are ignored here
+    if (!arg.empty() && arg[0] == '-')
+      continue;  // libFuzzer-style flags are ignored here
     if (!Collect(arg, files)) {
       std::fprintf(stderr, "replay: cannot read %s\n", arg.c_str());
       return 1;
     }
   }
   if (files.empty()) {
-    std::fprintf(stderr, "replay: no inputs given (a regression test over nothing proves nothing)\n");
+    std::fprintf(stderr,
+                 "replay: no inputs given (a regression test over nothing "
+                 "proves nothing)\n");
     return 1;
   }
   for (const std::string& f : files) {
     std::ifstream in(f, std::ios::binary);
-    std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                               std::istreambuf_iterator<char>());
     LLVMFuzzerTestOneInput(bytes.data(), bytes.size());
   }
   std::printf("replayed %zu inputs\n", files.size());
