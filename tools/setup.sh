@@ -20,6 +20,8 @@ PACKAGES=(
   clang-format         # C++ formatting (Google style, see .clang-format)
   clang-tidy
   zip                  # <name>_seed_corpus.zip for OSS-Fuzz packages
+  unzip
+  python3              # tools/fuzz_campaign.py, fuzz/make_seed_corpus.py
   git
 )
 
