@@ -130,31 +130,17 @@ std::set<std::string> NamesIn(absl::string_view message) {
   return names;
 }
 
-// Weights for the parameters `mask` picks (bit i % 8 picks parameter i; 0xFF:
-// all), zero-centred ones near 0 and the others near 1, seeded.
-absl::StatusOr<std::vector<std::pair<std::string, Tensor>>> GenerateSubset(
-    NormStack& model, const std::set<std::string>& zero_centred, uint8_t mask,
-    uint64_t seed) {
-  std::vector<std::pair<std::string, Tensor>> out;
-  int i = 0;
-  absl::Status status;
-  model.ForEachParameter([&](const std::string& name, Parameter& p) {
-    const bool pick =
-        mask == 0xFF || ((mask >> (i % 8)) & 1) || (mask == 0 && i == 0);
-    ++i;
-    if (!pick || !status.ok()) return;
-    absl::StatusOr<Tensor> t =
-        Tensor::Empty(CpuAllocator(), p.tensor().shape(), p.tensor().dtype());
-    if (!t.ok()) {
-      status = t.status();
-      return;
-    }
-    status = FillNormal(*t, seed * 131 + i,
-                        zero_centred.count(name) ? 0.0f : 1.0f, 0.3f);
-    out.emplace_back(name, *std::move(t));
-  });
-  if (!status.ok()) return status;
-  return out;
+// Weights for the parameters `mask` picks (bit i % 8 picks parameter i; 0xFF
+// or 0: all).
+absl::StatusOr<NamedTensors> WeightSubset(NormStack& model, uint8_t mask,
+                                          uint64_t seed) {
+  NG_ASSIGN_OR_RETURN(NamedTensors all, RandomWeights(model, seed * 131));
+  if (mask == 0xFF || mask == 0) return all;
+  NamedTensors picked;
+  for (size_t i = 0; i < all.size(); ++i) {
+    if ((mask >> (i % 8)) & 1) picked.push_back(std::move(all[i]));
+  }
+  return picked;
 }
 
 // The expensive, input-independent part, built once per configuration and
@@ -168,19 +154,11 @@ struct Fixture {
     f->shadow->ForEachParameter([&](const std::string& name, Parameter& p) {
       f->shadow_params[name] = &p;
     });
-    std::map<const TensorSlot*, std::string> names;
-    f->model->ForEachSlot([&](absl::string_view name, TensorSlot& slot) {
-      names[&slot] = std::string(name);
-    });
     f->model->ForEachSlot([&](absl::string_view, TensorSlot& slot) {
-      if (slot.source() != nullptr)
-        f->zero_centred.insert(names[slot.source()]);
       f->originals.emplace_back(&slot, slot.tensor());
     });
-    NG_ASSIGN_OR_RETURN(f->set_a,
-                        GenerateSubset(*f->model, f->zero_centred, 0xFF, 11));
-    NG_ASSIGN_OR_RETURN(f->set_b,
-                        GenerateSubset(*f->model, f->zero_centred, 0xFF, 22));
+    NG_ASSIGN_OR_RETURN(f->set_a, WeightSubset(*f->model, 0xFF, 11));
+    NG_ASSIGN_OR_RETURN(f->set_b, WeightSubset(*f->model, 0xFF, 22));
     return f;
   }
 
@@ -194,9 +172,7 @@ struct Fixture {
 
   std::unique_ptr<NormStack> model, shadow;
   std::map<std::string, Parameter*> shadow_params;
-  std::set<std::string>
-      zero_centred;  // parameters that are sources of derived buffers
-  std::vector<std::pair<std::string, Tensor>> set_a, set_b;
+  NamedTensors set_a, set_b;
   std::vector<std::pair<TensorSlot*, Tensor>> originals;
 };
 
@@ -222,9 +198,8 @@ class Harness {
     switch (op % kNumOps) {
       case kLoad: {
         if (!r.Byte(&a) || !r.Byte(&b) || !r.Byte(&c)) return absl::OkStatus();
-        NG_ASSIGN_OR_RETURN(
-            auto weights,
-            GenerateSubset(*fx_.model, fx_.zero_centred, a, 1000 + b));
+        NG_ASSIGN_OR_RETURN(auto weights,
+                            WeightSubset(*fx_.model, a, 1000 + b));
         return LoadSet(weights, c & 1);
       }
       case kSwap:

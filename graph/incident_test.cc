@@ -36,16 +36,10 @@ Qwen35NormStackConfig SmallQwen(bool legacy) {
   return c;
 }
 
-std::vector<std::pair<std::string, Tensor>> RandomWeights(Module& model,
-                                                          uint64_t seed) {
-  std::vector<std::pair<std::string, Tensor>> out;
-  model.ForEachParameter([&](const std::string& name, Parameter& p) {
-    Tensor t =
-        *Tensor::Empty(CpuAllocator(), p.tensor().shape(), p.tensor().dtype());
-    EXPECT_TRUE(FillNormal(t, seed++, 0.0f, 0.5f).ok());
-    out.emplace_back(name, t);
-  });
-  return out;
+NamedTensors Weights(Module& model, uint64_t seed) {
+  absl::StatusOr<NamedTensors> w = RandomWeights(model, seed);
+  EXPECT_TRUE(w.ok()) << w.status();
+  return w.ok() ? *std::move(w) : NamedTensors();
 }
 
 // A model, its bucketed decode graphs, and an eager reference run on the same
@@ -54,7 +48,7 @@ class Incident {
  public:
   Incident(std::unique_ptr<NormStack> model, ReplayPolicy policy)
       : model_(std::move(model)) {
-    Load(RandomWeights(*model_, 1));
+    Load(Weights(*model_, 1));
     StepFunction step;
     NormStack* m = model_.get();
     step.specs = [m](int64_t batch) { return m->StepSpecs(batch); };
@@ -166,7 +160,7 @@ TEST(SglangQwen35Incident, UncheckedReplayReadsStaleMemory) {
   ASSERT_TRUE(inc.RunBoth(3, 10).ok());
   EXPECT_TRUE(inc.GraphEqualsEager())
       << "before the update, graph and eager agree";
-  inc.Load(RandomWeights(inc.model(), 100));  // the RL weight update
+  inc.Load(Weights(inc.model(), 100));  // the RL weight update
   ASSERT_TRUE(inc.RunBoth(3, 10).ok());
   EXPECT_FALSE(inc.GraphEqualsEager())
       << "the graph must have read the old gemma_weight";
@@ -186,7 +180,7 @@ TEST(SglangQwen35Incident, UncheckedReplayIsExactlyTheOldModel) {
   Incident inc(*Gemma3NormStack::Create(c), ReplayPolicy::kUnchecked);
   ASSERT_TRUE(inc.RunBoth(2, 20).ok());
   const Tensor old_out = *Clone(*inc.eager().Get("out"));
-  inc.Load(RandomWeights(inc.model(), 200));
+  inc.Load(Weights(inc.model(), 200));
   ASSERT_TRUE(inc.RunBoth(2, 20).ok());
   EXPECT_FALSE(
       BitwiseEqual(*inc.graph_io().Get("out"), *inc.eager().Get("out")));
@@ -195,7 +189,7 @@ TEST(SglangQwen35Incident, UncheckedReplayIsExactlyTheOldModel) {
 
 TEST(SglangQwen35Incident, FailPolicyNamesExactlyTheMovedBuffers) {
   Incident inc(Qwen(true), ReplayPolicy::kFail);
-  inc.Load(RandomWeights(inc.model(), 100));
+  inc.Load(Weights(inc.model(), 100));
   absl::Status s = inc.RunBoth(3, 10);
   ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
   EXPECT_THAT(s.message(), HasSubstr("replay refused"));
@@ -222,7 +216,7 @@ TEST(SglangQwen35Incident, RecaptureAndRebindRepairToEagerBitForBit) {
        {ReplayPolicy::kRecapture, ReplayPolicy::kRebind}) {
     Incident inc(Qwen(true), policy);
     for (int update = 0; update < 3; ++update) {
-      inc.Load(RandomWeights(inc.model(), 100 + update * 50));
+      inc.Load(Weights(inc.model(), 100 + update * 50));
       for (int64_t batch : {1, 3, 8}) {
         ASSERT_TRUE(inc.RunBoth(batch, 10 + batch).ok())
             << ReplayPolicyName(policy);
@@ -247,8 +241,7 @@ TEST(SglangQwen35Incident, RecaptureAndRebindRepairToEagerBitForBit) {
 // with no violation.
 TEST(FixedLoader, AnyUpdateSequenceReplaysEqualToEager) {
   Incident inc(Qwen(false), ReplayPolicy::kFail);
-  std::vector<std::pair<std::string, Tensor>> all =
-      RandomWeights(inc.model(), 7);
+  std::vector<std::pair<std::string, Tensor>> all = Weights(inc.model(), 7);
   for (int round = 0; round < 12; ++round) {
     std::vector<std::pair<std::string, Tensor>> subset;
     for (size_t i = round % 3; i < all.size(); i += 1 + round % 4) {
@@ -270,7 +263,7 @@ TEST(FixedLoader, AnyUpdateSequenceReplaysEqualToEager) {
 
 TEST(FixedLoader, WeightSwapsAToBToA) {
   Incident inc(Qwen(false), ReplayPolicy::kFail);
-  auto a = RandomWeights(inc.model(), 1), b = RandomWeights(inc.model(), 2);
+  auto a = Weights(inc.model(), 1), b = Weights(inc.model(), 2);
   std::vector<Tensor> outs;
   for (auto* w : {&a, &b, &a}) {
     inc.Load(*w);

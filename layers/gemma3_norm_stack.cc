@@ -15,10 +15,7 @@ absl::StatusOr<std::unique_ptr<Gemma3NormStack>> Gemma3NormStack::Create(
     return absl::InvalidArgumentError("gemma3 config: every size must be >= 1");
   }
   if (!config.zero_centered_factory) {
-    config.zero_centered_factory = [](std::string name, int64_t hidden,
-                                      const NormOptions& o) {
-      return ZeroCenteredRmsNorm::Create(std::move(name), hidden, o);
-    };
+    config.zero_centered_factory = DefaultZeroCenteredFactory();
   }
   std::unique_ptr<Gemma3NormStack> stack(
       new Gemma3NormStack(std::move(config)));
@@ -27,11 +24,8 @@ absl::StatusOr<std::unique_ptr<Gemma3NormStack>> Gemma3NormStack::Create(
 }
 
 absl::Status Gemma3NormStack::Build() {
-  NormOptions options;
-  options.eps = config_.rms_norm_eps;
-  options.weight_dtype = config_.dtype;
-  options.order = config_.order;
-  options.allocator = config_.allocator;
+  const NormOptions options = StackNormOptions(
+      config_.rms_norm_eps, config_.dtype, config_.order, config_.allocator);
   const ZeroCenteredFactory& zc = config_.zero_centered_factory;
   const int64_t h = config_.hidden_size;
 

@@ -5,6 +5,22 @@
 
 namespace normgraph {
 
+ZeroCenteredFactory DefaultZeroCenteredFactory() {
+  return [](std::string name, int64_t hidden, const NormOptions& options) {
+    return ZeroCenteredRmsNorm::Create(std::move(name), hidden, options);
+  };
+}
+
+NormOptions StackNormOptions(float eps, DType dtype, RoundingOrder order,
+                             Allocator* allocator) {
+  NormOptions options;
+  options.eps = eps;
+  options.weight_dtype = dtype;
+  options.order = order;
+  options.allocator = allocator;
+  return options;
+}
+
 absl::Status LaunchCopy(Stream& stream, const Tensor& src, const Tensor& dst) {
   if (src.shape() != dst.shape() || src.dtype() != dst.dtype() ||
       !src.is_contiguous() || !dst.is_contiguous()) {

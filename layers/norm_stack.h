@@ -47,6 +47,14 @@ class NormStack : public Module {
   virtual int64_t LaunchesPerStep() const = 0;
 };
 
+// ZeroCenteredRmsNorm::Create, the factory a stack uses unless its config names
+// another.
+ZeroCenteredFactory DefaultZeroCenteredFactory();
+
+// The options every norm of a stack shares.
+NormOptions StackNormOptions(float eps, DType dtype, RoundingOrder order,
+                             Allocator* allocator);
+
 // Copies `src` into `dst` (same shape, dtype, contiguous) through the stream.
 absl::Status LaunchCopy(Stream& stream, const Tensor& src, const Tensor& dst);
 

@@ -30,10 +30,7 @@ absl::StatusOr<std::unique_ptr<Qwen35NormStack>> Qwen35NormStack::Create(
         "qwen3.5 config: every size must be >= 1");
   }
   if (!config.zero_centered_factory) {
-    config.zero_centered_factory = [](std::string name, int64_t hidden,
-                                      const NormOptions& o) {
-      return ZeroCenteredRmsNorm::Create(std::move(name), hidden, o);
-    };
+    config.zero_centered_factory = DefaultZeroCenteredFactory();
   }
   std::unique_ptr<Qwen35NormStack> stack(
       new Qwen35NormStack(std::move(config)));
@@ -42,11 +39,8 @@ absl::StatusOr<std::unique_ptr<Qwen35NormStack>> Qwen35NormStack::Create(
 }
 
 absl::Status Qwen35NormStack::Build() {
-  NormOptions options;
-  options.eps = config_.rms_norm_eps;
-  options.weight_dtype = config_.dtype;
-  options.order = config_.order;
-  options.allocator = config_.allocator;
+  const NormOptions options = StackNormOptions(
+      config_.rms_norm_eps, config_.dtype, config_.order, config_.allocator);
   const ZeroCenteredFactory& zc = config_.zero_centered_factory;
 
   ModuleList* layers = AddChild(std::make_unique<ModuleList>("layers"));

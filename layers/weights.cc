@@ -154,4 +154,28 @@ std::vector<std::pair<std::string, HostView>> ParameterViews(Module& model) {
   return out;
 }
 
+absl::StatusOr<NamedTensors> RandomWeights(Module& model, uint64_t seed,
+                                           float stddev) {
+  absl::flat_hash_set<const TensorSlot*> sources;
+  model.ForEachSlot([&](absl::string_view, TensorSlot& slot) {
+    if (slot.source() != nullptr) sources.insert(slot.source());
+  });
+  NamedTensors out;
+  absl::Status status;
+  model.ForEachParameter([&](const std::string& name, Parameter& p) {
+    if (!status.ok()) return;
+    absl::StatusOr<Tensor> t =
+        Tensor::Empty(CpuAllocator(), p.tensor().shape(), p.tensor().dtype());
+    if (!t.ok()) {
+      status = t.status();
+      return;
+    }
+    const float mean = sources.contains(&p.slot()) ? 0.0f : 1.0f;
+    status = FillNormal(*t, seed++, mean, stddev);
+    out.emplace_back(name, *std::move(t));
+  });
+  if (!status.ok()) return status;
+  return out;
+}
+
 }  // namespace normgraph

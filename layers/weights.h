@@ -83,6 +83,15 @@ absl::StatusOr<LoadReport> LoadCheckpoint(Module& model,
                                           const std::string& path,
                                           const LoadOptions& options = {});
 
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
+// Normally distributed weights for every parameter of `model`, in each
+// parameter's dtype, from a deterministic seed: near 0 for parameters that
+// derived buffers are computed from (zero-centred norms, `1 + w`), near 1 for
+// the others, as trained norm weights are.
+absl::StatusOr<NamedTensors> RandomWeights(Module& model, uint64_t seed,
+                                           float stddev = 0.3f);
+
 // Every parameter of `model` as (dotted name, host view), e.g. to write a
 // checkpoint.
 std::vector<std::pair<std::string, HostView>> ParameterViews(Module& model);

@@ -31,7 +31,7 @@ Qwen35NormStackConfig SmallQwen() {
 
 // Random weights for every parameter of `model`, as in-memory tensors (an RL
 // trainer's push).
-std::vector<std::pair<std::string, Tensor>> RandomWeights(
+std::vector<std::pair<std::string, Tensor>> TestWeights(
     Module& model, uint64_t seed, DType dtype = DType::kBF16) {
   std::vector<std::pair<std::string, Tensor>> out;
   model.ForEachParameter([&](const std::string& name, Parameter& p) {
@@ -86,7 +86,7 @@ TEST(WeightsTest, ParameterNamesFollowTheHfCheckpoint) {
 TEST(WeightsTest, RoundTripThroughSafetensorsFile) {
   auto a = *Qwen35NormStack::Create(SmallQwen());
   absl::StatusOr<WeightSet> pushed =
-      WeightSet::FromTensors(RandomWeights(*a, 1));
+      WeightSet::FromTensors(TestWeights(*a, 1));
   ASSERT_TRUE(pushed.ok());
   ASSERT_TRUE(LoadWeights(*a, *pushed).ok());
 
@@ -114,7 +114,7 @@ TEST(WeightsTest, LoadsInPlaceAndBumpsWriteVersions) {
                        gid = g->tensor().Identity();
   const uint64_t wv = w->tensor().storage()->write_version();
   ASSERT_TRUE(
-      LoadWeights(*model, *WeightSet::FromTensors(RandomWeights(*model, 2)))
+      LoadWeights(*model, *WeightSet::FromTensors(TestWeights(*model, 2)))
           .ok());
   EXPECT_EQ(w->tensor().Identity(), wid);
   EXPECT_EQ(g->tensor().Identity(), gid);
@@ -125,7 +125,7 @@ TEST(WeightsTest, LoadsInPlaceAndBumpsWriteVersions) {
 
 TEST(WeightsTest, ConvertsFloatDtypesUnlessTurnedOff) {
   auto model = *Qwen35NormStack::Create(SmallQwen());
-  auto f32 = RandomWeights(*model, 3, DType::kF32);
+  auto f32 = TestWeights(*model, 3, DType::kF32);
   absl::StatusOr<LoadReport> report =
       LoadWeights(*model, *WeightSet::FromTensors(f32));
   ASSERT_TRUE(report.ok());
@@ -147,7 +147,7 @@ TEST(WeightsTest, ConvertsFloatDtypesUnlessTurnedOff) {
 
 TEST(WeightsTest, SubsetsAndUnexpectedNamesFollowOptions) {
   auto model = *Qwen35NormStack::Create(SmallQwen());
-  auto all = RandomWeights(*model, 4);
+  auto all = TestWeights(*model, 4);
   std::vector<std::pair<std::string, Tensor>> subset(all.begin(),
                                                      all.begin() + 3);
   Tensor extra = *Tensor::Empty(CpuAllocator(), {24}, DType::kBF16);
@@ -177,7 +177,7 @@ TEST(WeightsTest, SubsetsAndUnexpectedNamesFollowOptions) {
 TEST(WeightsTest, FailedLoadsChangeNothing) {
   auto model = *Qwen35NormStack::Create(SmallQwen());
   ASSERT_TRUE(
-      LoadWeights(*model, *WeightSet::FromTensors(RandomWeights(*model, 5)))
+      LoadWeights(*model, *WeightSet::FromTensors(TestWeights(*model, 5)))
           .ok());
   const std::vector<Tensor> before = SnapshotAllSlots(*model);
 
@@ -188,7 +188,7 @@ TEST(WeightsTest, FailedLoadsChangeNothing) {
   };
   std::vector<Case> cases;
   {
-    auto t = RandomWeights(
+    auto t = TestWeights(
         *model, 6);  // all valid but one of the wrong shape, last in order
     t.back().second = *Tensor::Empty(CpuAllocator(), {23}, DType::kBF16);
     cases.push_back(
@@ -196,12 +196,12 @@ TEST(WeightsTest, FailedLoadsChangeNothing) {
          "model.norm.weight: shape [23] does not match the parameter's [24]"});
   }
   {
-    auto t = RandomWeights(*model, 7);
+    auto t = TestWeights(*model, 7);
     t.emplace_back(t.front());  // a duplicate name
     cases.push_back({"duplicate", t, "appears more than once"});
   }
   {
-    auto t = RandomWeights(*model, 8);
+    auto t = TestWeights(*model, 8);
     t.pop_back();
     cases.push_back({"missing", t, "model.norm.weight: missing"});
   }
@@ -214,7 +214,7 @@ TEST(WeightsTest, FailedLoadsChangeNothing) {
   }
 
   // A checkpoint with a non-float tensor under a parameter's name.
-  std::vector<std::pair<std::string, Tensor>> good = RandomWeights(*model, 9);
+  std::vector<std::pair<std::string, Tensor>> good = TestWeights(*model, 9);
   std::vector<safetensors::NamedView> views;
   for (auto& [name, t] : good) views.push_back({name, ViewOf(t)});
   std::string bytes = *safetensors::Serialize(views);
@@ -255,7 +255,7 @@ TEST(WeightsTest, FailedLoadsChangeNothing) {
 TEST(WeightsTest, AFailingLoaderIsRolledBack) {
   auto model = *Qwen35NormStack::Create(SmallQwen());
   ASSERT_TRUE(
-      LoadWeights(*model, *WeightSet::FromTensors(RandomWeights(*model, 10)))
+      LoadWeights(*model, *WeightSet::FromTensors(TestWeights(*model, 10)))
           .ok());
   const std::vector<Tensor> before = SnapshotAllSlots(*model);
   Parameter* victim = model->FindParameter("layers.2.input_layernorm.weight");
@@ -265,7 +265,7 @@ TEST(WeightsTest, AFailingLoaderIsRolledBack) {
                         : absl::OkStatus();
   });
   absl::Status s =
-      LoadWeights(*model, *WeightSet::FromTensors(RandomWeights(*model, 11)))
+      LoadWeights(*model, *WeightSet::FromTensors(TestWeights(*model, 11)))
           .status();
   EXPECT_THAT(s.message(), HasSubstr("disk on fire"));
   EXPECT_THAT(s.message(), HasSubstr("all weights were restored"));
@@ -274,6 +274,28 @@ TEST(WeightsTest, AFailingLoaderIsRolledBack) {
   ASSERT_TRUE(
       model->FindSlot("layers.2.input_layernorm.gemma_weight")->Refresh().ok());
   ExpectUnchanged(*model, before);
+}
+
+}  // namespace
+}  // namespace normgraph
+
+namespace normgraph {
+namespace {
+
+TEST(RandomWeightsTest, ZeroCentredNearZeroOthersNearOneDeterministic) {
+  auto model = *Qwen35NormStack::Create(SmallQwen());
+  absl::StatusOr<NamedTensors> a = RandomWeights(*model, 5, 0.1f);
+  absl::StatusOr<NamedTensors> b = RandomWeights(*model, 5, 0.1f);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_EQ(a->size(), 14u);
+  for (size_t i = 0; i < a->size(); ++i) {
+    const auto& [name, t] = (*a)[i];
+    EXPECT_TRUE(BitwiseEqual(t, (*b)[i].second)) << name;
+    double mean = 0;
+    for (float v : ToFloats(t)) mean += v / t.numel();
+    const bool gated = name.find("linear_attn") != std::string::npos;
+    EXPECT_NEAR(mean, gated ? 1.0 : 0.0, 0.2) << name;
+  }
 }
 
 }  // namespace

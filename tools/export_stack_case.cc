@@ -65,21 +65,8 @@ absl::Status Run() {
 
   // Weights: zero-centred ones near 0, the gated norms' near 1.
   uint64_t seed = absl::GetFlag(FLAGS_seed);
-  std::vector<std::pair<std::string, Tensor>> weights;
-  absl::Status status;
-  model->ForEachParameter([&](const std::string& name, Parameter& p) {
-    if (!status.ok()) return;
-    absl::StatusOr<Tensor> t =
-        Tensor::Empty(CpuAllocator(), p.tensor().shape(), p.tensor().dtype());
-    if (!t.ok()) {
-      status = t.status();
-      return;
-    }
-    const bool gated = name.find("linear_attn") != std::string::npos;
-    status = FillNormal(*t, seed++, gated ? 1.0f : 0.0f, 0.3f);
-    weights.emplace_back(name, *t);
-  });
-  NG_RETURN_IF_ERROR(status);
+  NG_ASSIGN_OR_RETURN(NamedTensors weights, RandomWeights(*model, seed));
+  seed += 1000;
   std::vector<safetensors::NamedView> views;
   for (auto& [name, t] : weights) views.push_back({name, ViewOf(t)});
   const std::string weights_path = dir + "/weights.safetensors";
@@ -93,8 +80,7 @@ absl::Status Run() {
                           CpuAllocator()));
   for (size_t i = 0; i < step->size(); ++i) {
     if (step->spec(i).role == StepRole::kInput) {
-      NG_RETURN_IF_ERROR(
-          FillNormal(step->tensor(i), seed + 1000 + i, 0.0f, 1.0f));
+      NG_RETURN_IF_ERROR(FillNormal(step->tensor(i), seed + i, 0.0f, 1.0f));
     } else {
       NG_RETURN_IF_ERROR(Poison(step->tensor(i)));
     }

@@ -141,7 +141,8 @@ def fuzz_target(name, binary, args, ws):
         path = os.path.join(crashes, f)
         rc, out = reproduce(binary, path)
         key, frames = stack_key(out)
-        repro = f"{binary} {path}"
+        mode = os.environ.get("NORMGRAPH_FUZZ_MODE")
+        repro = (f"NORMGRAPH_FUZZ_MODE={mode} " if mode else "") + f"{binary} {path}"
         entry = {"file": path, "reproduces": rc != 0, "stack": frames, "repro": repro,
                  "first_line": next((l for l in out.splitlines() if "oracle:" in l or "ERROR" in l), "")}
         if key not in known:

@@ -153,29 +153,9 @@ absl::StatusOr<std::unique_ptr<NormStack>> MakeStack(const Setup& s,
 
 // Random weights for every parameter, with HF names: zero-centred weights near
 // 0, others near 1.
-absl::StatusOr<std::vector<std::pair<std::string, Tensor>>> GenerateWeights(
-    Module& model, uint64_t seed) {
-  std::vector<std::pair<std::string, Tensor>> out;
-  absl::Status status;
-  model.ForEachParameter([&](const std::string& name, Parameter& p) {
-    if (!status.ok()) return;
-    absl::StatusOr<Tensor> t =
-        Tensor::Empty(CpuAllocator(), p.tensor().shape(), p.tensor().dtype());
-    if (!t.ok()) {
-      status = t.status();
-      return;
-    }
-    const bool gated = name.find("linear_attn") != std::string::npos;
-    status = FillNormal(*t, seed++, gated ? 1.0f : 0.0f, 0.2f);
-    out.emplace_back(name, *std::move(t));
-  });
-  if (!status.ok()) return status;
-  return out;
-}
-
 absl::Status WriteSyntheticCheckpoint(Module& model, const std::string& path,
                                       uint64_t seed) {
-  NG_ASSIGN_OR_RETURN(auto weights, GenerateWeights(model, seed));
+  NG_ASSIGN_OR_RETURN(auto weights, RandomWeights(model, seed));
   std::vector<safetensors::NamedView> views;
   for (auto& [name, t] : weights) views.push_back({name, ViewOf(t)});
   return safetensors::WriteFile(path, views,
@@ -232,7 +212,7 @@ absl::StatusOr<Outcome> RunScenario(const Setup& s, ReplayPolicy policy,
       NG_ASSIGN_OR_RETURN(report, LoadCheckpoint(*model, path));
     } else {
       NG_ASSIGN_OR_RETURN(auto weights,
-                          GenerateWeights(*model, s.seed + 1000 * cycle));
+                          RandomWeights(*model, s.seed + 1000 * cycle));
       NG_ASSIGN_OR_RETURN(WeightSet set,
                           WeightSet::FromTensors(std::move(weights)));
       NG_ASSIGN_OR_RETURN(report, LoadWeights(*model, set));
