@@ -49,7 +49,8 @@ def build(targets, ws):
 
 def stack_key(output):
     """Dedup key: the first three frames of the crash stack that are not sanitizer or libc
-    internals, or the finding's first line when there is no stack."""
+    internals, plus, for oracle findings (which all abort from the fuzz target's entry point), the
+    kind of finding with names and numbers stripped."""
     frames = []
     for line in output.splitlines():
         m = FRAME.match(line)
@@ -62,8 +63,13 @@ def stack_key(output):
         frames.append(fn)
         if len(frames) == 3:
             break
+    finding = next((l for l in output.splitlines() if "oracle:" in l), "")
+    if finding:
+        kind = finding.split("oracle:", 1)[1].split("[", 1)[0]
+        kind = re.sub(r"\S*[._]\S*|\d+", "X", kind).strip()  # drop tensor names and numbers
+        frames.append("oracle: " + kind)
     if not frames:
-        first = next((l for l in output.splitlines() if "oracle:" in l or "ERROR" in l), "unknown")
+        first = next((l for l in output.splitlines() if "ERROR" in l), "unknown")
         frames = [re.sub(r"0x[0-9a-f]+|#\d+|\d+", "N", first)[:200]]
     return hashlib.sha1("|".join(frames).encode()).hexdigest()[:12], frames
 
