@@ -13,6 +13,7 @@
 
 #include "benchmark/benchmark.h"
 #include "core/cpu_stream.h"
+#include "core/status_macros.h"
 #include "core/step_buffers.h"
 #include "core/tensor_util.h"
 #include "graph/captured_graph.h"
@@ -22,21 +23,35 @@ namespace normgraph {
 namespace {
 
 struct Fixture {
-  explicit Fixture(int64_t hidden) {
+  explicit Fixture(int64_t hidden) { status = Init(hidden); }
+
+  absl::Status Init(int64_t hidden) {
     Gemma3NormStackConfig c;
     c.num_hidden_layers = 42;
     c.hidden_size = hidden;
     c.head_dim = 128;
-    model = *Gemma3NormStack::Create(c);
-    step =
-        *StepBuffers::Create("graph.b1", model->StepSpecs(1), CpuAllocator());
-    for (size_t i = 0; i < step->size(); ++i)
-      (void)FillNormal(step->tensor(i), i, 0.0f, 1.0f);
-    graph = *CapturedGraph::Capture(
-        "decode/b1", stream,
-        [this](Stream& s) { return model->Forward(s, *step); },
-        {model.get(), step.get()});
+    NG_ASSIGN_OR_RETURN(model, Gemma3NormStack::Create(c));
+    NG_ASSIGN_OR_RETURN(
+        step,
+        StepBuffers::Create("graph.b1", model->StepSpecs(1), CpuAllocator()));
+    for (size_t i = 0; i < step->size(); ++i) {
+      NG_RETURN_IF_ERROR(FillNormal(step->tensor(i), i, 0.0f, 1.0f));
+    }
+    NG_ASSIGN_OR_RETURN(
+        graph, CapturedGraph::Capture(
+                   "decode/b1", stream,
+                   [this](Stream& s) { return model->Forward(s, *step); },
+                   {model.get(), step.get()}));
+    return absl::OkStatus();
   }
+
+  // False (and the benchmark skipped with the error) if the set-up failed.
+  bool Ready(benchmark::State& state) const {
+    if (!status.ok()) state.SkipWithError(status.ToString().c_str());
+    return status.ok();
+  }
+
+  absl::Status status;
   std::unique_ptr<Gemma3NormStack> model;
   std::unique_ptr<StepBuffers> step;
   CpuStream stream;
@@ -45,6 +60,7 @@ struct Fixture {
 
 void BM_IdentityCheck(benchmark::State& state) {
   Fixture f(state.range(0));
+  if (!f.Ready(state)) return;
   std::vector<Violation> violations;
   for (auto _ : state) {
     f.graph->snapshot().Verify(violations);
@@ -58,6 +74,7 @@ BENCHMARK(BM_IdentityCheck)->Arg(4096);
 
 void BM_ReplayUnchecked(benchmark::State& state) {
   Fixture f(state.range(0));
+  if (!f.Ready(state)) return;
   f.graph->set_policy(ReplayPolicy::kUnchecked);
   for (auto _ : state) {
     if (!f.graph->Replay().ok()) state.SkipWithError("replay failed");
@@ -67,6 +84,7 @@ BENCHMARK(BM_ReplayUnchecked)->Arg(4096);
 
 void BM_ReplayChecked(benchmark::State& state) {
   Fixture f(state.range(0));
+  if (!f.Ready(state)) return;
   for (auto _ : state) {
     if (!f.graph->Replay().ok()) state.SkipWithError("replay failed");
   }
@@ -78,6 +96,7 @@ BENCHMARK(BM_ReplayChecked)->Arg(4096);
 // is excluded).
 void Repair(benchmark::State& state, ReplayPolicy policy) {
   Fixture f(state.range(0));
+  if (!f.Ready(state)) return;
   f.graph->set_policy(policy);
   TensorSlot* slot =
       f.model->FindSlot("layers.20.input_layernorm.gemma_weight");
