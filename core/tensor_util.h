@@ -50,7 +50,7 @@ absl::StatusOr<Tensor> Clone(const Tensor& src);
 // payloads included).
 bool BitwiseEqual(const Tensor& a, const Tensor& b);
 
-// The elements of a contiguous CPU tensor, as floats.
+// The elements of a contiguous CPU tensor, as floats (empty if it is not one).
 std::vector<float> ToFloats(const Tensor& tensor);
 
 }  // namespace normgraph

@@ -59,32 +59,13 @@ absl::Status Gemma3NormStack::Build() {
 }
 
 std::vector<StepTensorSpec> Gemma3NormStack::StepSpecs(int64_t batch) const {
-  const DType d = config_.dtype;
-  const int64_t h = config_.hidden_size;
-  std::vector<StepTensorSpec> specs = {
-      {"hidden_states", {batch, h}, d, StepRole::kInput},
-      {"q",
-       {batch, config_.num_attention_heads, config_.head_dim},
-       d,
-       StepRole::kInput},
-      {"k",
-       {batch, config_.num_key_value_heads, config_.head_dim},
-       d,
-       StepRole::kInput},
-      {"out", {batch, h}, d, StepRole::kOutput},
-      {"residual", {batch, h}, d, StepRole::kOutput},
-      {"hidden_a", {batch, h}, d, StepRole::kWorkspace},
-      {"hidden_b", {batch, h}, d, StepRole::kWorkspace},
-  };
+  const Gemma3NormStackConfig& c = config_;
+  std::vector<StepTensorSpec> specs =
+      CommonStepSpecs(batch, c.hidden_size, c.num_attention_heads,
+                      c.num_key_value_heads, c.head_dim, c.dtype);
   for (size_t i = 0; i < layers_.size(); ++i) {
-    specs.push_back({absl::StrCat("layers.", i, ".q_normed"),
-                     {batch, config_.num_attention_heads, config_.head_dim},
-                     d,
-                     StepRole::kOutput});
-    specs.push_back({absl::StrCat("layers.", i, ".k_normed"),
-                     {batch, config_.num_key_value_heads, config_.head_dim},
-                     d,
-                     StepRole::kOutput});
+    AppendQkOutputSpecs(specs, i, batch, c.num_attention_heads,
+                        c.num_key_value_heads, c.head_dim, c.dtype);
   }
   return specs;
 }

@@ -70,9 +70,9 @@ Allocator& AllocatorOf(const NormOptions& options) {
 absl::Status LaunchNorm(Stream& stream, const NormCall& call) {
   if (!call.weight->defined() || !call.weight->is_contiguous() ||
       call.weight->numel() < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(call.module, ": the weight must be a non-empty contiguous tensor, got ",
-                     call.weight->DebugString()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        call.module, ": the weight must be a non-empty contiguous tensor, got ",
+        call.weight->DebugString()));
   }
   const int64_t cols = call.weight->numel();
   absl::StatusOr<Rows> x_rows = RowsOf(call.module, "input", *call.x, cols);

@@ -21,6 +21,33 @@ NormOptions StackNormOptions(float eps, DType dtype, RoundingOrder order,
   return options;
 }
 
+std::vector<StepTensorSpec> CommonStepSpecs(int64_t batch, int64_t hidden,
+                                            int64_t heads, int64_t kv_heads,
+                                            int64_t head_dim, DType dtype) {
+  return {
+      {"hidden_states", {batch, hidden}, dtype, StepRole::kInput},
+      {"q", {batch, heads, head_dim}, dtype, StepRole::kInput},
+      {"k", {batch, kv_heads, head_dim}, dtype, StepRole::kInput},
+      {"out", {batch, hidden}, dtype, StepRole::kOutput},
+      {"residual", {batch, hidden}, dtype, StepRole::kOutput},
+      {"hidden_a", {batch, hidden}, dtype, StepRole::kWorkspace},
+      {"hidden_b", {batch, hidden}, dtype, StepRole::kWorkspace},
+  };
+}
+
+void AppendQkOutputSpecs(std::vector<StepTensorSpec>& specs, size_t layer,
+                         int64_t batch, int64_t heads, int64_t kv_heads,
+                         int64_t head_dim, DType dtype) {
+  specs.push_back({absl::StrCat("layers.", layer, ".q_normed"),
+                   {batch, heads, head_dim},
+                   dtype,
+                   StepRole::kOutput});
+  specs.push_back({absl::StrCat("layers.", layer, ".k_normed"),
+                   {batch, kv_heads, head_dim},
+                   dtype,
+                   StepRole::kOutput});
+}
+
 absl::Status LaunchCopy(Stream& stream, const Tensor& src, const Tensor& dst) {
   if (src.shape() != dst.shape() || src.dtype() != dst.dtype() ||
       !src.is_contiguous() || !dst.is_contiguous()) {

@@ -55,6 +55,18 @@ ZeroCenteredFactory DefaultZeroCenteredFactory();
 NormOptions StackNormOptions(float eps, DType dtype, RoundingOrder order,
                              Allocator* allocator);
 
+// The step tensors every stack has: inputs hidden_states [batch, hidden],
+// q [batch, heads, head_dim], k [batch, kv_heads, head_dim]; outputs out and
+// residual [batch, hidden]; workspace hidden_a and hidden_b [batch, hidden].
+std::vector<StepTensorSpec> CommonStepSpecs(int64_t batch, int64_t hidden,
+                                            int64_t heads, int64_t kv_heads,
+                                            int64_t head_dim, DType dtype);
+
+// Appends the outputs layers.{layer}.q_normed and .k_normed.
+void AppendQkOutputSpecs(std::vector<StepTensorSpec>& specs, size_t layer,
+                         int64_t batch, int64_t heads, int64_t kv_heads,
+                         int64_t head_dim, DType dtype);
+
 // Copies `src` into `dst` (same shape, dtype, contiguous) through the stream.
 absl::Status LaunchCopy(Stream& stream, const Tensor& src, const Tensor& dst);
 

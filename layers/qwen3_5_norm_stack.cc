@@ -78,47 +78,21 @@ absl::Status Qwen35NormStack::Build() {
 }
 
 std::vector<StepTensorSpec> Qwen35NormStack::StepSpecs(int64_t batch) const {
-  const DType d = config_.dtype;
-  const int64_t h = config_.hidden_size;
-  std::vector<StepTensorSpec> specs = {
-      {"hidden_states", {batch, h}, d, StepRole::kInput},
-      {"q",
-       {batch, config_.num_attention_heads, config_.head_dim},
-       d,
-       StepRole::kInput},
-      {"k",
-       {batch, config_.num_key_value_heads, config_.head_dim},
-       d,
-       StepRole::kInput},
-      {"linear_core",
-       {batch, config_.linear_num_value_heads, config_.linear_value_head_dim},
-       d,
-       StepRole::kInput},
-      {"linear_gate",
-       {batch, config_.linear_num_value_heads, config_.linear_value_head_dim},
-       d,
-       StepRole::kInput},
-      {"out", {batch, h}, d, StepRole::kOutput},
-      {"residual", {batch, h}, d, StepRole::kOutput},
-      {"hidden_a", {batch, h}, d, StepRole::kWorkspace},
-      {"hidden_b", {batch, h}, d, StepRole::kWorkspace},
-  };
+  const Qwen35NormStackConfig& c = config_;
+  std::vector<StepTensorSpec> specs =
+      CommonStepSpecs(batch, c.hidden_size, c.num_attention_heads,
+                      c.num_key_value_heads, c.head_dim, c.dtype);
+  const Shape linear = {batch, c.linear_num_value_heads,
+                        c.linear_value_head_dim};
+  specs.push_back({"linear_core", linear, c.dtype, StepRole::kInput});
+  specs.push_back({"linear_gate", linear, c.dtype, StepRole::kInput});
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (layers_[i].type == Qwen35LayerType::kFullAttention) {
-      specs.push_back({absl::StrCat("layers.", i, ".q_normed"),
-                       {batch, config_.num_attention_heads, config_.head_dim},
-                       d,
-                       StepRole::kOutput});
-      specs.push_back({absl::StrCat("layers.", i, ".k_normed"),
-                       {batch, config_.num_key_value_heads, config_.head_dim},
-                       d,
-                       StepRole::kOutput});
+      AppendQkOutputSpecs(specs, i, batch, c.num_attention_heads,
+                          c.num_key_value_heads, c.head_dim, c.dtype);
     } else {
-      specs.push_back({absl::StrCat("layers.", i, ".linear_out"),
-                       {batch, config_.linear_num_value_heads,
-                        config_.linear_value_head_dim},
-                       d,
-                       StepRole::kOutput});
+      specs.push_back({absl::StrCat("layers.", i, ".linear_out"), linear,
+                       c.dtype, StepRole::kOutput});
     }
   }
   return specs;

@@ -85,8 +85,7 @@ TEST(WeightsTest, ParameterNamesFollowTheHfCheckpoint) {
 
 TEST(WeightsTest, RoundTripThroughSafetensorsFile) {
   auto a = *Qwen35NormStack::Create(SmallQwen());
-  absl::StatusOr<WeightSet> pushed =
-      WeightSet::FromTensors(TestWeights(*a, 1));
+  absl::StatusOr<WeightSet> pushed = WeightSet::FromTensors(TestWeights(*a, 1));
   ASSERT_TRUE(pushed.ok());
   ASSERT_TRUE(LoadWeights(*a, *pushed).ok());
 
