@@ -133,7 +133,10 @@ void ApplyNorm(const RmsNormParams& p, int64_t row, const float* v,
 }
 
 void RmsNormCpu(const RmsNormParams& p) {
-  std::vector<float> v(p.cols);
+  // Per-thread scratch that only grows: a replayed graph allocates nothing
+  // after warm-up.
+  thread_local std::vector<float> v;
+  if (static_cast<int64_t>(v.size()) < p.cols) v.resize(p.cols);
   for (int64_t row = 0; row < p.rows; ++row) {
     LoadNormInput(p, row, v.data());
     ApplyNorm(p, row, v.data(), InvRms(v.data(), p.cols, p.eps), nullptr);
