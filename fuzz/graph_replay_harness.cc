@@ -8,9 +8,9 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "core/cpu_stream.h"
 #include "core/status_macros.h"
@@ -118,16 +118,6 @@ absl::StatusOr<std::unique_ptr<NormStack>> MakeModel(const Config& c,
   if (legacy) g.zero_centered_factory = LegacyZeroCenteredFactory();
   NG_ASSIGN_OR_RETURN(auto m, Gemma3NormStack::Create(g));
   return std::unique_ptr<NormStack>(std::move(m));
-}
-
-// The names in a refusal message, one per violation line.
-std::set<std::string> NamesIn(absl::string_view message) {
-  std::set<std::string> names;
-  for (absl::string_view line : absl::StrSplit(message, '\n')) {
-    if (!absl::ConsumePrefix(&line, "  ")) continue;
-    names.emplace(line.substr(0, line.find(':')));
-  }
-  return names;
 }
 
 // Weights for the parameters `mask` picks (bit i % 8 picks parameter i; 0xFF
@@ -504,7 +494,8 @@ class Harness {
             "replay not refused after injected faults: ", run.ToString(),
             State(expected)));
       }
-      const std::set<std::string> named = NamesIn(run.message());
+      const std::vector<std::string> listed = ViolationNames(run.message());
+      const std::set<std::string> named(listed.begin(), listed.end());
       if (named != expected) {
         return Finding(absl::StrCat("refusal named {",
                                     absl::StrJoin(named, ", "), "}",

@@ -7,6 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace normgraph {
 namespace {
@@ -190,6 +192,15 @@ std::string DescribeViolations(absl::string_view graph_name,
   for (const Violation& v : violations)
     absl::StrAppend(&out, "\n  ", v.ToString());
   return out;
+}
+
+std::vector<std::string> ViolationNames(absl::string_view message) {
+  std::vector<std::string> names;
+  for (absl::string_view line : absl::StrSplit(message, '\n')) {
+    if (!absl::ConsumePrefix(&line, "  ")) continue;
+    names.emplace_back(line.substr(0, line.find(':')));
+  }
+  return names;
 }
 
 }  // namespace normgraph

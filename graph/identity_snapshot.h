@@ -98,6 +98,10 @@ absl::Status CrossCheckNodePointers(const ExecutableGraph& graph,
 std::string DescribeViolations(absl::string_view graph_name,
                                absl::Span<const Violation> violations);
 
+// The tensor names a DescribeViolations message lists, one per violation line,
+// in order (a tensor both moved and stale appears twice).
+std::vector<std::string> ViolationNames(absl::string_view message);
+
 }  // namespace normgraph
 
 #endif  // NORMGRAPH_GRAPH_IDENTITY_SNAPSHOT_H_

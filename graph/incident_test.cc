@@ -5,7 +5,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/str_split.h"
 #include "core/cpu_stream.h"
 #include "core/step_buffers.h"
 #include "core/tensor.h"
@@ -143,16 +142,6 @@ std::unique_ptr<NormStack> Qwen(bool legacy) {
   return *Qwen35NormStack::Create(SmallQwen(legacy));
 }
 
-// The names in a refusal message, one per violation line.
-std::vector<std::string> NamesIn(absl::string_view message) {
-  std::vector<std::string> names;
-  for (absl::string_view line : absl::StrSplit(message, '\n')) {
-    if (!absl::ConsumePrefix(&line, "  ")) continue;
-    names.emplace_back(line.substr(0, line.find(':')));
-  }
-  return names;
-}
-
 // SGLang's Qwen3.5 incident: the pre-fix loader rebinds gemma_weight after
 // capture.
 TEST(SglangQwen35Incident, UncheckedReplayReadsStaleMemory) {
@@ -196,7 +185,7 @@ TEST(SglangQwen35Incident, FailPolicyNamesExactlyTheMovedBuffers) {
   EXPECT_THAT(s.message(), HasSubstr("nothing was launched"));
   EXPECT_THAT(s.message(),
               HasSubstr("rebound at layers/legacy_zero_centered_rms_norm.cc"));
-  std::vector<std::string> named = NamesIn(s.message());
+  std::vector<std::string> named = ViolationNames(s.message());
   std::vector<std::string> expected = inc.ZeroCenteredBufferNames();
   EXPECT_EQ(expected.size(),
             4u * 2 + 1 * 2 + 1);  // every *.gemma_weight of the stack
@@ -300,7 +289,7 @@ TEST(OffloadRestore, CaughtThroughStorageIdEvenWhenTheAddressRepeats) {
     absl::Status s = inc.RunBoth(2, 3);
     if (policy == ReplayPolicy::kFail) {
       ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
-      EXPECT_THAT(NamesIn(s.message()), ::testing::ElementsAre(name));
+      EXPECT_THAT(ViolationNames(s.message()), ::testing::ElementsAre(name));
       EXPECT_THAT(s.message(),
                   HasSubstr(absl::StrCat("storage #", before.storage_id)));
     } else {
@@ -347,7 +336,7 @@ TEST(StaleDerivedBuffer, CaughtByFreshness) {
     absl::Status s = inc.RunBoth(2, 9);
     if (policy == ReplayPolicy::kFail) {
       ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
-      EXPECT_THAT(NamesIn(s.message()),
+      EXPECT_THAT(ViolationNames(s.message()),
                   ::testing::ElementsAre(
                       "model.layers.1.post_attention_layernorm.gemma_weight"));
       EXPECT_THAT(s.message(), HasSubstr("stale: source storage"));
@@ -404,7 +393,7 @@ TEST(ResliceView, CaughtByAddress) {
   inc.graphs().set_policy(ReplayPolicy::kFail);
   absl::Status s = inc.RunBoth(2, 4);
   ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(NamesIn(s.message()),
+  EXPECT_THAT(ViolationNames(s.message()),
               ::testing::ElementsAre("model.layers.0.linear_attn.norm.weight"));
   EXPECT_EQ(second.storage()->id(), first.storage()->id());
   inc.graphs().set_policy(ReplayPolicy::kRebind);
@@ -437,7 +426,7 @@ TEST(StaticBuffers, RebindingAStaticInputIsCaught) {
   statics.slot(0).Rebind(fresh);
   absl::Status s = inc.RunBoth(4, 1);
   ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(NamesIn(s.message()),
+  EXPECT_THAT(ViolationNames(s.message()),
               ::testing::ElementsAre("graph.b4.hidden_states"));
 }
 
