@@ -26,8 +26,8 @@ class CpuGraph final : public ExecutableGraph {
     return absl::OkStatus();
   }
 
-  std::vector<absl::InlinedVector<uintptr_t, 8>> ReadBackPointerFields(
-      absl::Span<const uint32_t> only_nodes) const override {
+  absl::StatusOr<std::vector<absl::InlinedVector<uintptr_t, 8>>>
+  ReadBackPointerFields(absl::Span<const uint32_t> only_nodes) const override {
     std::vector<absl::InlinedVector<uintptr_t, 8>> out;
     const size_t count = only_nodes.empty() ? nodes_.size() : only_nodes.size();
     out.reserve(count);

@@ -3,25 +3,17 @@
 
 // Element types and their conversions.
 //
-// normgraph's numerics are defined bit for bit (DESIGN.md section 4), so the
-// conversions here are exact IEEE round-to-nearest-even and follow PyTorch's
-// CPU conversions in every corner:
-// - bf16 <- f32: round to nearest even; every NaN becomes the canonical quiet
-// NaN 0x7FC0 (as
-//   c10::BFloat16 does); values past the largest finite bf16 round to infinity.
-// - f16 <- f32: round to nearest even, with f16 subnormals; NaN becomes sign |
-// 0x7E00 (as
-//   c10::Half does); values at or past 65520 round to infinity.
-// - f32 <- bf16 / f16: exact (every bf16 and f16 value is a float); NaN
-// payloads are kept. The implementations use integer arithmetic only, so they
-// do not depend on the floating-point environment (flush-to-zero, rounding
-// mode) or on compiler support for _Float16 / __bf16.
+// normgraph's numerics are defined bit for bit (docs/numerics.md), so the
+// conversions are exact IEEE round-to-nearest-even and follow PyTorch's CPU
+// conversions in every corner; they live in core/float_bits.h, which the CUDA
+// kernels share.
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 
 #include "absl/strings/string_view.h"
+#include "core/float_bits.h"
 
 namespace normgraph {
 
@@ -49,34 +41,6 @@ struct Bf16 {
 struct F16 {
   uint16_t bits;
 };
-
-inline uint32_t FloatBits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  return u;
-}
-
-inline float FloatFromBits(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
-
-inline float Bf16BitsToFloat(uint16_t bits) {
-  return FloatFromBits(static_cast<uint32_t>(bits) << 16);
-}
-
-inline uint16_t FloatToBf16Bits(float f) {
-  const uint32_t u = FloatBits(f);
-  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return 0x7FC0;  // NaN
-  // Round to nearest even: add 0x7FFF plus the lowest kept bit, then truncate.
-  // A carry out of the mantissa correctly bumps the exponent, up to infinity.
-  const uint32_t lsb = (u >> 16) & 1u;
-  return static_cast<uint16_t>((u + 0x7FFFu + lsb) >> 16);
-}
-
-float F16BitsToFloat(uint16_t bits);
-uint16_t FloatToF16Bits(float f);
 
 // Uniform access for templated kernels: ToFloat / FromFloat<T>.
 inline float ToFloat(float v) { return v; }

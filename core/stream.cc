@@ -124,6 +124,11 @@ absl::Status Stream::LaunchRaw(const KernelDef& kernel, const void* params,
     if (capture_error_.ok()) capture_error_ = valid;
     return valid;
   }
+  absl::Status captured = CaptureLaunch(kernel, params);
+  if (!captured.ok()) {
+    if (capture_error_.ok()) capture_error_ = captured;
+    return captured;
+  }
   LaunchRecord record;
   record.kernel = &kernel;
   const auto* bytes = static_cast<const uint8_t*>(params);
@@ -141,6 +146,8 @@ absl::Status Stream::LaunchRaw(const KernelDef& kernel, const void* params,
 absl::Status Stream::BeginCapture() {
   if (capturing_)
     return absl::FailedPreconditionError("stream is already capturing");
+  absl::Status begun = BeginBackendCapture();
+  if (!begun.ok()) return begun;
   capturing_ = true;
   capture_error_ = absl::OkStatus();
   captured_.clear();
@@ -154,6 +161,7 @@ absl::StatusOr<std::unique_ptr<ExecutableGraph>> Stream::EndCapture() {
   std::vector<LaunchRecord> nodes = std::move(captured_);
   captured_.clear();
   if (!capture_error_.ok()) {
+    AbortBackendCapture();
     absl::Status error = capture_error_;
     capture_error_ = absl::OkStatus();
     return absl::Status(error.code(),

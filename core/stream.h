@@ -72,10 +72,11 @@ class ExecutableGraph {
   absl::Status RebindArg(size_t node, size_t arg, const Tensor& tensor);
 
   // The independent inventory: for every node (or the nodes listed), the value
-  // of every pointer field as the backend's instantiated graph holds it now
-  // (CUDA: read back from the driver), in KernelDef order.
-  virtual std::vector<absl::InlinedVector<uintptr_t, 8>> ReadBackPointerFields(
-      absl::Span<const uint32_t> only_nodes = {}) const = 0;
+  // of every pointer field as the backend's graph holds it now (CUDA: read back
+  // from the driver), in KernelDef order. An error if the backend's node is not
+  // the kernel the launcher recorded (another function or parameter size).
+  virtual absl::StatusOr<std::vector<absl::InlinedVector<uintptr_t, 8>>>
+  ReadBackPointerFields(absl::Span<const uint32_t> only_nodes = {}) const = 0;
 
  protected:
   explicit ExecutableGraph(std::vector<LaunchRecord> nodes)
@@ -136,6 +137,18 @@ class Stream {
   // Turns the recorded launches into an executable graph.
   virtual absl::StatusOr<std::unique_ptr<ExecutableGraph>> Instantiate(
       std::vector<LaunchRecord> nodes) = 0;
+
+  // Capture hooks. The CPU backend only records (the defaults); the CUDA
+  // backend starts a real stream capture, launches each recorded kernel into
+  // it (remembering the graph node CUDA made for it), and ends the capture in
+  // Instantiate. AbortBackendCapture ends a capture that failed, discarding
+  // the graph.
+  virtual absl::Status BeginBackendCapture() { return absl::OkStatus(); }
+  virtual absl::Status CaptureLaunch(const KernelDef& kernel,
+                                     const void* params) {
+    return absl::OkStatus();
+  }
+  virtual void AbortBackendCapture() {}
 
  private:
   absl::Status Validate(const KernelDef& kernel, const void* params,

@@ -110,7 +110,9 @@ TEST_F(StreamTest, ReplayAfterRebindingAHandleReadsTheOldMemory) {
   EXPECT_EQ(graph->nodes()[0].args[0].identity, src.Identity());
   ASSERT_TRUE(graph->Replay().ok());
   EXPECT_EQ(dst.data_as<float>()[0], 42.0f);
-  const auto fields = graph->ReadBackPointerFields();
+  const auto read = graph->ReadBackPointerFields();
+  ASSERT_TRUE(read.ok()) << read.status();
+  const auto& fields = *read;
   ASSERT_EQ(fields.size(), 1u);
   EXPECT_EQ(fields[0][0], reinterpret_cast<uintptr_t>(src.data()));
   EXPECT_EQ(fields[0][1], reinterpret_cast<uintptr_t>(dst.data()));

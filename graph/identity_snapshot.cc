@@ -156,7 +156,10 @@ void IdentitySnapshot::Accept(size_t tracked) {
 absl::Status CrossCheckNodePointers(const ExecutableGraph& graph,
                                     absl::Span<const uint32_t> only_nodes) {
   const std::vector<LaunchRecord>& nodes = graph.nodes();
-  const auto fields = graph.ReadBackPointerFields(only_nodes);
+  absl::StatusOr<std::vector<absl::InlinedVector<uintptr_t, 8>>> read =
+      graph.ReadBackPointerFields(only_nodes);
+  if (!read.ok()) return read.status();
+  const std::vector<absl::InlinedVector<uintptr_t, 8>>& fields = *read;
   const size_t count = only_nodes.empty() ? nodes.size() : only_nodes.size();
   if (fields.size() != count) {
     return absl::InternalError(absl::StrFormat(

@@ -108,7 +108,7 @@ absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
   std::vector<Tensor> backups;
   backups.reserve(plan.size());
   for (const auto& [param, src] : plan) {
-    absl::StatusOr<Tensor> copy = Clone(param->tensor());
+    absl::StatusOr<Tensor> copy = ToHost(param->tensor());
     if (!copy.ok()) return copy.status();
     backups.push_back(*std::move(copy));
   }

@@ -1,6 +1,9 @@
 #include "layers/zero_centered_rms_norm.h"
 
+#include <vector>
+
 #include "absl/strings/str_cat.h"
+#include "core/tensor_util.h"
 
 namespace normgraph {
 
@@ -36,11 +39,23 @@ absl::Status ZeroCenteredRmsNorm::ComputeOnePlusWeight(
         full_name(),
         ": gemma_weight has the wrong layout: ", dst.DebugString()));
   }
-  float* out = dst.data_as<float>();
-  for (int64_t j = 0; j < w.numel(); ++j)
-    out[j] = 1.0f + LoadAsFloat(w.data(), w.dtype(), j);
-  dst.storage()->BumpWriteVersion();
-  return absl::OkStatus();
+  if (w.storage()->device() == Device::Cpu() &&
+      dst.storage()->device() == Device::Cpu()) {
+    float* out = dst.data_as<float>();
+    for (int64_t j = 0; j < w.numel(); ++j)
+      out[j] = 1.0f + LoadAsFloat(w.data(), w.dtype(), j);
+    dst.storage()->BumpWriteVersion();
+    return absl::OkStatus();
+  }
+  // On a device: compute on the host from the weight's current contents, then
+  // write the buffer in place.
+  std::vector<float> one_plus_w = ToFloats(w);
+  if (static_cast<int64_t>(one_plus_w.size()) != w.numel()) {
+    return absl::InternalError(
+        absl::StrCat(full_name(), ": cannot read the weight back"));
+  }
+  for (float& v : one_plus_w) v = 1.0f + v;
+  return CopyInto(HostView{one_plus_w.data(), DType::kF32, dst.shape()}, dst);
 }
 
 absl::Status ZeroCenteredRmsNorm::RefreshGemmaWeight() {

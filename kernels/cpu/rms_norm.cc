@@ -1,132 +1,127 @@
 #include "kernels/cpu/rms_norm.h"
 
-#include <cmath>
 #include <cstring>
-#include <type_traits>
 #include <vector>
 
 #include "core/dtype.h"
+#include "kernels/norm_numerics.h"
 
 namespace normgraph {
 namespace {
 
-template <typename T>
+using numerics::Decode;
+using numerics::EncodeOutput;
+
+template <DType D>
 inline float Load(const void* base, int64_t i) {
-  T v;
-  std::memcpy(&v, static_cast<const char*>(base) + i * sizeof(T), sizeof(T));
-  return ToFloat(v);
+  constexpr size_t kSize = DTypeSize(D);
+  uint32_t bits = 0;
+  if (kSize == 4) {
+    std::memcpy(&bits, static_cast<const char*>(base) + i * kSize, 4);
+  } else {
+    uint16_t half;
+    std::memcpy(&half, static_cast<const char*>(base) + i * kSize, 2);
+    bits = half;
+  }
+  return Decode<D>(bits);
 }
 
-template <typename T>
-inline void Store(void* base, int64_t i, float f) {
-  const T v = FromFloat<T>(f);
-  std::memcpy(static_cast<char*>(base) + i * sizeof(T), &v, sizeof(T));
+template <DType D>
+inline void Store(void* base, int64_t i, uint32_t bits) {
+  constexpr size_t kSize = DTypeSize(D);
+  char* p = static_cast<char*>(base) + i * kSize;
+  if (kSize == 4) {
+    std::memcpy(p, &bits, 4);
+  } else {
+    const uint16_t half = static_cast<uint16_t>(bits);
+    std::memcpy(p, &half, 2);
+  }
 }
 
-template <typename T>
-inline float Round(float f) {
-  return ToFloat(FromFloat<T>(f));
+template <DType D>
+const char* RowOf(const void* base, int64_t row, int64_t stride) {
+  return static_cast<const char*>(base) + row * stride * DTypeSize(D);
 }
 
-// Calls f(X{}) with the C++ type of `dtype`.
+// Calls f(std::integral_constant<DType, d>) for the runtime dtype `d`.
 template <typename F>
-void WithType(DType dtype, F&& f) {
-  switch (dtype) {
+void WithDType(DType d, F&& f) {
+  switch (d) {
     case DType::kF32:
-      f(float{});
+      f(std::integral_constant<DType, DType::kF32>{});
       return;
     case DType::kBF16:
-      f(Bf16{});
+      f(std::integral_constant<DType, DType::kBF16>{});
       return;
     case DType::kF16:
-      f(F16{});
+      f(std::integral_constant<DType, DType::kF16>{});
       return;
   }
 }
 
-template <typename X>
+template <DType X>
 void LoadNormInputT(const RmsNormParams& p, int64_t row, float* v) {
-  const void* x = static_cast<const char*>(p.x) + row * p.x_stride * sizeof(X);
-  if (p.residual == nullptr) {
-    for (int64_t j = 0; j < p.cols; ++j) v[j] = Load<X>(x, j);
-    return;
-  }
-  void* res =
-      static_cast<char*>(p.residual) + row * p.residual_stride * sizeof(X);
+  const char* x = RowOf<X>(p.x, row, p.x_stride);
+  const bool has_residual = p.residual != nullptr;
+  char* res =
+      has_residual
+          ? const_cast<char*>(RowOf<X>(p.residual, row, p.residual_stride))
+          : nullptr;
   const bool hf = p.order == RoundingOrder::kHuggingFace;
   for (int64_t j = 0; j < p.cols; ++j) {
-    const float sum = Load<X>(x, j) + Load<X>(res, j);
-    const float rounded = Round<X>(sum);
-    Store<X>(res, j, rounded);
-    v[j] = hf ? rounded : sum;
+    float rounded = 0.0f;
+    v[j] = numerics::NormInput<X>(Load<X>(x, j),
+                                  has_residual ? Load<X>(res, j) : 0.0f,
+                                  has_residual, hf, &rounded);
+    if (has_residual) Store<X>(res, j, numerics::Encode<X>(rounded));
   }
 }
 
-template <typename X, typename W, typename O>
+template <DType X, DType W, DType O>
 void ApplyNormT(const RmsNormParams& p, int64_t row, const float* v, float r,
                 const float* silu) {
-  void* out = static_cast<char*>(p.out) + row * p.out_stride * sizeof(O);
-  const void* gate = p.gate == nullptr ? nullptr
-                                       : static_cast<const char*>(p.gate) +
-                                             row * p.gate_stride * sizeof(X);
+  char* out = const_cast<char*>(RowOf<O>(p.out, row, p.out_stride));
+  const bool gated = p.gate != nullptr;
+  const char* gate = gated ? RowOf<X>(p.gate, row, p.gate_stride) : nullptr;
+  const bool scale = p.weight_kind == NormWeight::kScale;
   const bool hf = p.order == RoundingOrder::kHuggingFace;
-  if (p.weight_kind == NormWeight::kScale) {
-    for (int64_t j = 0; j < p.cols; ++j) {
-      const float n = v[j] * r;
-      Store<O>(out, j, n * Load<float>(p.weight, j));
-    }
-    return;
-  }
   for (int64_t j = 0; j < p.cols; ++j) {
-    const float n = v[j] * r;
-    const float w = Load<W>(p.weight, j);
-    float o;
-    if (hf) {
-      o = w * Round<X>(n);  // weight * hidden.to(input_dtype)
-      if (gate != nullptr) {
-        // The product has the promoted dtype of (weight, input): round to it,
-        // then gate in f32.
-        if (std::is_same<W, X>::value) o = Round<X>(o);
-        o = o * (silu != nullptr ? silu[j] : Silu(Load<X>(gate, j)));
-      }
-    } else {
-      o = n * w;
-      if (gate != nullptr)
-        o = o * (silu != nullptr ? silu[j] : Silu(Load<X>(gate, j)));
-    }
-    Store<O>(out, j, o);
+    const float w =
+        scale ? Load<DType::kF32>(p.weight, j) : Load<W>(p.weight, j);
+    float s = 0.0f;
+    if (gated) s = silu != nullptr ? silu[j] : numerics::Silu(Load<X>(gate, j));
+    const float o = numerics::NormOutput<X, W>(v[j], r, w, scale, hf, gated, s);
+    Store<O>(out, j, EncodeOutput<O>(o));
   }
 }
 
 }  // namespace
 
-float Silu(float g) { return g / (1.0f + std::exp(-g)); }
+float Silu(float g) { return numerics::Silu(g); }
 
 void LoadNormInput(const RmsNormParams& p, int64_t row, float* v) {
-  WithType(p.x_dtype, [&](auto x) { LoadNormInputT<decltype(x)>(p, row, v); });
+  WithDType(p.x_dtype,
+            [&](auto x) { LoadNormInputT<decltype(x)::value>(p, row, v); });
 }
 
 float InvRms(const float* v, int64_t cols, float eps) {
-  constexpr int kLanes = 32;
-  float lanes[kLanes] = {};
-  for (int64_t j = 0; j < cols; ++j) {
-    const float sq = v[j] * v[j];
-    lanes[j % kLanes] += sq;
+  numerics::PairwiseAccumulator<> sum;
+  for (int64_t j = 0; j < cols; j += numerics::kChunk) {
+    const int64_t left = cols - j;
+    sum.Add(numerics::ChunkSumOfSquares(v + j, left < numerics::kChunk
+                                                   ? static_cast<int>(left)
+                                                   : numerics::kChunk));
   }
-  for (int width = kLanes / 2; width >= 1; width /= 2) {
-    for (int i = 0; i < width; ++i) lanes[i] += lanes[i + width];
-  }
-  const float mean = lanes[0] / static_cast<float>(cols);
-  return 1.0f / std::sqrt(mean + eps);
+  return numerics::InvRms(sum.Total(), cols, eps);
 }
 
 void ApplyNorm(const RmsNormParams& p, int64_t row, const float* v,
                float inv_rms, const float* silu) {
-  WithType(p.x_dtype, [&](auto x) {
-    WithType(p.weight_dtype, [&](auto w) {
-      WithType(p.out_dtype, [&](auto o) {
-        ApplyNormT<decltype(x), decltype(w), decltype(o)>(p, row, v, inv_rms,
-                                                          silu);
+  WithDType(p.x_dtype, [&](auto x) {
+    WithDType(p.weight_dtype, [&](auto w) {
+      WithDType(p.out_dtype, [&](auto o) {
+        ApplyNormT<decltype(x)::value, decltype(w)::value, decltype(o)::value>(
+            p, row, v, inv_rms, silu);
       });
     });
   });

@@ -5,11 +5,11 @@
 // kernels/rms_norm_params.h for the formulas); the CUDA kernels are tested
 // against them.
 //
-// Determinism: the sum of squares of a row is accumulated in float32 in 32
-// interleaved lanes (element j goes to lane j % 32, in order), then the lanes
-// are combined by a fixed halving tree (lane i += lane i + 16, then + 8, + 4, +
-// 2, + 1), the shape of a warp reduction. The order depends only on the row
-// length, so every run gives the same bits.
+// Determinism and accuracy: every numeric step (the float64 pairwise sum of
+// squares, the factor, silu, the roundings) is defined once in
+// kernels/norm_numerics.h, which the CUDA kernels follow too; the order
+// depends only on the row length, so every run and every backend gives the
+// same bits.
 
 #include <cstdint>
 
@@ -30,13 +30,13 @@ void CopyCpu(const CopyParams& p);
 // Loads row `row`'s normalisation input as float32 into v[0, cols); with a
 // residual, also writes residual <- R_x(x + residual) for that row.
 void LoadNormInput(const RmsNormParams& p, int64_t row, float* v);
-// 1 / sqrt(mean(v * v) + eps), with the fixed reduction order described above.
+// 1 / sqrt(mean(v * v) + eps), with the reduction of norm_numerics.h.
 float InvRms(const float* v, int64_t cols, float eps);
 // Writes row `row` of the output from the loaded input v and the factor. If
 // `silu` is not null, its cols values replace silu(float(gate)) for the row.
 void ApplyNorm(const RmsNormParams& p, int64_t row, const float* v,
                float inv_rms, const float* silu);
-// g / (1 + exp(-g)) in float32.
+// g / (1 + exp(-g)) in float32 (numerics::Silu).
 float Silu(float g);
 
 }  // namespace normgraph

@@ -42,10 +42,13 @@ namespace {
 using safetensors::SafetensorsFile;
 using safetensors::TensorEntry;
 
-// torch (CUDA, rsqrtf and a tree reduction) and our reference (1/sqrtf, 32-lane
-// reduction) agree on the per-row factor to within this many float32 ulps on
-// every row of the golden data.
+// torch (CUDA: a float32 tree reduction, then rsqrtf) and our reference (a
+// float64 pairwise sum, one rounding; kernels/norm_numerics.h) agree on the
+// per-row factor to within this many float32 ulps on every row of the golden
+// data. Ours is within one ulp of the exact value (asserted); torch's own error
+// makes up the rest.
 constexpr int64_t kMaxFactorUlps = 4;
+constexpr int64_t kMaxFactorUlpsFromExact = 1;
 constexpr int64_t kMax16BitOutputUlps = 2;
 constexpr int64_t kMaxF32OutputUlps = 8;
 
@@ -61,6 +64,21 @@ int64_t OrderedBits(DType dtype, float f) {
 
 int64_t UlpDistance(DType dtype, float a, float b) {
   return std::llabs(OrderedBits(dtype, a) - OrderedBits(dtype, b));
+}
+
+// The exact per-row factor, to long double precision: the squares are exact in
+// long double and the sum is compensated (Neumaier), then 1 / sqrt in long
+// double. Rounded to float32 only for the ulp comparison.
+float ExactInvRms(const float* v, int64_t n, float eps) {
+  long double sum = 0, compensation = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    const long double sq = static_cast<long double>(v[j]) * v[j];
+    const long double t = sum + sq;
+    compensation += std::fabs(sum) >= sq ? (sum - t) + sq : (sq - t) + sum;
+    sum = t;
+  }
+  const long double mean = (sum + compensation) / n;
+  return static_cast<float>(1.0L / std::sqrt(mean + eps));
 }
 
 struct Variant {
@@ -218,9 +236,10 @@ TEST_P(HfGoldenTest, ElementwiseIsBitExactGivenTorchFactor) {
             << " elements bit-identical to HF given torch's factor\n";
 }
 
-// (b): our per-row factor against torch's.
+// (b): our per-row factor against the exact value and against torch's.
 TEST_P(HfGoldenTest, OwnFactorIsWithinFewUlpsOfTorch) {
   int64_t worst = 0, rows_total = 0, identical = 0;
+  int64_t worst_exact = 0, torch_worst_exact = 0, exact_rows = 0;
   for (const auto& [hidden, rows] : shapes_) {
     for (bool residual : {false, true}) {
       Problem pr = Make(kVariants[residual ? 3 : 0], hidden, rows,
@@ -230,17 +249,28 @@ TEST_P(HfGoldenTest, OwnFactorIsWithinFewUlpsOfTorch) {
         LoadNormInput(pr.params, row, in.data());
         const float ours = InvRms(in.data(), hidden, pr.params.eps);
         const float torch = LoadAsFloat(pr.inv_rms->data, DType::kF32, row);
+        const float exact = ExactInvRms(in.data(), hidden, pr.params.eps);
         const int64_t d = UlpDistance(DType::kF32, ours, torch);
+        const int64_t de = UlpDistance(DType::kF32, ours, exact);
         worst = std::max(worst, d);
+        worst_exact = std::max(worst_exact, de);
+        torch_worst_exact =
+            std::max(torch_worst_exact, UlpDistance(DType::kF32, torch, exact));
         identical += d == 0;
+        exact_rows += de == 0;
         ++rows_total;
         EXPECT_LE(d, kMaxFactorUlps) << "h" << hidden << " row " << row;
+        EXPECT_LE(de, kMaxFactorUlpsFromExact)
+            << "h" << hidden << " row " << row;
       }
     }
   }
   std::cout << absl::StrFormat(
-      "%s: per-row factor: %d/%d rows identical to torch, worst %d ulp\n",
-      GetParam(), identical, rows_total, worst);
+      "%s: per-row factor: %d/%d rows identical to torch, worst %d ulp; "
+      "%d/%d equal to the exact value rounded, worst %d ulp (torch: worst %d "
+      "ulp from exact)\n",
+      GetParam(), identical, rows_total, worst, exact_rows, rows_total,
+      worst_exact, torch_worst_exact);
 }
 
 // (c): end to end with our own factor: report the share of bit-identical
@@ -252,19 +282,29 @@ TEST_P(HfGoldenTest, EndToEndReport) {
       Problem pr = Make(v, hidden, rows, RoundingOrder::kHuggingFace);
       RmsNormCpu(pr.params);
       const DType od = pr.params.out_dtype;
+      // A float32 output of 16-bit activations (f32 weights) still carries
+      // the Llama order's inner rounding R_x(x r): a factor one ulp away can
+      // flip it, which moves the f32 output by one *activation* ulp times w.
+      // Such outputs are compared after rounding to the activation dtype.
+      const DType cmp =
+          v.kind == NormWeight::kMultiply ? pr.params.x_dtype : od;
       for (int64_t i = 0; i < rows * hidden; ++i) {
         const float ours = LoadAsFloat(pr.out.data(), od, i);
         const float hf = LoadAsFloat(pr.golden_out->data, od, i);
         ASSERT_FALSE(std::isnan(ours)) << "unwritten element";
-        const int64_t d = UlpDistance(od, ours, hf);
+        const int64_t d =
+            ours == hf
+                ? 0
+                : std::max<int64_t>(1, UlpDistance(cmp, RoundTo(cmp, ours),
+                                                   RoundTo(cmp, hf)));
         worst = std::max(worst, d);
         identical += d == 0;
         ++total;
         ASSERT_LE(d,
-                  od == DType::kF32 ? kMaxF32OutputUlps : kMax16BitOutputUlps)
+                  cmp == DType::kF32 ? kMaxF32OutputUlps : kMax16BitOutputUlps)
             << "h" << hidden << " out." << v.out << " element " << i
             << ": ours " << ours << ", HF " << hf;
-        if (d > 1 && od != DType::kF32) {
+        if (d > 1 && cmp != DType::kF32) {
           std::cout << absl::StrFormat(
               "  %d ulp: h%d out.%s element %d: ours %g, HF %g\n", d, hidden,
               v.out, i, ours, hf);

@@ -1,0 +1,223 @@
+#ifndef NORMGRAPH_KERNELS_NORM_NUMERICS_H_
+#define NORMGRAPH_KERNELS_NORM_NUMERICS_H_
+
+// The numerics of the row norm, written once for every backend: the CPU
+// reference kernel (kernels/cpu) and the CUDA kernels (kernels/cuda) both call
+// these functions, so they agree bit for bit by construction. See
+// kernels/rms_norm_params.h for the formulas of each variant and
+// docs/numerics.md for why each choice was made.
+//
+// The sum of squares (the one reduction)
+// ---------------------------------------
+// For a row v[0..n) of float32 values, sum(v * v) is the *perfectly balanced
+// pairwise sum* of the squares, evaluated in float64:
+//   - each square is (double)v * (double)v, which is exact (a 24-bit mantissa
+//     squared fits in float64's 53 bits, and float32's exponent range squared
+//     fits in float64's);
+//   - the n squares, padded with zeros to the next power of two, are summed as
+//     a complete binary tree: leaves (2i, 2i+1) first, then pairs of pairs, and
+//     so on. Adding a zero is exact, so the padding changes nothing but the
+//     shape, which depends on n alone.
+// The tree splits into aligned power-of-two subtrees, so any power-of-two
+// partition of the row computes it exactly: a CPU loop with a binary-counter
+// accumulator, a GPU thread that sums its 8-element chunks and then its
+// contiguous run of chunks, and a butterfly (xor shuffle) across threads that
+// own contiguous, aligned runs all follow the same tree. Accuracy: float64 with
+// a tree of depth log2(n) errs by at most about log2(n) * 2^-53 relative, far
+// below float32's 2^-24.
+//
+// The factor r = 1 / sqrt(sum / n + eps) is computed in float64 (IEEE sqrt
+// and division, correctly rounded on the CPU and on CUDA alike) and rounded to
+// float32 once. It is therefore within one float32 ulp of the exact value of
+// the row (in practice the correctly rounded value), on every row family:
+// random, all-equal, wide dynamic range, huge and tiny magnitudes, any length.
+//
+// Everything else is float32 arithmetic with one rounding per operation
+// (compiled without contraction into fused multiply-adds: -ffp-contract=off on
+// the CPU, --fmad=false for CUDA), and the 16-bit conversions of
+// core/float_bits.h.
+
+#include <cmath>
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "core/float_bits.h"
+
+namespace normgraph {
+namespace numerics {
+
+// Elements per chunk: a GPU thread's 16-byte load of 16-bit elements, and the
+// leaves of the smallest subtree a thread sums on its own.
+constexpr int kChunk = 8;
+
+// --- element conversions, by dtype ------------------------------------------
+
+template <DType D>
+NG_HOST_DEVICE float Decode(uint32_t bits) {
+  if (D == DType::kF32) return FloatFromBits(bits);
+  if (D == DType::kBF16) return Bf16BitsToFloat(static_cast<uint16_t>(bits));
+  return F16BitsToFloat(static_cast<uint16_t>(bits));
+}
+
+template <DType D>
+NG_HOST_DEVICE uint32_t Encode(float f) {
+  if (D == DType::kF32) return FloatBits(f);
+  if (D == DType::kBF16) return FloatToBf16Bits(f);
+  return FloatToF16Bits(f);
+}
+
+// Rounds to D and back (a no-op for f32).
+template <DType D>
+NG_HOST_DEVICE float Round(float f) {
+  return D == DType::kF32 ? f : Decode<D>(Encode<D>(f));
+}
+
+// The bits a kernel stores for an output value: Encode, except that every NaN
+// becomes one canonical quiet NaN per dtype, so the sign or payload a
+// platform's arithmetic happens to give a NaN (x86 and CUDA differ) never
+// shows in an output.
+template <DType D>
+NG_HOST_DEVICE uint32_t EncodeOutput(float f) {
+  if (f != f) {
+    return D == DType::kF32    ? 0x7FC00000u
+           : D == DType::kBF16 ? 0x7FC0u
+                               : 0x7E00u;
+  }
+  return Encode<D>(f);
+}
+
+// --- the reduction
+// -------------------------------------------------------------
+
+NG_HOST_DEVICE double Square(float v) {
+  const double d = static_cast<double>(v);
+  return d * d;
+}
+
+// The pairwise sum of the squares of one chunk: v[0..count) with count <= 8,
+// the rest of the 8 leaves zero.
+NG_HOST_DEVICE double ChunkSumOfSquares(const float* v, int count) {
+  double s[kChunk];
+  for (int i = 0; i < kChunk; ++i) s[i] = i < count ? Square(v[i]) : 0.0;
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+// Sums a sequence of leaves (here: chunk sums, in row order) as the balanced
+// pairwise tree over the sequence padded with zeros to a power of two. It keeps
+// one partial sum per level, like a binary counter: adding the k-th leaf merges
+// equal-sized subtrees exactly where the tree does. Holds up to 2^kLevels - 1
+// leaves.
+template <int kLevels = 48>
+class PairwiseAccumulator {
+ public:
+  NG_HOST_DEVICE void Add(double leaf) {
+    int level = 0;
+    for (uint64_t c = count_; c & 1u; c >>= 1, ++level) {
+      leaf = partial_[level] + leaf;
+    }
+    partial_[level] = leaf;
+    ++count_;
+  }
+  // The tree's root. The partial sums left are the subtrees of the binary
+  // decomposition of the count; folding them from the smallest up is what the
+  // zero-padded tree does (each zero subtree adds nothing).
+  NG_HOST_DEVICE double Total() const {
+    double total = 0.0;
+    bool any = false;
+    int level = 0;
+    for (uint64_t c = count_; c != 0; c >>= 1, ++level) {
+      if (c & 1u) {
+        total = any ? partial_[level] + total : partial_[level];
+        any = true;
+      }
+    }
+    return total;
+  }
+
+ private:
+  double partial_[kLevels];
+  uint64_t count_ = 0;
+};
+
+// 1 / sqrt(sum_of_squares / n + eps), in float64, rounded to float32 once.
+NG_HOST_DEVICE float InvRms(double sum_of_squares, int64_t n, float eps) {
+  const double mean = sum_of_squares / static_cast<double>(n);
+  return static_cast<float>(1.0 / sqrt(mean + static_cast<double>(eps)));
+}
+
+// --- silu
+// ------------------------------------------------------------------------
+
+// exp(x) in float32 from +, -, *, / and exact bit operations only, so that it
+// gives the same bits on every platform (the math libraries' expf differ in
+// the last bit between glibc and CUDA). Cody-Waite reduction x = n ln2 + r with
+// |r| <= ln2 / 2, a degree-7 Taylor polynomial (truncation error below 6e-9
+// relative), then scaling by 2^n. Within 2 ulps of the exact value.
+NG_HOST_DEVICE float ExpF32(float x) {
+  if (x != x) return x;
+  if (x > 88.72283935546875f) return FloatFromBits(0x7F800000u);  // +inf
+  if (x < -103.97208404541016f) return 0.0f;
+  const float n = floorf(x * 1.44269502162933349609375f + 0.5f);
+  // ln2 split so that n * kLn2Hi is exact for |n| <= 2^8.
+  const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187045e-06f;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  // 2^n as two factors, each a normal float, so subnormal results come out
+  // right (n ranges over [-150, 128]).
+  const int ni = static_cast<int>(n);
+  const int half = ni / 2;
+  const float s1 = FloatFromBits(static_cast<uint32_t>(half + 127) << 23);
+  const float s2 = FloatFromBits(static_cast<uint32_t>(ni - half + 127) << 23);
+  return (p * s1) * s2;
+}
+
+// silu(g) = g / (1 + exp(-g)) in float32.
+NG_HOST_DEVICE float Silu(float g) { return g / (1.0f + ExpF32(-g)); }
+
+// --- the elementwise parts
+// -----------------------------------------------------
+
+// The value the norm sees for one element, and (with a residual) the value
+// written back into the residual stream: s = x + residual in float32; the
+// residual becomes R_X(s); the norm input is R_X(s) in HF order (the decoder
+// layer adds in the activation dtype) and s in engine order.
+template <DType X>
+NG_HOST_DEVICE float NormInput(float x, float residual, bool has_residual,
+                               bool hf_order, float* residual_out) {
+  if (!has_residual) return x;
+  const float s = x + residual;
+  const float rounded = Round<X>(s);
+  *residual_out = rounded;
+  return hf_order ? rounded : s;
+}
+
+// One output element before its final rounding to the output dtype, from the
+// norm input v, the row's factor r, the weight element w (the float32 scale
+// 1 + w when `scale`), and, when `gated`, silu(gate).
+template <DType X, DType W>
+NG_HOST_DEVICE float NormOutput(float v, float r, float w, bool scale,
+                                bool hf_order, bool gated, float silu) {
+  const float n = v * r;
+  if (scale) return n * w;  // zero-centred: (x r) * (1 + w), one rounding
+  float o;
+  if (hf_order) {
+    o = w * Round<X>(n);  // weight * hidden.to(input_dtype)
+    // The gated form rounds the product to the promoted dtype of (weight,
+    // input) before gating in float32.
+    if (gated && W == X) o = Round<X>(o);
+  } else {
+    o = n * w;
+  }
+  return gated ? o * silu : o;
+}
+
+}  // namespace numerics
+}  // namespace normgraph
+
+#endif  // NORMGRAPH_KERNELS_NORM_NUMERICS_H_

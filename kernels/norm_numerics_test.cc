@@ -1,0 +1,186 @@
+// The shared numerics (kernels/norm_numerics.h) against independent oracles:
+// the pairwise order against a recursive definition of the balanced tree, the
+// factor against a long-double value on hard row families, and exp / silu
+// against the math library in double.
+
+#include "kernels/norm_numerics.h"
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/cpu/rms_norm.h"
+
+namespace normgraph {
+namespace {
+
+// The balanced pairwise tree over v[begin, begin + size), size a power of two,
+// leaves past `n` zero: the definition, written as a recursion.
+double TreeSum(const std::vector<double>& v, size_t begin, size_t size) {
+  if (size == 1) return begin < v.size() ? v[begin] : 0.0;
+  const size_t half = size / 2;
+  return TreeSum(v, begin, half) + TreeSum(v, begin + half, half);
+}
+
+TEST(PairwiseAccumulatorTest, FollowsTheBalancedTreeBitForBit) {
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> mantissa(1.0, 2.0);
+  std::uniform_int_distribution<int> exponent(-60, 60);
+  for (size_t n = 1; n <= 1100; n += (n < 70 ? 1 : 37)) {
+    std::vector<double> v(n);
+    for (double& d : v) d = std::ldexp(mantissa(rng), exponent(rng));
+    numerics::PairwiseAccumulator<> acc;
+    for (double d : v) acc.Add(d);
+    size_t size = 1;
+    while (size < n) size *= 2;
+    // Bitwise: the same tree, not merely a close value.
+    EXPECT_EQ(acc.Total(), TreeSum(v, 0, size)) << "n = " << n;
+  }
+}
+
+// Chunks of 8 then a tree over chunks is the tree over elements.
+TEST(PairwiseAccumulatorTest, ChunkedRowEqualsElementTree) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> dist(0.0f, 3.0f);
+  for (int64_t n : {1, 5, 8, 9, 63, 64, 65, 1000, 4096, 12289}) {
+    std::vector<float> row(n);
+    for (float& f : row) f = dist(rng);
+    std::vector<double> squares(n);
+    for (int64_t j = 0; j < n; ++j) squares[j] = numerics::Square(row[j]);
+    size_t size = 1;
+    while (size < squares.size()) size *= 2;
+    const float want = numerics::InvRms(TreeSum(squares, 0, size), n, 1e-6f);
+    EXPECT_EQ(InvRms(row.data(), n, 1e-6f), want) << "n = " << n;
+  }
+}
+
+// The exact factor in long double (exact squares, compensated sum).
+double ExactInvRms(const std::vector<float>& v, float eps) {
+  long double sum = 0, compensation = 0;
+  for (float f : v) {
+    const long double sq = static_cast<long double>(f) * f;
+    const long double t = sum + sq;
+    compensation += std::fabs(sum) >= sq ? (sum - t) + sq : (sq - t) + sum;
+    sum = t;
+  }
+  const long double mean = (sum + compensation) / v.size();
+  return static_cast<double>(1.0L / std::sqrt(mean + eps));
+}
+
+int64_t UlpDistanceF32(float a, float b) {
+  auto ordered = [](float f) -> int64_t {
+    const int64_t bits = FloatBits(f);
+    return bits & 0x80000000 ? -(bits & 0x7FFFFFFF) : bits;
+  };
+  return std::llabs(ordered(a) - ordered(b));
+}
+
+// Within one float32 ulp of the exact factor on every row family (in practice
+// the correctly rounded value): the accuracy target of the shared order.
+TEST(InvRmsTest, WithinOneUlpOfExactOnHardRowFamilies) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_real_distribution<float> exponent(-30.0f, 30.0f);
+  int64_t rows = 0, correctly_rounded = 0;
+  for (int64_t n :
+       {1, 2, 7, 8, 9, 100, 1536, 2304, 4096, 5120, 12288, 16384, 16385}) {
+    for (int family = 0; family < 7; ++family) {
+      std::vector<float> v(n);
+      for (int64_t j = 0; j < n; ++j) {
+        switch (family) {
+          case 0:  // random
+            v[j] = normal(rng);
+            break;
+          case 1:  // all equal (a long sequential float32 sum drifts here)
+            v[j] = 0.1f;
+            break;
+          case 2:  // all equal, large
+            v[j] = 3.3e3f;
+            break;
+          case 3:  // wide dynamic range
+            v[j] = normal(rng) * std::exp2(exponent(rng));
+            break;
+          case 4:  // huge magnitudes (squares overflow float32)
+            v[j] = normal(rng) * 1e30f;
+            break;
+          case 5:  // tiny magnitudes (squares underflow float32; eps dominates)
+            v[j] = normal(rng) * 1e-25f;
+            break;
+          case 6:  // one large value among small ones
+            v[j] = j == n / 2 ? 1e4f : normal(rng) * 1e-3f;
+            break;
+        }
+      }
+      for (float eps : {1e-6f, 0.0f}) {
+        if (eps == 0.0f && family == 5) continue;  // r ~ 1e25: no eps, fine too
+        const float ours = InvRms(v.data(), n, eps);
+        const float exact = static_cast<float>(ExactInvRms(v, eps));
+        const int64_t d = UlpDistanceF32(ours, exact);
+        EXPECT_LE(d, 1) << "family " << family << " n " << n << " eps " << eps
+                        << ": ours " << ours << " exact " << exact;
+        correctly_rounded += d == 0;
+        ++rows;
+      }
+    }
+  }
+  // Printed for the record; the bound above is what is asserted.
+  std::printf("%lld/%lld factors correctly rounded\n",
+              static_cast<long long>(correctly_rounded),
+              static_cast<long long>(rows));
+}
+
+TEST(ExpF32Test, WithinTwoUlpsOfTheMathLibrary) {
+  int64_t worst = 0;
+  auto check = [&](float x) {
+    const double want = std::exp(static_cast<double>(x));
+    const float got = numerics::ExpF32(x);
+    if (want > 3.4028234663852886e38) {
+      EXPECT_TRUE(std::isinf(got)) << x;
+      return;
+    }
+    const float want_f = static_cast<float>(want);
+    // Below the normal range a float has fewer bits; compare in absolute
+    // terms there.
+    if (want < 1.1754943508222875e-38) {
+      EXPECT_NEAR(got, want_f, 3e-45) << x;
+      return;
+    }
+    const int64_t d = UlpDistanceF32(got, want_f);
+    worst = std::max(worst, d);
+    EXPECT_LE(d, 2) << "x = " << x;
+  };
+  for (float x = -104.0f; x <= 89.0f; x += 0.0137f) check(x);
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-20.0f, 20.0f);
+  for (int i = 0; i < 200000; ++i) check(u(rng));
+  EXPECT_EQ(numerics::ExpF32(0.0f), 1.0f);
+  EXPECT_TRUE(std::isnan(numerics::ExpF32(std::nanf(""))));
+  EXPECT_EQ(numerics::ExpF32(-200.0f), 0.0f);
+  std::printf("ExpF32: worst %lld ulp\n", static_cast<long long>(worst));
+}
+
+TEST(SiluTest, MatchesDoublePrecisionWithinThreeUlps) {
+  for (float g = -88.0f; g <= 90.0f; g += 0.00731f) {
+    const double want = g / (1.0 + std::exp(-static_cast<double>(g)));
+    const float got = numerics::Silu(g);
+    EXPECT_LE(UlpDistanceF32(got, static_cast<float>(want)), 3) << g;
+  }
+  // Past -88.72, exp(-g) overflows float32 and the float32 formula gives -0,
+  // as torch's float32 silu does.
+  EXPECT_EQ(FloatBits(numerics::Silu(-89.0f)), 0x80000000u);
+}
+
+TEST(EncodeOutputTest, EveryNanBecomesOneCanonicalNan) {
+  const float nans[] = {FloatFromBits(0x7FC00000u), FloatFromBits(0xFFC00000u),
+                        FloatFromBits(0x7F800001u), FloatFromBits(0xFFFFFFFFu)};
+  for (float nan : nans) {
+    EXPECT_EQ(numerics::EncodeOutput<DType::kF32>(nan), 0x7FC00000u);
+    EXPECT_EQ(numerics::EncodeOutput<DType::kBF16>(nan), 0x7FC0u);
+    EXPECT_EQ(numerics::EncodeOutput<DType::kF16>(nan), 0x7E00u);
+  }
+  EXPECT_EQ(numerics::EncodeOutput<DType::kBF16>(1.0f), 0x3F80u);
+}
+
+}  // namespace
+}  // namespace normgraph
