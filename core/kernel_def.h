@@ -17,6 +17,24 @@
 
 namespace normgraph {
 
+// How the CUDA backend launches a kernel: the __global__ function (its
+// host-side handle) and the launch shape. Filled in by the kernel's CUDA plan
+// function (kernels/cuda), so core/ stays free of CUDA headers.
+struct CudaLaunch {
+  const void* function = nullptr;
+  uint32_t grid[3] = {1, 1, 1};
+  uint32_t block[3] = {1, 1, 1};
+  uint32_t shared_bytes = 0;
+
+  bool operator==(const CudaLaunch& o) const {
+    return function == o.function && grid[0] == o.grid[0] &&
+           grid[1] == o.grid[1] && grid[2] == o.grid[2] &&
+           block[0] == o.block[0] && block[1] == o.block[1] &&
+           block[2] == o.block[2] && shared_bytes == o.shared_bytes;
+  }
+  bool operator!=(const CudaLaunch& o) const { return !(*this == o); }
+};
+
 struct KernelDef {
   const char* name = "";
   size_t params_size = 0;
@@ -26,6 +44,12 @@ struct KernelDef {
   absl::Status (*validate)(const void* params) = nullptr;
   // Runs the kernel on the CPU. The params pointer may be unaligned.
   void (*cpu_entry)(const void* params) = nullptr;
+  // Chooses the CUDA function and launch shape for valid `params`; null if the
+  // kernel has no CUDA implementation (or the binary was built without CUDA).
+  // The choice may depend on sizes and dtypes but never on pointer values:
+  // rebinding a captured node changes only pointers and keeps its function and
+  // shape (the CUDA backend checks this).
+  void (*cuda_plan)(const void* params, CudaLaunch* launch) = nullptr;
 };
 
 // Adapts `void Fn(const Params&)` to KernelDef::cpu_entry (copies params to an

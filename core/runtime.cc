@@ -58,6 +58,13 @@ bool RegisterRuntimeFactory(DeviceType type, RuntimeFactory factory) {
   return true;
 }
 
+bool BackendLinked(DeviceType type) {
+  if (type == DeviceType::kCpu) return true;
+  Registry& r = TheRegistry();
+  absl::MutexLock lock(&r.mu);
+  return r.factories.count(type) > 0;
+}
+
 absl::StatusOr<DeviceRuntime*> GetRuntime(Device device) {
   if (device.type == DeviceType::kCpu) {
     if (device.index != 0) {

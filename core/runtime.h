@@ -57,6 +57,10 @@ using RuntimeFactory = absl::StatusOr<DeviceRuntime*> (*)(int index);
 // static initialiser). Returns true, so it can initialise a static.
 bool RegisterRuntimeFactory(DeviceType type, RuntimeFactory factory);
 
+// True if a backend for `type` is linked into this binary (the CPU always
+// is). A linked backend may still fail to open a device (no GPU, driver).
+bool BackendLinked(DeviceType type);
+
 // The runtime of `device`, created on first use. An error says why it is not
 // available (a CPU-only build, no such device, a driver error).
 absl::StatusOr<DeviceRuntime*> GetRuntime(Device device);

@@ -3,6 +3,9 @@
 #include <cstddef>
 
 #include "kernels/cpu/rms_norm.h"
+#ifdef NORMGRAPH_WITH_CUDA
+#include "kernels/cuda/kernels_cuda.h"
+#endif
 
 namespace normgraph {
 
@@ -17,6 +20,9 @@ const KernelDef& RmsNormKernel() {
         offsetof(RmsNormParams, out)};
     d->validate = ValidateEntry<RmsNormParams, ValidateRmsNormParams>;
     d->cpu_entry = CpuEntry<RmsNormParams, RmsNormCpu>;
+#ifdef NORMGRAPH_WITH_CUDA
+    d->cuda_plan = PlanRmsNormCuda;
+#endif
     return d;
   }();
   return *def;
@@ -30,6 +36,9 @@ const KernelDef& CopyKernel() {
     d->pointer_offsets = {offsetof(CopyParams, src), offsetof(CopyParams, dst)};
     d->validate = ValidateEntry<CopyParams, ValidateCopyParams>;
     d->cpu_entry = CpuEntry<CopyParams, CopyCpu>;
+#ifdef NORMGRAPH_WITH_CUDA
+    d->cuda_plan = PlanCopyCuda;
+#endif
     return d;
   }();
   return *def;

@@ -11,6 +11,36 @@ absl::Status Invalid(absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("rms_norm: ", what));
 }
 
+// The bytes a row-strided operand spans.
+struct Span {
+  const char* name;
+  uintptr_t begin = 0;
+  uintptr_t end = 0;  // one past the last byte
+  int64_t stride = 0;
+  size_t elem = 0;
+  bool present() const { return begin != 0; }
+  bool Overlaps(const Span& o) const {
+    return present() && o.present() && begin < o.end && o.begin < end;
+  }
+  // Element (i, j) of both lies at the same address: each element is read and
+  // written by the same step of either backend's kernel, which is safe.
+  bool SameElements(const Span& o) const {
+    return begin == o.begin && stride == o.stride && elem == o.elem;
+  }
+};
+
+Span SpanOf(const char* name, const void* p, int64_t rows, int64_t stride,
+            int64_t cols, DType dtype) {
+  Span s;
+  s.name = name;
+  if (p == nullptr || rows == 0) return s;
+  s.begin = reinterpret_cast<uintptr_t>(p);
+  s.elem = DTypeSize(dtype);
+  s.stride = stride;
+  s.end = s.begin + static_cast<uintptr_t>((rows - 1) * stride + cols) * s.elem;
+  return s;
+}
+
 }  // namespace
 
 absl::Status ValidateRmsNormParams(const RmsNormParams& p) {
@@ -47,6 +77,40 @@ absl::Status ValidateRmsNormParams(const RmsNormParams& p) {
   if (p.gate != nullptr && p.out_dtype != p.x_dtype) {
     return Invalid("the gated norm writes the activation dtype");
   }
+  // Sizes that overflow the address arithmetic below cannot be real tensors.
+  const int64_t kMaxSpan = int64_t{1} << 56;
+  for (int64_t stride :
+       {p.x_stride, p.out_stride, p.residual_stride, p.gate_stride}) {
+    if (p.rows > 0 && stride > kMaxSpan / p.rows) {
+      return Invalid("rows x stride is too large");
+    }
+  }
+  // Operands the kernel writes (out, residual) may share memory with another
+  // operand only element for element (in place); any other overlap would
+  // make the result depend on the order in which a backend visits elements.
+  const Span x = SpanOf("x", p.x, p.rows, p.x_stride, p.cols, p.x_dtype);
+  const Span out =
+      SpanOf("out", p.out, p.rows, p.out_stride, p.cols, p.out_dtype);
+  const Span residual = SpanOf("residual", p.residual, p.rows,
+                               p.residual_stride, p.cols, p.x_dtype);
+  const Span gate =
+      SpanOf("gate", p.gate, p.rows, p.gate_stride, p.cols, p.x_dtype);
+  const Span weight = SpanOf(
+      "weight", p.weight, 1, p.cols, p.cols,
+      p.weight_kind == NormWeight::kScale ? DType::kF32 : p.weight_dtype);
+  for (const Span* written : {&out, &residual}) {
+    if (written->Overlaps(weight)) {
+      return Invalid(absl::StrCat(written->name, " overlaps the weight"));
+    }
+    for (const Span* other : {&x, &gate, &residual}) {
+      if (other == written || !written->Overlaps(*other)) continue;
+      if (!written->SameElements(*other)) {
+        return Invalid(absl::StrCat(
+            written->name, " partially overlaps ", other->name,
+            "; operands may only alias element for element (in place)"));
+      }
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -54,6 +118,12 @@ absl::Status ValidateCopyParams(const CopyParams& p) {
   if (p.bytes < 0) return absl::InvalidArgumentError("copy: negative size");
   if (p.bytes > 0 && (p.src == nullptr || p.dst == nullptr)) {
     return absl::InvalidArgumentError("copy: null pointer");
+  }
+  const auto src = reinterpret_cast<uintptr_t>(p.src);
+  const auto dst = reinterpret_cast<uintptr_t>(p.dst);
+  if (p.bytes > 0 && src != dst && src < dst + p.bytes && dst < src + p.bytes) {
+    return absl::InvalidArgumentError(
+        "copy: source and destination partially overlap");
   }
   return absl::OkStatus();
 }
