@@ -1,5 +1,6 @@
 #include "fuzz/graph_replay_harness.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -12,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
-#include "core/cpu_stream.h"
+#include "core/runtime.h"
 #include "core/status_macros.h"
 #include "core/step_buffers.h"
 #include "core/tensor_util.h"
@@ -26,6 +27,43 @@
 
 namespace normgraph::fuzz {
 namespace {
+
+// Where the fuzzed stacks live: NORMGRAPH_FUZZ_DEVICE (cpu, cuda, cuda:N),
+// the CPU by default. Set up once per process; a device that cannot be opened
+// stops the process with the reason (a fuzzer must not silently fall back).
+DeviceRuntime& Runtime() {
+  static DeviceRuntime* runtime = [] {
+    const char* name = std::getenv("NORMGRAPH_FUZZ_DEVICE");
+    absl::StatusOr<Device> device =
+        ParseDevice(name != nullptr && *name != '\0' ? name : "cpu");
+    absl::StatusOr<DeviceRuntime*> r =
+        device.ok() ? GetRuntime(*device) : device.status();
+    if (!r.ok()) {
+      std::fprintf(stderr, "graph_replay_fuzzer: NORMGRAPH_FUZZ_DEVICE: %s\n",
+                   std::string(r.status().message()).c_str());
+      std::abort();
+    }
+    return *r;
+  }();
+  return *runtime;
+}
+
+Allocator& DeviceAllocator() { return Runtime().allocator(); }
+
+// One stream for the process (creating a CUDA stream per input would cost more
+// than the input).
+Stream& DeviceStream() {
+  static Stream* stream = [] {
+    absl::StatusOr<std::unique_ptr<Stream>> s = Runtime().NewStream();
+    if (!s.ok()) {
+      std::fprintf(stderr, "graph_replay_fuzzer: %s\n",
+                   std::string(s.status().message()).c_str());
+      std::abort();
+    }
+    return s->release();
+  }();
+  return *stream;
+}
 
 // Two buckets keep captures cheap; batches 2 and 3 still run padded in
 // bucket 4.
@@ -103,6 +141,7 @@ absl::StatusOr<std::unique_ptr<NormStack>> MakeModel(const Config& c,
     q.layer_types = c.layer_types;
     q.dtype = c.dtype;
     q.order = c.order;
+    q.allocator = &DeviceAllocator();
     if (legacy) q.zero_centered_factory = LegacyZeroCenteredFactory();
     NG_ASSIGN_OR_RETURN(auto m, Qwen35NormStack::Create(q));
     return std::unique_ptr<NormStack>(std::move(m));
@@ -115,6 +154,7 @@ absl::StatusOr<std::unique_ptr<NormStack>> MakeModel(const Config& c,
   g.head_dim = c.head_dim;
   g.dtype = c.dtype;
   g.order = c.order;
+  g.allocator = &DeviceAllocator();
   if (legacy) g.zero_centered_factory = LegacyZeroCenteredFactory();
   NG_ASSIGN_OR_RETURN(auto m, Gemma3NormStack::Create(g));
   return std::unique_ptr<NormStack>(std::move(m));
@@ -287,7 +327,7 @@ class Harness {
     step.owners = {m};
     NG_ASSIGN_OR_RETURN(
         graphs_, BucketedGraphs::Create("decode", stream_, step, kBuckets,
-                                        options_, CpuAllocator()));
+                                        options_, DeviceAllocator()));
     moved_.clear();
     return InventorySlots();
   }
@@ -360,18 +400,18 @@ class Harness {
   // with `squat`, another tensor takes the freed block first (and holds other
   // bytes), so the restore lands elsewhere.
   absl::Status FreeRealloc(const SlotInfo& s, bool squat) {
-    NG_ASSIGN_OR_RETURN(Tensor backup, Clone(s.slot->tensor()));
+    NG_ASSIGN_OR_RETURN(Tensor backup, ToHost(s.slot->tensor()));
     s.slot->Rebind(Tensor());
     if (squat) {
       NG_ASSIGN_OR_RETURN(
           Tensor squatter,
-          Tensor::Empty(CpuAllocator(), backup.shape(), backup.dtype()));
+          Tensor::Empty(DeviceAllocator(), backup.shape(), backup.dtype()));
       NG_RETURN_IF_ERROR(Fill(squatter, 100.0f));
       keep_.push_back(squatter);
     }
     NG_ASSIGN_OR_RETURN(
         Tensor restored,
-        Tensor::Empty(CpuAllocator(), backup.shape(), backup.dtype()));
+        Tensor::Empty(DeviceAllocator(), backup.shape(), backup.dtype()));
     NG_RETURN_IF_ERROR(CopyInto(ViewOf(backup), restored));
     s.slot->Rebind(restored);
     MarkMoved(s);
@@ -402,14 +442,14 @@ class Harness {
     size_t slots_in_storage = (storage->bytes() - span) / elem + 1;
     if (slots_in_storage < 2) {
       NG_ASSIGN_OR_RETURN(
-          storage, Storage::Allocate(CpuAllocator(), 2 * span + 8 * elem));
+          storage, Storage::Allocate(DeviceAllocator(), 2 * span + 8 * elem));
       slots_in_storage = (storage->bytes() - span) / elem + 1;
     }
     size_t offset = (where % slots_in_storage) * elem;
     if (storage == current.storage() && offset == current.offset_bytes()) {
       offset = (offset + elem) % (slots_in_storage * elem);
     }
-    NG_ASSIGN_OR_RETURN(Tensor values, Clone(current));
+    NG_ASSIGN_OR_RETURN(Tensor values, ToHost(current));
     NG_ASSIGN_OR_RETURN(Tensor view,
                         Tensor::FromStorage(storage, offset, current.shape(),
                                             ContiguousStrides(current.shape()),
@@ -426,8 +466,10 @@ class Harness {
       if (io.spec(i).role == StepRole::kInput) {
         NG_RETURN_IF_ERROR(
             FillNormal(io.tensor(i), input_seed_ + i, 0.0f, 1.5f));
-        if (mirror != nullptr)
-          NG_RETURN_IF_ERROR(CopyInto(ViewOf(io.tensor(i)), mirror->tensor(i)));
+        if (mirror != nullptr) {
+          NG_RETURN_IF_ERROR(
+              FillNormal(mirror->tensor(i), input_seed_ + i, 0.0f, 1.5f));
+        }
       } else {
         NG_RETURN_IF_ERROR(Poison(io.tensor(i)));
         if (mirror != nullptr) NG_RETURN_IF_ERROR(Poison(mirror->tensor(i)));
@@ -458,10 +500,10 @@ class Harness {
     NG_ASSIGN_OR_RETURN(int64_t bucket, graphs_->BucketFor(batch_));
     NG_ASSIGN_OR_RETURN(auto io,
                         StepBuffers::Create("io", fx_.model->StepSpecs(batch_),
-                                            CpuAllocator()));
+                                            DeviceAllocator()));
     NG_ASSIGN_OR_RETURN(auto ref,
                         StepBuffers::Create("ref", fx_.model->StepSpecs(batch_),
-                                            CpuAllocator()));
+                                            DeviceAllocator()));
     NG_RETURN_IF_ERROR(FillInputs(*io, ref.get()));
     StepBuffers& statics = graphs_->static_buffers(bucket);
     for (size_t i = 0; i < statics.size(); ++i) {
@@ -484,7 +526,8 @@ class Harness {
       const SlotInfo* s = Find(name);
       if (s == nullptr)
         return Finding(absl::StrCat("parameter ", name, " vanished"));
-      NG_RETURN_IF_ERROR(p->Load(ViewOf(s->slot->tensor())));
+      NG_ASSIGN_OR_RETURN(Tensor values, ToHost(s->slot->tensor()));
+      NG_RETURN_IF_ERROR(p->Load(ViewOf(values)));
     }
     NG_RETURN_IF_ERROR(fx_.shadow->Forward(stream_, *ref));
 
@@ -542,12 +585,12 @@ class Harness {
   }
 
   absl::Status EagerIsDeterministic() {
-    NG_ASSIGN_OR_RETURN(
-        auto a,
-        StepBuffers::Create("a", fx_.model->StepSpecs(batch_), CpuAllocator()));
-    NG_ASSIGN_OR_RETURN(
-        auto b,
-        StepBuffers::Create("b", fx_.model->StepSpecs(batch_), CpuAllocator()));
+    NG_ASSIGN_OR_RETURN(auto a,
+                        StepBuffers::Create("a", fx_.model->StepSpecs(batch_),
+                                            DeviceAllocator()));
+    NG_ASSIGN_OR_RETURN(auto b,
+                        StepBuffers::Create("b", fx_.model->StepSpecs(batch_),
+                                            DeviceAllocator()));
     NG_RETURN_IF_ERROR(FillInputs(*a, b.get()));
     NG_RETURN_IF_ERROR(fx_.model->Forward(stream_, *a));
     NG_RETURN_IF_ERROR(fx_.model->Forward(stream_, *b));
@@ -560,7 +603,7 @@ class Harness {
   const Config config_;
   const FuzzMode mode_;
   Fixture& fx_;
-  CpuStream stream_;
+  Stream& stream_ = DeviceStream();
   GraphOptions options_;
   std::unique_ptr<BucketedGraphs> graphs_;
   std::vector<SlotInfo> slots_;

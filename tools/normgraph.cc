@@ -24,7 +24,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "core/cpu_stream.h"
+#include "core/runtime.h"
 #include "core/status_macros.h"
 #include "core/step_buffers.h"
 #include "core/tensor_util.h"
@@ -79,6 +79,10 @@ ABSL_FLAG(std::string, inject, "none",
           "(`self.gemma_weight = param.data + 1.0`) and run the scenario under "
           "every policy.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed for weights, inputs and batch sizes.");
+ABSL_FLAG(
+    std::string, device, "cpu",
+    "Where the stack runs: cpu, or cuda / cuda:N (real CUDA graphs; needs "
+    "a binary built with --config=cuda, e.g. from the GPU bundle).");
 ABSL_FLAG(bool, json, false,
           "Print one JSON object (and nothing else) on stdout; progress goes "
           "to stderr.");
@@ -100,6 +104,7 @@ struct Setup {
   std::vector<int64_t> buckets;
   uint64_t seed = 0;
   bool json = false;
+  DeviceRuntime* runtime = nullptr;  // where the stack runs
 };
 
 struct Outcome {
@@ -134,6 +139,7 @@ absl::StatusOr<std::unique_ptr<NormStack>> MakeStack(const Setup& s,
     if (s.layers > 0) c.num_hidden_layers = s.layers;
     if (s.hidden > 0) c.hidden_size = s.hidden;
     c.dtype = s.dtype;
+    c.allocator = &s.runtime->allocator();
     if (legacy) c.zero_centered_factory = LegacyZeroCenteredFactory();
     NG_ASSIGN_OR_RETURN(auto m, Qwen35NormStack::Create(c));
     return std::unique_ptr<NormStack>(std::move(m));
@@ -143,6 +149,7 @@ absl::StatusOr<std::unique_ptr<NormStack>> MakeStack(const Setup& s,
     if (s.layers > 0) c.num_hidden_layers = s.layers;
     if (s.hidden > 0) c.hidden_size = s.hidden;
     c.dtype = s.dtype;
+    c.allocator = &s.runtime->allocator();
     if (legacy) c.zero_centered_factory = LegacyZeroCenteredFactory();
     NG_ASSIGN_OR_RETURN(auto m, Gemma3NormStack::Create(c));
     return std::unique_ptr<NormStack>(std::move(m));
@@ -186,7 +193,10 @@ absl::StatusOr<Outcome> RunScenario(const Setup& s, ReplayPolicy policy,
       "[%s%s] loaded %d tensors from %s\n", ReplayPolicyName(policy),
       legacy ? ", legacy loader" : "", first.loaded, checkpoint);
 
-  CpuStream stream;
+  NG_ASSIGN_OR_RETURN(std::unique_ptr<Stream> stream_owner,
+                      s.runtime->NewStream());
+  Stream& stream = *stream_owner;
+  Allocator& allocator = s.runtime->allocator();
   StepFunction step;
   NormStack* m = model.get();
   step.specs = [m](int64_t batch) { return m->StepSpecs(batch); };
@@ -198,7 +208,7 @@ absl::StatusOr<Outcome> RunScenario(const Setup& s, ReplayPolicy policy,
   options.policy = policy;
   NG_ASSIGN_OR_RETURN(auto graphs,
                       BucketedGraphs::Create("decode", stream, step, s.buckets,
-                                             options, CpuAllocator()));
+                                             options, allocator));
 
   std::mt19937_64 rng(s.seed * 7919 + 17);
   std::uniform_int_distribution<int64_t> batch_dist(1, s.buckets.back());
@@ -226,14 +236,16 @@ absl::StatusOr<Outcome> RunScenario(const Setup& s, ReplayPolicy policy,
       batches.push_back(absl::StrCat(batch));
       NG_ASSIGN_OR_RETURN(
           auto io,
-          StepBuffers::Create("io", model->StepSpecs(batch), CpuAllocator()));
-      NG_ASSIGN_OR_RETURN(auto eager,
-                          StepBuffers::Create("eager", model->StepSpecs(batch),
-                                              CpuAllocator()));
+          StepBuffers::Create("io", model->StepSpecs(batch), allocator));
+      NG_ASSIGN_OR_RETURN(
+          auto eager,
+          StepBuffers::Create("eager", model->StepSpecs(batch), allocator));
       for (size_t i = 0; i < io->size(); ++i) {
         if (io->spec(i).role == StepRole::kInput) {
-          NG_RETURN_IF_ERROR(FillNormal(io->tensor(i), rng(), 0.0f, 1.0f));
-          NG_RETURN_IF_ERROR(CopyInto(ViewOf(io->tensor(i)), eager->tensor(i)));
+          // The same values for the graph and the eager run.
+          const uint64_t seed = rng();
+          NG_RETURN_IF_ERROR(FillNormal(io->tensor(i), seed, 0.0f, 1.0f));
+          NG_RETURN_IF_ERROR(FillNormal(eager->tensor(i), seed, 0.0f, 1.0f));
         } else {
           NG_RETURN_IF_ERROR(
               Poison(io->tensor(i)));  // an unwritten output can never match
@@ -247,6 +259,7 @@ absl::StatusOr<Outcome> RunScenario(const Setup& s, ReplayPolicy policy,
       }
       const int64_t eager_start = NowNs();
       NG_RETURN_IF_ERROR(model->Forward(stream, *eager));
+      NG_RETURN_IF_ERROR(stream.Synchronize());
       outcome.eager_ms_total += (NowNs() - eager_start) / 1e6;
       ++outcome.replays;
       absl::Status replayed = graphs->Run(*io);
@@ -334,11 +347,12 @@ void PrintSummary(const Setup& s, const Outcome& o) {
   if (st.replays > 0) {
     const double replay_us = st.replay_ns / 1e3 / st.replays;
     const double check_us = st.checks ? st.check_ns / 1e3 / st.checks : 0;
+    const bool cpu = s.runtime->device() == Device::Cpu();
     std::cout << absl::StreamFormat(
-        "  time: %.1f us per replay (CPU backend), %.2f us per "
-        "identity+freshness check (%.3f%% "
-        "of a replay), %.1f us per eager step\n",
-        replay_us, check_us, replay_us > 0 ? 100.0 * check_us / replay_us : 0.0,
+        "  time: %.1f us per replay%s, %.2f us per identity+freshness check "
+        "(%.3f%% of that), %.1f us per eager step (synchronized)\n",
+        replay_us, cpu ? " (CPU backend)" : " (host time of cudaGraphLaunch)",
+        check_us, replay_us > 0 ? 100.0 * check_us / replay_us : 0.0,
         o.replays ? o.eager_ms_total * 1e3 / o.replays : 0.0);
   }
   if (!st.violations_by_tensor.empty()) {
@@ -401,6 +415,13 @@ absl::StatusOr<Setup> ParseSetup() {
   std::sort(s.buckets.begin(), s.buckets.end());
   s.seed = absl::GetFlag(FLAGS_seed);
   s.json = absl::GetFlag(FLAGS_json);
+  NG_ASSIGN_OR_RETURN(Device device, ParseDevice(absl::GetFlag(FLAGS_device)));
+  absl::StatusOr<DeviceRuntime*> runtime = GetRuntime(device);
+  if (!runtime.ok()) {
+    return absl::Status(runtime.status().code(),
+                        absl::StrCat("--device: ", runtime.status().message()));
+  }
+  s.runtime = *runtime;
   return s;
 }
 
@@ -432,8 +453,10 @@ int Main() {
     return 2;
   }
 
+  Progress(s) << "device: " << s.runtime->Describe() << "\n";
   Json json;
   json["model"] = s.model;
+  json["device"] = s.runtime->Describe();
   json["dtype"] = std::string(DTypeName(s.dtype));
   json["inject"] = inject;
   json["runs"] = Json::array();

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/dtype.h"
@@ -277,6 +278,51 @@ TEST(RmsNormTest, ValidationRejectsBadParams) {
   q = p;
   q.eps = NAN;
   EXPECT_FALSE(ValidateRmsNormParams(q).ok());
+}
+
+// Written operands may alias another operand only element for element: that
+// is safe for every backend's visiting order; anything else is refused.
+TEST(RmsNormTest, ValidationAllowsInPlaceButNotPartialOverlap) {
+  Buffer x(DType::kBF16, 64), w(DType::kBF16, 8), out(DType::kBF16, 64);
+  RmsNormParams p = Contiguous(x, w, out, 8, 8);
+  RmsNormParams in_place = p;
+  in_place.out = x.data();
+  EXPECT_TRUE(ValidateRmsNormParams(in_place).ok());
+  RmsNormParams shifted = p;
+  shifted.out = static_cast<char*>(x.data()) + 2;  // one element along
+  absl::Status s = ValidateRmsNormParams(shifted);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("out partially overlaps x"), std::string::npos)
+      << s;
+  RmsNormParams over_weight = p;
+  over_weight.out = w.data();
+  over_weight.rows = 1;
+  EXPECT_NE(ValidateRmsNormParams(over_weight).message().find(
+                "out overlaps the weight"),
+            std::string::npos);
+  RmsNormParams residual_is_x = p;
+  residual_is_x.residual = x.data();  // x + x, written back in place: allowed
+  residual_is_x.residual_stride = 8;
+  EXPECT_TRUE(ValidateRmsNormParams(residual_is_x).ok());
+  CopyParams c{x.data(), static_cast<char*>(x.data()) + 4, 16};
+  EXPECT_FALSE(ValidateCopyParams(c).ok());
+  c.dst = const_cast<void*>(c.src);
+  EXPECT_TRUE(ValidateCopyParams(c).ok());
+}
+
+// In place (out == x) gives the same bits as out of place.
+TEST(RmsNormTest, InPlaceEqualsOutOfPlace) {
+  const int64_t rows = 5, cols = 300;
+  std::mt19937 rng(23);
+  Buffer x(DType::kBF16, rows * cols), w(DType::kBF16, cols),
+      out(DType::kBF16, rows * cols);
+  FillRandom(x, rows * cols, rng, 2.0f);
+  FillRandom(w, cols, rng, 0.3f, 1.0f);
+  RmsNormCpu(Contiguous(x, w, out, rows, cols));
+  RmsNormParams p = Contiguous(x, w, out, rows, cols);
+  p.out = x.data();
+  RmsNormCpu(p);
+  EXPECT_EQ(std::memcmp(x.data(), out.data(), rows * cols * 2), 0);
 }
 
 }  // namespace

@@ -1,0 +1,227 @@
+// The CUDA backend's own behaviour on a real GPU: stream capture into a CUDA
+// graph, the stale read a rebound tensor causes, rebind through
+// cudaGraphExecKernelNodeSetParams, the second inventory read back from the
+// driver, refusal of work captured from outside the launcher, the caching
+// allocator's address reuse, and errors that name the CUDA call.
+
+#include "core/cuda/cuda_stream.h"
+
+#include <cuda_runtime.h>
+
+#include <cstring>
+#include <vector>
+
+#include "core/cuda/cuda_allocator.h"
+#include "core/runtime.h"
+#include "core/tensor.h"
+#include "core/tensor_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kernels/kernels.h"
+
+namespace normgraph {
+namespace {
+
+using ::testing::HasSubstr;
+
+class CudaStreamTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<DeviceRuntime*> runtime = GetRuntime(Device::Cuda(0));
+    ASSERT_TRUE(runtime.ok()) << runtime.status();
+    runtime_ = *runtime;
+    auto stream = CudaStream::Create(0);
+    ASSERT_TRUE(stream.ok()) << stream.status();
+    stream_ = *std::move(stream);
+  }
+
+  Tensor Filled(float value, int64_t n = 1024) {
+    Tensor t = *Tensor::Empty(runtime_->allocator(), {n}, DType::kF32);
+    EXPECT_TRUE(Fill(t, value).ok());
+    return t;
+  }
+
+  absl::Status Copy(const Tensor& src, const Tensor& dst) {
+    CopyParams p{src.data(), dst.data(), src.numel() * 4};
+    return stream_->Launch(
+        CopyKernel(), p,
+        {{&p.src, &src, Access::kRead}, {&p.dst, &dst, Access::kWrite}});
+  }
+
+  float First(const Tensor& t) { return ToFloats(t).at(0); }
+
+  DeviceRuntime* runtime_ = nullptr;
+  std::unique_ptr<CudaStream> stream_;
+};
+
+TEST_F(CudaStreamTest, RuntimeDescribesTheDevice) {
+  EXPECT_THAT(runtime_->Describe(), HasSubstr("cuda:0"));
+  EXPECT_EQ(runtime_->device(), Device::Cuda(0));
+  std::printf("%s\n", runtime_->Describe().c_str());
+}
+
+TEST_F(CudaStreamTest, EagerLaunchRunsOnTheDevice) {
+  Tensor src = Filled(3.5f), dst = Filled(0.0f);
+  ASSERT_TRUE(Copy(src, dst).ok());
+  EXPECT_TRUE(BitwiseEqual(src, dst));
+  EXPECT_EQ(stream_->eager_launches(), 1);
+}
+
+TEST_F(CudaStreamTest, CaptureRecordsOneGraphNodePerLaunchAndReplays) {
+  Tensor a = Filled(1.0f), b = Filled(0.0f), c = Filled(0.0f);
+  ASSERT_TRUE(stream_->BeginCapture().ok());
+  ASSERT_TRUE(Copy(a, b).ok());
+  ASSERT_TRUE(Copy(b, c).ok());
+  auto graph = stream_->EndCapture();
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ((*graph)->nodes().size(), 2u);
+  // Capture ran nothing.
+  EXPECT_EQ(First(c), 0.0f);
+  ASSERT_TRUE((*graph)->Replay().ok());
+  EXPECT_EQ(First(c), 1.0f);
+  // The second inventory: the driver's nodes hold what the launcher recorded.
+  auto fields = (*graph)->ReadBackPointerFields();
+  ASSERT_TRUE(fields.ok()) << fields.status();
+  ASSERT_EQ(fields->size(), 2u);
+  EXPECT_EQ((*fields)[0][0], reinterpret_cast<uintptr_t>(a.data()));
+  EXPECT_EQ((*fields)[0][1], reinterpret_cast<uintptr_t>(b.data()));
+  EXPECT_EQ((*fields)[1][0], reinterpret_cast<uintptr_t>(b.data()));
+  EXPECT_EQ((*fields)[1][1], reinterpret_cast<uintptr_t>(c.data()));
+}
+
+// The bug class itself, on real hardware: a handle rebound after capture
+// leaves the graph reading the old device memory; RebindArg repairs it through
+// cudaGraphExecKernelNodeSetParams, and the template graph reads back the new
+// pointer.
+TEST_F(CudaStreamTest, ReboundHandleIsReadStaleUntilTheNodeIsRebound) {
+  Tensor src = Filled(1.0f), dst = Filled(0.0f);
+  ASSERT_TRUE(stream_->BeginCapture().ok());
+  ASSERT_TRUE(Copy(src, dst).ok());
+  auto graph = *stream_->EndCapture();
+  Tensor old = src;  // keep the old storage alive, as the pre-fix loader did
+  src = Filled(42.0f);
+  ASSERT_TRUE(graph->Replay().ok());
+  EXPECT_EQ(First(dst), 1.0f) << "the graph must still read the old storage";
+
+  ASSERT_TRUE(graph->RebindArg(0, 0, src).ok());
+  ASSERT_TRUE(graph->Replay().ok());
+  EXPECT_EQ(First(dst), 42.0f);
+  auto fields = graph->ReadBackPointerFields();
+  ASSERT_TRUE(fields.ok()) << fields.status();
+  EXPECT_EQ((*fields)[0][0], reinterpret_cast<uintptr_t>(src.data()));
+
+  Tensor wrong = Filled(0.0f, 16);
+  EXPECT_EQ(graph->RebindArg(0, 0, wrong).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+// Work captured from outside the launcher cannot be checked by name: the
+// capture is refused, naming the node.
+TEST_F(CudaStreamTest, KernelCapturedOutsideTheLauncherIsACaptureError) {
+  Tensor src = Filled(1.0f), dst = Filled(0.0f);
+  ASSERT_TRUE(stream_->BeginCapture().ok());
+  ASSERT_TRUE(Copy(src, dst).ok());
+  // A kernel launched straight onto the capturing stream.
+  CopyParams p{src.data(), dst.data(), 64};
+  auto plan = PlanCudaLaunch(CopyKernel(), &p);
+  ASSERT_TRUE(plan.ok());
+  void* args[] = {&p};
+  ASSERT_EQ(cudaLaunchKernel(plan->function, dim3(1), dim3(32), args, 0,
+                             stream_->raw()),
+            cudaSuccess);
+  auto graph = stream_->EndCapture();
+  ASSERT_FALSE(graph.ok());
+  EXPECT_EQ(graph.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(graph.status().message(), HasSubstr("did not record"));
+  EXPECT_THAT(graph.status().message(), HasSubstr("CopyKernel"));
+  // The stream is usable again.
+  ASSERT_TRUE(stream_->BeginCapture().ok());
+  ASSERT_TRUE(Copy(src, dst).ok());
+  EXPECT_TRUE(stream_->EndCapture().ok());
+}
+
+TEST_F(CudaStreamTest, MemsetCapturedOutsideTheLauncherIsACaptureError) {
+  Tensor dst = Filled(0.0f);
+  ASSERT_TRUE(stream_->BeginCapture().ok());
+  ASSERT_EQ(cudaMemsetAsync(dst.data(), 0, 64, stream_->raw()), cudaSuccess);
+  auto graph = stream_->EndCapture();
+  ASSERT_FALSE(graph.ok());
+  EXPECT_THAT(graph.status().message(), HasSubstr("memset node"));
+}
+
+// A launch that fails while capturing invalidates the capture (as CUDA does),
+// and the error says which kernel.
+TEST_F(CudaStreamTest, FailedLaunchInvalidatesTheCapture) {
+  static const KernelDef* cpu_only = [] {
+    auto* d = new KernelDef(CopyKernel());
+    d->name = "cpu_only_copy";
+    d->cuda_plan = nullptr;
+    return d;
+  }();
+  Tensor src = Filled(1.0f), dst = Filled(0.0f);
+  ASSERT_TRUE(stream_->BeginCapture().ok());
+  CopyParams p{src.data(), dst.data(), 16};
+  EXPECT_FALSE(stream_
+                   ->Launch(*cpu_only, p,
+                            {{&p.src, &src, Access::kRead},
+                             {&p.dst, &dst, Access::kWrite}})
+                   .ok());
+  auto graph = stream_->EndCapture();
+  ASSERT_FALSE(graph.ok());
+  EXPECT_THAT(graph.status().message(), HasSubstr("cpu_only_copy"));
+  EXPECT_THAT(graph.status().message(), HasSubstr("no CUDA implementation"));
+}
+
+// Host copies are not capturable: asking for one while capturing is an error,
+// not a hang or a silently broken graph.
+TEST_F(CudaStreamTest, HostCopyWhileCapturingIsRefused) {
+  Tensor t = Filled(0.0f);
+  ASSERT_TRUE(stream_->BeginCapture().ok());
+  EXPECT_FALSE(Fill(t, 1.0f).ok());
+  EXPECT_FALSE(stream_->EndCapture().ok());
+  // Afterwards everything works again.
+  EXPECT_TRUE(Fill(t, 2.0f).ok());
+  EXPECT_EQ(First(t), 2.0f);
+}
+
+// The caching allocator hands a freed block of the same size out again at the
+// same address, to a storage with a new id: the ABA case storage ids exist for.
+TEST_F(CudaStreamTest, FreedBlockComesBackAtTheSameAddressWithANewId) {
+  auto first = Storage::Allocate(runtime_->allocator(), 4096);
+  ASSERT_TRUE(first.ok());
+  void* address = (*first)->data();
+  const uint64_t id = (*first)->id();
+  first->reset();
+  auto second = Storage::Allocate(runtime_->allocator(), 4096);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ((*second)->data(), address);
+  EXPECT_NE((*second)->id(), id);
+  EXPECT_FALSE(StorageIsLive(id));
+}
+
+TEST_F(CudaStreamTest, OutOfMemoryNamesTheCallAndTheSize) {
+  auto huge = Storage::Allocate(runtime_->allocator(), size_t{1} << 50);
+  ASSERT_FALSE(huge.ok());
+  EXPECT_EQ(huge.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(huge.status().message(), HasSubstr("cudaMalloc"));
+  EXPECT_THAT(huge.status().message(), HasSubstr("1125899906842624 B"));
+  // Nothing sticky: the device still works.
+  Tensor src = Filled(5.0f), dst = Filled(0.0f);
+  ASSERT_TRUE(Copy(src, dst).ok());
+  EXPECT_EQ(First(dst), 5.0f);
+}
+
+TEST_F(CudaStreamTest, HostRoundTripThroughPinnedStagingIsExact) {
+  for (int64_t n : {1, 7, 1000, 3 << 20, 40 << 20}) {
+    std::vector<uint16_t> host(n);
+    for (int64_t i = 0; i < n; ++i)
+      host[i] = static_cast<uint16_t>(i * 2654435761u);
+    Tensor t = *Tensor::Empty(runtime_->allocator(), {n}, DType::kBF16);
+    ASSERT_TRUE(CopyInto(HostView{host.data(), DType::kBF16, {n}}, t).ok());
+    Tensor back = *ToHost(t);
+    EXPECT_EQ(std::memcmp(back.data(), host.data(), n * 2), 0) << n;
+  }
+}
+
+}  // namespace
+}  // namespace normgraph
