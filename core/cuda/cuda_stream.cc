@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "core/cuda/cuda_status.h"
+#include "core/status_macros.h"
 
 namespace normgraph {
 namespace {
@@ -49,6 +50,23 @@ std::string NodeTypeName(cudaGraphNodeType type) {
     default:
       return absl::StrCat("type ", static_cast<int>(type));
   }
+}
+
+// The graph node's function must be the one the launcher planned. The driver
+// reports it as the host-side handle the launch used; a cudaFunction_t for the
+// same kernel is accepted too.
+absl::Status CheckFunction(const void* in_graph, const void* planned,
+                           absl::string_view context) {
+  if (in_graph == planned) return absl::OkStatus();
+  cudaFunction_t handle = nullptr;
+  if (cudaGetFuncBySymbol(&handle, planned) == cudaSuccess &&
+      in_graph == static_cast<const void*>(handle)) {
+    return absl::OkStatus();
+  }
+  cudaGetLastError();
+  return absl::InternalError(
+      absl::StrCat(context, ": the graph's node runs ", FunctionName(in_graph),
+                   ", the launcher recorded ", FunctionName(planned)));
 }
 
 cudaKernelNodeParams KernelNodeParams(const CudaLaunch& plan, void** args) {
@@ -100,14 +118,10 @@ class CudaGraph final : public ExecutableGraph {
       cudaKernelNodeParams p{};
       NG_CUDA_RETURN_IF_ERROR(cudaGraphKernelNodeGetParams(handles_[i], &p),
                               context);
-      if (p.func != plans_[i].function) {
-        return absl::InternalError(absl::StrCat(
-            context, ": the graph's node runs ", FunctionName(p.func),
-            ", the launcher recorded ", FunctionName(plans_[i].function)));
-      }
+      NG_RETURN_IF_ERROR(CheckFunction(p.func, plans_[i].function, context));
       size_t offset = 0, size = 0;
-      NG_CUDA_RETURN_IF_ERROR(cudaFuncGetParamInfo(p.func, 0, &offset, &size),
-                              context);
+      NG_CUDA_RETURN_IF_ERROR(
+          cudaFuncGetParamInfo(plans_[i].function, 0, &offset, &size), context);
       if (offset != 0 || size != kernel.params_size) {
         return absl::InternalError(absl::StrFormat(
             "%s: the kernel's parameter is %d bytes at offset %d, the "

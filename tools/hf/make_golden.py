@@ -8,8 +8,13 @@ per-row factor rsqrt(mean(x^2) + eps) and torch's silu(gate) as safetensors, one
 dtype. Classes that share one formula are run separately and must agree bit for bit; one output per
 formula family is stored.
 
-Usage (on the GPU host, see ../../shared/GPU.md):
+Usage (on a GPU host with torch and transformers; the GPU bundle runs it):
   python3 tools/hf/make_golden.py --out testdata/hf_golden --device cuda
+
+Also writes golden_families_<dtype>.safetensors: rows of hard families (all-equal, wide dynamic
+range, huge and tiny magnitudes, one large value among small ones, plain random) at long hidden
+sizes (up to 16384), with torch's factor and the Llama-order and zero-centred outputs, to measure
+the per-row factor against the exact value and against torch's.
 Also writes hf_configs.json (Qwen3_5TextConfig / Gemma3TextConfig defaults) and hf_sources.txt (the
 source of every module used) next to the data, for provenance.
 """
@@ -89,6 +94,67 @@ def inv_rms(x):
     return torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + EPS)
 
 
+FAMILY_HIDDEN = [1536, 4096, 12288, 16384]
+FAMILY_ROWS = 4
+
+
+def family_rows(name, gen, rows, hidden, act):
+    """Rows of one hard family, as float32 before the cast to the activation dtype."""
+    # Magnitudes that stay finite in the activation dtype: f16 tops out at 65504.
+    huge = {"f16": 3.0e4, "bf16": 1.0e30, "f32": 1.0e30}[act]
+    tiny = {"f16": 1.0e-6, "bf16": 1.0e-25, "f32": 1.0e-25}[act]
+    n = torch.randn(rows, hidden, generator=gen)
+    if name == "random":
+        return n
+    if name == "equal":
+        return torch.full((rows, hidden), 0.1) * torch.tensor([1.0, -3.0, 7.0, 0.01])[:rows, None]
+    if name == "wide":
+        return n * torch.exp2(torch.randint(-20, 21, (rows, hidden), generator=gen).float())
+    if name == "huge":
+        return n * huge
+    if name == "tiny":
+        return n * tiny
+    if name == "spike":
+        x = n * 1e-3
+        x[:, hidden // 2] = 1.0e3 if act == "f16" else 1.0e4
+        return x
+    raise ValueError(name)
+
+
+FAMILIES_OF_ROWS = ["random", "equal", "wide", "huge", "tiny", "spike"]
+
+
+def make_families(args, classes, act_name, device):
+    act = DTYPES[act_name]
+    gen = torch.Generator().manual_seed(args.seed + 100 + list(DTYPES).index(act_name))
+    tensors, meta = {}, {}
+    for fam in FAMILIES_OF_ROWS:
+        for hidden in FAMILY_HIDDEN:
+            k = f"{fam}.h{hidden}"
+            x = family_rows(fam, gen, FAMILY_ROWS, hidden, act_name).to(act).to(device)
+            w_rms = (1.0 + 0.25 * torch.randn(hidden, generator=gen)).to(act).to(device)
+            w_zc = (0.25 * torch.randn(hidden, generator=gen)).to(act).to(device)
+            with torch.no_grad():
+                tensors.update({
+                    f"{k}.x": x, f"{k}.w_rms": w_rms, f"{k}.w_zc": w_zc,
+                    f"{k}.inv_rms": inv_rms(x).squeeze(-1),
+                    f"{k}.out.rms": run_family(classes["rms"], hidden, w_rms, device, x),
+                    f"{k}.out.zc": run_family(classes["zc"], hidden, w_zc, device, x),
+                })
+    meta.update({
+        "activation_dtype": act_name, "eps": repr(EPS), "rows": str(FAMILY_ROWS),
+        "families": ",".join(FAMILIES_OF_ROWS), "hidden_sizes": ",".join(map(str, FAMILY_HIDDEN)),
+        "torch": torch.__version__, "transformers": transformers.__version__,
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "command": "python3 tools/hf/make_golden.py " + " ".join(sys.argv[1:]),
+    })
+    fname = f"golden_families_{act_name}.safetensors"
+    path = os.path.join(args.out, fname)
+    save_file({n: t.contiguous().cpu() for n, t in tensors.items()}, path, metadata=meta)
+    print(f"wrote {fname}: {os.path.getsize(path)} bytes, {len(tensors)} tensors")
+    return fname, os.path.getsize(path)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -101,7 +167,7 @@ def main():
 
     # (activation dtype, weight dtype) pairs: weights in the activation dtype, plus f32 weights with
     # bf16 activations (a model kept in f32 norms).
-    pairs = [("bf16", "bf16"), ("f16", "f16"), ("f32", "f32"), ("bf16", "f32")]
+    pairs = [("bf16", "bf16"), ("f16", "f16"), ("f32", "f32"), ("bf16", "f32"), ("f16", "f32")]
     files = {}
     for act_name, w_name in pairs:
         act, wdt = DTYPES[act_name], DTYPES[w_name]
@@ -149,6 +215,10 @@ def main():
                   os.path.join(args.out, fname), metadata=meta)
         files[fname] = os.path.getsize(os.path.join(args.out, fname))
         print(f"wrote {fname}: {files[fname]} bytes, {len(tensors)} tensors")
+
+    for act_name in ("bf16", "f16", "f32"):
+        fname, size = make_families(args, classes, act_name, device)
+        files[fname] = size
 
     with open(os.path.join(args.out, "hf_sources.txt"), "w") as f:
         f.write(f"# transformers {transformers.__version__}, torch {torch.__version__}\n" + sources)
