@@ -2,10 +2,12 @@
 
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "core/storage.h"
 #include "core/tensor_slot.h"
 #include "core/tensor_util.h"
+#include "core/testing/backends.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -14,15 +16,18 @@ namespace {
 
 using ::testing::HasSubstr;
 
-TEST(StorageTest, IdsAreUniqueEvenWhenTheAddressIsReused) {
-  auto a = Storage::Allocate(CpuAllocator(), 4096);
+// Storage and the host-side helpers on every backend (core/testing/backends.h).
+class DeviceTensorTest : public BackendTest {};
+
+TEST_P(DeviceTensorTest, StorageIdsAreUniqueEvenWhenTheAddressIsReused) {
+  auto a = Storage::Allocate(allocator(), 4096);
   ASSERT_TRUE(a.ok());
   const uint64_t first_id = (*a)->id();
   void* const first_address = (*a)->data();
   EXPECT_TRUE(StorageIsLive(first_id));
   a->reset();  // free: the caching allocator keeps the block
   EXPECT_FALSE(StorageIsLive(first_id));
-  auto b = Storage::Allocate(CpuAllocator(), 4096);
+  auto b = Storage::Allocate(allocator(), 4096);
   ASSERT_TRUE(b.ok());
   EXPECT_EQ((*b)->data(), first_address)
       << "caching allocator hands the block out again";
@@ -30,8 +35,8 @@ TEST(StorageTest, IdsAreUniqueEvenWhenTheAddressIsReused) {
   EXPECT_GT((*b)->id(), first_id);
 }
 
-TEST(StorageTest, WriteVersionCountsApiWrites) {
-  Tensor t = *Tensor::Empty(CpuAllocator(), {4}, DType::kF32);
+TEST_P(DeviceTensorTest, WriteVersionCountsApiWrites) {
+  Tensor t = Empty({4}, DType::kF32);
   const uint64_t v0 = t.storage()->write_version();
   ASSERT_TRUE(Fill(t, 1.0f).ok());
   ASSERT_TRUE(Poison(t).ok());
@@ -77,38 +82,53 @@ TEST(TensorTest, ViewsMustStayInsideTheStorage) {
   EXPECT_FALSE(Tensor::Empty(CpuAllocator(), {INT64_MAX, 4}, DType::kF32).ok());
 }
 
-TEST(TensorUtilTest, CopyConvertsWithRoundToNearestEven) {
-  Tensor src = *Tensor::Empty(CpuAllocator(), {3}, DType::kF32);
-  float* s = src.data_as<float>();
-  s[0] = 1.0f + 0x1.0p-8f;  // bf16 tie: rounds to even (1.0)
-  s[1] = 1.0f + 0x3.0p-8f;  // tie: rounds up to even
-  s[2] = -2.5f;
-  Tensor dst = *Tensor::Empty(CpuAllocator(), {3}, DType::kBF16);
-  ASSERT_TRUE(CopyInto(ViewOf(src), dst).ok());
-  EXPECT_EQ(dst.data_as<uint16_t>()[0], 0x3F80);
-  EXPECT_EQ(dst.data_as<uint16_t>()[1], 0x3F82);
-  EXPECT_EQ(dst.data_as<uint16_t>()[2], 0xC020);
-  Tensor wrong = *Tensor::Empty(CpuAllocator(), {4}, DType::kBF16);
-  EXPECT_FALSE(CopyInto(ViewOf(src), wrong).ok());
+TEST_P(DeviceTensorTest, CopyConvertsWithRoundToNearestEven) {
+  const std::vector<float> src = {
+      1.0f + 0x1.0p-8f,  // bf16 tie: rounds to even (1.0)
+      1.0f + 0x3.0p-8f,  // tie: rounds up to even
+      -2.5f};
+  Tensor dst = FromFloats({3}, DType::kBF16, src);
+  Tensor host = *ToHost(dst);
+  EXPECT_EQ(host.data_as<uint16_t>()[0], 0x3F80);
+  EXPECT_EQ(host.data_as<uint16_t>()[1], 0x3F82);
+  EXPECT_EQ(host.data_as<uint16_t>()[2], 0xC020);
+  Tensor wrong = Empty({4}, DType::kBF16);
+  EXPECT_FALSE(CopyInto(HostView{src.data(), DType::kF32, {3}}, wrong).ok());
 }
 
-TEST(TensorUtilTest, PoisonIsNanInEveryDtype) {
+TEST_P(DeviceTensorTest, PoisonIsNanInEveryDtype) {
   for (DType d : {DType::kF32, DType::kBF16, DType::kF16}) {
-    Tensor t = *Tensor::Empty(CpuAllocator(), {5}, d);
+    Tensor t = Empty({5}, d);
     ASSERT_TRUE(Poison(t).ok());
-    for (float f : ToFloats(t)) EXPECT_TRUE(std::isnan(f)) << DTypeName(d);
+    const std::vector<float> values = ToFloats(t);
+    ASSERT_EQ(values.size(), 5u);
+    for (float f : values) EXPECT_TRUE(std::isnan(f)) << DTypeName(d);
   }
 }
 
-TEST(TensorUtilTest, BitwiseEqualComparesBytesDtypeAndShape) {
-  Tensor a = *Tensor::Empty(CpuAllocator(), {6}, DType::kF16);
-  ASSERT_TRUE(FillNormal(a, 1, 0, 1).ok());
+TEST_P(DeviceTensorTest, BitwiseEqualComparesBytesDtypeAndShape) {
+  Tensor a = Random({6}, DType::kF16, 1);
   Tensor b = *Clone(a);
+  EXPECT_EQ(b.storage()->device(), device()) << "Clone stays on the device";
+  EXPECT_NE(b.storage()->id(), a.storage()->id());
   EXPECT_TRUE(BitwiseEqual(a, b));
-  b.data_as<uint16_t>()[5] ^= 1;
+  Tensor flipped = *ToHost(b);
+  flipped.data_as<uint16_t>()[5] ^= 1;
+  ASSERT_TRUE(CopyInto(ViewOf(flipped), b).ok());
   EXPECT_FALSE(BitwiseEqual(a, b));
   EXPECT_FALSE(BitwiseEqual(a, *a.Reshape({2, 3})));
+  // Across devices: the same bytes compare equal wherever they live.
+  EXPECT_TRUE(BitwiseEqual(a, *ToHost(a)));
 }
+
+TEST_P(DeviceTensorTest, FillNormalGivesTheSameValuesOnEveryDevice) {
+  Tensor here = Random({257}, DType::kBF16, 42, 0.5f, 2.0f);
+  Tensor cpu = *Tensor::Empty(CpuAllocator(), {257}, DType::kBF16);
+  ASSERT_TRUE(FillNormal(cpu, 42, 0.5f, 2.0f).ok());
+  EXPECT_TRUE(BitwiseEqual(here, cpu));
+}
+
+NG_INSTANTIATE_BACKEND_TEST(DeviceTensorTest);
 
 TEST(TensorSlotTest, RebindRecordsTheCallersLine) {
   TensorSlot slot(SlotKind::kBuffer,
