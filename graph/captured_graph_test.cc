@@ -1,13 +1,18 @@
+// CapturedGraph and BucketedGraphs on every backend (core/testing/backends.h):
+// capture and replay on the fixture's stream, tensors from its allocator,
+// results read back through ToFloats / BitwiseEqual (which synchronize).
+
 #include "graph/captured_graph.h"
 
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "core/cpu_stream.h"
+#include "absl/strings/str_cat.h"
 #include "core/step_buffers.h"
 #include "core/tensor.h"
 #include "core/tensor_util.h"
+#include "core/testing/backends.h"
 #include "gmock/gmock.h"
 #include "graph/bucketed_graphs.h"
 #include "gtest/gtest.h"
@@ -16,6 +21,7 @@
 namespace normgraph {
 namespace {
 
+using ::testing::Each;
 using ::testing::HasSubstr;
 
 absl::Status Copy(Stream& stream, const Tensor& src, const Tensor& dst) {
@@ -26,14 +32,12 @@ absl::Status Copy(Stream& stream, const Tensor& src, const Tensor& dst) {
       {{&p.src, &src, Access::kRead}, {&p.dst, &dst, Access::kWrite}});
 }
 
-// Two named slots: "a.src" and "a.dst".
+// Two named slots: "a.src" and "a.dst", on the allocator's device.
 class TwoSlots : public TensorOwner {
  public:
-  TwoSlots()
-      : src(SlotKind::kBuffer,
-            *Tensor::Empty(CpuAllocator(), {8}, DType::kF32)),
-        dst(SlotKind::kBuffer,
-            *Tensor::Empty(CpuAllocator(), {8}, DType::kF32)) {}
+  explicit TwoSlots(Allocator& allocator)
+      : src(SlotKind::kBuffer, *Tensor::Empty(allocator, {8}, DType::kF32)),
+        dst(SlotKind::kBuffer, *Tensor::Empty(allocator, {8}, DType::kF32)) {}
   void ForEachSlot(SlotVisitor visit) override {
     visit("a.src", src);
     visit("a.dst", dst);
@@ -41,12 +45,14 @@ class TwoSlots : public TensorOwner {
   TensorSlot src, dst;
 };
 
-TEST(CapturedGraphTest,
-     SnapshotNamesEveryTouchedTensorAndNothingMovedMeansNoWork) {
-  CpuStream stream;
-  TwoSlots owner;
+class CapturedGraphTest : public BackendTest {};
+
+TEST_P(CapturedGraphTest,
+       SnapshotNamesEveryTouchedTensorAndNothingMovedMeansNoWork) {
+  TwoSlots owner(allocator());
   ASSERT_TRUE(Fill(owner.src.tensor(), 3.0f).ok());
-  auto graph = CapturedGraph::Capture("copy", stream,
+  ASSERT_TRUE(Poison(owner.dst.tensor()).ok());
+  auto graph = CapturedGraph::Capture("copy", stream(),
                                       [&](Stream& s) {
                                         return Copy(s, owner.src.tensor(),
                                                     owner.dst.tensor());
@@ -57,8 +63,10 @@ TEST(CapturedGraphTest,
   ASSERT_EQ(tracked.size(), 2u);
   EXPECT_EQ(tracked[0].name, "a.src");
   EXPECT_EQ(tracked[1].name, "a.dst");
+  EXPECT_TRUE(CrossCheckNodePointers((*graph)->graph()).ok());
   for (int i = 0; i < 5; ++i) ASSERT_TRUE((*graph)->Replay().ok());
-  EXPECT_EQ(ToFloats(owner.dst.tensor())[7], 3.0f);
+  ASSERT_TRUE(stream().Synchronize().ok());
+  EXPECT_THAT(ToFloats(owner.dst.tensor()), Each(3.0f));
   const GraphStats& stats = (*graph)->stats();
   EXPECT_EQ(stats.checks, 5);
   EXPECT_EQ(stats.replays, 5);
@@ -67,12 +75,11 @@ TEST(CapturedGraphTest,
   EXPECT_TRUE((*graph)->Check().empty());
 }
 
-TEST(CapturedGraphTest, UnownedArgumentsAreRefusedAtCapture) {
-  CpuStream stream;
-  TwoSlots owner;
-  Tensor stray = *Tensor::Empty(CpuAllocator(), {8}, DType::kF32);
+TEST_P(CapturedGraphTest, UnownedArgumentsAreRefusedAtCapture) {
+  TwoSlots owner(allocator());
+  Tensor stray = Empty({8}, DType::kF32);
   auto graph = CapturedGraph::Capture(
-      "stray", stream,
+      "stray", stream(),
       [&](Stream& s) { return Copy(s, stray, owner.dst.tensor()); }, {&owner});
   ASSERT_FALSE(graph.ok());
   EXPECT_THAT(graph.status().message(),
@@ -80,40 +87,50 @@ TEST(CapturedGraphTest, UnownedArgumentsAreRefusedAtCapture) {
   EXPECT_THAT(graph.status().message(), HasSubstr("node 0 (copy) argument 0"));
   EXPECT_THAT(graph.status().message(),
               HasSubstr(absl::StrCat("storage #", stray.storage()->id())));
-  EXPECT_FALSE(stream.is_capturing());
+  EXPECT_FALSE(stream().is_capturing());
 
   // Allowed, an unowned argument is tracked by liveness: freeing it is a
   // violation.
   GraphOptions options;
   options.allow_unowned = true;
   auto lenient = CapturedGraph::Capture(
-      "stray", stream,
+      "stray", stream(),
       [&](Stream& s) { return Copy(s, stray, owner.dst.tensor()); }, {&owner},
       options);
   ASSERT_TRUE(lenient.ok()) << lenient.status();
+  ASSERT_TRUE(FillNormal(stray, 7, 0.0f, 1.0f).ok());
   ASSERT_TRUE((*lenient)->Replay().ok());
+  EXPECT_TRUE(BitwiseEqual(owner.dst.tensor(), stray));
   const uint64_t id = stray.storage()->id();
+  ASSERT_TRUE(Poison(owner.dst.tensor()).ok());
   stray = Tensor();
   absl::Status s = (*lenient)->Replay();
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(s.message(), HasSubstr(absl::StrCat("<unowned>: storage #", id)));
   EXPECT_THAT(s.message(), HasSubstr("was freed"));
+  // Refused: nothing ran, dst still holds the poison.
+  ASSERT_TRUE(stream().Synchronize().ok());
+  EXPECT_THAT(ToFloats(owner.dst.tensor()), Each(::testing::IsNan()));
+  EXPECT_EQ((*lenient)->stats().replays, 1);
 }
 
-TEST(CapturedGraphTest, CheckHasNoSideEffectsAndPolicyCanChange) {
-  CpuStream stream;
-  TwoSlots owner;
-  auto graph = *CapturedGraph::Capture("copy", stream,
+TEST_P(CapturedGraphTest, CheckHasNoSideEffectsAndPolicyCanChange) {
+  TwoSlots owner(allocator());
+  auto graph = *CapturedGraph::Capture("copy", stream(),
                                        [&](Stream& s) {
                                          return Copy(s, owner.src.tensor(),
                                                      owner.dst.tensor());
                                        },
                                        {&owner});
-  owner.src.Rebind(*Tensor::Empty(CpuAllocator(), {8}, DType::kF32));
+  owner.src.Rebind(FromFloats({8}, DType::kF32, {1, 2, 3, 4, 5, 6, 7, 8}));
+  ASSERT_TRUE(Poison(owner.dst.tensor()).ok());
   EXPECT_EQ(graph->Check().size(), 1u);
   EXPECT_EQ(graph->Check().size(), 1u);
   EXPECT_EQ(graph->stats().checks, 0);
   EXPECT_FALSE(graph->Replay().ok());
+  ASSERT_TRUE(stream().Synchronize().ok());
+  EXPECT_THAT(ToFloats(owner.dst.tensor()), Each(::testing::IsNan()))
+      << "a refused replay must launch nothing";
   graph->set_policy(ReplayPolicy::kRebind);
   ASSERT_TRUE(graph->Replay().ok());
   EXPECT_TRUE(graph->Check().empty());
@@ -122,21 +139,26 @@ TEST(CapturedGraphTest, CheckHasNoSideEffectsAndPolicyCanChange) {
   EXPECT_EQ(graph->graph().nodes()[0].args[0].identity,
             owner.src.tensor().Identity());
   EXPECT_TRUE(CrossCheckNodePointers(graph->graph()).ok());
+  // The patched node reads the new source.
+  EXPECT_THAT(ToFloats(owner.dst.tensor()),
+              ::testing::ElementsAre(1, 2, 3, 4, 5, 6, 7, 8));
 }
 
-TEST(CapturedGraphTest, FailedCaptureIsReported) {
-  CpuStream stream;
-  TwoSlots owner;
+TEST_P(CapturedGraphTest, FailedCaptureIsReported) {
+  TwoSlots owner(allocator());
   auto graph = CapturedGraph::Capture(
-      "bad", stream, [](Stream&) { return absl::InternalError("boom"); },
+      "bad", stream(), [](Stream&) { return absl::InternalError("boom"); },
       {&owner});
   EXPECT_THAT(graph.status().message(),
               HasSubstr("graph 'bad': capture failed: boom"));
-  EXPECT_FALSE(stream.is_capturing());
+  EXPECT_FALSE(stream().is_capturing());
 }
 
-TEST(BucketedGraphsTest, BucketsPadAndRouteBatches) {
-  CpuStream stream;
+NG_INSTANTIATE_BACKEND_TEST(CapturedGraphTest);
+
+class BucketedGraphsTest : public BackendTest {};
+
+TEST_P(BucketedGraphsTest, BucketsPadAndRouteBatches) {
   StepFunction step;
   step.specs = [](int64_t batch) {
     return std::vector<StepTensorSpec>{
@@ -146,8 +168,8 @@ TEST(BucketedGraphsTest, BucketsPadAndRouteBatches) {
   step.forward = [](Stream& s, const StepBuffers& b) {
     return Copy(s, b.tensor(0), b.tensor(1));
   };
-  auto graphs = BucketedGraphs::Create("copy", stream, step, {4, 1, 2}, {},
-                                       CpuAllocator());
+  auto graphs = BucketedGraphs::Create("copy", stream(), step, {4, 1, 2}, {},
+                                       allocator());
   ASSERT_TRUE(graphs.ok()) << graphs.status();
   EXPECT_THAT((*graphs)->buckets(), ::testing::ElementsAre(1, 2, 4));
   EXPECT_EQ(*(*graphs)->BucketFor(3), 4);
@@ -159,24 +181,27 @@ TEST(BucketedGraphsTest, BucketsPadAndRouteBatches) {
   // padding.
   StepBuffers& statics = (*graphs)->static_buffers(4);
   ASSERT_TRUE(Fill(statics.tensor(0), 9.0f).ok());
-  auto io = *StepBuffers::Create("io", step.specs(3), CpuAllocator());
+  auto io = *StepBuffers::Create("io", step.specs(3), allocator());
   ASSERT_TRUE(FillNormal(io->tensor(0), 1, 0, 1).ok());
   ASSERT_TRUE(Poison(io->tensor(1)).ok());
   ASSERT_TRUE((*graphs)->Run(*io).ok());
   EXPECT_TRUE(BitwiseEqual(io->tensor(0), io->tensor(1)));
   const std::vector<float> padded = ToFloats(statics.tensor(1));
+  ASSERT_EQ(padded.size(), 12u);
   for (int j = 9; j < 12; ++j) EXPECT_EQ(padded[j], 0.0f);
   EXPECT_EQ((*graphs)->TotalStats().replays, 1);
 
-  auto too_big = *StepBuffers::Create("io", step.specs(5), CpuAllocator());
+  auto too_big = *StepBuffers::Create("io", step.specs(5), allocator());
   EXPECT_EQ((*graphs)->Run(*too_big).code(), absl::StatusCode::kOutOfRange);
   EXPECT_FALSE(
-      BucketedGraphs::Create("x", stream, step, {0, 2}, {}, CpuAllocator())
+      BucketedGraphs::Create("x", stream(), step, {0, 2}, {}, allocator())
           .ok());
   EXPECT_FALSE(
-      BucketedGraphs::Create("x", stream, step, {2, 2}, {}, CpuAllocator())
+      BucketedGraphs::Create("x", stream(), step, {2, 2}, {}, allocator())
           .ok());
 }
+
+NG_INSTANTIATE_BACKEND_TEST(BucketedGraphsTest);
 
 }  // namespace
 }  // namespace normgraph

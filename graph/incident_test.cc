@@ -1,14 +1,27 @@
-// Real incidents, reproduced on the CPU backend (whose capture has CUDA's
-// semantics), with the exact outcome under each policy asserted.
+// Real incidents, reproduced on every backend (core/testing/backends.h): on
+// the CPU, whose capture has CUDA's semantics, and on cuda:0 with real stream
+// capture and cudaGraphLaunch. The exact outcome under each policy is
+// asserted from the outputs, read back after the device has finished:
+//  - unchecked: the replay's output is bit for bit what a model holding the
+//    stale (old, or squatting) bytes computes eagerly, and differs from the
+//    current model's eager output;
+//  - fail: the refusal names exactly the moved tensors, and every output the
+//    graph could write still holds the poison written before the refused
+//    replay (nothing was launched);
+//  - recapture / rebind: the replay equals eager bit for bit.
 
+#include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
-#include "core/cpu_stream.h"
+#include "absl/strings/str_cat.h"
 #include "core/step_buffers.h"
 #include "core/tensor.h"
 #include "core/tensor_util.h"
+#include "core/testing/backends.h"
 #include "gmock/gmock.h"
 #include "graph/bucketed_graphs.h"
 #include "gtest/gtest.h"
@@ -22,31 +35,52 @@ namespace {
 
 using ::testing::HasSubstr;
 
-Qwen35NormStackConfig SmallQwen(bool legacy) {
-  Qwen35NormStackConfig c;
-  c.num_hidden_layers = 4;
-  c.hidden_size = 32;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 1;
-  c.head_dim = 16;
-  c.linear_num_value_heads = 2;
-  c.linear_value_head_dim = 8;
-  if (legacy) c.zero_centered_factory = LegacyZeroCenteredFactory();
-  return c;
-}
-
 NamedTensors Weights(Module& model, uint64_t seed) {
   absl::StatusOr<NamedTensors> w = RandomWeights(model, seed);
   EXPECT_TRUE(w.ok()) << w.status();
   return w.ok() ? *std::move(w) : NamedTensors();
 }
 
+// The dotted names of the parameters that derived buffers are computed from
+// (the weights of the zero-centred norms: gemma_weight = 1 + weight).
+std::set<std::string> DerivedSourceNames(Module& model) {
+  std::set<const TensorSlot*> sources;
+  model.ForEachSlot([&](absl::string_view, TensorSlot& slot) {
+    if (slot.source() != nullptr) sources.insert(slot.source());
+  });
+  std::set<std::string> names;
+  model.ForEachParameter([&](const std::string& name, Parameter& p) {
+    if (sources.count(&p.slot()) > 0) names.insert(name);
+  });
+  return names;
+}
+
+// Every byte of `t` is 0xFF (Poison's pattern), read back from its device.
+::testing::AssertionResult StillPoisoned(const std::string& name,
+                                         const Tensor& t) {
+  absl::StatusOr<Tensor> host = ToHost(t);
+  if (!host.ok()) {
+    return ::testing::AssertionFailure()
+           << "cannot read " << name << ": " << host.status();
+  }
+  const auto* bytes = static_cast<const unsigned char*>(host->data());
+  const size_t n = host->numel() * DTypeSize(host->dtype());
+  for (size_t i = 0; i < n; ++i) {
+    if (bytes[i] != 0xFF) {
+      return ::testing::AssertionFailure()
+             << name << " was written (byte " << i << " of " << n << ")";
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
 // A model, its bucketed decode graphs, and an eager reference run on the same
-// inputs.
+// inputs, all on the stream's device.
 class Incident {
  public:
-  Incident(std::unique_ptr<NormStack> model, ReplayPolicy policy)
-      : model_(std::move(model)) {
+  Incident(std::unique_ptr<NormStack> model, ReplayPolicy policy,
+           Stream& stream, Allocator& allocator)
+      : model_(std::move(model)), stream_(stream), allocator_(allocator) {
     Load(Weights(*model_, 1));
     StepFunction step;
     NormStack* m = model_.get();
@@ -58,9 +92,9 @@ class Incident {
     GraphOptions options;
     options.policy = policy;
     auto graphs = BucketedGraphs::Create("decode", stream_, step, {1, 2, 4, 8},
-                                         options, CpuAllocator());
+                                         options, allocator_);
     EXPECT_TRUE(graphs.ok()) << graphs.status();
-    graphs_ = *std::move(graphs);
+    if (graphs.ok()) graphs_ = *std::move(graphs);
   }
 
   void Load(std::vector<std::pair<std::string, Tensor>> weights) {
@@ -76,46 +110,79 @@ class Incident {
   // graph_io_/eager_ hold the outputs.
   absl::Status RunBoth(int64_t batch, uint64_t seed) {
     graph_io_ =
-        *StepBuffers::Create("io", model_->StepSpecs(batch), CpuAllocator());
+        *StepBuffers::Create("io", model_->StepSpecs(batch), allocator_);
     eager_ =
-        *StepBuffers::Create("eager", model_->StepSpecs(batch), CpuAllocator());
+        *StepBuffers::Create("eager", model_->StepSpecs(batch), allocator_);
     for (size_t i = 0; i < graph_io_->size(); ++i) {
       if (graph_io_->spec(i).role == StepRole::kInput) {
         EXPECT_TRUE(
             FillNormal(graph_io_->tensor(i), seed + i, 0.0f, 1.5f).ok());
-        EXPECT_TRUE(
-            CopyInto(ViewOf(graph_io_->tensor(i)), eager_->tensor(i)).ok());
+        EXPECT_TRUE(stream_.Copy(graph_io_->tensor(i), eager_->tensor(i)).ok());
       } else {
         EXPECT_TRUE(Poison(graph_io_->tensor(i)).ok());
+        EXPECT_TRUE(Poison(eager_->tensor(i)).ok());
       }
     }
     StepBuffers& statics = graphs_->static_buffers(*graphs_->BucketFor(batch));
     for (size_t i = 0; i < statics.size(); ++i) {
-      if (statics.spec(i).role != StepRole::kInput)
+      if (statics.spec(i).role != StepRole::kInput) {
         EXPECT_TRUE(Poison(statics.tensor(i)).ok());
+      }
     }
     EXPECT_TRUE(model_->Forward(stream_, *eager_).ok());
     return graphs_->Run(*graph_io_);
   }
 
-  // True if every output of the graph run equals the eager run bit for bit.
-  bool GraphEqualsEager() const {
-    for (size_t i = 0; i < eager_->size(); ++i) {
-      if (eager_->spec(i).role != StepRole::kOutput) continue;
-      if (!BitwiseEqual(graph_io_->tensor(i), eager_->tensor(i))) return false;
+  // Runs `other` (a model of the same architecture) eagerly on the inputs of
+  // the last RunBoth.
+  std::unique_ptr<StepBuffers> EagerOn(const NormStack& other) {
+    auto out = *StepBuffers::Create(
+        "reference", other.StepSpecs(eager_->batch()), allocator_);
+    EXPECT_EQ(out->size(), eager_->size());
+    for (size_t i = 0; i < out->size(); ++i) {
+      if (out->spec(i).role == StepRole::kInput) {
+        EXPECT_TRUE(stream_.Copy(eager_->tensor(i), out->tensor(i)).ok());
+      } else {
+        EXPECT_TRUE(Poison(out->tensor(i)).ok());
+      }
+    }
+    EXPECT_TRUE(other.Forward(stream_, *out).ok());
+    return out;
+  }
+
+  // True if every output of the graph run equals `reference`'s bit for bit.
+  bool GraphEquals(const StepBuffers& reference) const {
+    for (size_t i = 0; i < graph_io_->size(); ++i) {
+      if (graph_io_->spec(i).role != StepRole::kOutput) continue;
+      if (!BitwiseEqual(graph_io_->tensor(i), reference.tensor(i)))
+        return false;
     }
     return true;
   }
+  // True if every output of the graph run equals the eager run bit for bit.
+  bool GraphEqualsEager() const { return GraphEquals(*eager_); }
 
-  bool StaticOutputsStillPoisoned(int64_t bucket) {
+  // After a refused Run: every tensor the graph of `bucket` writes (its static
+  // outputs and workspace) and every output Run would have copied back still
+  // holds the poison RunBoth wrote, read back once the stream has finished.
+  ::testing::AssertionResult NothingLaunched(int64_t bucket) {
+    absl::Status synced = stream_.Synchronize();
+    if (!synced.ok()) return ::testing::AssertionFailure() << synced;
     StepBuffers& statics = graphs_->static_buffers(bucket);
     for (size_t i = 0; i < statics.size(); ++i) {
-      if (statics.spec(i).role != StepRole::kOutput) continue;
-      for (float v : ToFloats(statics.tensor(i))) {
-        if (v == v) return false;
-      }
+      if (statics.spec(i).role == StepRole::kInput) continue;
+      ::testing::AssertionResult r = StillPoisoned(
+          absl::StrCat("static ", statics.spec(i).name), statics.tensor(i));
+      if (!r) return r;
     }
-    return true;
+    for (size_t i = 0; i < graph_io_->size(); ++i) {
+      if (graph_io_->spec(i).role != StepRole::kOutput) continue;
+      ::testing::AssertionResult r =
+          StillPoisoned(absl::StrCat("output ", graph_io_->spec(i).name),
+                        graph_io_->tensor(i));
+      if (!r) return r;
+    }
+    return ::testing::AssertionSuccess();
   }
 
   std::vector<std::string> ZeroCenteredBufferNames() {
@@ -133,40 +200,109 @@ class Incident {
 
  private:
   std::unique_ptr<NormStack> model_;
-  CpuStream stream_;
+  Stream& stream_;
+  Allocator& allocator_;
   std::unique_ptr<BucketedGraphs> graphs_;
   std::unique_ptr<StepBuffers> graph_io_, eager_;
 };
 
-std::unique_ptr<NormStack> Qwen(bool legacy) {
-  return *Qwen35NormStack::Create(SmallQwen(legacy));
-}
+// The fixture of every suite below: models and graphs on the backend's device.
+class IncidentTest : public BackendTest {
+ protected:
+  Qwen35NormStackConfig SmallQwen(bool legacy) {
+    Qwen35NormStackConfig c;
+    c.num_hidden_layers = 4;
+    c.hidden_size = 32;
+    c.num_attention_heads = 2;
+    c.num_key_value_heads = 1;
+    c.head_dim = 16;
+    c.linear_num_value_heads = 2;
+    c.linear_value_head_dim = 8;
+    c.allocator = &allocator();
+    if (legacy) c.zero_centered_factory = LegacyZeroCenteredFactory();
+    return c;
+  }
+  Gemma3NormStackConfig SmallGemma3(bool legacy) {
+    Gemma3NormStackConfig c;
+    c.num_hidden_layers = 2;
+    c.hidden_size = 24;
+    c.num_attention_heads = 2;
+    c.num_key_value_heads = 1;
+    c.head_dim = 8;
+    c.allocator = &allocator();
+    if (legacy) c.zero_centered_factory = LegacyZeroCenteredFactory();
+    return c;
+  }
+  std::unique_ptr<NormStack> Qwen(bool legacy) {
+    return *Qwen35NormStack::Create(SmallQwen(legacy));
+  }
+
+  Incident MakeIncident(std::unique_ptr<NormStack> model, ReplayPolicy policy) {
+    return Incident(std::move(model), policy, stream(), allocator());
+  }
+
+  // A (fixed, non-legacy) model holding exactly `weights`: the eager reference
+  // for what a stale graph computes.
+  std::unique_ptr<NormStack> Loaded(std::unique_ptr<NormStack> model,
+                                    const NamedTensors& weights) {
+    absl::StatusOr<LoadReport> r =
+        LoadWeights(*model, *WeightSet::FromTensors(weights));
+    EXPECT_TRUE(r.ok()) << r.status();
+    return model;
+  }
+};
+
+class SglangQwen35Incident : public IncidentTest {};
+class FixedLoader : public IncidentTest {};
+class OffloadRestore : public IncidentTest {};
+class StaleDerivedBuffer : public IncidentTest {};
+class ResliceView : public IncidentTest {};
+class LayoutChange : public IncidentTest {};
+class StaticBuffers : public IncidentTest {};
 
 // SGLang's Qwen3.5 incident: the pre-fix loader rebinds gemma_weight after
 // capture.
-TEST(SglangQwen35Incident, UncheckedReplayReadsStaleMemory) {
-  Incident inc(Qwen(/*legacy=*/true), ReplayPolicy::kUnchecked);
+TEST_P(SglangQwen35Incident, UncheckedReplayReadsStaleMemory) {
+  Incident inc = MakeIncident(Qwen(/*legacy=*/true), ReplayPolicy::kUnchecked);
+  const NamedTensors old_weights = Weights(inc.model(), 1);  // as loaded
   ASSERT_TRUE(inc.RunBoth(3, 10).ok());
   EXPECT_TRUE(inc.GraphEqualsEager())
       << "before the update, graph and eager agree";
-  inc.Load(Weights(inc.model(), 100));  // the RL weight update
+  const NamedTensors update = Weights(inc.model(), 100);
+  inc.Load(update);  // the RL weight update
   ASSERT_TRUE(inc.RunBoth(3, 10).ok());
   EXPECT_FALSE(inc.GraphEqualsEager())
       << "the graph must have read the old gemma_weight";
   EXPECT_EQ(inc.graphs().TotalStats().checks, 0);
+
+  // The stale read, shown from the output: the replay computed exactly the
+  // model whose zero-centred norms still hold the pre-update weights (the
+  // gemma_weight storages the graph was captured with) and whose other norms
+  // hold the update (loaded in place, so the graph does see it).
+  const std::set<std::string> stale = DerivedSourceNames(inc.model());
+  ASSERT_EQ(stale.size(), inc.ZeroCenteredBufferNames().size());
+  ASSERT_EQ(old_weights.size(), update.size());
+  NamedTensors as_replayed;
+  for (size_t i = 0; i < update.size(); ++i) {
+    ASSERT_EQ(old_weights[i].first, update[i].first);
+    as_replayed.push_back(stale.count(update[i].first) > 0 ? old_weights[i]
+                                                           : update[i]);
+  }
+  std::unique_ptr<NormStack> replayed_model =
+      Loaded(Qwen(/*legacy=*/false), as_replayed);
+  std::unique_ptr<StepBuffers> replayed = inc.EagerOn(*replayed_model);
+  EXPECT_TRUE(inc.GraphEquals(*replayed))
+      << "the replay must be the model with the old zero-centred weights";
+  std::unique_ptr<NormStack> new_model = Loaded(Qwen(/*legacy=*/false), update);
+  EXPECT_FALSE(inc.GraphEquals(*inc.EagerOn(*new_model)))
+      << "the replay must differ from the updated model";
 }
 
 // With every norm zero-centred (Gemma3), the stale graph reproduces the *old*
 // model exactly: proof that the replay read the old storage.
-TEST(SglangQwen35Incident, UncheckedReplayIsExactlyTheOldModel) {
-  Gemma3NormStackConfig c;
-  c.num_hidden_layers = 2;
-  c.hidden_size = 24;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 1;
-  c.head_dim = 8;
-  c.zero_centered_factory = LegacyZeroCenteredFactory();
-  Incident inc(*Gemma3NormStack::Create(c), ReplayPolicy::kUnchecked);
+TEST_P(SglangQwen35Incident, UncheckedReplayIsExactlyTheOldModel) {
+  Incident inc = MakeIncident(*Gemma3NormStack::Create(SmallGemma3(true)),
+                              ReplayPolicy::kUnchecked);
   ASSERT_TRUE(inc.RunBoth(2, 20).ok());
   const Tensor old_out = *Clone(*inc.eager().Get("out"));
   inc.Load(Weights(inc.model(), 200));
@@ -174,10 +310,16 @@ TEST(SglangQwen35Incident, UncheckedReplayIsExactlyTheOldModel) {
   EXPECT_FALSE(
       BitwiseEqual(*inc.graph_io().Get("out"), *inc.eager().Get("out")));
   EXPECT_TRUE(BitwiseEqual(*inc.graph_io().Get("out"), old_out));
+  // Every output, against an independent model holding the old weights.
+  std::unique_ptr<NormStack> old_model = Loaded(
+      *Gemma3NormStack::Create(SmallGemma3(false)), Weights(inc.model(), 1));
+  EXPECT_TRUE(inc.GraphEquals(*inc.EagerOn(*old_model)));
+  EXPECT_FALSE(inc.GraphEqualsEager());
+  EXPECT_EQ(inc.graphs().TotalStats().checks, 0);
 }
 
-TEST(SglangQwen35Incident, FailPolicyNamesExactlyTheMovedBuffers) {
-  Incident inc(Qwen(true), ReplayPolicy::kFail);
+TEST_P(SglangQwen35Incident, FailPolicyNamesExactlyTheMovedBuffers) {
+  Incident inc = MakeIncident(Qwen(true), ReplayPolicy::kFail);
   inc.Load(Weights(inc.model(), 100));
   absl::Status s = inc.RunBoth(3, 10);
   ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
@@ -190,20 +332,25 @@ TEST(SglangQwen35Incident, FailPolicyNamesExactlyTheMovedBuffers) {
   EXPECT_EQ(expected.size(),
             4u * 2 + 1 * 2 + 1);  // every *.gemma_weight of the stack
   EXPECT_THAT(named, ::testing::UnorderedElementsAreArray(expected));
-  EXPECT_TRUE(inc.StaticOutputsStillPoisoned(4))
-      << "a refused replay must launch nothing";
+  EXPECT_TRUE(inc.NothingLaunched(4)) << "a refused replay must launch nothing";
   const GraphStats stats = inc.graphs().TotalStats();
   EXPECT_EQ(stats.refused, 1);
+  EXPECT_EQ(stats.replays, 0);
   EXPECT_EQ(stats.violations, static_cast<int64_t>(expected.size()));
   EXPECT_EQ(stats.violations_by_tensor.count(
                 "model.layers.0.input_layernorm.gemma_weight"),
             1u);
+  // Control: the same check sees a replay that did run.
+  inc.graphs().set_policy(ReplayPolicy::kRecapture);
+  ASSERT_TRUE(inc.RunBoth(3, 10).ok());
+  EXPECT_FALSE(inc.NothingLaunched(4));
+  EXPECT_TRUE(inc.GraphEqualsEager());
 }
 
-TEST(SglangQwen35Incident, RecaptureAndRebindRepairToEagerBitForBit) {
+TEST_P(SglangQwen35Incident, RecaptureAndRebindRepairToEagerBitForBit) {
   for (ReplayPolicy policy :
        {ReplayPolicy::kRecapture, ReplayPolicy::kRebind}) {
-    Incident inc(Qwen(true), policy);
+    Incident inc = MakeIncident(Qwen(true), policy);
     for (int update = 0; update < 3; ++update) {
       inc.Load(Weights(inc.model(), 100 + update * 50));
       for (int64_t batch : {1, 3, 8}) {
@@ -228,13 +375,13 @@ TEST(SglangQwen35Incident, RecaptureAndRebindRepairToEagerBitForBit) {
 
 // The fixed loader: any sequence of in-place updates keeps the graph valid,
 // with no violation.
-TEST(FixedLoader, AnyUpdateSequenceReplaysEqualToEager) {
-  Incident inc(Qwen(false), ReplayPolicy::kFail);
+TEST_P(FixedLoader, AnyUpdateSequenceReplaysEqualToEager) {
+  Incident inc = MakeIncident(Qwen(false), ReplayPolicy::kFail);
   std::vector<std::pair<std::string, Tensor>> all = Weights(inc.model(), 7);
   for (int round = 0; round < 12; ++round) {
     std::vector<std::pair<std::string, Tensor>> subset;
     for (size_t i = round % 3; i < all.size(); i += 1 + round % 4) {
-      Tensor t = *Clone(all[i].second);
+      Tensor t = *Clone(all[i].second);  // host tensors, as a trainer pushes
       ASSERT_TRUE(FillNormal(t, 1000 + round * 31 + i, 0.0f, 0.3f).ok());
       subset.emplace_back(all[i].first, t);
     }
@@ -250,8 +397,8 @@ TEST(FixedLoader, AnyUpdateSequenceReplaysEqualToEager) {
   EXPECT_EQ(stats.captures, 4) << "one per bucket, no recapture";
 }
 
-TEST(FixedLoader, WeightSwapsAToBToA) {
-  Incident inc(Qwen(false), ReplayPolicy::kFail);
+TEST_P(FixedLoader, WeightSwapsAToBToA) {
+  Incident inc = MakeIncident(Qwen(false), ReplayPolicy::kFail);
   auto a = Weights(inc.model(), 1), b = Weights(inc.model(), 2);
   std::vector<Tensor> outs;
   for (auto* w : {&a, &b, &a}) {
@@ -267,19 +414,18 @@ TEST(FixedLoader, WeightSwapsAToBToA) {
 // Offload and restore: the storage is freed and a new one allocated, at the
 // same address (the caching allocator hands the block back). Only the storage
 // id tells them apart.
-TEST(OffloadRestore, CaughtThroughStorageIdEvenWhenTheAddressRepeats) {
+TEST_P(OffloadRestore, CaughtThroughStorageIdEvenWhenTheAddressRepeats) {
   for (ReplayPolicy policy :
        {ReplayPolicy::kFail, ReplayPolicy::kRebind, ReplayPolicy::kRecapture}) {
-    Incident inc(Qwen(false), policy);
+    Incident inc = MakeIncident(Qwen(false), policy);
     const std::string name = "model.layers.0.linear_attn.norm.weight";
     TensorSlot* slot = inc.model().FindSlot("layers.0.linear_attn.norm.weight");
     const TensorIdentity before = slot->tensor().Identity();
-    Tensor host = *Clone(slot->tensor());
+    Tensor host = *ToHost(slot->tensor());  // offload to the host
     slot->Rebind(
         Tensor());  // offload: the only reference goes, the storage is freed
     ASSERT_FALSE(StorageIsLive(before.storage_id));
-    Tensor restored =
-        *Tensor::Empty(CpuAllocator(), host.shape(), host.dtype());
+    Tensor restored = Empty(host.shape(), host.dtype());
     ASSERT_TRUE(CopyInto(ViewOf(host), restored).ok());
     slot->Rebind(restored);  // restore
     ASSERT_EQ(slot->tensor().Identity().address, before.address)
@@ -292,6 +438,7 @@ TEST(OffloadRestore, CaughtThroughStorageIdEvenWhenTheAddressRepeats) {
       EXPECT_THAT(ViolationNames(s.message()), ::testing::ElementsAre(name));
       EXPECT_THAT(s.message(),
                   HasSubstr(absl::StrCat("storage #", before.storage_id)));
+      EXPECT_TRUE(inc.NothingLaunched(2));
     } else {
       ASSERT_TRUE(s.ok()) << s;
       EXPECT_TRUE(inc.GraphEqualsEager());
@@ -302,20 +449,36 @@ TEST(OffloadRestore, CaughtThroughStorageIdEvenWhenTheAddressRepeats) {
 // The dangerous variant: after the offload another tensor takes the freed
 // block; the restored weight lands elsewhere. An unchecked replay reads the
 // other tensor's bytes.
-TEST(OffloadRestore, UncheckedReplayReadsAnotherTensorsBytes) {
-  Incident inc(Qwen(false), ReplayPolicy::kUnchecked);
+TEST_P(OffloadRestore, UncheckedReplayReadsAnotherTensorsBytes) {
+  Incident inc = MakeIncident(Qwen(false), ReplayPolicy::kUnchecked);
+  const std::string name = "model.layers.0.linear_attn.norm.weight";
   TensorSlot* slot = inc.model().FindSlot("layers.0.linear_attn.norm.weight");
   const uintptr_t old_address = slot->tensor().Identity().address;
-  Tensor host = *Clone(slot->tensor());
+  Tensor host = *ToHost(slot->tensor());
   slot->Rebind(Tensor());
-  Tensor squatter = *Tensor::Empty(CpuAllocator(), host.shape(), host.dtype());
+  Tensor squatter = Empty(host.shape(), host.dtype());
   ASSERT_EQ(squatter.Identity().address, old_address);
   ASSERT_TRUE(Fill(squatter, 100.0f).ok());
-  Tensor restored = *Tensor::Empty(CpuAllocator(), host.shape(), host.dtype());
+  Tensor restored = Empty(host.shape(), host.dtype());
   ASSERT_TRUE(CopyInto(ViewOf(host), restored).ok());
   slot->Rebind(restored);
   ASSERT_TRUE(inc.RunBoth(2, 3).ok());
   EXPECT_FALSE(inc.GraphEqualsEager());
+
+  // Shown from the output: the replay is exactly the model whose weight holds
+  // the squatter's bytes.
+  NamedTensors squatted = Weights(inc.model(), 1);  // as the Incident loaded
+  bool found = false;
+  for (auto& [weight_name, t] : squatted) {
+    if (weight_name != name) continue;
+    ASSERT_TRUE(Fill(t, 100.0f).ok());
+    found = true;
+  }
+  ASSERT_TRUE(found);
+  std::unique_ptr<NormStack> squatted_model = Loaded(Qwen(false), squatted);
+  EXPECT_TRUE(inc.GraphEquals(*inc.EagerOn(*squatted_model)))
+      << "the replay must have read the squatter's bytes";
+
   inc.graphs().set_policy(ReplayPolicy::kRebind);
   ASSERT_TRUE(inc.RunBoth(2, 3).ok());
   EXPECT_TRUE(inc.GraphEqualsEager());
@@ -323,10 +486,10 @@ TEST(OffloadRestore, UncheckedReplayReadsAnotherTensorsBytes) {
 
 // A source weight written without refreshing its derived buffer: right address,
 // stale value.
-TEST(StaleDerivedBuffer, CaughtByFreshness) {
+TEST_P(StaleDerivedBuffer, CaughtByFreshness) {
   for (ReplayPolicy policy :
        {ReplayPolicy::kFail, ReplayPolicy::kRecapture, ReplayPolicy::kRebind}) {
-    Incident inc(Qwen(false), policy);
+    Incident inc = MakeIncident(Qwen(false), policy);
     ASSERT_TRUE(inc.RunBoth(2, 9).ok());
     const Tensor before = *Clone(*inc.eager().Get("out"));
     Parameter* w =
@@ -340,7 +503,7 @@ TEST(StaleDerivedBuffer, CaughtByFreshness) {
                   ::testing::ElementsAre(
                       "model.layers.1.post_attention_layernorm.gemma_weight"));
       EXPECT_THAT(s.message(), HasSubstr("stale: source storage"));
-      EXPECT_TRUE(inc.StaticOutputsStillPoisoned(2));
+      EXPECT_TRUE(inc.NothingLaunched(2));
     } else {
       ASSERT_TRUE(s.ok()) << s;
       EXPECT_EQ(inc.graphs().TotalStats().refreshes, 1);
@@ -356,10 +519,10 @@ TEST(StaleDerivedBuffer, CaughtByFreshness) {
 // Found by graph_replay_fuzzer: with the pre-fix module, refreshing a stale
 // buffer reallocates it, so the repair must look again after refreshing and
 // repair the move too.
-TEST(StaleDerivedBuffer, RefreshThatMovesTheBufferIsRepairedToo) {
+TEST_P(StaleDerivedBuffer, RefreshThatMovesTheBufferIsRepairedToo) {
   for (ReplayPolicy policy :
        {ReplayPolicy::kRecapture, ReplayPolicy::kRebind}) {
-    Incident inc(Qwen(/*legacy=*/true), policy);
+    Incident inc = MakeIncident(Qwen(/*legacy=*/true), policy);
     Parameter* w = inc.model().FindParameter("layers.0.input_layernorm.weight");
     ASSERT_TRUE(Fill(w->tensor(), -0.5f).ok());  // stale, not moved
     ASSERT_TRUE(inc.RunBoth(4, 2).ok()) << ReplayPolicyName(policy);
@@ -371,16 +534,15 @@ TEST(StaleDerivedBuffer, RefreshThatMovesTheBufferIsRepairedToo) {
 
 // A view re-sliced to another offset of the same storage: same storage id,
 // other address.
-TEST(ResliceView, CaughtByAddress) {
-  Incident inc(Qwen(false), ReplayPolicy::kRecapture);
+TEST_P(ResliceView, CaughtByAddress) {
+  Incident inc = MakeIncident(Qwen(false), ReplayPolicy::kRecapture);
   TensorSlot* slot = inc.model().FindSlot("layers.0.linear_attn.norm.weight");
   const Tensor original = slot->tensor();
   // Move the weight into the first half of a larger storage (a recapture
   // accepts that).
-  Tensor big =
-      *Tensor::Empty(CpuAllocator(), {2 * original.numel()}, original.dtype());
+  Tensor big = Empty({2 * original.numel()}, original.dtype());
   Tensor first = *big.Narrow(0, 0, original.numel());
-  ASSERT_TRUE(CopyInto(ViewOf(original), first).ok());
+  ASSERT_TRUE(CopyInto(ViewOf(*ToHost(original)), first).ok());
   slot->Rebind(first);
   ASSERT_TRUE(inc.RunBoth(2, 4).ok());
   EXPECT_TRUE(inc.GraphEqualsEager());
@@ -396,6 +558,7 @@ TEST(ResliceView, CaughtByAddress) {
   EXPECT_THAT(ViolationNames(s.message()),
               ::testing::ElementsAre("model.layers.0.linear_attn.norm.weight"));
   EXPECT_EQ(second.storage()->id(), first.storage()->id());
+  EXPECT_TRUE(inc.NothingLaunched(2));
   inc.graphs().set_policy(ReplayPolicy::kRebind);
   ASSERT_TRUE(inc.RunBoth(2, 4).ok());
   EXPECT_TRUE(inc.GraphEqualsEager());
@@ -403,12 +566,11 @@ TEST(ResliceView, CaughtByAddress) {
 
 // A parameter rebound to a tensor of another dtype cannot be patched in place:
 // rebind falls back to recapture.
-TEST(LayoutChange, RebindFallsBackToRecapture) {
-  Incident inc(Qwen(false), ReplayPolicy::kRebind);
+TEST_P(LayoutChange, RebindFallsBackToRecapture) {
+  Incident inc = MakeIncident(Qwen(false), ReplayPolicy::kRebind);
   TensorSlot* slot = inc.model().FindSlot("layers.0.linear_attn.norm.weight");
-  Tensor f32 =
-      *Tensor::Empty(CpuAllocator(), slot->tensor().shape(), DType::kF32);
-  ASSERT_TRUE(CopyInto(ViewOf(slot->tensor()), f32).ok());
+  Tensor f32 = Empty(slot->tensor().shape(), DType::kF32);
+  ASSERT_TRUE(CopyInto(ViewOf(*ToHost(slot->tensor())), f32).ok());
   slot->Rebind(f32);
   ASSERT_TRUE(inc.RunBoth(3, 6).ok());
   EXPECT_TRUE(inc.GraphEqualsEager());
@@ -418,17 +580,25 @@ TEST(LayoutChange, RebindFallsBackToRecapture) {
 
 // A static buffer of the graph itself rebound by mistake is caught like any
 // module tensor.
-TEST(StaticBuffers, RebindingAStaticInputIsCaught) {
-  Incident inc(Qwen(false), ReplayPolicy::kFail);
+TEST_P(StaticBuffers, RebindingAStaticInputIsCaught) {
+  Incident inc = MakeIncident(Qwen(false), ReplayPolicy::kFail);
   StepBuffers& statics = inc.graphs().static_buffers(4);
-  Tensor fresh = *Tensor::Empty(CpuAllocator(), statics.tensor(0).shape(),
-                                statics.tensor(0).dtype());
+  Tensor fresh = Empty(statics.tensor(0).shape(), statics.tensor(0).dtype());
   statics.slot(0).Rebind(fresh);
   absl::Status s = inc.RunBoth(4, 1);
   ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(ViolationNames(s.message()),
               ::testing::ElementsAre("graph.b4.hidden_states"));
+  EXPECT_TRUE(inc.NothingLaunched(4));
 }
+
+NG_INSTANTIATE_BACKEND_TEST(SglangQwen35Incident);
+NG_INSTANTIATE_BACKEND_TEST(FixedLoader);
+NG_INSTANTIATE_BACKEND_TEST(OffloadRestore);
+NG_INSTANTIATE_BACKEND_TEST(StaleDerivedBuffer);
+NG_INSTANTIATE_BACKEND_TEST(ResliceView);
+NG_INSTANTIATE_BACKEND_TEST(LayoutChange);
+NG_INSTANTIATE_BACKEND_TEST(StaticBuffers);
 
 }  // namespace
 }  // namespace normgraph
