@@ -1,3 +1,9 @@
+// The Qwen3.5- and Gemma3-shaped norm stacks, on every backend
+// (core/testing/backends.h): each test runs on the CPU and, in the `_cuda`
+// build, on cuda:0 with the stack's weights and step buffers in device memory
+// and every forward pass launched on the fixture's stream. A device step must
+// equal the same step on the CPU reference kernels bit for bit.
+
 #include <cmath>
 #include <memory>
 #include <string>
@@ -8,6 +14,7 @@
 #include "core/step_buffers.h"
 #include "core/tensor.h"
 #include "core/tensor_util.h"
+#include "core/testing/backends.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "layers/gemma3_norm_stack.h"
@@ -18,7 +25,7 @@
 namespace normgraph {
 namespace {
 
-Qwen35NormStackConfig SmallQwen() {
+Qwen35NormStackConfig SmallQwen(Allocator* allocator) {
   Qwen35NormStackConfig c;
   c.num_hidden_layers = 8;
   c.hidden_size = 40;
@@ -27,19 +34,23 @@ Qwen35NormStackConfig SmallQwen() {
   c.head_dim = 16;
   c.linear_num_value_heads = 3;
   c.linear_value_head_dim = 12;
+  c.allocator = allocator;
   return c;
 }
 
-Gemma3NormStackConfig SmallGemma() {
+Gemma3NormStackConfig SmallGemma(Allocator* allocator) {
   Gemma3NormStackConfig c;
   c.num_hidden_layers = 3;
   c.hidden_size = 36;
   c.num_attention_heads = 2;
   c.num_key_value_heads = 1;
   c.head_dim = 20;
+  c.allocator = allocator;
   return c;
 }
 
+// Loads random weights (host tensors, the same for a given seed on every
+// device).
 void RandomizeWeights(Module& model, uint64_t seed) {
   std::vector<std::pair<std::string, Tensor>> ws;
   model.ForEachParameter([&](const std::string& name, Parameter& p) {
@@ -51,62 +62,108 @@ void RandomizeWeights(Module& model, uint64_t seed) {
   ASSERT_TRUE(LoadWeights(model, *WeightSet::FromTensors(ws)).ok());
 }
 
+// Step buffers from `allocator`: inputs random (the same for a given seed on
+// every device), everything else poisoned.
 std::unique_ptr<StepBuffers> Step(const NormStack& model, int64_t batch,
-                                  uint64_t seed) {
-  auto step =
-      *StepBuffers::Create("step", model.StepSpecs(batch), CpuAllocator());
-  for (size_t i = 0; i < step->size(); ++i) {
-    if (step->spec(i).role == StepRole::kInput) {
-      EXPECT_TRUE(FillNormal(step->tensor(i), seed + i, 0.0f, 2.0f).ok());
+                                  uint64_t seed, Allocator& allocator) {
+  absl::StatusOr<std::unique_ptr<StepBuffers>> step =
+      StepBuffers::Create("step", model.StepSpecs(batch), allocator);
+  EXPECT_TRUE(step.ok()) << step.status();
+  if (!step.ok()) return nullptr;
+  for (size_t i = 0; i < (*step)->size(); ++i) {
+    if ((*step)->spec(i).role == StepRole::kInput) {
+      EXPECT_TRUE(FillNormal((*step)->tensor(i), seed + i, 0.0f, 2.0f).ok());
     } else {
-      EXPECT_TRUE(Poison(step->tensor(i)).ok());
+      EXPECT_TRUE(Poison((*step)->tensor(i)).ok());
     }
   }
-  return step;
+  return *std::move(step);
 }
 
-class NormStackTest : public ::testing::TestWithParam<bool> {
+enum class Model { kQwen35, kGemma3 };
+
+class NormStackTest : public BackendTest {
  protected:
-  void SetUp() override {
-    if (GetParam()) {
-      model_ = *Qwen35NormStack::Create(SmallQwen());
+  // The model with its weights from `allocator` (null: the CPU), weights
+  // randomized from seed 1.
+  static std::unique_ptr<NormStack> MakeModel(Model which,
+                                              Allocator* allocator) {
+    std::unique_ptr<NormStack> model;
+    if (which == Model::kQwen35) {
+      absl::StatusOr<std::unique_ptr<Qwen35NormStack>> m =
+          Qwen35NormStack::Create(SmallQwen(allocator));
+      EXPECT_TRUE(m.ok()) << m.status();
+      if (m.ok()) model = *std::move(m);
     } else {
-      model_ = *Gemma3NormStack::Create(SmallGemma());
+      absl::StatusOr<std::unique_ptr<Gemma3NormStack>> m =
+          Gemma3NormStack::Create(SmallGemma(allocator));
+      EXPECT_TRUE(m.ok()) << m.status();
+      if (m.ok()) model = *std::move(m);
     }
-    RandomizeWeights(*model_, 1);
+    if (model != nullptr) RandomizeWeights(*model, 1);
+    return model;
   }
-  std::unique_ptr<NormStack> model_;
-  CpuStream stream_;
+
+  void EveryOutputIsWrittenWithOneLaunchPerNorm(Model which);
+  void RowsAreIndependent(Model which);
+  void EveryResidualNormReachesTheOutput(Model which);
 };
 
-TEST_P(NormStackTest, EveryOutputIsWrittenWithOneLaunchPerNorm) {
-  auto step = Step(*model_, 3, 100);
-  const int64_t launches = stream_.eager_launches();
-  ASSERT_TRUE(model_->Forward(stream_, *step).ok());
-  EXPECT_EQ(stream_.eager_launches() - launches, model_->LaunchesPerStep());
+void NormStackTest::EveryOutputIsWrittenWithOneLaunchPerNorm(Model which) {
+  std::unique_ptr<NormStack> model = MakeModel(which, &allocator());
+  ASSERT_NE(model, nullptr);
+  model->ForEachSlot([&](absl::string_view name, TensorSlot& slot) {
+    EXPECT_EQ(slot.tensor().storage()->device(), device()) << name;
+  });
+  auto step = Step(*model, 3, 100, allocator());
+  ASSERT_NE(step, nullptr);
+  const int64_t launches = stream().eager_launches();
+  ASSERT_TRUE(model->Forward(stream(), *step).ok());
+  EXPECT_EQ(stream().eager_launches() - launches, model->LaunchesPerStep());
   int outputs = 0;
   for (size_t i = 0; i < step->size(); ++i) {
     if (step->spec(i).role != StepRole::kOutput) continue;
     ++outputs;
-    for (float v : ToFloats(step->tensor(i)))
-      ASSERT_FALSE(std::isnan(v)) << step->spec(i).name;
+    const std::vector<float> values = ToFloats(step->tensor(i));
+    ASSERT_EQ(static_cast<int64_t>(values.size()), step->tensor(i).numel())
+        << step->spec(i).name;
+    for (float v : values) ASSERT_FALSE(std::isnan(v)) << step->spec(i).name;
   }
   EXPECT_GT(outputs, 3);
+
+  // The same step (same weights, same inputs) on the CPU reference kernels
+  // writes the same bits into every step tensor.
+  std::unique_ptr<NormStack> cpu_model = MakeModel(which, nullptr);
+  ASSERT_NE(cpu_model, nullptr);
+  auto cpu_step = Step(*cpu_model, 3, 100, CpuAllocator());
+  ASSERT_NE(cpu_step, nullptr);
+  CpuStream cpu_stream;
+  ASSERT_TRUE(cpu_model->Forward(cpu_stream, *cpu_step).ok());
+  ASSERT_EQ(cpu_step->size(), step->size());
+  for (size_t i = 0; i < step->size(); ++i) {
+    EXPECT_TRUE(BitwiseEqual(step->tensor(i), cpu_step->tensor(i)))
+        << step->spec(i).name << " differs from the CPU reference";
+  }
 }
 
 // Rows (sequences) never mix: a batch equals its rows run one at a time. Graph
 // buckets pad batches with extra rows, which relies on this.
-TEST_P(NormStackTest, RowsAreIndependent) {
-  auto batch = Step(*model_, 4, 200);
-  ASSERT_TRUE(model_->Forward(stream_, *batch).ok());
+void NormStackTest::RowsAreIndependent(Model which) {
+  std::unique_ptr<NormStack> model = MakeModel(which, &allocator());
+  ASSERT_NE(model, nullptr);
+  auto batch = Step(*model, 4, 200, allocator());
+  ASSERT_NE(batch, nullptr);
+  ASSERT_TRUE(model->Forward(stream(), *batch).ok());
   for (int64_t row = 0; row < 4; ++row) {
-    auto single = Step(*model_, 1, 999);
+    auto single = Step(*model, 1, 999, allocator());
+    ASSERT_NE(single, nullptr);
     for (size_t i = 0; i < single->size(); ++i) {
       if (single->spec(i).role != StepRole::kInput) continue;
-      Tensor src = *batch->tensor(i).Narrow(0, row, 1);
+      // The row goes through the host: a HostView must be host memory.
+      Tensor src = *ToHost(*batch->tensor(i).Narrow(0, row, 1));
       ASSERT_TRUE(CopyInto(ViewOf(src), single->tensor(i)).ok());
     }
-    ASSERT_TRUE(model_->Forward(stream_, *single).ok());
+    ASSERT_TRUE(model->Forward(stream(), *single).ok());
     for (size_t i = 0; i < single->size(); ++i) {
       if (single->spec(i).role != StepRole::kOutput) continue;
       EXPECT_TRUE(
@@ -117,12 +174,15 @@ TEST_P(NormStackTest, RowsAreIndependent) {
 }
 
 // The residual stream threads every layer's norms into the final output.
-TEST_P(NormStackTest, EveryResidualNormReachesTheOutput) {
-  auto step = Step(*model_, 2, 300);
-  ASSERT_TRUE(model_->Forward(stream_, *step).ok());
+void NormStackTest::EveryResidualNormReachesTheOutput(Model which) {
+  std::unique_ptr<NormStack> model = MakeModel(which, &allocator());
+  ASSERT_NE(model, nullptr);
+  auto step = Step(*model, 2, 300, allocator());
+  ASSERT_NE(step, nullptr);
+  ASSERT_TRUE(model->Forward(stream(), *step).ok());
   const Tensor reference = *Clone(*step->Get("out"));
   std::vector<std::string> names;
-  model_->ForEachParameter([&](const std::string& name, Parameter&) {
+  model->ForEachParameter([&](const std::string& name, Parameter&) {
     if (name.find("_norm.") == std::string::npos &&
         name.find("linear_attn") == std::string::npos) {
       names.push_back(
@@ -132,31 +192,52 @@ TEST_P(NormStackTest, EveryResidualNormReachesTheOutput) {
   ASSERT_FALSE(names.empty());
   for (const std::string& name : names) {
     Parameter* p =
-        model_->FindParameter(name.substr(std::string("model.").size()));
+        model->FindParameter(name.substr(std::string("model.").size()));
     ASSERT_NE(p, nullptr) << name;
-    const Tensor saved = *Clone(p->tensor());
-    Tensor bumped = *Clone(p->tensor());
+    // Host copies: Load takes a HostView.
+    const Tensor saved = *ToHost(p->tensor());
+    Tensor bumped = *ToHost(p->tensor());
     ASSERT_TRUE(Fill(bumped, 0.7f).ok());
     ASSERT_TRUE(p->Load(ViewOf(bumped)).ok());
-    ASSERT_TRUE(model_->Forward(stream_, *step).ok());
+    ASSERT_TRUE(model->Forward(stream(), *step).ok());
     EXPECT_FALSE(BitwiseEqual(*step->Get("out"), reference))
         << name << " does not reach the output";
     ASSERT_TRUE(p->Load(ViewOf(saved)).ok());
   }
-  ASSERT_TRUE(model_->Forward(stream_, *step).ok());
+  ASSERT_TRUE(model->Forward(stream(), *step).ok());
   EXPECT_TRUE(BitwiseEqual(*step->Get("out"), reference));
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, NormStackTest, ::testing::Values(true, false),
-                         [](const auto& info) {
-                           return info.param ? "Qwen35" : "Gemma3";
-                         });
+TEST_P(NormStackTest, Qwen35EveryOutputIsWrittenWithOneLaunchPerNorm) {
+  EveryOutputIsWrittenWithOneLaunchPerNorm(Model::kQwen35);
+}
+TEST_P(NormStackTest, Gemma3EveryOutputIsWrittenWithOneLaunchPerNorm) {
+  EveryOutputIsWrittenWithOneLaunchPerNorm(Model::kGemma3);
+}
+TEST_P(NormStackTest, Qwen35RowsAreIndependent) {
+  RowsAreIndependent(Model::kQwen35);
+}
+TEST_P(NormStackTest, Gemma3RowsAreIndependent) {
+  RowsAreIndependent(Model::kGemma3);
+}
+TEST_P(NormStackTest, Qwen35EveryResidualNormReachesTheOutput) {
+  EveryResidualNormReachesTheOutput(Model::kQwen35);
+}
+TEST_P(NormStackTest, Gemma3EveryResidualNormReachesTheOutput) {
+  EveryResidualNormReachesTheOutput(Model::kGemma3);
+}
 
-TEST(Gemma3NormStackTest, NamesFollowTheHfCheckpoint) {
-  auto model = *Gemma3NormStack::Create(SmallGemma());
+NG_INSTANTIATE_BACKEND_TEST(NormStackTest);
+
+using Gemma3NormStackTest = BackendTest;
+
+TEST_P(Gemma3NormStackTest, NamesFollowTheHfCheckpoint) {
+  auto model = *Gemma3NormStack::Create(SmallGemma(&allocator()));
   std::vector<std::string> names;
-  model->ForEachParameter(
-      [&](const std::string& n, Parameter&) { names.push_back(n); });
+  model->ForEachParameter([&](const std::string& n, Parameter& p) {
+    names.push_back(n);
+    EXPECT_EQ(p.tensor().storage()->device(), device()) << n;
+  });
   EXPECT_EQ(names.size(), 3u * 6u + 1u);
   for (const char* suffix :
        {"input_layernorm", "post_attention_layernorm",
@@ -168,10 +249,15 @@ TEST(Gemma3NormStackTest, NamesFollowTheHfCheckpoint) {
   EXPECT_EQ(names.back(), "model.norm.weight");
 }
 
-TEST(Qwen35NormStackTest, DefaultsAreHfConfigDefaults) {
+NG_INSTANTIATE_BACKEND_TEST(Gemma3NormStackTest);
+
+using Qwen35NormStackTest = BackendTest;
+
+TEST_P(Qwen35NormStackTest, DefaultsAreHfConfigDefaults) {
   Qwen35NormStackConfig c;
   c.num_hidden_layers =
       8;  // keep the test small; the per-layer pattern is HF's
+  c.allocator = &allocator();
   auto model = *Qwen35NormStack::Create(c);
   EXPECT_EQ(model->config().hidden_size, 4096);
   EXPECT_EQ(model->config().head_dim, 256);
@@ -180,25 +266,33 @@ TEST(Qwen35NormStackTest, DefaultsAreHfConfigDefaults) {
   EXPECT_EQ(model->config().layer_types[2], Qwen35LayerType::kLinearAttention);
   EXPECT_EQ(model->config().layer_types[3], Qwen35LayerType::kFullAttention);
   EXPECT_EQ(model->config().layer_types[7], Qwen35LayerType::kFullAttention);
-  Qwen35NormStackConfig bad = SmallQwen();
+  Qwen35NormStackConfig bad = SmallQwen(&allocator());
   bad.layer_types = {Qwen35LayerType::kFullAttention};
   EXPECT_FALSE(Qwen35NormStack::Create(bad).ok());
 }
 
-TEST(LegacyStackTest, LegacyLoaderMovesEveryZeroCenteredBuffer) {
-  Qwen35NormStackConfig c = SmallQwen();
+NG_INSTANTIATE_BACKEND_TEST(Qwen35NormStackTest);
+
+using LegacyStackTest = BackendTest;
+
+TEST_P(LegacyStackTest, LegacyLoaderMovesEveryZeroCenteredBuffer) {
+  Qwen35NormStackConfig c = SmallQwen(&allocator());
   c.zero_centered_factory = LegacyZeroCenteredFactory();
   auto model = *Qwen35NormStack::Create(c);
   RandomizeWeights(*model, 7);
   int moved = 0, derived = 0;
-  model->ForEachSlot([&](absl::string_view, TensorSlot& slot) {
+  model->ForEachSlot([&](absl::string_view name, TensorSlot& slot) {
     if (slot.source() == nullptr) return;
     ++derived;
     moved += slot.rebind_count() == 1;
+    // The moved buffer is a new allocation on the same device.
+    EXPECT_EQ(slot.tensor().storage()->device(), device()) << name;
   });
   EXPECT_EQ(derived, 8 * 2 + 2 * 2 + 1);
   EXPECT_EQ(moved, derived);
 }
+
+NG_INSTANTIATE_BACKEND_TEST(LegacyStackTest);
 
 }  // namespace
 }  // namespace normgraph

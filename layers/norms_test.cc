@@ -1,11 +1,20 @@
+// The norm modules, on every backend (core/testing/backends.h): each test runs
+// on the CPU and, in the `_cuda` build, on cuda:0 with the module's weights,
+// inputs and outputs in device memory. Device results are read back through
+// ToHost / ToFloats / BitwiseEqual, and wherever a forward pass runs on the
+// device its output must equal the CPU reference kernel's bit for bit.
+
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/cpu_stream.h"
 #include "core/tensor.h"
 #include "core/tensor_util.h"
+#include "core/testing/backends.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "layers/gated_rms_norm.h"
@@ -21,19 +30,24 @@ using safetensors::SafetensorsFile;
 using safetensors::TensorEntry;
 using ::testing::HasSubstr;
 
-Tensor FromEntry(const TensorEntry& e, Shape shape) {
-  Tensor t = *Tensor::Empty(CpuAllocator(), shape, *e.dtype);
+// A new tensor from `allocator` (any device) holding a golden tensor, viewed
+// with `shape`.
+Tensor FromEntry(const TensorEntry& e, Shape shape, Allocator& allocator) {
+  Tensor t = *Tensor::Empty(allocator, shape, *e.dtype);
   HostView v = e.view();
   v.shape = shape;
   EXPECT_TRUE(CopyInto(v, t).ok());
   return t;
 }
 
-// Compares a module's output with HF's: the module runs our own per-row factor,
-// so (as in testdata/hf_golden) elements may differ by an ulp where torch's
-// factor differs from ours.
-void ExpectCloseToHf(const Tensor& ours, const TensorEntry& hf,
+// Compares a module's output (on any device) with HF's: the module runs our
+// own per-row factor, so (as in testdata/hf_golden) elements may differ by an
+// ulp where torch's factor differs from ours.
+void ExpectCloseToHf(const Tensor& device_out, const TensorEntry& hf,
                      const std::string& what) {
+  absl::StatusOr<Tensor> host = ToHost(device_out);
+  ASSERT_TRUE(host.ok()) << what << ": " << host.status();
+  const Tensor& ours = *host;
   ASSERT_EQ(ours.dtype(), *hf.dtype) << what;
   ASSERT_EQ(static_cast<size_t>(ours.numel()) * DTypeSize(ours.dtype()),
             hf.bytes)
@@ -53,13 +67,48 @@ void ExpectCloseToHf(const Tensor& ours, const TensorEntry& hf,
   EXPECT_GE(identical * 1000, ours.numel() * 999) << what;
 }
 
-class NormModulesGoldenTest : public ::testing::TestWithParam<std::string> {};
+// `ours` (any device) must hold exactly the bytes of `reference` (the CPU
+// reference kernel's result); on a mismatch, names the first elements that
+// differ.
+void ExpectBitwiseEqualToCpu(const Tensor& ours, const Tensor& reference,
+                             const std::string& what) {
+  if (BitwiseEqual(ours, reference)) return;
+  ASSERT_EQ(ours.dtype(), reference.dtype()) << what;
+  ASSERT_EQ(ours.shape(), reference.shape()) << what;
+  absl::StatusOr<Tensor> a = ToHost(ours);
+  absl::StatusOr<Tensor> b = ToHost(reference);
+  ASSERT_TRUE(a.ok() && b.ok()) << what << ": cannot read back";
+  const size_t size = DTypeSize(a->dtype());
+  int64_t differing = 0;
+  std::string first;
+  for (int64_t i = 0; i < a->numel(); ++i) {
+    if (std::memcmp(static_cast<char*>(a->data()) + i * size,
+                    static_cast<char*>(b->data()) + i * size, size) == 0) {
+      continue;
+    }
+    if (++differing <= 5) {
+      absl::StrAppend(&first, " [", i, "] ",
+                      LoadAsFloat(a->data(), a->dtype(), i), " vs ",
+                      LoadAsFloat(b->data(), b->dtype(), i), ";");
+    }
+  }
+  ADD_FAILURE() << what << ": " << differing << " of " << a->numel()
+                << " elements differ from the CPU reference:" << first;
+}
 
-TEST_P(NormModulesGoldenTest, ModulesMatchHuggingFace) {
+class NormModulesGoldenTest : public BackendTest {
+ protected:
+  // Runs every module on the device under test against one golden file; the
+  // same modules on the CPU (the reference kernel) must give the same bits.
+  void ExpectModulesMatchHuggingFace(const std::string& golden);
+};
+
+void NormModulesGoldenTest::ExpectModulesMatchHuggingFace(
+    const std::string& golden) {
   absl::StatusOr<SafetensorsFile> file = SafetensorsFile::Open(
-      absl::StrCat("testdata/hf_golden/", GetParam(), ".safetensors"));
+      absl::StrCat("testdata/hf_golden/", golden, ".safetensors"));
   ASSERT_TRUE(file.ok()) << file.status();
-  CpuStream stream;
+  CpuStream cpu_stream;  // runs the CPU reference
   for (int64_t hidden : {7, 128, 1536, 4096}) {
     auto get = [&](absl::string_view n) -> const TensorEntry& {
       return *file->Find(absl::StrCat("h", hidden, ".", n));
@@ -69,50 +118,124 @@ TEST_P(NormModulesGoldenTest, ModulesMatchHuggingFace) {
     const DType act = *xe.dtype, wdt = *get("w_rms").dtype;
     NormOptions options;
     options.weight_dtype = wdt;
-    Tensor x = FromEntry(xe, {rows, hidden});
-    Tensor gate = FromEntry(get("gate"), {rows, hidden});
+    options.allocator = &allocator();
+    NormOptions cpu_options = options;
+    cpu_options.allocator = &CpuAllocator();
+    Tensor x = FromEntry(xe, {rows, hidden}, allocator());
+    Tensor gate = FromEntry(get("gate"), {rows, hidden}, allocator());
+    Tensor cpu_x = FromEntry(xe, {rows, hidden}, CpuAllocator());
+    Tensor cpu_gate = FromEntry(get("gate"), {rows, hidden}, CpuAllocator());
+    auto cpu_empty = [&](DType dtype) {
+      Tensor t = *Tensor::Empty(CpuAllocator(), {rows, hidden}, dtype);
+      EXPECT_TRUE(Poison(t).ok());
+      return t;
+    };
+    const std::string h = absl::StrCat("h", hidden);
 
     auto rms = *RmsNorm::Create("rms", hidden, options);
+    auto cpu_rms = *RmsNorm::Create("rms", hidden, cpu_options);
     ASSERT_TRUE(rms->weight().Load(get("w_rms").view()).ok());
-    Tensor out =
-        *Tensor::Empty(CpuAllocator(), {rows, hidden}, rms->OutputDType(act));
+    ASSERT_TRUE(cpu_rms->weight().Load(get("w_rms").view()).ok());
+    Tensor out = Empty({rows, hidden}, rms->OutputDType(act));
     ASSERT_TRUE(Poison(out).ok());
-    ASSERT_TRUE(rms->Forward(stream, x, out).ok());
-    ExpectCloseToHf(out, get("out.rms"), absl::StrCat("h", hidden, " rms"));
+    ASSERT_TRUE(rms->Forward(stream(), x, out).ok());
+    ExpectCloseToHf(out, get("out.rms"), absl::StrCat(h, " rms"));
+    Tensor cpu_out = cpu_empty(cpu_rms->OutputDType(act));
+    ASSERT_TRUE(cpu_rms->Forward(cpu_stream, cpu_x, cpu_out).ok());
+    ExpectBitwiseEqualToCpu(out, cpu_out, absl::StrCat(h, " rms"));
 
     auto zc = *ZeroCenteredRmsNorm::Create("zc", hidden, options);
+    auto cpu_zc = *ZeroCenteredRmsNorm::Create("zc", hidden, cpu_options);
     ASSERT_TRUE(zc->weight().Load(get("w_zc").view()).ok());
-    Tensor zc_out = *Tensor::Empty(CpuAllocator(), {rows, hidden}, act);
-    ASSERT_TRUE(zc->Forward(stream, x, zc_out).ok());
-    ExpectCloseToHf(zc_out, get("out.zc"), absl::StrCat("h", hidden, " zc"));
+    ASSERT_TRUE(cpu_zc->weight().Load(get("w_zc").view()).ok());
+    // The derived f32 1 + w is the same on every device.
+    EXPECT_TRUE(BitwiseEqual(zc->gemma_weight().tensor(),
+                             cpu_zc->gemma_weight().tensor()))
+        << h;
+    Tensor zc_out = Empty({rows, hidden}, act);
+    ASSERT_TRUE(Poison(zc_out).ok());
+    ASSERT_TRUE(zc->Forward(stream(), x, zc_out).ok());
+    ExpectCloseToHf(zc_out, get("out.zc"), absl::StrCat(h, " zc"));
+    Tensor cpu_zc_out = cpu_empty(act);
+    ASSERT_TRUE(cpu_zc->Forward(cpu_stream, cpu_x, cpu_zc_out).ok());
+    ExpectBitwiseEqualToCpu(zc_out, cpu_zc_out, absl::StrCat(h, " zc"));
 
     auto gated = *GatedRmsNorm::Create("gated", hidden, options);
+    auto cpu_gated = *GatedRmsNorm::Create("gated", hidden, cpu_options);
     ASSERT_TRUE(gated->weight().Load(get("w_rms").view()).ok());
-    Tensor gated_out = *Tensor::Empty(CpuAllocator(), {rows, hidden}, act);
-    ASSERT_TRUE(gated->Forward(stream, x, gate, gated_out).ok());
-    ExpectCloseToHf(gated_out, get("out.gated"),
-                    absl::StrCat("h", hidden, " gated"));
+    ASSERT_TRUE(cpu_gated->weight().Load(get("w_rms").view()).ok());
+    Tensor gated_out = Empty({rows, hidden}, act);
+    ASSERT_TRUE(Poison(gated_out).ok());
+    ASSERT_TRUE(gated->Forward(stream(), x, gate, gated_out).ok());
+    ExpectCloseToHf(gated_out, get("out.gated"), absl::StrCat(h, " gated"));
+    Tensor cpu_gated_out = cpu_empty(act);
+    ASSERT_TRUE(
+        cpu_gated->Forward(cpu_stream, cpu_x, cpu_gate, cpu_gated_out).ok());
+    ExpectBitwiseEqualToCpu(gated_out, cpu_gated_out,
+                            absl::StrCat(h, " gated"));
 
     // Fused residual add: the residual is updated in place to HF's x +
     // residual, bit for bit.
-    Tensor residual = FromEntry(get("residual"), {rows, hidden});
-    Tensor fused_out = *Tensor::Empty(CpuAllocator(), {rows, hidden}, act);
-    ASSERT_TRUE(zc->ForwardAdd(stream, x, residual, fused_out).ok());
-    EXPECT_EQ(std::memcmp(residual.data(), get("sum").data, get("sum").bytes),
-              0);
-    ExpectCloseToHf(fused_out, get("out.zc_sum"),
-                    absl::StrCat("h", hidden, " zc_sum"));
+    Tensor residual = FromEntry(get("residual"), {rows, hidden}, allocator());
+    Tensor fused_out = Empty({rows, hidden}, act);
+    ASSERT_TRUE(Poison(fused_out).ok());
+    ASSERT_TRUE(zc->ForwardAdd(stream(), x, residual, fused_out).ok());
+    absl::StatusOr<Tensor> host_residual = ToHost(residual);
+    ASSERT_TRUE(host_residual.ok()) << host_residual.status();
+    ASSERT_EQ(static_cast<size_t>(host_residual->numel()) * DTypeSize(act),
+              get("sum").bytes);
+    EXPECT_EQ(
+        std::memcmp(host_residual->data(), get("sum").data, get("sum").bytes),
+        0);
+    ExpectCloseToHf(fused_out, get("out.zc_sum"), absl::StrCat(h, " zc_sum"));
+    Tensor cpu_residual =
+        FromEntry(get("residual"), {rows, hidden}, CpuAllocator());
+    Tensor cpu_fused_out = cpu_empty(act);
+    ASSERT_TRUE(
+        cpu_zc->ForwardAdd(cpu_stream, cpu_x, cpu_residual, cpu_fused_out)
+            .ok());
+    ExpectBitwiseEqualToCpu(residual, cpu_residual,
+                            absl::StrCat(h, " zc_sum residual"));
+    ExpectBitwiseEqualToCpu(fused_out, cpu_fused_out,
+                            absl::StrCat(h, " zc_sum"));
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Files, NormModulesGoldenTest,
-                         ::testing::Values("golden_bf16_wbf16",
-                                           "golden_f16_wf16",
-                                           "golden_bf16_wf32"));
+TEST_P(NormModulesGoldenTest, ModulesMatchHuggingFaceBf16WeightsBf16) {
+  ExpectModulesMatchHuggingFace("golden_bf16_wbf16");
+}
 
-TEST(ZeroCenteredRmsNormTest, LoaderWritesWeightAndGemmaWeightInPlace) {
-  auto m = *ZeroCenteredRmsNorm::Create("input_layernorm", 5);
+TEST_P(NormModulesGoldenTest, ModulesMatchHuggingFaceF16WeightsF16) {
+  ExpectModulesMatchHuggingFace("golden_f16_wf16");
+}
+
+TEST_P(NormModulesGoldenTest, ModulesMatchHuggingFaceBf16WeightsF32) {
+  ExpectModulesMatchHuggingFace("golden_bf16_wf32");
+}
+
+NG_INSTANTIATE_BACKEND_TEST(NormModulesGoldenTest);
+
+class NormModulesTest : public BackendTest {
+ protected:
+  // Options whose weights live on the device under test.
+  NormOptions Options() {
+    NormOptions options;
+    options.allocator = &allocator();
+    return options;
+  }
+};
+
+using ZeroCenteredRmsNormTest = NormModulesTest;
+
+TEST_P(ZeroCenteredRmsNormTest, LoaderWritesWeightAndGemmaWeightInPlace) {
+  auto m = *ZeroCenteredRmsNorm::Create("input_layernorm", 5, Options());
+  // Both the weight and the derived buffer live on the device under test.
+  EXPECT_EQ(m->weight().tensor().storage()->device(), device());
+  EXPECT_EQ(m->gemma_weight().tensor().storage()->device(), device());
   // At init: weight zeros, gemma_weight ones, fresh.
+  ASSERT_EQ(ToFloats(m->weight().tensor()).size(), 5u);
+  for (float v : ToFloats(m->weight().tensor())) EXPECT_EQ(v, 0.0f);
+  ASSERT_EQ(ToFloats(m->gemma_weight().tensor()).size(), 5u);
   for (float v : ToFloats(m->gemma_weight().tensor())) EXPECT_EQ(v, 1.0f);
   EXPECT_FALSE(m->gemma_weight().IsStale());
   const TensorIdentity weight_id = m->weight().tensor().Identity();
@@ -120,7 +243,7 @@ TEST(ZeroCenteredRmsNormTest, LoaderWritesWeightAndGemmaWeightInPlace) {
   const uint64_t weight_version =
       m->weight().tensor().storage()->write_version();
 
-  Tensor src = *Tensor::Empty(CpuAllocator(), {5}, DType::kF32);
+  Tensor src = *Tensor::Empty(CpuAllocator(), {5}, DType::kF32);  // host
   const float values[5] = {0.5f, -0.25f, 3.0f, 1e-3f, -1.0f};
   std::memcpy(src.data(), values, sizeof values);
   ASSERT_TRUE(m->weight().Load(ViewOf(src)).ok());
@@ -134,6 +257,8 @@ TEST(ZeroCenteredRmsNormTest, LoaderWritesWeightAndGemmaWeightInPlace) {
   EXPECT_FALSE(m->gemma_weight().IsStale());
   const std::vector<float> w = ToFloats(m->weight().tensor());
   const std::vector<float> g = ToFloats(m->gemma_weight().tensor());
+  ASSERT_EQ(w.size(), 5u);
+  ASSERT_EQ(g.size(), 5u);
   for (int j = 0; j < 5; ++j) {
     EXPECT_EQ(w[j], RoundTo(DType::kBF16, values[j]));  // the parameter is bf16
     EXPECT_EQ(g[j], 1.0f + w[j]) << "1 + w is kept in float32";
@@ -148,12 +273,18 @@ TEST(ZeroCenteredRmsNormTest, LoaderWritesWeightAndGemmaWeightInPlace) {
   ASSERT_TRUE(m->gemma_weight().Refresh().ok());
   EXPECT_FALSE(m->gemma_weight().IsStale());
   EXPECT_EQ(ToFloats(m->gemma_weight().tensor())[0], 3.0f);
+  // Refreshed in place, too.
+  EXPECT_EQ(m->gemma_weight().tensor().Identity(), gemma_id);
 }
 
-TEST(LegacyZeroCenteredRmsNormTest, LoaderReallyMovesItsBuffer) {
-  auto m = *LegacyZeroCenteredRmsNorm::Create("input_layernorm", 4);
+NG_INSTANTIATE_BACKEND_TEST(ZeroCenteredRmsNormTest);
+
+using LegacyZeroCenteredRmsNormTest = NormModulesTest;
+
+TEST_P(LegacyZeroCenteredRmsNormTest, LoaderReallyMovesItsBuffer) {
+  auto m = *LegacyZeroCenteredRmsNorm::Create("input_layernorm", 4, Options());
   const TensorIdentity before = m->gemma_weight().tensor().Identity();
-  Tensor src = *Tensor::Empty(CpuAllocator(), {4}, DType::kBF16);
+  Tensor src = *Tensor::Empty(CpuAllocator(), {4}, DType::kBF16);  // host
   ASSERT_TRUE(Fill(src, 0.5f).ok());
   ASSERT_TRUE(m->weight().Load(ViewOf(src)).ok());
   const TensorIdentity after = m->gemma_weight().tensor().Identity();
@@ -161,78 +292,115 @@ TEST(LegacyZeroCenteredRmsNormTest, LoaderReallyMovesItsBuffer) {
   EXPECT_NE(after.address, before.address);
   EXPECT_TRUE(StorageIsLive(before.storage_id))
       << "the old storage stays alive";
+  // The new buffer comes from the module's allocator: the same device.
+  EXPECT_EQ(m->gemma_weight().tensor().storage()->device(), device());
   EXPECT_EQ(m->gemma_weight().rebind_count(), 1);
   EXPECT_THAT(m->gemma_weight().last_rebind().file(),
               HasSubstr("legacy_zero_centered_rms_norm.cc"));
   // Its values are right; only the address moved (eager runs stay correct: that
   // is why the bug hid).
-  for (float v : ToFloats(m->gemma_weight().tensor())) EXPECT_EQ(v, 1.5f);
+  const std::vector<float> g = ToFloats(m->gemma_weight().tensor());
+  ASSERT_EQ(g.size(), 4u);
+  for (float v : g) EXPECT_EQ(v, 1.5f);
   EXPECT_FALSE(m->gemma_weight().IsStale());
 }
 
-TEST(NormModulesTest, PerHeadNormEqualsNormOfFlattenedRows) {
-  CpuStream stream;
-  auto q_norm = *ZeroCenteredRmsNorm::Create("q_norm", 16);
-  Tensor w = *Tensor::Empty(CpuAllocator(), {16}, DType::kBF16);
+NG_INSTANTIATE_BACKEND_TEST(LegacyZeroCenteredRmsNormTest);
+
+TEST_P(NormModulesTest, PerHeadNormEqualsNormOfFlattenedRows) {
+  auto q_norm = *ZeroCenteredRmsNorm::Create("q_norm", 16, Options());
+  Tensor w = *Tensor::Empty(CpuAllocator(), {16}, DType::kBF16);  // host
   ASSERT_TRUE(FillNormal(w, 3, 0.0f, 0.3f).ok());
   ASSERT_TRUE(q_norm->weight().Load(ViewOf(w)).ok());
-  Tensor q = *Tensor::Empty(CpuAllocator(), {3, 4, 16}, DType::kBF16);
-  ASSERT_TRUE(FillNormal(q, 4, 0.0f, 2.0f).ok());
-  Tensor per_head = *Tensor::Empty(CpuAllocator(), {3, 4, 16}, DType::kBF16);
-  Tensor flat = *Tensor::Empty(CpuAllocator(), {12, 16}, DType::kBF16);
-  ASSERT_TRUE(q_norm->Forward(stream, q, per_head).ok());
-  ASSERT_TRUE(q_norm->Forward(stream, *q.Reshape({12, 16}), flat).ok());
+  Tensor q = Random({3, 4, 16}, DType::kBF16, 4, 0.0f, 2.0f);
+  Tensor per_head = Empty({3, 4, 16}, DType::kBF16);
+  Tensor flat = Empty({12, 16}, DType::kBF16);
+  ASSERT_TRUE(q_norm->Forward(stream(), q, per_head).ok());
+  ASSERT_TRUE(q_norm->Forward(stream(), *q.Reshape({12, 16}), flat).ok());
   EXPECT_TRUE(BitwiseEqual(*per_head.Reshape({12, 16}), flat));
   // Each head is normalised on its own: scaling one head leaves the others'
-  // outputs unchanged.
-  Tensor q2 = *Clone(q);
+  // outputs unchanged. (The edit is made on a host copy, then copied in.)
+  Tensor q2_host = *ToHost(q);
   for (int j = 0; j < 16; ++j)
-    StoreFromFloat(q2.data(), DType::kBF16, 16 + j, 100.0f);
-  Tensor per_head2 = *Tensor::Empty(CpuAllocator(), {3, 4, 16}, DType::kBF16);
-  ASSERT_TRUE(q_norm->Forward(stream, q2, per_head2).ok());
-  EXPECT_EQ(std::memcmp(per_head.data(), per_head2.data(), 32), 0);
-  EXPECT_NE(std::memcmp(per_head.data(), per_head2.data(), 64), 0);
+    StoreFromFloat(q2_host.data(), DType::kBF16, 16 + j, 100.0f);
+  Tensor q2 = Empty({3, 4, 16}, DType::kBF16);
+  ASSERT_TRUE(CopyInto(ViewOf(q2_host), q2).ok());
+  Tensor per_head2 = Empty({3, 4, 16}, DType::kBF16);
+  ASSERT_TRUE(q_norm->Forward(stream(), q2, per_head2).ok());
+  const Tensor a = *ToHost(per_head), b = *ToHost(per_head2);
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), 32), 0);
+  EXPECT_NE(std::memcmp(a.data(), b.data(), 64), 0);
+
+  // The CPU reference kernel gives the same bits.
+  auto cpu_norm = *ZeroCenteredRmsNorm::Create("q_norm", 16);
+  ASSERT_TRUE(cpu_norm->weight().Load(ViewOf(w)).ok());
+  CpuStream cpu_stream;
+  Tensor cpu_q = *ToHost(q);
+  Tensor cpu_out = *Tensor::Empty(CpuAllocator(), {3, 4, 16}, DType::kBF16);
+  ASSERT_TRUE(cpu_norm->Forward(cpu_stream, cpu_q, cpu_out).ok());
+  ExpectBitwiseEqualToCpu(per_head, cpu_out, "per head");
+  ASSERT_TRUE(cpu_norm->Forward(cpu_stream, q2_host, cpu_out).ok());
+  ExpectBitwiseEqualToCpu(per_head2, cpu_out, "per head, one head scaled");
 }
 
-TEST(NormModulesTest, ErrorsNameTheModuleAndTheTensor) {
-  CpuStream stream;
-  auto m = *RmsNorm::Create("post_attention_layernorm", 8);
-  Tensor x = *Tensor::Empty(CpuAllocator(), {2, 8}, DType::kBF16);
-  Tensor bad_shape = *Tensor::Empty(CpuAllocator(), {2, 7}, DType::kBF16);
-  Tensor bad_dtype = *Tensor::Empty(CpuAllocator(), {2, 8}, DType::kF16);
-  absl::Status s = m->Forward(stream, x, bad_shape);
+TEST_P(NormModulesTest, ErrorsNameTheModuleAndTheTensor) {
+  auto m = *RmsNorm::Create("post_attention_layernorm", 8, Options());
+  Tensor x = Empty({2, 8}, DType::kBF16);
+  Tensor bad_shape = Empty({2, 7}, DType::kBF16);
+  Tensor bad_dtype = Empty({2, 8}, DType::kF16);
+  absl::Status s = m->Forward(stream(), x, bad_shape);
   EXPECT_THAT(s.message(),
               HasSubstr("post_attention_layernorm: output has shape [2, 7]"));
-  s = m->Forward(stream, x, bad_dtype);
+  s = m->Forward(stream(), x, bad_dtype);
   EXPECT_THAT(
       s.message(),
       HasSubstr("post_attention_layernorm: output is f16, expected bf16"));
-  s = m->Forward(stream, bad_shape, x);
+  s = m->Forward(stream(), bad_shape, x);
   EXPECT_THAT(
       s.message(),
       HasSubstr("input has shape [2, 7]; its last dimension must be 8"));
-  Tensor f16_residual = *Tensor::Empty(CpuAllocator(), {2, 8}, DType::kF16);
-  s = m->ForwardAdd(stream, x, f16_residual, x);
+  Tensor f16_residual = Empty({2, 8}, DType::kF16);
+  s = m->ForwardAdd(stream(), x, f16_residual, x);
   EXPECT_THAT(s.message(), HasSubstr("residual is f16, the input bf16"));
-  EXPECT_FALSE(RmsNorm::Create("bad", 0).ok());
+  EXPECT_FALSE(RmsNorm::Create("bad", 0, Options()).ok());
   // Columns of a wider tensor are not evenly strided rows of their own.
-  Tensor wide = *Tensor::Empty(CpuAllocator(), {2, 3, 8}, DType::kBF16);
+  Tensor wide = Empty({2, 3, 8}, DType::kBF16);
   Tensor cols = *wide.Narrow(1, 0, 2);
-  Tensor out = *Tensor::Empty(CpuAllocator(), {2, 2, 8}, DType::kBF16);
-  s = m->Forward(stream, cols, out);
+  Tensor out = Empty({2, 2, 8}, DType::kBF16);
+  s = m->Forward(stream(), cols, out);
   EXPECT_THAT(s.message(),
               HasSubstr("does not collapse into evenly strided rows"));
+  if (on_cuda()) {
+    // Tensors of another device are refused by the launcher, which names both
+    // devices: a host input to the device module, and the device module on a
+    // CPU stream.
+    Tensor host_x = *Tensor::Empty(CpuAllocator(), {2, 8}, DType::kBF16);
+    ASSERT_TRUE(Fill(host_x, 1.0f).ok());
+    s = m->Forward(stream(), host_x, x);
+    EXPECT_THAT(s.message(), HasSubstr("post_attention_layernorm: "));
+    EXPECT_THAT(s.message(), HasSubstr(absl::StrCat("is on cpu, the stream on ",
+                                                    device().ToString())));
+    CpuStream cpu_stream;
+    Tensor host_out = *Tensor::Empty(CpuAllocator(), {2, 8}, DType::kBF16);
+    s = m->Forward(cpu_stream, host_x, host_out);
+    EXPECT_THAT(s.message(),
+                HasSubstr(absl::StrCat("is on ", device().ToString(),
+                                       ", the stream on cpu")));
+    EXPECT_EQ(cpu_stream.eager_launches(), 0);
+  }
   // A weight rebound to a strided view would be read wrongly by the kernel:
   // refused.
-  Tensor wide_w = *Tensor::Empty(CpuAllocator(), {8, 2}, DType::kBF16);
+  Tensor wide_w = Empty({8, 2}, DType::kBF16);
   m->weight().slot().Rebind(*wide_w.Narrow(1, 0, 1));  // [8, 1], strides [2, 1]
-  s = m->Forward(stream, x, x);
+  s = m->Forward(stream(), x, x);
   EXPECT_THAT(s.message(),
               HasSubstr("the weight must be a non-empty contiguous tensor"));
+  // None of the refused calls launched anything.
+  EXPECT_EQ(stream().eager_launches(), 0);
 }
 
-TEST(NormModulesTest, EngineOrderRmsNormWritesTheActivationDtype) {
-  NormOptions options;
+TEST_P(NormModulesTest, EngineOrderRmsNormWritesTheActivationDtype) {
+  NormOptions options = Options();
   options.weight_dtype = DType::kF32;
   auto hf = *RmsNorm::Create("n", 8, options);
   EXPECT_EQ(hf->OutputDType(DType::kBF16),
@@ -240,7 +408,29 @@ TEST(NormModulesTest, EngineOrderRmsNormWritesTheActivationDtype) {
   options.order = RoundingOrder::kEngine;
   auto engine = *RmsNorm::Create("n", 8, options);
   EXPECT_EQ(engine->OutputDType(DType::kBF16), DType::kBF16);
+  // And the kernels write exactly those dtypes, on every device.
+  Tensor x = Random({3, 8}, DType::kBF16, 11);
+  Tensor hf_out = Empty({3, 8}, DType::kF32);
+  Tensor engine_out = Empty({3, 8}, DType::kBF16);
+  ASSERT_TRUE(hf->Forward(stream(), x, hf_out).ok());
+  ASSERT_TRUE(engine->Forward(stream(), x, engine_out).ok());
+  EXPECT_FALSE(engine->Forward(stream(), x, hf_out).ok());
+  CpuStream cpu_stream;
+  NormOptions cpu_options = options;
+  cpu_options.allocator = &CpuAllocator();
+  auto cpu_engine = *RmsNorm::Create("n", 8, cpu_options);
+  cpu_options.order = RoundingOrder::kHuggingFace;
+  auto cpu_hf = *RmsNorm::Create("n", 8, cpu_options);
+  Tensor cpu_x = *ToHost(x);
+  Tensor cpu_hf_out = *Tensor::Empty(CpuAllocator(), {3, 8}, DType::kF32);
+  Tensor cpu_engine_out = *Tensor::Empty(CpuAllocator(), {3, 8}, DType::kBF16);
+  ASSERT_TRUE(cpu_hf->Forward(cpu_stream, cpu_x, cpu_hf_out).ok());
+  ASSERT_TRUE(cpu_engine->Forward(cpu_stream, cpu_x, cpu_engine_out).ok());
+  ExpectBitwiseEqualToCpu(hf_out, cpu_hf_out, "hf order");
+  ExpectBitwiseEqualToCpu(engine_out, cpu_engine_out, "engine order");
 }
+
+NG_INSTANTIATE_BACKEND_TEST(NormModulesTest);
 
 }  // namespace
 }  // namespace normgraph

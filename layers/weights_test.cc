@@ -1,5 +1,13 @@
+// Transactional weight loading, on every backend (core/testing/backends.h):
+// each test runs on the CPU and, in the `_cuda` build, on cuda:0 with the
+// model's parameters and derived buffers in device memory. The sources stay
+// host tensors (WeightSet::FromTensors takes CPU tensors), and device
+// parameters are read back through ToHost / ToFloats / BitwiseEqual.
+
 #include "layers/weights.h"
 
+#include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -7,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/tensor.h"
 #include "core/tensor_util.h"
+#include "core/testing/backends.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "layers/qwen3_5_norm_stack.h"
@@ -17,8 +26,9 @@ namespace {
 
 using ::testing::HasSubstr;
 
-Qwen35NormStackConfig SmallQwen() {
+Qwen35NormStackConfig SmallQwen(Allocator* allocator) {
   Qwen35NormStackConfig c;
+  c.allocator = allocator;
   c.num_hidden_layers = 4;
   c.hidden_size = 24;
   c.num_attention_heads = 2;
@@ -29,8 +39,8 @@ Qwen35NormStackConfig SmallQwen() {
   return c;
 }
 
-// Random weights for every parameter of `model`, as in-memory tensors (an RL
-// trainer's push).
+// Random weights for every parameter of `model`, as in-memory host tensors (an
+// RL trainer's push).
 std::vector<std::pair<std::string, Tensor>> TestWeights(
     Module& model, uint64_t seed, DType dtype = DType::kBF16) {
   std::vector<std::pair<std::string, Tensor>> out;
@@ -42,7 +52,8 @@ std::vector<std::pair<std::string, Tensor>> TestWeights(
   return out;
 }
 
-// Every slot's bytes, to prove nothing changed.
+// Every slot's bytes (copies on the slot's own device), to prove nothing
+// changed.
 std::vector<Tensor> SnapshotAllSlots(Module& model) {
   std::vector<Tensor> out;
   model.ForEachSlot([&](absl::string_view, TensorSlot& slot) {
@@ -61,8 +72,63 @@ void ExpectUnchanged(Module& model, const std::vector<Tensor>& before) {
   EXPECT_EQ(i, before.size());
 }
 
-TEST(WeightsTest, ParameterNamesFollowTheHfCheckpoint) {
-  auto model = *Qwen35NormStack::Create(SmallQwen());
+// Where every slot points and how often its storage was written: a load that
+// fails validation must not even touch the device memory.
+struct SlotState {
+  TensorIdentity identity;
+  uint64_t write_version;
+};
+
+std::vector<SlotState> SlotStates(Module& model) {
+  std::vector<SlotState> out;
+  model.ForEachSlot([&](absl::string_view, TensorSlot& slot) {
+    out.push_back(
+        {slot.tensor().Identity(), slot.tensor().storage()->write_version()});
+  });
+  return out;
+}
+
+void ExpectUntouched(Module& model, const std::vector<SlotState>& before) {
+  size_t i = 0;
+  model.ForEachSlot([&](absl::string_view name, TensorSlot& slot) {
+    ASSERT_LT(i, before.size());
+    EXPECT_EQ(slot.tensor().Identity(), before[i].identity) << name;
+    EXPECT_EQ(slot.tensor().storage()->write_version(), before[i].write_version)
+        << name;
+    ++i;
+  });
+  EXPECT_EQ(i, before.size());
+}
+
+class WeightsTest : public BackendTest {
+ protected:
+  // A small Qwen3.5 stack whose weights live on the device under test.
+  std::unique_ptr<Qwen35NormStack> Model() {
+    absl::StatusOr<std::unique_ptr<Qwen35NormStack>> model =
+        Qwen35NormStack::Create(SmallQwen(&allocator()));
+    EXPECT_TRUE(model.ok()) << model.status();
+    return model.ok() ? *std::move(model) : nullptr;
+  }
+
+  // "cpu", "cuda0": for per-device file names.
+  std::string Tag() const {
+    return DeviceParamName(::testing::TestParamInfo<Device>(device(), 0));
+  }
+
+  // Every parameter and buffer lives on the device under test.
+  void ExpectAllOnDevice(Module& model) {
+    int slots = 0;
+    model.ForEachSlot([&](absl::string_view name, TensorSlot& slot) {
+      ++slots;
+      EXPECT_EQ(slot.tensor().storage()->device(), device()) << name;
+    });
+    EXPECT_GT(slots, 0);
+  }
+};
+
+TEST_P(WeightsTest, ParameterNamesFollowTheHfCheckpoint) {
+  auto model = Model();
+  ASSERT_NE(model, nullptr);
   std::vector<std::string> names;
   model->ForEachParameter(
       [&](const std::string& n, Parameter&) { names.push_back(n); });
@@ -81,21 +147,44 @@ TEST(WeightsTest, ParameterNamesFollowTheHfCheckpoint) {
   EXPECT_EQ(names.size(), 8u + 3u + 2u + 1u);
   EXPECT_NE(model->FindSlot("layers.3.self_attn.q_norm.gemma_weight"), nullptr);
   EXPECT_EQ(model->FindSlot("layers.0.linear_attn.norm.gemma_weight"), nullptr);
+  ExpectAllOnDevice(*model);
 }
 
-TEST(WeightsTest, RoundTripThroughSafetensorsFile) {
-  auto a = *Qwen35NormStack::Create(SmallQwen());
+TEST_P(WeightsTest, RoundTripThroughSafetensorsFile) {
+  auto a = Model();
+  ASSERT_NE(a, nullptr);
   absl::StatusOr<WeightSet> pushed = WeightSet::FromTensors(TestWeights(*a, 1));
   ASSERT_TRUE(pushed.ok());
   ASSERT_TRUE(LoadWeights(*a, *pushed).ok());
 
+  // ParameterViews gives the names, shapes and dtypes. Its data pointers are
+  // the parameters' own (ViewOf(p.tensor())): for a device model they are
+  // device pointers, although weights.h promises host views (a library defect:
+  // writing them crashes on the host). So on a device the bytes come from host
+  // copies of the parameters (taken in the same order); on the CPU the views
+  // are written as ParameterViews returns them.
+  std::vector<Tensor> host_copies;
+  a->ForEachParameter([&](const std::string& name, Parameter& p) {
+    absl::StatusOr<Tensor> host = ToHost(p.tensor());
+    ASSERT_TRUE(host.ok()) << name << ": " << host.status();
+    host_copies.push_back(*std::move(host));
+  });
   std::vector<safetensors::NamedView> views;
-  for (auto& [name, view] : ParameterViews(*a)) views.push_back({name, view});
+  for (auto& [name, view] : ParameterViews(*a)) {
+    const size_t i = views.size();
+    ASSERT_LT(i, host_copies.size()) << name;
+    ASSERT_EQ(view.dtype, host_copies[i].dtype()) << name;
+    ASSERT_EQ(view.shape, host_copies[i].shape()) << name;
+    if (on_cuda()) view.data = host_copies[i].data();
+    views.push_back({name, view});
+  }
+  ASSERT_EQ(views.size(), host_copies.size());
   const std::string path =
-      absl::StrCat(testing::TempDir(), "/qwen.safetensors");
+      absl::StrCat(testing::TempDir(), "/qwen_", Tag(), ".safetensors");
   ASSERT_TRUE(safetensors::WriteFile(path, views).ok());
 
-  auto b = *Qwen35NormStack::Create(SmallQwen());
+  auto b = Model();
+  ASSERT_NE(b, nullptr);
   absl::StatusOr<LoadReport> report = LoadCheckpoint(*b, path);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(report->loaded, 14);
@@ -105,25 +194,32 @@ TEST(WeightsTest, RoundTripThroughSafetensorsFile) {
   ExpectUnchanged(*b, sa);
 }
 
-TEST(WeightsTest, LoadsInPlaceAndBumpsWriteVersions) {
-  auto model = *Qwen35NormStack::Create(SmallQwen());
+TEST_P(WeightsTest, LoadsInPlaceAndBumpsWriteVersions) {
+  auto model = Model();
+  ASSERT_NE(model, nullptr);
   Parameter* w = model->FindParameter("norm.weight");
   TensorSlot* g = model->FindSlot("norm.gemma_weight");
   const TensorIdentity wid = w->tensor().Identity(),
                        gid = g->tensor().Identity();
   const uint64_t wv = w->tensor().storage()->write_version();
-  ASSERT_TRUE(
-      LoadWeights(*model, *WeightSet::FromTensors(TestWeights(*model, 2)))
-          .ok());
+  const uint64_t gv = g->tensor().storage()->write_version();
+  auto weights = TestWeights(*model, 2);
+  ASSERT_TRUE(LoadWeights(*model, *WeightSet::FromTensors(weights)).ok());
   EXPECT_EQ(w->tensor().Identity(), wid);
   EXPECT_EQ(g->tensor().Identity(), gid);
   EXPECT_GT(w->tensor().storage()->write_version(), wv);
+  EXPECT_GT(g->tensor().storage()->write_version(), gv);
   EXPECT_FALSE(g->IsStale());
   EXPECT_EQ(g->rebind_count(), 0);
+  // The bytes landed in the (device) parameter.
+  ASSERT_EQ(weights.back().first, "model.norm.weight");
+  EXPECT_TRUE(BitwiseEqual(w->tensor(), weights.back().second));
+  ExpectAllOnDevice(*model);
 }
 
-TEST(WeightsTest, ConvertsFloatDtypesUnlessTurnedOff) {
-  auto model = *Qwen35NormStack::Create(SmallQwen());
+TEST_P(WeightsTest, ConvertsFloatDtypesUnlessTurnedOff) {
+  auto model = Model();
+  ASSERT_NE(model, nullptr);
   auto f32 = TestWeights(*model, 3, DType::kF32);
   absl::StatusOr<LoadReport> report =
       LoadWeights(*model, *WeightSet::FromTensors(f32));
@@ -133,25 +229,33 @@ TEST(WeightsTest, ConvertsFloatDtypesUnlessTurnedOff) {
   const std::vector<float> got =
       ToFloats(model->FindParameter("norm.weight")->tensor());
   ASSERT_EQ(f32.back().first, "model.norm.weight");
+  ASSERT_EQ(got.size(), src.size());
   for (size_t i = 0; i < src.size(); ++i)
     EXPECT_EQ(got[i], RoundTo(DType::kBF16, src[i]));
 
+  const std::vector<Tensor> before = SnapshotAllSlots(*model);
+  const std::vector<SlotState> states = SlotStates(*model);
   LoadOptions strict_dtype;
   strict_dtype.allow_dtype_conversion = false;
   absl::Status s =
       LoadWeights(*model, *WeightSet::FromTensors(f32), strict_dtype).status();
   EXPECT_THAT(s.message(),
               HasSubstr("dtype f32 differs from the parameter's bf16"));
+  ExpectUnchanged(*model, before);
+  ExpectUntouched(*model, states);
 }
 
-TEST(WeightsTest, SubsetsAndUnexpectedNamesFollowOptions) {
-  auto model = *Qwen35NormStack::Create(SmallQwen());
+TEST_P(WeightsTest, SubsetsAndUnexpectedNamesFollowOptions) {
+  auto model = Model();
+  ASSERT_NE(model, nullptr);
   auto all = TestWeights(*model, 4);
   std::vector<std::pair<std::string, Tensor>> subset(all.begin(),
                                                      all.begin() + 3);
   Tensor extra = *Tensor::Empty(CpuAllocator(), {24}, DType::kBF16);
   subset.emplace_back("lm_head.weight", extra);
 
+  const std::vector<Tensor> before = SnapshotAllSlots(*model);
+  const std::vector<SlotState> states = SlotStates(*model);
   absl::Status strict =
       LoadWeights(*model, *WeightSet::FromTensors(subset)).status();
   EXPECT_EQ(strict.code(), absl::StatusCode::kInvalidArgument);
@@ -159,6 +263,8 @@ TEST(WeightsTest, SubsetsAndUnexpectedNamesFollowOptions) {
   EXPECT_THAT(strict.message(),
               HasSubstr("model.norm.weight: missing from the source"));
   EXPECT_THAT(strict.message(), HasSubstr("no weight was changed"));
+  ExpectUnchanged(*model, before);
+  ExpectUntouched(*model, states);
 
   LoadOptions lenient;
   lenient.allow_missing = true;
@@ -169,16 +275,27 @@ TEST(WeightsTest, SubsetsAndUnexpectedNamesFollowOptions) {
   EXPECT_EQ(report->loaded, 3);
   EXPECT_EQ(report->missing.size(), 11u);
   EXPECT_THAT(report->unexpected, ::testing::ElementsAre("lm_head.weight"));
+  // The three it loaded hold the source's bytes.
+  for (size_t i = 0; i < 3; ++i) {
+    const std::string& name = subset[i].first;
+    Parameter* p =
+        model->FindParameter(name.substr(std::string("model.").size()));
+    ASSERT_NE(p, nullptr) << name;
+    EXPECT_TRUE(BitwiseEqual(p->tensor(), subset[i].second)) << name;
+  }
 }
 
 // Every validation error, each leaving every weight and derived buffer
-// bit-identical.
-TEST(WeightsTest, FailedLoadsChangeNothing) {
-  auto model = *Qwen35NormStack::Create(SmallQwen());
+// bit-identical (and, since nothing is written before validation passes, at
+// the same address with the same write version).
+TEST_P(WeightsTest, FailedLoadsChangeNothing) {
+  auto model = Model();
+  ASSERT_NE(model, nullptr);
   ASSERT_TRUE(
       LoadWeights(*model, *WeightSet::FromTensors(TestWeights(*model, 5)))
           .ok());
   const std::vector<Tensor> before = SnapshotAllSlots(*model);
+  const std::vector<SlotState> states = SlotStates(*model);
 
   struct Case {
     std::string what;
@@ -210,12 +327,13 @@ TEST(WeightsTest, FailedLoadsChangeNothing) {
     EXPECT_FALSE(s.ok()) << c.what;
     EXPECT_THAT(s.message(), HasSubstr(c.message)) << c.what;
     ExpectUnchanged(*model, before);
+    ExpectUntouched(*model, states);
   }
 
   // A checkpoint with a non-float tensor under a parameter's name.
   std::vector<std::pair<std::string, Tensor>> good = TestWeights(*model, 9);
   std::vector<safetensors::NamedView> views;
-  for (auto& [name, t] : good) views.push_back({name, ViewOf(t)});
+  for (auto& [name, t] : good) views.push_back({name, ViewOf(t)});  // host
   std::string bytes = *safetensors::Serialize(views);
   const std::string key = R"("model.norm.weight":{"dtype":"BF16")";
   const size_t at = bytes.find(key);
@@ -230,10 +348,12 @@ TEST(WeightsTest, FailedLoadsChangeNothing) {
               HasSubstr("model.norm.weight: dtype I16 is not a float type"));
   EXPECT_THAT(s.message(), HasSubstr("from ckpt"));
   ExpectUnchanged(*model, before);
+  ExpectUntouched(*model, states);
 
   // A corrupt checkpoint file never gets as far as the model.
-  const std::string path =
-      absl::StrCat(testing::TempDir(), "/corrupt.safetensors");
+  // (One file per device: the `_cuda` binary runs this on each.)
+  const std::string base = absl::StrCat("corrupt_", Tag(), ".safetensors");
+  const std::string path = absl::StrCat(testing::TempDir(), "/", base);
   ASSERT_TRUE(safetensors::WriteFile(path, views).ok());
   {
     std::string truncated = *safetensors::Serialize(views);
@@ -245,18 +365,21 @@ TEST(WeightsTest, FailedLoadsChangeNothing) {
   }
   s = LoadCheckpoint(*model, path).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
-  EXPECT_THAT(s.message(), HasSubstr("corrupt.safetensors"));
+  EXPECT_THAT(s.message(), HasSubstr(base));
   ExpectUnchanged(*model, before);
+  ExpectUntouched(*model, states);
 }
 
 // If a loader fails half-way (here: a hook that fails on its third call), what
 // was written is restored and the derived buffers are refreshed again.
-TEST(WeightsTest, AFailingLoaderIsRolledBack) {
-  auto model = *Qwen35NormStack::Create(SmallQwen());
+TEST_P(WeightsTest, AFailingLoaderIsRolledBack) {
+  auto model = Model();
+  ASSERT_NE(model, nullptr);
   ASSERT_TRUE(
       LoadWeights(*model, *WeightSet::FromTensors(TestWeights(*model, 10)))
           .ok());
   const std::vector<Tensor> before = SnapshotAllSlots(*model);
+  const std::vector<SlotState> states = SlotStates(*model);
   Parameter* victim = model->FindParameter("layers.2.input_layernorm.weight");
   int calls = 0;
   victim->set_after_load([&] {
@@ -273,16 +396,20 @@ TEST(WeightsTest, AFailingLoaderIsRolledBack) {
   ASSERT_TRUE(
       model->FindSlot("layers.2.input_layernorm.gemma_weight")->Refresh().ok());
   ExpectUnchanged(*model, before);
+  // Restored in place: no slot moved.
+  const std::vector<SlotState> after = SlotStates(*model);
+  ASSERT_EQ(after.size(), states.size());
+  for (size_t i = 0; i < after.size(); ++i)
+    EXPECT_EQ(after[i].identity, states[i].identity) << i;
 }
 
-}  // namespace
-}  // namespace normgraph
+NG_INSTANTIATE_BACKEND_TEST(WeightsTest);
 
-namespace normgraph {
-namespace {
+using RandomWeightsTest = WeightsTest;
 
-TEST(RandomWeightsTest, ZeroCentredNearZeroOthersNearOneDeterministic) {
-  auto model = *Qwen35NormStack::Create(SmallQwen());
+TEST_P(RandomWeightsTest, ZeroCentredNearZeroOthersNearOneDeterministic) {
+  auto model = Model();
+  ASSERT_NE(model, nullptr);
   absl::StatusOr<NamedTensors> a = RandomWeights(*model, 5, 0.1f);
   absl::StatusOr<NamedTensors> b = RandomWeights(*model, 5, 0.1f);
   ASSERT_TRUE(a.ok() && b.ok());
@@ -295,7 +422,22 @@ TEST(RandomWeightsTest, ZeroCentredNearZeroOthersNearOneDeterministic) {
     const bool gated = name.find("linear_attn") != std::string::npos;
     EXPECT_NEAR(mean, gated ? 1.0 : 0.0, 0.2) << name;
   }
+  // They are host tensors a device model loads as they are.
+  absl::StatusOr<WeightSet> set = WeightSet::FromTensors(*a);
+  ASSERT_TRUE(set.ok()) << set.status();
+  absl::StatusOr<LoadReport> report = LoadWeights(*model, *set);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->loaded, 14);
+  EXPECT_EQ(report->converted, 0);
+  for (const auto& [name, t] : *a) {
+    Parameter* p =
+        model->FindParameter(name.substr(std::string("model.").size()));
+    ASSERT_NE(p, nullptr) << name;
+    EXPECT_TRUE(BitwiseEqual(p->tensor(), t)) << name;
+  }
 }
+
+NG_INSTANTIATE_BACKEND_TEST(RandomWeightsTest);
 
 }  // namespace
 }  // namespace normgraph
