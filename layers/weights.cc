@@ -146,11 +146,20 @@ absl::StatusOr<LoadReport> LoadCheckpoint(Module& model,
   return LoadWeights(model, WeightSet::FromSafetensors(*file), options);
 }
 
-std::vector<std::pair<std::string, HostView>> ParameterViews(Module& model) {
-  std::vector<std::pair<std::string, HostView>> out;
+absl::StatusOr<NamedTensors> ParameterCopies(Module& model) {
+  NamedTensors out;
+  absl::Status status;
   model.ForEachParameter([&](const std::string& name, Parameter& p) {
-    out.emplace_back(name, ViewOf(p.tensor()));
+    if (!status.ok()) return;
+    absl::StatusOr<Tensor> host = ToHost(p.tensor());
+    if (!host.ok()) {
+      status = absl::Status(host.status().code(),
+                            absl::StrCat(name, ": ", host.status().message()));
+      return;
+    }
+    out.emplace_back(name, *std::move(host));
   });
+  if (!status.ok()) return status;
   return out;
 }
 

@@ -92,9 +92,9 @@ using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 absl::StatusOr<NamedTensors> RandomWeights(Module& model, uint64_t seed,
                                            float stddev = 0.3f);
 
-// Every parameter of `model` as (dotted name, host view), e.g. to write a
-// checkpoint.
-std::vector<std::pair<std::string, HostView>> ParameterViews(Module& model);
+// Host copies of every parameter of `model` (on any device), with dotted
+// names, in registration order: e.g. to write a checkpoint.
+absl::StatusOr<NamedTensors> ParameterCopies(Module& model);
 
 }  // namespace normgraph
 
