@@ -72,10 +72,11 @@ NG_HOST_DEVICE float Round(float f) {
   return D == DType::kF32 ? f : Decode<D>(Encode<D>(f));
 }
 
-// The bits a kernel stores for an output value: Encode, except that every NaN
-// becomes one canonical quiet NaN per dtype, so the sign or payload a
-// platform's arithmetic happens to give a NaN (x86 and CUDA differ) never
-// shows in an output.
+// The bits a kernel stores for anything it writes (the output, and the sum
+// written back into the residual): Encode, except that every NaN becomes one
+// canonical quiet NaN per dtype, so the sign or payload a platform's
+// arithmetic happens to give a NaN (x86 and CUDA differ: inf - inf is
+// negative on one, positive on the other) never shows in memory.
 template <DType D>
 NG_HOST_DEVICE uint32_t EncodeOutput(float f) {
   if (f != f) {

@@ -73,7 +73,7 @@ void LoadNormInputT(const RmsNormParams& p, int64_t row, float* v) {
     v[j] = numerics::NormInput<X>(Load<X>(x, j),
                                   has_residual ? Load<X>(res, j) : 0.0f,
                                   has_residual, hf, &rounded);
-    if (has_residual) Store<X>(res, j, numerics::Encode<X>(rounded));
+    if (has_residual) Store<X>(res, j, EncodeOutput<X>(rounded));
   }
 }
 

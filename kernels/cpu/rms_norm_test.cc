@@ -297,8 +297,9 @@ TEST(RmsNormTest, ValidationAllowsInPlaceButNotPartialOverlap) {
   RmsNormParams over_weight = p;
   over_weight.out = w.data();
   over_weight.rows = 1;
-  EXPECT_NE(ValidateRmsNormParams(over_weight).message().find(
-                "out overlaps the weight"),
+  EXPECT_NE(ValidateRmsNormParams(over_weight)
+                .message()
+                .find("out overlaps the weight"),
             std::string::npos);
   RmsNormParams residual_is_x = p;
   residual_is_x.residual = x.data();  // x + x, written back in place: allowed
@@ -308,6 +309,29 @@ TEST(RmsNormTest, ValidationAllowsInPlaceButNotPartialOverlap) {
   EXPECT_FALSE(ValidateCopyParams(c).ok());
   c.dst = const_cast<void*>(c.src);
   EXPECT_TRUE(ValidateCopyParams(c).ok());
+}
+
+// inf + -inf in the residual add is a NaN whose sign differs between x86 and
+// CUDA; what is written back is the one canonical NaN on every backend.
+TEST(RmsNormTest, ResidualNanIsCanonical) {
+  Buffer x(DType::kF16, 4), res(DType::kF16, 4), w(DType::kF16, 4),
+      out(DType::kF16, 4);
+  for (int j = 0; j < 4; ++j) {
+    x.Set(j, j == 1 ? INFINITY : 1.0f);
+    res.Set(j, j == 1 ? -INFINITY : 2.0f);
+    w.Set(j, 1.0f);
+  }
+  RmsNormParams p = Contiguous(x, w, out, 1, 4);
+  p.residual = res.data();
+  p.residual_stride = 4;
+  RmsNormCpu(p);
+  uint16_t bits;
+  std::memcpy(&bits, static_cast<char*>(res.data()) + 2, 2);
+  EXPECT_EQ(bits, 0x7E00);
+  for (int j = 0; j < 4; ++j) {
+    std::memcpy(&bits, static_cast<char*>(out.data()) + 2 * j, 2);
+    EXPECT_EQ(bits, 0x7E00) << "a NaN in the row makes every output NaN";
+  }
 }
 
 // In place (out == x) gives the same bits as out of place.

@@ -22,7 +22,6 @@ namespace normgraph {
 namespace {
 
 using numerics::Decode;
-using numerics::Encode;
 using numerics::kChunk;
 
 template <DType D>
@@ -225,7 +224,8 @@ __global__ void RmsNormKernel(const RmsNormParams p) {
       if (res != nullptr) {
         uint32_t res_bits[kChunk];
 #pragma unroll
-        for (int i = 0; i < kChunk; ++i) res_bits[i] = Encode<X>(rounded[i]);
+        for (int i = 0; i < kChunk; ++i)
+          res_bits[i] = numerics::EncodeOutput<X>(rounded[i]);
         StoreChunk<X>(res, j0, count, res_bits);
       }
       StoreChunk<O>(out, j0, count, bits);
