@@ -137,7 +137,7 @@ absl::Status Stream::LaunchRaw(const KernelDef& kernel, const void* params,
     record.args.push_back(
         RecordedArg{static_cast<uint16_t>(static_cast<const char*>(arg.field) -
                                           static_cast<const char*>(params)),
-                    arg.access, arg.tensor->Identity()});
+                    arg.access, arg.tensor->Identity(), arg.tensor});
   }
   captured_.push_back(std::move(record));
   return absl::OkStatus();

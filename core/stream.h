@@ -45,6 +45,12 @@ struct RecordedArg {
   uint16_t offset;  // byte offset of the pointer field in the params
   Access access;
   TensorIdentity identity;  // of the bound tensor, at record time
+  // The address of the Tensor object the launch was bound to. When a module
+  // binds its slot's own tensor (`&slot.tensor()`), this says exactly which
+  // slot the argument came from, even where several slots share a storage
+  // (tied weights, views of one packed buffer). Only ever compared, never
+  // dereferenced.
+  const void* handle = nullptr;
 };
 
 // One launch as recorded during capture.

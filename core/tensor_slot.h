@@ -84,6 +84,8 @@ class TensorSlot {
 
 using SlotVisitor =
     absl::FunctionRef<void(absl::string_view name, TensorSlot& slot)>;
+using StructureVisitor =
+    absl::FunctionRef<void(absl::string_view name, uint64_t version)>;
 
 // Anything that holds named tensor slots: modules, graph static buffers.
 class TensorOwner {
@@ -93,6 +95,16 @@ class TensorOwner {
   // (`model.layers.3.input_layernorm.gemma_weight`), in a stable order. The
   // names stay valid as long as the owner lives.
   virtual void ForEachSlot(SlotVisitor visit) = 0;
+
+  // A counter that changes whenever anything changes that decides which
+  // kernels a forward pass launches and which slots it reads: slots added or
+  // removed, a forward-path switch. A graph captured before a change replays
+  // the old path, so a change is a violation. 0 for owners whose structure is
+  // fixed.
+  virtual uint64_t StructureVersion() const { return 0; }
+  // The parts of the owner with a structure of their own (a module tree's
+  // modules), each with its own version, to name what changed.
+  virtual void ForEachStructure(StructureVisitor visit) const {}
 };
 
 }  // namespace normgraph

@@ -87,6 +87,17 @@ void BucketedGraphs::set_policy(ReplayPolicy policy) {
   for (auto& [bucket, entry] : entries_) entry.graph->set_policy(policy);
 }
 
+void BucketedGraphs::Invalidate() {
+  for (auto& [bucket, entry] : entries_) entry.graph->Invalidate();
+}
+
+absl::Status BucketedGraphs::Recapture() {
+  for (auto& [bucket, entry] : entries_) {
+    NG_RETURN_IF_ERROR(entry.graph->Recapture());
+  }
+  return absl::OkStatus();
+}
+
 GraphStats BucketedGraphs::TotalStats() const {
   GraphStats total;
   for (const auto& [bucket, entry] : entries_) total.Add(entry.graph->stats());

@@ -61,6 +61,10 @@ class BucketedGraphs {
   CapturedGraph& graph(int64_t bucket) { return *entries_.at(bucket).graph; }
 
   void set_policy(ReplayPolicy policy);
+  // Every bucket's graph recaptures before its next replay (CapturedGraph::
+  // Invalidate), or now.
+  void Invalidate();
+  absl::Status Recapture();
   // The stats of every bucket's graph, added together.
   GraphStats TotalStats() const;
 

@@ -76,23 +76,34 @@ absl::Status CapturedGraph::Launch() {
   return absl::OkStatus();
 }
 
+absl::Status CapturedGraph::Recapture() {
+  NG_RETURN_IF_ERROR(DoCapture());
+  ++stats_.recaptures;
+  invalidated_ = false;
+  return absl::OkStatus();
+}
+
 absl::Status CapturedGraph::Replay() {
+  if (invalidated_) NG_RETURN_IF_ERROR(Recapture());
   if (options_.policy == ReplayPolicy::kUnchecked) return Launch();
   const int64_t start = NowNs();
   snapshot_.Verify(violations_, options_.check_freshness);
   ++stats_.checks;
   stats_.check_ns += NowNs() - start;
-  if (violations_.empty()) return Launch();
-
-  stats_.violations += static_cast<int64_t>(violations_.size());
-  for (const Violation& v : violations_) ++stats_.violations_by_tensor[v.name];
-  if (options_.policy == ReplayPolicy::kFail) {
-    ++stats_.refused;
-    return absl::FailedPreconditionError(
-        DescribeViolations(name_, violations_));
+  if (!violations_.empty()) {
+    stats_.violations += static_cast<int64_t>(violations_.size());
+    for (const Violation& v : violations_)
+      ++stats_.violations_by_tensor[v.name];
+    if (options_.policy == ReplayPolicy::kFail) {
+      ++stats_.refused;
+      return absl::FailedPreconditionError(
+          DescribeViolations(name_, violations_));
+    }
+    NG_RETURN_IF_ERROR(Repair());
   }
-  NG_RETURN_IF_ERROR(Repair());
-  return Launch();
+  NG_RETURN_IF_ERROR(Launch());
+  snapshot_.MarkWritten();
+  return absl::OkStatus();
 }
 
 absl::Status CapturedGraph::Repair() {
@@ -118,11 +129,19 @@ absl::Status CapturedGraph::Repair() {
   for (const Violation& v : violations_) {
     if (v.kind == ViolationKind::kStale) continue;
     if (options_.policy != ReplayPolicy::kRebind ||
-        v.kind == ViolationKind::kFreed || !v.current.SameLayout(v.captured)) {
-      recapture = true;
+        v.kind != ViolationKind::kMoved || !v.current.SameLayout(v.captured)) {
+      recapture = true;  // freed, structure changed, or a new layout
       continue;
     }
     const TrackedTensor& tracked = snapshot_.tensors()[v.tracked];
+    bool ambiguous = false;
+    for (const NodeArgUse& use : tracked.uses) ambiguous |= use.ambiguous;
+    if (ambiguous) {
+      // A node may have read another slot sharing these bytes: only a new
+      // capture knows which slot each argument now comes from.
+      recapture = true;
+      continue;
+    }
     const Tensor& now = tracked.slot->tensor();
     for (const NodeArgUse& use : tracked.uses) {
       const TensorIdentity& arg =
@@ -143,10 +162,7 @@ absl::Status CapturedGraph::Repair() {
     ++stats_.rebinds;
     stats_.rebind_ns += NowNs() - rebind_start;
   }
-  if (recapture) {
-    NG_RETURN_IF_ERROR(DoCapture());
-    ++stats_.recaptures;
-  }
+  if (recapture) NG_RETURN_IF_ERROR(Recapture());
   snapshot_.Verify(violations_, options_.check_freshness);
   if (!violations_.empty()) {
     return absl::InternalError(absl::StrCat(

@@ -47,8 +47,17 @@ class CapturedGraph {
       std::string name, Stream& stream, CaptureFunction capture,
       std::vector<TensorOwner*> owners, GraphOptions options = {});
 
-  // Checks, repairs or refuses per the policy, then launches the graph.
+  // Checks, repairs or refuses per the policy, then launches the graph. A
+  // replay that launched bumps the write version of every storage the graph
+  // writes, as eager launches do.
   absl::Status Replay();
+
+  // Recaptures now (re-runs the capture function), whatever the policy.
+  absl::Status Recapture();
+  // Makes the next Replay recapture first, whatever the policy: for changes
+  // the graph cannot see (a forward-path switch the module does not report).
+  void Invalidate() { invalidated_ = true; }
+  bool invalidated() const { return invalidated_; }
 
   // The violations a replay would see now (no side effects).
   std::vector<Violation> Check() const;
@@ -77,6 +86,7 @@ class CapturedGraph {
   IdentitySnapshot snapshot_;
   std::vector<Violation> violations_;  // reused across checks
   GraphStats stats_;
+  bool invalidated_ = false;
 };
 
 }  // namespace normgraph

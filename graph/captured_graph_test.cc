@@ -17,6 +17,7 @@
 #include "graph/bucketed_graphs.h"
 #include "gtest/gtest.h"
 #include "kernels/kernels.h"
+#include "layers/module.h"
 
 namespace normgraph {
 namespace {
@@ -152,6 +153,189 @@ TEST_P(CapturedGraphTest, FailedCaptureIsReported) {
   EXPECT_THAT(graph.status().message(),
               HasSubstr("graph 'bad': capture failed: boom"));
   EXPECT_FALSE(stream().is_capturing());
+}
+
+// A module whose forward path can change: it copies `in` to `out`; once it
+// has a late buffer it copies that instead, and with `doubled` set it goes
+// through `mid` (two kernels).
+class SwitchableModule : public Module {
+ public:
+  explicit SwitchableModule(Allocator& allocator)
+      : Module("m"), allocator_(allocator) {
+    in_ = AddBuffer("in", *Tensor::Empty(allocator, {8}, DType::kF32));
+    mid_ = AddBuffer("mid", *Tensor::Empty(allocator, {8}, DType::kF32));
+    out_ = AddBuffer("out", *Tensor::Empty(allocator, {8}, DType::kF32));
+  }
+  absl::Status Forward(Stream& s) const {
+    const Tensor& src = late_ != nullptr ? late_->tensor() : in_->tensor();
+    if (!doubled_) return Copy(s, src, out_->tensor());
+    absl::Status ok = Copy(s, src, mid_->tensor());
+    return ok.ok() ? Copy(s, mid_->tensor(), out_->tensor()) : ok;
+  }
+  // A buffer added after capture (a subclass may call AddBuffer at any time).
+  TensorSlot* AddLateBuffer(float value) {
+    late_ = AddBuffer("late", *Tensor::Empty(allocator_, {8}, DType::kF32));
+    EXPECT_TRUE(Fill(late_->tensor(), value).ok());
+    return late_;
+  }
+  // A forward-path switch, reported as the Module contract asks.
+  void set_doubled(bool doubled) {
+    doubled_ = doubled;
+    MarkStructureChanged();
+  }
+  TensorSlot& in() { return *in_; }
+  TensorSlot& out() { return *out_; }
+
+ private:
+  Allocator& allocator_;
+  TensorSlot *in_, *mid_, *out_, *late_ = nullptr;
+  bool doubled_ = false;
+};
+
+absl::StatusOr<std::unique_ptr<CapturedGraph>> CaptureSwitchable(
+    Stream& stream, SwitchableModule& m, ReplayPolicy policy) {
+  GraphOptions options;
+  options.policy = policy;
+  return CapturedGraph::Capture(
+      "switchable", stream, [&m](Stream& s) { return m.Forward(s); }, {&m},
+      options);
+}
+
+// A buffer added after capture changes what Forward reads: a named structure
+// violation under fail, a recapture under recapture and rebind.
+TEST_P(CapturedGraphTest, LateBufferIsAStructureViolation) {
+  for (ReplayPolicy policy :
+       {ReplayPolicy::kFail, ReplayPolicy::kRecapture, ReplayPolicy::kRebind}) {
+    SCOPED_TRACE(ReplayPolicyName(policy));
+    SwitchableModule m(allocator());
+    ASSERT_TRUE(Fill(m.in().tensor(), 1.0f).ok());
+    auto graph = CaptureSwitchable(stream(), m, policy);
+    ASSERT_TRUE(graph.ok()) << graph.status();
+    ASSERT_TRUE((*graph)->Replay().ok());
+    EXPECT_THAT(ToFloats(m.out().tensor()), Each(1.0f));
+    m.AddLateBuffer(5.0f);
+    ASSERT_TRUE(Poison(m.out().tensor()).ok());
+    absl::Status s = (*graph)->Replay();
+    if (policy == ReplayPolicy::kFail) {
+      ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+      EXPECT_THAT(ViolationNames(s.message()), ::testing::ElementsAre("m"));
+      EXPECT_THAT(s.message(), HasSubstr("m: structure changed since capture"));
+      ASSERT_TRUE(stream().Synchronize().ok());
+      EXPECT_THAT(ToFloats(m.out().tensor()), Each(::testing::IsNan()));
+      continue;
+    }
+    ASSERT_TRUE(s.ok()) << s;
+    EXPECT_THAT(ToFloats(m.out().tensor()), Each(5.0f)) << "the new path";
+    EXPECT_EQ((*graph)->stats().recaptures, 1);
+    EXPECT_TRUE((*graph)->Check().empty());
+  }
+}
+
+TEST_P(CapturedGraphTest, ForwardPathSwitchIsAStructureViolation) {
+  SwitchableModule m(allocator());
+  ASSERT_TRUE(Fill(m.in().tensor(), 2.0f).ok());
+  auto graph = *CaptureSwitchable(stream(), m, ReplayPolicy::kFail);
+  EXPECT_EQ(graph->graph().nodes().size(), 1u);
+  m.set_doubled(true);
+  absl::Status s = graph->Replay();
+  ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_THAT(ViolationNames(s.message()), ::testing::ElementsAre("m"));
+  graph->set_policy(ReplayPolicy::kRecapture);
+  ASSERT_TRUE(graph->Replay().ok());
+  EXPECT_EQ(graph->graph().nodes().size(), 2u) << "recaptured the new path";
+  EXPECT_THAT(ToFloats(m.out().tensor()), Each(2.0f));
+  // A switch back and forth is a change too: the graph holds the 2-node path.
+  m.set_doubled(false);
+  m.set_doubled(true);
+  graph->set_policy(ReplayPolicy::kFail);
+  EXPECT_FALSE(graph->Replay().ok());
+}
+
+// Invalidate(): a recapture before the next replay, whatever the policy.
+TEST_P(CapturedGraphTest, InvalidateForcesARecapture) {
+  SwitchableModule m(allocator());
+  ASSERT_TRUE(Fill(m.in().tensor(), 3.0f).ok());
+  auto graph = *CaptureSwitchable(stream(), m, ReplayPolicy::kFail);
+  graph->Invalidate();
+  EXPECT_TRUE(graph->invalidated());
+  ASSERT_TRUE(graph->Replay().ok());
+  EXPECT_FALSE(graph->invalidated());
+  EXPECT_EQ(graph->stats().recaptures, 1);
+  EXPECT_EQ(graph->stats().captures, 2);
+  ASSERT_TRUE(graph->Recapture().ok());
+  EXPECT_EQ(graph->stats().recaptures, 2);
+  EXPECT_THAT(ToFloats(m.out().tensor()), Each(3.0f));
+}
+
+// Replays bump the write version of what they write, so a derived buffer
+// whose source a graph writes goes stale: graph 1 writes `mid`, `derived` is
+// declared derived from `mid`, graph 2 reads `derived`.
+class DerivedFromMid : public TensorOwner {
+ public:
+  explicit DerivedFromMid(Allocator& allocator)
+      : src(SlotKind::kBuffer, *Tensor::Empty(allocator, {8}, DType::kF32)),
+        mid(SlotKind::kBuffer, *Tensor::Empty(allocator, {8}, DType::kF32)),
+        derived(SlotKind::kBuffer, *Tensor::Empty(allocator, {8}, DType::kF32)),
+        out(SlotKind::kBuffer, *Tensor::Empty(allocator, {8}, DType::kF32)) {
+    derived.DeriveFrom(&mid, [this] {
+      absl::StatusOr<Tensor> values = ToHost(mid.tensor());
+      if (!values.ok()) return values.status();
+      absl::Status ok = CopyInto(ViewOf(*values), derived.tensor());
+      if (ok.ok()) derived.MarkRefreshed();
+      return ok;
+    });
+  }
+  void ForEachSlot(SlotVisitor visit) override {
+    visit("o.src", src);
+    visit("o.mid", mid);
+    visit("o.derived", derived);
+    visit("o.out", out);
+  }
+  TensorSlot src, mid, derived, out;
+};
+
+TEST_P(CapturedGraphTest, ReplaysMakeTheSourcesTheyWriteStale) {
+  for (ReplayPolicy policy :
+       {ReplayPolicy::kFail, ReplayPolicy::kRecapture, ReplayPolicy::kRebind}) {
+    SCOPED_TRACE(ReplayPolicyName(policy));
+    DerivedFromMid o(allocator());
+    ASSERT_TRUE(Fill(o.src.tensor(), 4.0f).ok());
+    ASSERT_TRUE(Fill(o.mid.tensor(), 0.0f).ok());
+    ASSERT_TRUE(o.derived.Refresh().ok());
+    GraphOptions options;
+    options.policy = policy;
+    auto writer = *CapturedGraph::Capture(
+        "writer", stream(),
+        [&](Stream& s) { return Copy(s, o.src.tensor(), o.mid.tensor()); },
+        {&o}, options);
+    auto reader = *CapturedGraph::Capture(
+        "reader", stream(),
+        [&](Stream& s) { return Copy(s, o.derived.tensor(), o.out.tensor()); },
+        {&o}, options);
+    ASSERT_TRUE(reader->Replay().ok());  // fresh: derived holds mid's zeros
+    EXPECT_THAT(ToFloats(o.out.tensor()), Each(0.0f));
+    const uint64_t mid_before = o.mid.tensor().storage()->write_version();
+    const uint64_t src_before = o.src.tensor().storage()->write_version();
+    ASSERT_TRUE(writer->Replay().ok());
+    EXPECT_EQ(o.mid.tensor().storage()->write_version(), mid_before + 1);
+    EXPECT_EQ(o.src.tensor().storage()->write_version(), src_before)
+        << "read-only arguments are not bumped";
+    EXPECT_TRUE(o.derived.IsStale());
+    ASSERT_TRUE(Poison(o.out.tensor()).ok());
+    absl::Status s = reader->Replay();
+    if (policy == ReplayPolicy::kFail) {
+      ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+      EXPECT_THAT(ViolationNames(s.message()),
+                  ::testing::ElementsAre("o.derived"));
+      ASSERT_TRUE(stream().Synchronize().ok());
+      EXPECT_THAT(ToFloats(o.out.tensor()), Each(::testing::IsNan()));
+      continue;
+    }
+    ASSERT_TRUE(s.ok()) << s;
+    EXPECT_EQ(reader->stats().refreshes, 1);
+    EXPECT_THAT(ToFloats(o.out.tensor()), Each(4.0f))
+        << "the refreshed derived buffer holds what the writer graph wrote";
+  }
 }
 
 NG_INSTANTIATE_BACKEND_TEST(CapturedGraphTest);

@@ -44,6 +44,11 @@ std::string Violation::ToString() const {
       return absl::StrCat(name, ": stale: ", detail);
     case ViolationKind::kFreed:
       return absl::StrCat(name, ": ", captured.ToString(), " was freed");
+    case ViolationKind::kStructure:
+      return absl::StrCat(name,
+                          ": structure changed since capture (slots added or "
+                          "removed, or its forward path switched: ",
+                          detail, ")");
   }
   return name;
 }
@@ -52,35 +57,57 @@ absl::StatusOr<IdentitySnapshot> IdentitySnapshot::Take(
     const ExecutableGraph& graph, absl::Span<TensorOwner* const> owners,
     bool allow_unowned) {
   absl::flat_hash_map<uint64_t, std::vector<Candidate>> by_storage;
+  absl::flat_hash_map<const void*, Candidate> by_handle;
+  IdentitySnapshot snapshot;
   for (TensorOwner* owner : owners) {
     owner->ForEachSlot([&](absl::string_view name, TensorSlot& slot) {
       const Tensor& t = slot.tensor();
       if (!t.defined()) return;
       const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data());
-      by_storage[t.storage()->id()].push_back(
-          Candidate{name, &slot, begin, begin + t.span_bytes()});
+      const Candidate c{name, &slot, begin, begin + t.span_bytes()};
+      by_storage[t.storage()->id()].push_back(c);
+      by_handle.emplace(&t, c);
     });
+    OwnerStructure structure{owner, owner->StructureVersion(), {}};
+    owner->ForEachStructure([&](absl::string_view name, uint64_t version) {
+      structure.parts.emplace_back(std::string(name), version);
+    });
+    snapshot.structures_.push_back(std::move(structure));
   }
 
-  IdentitySnapshot snapshot;
   absl::flat_hash_map<const TensorSlot*, size_t> slot_index;
   absl::flat_hash_map<uint64_t, size_t> unowned_index;
   std::vector<std::string> unowned_errors;
+  std::vector<const Candidate*> matches;
+  auto track = [&](const Candidate& c) -> TrackedTensor& {
+    auto [s, inserted] = slot_index.emplace(c.slot, snapshot.tensors_.size());
+    if (inserted) {
+      snapshot.tensors_.push_back(TrackedTensor{
+          std::string(c.name), c.slot, c.slot->tensor().Identity(), {}});
+    }
+    return snapshot.tensors_[s->second];
+  };
   const std::vector<LaunchRecord>& nodes = graph.nodes();
   for (uint32_t n = 0; n < nodes.size(); ++n) {
     for (uint16_t a = 0; a < nodes[n].args.size(); ++a) {
-      const TensorIdentity& arg = nodes[n].args[a].identity;
-      const Candidate* best = nullptr;
-      auto it = by_storage.find(arg.storage_id);
-      if (it != by_storage.end()) {
+      const RecordedArg& recorded = nodes[n].args[a];
+      const TensorIdentity& arg = recorded.identity;
+      auto contains = [&arg](const Candidate& c) {
+        return c.slot->tensor().storage()->id() == arg.storage_id &&
+               c.begin <= arg.address && arg.address + arg.bytes <= c.end;
+      };
+      // Bound to a slot's own tensor: that slot, whoever else shares it.
+      matches.clear();
+      auto exact = by_handle.find(recorded.handle);
+      if (exact != by_handle.end() && contains(exact->second)) {
+        matches.push_back(&exact->second);
+      } else if (auto it = by_storage.find(arg.storage_id);
+                 it != by_storage.end()) {
         for (const Candidate& c : it->second) {
-          if (c.begin <= arg.address && arg.address + arg.bytes <= c.end &&
-              (best == nullptr || c.end - c.begin < best->end - best->begin)) {
-            best = &c;
-          }
+          if (contains(c)) matches.push_back(&c);
         }
       }
-      if (best == nullptr) {
+      if (matches.empty()) {
         if (!allow_unowned) {
           unowned_errors.push_back(
               absl::StrFormat("node %d (%s) argument %d: %s", n,
@@ -95,17 +122,13 @@ absl::StatusOr<IdentitySnapshot> IdentitySnapshot::Take(
         snapshot.tensors_[u->second].uses.push_back(NodeArgUse{n, a, 0});
         continue;
       }
-      auto [s, inserted] =
-          slot_index.emplace(best->slot, snapshot.tensors_.size());
-      if (inserted) {
-        snapshot.tensors_.push_back(
-            TrackedTensor{std::string(best->name),
-                          best->slot,
-                          best->slot->tensor().Identity(),
-                          {}});
+      for (const Candidate* c : matches) {
+        TrackedTensor& t = track(*c);
+        t.uses.push_back(NodeArgUse{n, a,
+                                    static_cast<size_t>(arg.address - c->begin),
+                                    matches.size() > 1});
+        t.written |= Writes(recorded.access);
       }
-      snapshot.tensors_[s->second].uses.push_back(
-          NodeArgUse{n, a, static_cast<size_t>(arg.address - best->begin)});
     }
   }
   if (!unowned_errors.empty()) {
@@ -144,6 +167,66 @@ void IdentitySnapshot::Verify(std::vector<Violation>& out,
                               {},
                               {},
                               t.slot->StaleReason()});
+    }
+  }
+  for (const OwnerStructure& s : structures_) {
+    if (s.owner->StructureVersion() != s.version) VerifyStructure(s, out);
+  }
+}
+
+// Names the parts whose structure changed (rare: allocates freely).
+void IdentitySnapshot::VerifyStructure(const OwnerStructure& s,
+                                       std::vector<Violation>& out) const {
+  absl::flat_hash_map<std::string, uint64_t> before(s.parts.begin(),
+                                                    s.parts.end());
+  size_t named = 0;
+  s.owner->ForEachStructure([&](absl::string_view name, uint64_t version) {
+    auto it = before.find(name);
+    if (it != before.end() && it->second == version) {
+      before.erase(it);
+      return;
+    }
+    const std::string detail =
+        it == before.end() ? std::string("added since capture")
+                           : absl::StrFormat("version %d at capture, %d now",
+                                             it->second, version);
+    if (it != before.end()) before.erase(it);
+    out.push_back(Violation{ViolationKind::kStructure,
+                            Violation::kNoTensor,
+                            std::string(name),
+                            {},
+                            {},
+                            {},
+                            detail});
+    ++named;
+  });
+  for (const auto& [name, version] : before) {
+    out.push_back(Violation{ViolationKind::kStructure,
+                            Violation::kNoTensor,
+                            name,
+                            {},
+                            {},
+                            {},
+                            "removed since capture"});
+    ++named;
+  }
+  if (named == 0) {
+    out.push_back(
+        Violation{ViolationKind::kStructure,
+                  Violation::kNoTensor,
+                  "<owner>",
+                  {},
+                  {},
+                  {},
+                  absl::StrFormat("structure version %d at capture, %d now",
+                                  s.version, s.owner->StructureVersion())});
+  }
+}
+
+void IdentitySnapshot::MarkWritten() const {
+  for (const TrackedTensor& t : tensors_) {
+    if (t.written && t.slot != nullptr && t.slot->tensor().defined()) {
+      t.slot->tensor().storage()->BumpWriteVersion();
     }
   }
 }

@@ -4,13 +4,22 @@
 // IdentitySnapshot: what a captured graph depends on, by name.
 //
 // At capture, every tensor argument of every node (from the launcher's record)
-// is mapped to the owner slot that holds it (a module's parameter or buffer, a
-// step buffer), found by storage id and byte range, and the slot's identity is
-// recorded under its dotted name. An argument no owner claims is an error (or,
-// if allowed, is tracked by storage liveness only). At replay, Verify re-reads
-// each slot's current tensor and reports every tensor that moved (other
-// storage, address, size, dtype, shape or strides) and every derived buffer
-// that is stale (its source was written or moved after its last refresh).
+// is tied to the owner slot it came from (a module's parameter or buffer, a
+// step buffer), and the slot's identity is recorded under its dotted name:
+// - exactly, when the launch was bound to the slot's own tensor
+//   (`&slot.tensor()`, as the norm modules bind their weights): this holds
+//   even when several slots share one storage (tied weights, views of one
+//   packed buffer), so each node depends on the slot it really read;
+// - otherwise by storage id and byte range: to the one slot whose tensor holds
+//   the argument, or, when several do, to all of them (an ambiguous use: any
+//   of them moving is a violation, and it is repaired by recapture only).
+// An argument no owner claims is an error (or, if allowed, is tracked by
+// storage liveness only). The structure version of every owner is recorded
+// too. At replay, Verify re-reads each slot's current tensor and reports every
+// tensor that moved (other storage, address, size, dtype, shape or strides),
+// every derived buffer that is stale (its source was written or moved after
+// its last refresh), and every owner part whose structure changed (slots
+// added, a forward-path switch).
 
 #include <cstdint>
 #include <string>
@@ -31,6 +40,9 @@ struct NodeArgUse {
   uint16_t arg;
   size_t offset_in_slot;  // bytes from the slot tensor's data to the argument's
                           // data
+  // Matched by address, and other slots held the argument's bytes too: the
+  // node may have read any of them, so only a recapture can repair it.
+  bool ambiguous = false;
 };
 
 struct TrackedTensor {
@@ -39,17 +51,21 @@ struct TrackedTensor {
   TensorSlot* slot;  // null if unowned
   TensorIdentity captured;
   std::vector<NodeArgUse> uses;
+  bool written = false;  // some node writes it (replays bump its version)
 };
 
 enum class ViolationKind {
-  kMoved,  // the slot now holds another tensor (storage, address or layout)
-  kStale,  // a derived buffer whose source changed after its last refresh
-  kFreed,  // an unowned argument's storage no longer exists
+  kMoved,      // the slot now holds another tensor (storage, address, layout)
+  kStale,      // a derived buffer whose source changed after its last refresh
+  kFreed,      // an unowned argument's storage no longer exists
+  kStructure,  // an owner part's structure changed (slots added, forward path)
 };
 
 struct Violation {
+  static constexpr size_t kNoTensor = ~size_t{0};
+
   ViolationKind kind;
-  size_t tracked;  // index into IdentitySnapshot::tensors()
+  size_t tracked;  // index into IdentitySnapshot::tensors(), or kNoTensor
   std::string name;
   TensorIdentity captured;
   TensorIdentity current;  // kMoved only
@@ -79,10 +95,24 @@ class IdentitySnapshot {
   // rebind).
   void Accept(size_t tracked);
 
+  // After a replay that launched: bumps the write version of every tracked
+  // storage a node writes, as an eager launch does, so a derived buffer whose
+  // source a graph writes goes stale. Allocates nothing.
+  void MarkWritten() const;
+
   const std::vector<TrackedTensor>& tensors() const { return tensors_; }
 
  private:
+  struct OwnerStructure {
+    const TensorOwner* owner;
+    uint64_t version;
+    std::vector<std::pair<std::string, uint64_t>> parts;  // name, version
+  };
+  void VerifyStructure(const OwnerStructure& s,
+                       std::vector<Violation>& out) const;
+
   std::vector<TrackedTensor> tensors_;
+  std::vector<OwnerStructure> structures_;
 };
 
 // The second, independent inventory: every non-null pointer field the

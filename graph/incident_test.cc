@@ -10,6 +10,7 @@
 //    replay (nothing was launched);
 //  - recapture / rebind: the replay equals eager bit for bit.
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <set>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "core/step_buffers.h"
 #include "core/tensor.h"
 #include "core/tensor_util.h"
@@ -259,6 +261,43 @@ class StaleDerivedBuffer : public IncidentTest {};
 class ResliceView : public IncidentTest {};
 class LayoutChange : public IncidentTest {};
 class StaticBuffers : public IncidentTest {};
+class TiedWeights : public IncidentTest {};
+class PackedBuffer : public IncidentTest {};
+
+constexpr char kW0[] = "model.layers.0.linear_attn.norm.weight";
+constexpr char kW1[] = "model.layers.1.linear_attn.norm.weight";
+constexpr char kW2[] = "model.layers.2.linear_attn.norm.weight";
+
+const ReplayPolicy kCheckedPolicies[] = {
+    ReplayPolicy::kFail, ReplayPolicy::kRecapture, ReplayPolicy::kRebind};
+
+TensorSlot* Slot(NormStack& model, absl::string_view full_name) {
+  absl::string_view path = full_name;
+  absl::ConsumePrefix(&path, "model.");
+  TensorSlot* slot = model.FindSlot(path);
+  EXPECT_NE(slot, nullptr) << full_name;
+  return slot;
+}
+
+// Runs a replay after the slots `moved` were changed, under `policy`: fail
+// must refuse naming exactly `moved` and launch nothing; recapture and rebind
+// must equal eager bit for bit.
+void ExpectCaughtAndRepaired(Incident& inc, ReplayPolicy policy,
+                             std::vector<std::string> moved, uint64_t seed) {
+  SCOPED_TRACE(ReplayPolicyName(policy));
+  absl::Status s = inc.RunBoth(2, seed);
+  if (policy == ReplayPolicy::kFail) {
+    ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+    std::vector<std::string> named = ViolationNames(s.message());
+    std::sort(named.begin(), named.end());
+    std::sort(moved.begin(), moved.end());
+    EXPECT_EQ(named, moved) << s.message();
+    EXPECT_TRUE(inc.NothingLaunched(2));
+    return;
+  }
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_TRUE(inc.GraphEqualsEager());
+}
 
 // SGLang's Qwen3.5 incident: the pre-fix loader rebinds gemma_weight after
 // capture.
@@ -592,6 +631,80 @@ TEST_P(StaticBuffers, RebindingAStaticInputIsCaught) {
   EXPECT_TRUE(inc.NothingLaunched(4));
 }
 
+// Two slots holding one tensor at capture (tied weights): each node depends
+// on the slot the module read, so untying either side is caught for that side
+// alone and repaired correctly (issue: the first slot visited used to own
+// both nodes, and untying the other replayed silently wrong).
+TEST_P(TiedWeights, UntyingEitherSideIsCaughtAndRepaired) {
+  for (const char* untied : {kW1, kW0}) {
+    for (ReplayPolicy policy : kCheckedPolicies) {
+      SCOPED_TRACE(untied);
+      std::unique_ptr<NormStack> model = Qwen(false);
+      Slot(*model, kW1)->Rebind(Slot(*model, kW0)->tensor());
+      Incident inc = MakeIncident(std::move(model), policy);
+      ASSERT_TRUE(inc.RunBoth(2, 3).ok());
+      ASSERT_TRUE(inc.GraphEqualsEager());
+      // In-place updates through either tied slot are no violation.
+      inc.Load(Weights(inc.model(), 9));
+      ASSERT_TRUE(inc.RunBoth(2, 4).ok());
+      EXPECT_TRUE(inc.GraphEqualsEager());
+      EXPECT_EQ(inc.graphs().TotalStats().violations, 0);
+      TensorSlot* slot = Slot(inc.model(), untied);
+      slot->Rebind(Random(slot->tensor().shape(), slot->tensor().dtype(), 77,
+                          1.0f, 0.3f));
+      ExpectCaughtAndRepaired(inc, policy, {untied}, 5);
+    }
+  }
+}
+
+// Tying two slots after capture moves the one that was rebound.
+TEST_P(TiedWeights, TyingAfterCaptureIsCaughtAndRepaired) {
+  for (ReplayPolicy policy : kCheckedPolicies) {
+    Incident inc = MakeIncident(Qwen(false), policy);
+    ASSERT_TRUE(inc.RunBoth(2, 3).ok());
+    Slot(inc.model(), kW1)->Rebind(Slot(inc.model(), kW0)->tensor());
+    ExpectCaughtAndRepaired(inc, policy, {kW1}, 6);
+  }
+}
+
+// Views of one packed buffer, as engines build for stacked norms: distinct
+// offsets, and two modules sharing one offset. In-place writes into the packed
+// storage are no violation; moving one view (to a free offset, or onto
+// another module's view) is caught for that module alone.
+TEST_P(PackedBuffer, MovingOneViewIsCaughtForThatModuleAlone) {
+  for (ReplayPolicy policy : kCheckedPolicies) {
+    std::unique_ptr<NormStack> model = Qwen(false);
+    const Tensor w = Slot(*model, kW0)->tensor();
+    const int64_t n = w.numel();
+    Tensor packed = Empty({4 * n}, w.dtype());
+    ASSERT_TRUE(FillNormal(packed, 31, 1.0f, 0.3f).ok());
+    // layer 0 at offset 0, layer 1 at offset n, layer 2 shares offset n.
+    Slot(*model, kW0)->Rebind(*packed.Narrow(0, 0, n));
+    Slot(*model, kW1)->Rebind(*packed.Narrow(0, n, n));
+    Slot(*model, kW2)->Rebind(*packed.Narrow(0, n, n));
+    Incident inc = MakeIncident(std::move(model), policy);
+    ASSERT_TRUE(inc.RunBoth(2, 3).ok());
+    ASSERT_TRUE(inc.GraphEqualsEager());
+    inc.Load(Weights(inc.model(), 12));  // in place, into the packed views
+    ASSERT_TRUE(inc.RunBoth(2, 4).ok());
+    EXPECT_TRUE(inc.GraphEqualsEager());
+    EXPECT_EQ(inc.graphs().TotalStats().violations, 0);
+
+    // Layer 2 leaves the shared offset for a free one.
+    Slot(inc.model(), kW2)->Rebind(*packed.Narrow(0, 3 * n, n));
+    ExpectCaughtAndRepaired(inc, policy, {kW2}, 7);
+    if (policy == ReplayPolicy::kFail) continue;
+    // Layer 0 moves onto layer 1's view (becoming aliased after capture).
+    Slot(inc.model(), kW0)->Rebind(*packed.Narrow(0, n, n));
+    ExpectCaughtAndRepaired(inc, policy, {kW0}, 8);
+    EXPECT_GE(inc.graphs().TotalStats().rebinds +
+                  inc.graphs().TotalStats().recaptures,
+              2);
+  }
+}
+
+NG_INSTANTIATE_BACKEND_TEST(TiedWeights);
+NG_INSTANTIATE_BACKEND_TEST(PackedBuffer);
 NG_INSTANTIATE_BACKEND_TEST(SglangQwen35Incident);
 NG_INSTANTIATE_BACKEND_TEST(FixedLoader);
 NG_INSTANTIATE_BACKEND_TEST(OffloadRestore);

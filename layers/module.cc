@@ -98,6 +98,7 @@ TensorSlot* Module::FindSlot(absl::string_view path) {
 Parameter* Module::AddParameter(std::string name, Tensor tensor) {
   parameters_.emplace_back(std::move(name),
                            std::make_unique<Parameter>(std::move(tensor)));
+  MarkStructureChanged();
   return parameters_.back().second.get();
 }
 
@@ -105,7 +106,20 @@ TensorSlot* Module::AddBuffer(std::string name, Tensor tensor) {
   buffers_.emplace_back(
       std::move(name),
       std::make_unique<TensorSlot>(SlotKind::kBuffer, std::move(tensor)));
+  MarkStructureChanged();
   return buffers_.back().second.get();
+}
+
+void Module::MarkStructureChanged() {
+  ++local_structure_version_;
+  for (Module* m = this; m != nullptr; m = m->parent_) {
+    ++m->subtree_structure_version_;
+  }
+}
+
+void Module::ForEachStructure(StructureVisitor visit) const {
+  visit(full_name(), local_structure_version_);
+  for (const auto& child : children_) child->ForEachStructure(visit);
 }
 
 }  // namespace normgraph

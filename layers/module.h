@@ -83,6 +83,19 @@ class Module : public TensorOwner {
   Parameter* FindParameter(absl::string_view path);
   TensorSlot* FindSlot(absl::string_view path);
 
+  // Structure versions (TensorOwner): this module's own counter, and the sum
+  // over its subtree. Adding a parameter, buffer or child bumps them; so must
+  // anything else that changes which kernels Forward launches or which slots
+  // it reads (a forward-path switch): call MarkStructureChanged(). Graphs
+  // captured earlier then refuse, or recapture, instead of replaying the old
+  // path.
+  uint64_t structure_version() const { return local_structure_version_; }
+  uint64_t StructureVersion() const override {
+    return subtree_structure_version_;
+  }
+  void ForEachStructure(StructureVisitor visit) const override;
+  void MarkStructureChanged();
+
  protected:
   Parameter* AddParameter(std::string name, Tensor tensor);
   TensorSlot* AddBuffer(std::string name, Tensor tensor);
@@ -91,7 +104,12 @@ class Module : public TensorOwner {
     M* raw = child.get();
     child->parent_ = this;
     child->ResetNameCaches();
+    const uint64_t grown = child->subtree_structure_version_;
     children_.push_back(std::move(child));
+    for (Module* m = this; m != nullptr; m = m->parent_) {
+      m->subtree_structure_version_ += grown;
+    }
+    MarkStructureChanged();
     return raw;
   }
 
@@ -103,6 +121,8 @@ class Module : public TensorOwner {
 
   std::string name_;
   Module* parent_ = nullptr;
+  uint64_t local_structure_version_ = 0;
+  uint64_t subtree_structure_version_ = 0;
   mutable std::string full_name_;  // cached; empty until first asked
   std::vector<std::string> parameter_names_,
       buffer_names_;  // cached full names

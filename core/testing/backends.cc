@@ -11,6 +11,10 @@ std::vector<Device> TestDevices() {
   return devices;
 }
 
+void PrintTo(const Device& device, std::ostream* os) {
+  *os << device.ToString();
+}
+
 std::string DeviceParamName(const ::testing::TestParamInfo<Device>& info) {
   return info.param.type == DeviceType::kCpu
              ? "cpu"

@@ -16,6 +16,7 @@
 // nothing is skipped.
 
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,9 @@ namespace normgraph {
 // The devices this binary tests: the CPU, and cuda:0 where the CUDA backend is
 // linked in.
 std::vector<Device> TestDevices();
+
+// gtest prints a Device parameter as "cpu" / "cuda:0".
+void PrintTo(const Device& device, std::ostream* os);
 
 // "cpu", "cuda0": gtest parameter names.
 std::string DeviceParamName(const ::testing::TestParamInfo<Device>& info);
