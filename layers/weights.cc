@@ -134,6 +134,22 @@ absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
     if (plan[i].second->view.dtype != plan[i].first->tensor().dtype())
       ++report.converted;
   }
+  // Each parameter's loader refreshed what derives from it right after its
+  // own write. A later write in this load can still have touched the storage
+  // of another source (tied weights, views of one packed buffer): refresh
+  // every derived buffer that is stale now, so an in-place update never leaves
+  // one behind.
+  absl::Status refreshed;
+  model.ForEachSlot([&](absl::string_view name, TensorSlot& slot) {
+    if (!refreshed.ok() || slot.source() == nullptr || !slot.IsStale()) return;
+    absl::Status ok = slot.Refresh();
+    if (!ok.ok()) {
+      refreshed = absl::Status(
+          ok.code(), absl::StrCat("refreshing ", name, " after loading from ",
+                                  weights.source(), ": ", ok.message()));
+    }
+  });
+  if (!refreshed.ok()) return refreshed;
   return report;
 }
 

@@ -7,9 +7,11 @@
 // LoadWeights first validates every tensor against the model (unexpected names,
 // missing names, shapes, dtypes), and only if all of it is right copies the
 // tensors into the parameters' existing storage, in place, refreshing derived
-// buffers. On any error nothing changes, and the error lists every problem by
-// tensor name. (Should a loader itself fail half-way, the parameters it already
-// wrote are restored from backups taken before the first write.)
+// buffers; at the end every derived buffer of the model that is stale (its
+// source's storage was written, e.g. through a tied or packed neighbour) is
+// refreshed too. On any error nothing changes, and the error lists every
+// problem by tensor name. (Should a loader itself fail half-way, the parameters
+// it already wrote are restored from backups taken before the first write.)
 
 #include <memory>
 #include <optional>
