@@ -62,8 +62,12 @@ class CApiTest : public ::testing::Test {
 
   void TearDown() override {
     ngaudit_destroy(auditor_);
-    if (graph_ != nullptr) EXPECT_EQ(cudaGraphDestroy(graph_), cudaSuccess);
-    if (stream_ != nullptr) EXPECT_EQ(cudaStreamDestroy(stream_), cudaSuccess);
+    if (graph_ != nullptr) {
+      EXPECT_EQ(cudaGraphDestroy(graph_), cudaSuccess);
+    }
+    if (stream_ != nullptr) {
+      EXPECT_EQ(cudaStreamDestroy(stream_), cudaSuccess);
+    }
     for (float* p : buffers_) EXPECT_EQ(cudaFree(p), cudaSuccess);
   }
 
