@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
 namespace normgraph {
@@ -32,15 +33,29 @@ void TensorSlot::DeriveFrom(const TensorSlot* source,
 
 void TensorSlot::MarkRefreshed() {
   if (source_ == nullptr || !source_->tensor().defined()) return;
-  refreshed_source_storage_id_ = source_->tensor().storage()->id();
+  refreshed_source_ = source_->tensor().Identity();
   refreshed_source_version_ = source_->tensor().storage()->write_version();
 }
+
+namespace {
+
+// The source is the tensor the last refresh read: same storage, address and
+// layout. (A view moved within one storage, e.g. onto a tied or packed
+// neighbour, keeps the storage id and version but not the values.)
+bool SameView(const Tensor& t, const TensorIdentity& id) {
+  return t.storage()->id() == id.storage_id &&
+         reinterpret_cast<uintptr_t>(t.data()) == id.address &&
+         t.dtype() == id.dtype && t.shape() == id.shape &&
+         t.strides() == id.strides;
+}
+
+}  // namespace
 
 bool TensorSlot::IsStale() const {
   if (source_ == nullptr) return false;
   const Tensor& src = source_->tensor();
   if (!src.defined()) return true;
-  return src.storage()->id() != refreshed_source_storage_id_ ||
+  return !SameView(src, refreshed_source_) ||
          src.storage()->write_version() != refreshed_source_version_;
 }
 
@@ -48,10 +63,9 @@ std::string TensorSlot::StaleReason() const {
   if (!IsStale()) return "";
   const Tensor& src = source_->tensor();
   if (!src.defined()) return "source is undefined";
-  if (src.storage()->id() != refreshed_source_storage_id_) {
-    return absl::StrFormat(
-        "source now lives in storage #%d, last refreshed from storage #%d",
-        src.storage()->id(), refreshed_source_storage_id_);
+  if (!SameView(src, refreshed_source_)) {
+    return absl::StrCat("source is now ", src.Identity().ToString(),
+                        ", last refreshed from ", refreshed_source_.ToString());
   }
   return absl::StrFormat(
       "source storage #%d written (write version %d) after the last refresh "

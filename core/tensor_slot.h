@@ -12,8 +12,10 @@
 // did it, so a refused replay can point at the culprit.
 //
 // A derived slot (e.g. `gemma_weight = 1 + weight`) declares its source.
-// Refreshing it records the source storage's id and write version; if the
-// source is written afterwards, IsStale() is true: right address, stale value.
+// Refreshing it records the source tensor's identity (storage, address,
+// layout) and its storage's write version; if the source is written or
+// re-pointed afterwards (even at another view of the same storage), IsStale()
+// is true: right address, stale value.
 
 #include <cstdint>
 #include <functional>
@@ -62,8 +64,8 @@ class TensorSlot {
   // Records that the contents now reflect the source's current storage and
   // write version.
   void MarkRefreshed();
-  // True if derived and the source's storage or write version changed since the
-  // last refresh.
+  // True if derived and the source's tensor (storage, address, layout) or its
+  // storage's write version changed since the last refresh.
   bool IsStale() const;
   // "source written: storage #3 write version 5, refreshed at version 4" (empty
   // if fresh).
@@ -78,7 +80,7 @@ class TensorSlot {
   SourceLocation last_rebind_;
   const TensorSlot* source_ = nullptr;
   std::function<absl::Status()> refresh_;
-  uint64_t refreshed_source_storage_id_ = 0;
+  TensorIdentity refreshed_source_;  // the source tensor the refresh read
   uint64_t refreshed_source_version_ = 0;
 };
 

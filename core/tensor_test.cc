@@ -130,6 +130,26 @@ TEST_P(DeviceTensorTest, FillNormalGivesTheSameValuesOnEveryDevice) {
 
 NG_INSTANTIATE_BACKEND_TEST(DeviceTensorTest);
 
+// A source re-pointed to another view of the same storage (a tied or packed
+// neighbour) keeps its storage id and write version, not its values: the
+// derived slot is stale. (Found by the graph replay fuzzer.)
+TEST(TensorSlotTest, SourceMovedWithinItsStorageMakesTheDerivedSlotStale) {
+  auto storage = *Storage::Allocate(CpuAllocator(), 64);
+  Tensor first = *Tensor::FromStorage(storage, 0, {4}, {1}, DType::kF32);
+  Tensor second = *Tensor::FromStorage(storage, 16, {4}, {1}, DType::kF32);
+  TensorSlot source(SlotKind::kParameter, first);
+  TensorSlot derived(SlotKind::kBuffer,
+                     *Tensor::Empty(CpuAllocator(), {4}, DType::kF32));
+  derived.DeriveFrom(&source, [] { return absl::OkStatus(); });
+  derived.MarkRefreshed();
+  EXPECT_FALSE(derived.IsStale());
+  source.Rebind(second);
+  EXPECT_TRUE(derived.IsStale());
+  EXPECT_THAT(derived.StaleReason(), HasSubstr("last refreshed from"));
+  derived.MarkRefreshed();
+  EXPECT_FALSE(derived.IsStale());
+}
+
 TEST(TensorSlotTest, RebindRecordsTheCallersLine) {
   TensorSlot slot(SlotKind::kBuffer,
                   *Tensor::Empty(CpuAllocator(), {4}, DType::kF32));

@@ -50,6 +50,13 @@ DeviceRuntime& Runtime() {
 
 Allocator& DeviceAllocator() { return Runtime().allocator(); }
 
+// NORMGRAPH_FUZZ_TRACE=1 prints every op and replay verdict to stderr (to
+// read a finding's file).
+bool Tracing() {
+  static const bool on = std::getenv("NORMGRAPH_FUZZ_TRACE") != nullptr;
+  return on;
+}
+
 // One stream for the process (creating a CUDA stream per input would cost more
 // than the input).
 Stream& DeviceStream() {
@@ -82,6 +89,8 @@ enum Op : uint8_t {
   kFreeRealloc,
   kStale,
   kReslice,
+  kTie,   // a parameter slot takes another parameter's tensor (tied weights)
+  kPack,  // parameters move into views of one packed storage
   kNumOps,
 };
 
@@ -216,7 +225,9 @@ class Harness {
     NG_RETURN_IF_ERROR(LoadSet(fx_.set_a, /*from_safetensors=*/false));
     options_.policy = config_.policy;
     options_.check_freshness = mode_ != FuzzMode::kNoFreshness;
-    return Capture();
+    NG_RETURN_IF_ERROR(Capture());
+    MarkAllRefreshed();  // the load above left every derived buffer fresh
+    return absl::OkStatus();
   }
 
   // Every input ends with a replay, so every state it built is checked.
@@ -225,6 +236,7 @@ class Harness {
   absl::Status Step(Reader& r) {
     uint8_t op, a = 0, b = 0, c = 0;
     if (!r.Byte(&op)) return absl::OkStatus();
+    if (Tracing()) std::fprintf(stderr, "op %d\n", op % kNumOps);
     switch (op % kNumOps) {
       case kLoad: {
         if (!r.Byte(&a) || !r.Byte(&b) || !r.Byte(&c)) return absl::OkStatus();
@@ -271,6 +283,12 @@ class Harness {
       case kReslice:
         if (!r.Byte(&a) || !r.Byte(&b)) return absl::OkStatus();
         return Reslice(slots_[a % slots_.size()], b);
+      case kTie:
+        if (!r.Byte(&a) || !r.Byte(&b)) return absl::OkStatus();
+        return Tie(a, b);
+      case kPack:
+        if (!r.Byte(&a) || !r.Byte(&b)) return absl::OkStatus();
+        return Pack(a, b);
     }
     return absl::OkStatus();
   }
@@ -305,14 +323,14 @@ class Harness {
     if (!report.ok())
       return Finding(absl::StrCat("a valid weight load failed: ",
                                   report.status().message()));
-    // The loader refreshed every derived buffer of what it loaded; the legacy
-    // loader moved them too.
+    // Every loaded parameter's storage was written; the loader then refreshed
+    // every derived buffer left stale (the legacy loader also moved them,
+    // which the identity comparison sees by itself).
     for (const auto& [name, t] : weights) {
       const SlotInfo* s = Find(name);
-      if (s == nullptr || s->derived.empty()) continue;
-      stale_.erase(s->derived);
-      if (config_.legacy) MarkMoved(*Find(s->derived));
+      if (s != nullptr) Wrote(s->slot->tensor());
     }
+    MarkAllRefreshed();
     return absl::OkStatus();
   }
 
@@ -328,8 +346,9 @@ class Harness {
     NG_ASSIGN_OR_RETURN(
         graphs_, BucketedGraphs::Create("decode", stream_, step, kBuckets,
                                         options_, DeviceAllocator()));
-    moved_.clear();
-    return InventorySlots();
+    NG_RETURN_IF_ERROR(InventorySlots());
+    for (int64_t bucket : kBuckets) RecordCaptured(bucket);
+    return absl::OkStatus();
   }
 
   absl::Status InventorySlots() {
@@ -371,14 +390,141 @@ class Harness {
     return absl::OkStatus();
   }
 
-  void MarkMoved(const SlotInfo& s) {
-    if (s.touched) {
-      for (int64_t bucket : kBuckets) {
-        if (s.bucket == 0 || s.bucket == bucket) moved_[bucket].insert(s.name);
+  // --- the harness's own model of what a replay must find ---------------
+  //
+  // Moved: a touched slot whose identity differs from what the bucket's graph
+  // last captured or repaired (compared with the identity recorded then, so a
+  // view moved away and back is no move). Stale: a derived buffer whose
+  // source is now another tensor (storage, address or layout), or whose
+  // source storage the harness
+  // wrote after the buffer's last refresh (the loader refreshes everything
+  // stale after a load; a checked replay refreshes what it finds stale).
+
+  bool Relevant(const SlotInfo& s, int64_t bucket) const {
+    return s.touched && (s.bucket == 0 || s.bucket == bucket);
+  }
+
+  void RecordCaptured(int64_t bucket) {
+    std::map<std::string, TensorIdentity>& ids = captured_[bucket];
+    ids.clear();
+    for (const SlotInfo& s : slots_) {
+      if (Relevant(s, bucket)) ids[s.name] = s.slot->tensor().Identity();
+    }
+  }
+
+  std::set<std::string> ExpectedMoved(int64_t bucket) {
+    std::set<std::string> moved;
+    const std::map<std::string, TensorIdentity>& ids = captured_[bucket];
+    for (const SlotInfo& s : slots_) {
+      if (!Relevant(s, bucket)) continue;
+      auto it = ids.find(s.name);
+      if (it == ids.end() || s.slot->tensor().Identity() != it->second) {
+        moved.insert(s.name);
       }
     }
-    if (!s.derived.empty())
-      stale_.insert(s.derived);  // its source's storage changed
+    return moved;
+  }
+
+  void Wrote(const Tensor& t) {
+    if (t.defined()) ++writes_[t.storage()->id()];
+  }
+
+  void MarkAllRefreshed() {
+    for (const SlotInfo& s : slots_) {
+      const TensorSlot* source = s.slot->source();
+      if (source == nullptr || !source->tensor().defined()) continue;
+      const uint64_t id = source->tensor().storage()->id();
+      refreshed_[s.name] = {source->tensor().Identity(), writes_[id]};
+    }
+  }
+
+  std::set<std::string> ExpectedStale() {
+    std::set<std::string> stale;
+    for (const SlotInfo& s : slots_) {
+      const TensorSlot* source = s.slot->source();
+      if (source == nullptr) continue;
+      auto it = refreshed_.find(s.name);
+      if (!source->tensor().defined() || it == refreshed_.end()) {
+        stale.insert(s.name);
+        continue;
+      }
+      const uint64_t id = source->tensor().storage()->id();
+      if (source->tensor().Identity() != it->second.first ||
+          writes_[id] != it->second.second) {
+        stale.insert(s.name);
+      }
+    }
+    return stale;
+  }
+
+  // Parameter slots of the model, optionally only those of `dtype`.
+  std::vector<const SlotInfo*> Parameters() const {
+    std::vector<const SlotInfo*> params;
+    for (const SlotInfo& s : slots_) {
+      if (s.is_parameter) params.push_back(&s);
+    }
+    return params;
+  }
+
+  // Fault (or design): parameter B takes parameter A's tensor, as tied
+  // weights do. Only between parameters of one shape and dtype.
+  absl::Status Tie(uint8_t a, uint8_t b) {
+    const std::vector<const SlotInfo*> params = Parameters();
+    if (params.empty()) return absl::OkStatus();
+    const SlotInfo& from = *params[a % params.size()];
+    const SlotInfo& to = *params[b % params.size()];
+    const Tensor& t = from.slot->tensor();
+    if (&from == &to || !t.defined() || !to.slot->tensor().defined() ||
+        t.shape() != to.slot->tensor().shape() ||
+        t.dtype() != to.slot->tensor().dtype()) {
+      return absl::OkStatus();
+    }
+    keep_.push_back(to.slot->tensor());
+    to.slot->Rebind(t);
+    return absl::OkStatus();
+  }
+
+  // Fault (or design): the parameters picked by `mask` (of the first picked
+  // one's dtype) move into views of one new packed storage, each at an offset
+  // `where` spreads over the slots: several may share an offset (aliased
+  // views) or overlap partly. Each view gets its parameter's values, copied in
+  // order (a later copy overwrites an overlapping earlier one).
+  absl::Status Pack(uint8_t mask, uint8_t where) {
+    const std::vector<const SlotInfo*> params = Parameters();
+    std::vector<const SlotInfo*> picked;
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (((mask >> (i % 8)) & 1) && params[i]->slot->tensor().defined() &&
+          (picked.empty() || params[i]->slot->tensor().dtype() ==
+                                 picked[0]->slot->tensor().dtype())) {
+        picked.push_back(params[i]);
+      }
+    }
+    if (picked.empty()) return absl::OkStatus();
+    int64_t longest = 0;
+    for (const SlotInfo* s : picked) {
+      longest = std::max(longest, s->slot->tensor().numel());
+    }
+    const DType dtype = picked[0]->slot->tensor().dtype();
+    const int64_t places = static_cast<int64_t>(picked.size());
+    NG_ASSIGN_OR_RETURN(
+        Tensor packed,
+        Tensor::Empty(DeviceAllocator(), {places * longest + longest}, dtype));
+    for (size_t i = 0; i < picked.size(); ++i) {
+      const Tensor current = picked[i]->slot->tensor();
+      // Offsets: slot i at place (where + 3 i) % places, shifted by half a
+      // slot for odd `where` bits so views overlap partly too.
+      const int64_t place = (where + 3 * static_cast<int64_t>(i)) % places;
+      const int64_t shift = ((where >> (i % 8)) & 1) ? longest / 2 : 0;
+      NG_ASSIGN_OR_RETURN(Tensor values, ToHost(current));
+      NG_ASSIGN_OR_RETURN(Tensor view, packed.Narrow(0, place * longest + shift,
+                                                     current.numel()));
+      NG_ASSIGN_OR_RETURN(view, view.Reshape(current.shape()));
+      NG_RETURN_IF_ERROR(CopyInto(ViewOf(values), view));
+      Wrote(view);
+      keep_.push_back(current);
+      picked[i]->slot->Rebind(view);
+    }
+    return absl::OkStatus();
   }
 
   // Fault: the slot is rebound to a new allocation while the old one stays
@@ -392,7 +538,6 @@ class Harness {
                                     s.derived.empty() ? 1.0f : 0.0f, 0.3f));
     }
     s.slot->Rebind(fresh);
-    MarkMoved(s);
     return absl::OkStatus();
   }
 
@@ -414,7 +559,6 @@ class Harness {
         Tensor::Empty(DeviceAllocator(), backup.shape(), backup.dtype()));
     NG_RETURN_IF_ERROR(CopyInto(ViewOf(backup), restored));
     s.slot->Rebind(restored);
-    MarkMoved(s);
     return absl::OkStatus();
   }
 
@@ -428,7 +572,7 @@ class Harness {
     if (sources.empty()) return absl::OkStatus();
     const SlotInfo& s = *sources[pick % sources.size()];
     NG_RETURN_IF_ERROR(FillNormal(s.slot->tensor(), 9000 + seed, 0.0f, 0.3f));
-    stale_.insert(s.derived);
+    Wrote(s.slot->tensor());
     return absl::OkStatus();
   }
 
@@ -445,10 +589,7 @@ class Harness {
           storage, Storage::Allocate(DeviceAllocator(), 2 * span + 8 * elem));
       slots_in_storage = (storage->bytes() - span) / elem + 1;
     }
-    size_t offset = (where % slots_in_storage) * elem;
-    if (storage == current.storage() && offset == current.offset_bytes()) {
-      offset = (offset + elem) % (slots_in_storage * elem);
-    }
+    const size_t offset = (where % slots_in_storage) * elem;
     NG_ASSIGN_OR_RETURN(Tensor values, ToHost(current));
     NG_ASSIGN_OR_RETURN(Tensor view,
                         Tensor::FromStorage(storage, offset, current.shape(),
@@ -456,8 +597,8 @@ class Harness {
                                             current.dtype()));
     keep_.push_back(current);
     NG_RETURN_IF_ERROR(CopyInto(ViewOf(values), view));
+    Wrote(view);
     s.slot->Rebind(view);
-    MarkMoved(s);
     return absl::OkStatus();
   }
 
@@ -510,11 +651,12 @@ class Harness {
       if (statics.spec(i).role != StepRole::kInput)
         NG_RETURN_IF_ERROR(Poison(statics.tensor(i)));
     }
-    std::set<std::string> expected = moved_[bucket];
+    std::set<std::string> expected = ExpectedMoved(bucket);
     int64_t expected_count = static_cast<int64_t>(expected.size());
     if (options_.check_freshness) {
-      expected.insert(stale_.begin(), stale_.end());
-      expected_count += static_cast<int64_t>(stale_.size());
+      const std::set<std::string> stale = ExpectedStale();
+      expected.insert(stale.begin(), stale.end());
+      expected_count += static_cast<int64_t>(stale.size());
     }
     const GraphStats before = graphs_->graph(bucket).stats();
     const absl::Status run = graphs_->Run(*io);
@@ -558,6 +700,28 @@ class Harness {
       return Finding(
           absl::StrCat("replay failed: ", run.ToString(), State(expected)));
     const std::string diff = FirstDifference(*io, *ref);
+    if (Tracing()) {
+      for (const SlotInfo& si : slots_) {
+        const TensorSlot* src = si.slot->source();
+        if (src == nullptr) continue;
+        std::vector<float> w = ToFloats(src->tensor());
+        std::vector<float> d = ToFloats(si.slot->tensor());
+        for (size_t j = 0; j < w.size() && j < d.size(); ++j) {
+          if (1.0f + w[j] != d[j]) {
+            std::fprintf(stderr,
+                         "  %s[%d] = %g but 1 + source = %g (stale %d)\n",
+                         si.name.c_str(), static_cast<int>(j), d[j],
+                         1.0f + w[j], static_cast<int>(si.slot->IsStale()));
+            break;
+          }
+        }
+      }
+      std::fprintf(
+          stderr, "replay b%d: %s, expected {%s}, found %d, diff '%s'\n",
+          static_cast<int>(bucket), run.ToString().c_str(),
+          absl::StrJoin(expected, ", ").c_str(),
+          static_cast<int>(after.violations - before.violations), diff.c_str());
+    }
     if (!diff.empty()) {
       return Finding(absl::StrCat("silent mismatch: graph output ", diff,
                                   " differs from the reference",
@@ -570,16 +734,11 @@ class Harness {
                                     " violations, expected ", expected_count,
                                     State(expected)));
       }
-      if (options_.check_freshness) {
-        // The repair refreshed every stale buffer; the pre-fix loader's refresh
-        // also moved it, which the other buckets' graphs have yet to see.
-        std::set<std::string> refreshed;
-        refreshed.swap(stale_);
-        if (config_.legacy) {
-          for (const std::string& name : refreshed) MarkMoved(*Find(name));
-        }
-      }
-      moved_[bucket].clear();
+      // The repair refreshed every stale buffer (the pre-fix loader's refresh
+      // also moved it, which the other buckets' graphs have yet to see), and
+      // this bucket's graph now matches every slot.
+      if (options_.check_freshness) MarkAllRefreshed();
+      RecordCaptured(bucket);
     }
     return absl::OkStatus();
   }
@@ -607,10 +766,14 @@ class Harness {
   GraphOptions options_;
   std::unique_ptr<BucketedGraphs> graphs_;
   std::vector<SlotInfo> slots_;
-  std::map<int64_t, std::set<std::string>>
-      moved_;  // per bucket: moved since its last capture/repair
-  std::set<std::string> stale_;  // derived buffers whose source changed
-  std::vector<Tensor> keep_;     // old storages kept alive, squatters
+  // Per bucket: every relevant slot's identity when its graph last captured
+  // or repaired.
+  std::map<int64_t, std::map<std::string, TensorIdentity>> captured_;
+  // Writes the harness made, per storage id, and per derived buffer the
+  // source storage and write count at its last refresh.
+  std::map<uint64_t, uint64_t> writes_;
+  std::map<std::string, std::pair<TensorIdentity, uint64_t>> refreshed_;
+  std::vector<Tensor> keep_;  // old storages kept alive, squatters
   int64_t batch_ = 1;
   uint64_t input_seed_ = 1;
 };
