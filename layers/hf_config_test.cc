@@ -1,0 +1,172 @@
+#include "layers/hf_config.h"
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "layers/checkpoint_dir_testing.h"
+
+namespace normgraph {
+namespace {
+
+using ::testing::HasSubstr;
+
+absl::StatusOr<HfModelConfig> Parse(const std::string& json) {
+  return ParseHfConfig(json, "config.json");
+}
+
+std::string Error(const std::string& json) {
+  absl::StatusOr<HfModelConfig> c = Parse(json);
+  return c.ok() ? "ok" : std::string(c.status().message());
+}
+
+TEST(HfConfigTest, Qwen35TextConfig) {
+  absl::StatusOr<HfModelConfig> c = Parse(R"({
+    "architectures": ["Qwen3_5ForCausalLM"], "model_type": "qwen3_5_text",
+    "hidden_size": 64, "num_hidden_layers": 6, "num_attention_heads": 4,
+    "num_key_value_heads": 2, "head_dim": 16, "linear_num_value_heads": 4,
+    "linear_value_head_dim": 8, "rms_norm_eps": 1e-05, "dtype": "bfloat16",
+    "layer_types": ["linear_attention", "full_attention", "linear_attention",
+                    "linear_attention", "linear_attention", "full_attention"]
+  })");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->family, HfFamily::kQwen35);
+  EXPECT_EQ(c->family_name(), "qwen3_5");
+  EXPECT_EQ(c->model_type, "qwen3_5_text");
+  EXPECT_EQ(c->outer_model_type, "");
+  EXPECT_EQ(c->architecture, "Qwen3_5ForCausalLM");
+  EXPECT_EQ(c->qwen.hidden_size, 64);
+  EXPECT_EQ(c->qwen.num_hidden_layers, 6);
+  EXPECT_EQ(c->qwen.num_attention_heads, 4);
+  EXPECT_EQ(c->qwen.num_key_value_heads, 2);
+  EXPECT_EQ(c->qwen.head_dim, 16);
+  EXPECT_EQ(c->qwen.linear_num_value_heads, 4);
+  EXPECT_EQ(c->qwen.linear_value_head_dim, 8);
+  EXPECT_FLOAT_EQ(c->qwen.rms_norm_eps, 1e-5f);
+  ASSERT_EQ(c->qwen.layer_types.size(), 6u);
+  EXPECT_EQ(c->qwen.layer_types[1], Qwen35LayerType::kFullAttention);
+  EXPECT_EQ(c->qwen.layer_types[3], Qwen35LayerType::kLinearAttention);
+  ASSERT_TRUE(c->dtype.has_value());
+  EXPECT_EQ(*c->dtype, DType::kBF16);
+  EXPECT_EQ(c->num_hidden_layers(), 6);
+  EXPECT_EQ(c->hidden_size(), 64);
+}
+
+TEST(HfConfigTest, MissingKeysAreTransformersDefaults) {
+  // save_pretrained leaves out values equal to the class defaults.
+  absl::StatusOr<HfModelConfig> c =
+      Parse(R"({"model_type": "qwen3_5_text", "torch_dtype": "float32"})");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const Qwen35NormStackConfig defaults;
+  EXPECT_EQ(c->qwen.num_hidden_layers, defaults.num_hidden_layers);
+  EXPECT_EQ(c->qwen.hidden_size, defaults.hidden_size);
+  EXPECT_EQ(c->qwen.head_dim, defaults.head_dim);
+  ASSERT_EQ(c->qwen.layer_types.size(), 32u);
+  EXPECT_EQ(c->qwen.layer_types[3], Qwen35LayerType::kFullAttention);
+  EXPECT_EQ(c->qwen.layer_types[4], Qwen35LayerType::kLinearAttention);
+  EXPECT_EQ(*c->dtype, DType::kF32);
+
+  c = Parse(R"({"model_type": "gemma3_text", "num_hidden_layers": 2})");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const Gemma3NormStackConfig g;
+  EXPECT_EQ(c->family, HfFamily::kGemma3);
+  EXPECT_EQ(c->gemma.num_hidden_layers, 2);
+  EXPECT_EQ(c->gemma.hidden_size, g.hidden_size);
+  EXPECT_FALSE(c->dtype.has_value());
+
+  // Qwen3-Next: the pattern from full_attention_interval.
+  c = Parse(R"({"model_type": "qwen3_next", "num_hidden_layers": 4,
+                "full_attention_interval": 2})");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->qwen.layer_types.size(), 4u);
+  EXPECT_EQ(c->qwen.layer_types[0], Qwen35LayerType::kLinearAttention);
+  EXPECT_EQ(c->qwen.layer_types[1], Qwen35LayerType::kFullAttention);
+}
+
+TEST(HfConfigTest, NestedTextConfig) {
+  Gemma3NormStackConfig g;
+  g.num_hidden_layers = 3;
+  g.hidden_size = 16;
+  absl::StatusOr<HfModelConfig> c =
+      Parse(testing::Gemma3ConfigJson(g, /*nested=*/true));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->outer_model_type, "gemma3");
+  EXPECT_EQ(c->model_type, "gemma3_text");
+  EXPECT_EQ(c->architecture, "Gemma3ForConditionalGeneration");
+  EXPECT_EQ(c->gemma.num_hidden_layers, 3);
+  EXPECT_EQ(c->gemma.hidden_size, 16);
+
+  Qwen35NormStackConfig q;
+  q.num_hidden_layers = 5;
+  q.hidden_size = 40;
+  c = Parse(testing::Qwen35ConfigJson(q, /*nested=*/true));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->outer_model_type, "qwen3_5");
+  EXPECT_EQ(c->qwen.num_hidden_layers, 5);
+  EXPECT_EQ(c->qwen.hidden_size, 40);
+  EXPECT_EQ(*c->dtype, DType::kBF16);
+
+  // No text_config at all: the text config's defaults.
+  c = Parse(R"({"model_type": "gemma3"})");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->gemma.num_hidden_layers, 26);
+  EXPECT_THAT(Error(R"({"model_type": "gemma3",
+                        "text_config": {"model_type": "qwen3_5_text"}})"),
+              HasSubstr("does not belong to 'gemma3'"));
+}
+
+TEST(HfConfigTest, BadValuesAreRefusedWithTheKey) {
+  EXPECT_THAT(Error("{"), HasSubstr("not valid JSON"));
+  EXPECT_THAT(Error("[1]"), HasSubstr("not a JSON object"));
+  EXPECT_THAT(Error("{}"), HasSubstr("no \"model_type\""));
+  EXPECT_THAT(Error(R"({"model_type": "llama"})"),
+              HasSubstr("model_type 'llama' is not one normgraph models; "
+                        "supported: qwen3_5_text, qwen3_5"));
+  EXPECT_THAT(
+      Error(
+          R"({"model_type": "qwen3_5_text", "num_hidden_layers": 2147483647})"),
+      HasSubstr("num_hidden_layers = 2147483647 is outside the supported "
+                "range 1 to 1024"));
+  EXPECT_THAT(Error(R"({"model_type": "qwen3_5_text", "hidden_size": -64})"),
+              HasSubstr("hidden_size = -64 is outside"));
+  EXPECT_THAT(Error(R"({"model_type": "qwen3_5_text", "hidden_size": 0})"),
+              HasSubstr("hidden_size = 0 is outside"));
+  EXPECT_THAT(Error(R"({"model_type": "gemma3_text", "head_dim": "8"})"),
+              HasSubstr("head_dim = \"8\" is not an integer"));
+  EXPECT_THAT(Error(R"({"model_type": "gemma3_text", "head_dim": 8.5})"),
+              HasSubstr("head_dim = 8.5 is not an integer"));
+  EXPECT_THAT(Error(R"({"model_type": "gemma3",
+                "text_config": {"num_hidden_layers": 99999999999999999999}})"),
+              HasSubstr("text_config.num_hidden_layers"));
+  EXPECT_THAT(Error(R"({"model_type": "gemma3_text", "rms_norm_eps": -1})"),
+              HasSubstr("rms_norm_eps = -1 is not a number in (0, 1]"));
+  EXPECT_THAT(Error(R"({"model_type": "qwen3_5_text", "num_hidden_layers": 2,
+                        "layer_types": ["full_attention"]})"),
+              HasSubstr("layer_types has 1 entries for num_hidden_layers = 2"));
+  EXPECT_THAT(Error(R"({"model_type": "qwen3_5_text", "num_hidden_layers": 1,
+                        "layer_types": ["sliding_attention"]})"),
+              HasSubstr("layer_types[0] = 'sliding_attention'; valid: "
+                        "linear_attention, full_attention"));
+  EXPECT_THAT(Error(R"({"model_type": "qwen3_5_text", "dtype": 3})"),
+              HasSubstr("dtype is not a string"));
+}
+
+TEST(HfConfigTest, ReadFromFile) {
+  absl::StatusOr<HfModelConfig> c = ReadHfConfig("/nonexistent/config.json");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(c.status().message(), HasSubstr("/nonexistent/config.json"));
+
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string path =
+      absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/hf_config_test.json");
+  ASSERT_TRUE(
+      testing::WriteFileBytes(path, R"({"model_type": "gemma3_text"})").ok());
+  c = ReadHfConfig(path);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->source, path);
+}
+
+}  // namespace
+}  // namespace normgraph
