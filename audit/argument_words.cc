@@ -23,10 +23,10 @@ Status ReadArgumentWords(const std::vector<ParamLayout>& params,
       base = static_cast<const unsigned char*>(values.per_param[i]);
     } else if (values.buffer != nullptr) {
       if (end > values.buffer_bytes) {
-        return InvalidArgument(
-            "parameter " + std::to_string(i) + " ends at byte " +
-            std::to_string(end) + " of a " +
-            std::to_string(values.buffer_bytes) + "-byte argument buffer");
+        return InvalidArgument("parameter " + std::to_string(i) +
+                               " ends at byte " + std::to_string(end) +
+                               " of a " + std::to_string(values.buffer_bytes) +
+                               "-byte argument buffer");
       }
       base = static_cast<const unsigned char*>(values.buffer) + p.offset;
     }
@@ -63,8 +63,7 @@ Status ParseLaunchExtra(void* const* extra, ArgumentValues* values) {
     }
   }
   if (values->buffer == nullptr || !have_size) {
-    return InvalidArgument(
-        "launch options give no argument buffer and size");
+    return InvalidArgument("launch options give no argument buffer and size");
   }
   return Status();
 }

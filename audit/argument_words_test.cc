@@ -23,8 +23,8 @@ struct Args {
   int16_t s;
 };
 
-const std::vector<ParamLayout> kLayout = {
-    {0, 4}, {8, 8}, {16, 24}, {40, 4}, {44, 1}, {46, 2}};
+const std::vector<ParamLayout> kLayout = {{0, 4},  {8, 8},  {16, 24},
+                                          {40, 4}, {44, 1}, {46, 2}};
 
 Args MakeArgs() {
   Args args{};
@@ -125,8 +125,8 @@ TEST(ArgumentWordsTest, ParsesTheExtraLaunchOptions) {
   EXPECT_EQ(values.buffer_bytes, sizeof buffer);
   EXPECT_EQ(values.per_param, nullptr);
 
-  void* no_size[] = {reinterpret_cast<void*>(kLaunchParamBufferPointer),
-                     buffer, reinterpret_cast<void*>(kLaunchParamEnd)};
+  void* no_size[] = {reinterpret_cast<void*>(kLaunchParamBufferPointer), buffer,
+                     reinterpret_cast<void*>(kLaunchParamEnd)};
   EXPECT_EQ(ParseLaunchExtra(no_size, &values).code(),
             NGAUDIT_INVALID_ARGUMENT);
   void* unknown[] = {reinterpret_cast<void*>(uintptr_t{0x77}), buffer,

@@ -140,8 +140,8 @@ NGAUDIT_API int ngaudit_scan_graph(ngaudit_auditor* auditor,
                                *api, graph, auditor->ranges, &auditor->scan));
   } catch (const std::bad_alloc&) {
     auditor->scan = normgraph::audit::ScanResult();
-    return Report(auditor,
-                  Status(NGAUDIT_OUT_OF_MEMORY, "out of memory during the scan"));
+    return Report(auditor, Status(NGAUDIT_OUT_OF_MEMORY,
+                                  "out of memory during the scan"));
   }
 }
 
@@ -178,11 +178,10 @@ NGAUDIT_API int ngaudit_get_references(const ngaudit_auditor* auditor,
                                        ngaudit_reference* out,
                                        size_t struct_size) {
   if (auditor == nullptr) return NGAUDIT_INVALID_ARGUMENT;
-  return CopyOut(auditor, auditor->scan.references, first, count, out,
-                 struct_size, "references",
-                 [](const ngaudit_reference& ref, ngaudit_reference* r) {
-                   *r = ref;
-                 });
+  return CopyOut(
+      auditor, auditor->scan.references, first, count, out, struct_size,
+      "references",
+      [](const ngaudit_reference& ref, ngaudit_reference* r) { *r = ref; });
 }
 
 }  // extern "C"

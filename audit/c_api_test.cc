@@ -24,20 +24,19 @@ namespace {
 using testing::LaunchAuditTestKernel;
 using testing::PointerPair;
 
-#define CUDA_ASSERT(expr)                                              \
-  do {                                                                 \
-    const cudaError_t err_ = (expr);                                   \
-    ASSERT_EQ(err_, cudaSuccess)                                       \
-        << #expr << ": " << cudaGetErrorName(err_) << " "              \
-        << cudaGetErrorString(err_);                                   \
+#define CUDA_ASSERT(expr)                                                   \
+  do {                                                                      \
+    const cudaError_t err_ = (expr);                                        \
+    ASSERT_EQ(err_, cudaSuccess) << #expr << ": " << cudaGetErrorName(err_) \
+                                 << " " << cudaGetErrorString(err_);        \
   } while (0)
 
-#define NGAUDIT_ASSERT(auditor, expr)                                  \
-  do {                                                                 \
-    const int status_ = (expr);                                        \
-    ASSERT_EQ(status_, NGAUDIT_OK) << #expr << ": "                    \
-                                   << ngaudit_status_name(status_)     \
-                                   << ": " << ngaudit_last_error(auditor); \
+#define NGAUDIT_ASSERT(auditor, expr)                            \
+  do {                                                           \
+    const int status_ = (expr);                                  \
+    ASSERT_EQ(status_, NGAUDIT_OK)                               \
+        << #expr << ": " << ngaudit_status_name(status_) << ": " \
+        << ngaudit_last_error(auditor);                          \
   } while (0)
 
 constexpr int kN = 256;
@@ -74,10 +73,12 @@ class CApiTest : public ::testing::Test {
   // kernel(w, out, n, {a, n, b}, 2); kernel(w + 4, ...); memset; memcpy w ->
   // memcpy_dst.
   void Capture() {
-    CUDA_ASSERT(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    CUDA_ASSERT(
+        cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
     const PointerPair pair{a_, kN, b_};
     CUDA_ASSERT(LaunchAuditTestKernel(w_, out_, kN, pair, 2.0f, stream_));
-    CUDA_ASSERT(LaunchAuditTestKernel(w_ + 4, out_, kN - 4, pair, 3.0f, stream_));
+    CUDA_ASSERT(
+        LaunchAuditTestKernel(w_ + 4, out_, kN - 4, pair, 3.0f, stream_));
     CUDA_ASSERT(cudaMemsetAsync(memset_dst_, 0, kBytes, stream_));
     CUDA_ASSERT(cudaMemcpyAsync(memcpy_dst_, w_, kBytes,
                                 cudaMemcpyDeviceToDevice, stream_));
@@ -85,11 +86,15 @@ class CApiTest : public ::testing::Test {
   }
 
   void RegisterAll() {
-    NGAUDIT_ASSERT(auditor_, ngaudit_register_range(auditor_, kW, Address(w_), kBytes));
-    NGAUDIT_ASSERT(auditor_, ngaudit_register_range(auditor_, kOut, Address(out_), kBytes));
-    NGAUDIT_ASSERT(auditor_, ngaudit_register_range(auditor_, kA, Address(a_), kBytes));
-    NGAUDIT_ASSERT(auditor_, ngaudit_register_range(auditor_, kMemsetDst,
-                                                    Address(memset_dst_), kBytes));
+    NGAUDIT_ASSERT(auditor_,
+                   ngaudit_register_range(auditor_, kW, Address(w_), kBytes));
+    NGAUDIT_ASSERT(auditor_, ngaudit_register_range(auditor_, kOut,
+                                                    Address(out_), kBytes));
+    NGAUDIT_ASSERT(auditor_,
+                   ngaudit_register_range(auditor_, kA, Address(a_), kBytes));
+    NGAUDIT_ASSERT(auditor_,
+                   ngaudit_register_range(auditor_, kMemsetDst,
+                                          Address(memset_dst_), kBytes));
   }
 
   std::vector<ngaudit_node> Nodes() {
@@ -108,7 +113,9 @@ class CApiTest : public ::testing::Test {
     return refs;
   }
 
-  static uint64_t Address(const void* p) { return reinterpret_cast<uint64_t>(p); }
+  static uint64_t Address(const void* p) {
+    return reinterpret_cast<uint64_t>(p);
+  }
 
   std::vector<float*> buffers_;
   float *w_ = nullptr, *out_ = nullptr, *a_ = nullptr, *b_ = nullptr;
@@ -137,10 +144,13 @@ TEST_F(CApiTest, FindsEveryPointerArgumentOfACapturedGraph) {
       EXPECT_NE(std::string(node.name).find(testing::kAuditTestKernelName),
                 std::string::npos)
           << node.name;
-      EXPECT_NE(std::string(node.display_name).find(
-                    "normgraph::audit::testing::audit_test_kernel(float const*, "
-                    "float*, int, normgraph::audit::testing::PointerPair, float)"),
-                std::string::npos)
+      EXPECT_NE(
+          std::string(node.display_name)
+              .find(
+                  "normgraph::audit::testing::audit_test_kernel(float const*, "
+                  "float*, int, normgraph::audit::testing::PointerPair, "
+                  "float)"),
+          std::string::npos)
           << node.display_name;
       EXPECT_EQ(node.param_count, 5u);
       EXPECT_EQ(node.argument_bytes, 52u);  // alpha ends at 48 + 4
@@ -268,8 +278,8 @@ TEST_F(CApiTest, ResultsCopyAsPrefixesAndRangesAreChecked) {
   const size_t prefix = offsetof(ngaudit_reference, field);
   std::vector<unsigned char> bytes(2 * prefix + 8, 0xAB);
   ASSERT_EQ(ngaudit_get_references(
-                auditor_, 0, 2, reinterpret_cast<ngaudit_reference*>(bytes.data()),
-                prefix),
+                auditor_, 0, 2,
+                reinterpret_cast<ngaudit_reference*>(bytes.data()), prefix),
             NGAUDIT_OK);
   EXPECT_EQ(bytes[2 * prefix], 0xAB) << "nothing written past two prefixes";
   ngaudit_reference whole[2];

@@ -23,12 +23,11 @@ Status Find(const char* symbol, unsigned int version, Fn* fn) {
                       "); is the NVIDIA driver installed?");
   }
   if (found != cudaDriverEntryPointSuccess || address == nullptr) {
-    return Status(
-        NGAUDIT_CUDA_ERROR,
-        call + ": " +
-            (found == cudaDriverEntryPointVersionNotSufficent
-                 ? "the driver is older than that CUDA version"
-                 : "the driver has no such function"));
+    return Status(NGAUDIT_CUDA_ERROR,
+                  call + ": " +
+                      (found == cudaDriverEntryPointVersionNotSufficent
+                           ? "the driver is older than that CUDA version"
+                           : "the driver has no such function"));
   }
   *fn = reinterpret_cast<Fn>(address);
   return Status();
@@ -39,12 +38,10 @@ Status Load(DriverApi* api) {
   NGAUDIT_RETURN_IF_ERROR(Find("cuGetErrorName", 6000, &api->cuGetErrorName));
   NGAUDIT_RETURN_IF_ERROR(
       Find("cuGetErrorString", 6000, &api->cuGetErrorString));
-  NGAUDIT_RETURN_IF_ERROR(
-      Find("cuCtxGetCurrent", 4000, &api->cuCtxGetCurrent));
+  NGAUDIT_RETURN_IF_ERROR(Find("cuCtxGetCurrent", 4000, &api->cuCtxGetCurrent));
   NGAUDIT_RETURN_IF_ERROR(
       Find("cuCtxPushCurrent", 4000, &api->cuCtxPushCurrent));
-  NGAUDIT_RETURN_IF_ERROR(
-      Find("cuCtxPopCurrent", 4000, &api->cuCtxPopCurrent));
+  NGAUDIT_RETURN_IF_ERROR(Find("cuCtxPopCurrent", 4000, &api->cuCtxPopCurrent));
   NGAUDIT_RETURN_IF_ERROR(
       Find("cuGraphGetNodes", 10000, &api->cuGraphGetNodes));
   NGAUDIT_RETURN_IF_ERROR(
@@ -80,8 +77,8 @@ std::string DriverApi::Describe(CUresult result, const char* call,
                                 const std::string& context) const {
   const char* name = nullptr;
   const char* text = nullptr;
-  if (cuGetErrorName == nullptr || cuGetErrorName(result, &name) != CUDA_SUCCESS ||
-      name == nullptr) {
+  if (cuGetErrorName == nullptr ||
+      cuGetErrorName(result, &name) != CUDA_SUCCESS || name == nullptr) {
     name = "unknown CUresult";
   }
   if (cuGetErrorString == nullptr ||

@@ -55,12 +55,12 @@ Status LoadDriverApi(const DriverApi** out);
 }  // namespace normgraph::audit
 
 // Returns api.Error(...) from the enclosing function unless `call` succeeds.
-#define NGAUDIT_CU_RETURN_IF_ERROR(api, call, context)       \
-  do {                                                       \
-    const CUresult ngaudit_cu_ = (call);                     \
-    if (ngaudit_cu_ != CUDA_SUCCESS) {                       \
-      return (api).Error(ngaudit_cu_, #call, (context));     \
-    }                                                        \
+#define NGAUDIT_CU_RETURN_IF_ERROR(api, call, context)   \
+  do {                                                   \
+    const CUresult ngaudit_cu_ = (call);                 \
+    if (ngaudit_cu_ != CUDA_SUCCESS) {                   \
+      return (api).Error(ngaudit_cu_, #call, (context)); \
+    }                                                    \
   } while (false)
 
 #endif  // NORMGRAPH_AUDIT_DRIVER_API_H_

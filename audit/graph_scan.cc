@@ -10,7 +10,8 @@
 namespace normgraph::audit {
 
 static_assert(kLaunchParamEnd == CU_LAUNCH_PARAM_END_AS_INT);
-static_assert(kLaunchParamBufferPointer == CU_LAUNCH_PARAM_BUFFER_POINTER_AS_INT);
+static_assert(kLaunchParamBufferPointer ==
+              CU_LAUNCH_PARAM_BUFFER_POINTER_AS_INT);
 static_assert(kLaunchParamBufferSize == CU_LAUNCH_PARAM_BUFFER_SIZE_AS_INT);
 
 namespace {
@@ -48,15 +49,15 @@ class GraphWalker {
   const RangeRegistry& ranges_;
   PointerProbe probe_;
   ScanResult* out_;
-  std::vector<RangeMatch> matches_;     // scratch
-  std::vector<ArgumentWord> words_;     // scratch
+  std::vector<RangeMatch> matches_;  // scratch
+  std::vector<ArgumentWord> words_;  // scratch
 };
 
 Status GraphWalker::Walk(CUgraph graph, uint32_t depth) {
   const std::string where =
-      depth == 0 ? std::string("the graph")
-                 : "the child graph of node " +
-                       std::to_string(out_->nodes.size() - 1);
+      depth == 0
+          ? std::string("the graph")
+          : "the child graph of node " + std::to_string(out_->nodes.size() - 1);
   if (depth > kMaxDepth) {
     return Status(NGAUDIT_INTERNAL, where + " nests child graphs deeper than " +
                                         std::to_string(kMaxDepth));
@@ -124,8 +125,8 @@ void GraphWalker::ScanKernel(CUgraphNode node, NodeRecord& record) {
   CUDA_KERNEL_NODE_PARAMS params{};
   const CUresult got = api_.cuGraphKernelNodeGetParams(node, &params);
   if (got != CUDA_SUCCESS) {
-    return Fail(record,
-                api_.Describe(got, "cuGraphKernelNodeGetParams", Where(record)));
+    return Fail(record, api_.Describe(got, "cuGraphKernelNodeGetParams",
+                                      Where(record)));
   }
   KernelInfo kernel;
   const Status described = DescribeKernel(api_, params, Where(record), &kernel);
@@ -144,7 +145,8 @@ void GraphWalker::ScanKernel(CUgraphNode node, NodeRecord& record) {
     values.per_param = params.kernelParams;
   } else if (params.extra != nullptr) {
     const Status parsed = ParseLaunchExtra(params.extra, &values);
-    if (!parsed.ok()) return Fail(record, Where(record) + ": " + parsed.message());
+    if (!parsed.ok())
+      return Fail(record, Where(record) + ": " + parsed.message());
   } else {
     return Fail(record, "the driver gave no argument values");
   }
@@ -184,8 +186,8 @@ void GraphWalker::ScanMemcpy(CUgraphNode node, NodeRecord& record) {
   CUDA_MEMCPY3D copy{};
   const CUresult got = api_.cuGraphMemcpyNodeGetParams(node, &copy);
   if (got != CUDA_SUCCESS) {
-    return Fail(record,
-                api_.Describe(got, "cuGraphMemcpyNodeGetParams", Where(record)));
+    return Fail(record, api_.Describe(got, "cuGraphMemcpyNodeGetParams",
+                                      Where(record)));
   }
   const uint64_t source = CopyAddress(
       copy.srcMemoryType, copy.srcHost, copy.srcDevice, copy.srcXInBytes,
@@ -197,8 +199,7 @@ void GraphWalker::ScanMemcpy(CUgraphNode node, NodeRecord& record) {
     AddAddress(record, NGAUDIT_FIELD_MEMCPY_SOURCE, -1, 0, 0, source);
   }
   if (destination != 0) {
-    AddAddress(record, NGAUDIT_FIELD_MEMCPY_DESTINATION, -1, 0, 0,
-               destination);
+    AddAddress(record, NGAUDIT_FIELD_MEMCPY_DESTINATION, -1, 0, 0, destination);
   }
 }
 
@@ -208,8 +209,8 @@ void GraphWalker::ScanMemset(CUgraphNode node, NodeRecord& record) {
   CUDA_MEMSET_NODE_PARAMS set{};
   const CUresult got = api_.cuGraphMemsetNodeGetParams(node, &set);
   if (got != CUDA_SUCCESS) {
-    return Fail(record,
-                api_.Describe(got, "cuGraphMemsetNodeGetParams", Where(record)));
+    return Fail(record, api_.Describe(got, "cuGraphMemsetNodeGetParams",
+                                      Where(record)));
   }
   if (set.dst != 0) {
     AddAddress(record, NGAUDIT_FIELD_MEMSET_DESTINATION, -1, 0, 0, set.dst);

@@ -129,9 +129,9 @@ typedef struct ngaudit_node {
 
 /* One address found in a node. */
 typedef struct ngaudit_reference {
-  uint64_t address;   /* the value read from the node */
-  uint64_t range_id;  /* the caller's id for the range (if registered) */
-  uint64_t offset;    /* address - range start (if registered) */
+  uint64_t address;          /* the value read from the node */
+  uint64_t range_id;         /* the caller's id for the range (if registered) */
+  uint64_t offset;           /* address - range start (if registered) */
   uint64_t allocation_base;  /* unregistered: the driver's allocation ... */
   uint64_t allocation_bytes; /* ... extent, or 0 where it has none */
   uint32_t node_index;

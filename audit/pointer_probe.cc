@@ -30,9 +30,9 @@ Status PointerProbe::Probe(uint64_t value, PointerInfo* out) {
   }
   PointerInfo info;
   unsigned int memory_type = 0;
-  const CUresult attribute = api_.cuPointerGetAttribute(
-      &memory_type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE,
-      static_cast<CUdeviceptr>(value));
+  const CUresult attribute =
+      api_.cuPointerGetAttribute(&memory_type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE,
+                                 static_cast<CUdeviceptr>(value));
   if (attribute == CUDA_SUCCESS) {
     info.known = true;
     info.memory_type = memory_type;

@@ -22,9 +22,9 @@
 namespace normgraph::audit {
 
 struct PointerInfo {
-  bool known = false;        // an address the driver knows
-  uint32_t memory_type = 0;  // CUmemorytype, if known
-  uint64_t allocation_base = 0;   // 0 when the driver gives no range
+  bool known = false;            // an address the driver knows
+  uint32_t memory_type = 0;      // CUmemorytype, if known
+  uint64_t allocation_base = 0;  // 0 when the driver gives no range
   uint64_t allocation_bytes = 0;
 };
 

@@ -42,15 +42,14 @@ void RangeRegistry::BuildIndex() const {
   indexed_ = true;
 }
 
-void RangeRegistry::Find(uint64_t address,
-                         std::vector<RangeMatch>* out) const {
+void RangeRegistry::Find(uint64_t address, std::vector<RangeMatch>* out) const {
   if (!indexed_) BuildIndex();
   // Ranges that start at or before the address: [0, first).
-  const size_t first =
-      std::upper_bound(
-          sorted_.begin(), sorted_.end(), address,
-          [](uint64_t a, const Range& range) { return a < range.start; }) -
-      sorted_.begin();
+  const size_t first = std::upper_bound(sorted_.begin(), sorted_.end(), address,
+                                        [](uint64_t a, const Range& range) {
+                                          return a < range.start;
+                                        }) -
+                       sorted_.begin();
   size_t begin = first;
   while (begin > 0 && max_end_[begin - 1] > address) --begin;
   for (size_t i = begin; i < first; ++i) {

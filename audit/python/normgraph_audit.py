@@ -718,6 +718,10 @@ class GraphAudit:
             lines.append(f"    ... and {len(self.unregistered) - 5} more")
         for node in self.unscanned_nodes:
             lines.append(f"  node {node} not scanned: {node.note}")
+        no_params = [n for n in self.nodes if n.kind == "kernel" and n.param_count == 0]
+        if no_params:
+            lines.append(f"  {len(no_params)} kernel nodes report no parameters (nothing to read, or no layout "
+                         f"from the driver), e.g. {no_params[0]}")
         lines.append(f"  inventory took {self.timings['total_s'] * 1e3:.1f} ms "
                      f"(scan {self.timings['scan_s'] * 1e3:.1f} ms)")
         return "\n".join(lines)
