@@ -120,8 +120,8 @@ class DecodeStack(nn.Module):
     def __init__(self, kind: str, hidden: int, layers: int, seed: int = 0, device: str = "cuda"):
         super().__init__()
         self.kind, self.norm_cls = kind, norm_class(kind)
-        self.model = TextModel(self.norm_cls, hidden, layers, config_eps(kind))
-        self.to(device)
+        with torch.device(device):  # built in place: no host-side initialisation of big layers
+            self.model = TextModel(self.norm_cls, hidden, layers, config_eps(kind))
         gen = torch.Generator(device=device).manual_seed(seed)
         with torch.no_grad():
             for name, p in self.named_parameters():
