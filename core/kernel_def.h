@@ -25,12 +25,18 @@ struct CudaLaunch {
   uint32_t grid[3] = {1, 1, 1};
   uint32_t block[3] = {1, 1, 1};
   uint32_t shared_bytes = 0;
+  // Launch with programmatic stream serialization (programmatic dependent
+  // launch): the kernel may start before the previous kernel on the stream has
+  // finished, so it must wait for it (griddepcontrol.wait) before touching
+  // memory. Captured into the graph node as a programmatic edge.
+  bool programmatic_dependency = false;
 
   bool operator==(const CudaLaunch& o) const {
     return function == o.function && grid[0] == o.grid[0] &&
            grid[1] == o.grid[1] && grid[2] == o.grid[2] &&
            block[0] == o.block[0] && block[1] == o.block[1] &&
-           block[2] == o.block[2] && shared_bytes == o.shared_bytes;
+           block[2] == o.block[2] && shared_bytes == o.shared_bytes &&
+           programmatic_dependency == o.programmatic_dependency;
   }
   bool operator!=(const CudaLaunch& o) const { return !(*this == o); }
 };

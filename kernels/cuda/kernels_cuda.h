@@ -6,7 +6,10 @@
 // and with what shape (core/kernel_def.h). The kernels follow the numerics of
 // kernels/norm_numerics.h, so they agree with the CPU reference bit for bit.
 
+#include <string>
+
 #include "core/kernel_def.h"
+#include "kernels/rms_norm_params.h"
 
 namespace normgraph {
 
@@ -14,6 +17,28 @@ namespace normgraph {
 void PlanRmsNormCuda(const void* params, CudaLaunch* launch);
 // CopyParams.
 void PlanCopyCuda(const void* params, CudaLaunch* launch);
+
+// --- for tests and benchmarks
+// -------------------------------------------------
+
+// Forces the row-norm launch layout (kernels/cuda/row_layout.h) of every
+// later plan: `chunks_per_thread` K (1, 2, or for 16-bit activations 4: the
+// register-cached kernel, with blocks of about `block_threads` threads, 0: the
+// default), -1 for the streaming kernel, 0 for the automatic choice (the
+// default). A K that does not fit a row falls back to the automatic choice.
+// Process-wide; not for use while another thread plans launches.
+void SetRmsNormLayoutOverride(int chunks_per_thread, int block_threads = 0);
+
+// Whether later plans ask for programmatic dependent launch
+// (CudaLaunch::programmatic_dependency). On by default; the environment
+// variable NORMGRAPH_CUDA_PDL=0 turns the default off. A graph keeps what it
+// was captured with; rebinding its nodes needs the same setting as at capture.
+void SetProgrammaticDependentLaunch(bool enabled);
+bool ProgrammaticDependentLaunch();
+
+// "K=4 G=128 rows/block=2 block=256 grid=512 pdl": the launch the current
+// settings plan for `params`.
+std::string DescribeRmsNormLaunch(const RmsNormParams& params);
 
 }  // namespace normgraph
 

@@ -5,6 +5,8 @@
 // orders, and every activation / weight / output dtype combination. Also the
 // copy kernel. Runs on a GPU host (tagged gpu).
 
+#include "kernels/cuda/kernels_cuda.h"
+
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -163,96 +165,161 @@ class CudaKernelsTest : public ::testing::Test {
     return bytes;
   }
 
+  void RunCase(const Case& c, std::mt19937_64& rng);
+
   DeviceRuntime* runtime_ = nullptr;
   std::unique_ptr<Stream> stream_;
+  int64_t elements_ = 0;
 };
+
+// Runs case `c` on the device (through the launcher) and on the CPU
+// reference, and compares every byte of the output and residual spans.
+void CudaKernelsTest::RunCase(const Case& c, std::mt19937_64& rng) {
+  SCOPED_TRACE(c.ToString());
+  Operand x =
+      Make(c.x, c.rows, c.cols, c.x_stride, c.x_off, rng, c.family, false);
+  // Trained norm weights sit near 1 (and 1 + w near 1 for the scale form).
+  Operand w = Make(c.w, 1, c.cols, c.cols, c.w_off, rng, 0, false, 1.0f, 0.3f);
+  Operand out =
+      Make(c.out, c.rows, c.cols, c.out_stride, c.out_off, rng, 0, true);
+  Operand gate, residual;
+  if (c.gated) {
+    gate = Make(c.x, c.rows, c.cols, c.gate_stride, c.gate_off, rng, 0, false,
+                0.0f, 3.0f);
+  }
+  if (c.residual) {
+    residual = Make(c.x, c.rows, c.cols, c.residual_stride, c.residual_off, rng,
+                    c.family, false);
+  }
+  RmsNormParams p;
+  p.rows = c.rows;
+  p.cols = c.cols;
+  p.x_stride = c.x_stride;
+  p.out_stride = c.out_stride;
+  p.gate_stride = c.gated ? c.gate_stride : 0;
+  p.residual_stride = c.residual ? c.residual_stride : 0;
+  p.x_dtype = c.x;
+  p.weight_dtype = c.w;
+  p.out_dtype = c.out;
+  p.weight_kind = c.kind;
+  p.order = c.order;
+  // Device launch through the launcher.
+  RmsNormParams d = p;
+  d.x = x.device.data();
+  d.weight = w.device.data();
+  d.out = out.device.data();
+  d.gate = c.gated ? gate.device.data() : nullptr;
+  d.residual = c.residual ? residual.device.data() : nullptr;
+  SCOPED_TRACE(DescribeRmsNormLaunch(d));
+  std::vector<ArgBinding> args = {{&d.x, &x.device, Access::kRead},
+                                  {&d.weight, &w.device, Access::kRead},
+                                  {&d.out, &out.device, Access::kWrite}};
+  if (c.gated) args.push_back({&d.gate, &gate.device, Access::kRead});
+  if (c.residual) {
+    args.push_back({&d.residual, &residual.device, Access::kReadWrite});
+  }
+  absl::Status launched =
+      stream_->LaunchRaw(RmsNormKernel(), &d, sizeof d, args);
+  ASSERT_TRUE(launched.ok()) << launched;
+  // CPU reference on the host copies.
+  RmsNormParams h = p;
+  h.x = x.host_data();
+  h.weight = w.host_data();
+  h.out = out.host_data();
+  h.gate = c.gated ? gate.host_data() : nullptr;
+  h.residual = c.residual ? residual.host_data() : nullptr;
+  ASSERT_TRUE(ValidateRmsNormParams(h).ok()) << ValidateRmsNormParams(h);
+  RmsNormCpu(h);
+  // Every byte of the spans (written elements, and the gaps between rows,
+  // which must stay as they were).
+  const std::vector<unsigned char> got_out = Read(out);
+  for (size_t b = 0; b < got_out.size(); ++b) {
+    if (got_out[b] != out.host[b]) {
+      const size_t e = (b - out.offset) / DTypeSize(c.out);
+      FAIL() << "out byte " << b << " (element " << e << ", row "
+             << e / c.out_stride << ", col " << e % c.out_stride
+             << ") differs: cuda "
+             << LoadAsFloat(got_out.data() + out.offset, c.out, e) << ", cpu "
+             << LoadAsFloat(out.host_data(), c.out, e);
+    }
+  }
+  if (c.residual) {
+    const std::vector<unsigned char> got_res = Read(residual);
+    ASSERT_EQ(std::memcmp(got_res.data(), residual.host.data(), got_res.size()),
+              0)
+        << "residual written back differs";
+  }
+  elements_ += c.rows * c.cols;
+}
 
 TEST_F(CudaKernelsTest, RmsNormEqualsCpuReferenceBitForBitOnRandomShapes) {
   std::mt19937_64 rng(20261129);
-  int64_t elements = 0;
   // NORMGRAPH_SWEEP_CASES shortens the sweep (e.g. under compute-sanitizer).
   const char* env = std::getenv("NORMGRAPH_SWEEP_CASES");
-  const int kCases = env != nullptr && std::atoi(env) > 0 ? std::atoi(env) : 400;
+  const int kCases =
+      env != nullptr && std::atoi(env) > 0 ? std::atoi(env) : 400;
   for (int i = 0; i < kCases; ++i) {
     const Case c = RandomCase(rng);
-    SCOPED_TRACE(c.ToString());
-    Operand x =
-        Make(c.x, c.rows, c.cols, c.x_stride, c.x_off, rng, c.family, false);
-    // Trained norm weights sit near 1 (and 1 + w near 1 for the scale form).
-    Operand w =
-        Make(c.w, 1, c.cols, c.cols, c.w_off, rng, 0, false, 1.0f, 0.3f);
-    Operand out =
-        Make(c.out, c.rows, c.cols, c.out_stride, c.out_off, rng, 0, true);
-    Operand gate, residual;
-    if (c.gated) {
-      gate = Make(c.x, c.rows, c.cols, c.gate_stride, c.gate_off, rng, 0, false,
-                  0.0f, 3.0f);
-    }
-    if (c.residual) {
-      residual = Make(c.x, c.rows, c.cols, c.residual_stride, c.residual_off,
-                      rng, c.family, false);
-    }
-    RmsNormParams p;
-    p.rows = c.rows;
-    p.cols = c.cols;
-    p.x_stride = c.x_stride;
-    p.out_stride = c.out_stride;
-    p.gate_stride = c.gated ? c.gate_stride : 0;
-    p.residual_stride = c.residual ? c.residual_stride : 0;
-    p.x_dtype = c.x;
-    p.weight_dtype = c.w;
-    p.out_dtype = c.out;
-    p.weight_kind = c.kind;
-    p.order = c.order;
-    // Device launch through the launcher.
-    RmsNormParams d = p;
-    d.x = x.device.data();
-    d.weight = w.device.data();
-    d.out = out.device.data();
-    d.gate = c.gated ? gate.device.data() : nullptr;
-    d.residual = c.residual ? residual.device.data() : nullptr;
-    std::vector<ArgBinding> args = {{&d.x, &x.device, Access::kRead},
-                                    {&d.weight, &w.device, Access::kRead},
-                                    {&d.out, &out.device, Access::kWrite}};
-    if (c.gated) args.push_back({&d.gate, &gate.device, Access::kRead});
-    if (c.residual) {
-      args.push_back({&d.residual, &residual.device, Access::kReadWrite});
-    }
-    absl::Status launched =
-        stream_->LaunchRaw(RmsNormKernel(), &d, sizeof d, args);
-    ASSERT_TRUE(launched.ok()) << launched;
-    // CPU reference on the host copies.
-    RmsNormParams h = p;
-    h.x = x.host_data();
-    h.weight = w.host_data();
-    h.out = out.host_data();
-    h.gate = c.gated ? gate.host_data() : nullptr;
-    h.residual = c.residual ? residual.host_data() : nullptr;
-    ASSERT_TRUE(ValidateRmsNormParams(h).ok()) << ValidateRmsNormParams(h);
-    RmsNormCpu(h);
-    // Every byte of the spans (written elements, and the gaps between rows,
-    // which must stay as they were).
-    const std::vector<unsigned char> got_out = Read(out);
-    for (size_t b = 0; b < got_out.size(); ++b) {
-      if (got_out[b] != out.host[b]) {
-        const size_t e = (b - out.offset) / DTypeSize(c.out);
-        FAIL() << "out byte " << b << " (element " << e << ", row "
-               << e / c.out_stride << ", col " << e % c.out_stride
-               << ") differs: cuda "
-               << LoadAsFloat(got_out.data() + out.offset, c.out, e) << ", cpu "
-               << LoadAsFloat(out.host_data(), c.out, e);
-      }
-    }
-    if (c.residual) {
-      const std::vector<unsigned char> got_res = Read(residual);
-      ASSERT_EQ(
-          std::memcmp(got_res.data(), residual.host.data(), got_res.size()), 0)
-          << "residual written back differs";
-    }
-    elements += c.rows * c.cols;
+    RunCase(c, rng);
+    if (HasFatalFailure()) return;
   }
   std::printf("%d cases, %lld elements bit-identical to the CPU reference\n",
-              kCases, static_cast<long long>(elements));
+              kCases, static_cast<long long>(elements_));
+}
+
+// Every launch layout the kernels support (kernels/cuda/row_layout.h), forced
+// on random variants, dtypes, strides and alignments: the register-cached
+// kernel with K = 1, 2, 4 chunks per thread and several block sizes (several
+// rows per warp, per block, rows of several warps), and the streaming kernel.
+// Also the automatic choice in the prefill regime (many rows).
+TEST_F(CudaKernelsTest, EveryLaunchLayoutEqualsCpuReference) {
+  std::mt19937_64 rng(12);
+  const int64_t kCols[] = {1,    7,    8,    9,     16,    17,    33,   64,
+                           65,   128,  129,  256,   1000,  1536,  2048, 4096,
+                           4097, 8192, 8200, 12288, 16383, 16384, 16385};
+  const int kLayouts[][2] = {{0, 0},  {1, 0},   {1, 32},  {1, 1024},
+                             {2, 0},  {2, 64},  {2, 512}, {4, 0},
+                             {4, 32}, {4, 512}, {-1, 0}};
+  const char* env = std::getenv("NORMGRAPH_SWEEP_CASES");
+  const int repeats = env != nullptr && std::atoi(env) > 0 ? 1 : 2;
+  int cases = 0;
+  for (int64_t cols : kCols) {
+    for (const auto& layout : kLayouts) {
+      for (int r = 0; r < repeats; ++r) {
+        Case c = RandomCase(rng);
+        c.cols = cols;
+        const int64_t rows_choice[] = {1, 3, 64, 300};
+        c.rows = rows_choice[rng() % 4];
+        auto stride = [&] {
+          return c.cols +
+                 (rng() % 3 == 0 ? static_cast<int64_t>(rng() % 9) : 0);
+        };
+        c.x_stride = stride();
+        c.out_stride = stride();
+        c.gate_stride = stride();
+        c.residual_stride = stride();
+        SetRmsNormLayoutOverride(layout[0], layout[1]);
+        RunCase(c, rng);
+        SetRmsNormLayoutOverride(0, 0);
+        if (HasFatalFailure()) return;
+        ++cases;
+      }
+    }
+  }
+  // Prefill-sized launches with the automatic layout (K = 4 for 16-bit, 2 for
+  // f32), aligned and not.
+  for (int i = 0; i < 24; ++i) {
+    Case c = RandomCase(rng);
+    const int64_t cols[] = {128, 256, 1536, 4096, 5120, 8192};
+    c.cols = cols[rng() % 6];
+    c.rows = std::max<int64_t>(1, (int64_t{1} << 22) / c.cols / 2) +
+             static_cast<int64_t>(rng() % 7);
+    c.x_stride = c.out_stride = c.gate_stride = c.residual_stride = c.cols;
+    RunCase(c, rng);
+    if (HasFatalFailure()) return;
+    ++cases;
+  }
+  std::printf("%d layout cases bit-identical to the CPU reference\n", cases);
 }
 
 TEST_F(CudaKernelsTest, CopyKernelCopiesEveryByteAtAnyAlignment) {

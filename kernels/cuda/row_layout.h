@@ -1,17 +1,39 @@
 #ifndef NORMGRAPH_KERNELS_CUDA_ROW_LAYOUT_H_
 #define NORMGRAPH_KERNELS_CUDA_ROW_LAYOUT_H_
 
-// How the CUDA row-norm kernel spreads a row over threads. The host (choosing
-// the launch shape) and the kernel (walking its chunks) both derive it from
-// the row length alone, so a rebind, which changes only pointers, keeps it.
+// How the CUDA row-norm kernels spread a row over threads, and the part of
+// the shared reduction (kernels/norm_numerics.h) that each thread does. The
+// host (choosing the launch) and the kernels (walking their chunks) both
+// derive the layout from sizes and dtypes alone, never from pointers, so a
+// rebind, which changes only pointers, keeps it.
 //
-// A row of n elements is ceil(n / 8) chunks of 8 (numerics::kChunk), padded to
-// P, a power of two. Each row is handled by G threads (a power of two), each
-// owning k = P / G *contiguous* chunks: thread t sums chunks [t k, t k + k) as
-// one aligned subtree of the pairwise tree, and the G partial sums meet in a
-// butterfly across threads, which completes the same tree
-// (kernels/norm_numerics.h). Rows of up to 32 threads share a warp (several
-// rows per block); longer rows get a block of their own.
+// A row of n elements is C = ceil(n / 8) chunks of 8 (numerics::kChunk),
+// padded with empty chunks to P, a power of two. Each row is handled by G
+// threads (a power of two), each owning k = P / G *contiguous* chunks: thread
+// t sums chunks [t k, t k + k) as one aligned subtree of the pairwise tree
+// (SubtreeSum below), and the G partial sums meet in an xor butterfly across
+// threads (t with t ^ 1, then t ^ 2, ...: partners own adjacent aligned
+// subtrees of equal size), which completes the same tree. Empty chunks add
+// zeros, which the tree adds exactly.
+//
+// Two kernels use this:
+//  - the register-cached kernel (the fast path): k is a compile-time constant
+//    K (1, 2, or for 16-bit activations 4); a thread loads its K chunks of
+//    every operand once, keeps them in registers through the reduction and
+//    writes its outputs from them: one pass over device memory. Several rows
+//    share a block when G is small (rows_per_block = block / G). It takes rows
+//    of up to 2048 padded chunks (16384 elements) of 16-bit activations and
+//    1024 (8192 elements) of f32 ones: K <= 4 (f32: 2) at 128 registers a
+//    thread, and at most 512 threads per row for K > 1, 1024 for K = 1.
+//  - the streaming kernel (rows longer than that): G up to
+//    512 threads with any power-of-two k, a binary-counter accumulator per
+//    thread, and a second pass that reads the row again.
+//
+// Which K: the fewest chunks per thread that fit (most threads per row, the
+// shortest critical path) while the launch is small (decode: a few rows, per
+// head norms of a few tokens); once rows x P fills the GPU many times over
+// (prefill), K = 64 bytes of each operand per thread, so every thread keeps
+// several 16-byte loads in flight.
 
 #include <cstdint>
 
@@ -20,17 +42,22 @@
 namespace normgraph {
 namespace cuda_layout {
 
-// Most threads one row gets; longer rows give each thread more chunks.
+// The register-cached kernel's largest K and row (in padded chunks), by the
+// size of an activation element.
+NG_HOST_DEVICE constexpr int64_t MaxRegisterK(int64_t x_bytes) {
+  return x_bytes == 4 ? 2 : 4;
+}
+NG_HOST_DEVICE constexpr int64_t MaxRegisterChunks(int64_t x_bytes) {
+  return x_bytes == 4 ? 1024 : 2048;
+}
+// Most threads per row of the streaming kernel.
 constexpr int64_t kMaxThreadsPerRow = 512;
-// Block size when several rows share a block (rows of <= 32 threads).
+// Block size of the streaming kernel when several rows share a block (rows of
+// <= 32 threads).
 constexpr int64_t kSmallRowBlock = 256;
-
-struct RowLayout {
-  int64_t threads_per_row;    // G, a power of two in [1, kMaxThreadsPerRow]
-  int64_t chunks_per_thread;  // k, a power of two
-  int64_t rows_per_block;     // kSmallRowBlock / G, or 1
-  int64_t block_threads;      // threads per block
-};
+// rows x P at or above which a launch counts as throughput-bound (prefill):
+// 2^18 chunks is 4 MiB of 16-bit activations, enough to fill the GPU.
+constexpr int64_t kThroughputChunks = int64_t{1} << 18;
 
 NG_HOST_DEVICE int64_t NextPowerOfTwo(int64_t v) {
   int64_t p = 1;
@@ -38,12 +65,47 @@ NG_HOST_DEVICE int64_t NextPowerOfTwo(int64_t v) {
   return p;
 }
 
-NG_HOST_DEVICE RowLayout LayoutFor(int64_t cols) {
-  const int64_t padded_chunks = NextPowerOfTwo((cols + 7) / 8);
+// P: ceil(cols / 8) rounded up to a power of two.
+NG_HOST_DEVICE int64_t PaddedChunks(int64_t cols) {
+  return NextPowerOfTwo((cols + 7) / 8);
+}
+
+// Most threads per block (and so per row) the register-cached kernel with K
+// chunks per thread is compiled for (its __launch_bounds__): larger K holds
+// more registers per thread.
+NG_HOST_DEVICE constexpr int MaxRegisterThreads(int k) {
+  return k == 1 ? 1024 : 512;
+}
+
+// The balanced pairwise sum of K leaves (K a power of two), in the tree's
+// order: the sum of one thread's aligned run of K chunk sums.
+template <int K>
+NG_HOST_DEVICE double SubtreeSum(const double* leaves) {
+  if constexpr (K == 1) {
+    return leaves[0];
+  } else {
+    return SubtreeSum<K / 2>(leaves) + SubtreeSum<K / 2>(leaves + K / 2);
+  }
+}
+
+// The launch of one rms_norm call.
+struct RowLayout {
+  bool register_cached = true;
+  int64_t padded_chunks = 1;      // P
+  int64_t chunks_per_thread = 1;  // k (K of the register-cached kernel)
+  int64_t threads_per_row = 1;    // G = P / k
+  int64_t rows_per_block = 1;     // block_threads / G
+  int64_t block_threads = 32;
+};
+
+// The streaming kernel's layout (rows of any length).
+NG_HOST_DEVICE RowLayout StreamingLayout(int64_t cols) {
   RowLayout l;
+  l.register_cached = false;
+  l.padded_chunks = PaddedChunks(cols);
   l.threads_per_row =
-      padded_chunks < kMaxThreadsPerRow ? padded_chunks : kMaxThreadsPerRow;
-  l.chunks_per_thread = padded_chunks / l.threads_per_row;
+      l.padded_chunks < kMaxThreadsPerRow ? l.padded_chunks : kMaxThreadsPerRow;
+  l.chunks_per_thread = l.padded_chunks / l.threads_per_row;
   if (l.threads_per_row <= 32) {
     l.rows_per_block = kSmallRowBlock / l.threads_per_row;
     l.block_threads = kSmallRowBlock;
@@ -52,6 +114,56 @@ NG_HOST_DEVICE RowLayout LayoutFor(int64_t cols) {
     l.block_threads = l.threads_per_row;
   }
   return l;
+}
+
+// The register-cached layout with K = `k` chunks per thread and blocks of
+// about `block` threads (0: the default), or a layout with register_cached
+// false if K does not fit the row (K > P, a K the kernel is not compiled for,
+// or more threads per row than it is compiled for). `x_bytes` is the size of
+// an activation element.
+inline RowLayout RegisterLayout(int64_t rows, int64_t cols, int64_t x_bytes,
+                                int64_t k, int64_t block) {
+  RowLayout l;
+  l.padded_chunks = PaddedChunks(cols);
+  l.chunks_per_thread = k;
+  if (l.padded_chunks > MaxRegisterChunks(x_bytes) || k > l.padded_chunks ||
+      (k != 1 && k != 2 && k != 4) || k > MaxRegisterK(x_bytes) ||
+      l.padded_chunks / k > MaxRegisterThreads(static_cast<int>(k))) {
+    l.register_cached = false;
+    return l;
+  }
+  l.threads_per_row = l.padded_chunks / k;
+  const int64_t g = l.threads_per_row;
+  if (block <= 0) block = g >= 128 ? g : 256;
+  block = NextPowerOfTwo(block);
+  if (block > MaxRegisterThreads(static_cast<int>(k))) {
+    block = MaxRegisterThreads(static_cast<int>(k));
+  }
+  if (block < g) block = g;
+  // No more rows per block than there are rows (fewer idle threads in small
+  // launches), but whole warps: the shuffles name all 32 lanes.
+  int64_t rows_per_block = block / g;
+  const int64_t rows_pow2 = NextPowerOfTwo(rows < 1 ? 1 : rows);
+  if (rows_per_block > rows_pow2) rows_per_block = rows_pow2;
+  if (rows_per_block * g < 32) rows_per_block = 32 / g;
+  l.rows_per_block = rows_per_block;
+  l.block_threads = rows_per_block * g;
+  return l;
+}
+
+// The automatic choice (see the top of this file).
+inline RowLayout PlanLayout(int64_t rows, int64_t cols, int64_t x_bytes) {
+  const int64_t p = PaddedChunks(cols);
+  if (p > MaxRegisterChunks(x_bytes)) return StreamingLayout(cols);
+  int64_t min_k = 1;
+  while (p / min_k > MaxRegisterThreads(static_cast<int>(min_k))) min_k *= 2;
+  int64_t k = min_k;
+  if (rows * p >= kThroughputChunks) {
+    const int64_t target = MaxRegisterK(x_bytes);  // 64 bytes per operand
+    k = target < p ? target : p;
+    if (k < min_k) k = min_k;
+  }
+  return RegisterLayout(rows, cols, x_bytes, k, 0);
 }
 
 }  // namespace cuda_layout

@@ -1,0 +1,11 @@
+// The row-norm kernels with bf16 activations (rms_norm_kernels.h).
+
+#include "kernels/cuda/rms_norm_kernels.h"
+
+namespace normgraph {
+
+const void* SelectRmsNormBf16(DType w, DType o, int64_t k) {
+  return cuda_kernels::SelectForActivation<DType::kBF16>(w, o, k);
+}
+
+}  // namespace normgraph

@@ -1,0 +1,174 @@
+// The CUDA kernels' partition of the reduction, checked on the host (no GPU
+// needed): for every layout the planner can choose, a thread's subtree sum of
+// its K contiguous chunks (SubtreeSum, the function the kernels call) followed
+// by the xor butterfly the kernels run (within a warp, then across the row's
+// warps) gives the row's sum of squares bit for bit as the CPU reference
+// computes it, on every thread. The butterfly is emulated lane by lane; the
+// GPU test (kernels_cuda_test) checks the real kernels against the CPU.
+
+#include "kernels/cuda/row_layout.h"
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/cpu/rms_norm.h"
+#include "kernels/norm_numerics.h"
+
+namespace normgraph {
+namespace cuda_layout {
+namespace {
+
+using numerics::kChunk;
+
+// One xor-butterfly level over `lanes` (a power of two): lane t adds lane
+// t ^ off, as __shfl_xor_sync does.
+void ButterflyLevel(std::vector<double>& s, int64_t off) {
+  const std::vector<double> before = s;
+  for (size_t t = 0; t < s.size(); ++t) s[t] = before[t] + before[t ^ off];
+}
+
+double ThreadSum(const std::vector<double>& leaves, int64_t first, int64_t k) {
+  switch (k) {
+    case 1:
+      return SubtreeSum<1>(&leaves[first]);
+    case 2:
+      return SubtreeSum<2>(&leaves[first]);
+    case 4:
+      return SubtreeSum<4>(&leaves[first]);
+  }
+  ADD_FAILURE() << "no kernel for K " << k;
+  return 0.0;
+}
+
+// The row total every thread of a row ends with, as the register-cached
+// kernel computes it with layout `l` (one row).
+std::vector<double> KernelTotals(const std::vector<float>& v,
+                                 const RowLayout& l) {
+  const int64_t cols = static_cast<int64_t>(v.size());
+  std::vector<double> leaves(l.padded_chunks, 0.0);
+  for (int64_t c = 0; c * kChunk < cols; ++c) {
+    float chunk[kChunk] = {};
+    for (int e = 0; e < kChunk && c * kChunk + e < cols; ++e) {
+      chunk[e] = v[c * kChunk + e];
+    }
+    leaves[c] = numerics::ChunkSumOfSquares(chunk, kChunk);
+  }
+  const int64_t g = l.threads_per_row;
+  std::vector<double> s(g);
+  for (int64_t t = 0; t < g; ++t) {
+    s[t] = ThreadSum(leaves, t * l.chunks_per_thread, l.chunks_per_thread);
+  }
+  for (int64_t off = 1; off < std::min<int64_t>(g, 32); off *= 2) {
+    ButterflyLevel(s, off);
+  }
+  if (g > 32) {
+    // Lane l of each warp reads warp l's sum (lanes past the row's warps read
+    // 0), the warp runs the butterfly, lane 0's value is broadcast.
+    const int64_t warps = g / 32;
+    std::vector<double> w(32, 0.0);
+    for (int64_t j = 0; j < warps; ++j) w[j] = s[j * 32];
+    for (int64_t off = 1; off < warps; off *= 2) ButterflyLevel(w, off);
+    for (int64_t t = 0; t < g; ++t) s[t] = w[0];
+  }
+  return s;
+}
+
+std::vector<float> RandomRow(std::mt19937_64& rng, int64_t cols, int family) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> v(cols);
+  for (int64_t j = 0; j < cols; ++j) {
+    switch (family) {
+      case 0:
+        v[j] = normal(rng);
+        break;
+      case 1:
+        v[j] = 0.1f;  // all equal: the order shows in the last bits
+        break;
+      default:
+        v[j] = normal(rng) * std::exp2(static_cast<float>(rng() % 60) - 30.0f);
+    }
+  }
+  return v;
+}
+
+TEST(RowLayoutTest, EveryRegisterLayoutComputesTheCpuSumBitForBit) {
+  std::mt19937_64 rng(7);
+  std::vector<int64_t> cols_list;
+  for (int64_t c = 1; c <= 600; ++c) cols_list.push_back(c);
+  for (int64_t c : {1000, 1023, 1024, 1025, 1536, 2304, 2560, 3584, 4095, 4096,
+                    4097, 5120, 8191, 8192, 8193, 12288, 16383, 16384}) {
+    cols_list.push_back(c);
+  }
+  int layouts = 0;
+  for (int64_t cols : cols_list) {
+    for (int64_t x_bytes : {2, 4}) {
+      for (int64_t k : {1, 2, 4}) {
+        const RowLayout l = RegisterLayout(1, cols, x_bytes, k, 0);
+        if (!l.register_cached) continue;
+        ++layouts;
+        for (int family = 0; family < 3; ++family) {
+          const std::vector<float> v = RandomRow(rng, cols, family);
+          numerics::PairwiseAccumulator<> cpu;
+          for (int64_t j = 0; j < cols; j += kChunk) {
+            cpu.Add(numerics::ChunkSumOfSquares(
+                &v[j], static_cast<int>(std::min<int64_t>(kChunk, cols - j))));
+          }
+          const std::vector<double> totals = KernelTotals(v, l);
+          for (size_t t = 0; t < totals.size(); ++t) {
+            ASSERT_EQ(totals[t], cpu.Total())
+                << "cols " << cols << " K " << k << " thread " << t
+                << " family " << family;
+          }
+          ASSERT_EQ(numerics::InvRms(totals[0], cols, 1e-6f),
+                    InvRms(v.data(), cols, 1e-6f));
+        }
+      }
+    }
+  }
+  EXPECT_GT(layouts, 1500);
+}
+
+TEST(RowLayoutTest, PlannedLaunchesAreValid) {
+  for (int64_t x_bytes : {2, 4}) {
+    for (int64_t cols = 1; cols <= 20000; cols += cols < 300 ? 1 : 97) {
+      for (int64_t rows :
+           {1, 2, 3, 16, 33, 64, 100, 1024, 4096, 32768, 1 << 20}) {
+        const RowLayout l = PlanLayout(rows, cols, x_bytes);
+        SCOPED_TRACE(testing::Message() << "rows " << rows << " cols " << cols
+                                        << " x_bytes " << x_bytes);
+        const int64_t p = PaddedChunks(cols);
+        ASSERT_EQ(l.padded_chunks, p);
+        ASSERT_EQ(l.threads_per_row * l.chunks_per_thread, p);
+        if (!l.register_cached) {
+          ASSERT_GT(p, MaxRegisterChunks(x_bytes));
+          continue;
+        }
+        ASSERT_LE(l.chunks_per_thread, MaxRegisterK(x_bytes));
+        ASSERT_EQ(l.block_threads, l.rows_per_block * l.threads_per_row);
+        ASSERT_EQ(l.block_threads % 32, 0);
+        ASSERT_LE(l.block_threads,
+                  MaxRegisterThreads(static_cast<int>(l.chunks_per_thread)));
+        ASSERT_GE(l.rows_per_block, 1);
+        // Small launches: the most threads per row.
+        if (rows * p < kThroughputChunks) {
+          ASSERT_EQ(l.chunks_per_thread, p > 1024 ? 4 : 1);
+        }
+      }
+    }
+  }
+  // The regimes the benchmarks name.
+  EXPECT_EQ(PlanLayout(1, 4096, 2).chunks_per_thread, 1);
+  EXPECT_EQ(PlanLayout(1, 4096, 2).block_threads, 512);
+  EXPECT_EQ(PlanLayout(4096, 4096, 2).chunks_per_thread, 4);
+  EXPECT_EQ(PlanLayout(4096, 4096, 4).chunks_per_thread, 2);
+  EXPECT_EQ(PlanLayout(1, 16384, 2).chunks_per_thread, 4);
+  EXPECT_FALSE(PlanLayout(1, 16384, 4).register_cached);
+  EXPECT_FALSE(PlanLayout(1, 16385, 2).register_cached);
+}
+
+}  // namespace
+}  // namespace cuda_layout
+}  // namespace normgraph
