@@ -1,4 +1,4 @@
-// The Qwen3.5- and Gemma3-shaped norm stacks, on every backend
+// The Qwen3.5-, Gemma3- and Qwen3 (Llama)-shaped norm stacks, on every backend
 // (core/testing/backends.h): each test runs on the CPU and, in the `_cuda`
 // build, on cuda:0 with the stack's weights and step buffers in device memory
 // and every forward pass launched on the fixture's stream. A device step must
@@ -20,6 +20,7 @@
 #include "layers/gemma3_norm_stack.h"
 #include "layers/legacy_zero_centered_rms_norm.h"
 #include "layers/qwen3_5_norm_stack.h"
+#include "layers/qwen3_norm_stack.h"
 #include "layers/weights.h"
 
 namespace normgraph {
@@ -45,6 +46,17 @@ Gemma3NormStackConfig SmallGemma(Allocator* allocator) {
   c.num_attention_heads = 2;
   c.num_key_value_heads = 1;
   c.head_dim = 20;
+  c.allocator = allocator;
+  return c;
+}
+
+Qwen3NormStackConfig SmallQwen3(Allocator* allocator) {
+  Qwen3NormStackConfig c;
+  c.num_hidden_layers = 3;
+  c.hidden_size = 44;
+  c.num_attention_heads = 3;
+  c.num_key_value_heads = 2;
+  c.head_dim = 12;
   c.allocator = allocator;
   return c;
 }
@@ -80,7 +92,7 @@ std::unique_ptr<StepBuffers> Step(const NormStack& model, int64_t batch,
   return *std::move(step);
 }
 
-enum class Model { kQwen35, kGemma3 };
+enum class Model { kQwen35, kGemma3, kQwen3 };
 
 class NormStackTest : public BackendTest {
  protected:
@@ -94,9 +106,14 @@ class NormStackTest : public BackendTest {
           Qwen35NormStack::Create(SmallQwen(allocator));
       EXPECT_TRUE(m.ok()) << m.status();
       if (m.ok()) model = *std::move(m);
-    } else {
+    } else if (which == Model::kGemma3) {
       absl::StatusOr<std::unique_ptr<Gemma3NormStack>> m =
           Gemma3NormStack::Create(SmallGemma(allocator));
+      EXPECT_TRUE(m.ok()) << m.status();
+      if (m.ok()) model = *std::move(m);
+    } else {
+      absl::StatusOr<std::unique_ptr<Qwen3NormStack>> m =
+          Qwen3NormStack::Create(SmallQwen3(allocator));
       EXPECT_TRUE(m.ok()) << m.status();
       if (m.ok()) model = *std::move(m);
     }
@@ -226,6 +243,15 @@ TEST_P(NormStackTest, Qwen35EveryResidualNormReachesTheOutput) {
 TEST_P(NormStackTest, Gemma3EveryResidualNormReachesTheOutput) {
   EveryResidualNormReachesTheOutput(Model::kGemma3);
 }
+TEST_P(NormStackTest, Qwen3EveryOutputIsWrittenWithOneLaunchPerNorm) {
+  EveryOutputIsWrittenWithOneLaunchPerNorm(Model::kQwen3);
+}
+TEST_P(NormStackTest, Qwen3RowsAreIndependent) {
+  RowsAreIndependent(Model::kQwen3);
+}
+TEST_P(NormStackTest, Qwen3EveryResidualNormReachesTheOutput) {
+  EveryResidualNormReachesTheOutput(Model::kQwen3);
+}
 
 NG_INSTANTIATE_BACKEND_TEST(NormStackTest);
 
@@ -272,6 +298,85 @@ TEST_P(Qwen35NormStackTest, DefaultsAreHfConfigDefaults) {
 }
 
 NG_INSTANTIATE_BACKEND_TEST(Qwen35NormStackTest);
+
+using Qwen3NormStackTest = BackendTest;
+
+TEST_P(Qwen3NormStackTest, NamesFollowTheHfCheckpoint) {
+  auto model = *Qwen3NormStack::Create(SmallQwen3(&allocator()));
+  std::vector<std::string> names;
+  model->ForEachParameter([&](const std::string& n, Parameter& p) {
+    names.push_back(n);
+    EXPECT_EQ(p.tensor().storage()->device(), device()) << n;
+    EXPECT_EQ(p.tensor().dtype(), DType::kBF16) << n;
+  });
+  EXPECT_EQ(names.size(), 3u * 4u + 1u);
+  for (const char* suffix : {"input_layernorm", "post_attention_layernorm",
+                             "self_attn.q_norm", "self_attn.k_norm"}) {
+    EXPECT_THAT(names, ::testing::Contains(
+                           absl::StrCat("model.layers.2.", suffix, ".weight")));
+  }
+  EXPECT_EQ(names.back(), "model.norm.weight");
+  // Plain RMSNorm: no derived buffers, every slot is a parameter.
+  model->ForEachSlot([&](absl::string_view name, TensorSlot& slot) {
+    EXPECT_EQ(slot.kind(), SlotKind::kParameter) << name;
+  });
+  Parameter* k_norm = model->FindParameter("layers.1.self_attn.k_norm.weight");
+  ASSERT_NE(k_norm, nullptr);
+  EXPECT_EQ(k_norm->tensor().shape(), Shape({12}));
+}
+
+TEST_P(Qwen3NormStackTest, DefaultsAreHfConfigDefaults) {
+  Qwen3NormStackConfig c;
+  EXPECT_EQ(c.num_hidden_layers, 36);
+  EXPECT_EQ(c.num_attention_heads, 32);
+  EXPECT_EQ(c.num_key_value_heads, 8);
+  EXPECT_FLOAT_EQ(c.rms_norm_eps, 1e-6f);
+  c.num_hidden_layers = 2;  // keep the test small
+  c.allocator = &allocator();
+  auto model = *Qwen3NormStack::Create(c);
+  EXPECT_EQ(model->config().hidden_size, 4096);
+  EXPECT_EQ(model->config().head_dim, 128);
+  EXPECT_EQ(model->LaunchesPerStep(), 2 + 2 * 4);
+  Qwen3NormStackConfig bad = SmallQwen3(&allocator());
+  bad.head_dim = 0;
+  EXPECT_FALSE(Qwen3NormStack::Create(bad).ok());
+}
+
+// The plain norm is w * R(x r): a weight of ones passes the normalised input
+// through, and the fused add leaves R(x + residual) in the residual stream.
+TEST_P(Qwen3NormStackTest, LlamaStackWithoutQkNorms) {
+  Qwen3NormStackConfig c = SmallQwen3(&allocator());
+  c.qk_norm = false;
+  auto model = *Qwen3NormStack::Create(c);
+  int params = 0;
+  model->ForEachParameter([&](const std::string&, Parameter&) { ++params; });
+  EXPECT_EQ(params, 3 * 2 + 1);
+  auto step = Step(*model, 2, 5, allocator());
+  ASSERT_NE(step, nullptr);
+  const int64_t launches = stream().eager_launches();
+  ASSERT_TRUE(model->Forward(stream(), *step).ok());
+  EXPECT_EQ(stream().eager_launches() - launches, model->LaunchesPerStep());
+  EXPECT_EQ(model->LaunchesPerStep(), 2 + 3 * 2);
+  for (float v : ToFloats(*step->Get("out"))) EXPECT_FALSE(std::isnan(v));
+}
+
+// A faulty factory (the fuzzers' self-tests use this seam) builds every norm.
+TEST_P(Qwen3NormStackTest, FactoryBuildsEveryNorm) {
+  Qwen3NormStackConfig c = SmallQwen3(&allocator());
+  std::vector<std::string> built;
+  c.rms_norm_factory = [&](std::string name, int64_t hidden,
+                           const NormOptions& options) {
+    built.push_back(absl::StrCat(name, "/", hidden));
+    return RmsNorm::Create(std::move(name), hidden, options);
+  };
+  ASSERT_TRUE(Qwen3NormStack::Create(c).ok());
+  EXPECT_EQ(built.size(), 3u * 4u + 1u);
+  EXPECT_EQ(built.front(), "input_layernorm/44");
+  EXPECT_EQ(built[2], "q_norm/12");
+  EXPECT_EQ(built.back(), "norm/44");
+}
+
+NG_INSTANTIATE_BACKEND_TEST(Qwen3NormStackTest);
 
 using LegacyStackTest = BackendTest;
 
