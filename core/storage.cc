@@ -31,6 +31,7 @@ namespace normgraph {
 namespace {
 
 std::atomic<uint64_t> next_storage_id{1};
+std::atomic<uint64_t> identity_epoch{1};
 
 class LiveStorages {
  public:
@@ -112,8 +113,17 @@ Storage::Storage(void* data, size_t bytes, Device device, Allocator* allocator,
   Live().Add(id_);
 }
 
+uint64_t IdentityEpoch() {
+  return identity_epoch.load(std::memory_order_acquire);
+}
+
+void BumpIdentityEpoch() {
+  identity_epoch.fetch_add(1, std::memory_order_acq_rel);
+}
+
 Storage::~Storage() {
   Live().Remove(id_);
+  BumpIdentityEpoch();  // an unowned argument's storage may be gone
   if (allocator_ != nullptr && data_ != nullptr)
     allocator_->FreeRaw(data_, bytes_);
 }

@@ -30,6 +30,15 @@ class Allocator {
   virtual void FreeRaw(void* ptr, size_t bytes) = 0;
 };
 
+// A process-wide counter that moves whenever something may have changed that
+// a captured graph's identity check reads: a slot rebound, a derived slot
+// declared or refreshed, a storage freed, a write to a storage that a derived
+// buffer is computed from (Storage::WatchWrites). While it stands still, a
+// check that found nothing wrong would find nothing wrong again
+// (graph/identity_snapshot.h uses this to skip the per-tensor compare).
+uint64_t IdentityEpoch();
+void BumpIdentityEpoch();
+
 class Storage {
  public:
   // Allocates `bytes` bytes (zero is allowed and allocates nothing) from
@@ -58,7 +67,12 @@ class Storage {
   }
   void BumpWriteVersion() {
     write_version_.fetch_add(1, std::memory_order_acq_rel);
+    if (watched_.load(std::memory_order_acquire)) BumpIdentityEpoch();
   }
+  // Marks this storage as read by a derived buffer (the source of a
+  // TensorSlot::DeriveFrom): from now on each write also bumps
+  // IdentityEpoch(). Never undone.
+  void WatchWrites() { watched_.store(true, std::memory_order_release); }
 
   // "storage #12 (16384 B at 0x55d0c0a1b000, cpu)".
   std::string DebugString() const;
@@ -74,6 +88,7 @@ class Storage {
   Allocator* const allocator_;  // null for external memory
   const std::shared_ptr<const void> keep_alive_;
   std::atomic<uint64_t> write_version_{0};
+  std::atomic<bool> watched_{false};
 };
 
 // True while a storage with this id exists. Ids are never reused, so a false

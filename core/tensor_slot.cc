@@ -23,18 +23,23 @@ void TensorSlot::Rebind(Tensor tensor, SourceLocation where) {
   tensor_ = std::move(tensor);
   ++rebind_count_;
   last_rebind_ = where;
+  BumpIdentityEpoch();
 }
 
 void TensorSlot::DeriveFrom(const TensorSlot* source,
                             std::function<absl::Status()> refresh) {
   source_ = source;
   refresh_ = std::move(refresh);
+  BumpIdentityEpoch();
 }
 
 void TensorSlot::MarkRefreshed() {
   if (source_ == nullptr || !source_->tensor().defined()) return;
   refreshed_source_ = source_->tensor().Identity();
   refreshed_source_version_ = source_->tensor().storage()->write_version();
+  // Writes to the source make this slot stale: they must move the epoch.
+  source_->tensor().storage()->WatchWrites();
+  BumpIdentityEpoch();
 }
 
 namespace {

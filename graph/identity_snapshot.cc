@@ -1,5 +1,8 @@
 #include "graph/identity_snapshot.h"
 
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 
 #include "absl/container/flat_hash_map.h"
@@ -174,6 +177,58 @@ void IdentitySnapshot::Verify(std::vector<Violation>& out,
   }
 }
 
+bool CheckAuditEnabled() {
+  static const bool enabled = [] {
+#if !defined(NDEBUG) || defined(NORMGRAPH_FUZZING_BUILD_MODE)
+    return true;
+#else
+    const char* env = std::getenv("NORMGRAPH_AUDIT_CHECK");
+    return env != nullptr && std::strcmp(env, "0") != 0;
+#endif
+  }();
+  return enabled;
+}
+
+bool IdentitySnapshot::StructuresUnchanged() const {
+  for (const OwnerStructure& s : structures_) {
+    if (s.owner->StructureVersion() != s.version) return false;
+  }
+  return true;
+}
+
+bool IdentitySnapshot::VerifyFast(std::vector<Violation>& out,
+                                  bool check_freshness) {
+  // Read before looking at anything: a change made while the full check runs
+  // moves the epoch past the one recorded, so the next check is full again.
+  const uint64_t epoch = IdentityEpoch();
+  if (epoch == clean_epoch_ && (clean_with_freshness_ || !check_freshness) &&
+      StructuresUnchanged()) {
+    out.clear();
+    ++fast_checks_;
+    if (CheckAuditEnabled()) {
+      Verify(audit_, check_freshness);
+      if (!audit_.empty()) {
+        std::fprintf(stderr,
+                     "normgraph: the identity check's fast path skipped %zu "
+                     "violations (epoch %llu unchanged):\n%s\n",
+                     audit_.size(), static_cast<unsigned long long>(epoch),
+                     DescribeViolations("<audit>", audit_).c_str());
+        std::abort();
+      }
+    }
+    return true;
+  }
+  Verify(out, check_freshness);
+  ++full_checks_;
+  if (out.empty()) {
+    clean_epoch_ = epoch;
+    clean_with_freshness_ = check_freshness;
+  } else {
+    clean_epoch_ = 0;
+  }
+  return false;
+}
+
 // Names the parts whose structure changed (rare: allocates freely).
 void IdentitySnapshot::VerifyStructure(const OwnerStructure& s,
                                        std::vector<Violation>& out) const {
@@ -232,6 +287,7 @@ void IdentitySnapshot::MarkWritten() const {
 }
 
 void IdentitySnapshot::Accept(size_t tracked) {
+  clean_epoch_ = 0;
   TrackedTensor& t = tensors_[tracked];
   if (t.slot != nullptr) t.captured = t.slot->tensor().Identity();
 }

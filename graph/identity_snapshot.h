@@ -91,8 +91,25 @@ class IdentitySnapshot {
   // there are none.
   void Verify(std::vector<Violation>& out, bool check_freshness = true) const;
 
+  // Verify with a fast path: when the last VerifyFast found nothing wrong and
+  // nothing it reads can have changed since (IdentityEpoch() unchanged: no
+  // slot rebound, no derived slot declared or refreshed, no storage freed, no
+  // write to the source of a derived buffer; and every owner's structure
+  // version as captured), it returns at once with `out` empty. Otherwise it
+  // runs Verify and remembers whether that was clean. Returns true if it took
+  // the fast path. Allocates nothing when there are no violations.
+  //
+  // Audit mode (debug builds, fuzzing builds, or NORMGRAPH_AUDIT_CHECK=1 in
+  // the environment) runs the full Verify on every fast path too and aborts,
+  // naming the violations, if the fast path skipped any.
+  bool VerifyFast(std::vector<Violation>& out, bool check_freshness = true);
+
+  // Checks answered by VerifyFast's fast path, and by a full Verify.
+  int64_t fast_checks() const { return fast_checks_; }
+  int64_t full_checks() const { return full_checks_; }
+
   // Records the slot's current identity as the captured one (after a successful
-  // rebind).
+  // rebind). The next VerifyFast runs in full.
   void Accept(size_t tracked);
 
   // After a replay that launched: bumps the write version of every tracked
@@ -111,9 +128,22 @@ class IdentitySnapshot {
   void VerifyStructure(const OwnerStructure& s,
                        std::vector<Violation>& out) const;
 
+  bool StructuresUnchanged() const;
+
   std::vector<TrackedTensor> tensors_;
   std::vector<OwnerStructure> structures_;
+  // The IdentityEpoch() read before the last VerifyFast that found nothing
+  // wrong (0: none yet, or something changed since), and whether that check
+  // included freshness.
+  uint64_t clean_epoch_ = 0;
+  bool clean_with_freshness_ = false;
+  std::vector<Violation> audit_;  // audit mode's full check (reused)
+  int64_t fast_checks_ = 0;
+  int64_t full_checks_ = 0;
 };
+
+// Whether VerifyFast audits its fast path (see there).
+bool CheckAuditEnabled();
 
 // The second, independent inventory: every non-null pointer field the
 // instantiated graph's nodes hold (read back from the backend) must be exactly
