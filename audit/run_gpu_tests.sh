@@ -52,10 +52,10 @@ step() {
   tail -4 "$out/$log"
 }
 
-step c_api_test 60 c_api_test.log "$bin/c_api_test"
-step unit_test 60 unit_test.log python3 normgraph_audit_test.py -v
-step torch_test 150 torch_test.log python3 -m unittest -v torch_audit_test
-step overhead 120 overhead.log python3 overhead_benchmark.py --json "$out/overhead.json"
+step c_api_test 30 c_api_test.log "$bin/c_api_test"
+step unit_test 30 unit_test.log python3 normgraph_audit_test.py -v
+step overhead 90 overhead.log python3 overhead_benchmark.py --json "$out/overhead.json"
+step torch_test 120 torch_test.log python3 -m unittest -v torch_audit_test
 grep -E '^(Ran|OK|FAILED|\[  (PASSED|FAILED) )' "$out"/*.log >>"$summary"
 grep -E '^qwen3_5 ' "$out/overhead.log" >>"$summary"
 exit $status
