@@ -4,13 +4,20 @@
     python3 fuzz/make_seed_corpus.py
 
 graph_replay_fuzzer inputs are a 2-byte header then ops (see graph_replay_harness.cc):
-  header[0]: bit 0 gemma3 (else qwen3.5), bit 1 legacy loader, bits 2-3 dtype (bf16, f16, f32),
-             bit 4 engine rounding order, bits 5-6 initial policy (fail, recapture, rebind)
+  header[0]: bit 7 the Qwen3 stack (plain RMSNorm; then bit 0: Llama's, without q/k norms), else
+             bit 0 gemma3 (else qwen3.5); bit 1 legacy loader; bits 2-3 dtype (bf16, f16, f32);
+             bit 4 engine rounding order; bits 5-6 initial policy (fail, recapture, rebind)
   header[1]: picks every size (hidden = 1 + header[1] % 40; the rest from a fixed mix of it)
-  ops: LOAD mask seed via_safetensors | SWAP ab | INPUTS seed | BATCH b | REPLAY | EAGER |
+  ops (byte % 15): LOAD mask seed flags | SWAP ab | INPUTS seed | BATCH b | REPLAY | EAGER |
        RECAPTURE | POLICY p | REBIND_ALIVE slot seed | FREE_REALLOC slot squat | STALE pick seed |
-       RESLICE slot where
-The seeds together reach every op, every fault kind and every policy, for both models.
+       RESLICE slot where | TIE from to | PACK mask where | REPEAT times length
+  LOAD flags: bit 0 via a safetensors image, bit 1 source dtype (flags >> 2) % 3 (f32, bf16, f16)
+       (a conversion unless it is the parameter's), bit 4 reverse order, bit 5 one tensor of a wrong
+       shape (refused, nothing changes), bit 6 an unexpected extra tensor (ignored)
+  REPEAT: the next 1 + length % 4 ops run (times < 0xC0 ? 2 + times % 8 : 2 + (times - 0xC0) * 8)
+       times (so up to 506), at most 1200 ops per input in all
+The seeds together reach every op, every fault kind, every policy, every loader path, every stack
+and norm class, and runs of hundreds of loads of the same modules.
 """
 import json
 import os
@@ -18,13 +25,30 @@ import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 (LOAD, SWAP, INPUTS, BATCH, REPLAY, EAGER, RECAPTURE, POLICY, REBIND_ALIVE, FREE_REALLOC, STALE,
- RESLICE) = range(12)
+ RESLICE, TIE, PACK, REPEAT) = range(15)
 FAIL, RECAP, REBIND = 0, 1, 2
+QWEN35, GEMMA3, QWEN3, LLAMA = range(4)
+SAFETENSORS, CONVERT, REVERSE, INVALID, EXTRA = 1, 2, 16, 32, 64
+F32, BF16, F16 = 0, 1, 2
 
 
-def header(gemma=False, legacy=False, dtype=0, engine=False, policy=FAIL, size=15):
-    h0 = int(gemma) | int(legacy) << 1 | dtype << 2 | int(engine) << 4 | policy << 5
+def header(gemma=False, legacy=False, dtype=0, engine=False, policy=FAIL, size=15, stack=None):
+    if stack is None:
+        stack = GEMMA3 if gemma else QWEN35
+    h0 = (int(stack in (GEMMA3, LLAMA)) | int(legacy) << 1 | dtype << 2 | int(engine) << 4 |
+          policy << 5 | int(stack in (QWEN3, LLAMA)) << 7)
     return bytes([h0, size])
+
+
+def convert(src_dtype):
+    return CONVERT | src_dtype << 2
+
+
+def times(n):
+    """The REPEAT byte for about n runs."""
+    if n <= 9:
+        return n - 2
+    return 0xC0 + (n - 2 + 7) // 8
 
 
 def ops(*seq):
@@ -44,8 +68,8 @@ GRAPH_SEEDS = {
     "legacy_recapture": header(legacy=True, policy=RECAP) + ops((LOAD, 0xFF, 7, 1), (BATCH, 1),
                                                                 REPLAY, (BATCH, 3), REPLAY),
     "rebind_alive_param": header() + ops((REBIND_ALIVE, 2, 1), REPLAY, (POLICY, REBIND), REPLAY),
-    "rebind_alive_static": header() + ops((REBIND_ALIVE, 40, 1), (BATCH, 3), REPLAY, (POLICY, RECAP),
-                                          REPLAY),
+    "rebind_alive_static": header() + ops((BATCH, 3), REPLAY, (REBIND_ALIVE, 40, 1), REPLAY,
+                                          (POLICY, RECAP), REPLAY),
     "free_realloc_same_address": header() + ops((FREE_REALLOC, 2, 0), REPLAY, (POLICY, REBIND), REPLAY),
     "free_realloc_squatter": header(policy=REBIND) + ops((FREE_REALLOC, 1, 1), REPLAY, (POLICY, FAIL),
                                                           (FREE_REALLOC, 1, 1), REPLAY),
@@ -62,7 +86,36 @@ GRAPH_SEEDS = {
     "qwen_odd_sizes": header(size=0) + ops((LOAD, 0x55, 8, 0), REPLAY, (FREE_REALLOC, 7, 1),
                                            (POLICY, REBIND), (BATCH, 0), REPLAY),
     "all_linear_layers": header(size=81) + ops((REBIND_ALIVE, 20, 0), REPLAY,
-                                                           (REBIND_ALIVE, 30, 0), REPLAY),
+                                               (REBIND_ALIVE, 30, 0), REPLAY),
+    # Tied weights and packed views (aliases in the harness's value image).
+    "tie_then_load": header(size=9) + ops((TIE, 0, 1), REPLAY, (LOAD, 0x03, 9, 0), REPLAY,
+                                          (POLICY, REBIND), REPLAY, EAGER),
+    "pack_overlapping": header(stack=QWEN3, size=20) + ops((PACK, 0xFF, 0x55), (POLICY, RECAP), REPLAY,
+                                                           (LOAD, 0xFF, 4, REVERSE), REPLAY),
+    # The Qwen3 / Llama stacks (plain RMSNorm) and every loader path.
+    "qwen3_loads": header(stack=QWEN3, size=23) + ops(
+        (LOAD, 0xFF, 1, SAFETENSORS), REPLAY, (LOAD, 0x0F, 2, convert(F32)), (BATCH, 2), REPLAY,
+        (LOAD, 0xF0, 3, SAFETENSORS | convert(F16)), EAGER, (LOAD, 0xFF, 4, REVERSE), REPLAY),
+    "llama_f16_rebind": header(stack=LLAMA, dtype=1, policy=REBIND, size=37) + ops(
+        (REBIND_ALIVE, 0, 3), REPLAY, (LOAD, 0xFF, 5, convert(BF16)), (BATCH, 3), REPLAY),
+    "qwen3_f32_from_bf16_safetensors": header(stack=QWEN3, dtype=2, size=12) + ops(
+        (LOAD, 0xFF, 6, SAFETENSORS | convert(BF16)), REPLAY, (LOAD, 0x33, 7, convert(F16)), REPLAY),
+    "rejected_and_extra_loads": header(size=17) + ops(
+        (LOAD, 0xFF, 8, INVALID), REPLAY, (LOAD, 0x0F, 9, EXTRA | SAFETENSORS), REPLAY,
+        (LOAD, 0xFF, 10, INVALID | SAFETENSORS | EXTRA), EAGER),
+    "gemma_conversions": header(gemma=True, dtype=1, size=26) + ops(
+        (LOAD, 0xFF, 11, convert(F32)), REPLAY, (LOAD, 0xFF, 12, SAFETENSORS | convert(BF16)),
+        (STALE, 2, 1), (POLICY, RECAP), REPLAY),
+    # Long runs: hundreds of loads of the same modules, checked after every load and replay.
+    "repeat_swaps_300": header(size=11) + ops((REPEAT, times(150), 1), (SWAP, 1), (SWAP, 0), REPLAY),
+    "repeat_loads_replays_200": header(gemma=True, size=5) + ops(
+        (REPEAT, times(200), 1), (LOAD, 0xFF, 1, 0), REPLAY),
+    "repeat_qwen3_safetensors_100": header(stack=QWEN3, size=8) + ops(
+        (REPEAT, times(100), 1), (LOAD, 0xFF, 2, SAFETENSORS | convert(F32)), REPLAY),
+    "repeat_faults_under_rebind": header(policy=REBIND, size=14) + ops(
+        (REPEAT, times(60), 3), (LOAD, 0x0F, 3, 0), (REBIND_ALIVE, 1, 2), REPLAY, (BATCH, 3), REPLAY),
+    "repeat_nested": header(size=3) + ops(
+        (REPEAT, times(9), 1), (REPEAT, times(58), 0), (SWAP, 1), REPLAY),
 }
 
 
@@ -119,7 +172,21 @@ SAFETENSORS_SEEDS = {
 }
 
 DICTS = {
-    "graph_replay_fuzzer": [bytes([op]) for op in range(12)],
+    # Headers of each stack, single ops, and runs of ops worth repeating.
+    "graph_replay_fuzzer": [header(stack=QWEN3)[:1], header(stack=LLAMA)[:1], header(gemma=True)[:1]] +
+                           [bytes([op]) for op in range(15)] + [
+        ops((REPEAT, 0xFF, 0), (SWAP, 1)),
+        ops((REPEAT, 0xF0, 1), (SWAP, 1), (SWAP, 0)),
+        ops((REPEAT, 0xE0, 1), (LOAD, 0xFF, 1, 0), REPLAY),
+        ops((REPEAT, 0xD0, 0), (LOAD, 0xFF, 2, SAFETENSORS)),
+        ops((REPEAT, 0xC8, 2), (LOAD, 0x0F, 3, convert(F32)), EAGER, REPLAY),
+        ops((REPEAT, 0xFF, 1), (LOAD, 0xFF, 4, REVERSE), (POLICY, REBIND)),
+        ops((LOAD, 0xFF, 5, SAFETENSORS | convert(F16))),
+        ops((LOAD, 0xFF, 6, INVALID)),
+        ops((LOAD, 0xFF, 7, EXTRA)),
+        ops((POLICY, RECAP), REPLAY), ops((POLICY, REBIND), REPLAY), ops((BATCH, 3), REPLAY),
+        ops((PACK, 0xFF, 0x55)), ops((TIE, 0, 1)), ops((STALE, 0, 1)),
+    ],
     "safetensors_fuzzer": [b'"dtype"', b'"shape"', b'"data_offsets"', b'"__metadata__"', b'"F32"',
                            b'"BF16"', b'"F16"', b'"I64"', b'"U8"', b'"F8_E4M3"', b"[0,", b"]}",
                            b'"format":"pt"'] + [json.dumps(n).encode() for n, _ in PARAMS],
