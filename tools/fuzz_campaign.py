@@ -324,6 +324,7 @@ def fuzz_target(name, binary, args, ws, root, deadline, targets_left):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             errors="replace", env=env, start_new_session=True)
     stop = threading.Event()
+    stopped = threading.Event()  # the watchdog stopped it: its exit code means nothing
 
     def crash_count():
         return len(artifacts(crashes, since))
@@ -341,6 +342,7 @@ def fuzz_target(name, binary, args, ws, root, deadline, targets_left):
         # after its time is up.
         if not stop.wait(fuzz_seconds + min(5.0, reserve / 3)):
             log(f"[{name}] still running after {fuzz_seconds} s: stopping it")
+            stopped.set()
             kill_group(proc, max(1.0, min(5.0, reserve / 3)))
 
     threads = [threading.Thread(target=watchdog, daemon=True)]
@@ -438,7 +440,7 @@ def fuzz_target(name, binary, args, ws, root, deadline, targets_left):
         "unique_crashes": list(unique.values()),
         "new_unique_crashes": [c for c in unique.values() if not c["known"]],
         "known_unique_crashes": [c for c in unique.values() if c["known"]],
-        "libfuzzer_exit_code": proc.returncode,
+        "libfuzzer_exit_code": proc.returncode, "stopped_at_time_limit": stopped.is_set(),
         "log": os.path.join(root, "last_run.log"),
     }
 
@@ -483,7 +485,7 @@ def main(argv=None):
                             "; see " + ", ".join(r["log"] for r in failed) + ")")
         # 72: libFuzzer interrupted (the watchdog); 77 and others come with crash files.
         broken = [r for r in summary["targets"]
-                  if r["libfuzzer_exit_code"] not in (0, 72, -signal.SIGINT, -signal.SIGKILL)
+                  if r["libfuzzer_exit_code"] not in (0, 72) and not r["stopped_at_time_limit"]
                   and not r["crash_files"]]
         if broken:
             raise NotFuzzed("libFuzzer failed for " + ", ".join(
