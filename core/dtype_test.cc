@@ -78,7 +78,6 @@ uint16_t NearestEvenOracle(double d, double (*value)(uint16_t),
   return sign | static_cast<uint16_t>(pick);
 }
 
-const double kF16Max = 65504.0;
 const double kF16OverflowAt = 65520.0;  // midpoint of 65504 and 2^16
 const double kBf16Max = Bf16ValueOracle(0x7F7F);
 const double kBf16OverflowAt = (kBf16Max + std::ldexp(1.0, 128)) / 2;

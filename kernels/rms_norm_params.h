@@ -2,7 +2,7 @@
 #define NORMGRAPH_KERNELS_RMS_NORM_PARAMS_H_
 
 // Parameters of the one row-normalisation kernel that implements every norm
-// variant of DESIGN.md section 4. With xf = float(x) and r = 1 / sqrt(mean(xf *
+// variant of docs/numerics.md. With xf = float(x) and r = 1 / sqrt(mean(xf *
 // xf) + eps) (float32 accumulation in a fixed order), R_t(.) = round to dtype t
 // (nearest even):
 //

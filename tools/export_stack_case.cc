@@ -5,7 +5,7 @@
 //                            normgraph's loader
 //   OUT/step.safetensors     the step's inputs and every output normgraph
 //                            computed; metadata has the model config
-//   bazel run -c opt //tools:export_stack_case -- --model=qwen3_5 \
+//   bazel run -c opt //tools:export_stack_case -- --model=qwen3_5
 //     --out_dir=/tmp/case [--device=cuda]
 
 #include <iostream>

@@ -236,7 +236,7 @@ TEST(RmsNormTest, EngineOrderDiffersFromHfOrderOnBf16) {
     ASSERT_LE(UlpDistance(DType::kBF16, hf.Get(i), engine.Get(i)), 1);
     differ += hf.Get(i) != engine.Get(i);
   }
-  // DESIGN.md: the two orders move 19% to 34% of bf16 outputs by an ulp.
+  // docs/numerics.md: the two orders move 18% to 35% of bf16 outputs by an ulp.
   EXPECT_GT(differ, rows * cols / 10);
 }
 

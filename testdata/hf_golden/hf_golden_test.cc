@@ -319,7 +319,9 @@ TEST_P(HfGoldenTest, EndToEndReport) {
       "%s: end to end: %d/%d elements (%.4f%%) bit-identical to HF, worst %d "
       "ulp\n",
       GetParam(), identical, total, 100.0 * identical / total, worst);
-  if (GetParam() != "golden_f32_wf32") EXPECT_GE(identical * 1000, total * 999);
+  if (GetParam() != "golden_f32_wf32") {
+    EXPECT_GE(identical * 1000, total * 999);
+  }
 }
 
 // The single-rounding engine order gives different bits from HF on the same

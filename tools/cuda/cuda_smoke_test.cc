@@ -1,21 +1,23 @@
-// Toolchain smoke test (GPU host only): nvcc-built kernel, cudart linked statically, a launch with one
-// POD struct parameter, and the same launch captured into a CUDA graph, replayed, and read back.
+// Toolchain smoke test (GPU host only): nvcc-built kernel, cudart linked
+// statically, a launch with one POD struct parameter, and the same launch
+// captured into a CUDA graph, replayed, and read back.
+#include "tools/cuda/cuda_smoke_test.h"
+
 #include <cuda_runtime.h>
 
 #include <cstring>
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "tools/cuda/cuda_smoke_test.h"
 
 namespace normgraph::cuda_smoke {
 namespace {
 
-#define CUDA_ASSERT(expr)                                                         \
-  do {                                                                            \
-    const cudaError_t err_ = (expr);                                              \
-    ASSERT_EQ(err_, cudaSuccess) << #expr << ": " << cudaGetErrorName(err_) << " " \
-                                 << cudaGetErrorString(err_);                     \
+#define CUDA_ASSERT(expr)                                                   \
+  do {                                                                      \
+    const cudaError_t err_ = (expr);                                        \
+    ASSERT_EQ(err_, cudaSuccess) << #expr << ": " << cudaGetErrorName(err_) \
+                                 << " " << cudaGetErrorString(err_);        \
   } while (0)
 
 constexpr int kN = 1000;  // not a multiple of the block size
@@ -27,7 +29,8 @@ class CudaSmokeTest : public ::testing::Test {
     int devices = 0;
     CUDA_ASSERT(cudaGetDeviceCount(&devices));
     ASSERT_GT(devices, 0);
-    // Exactly representable inputs and results, so the checks can be exact (no zeros).
+    // Exactly representable inputs and results, so the checks can be exact (no
+    // zeros).
     for (int i = 0; i < kN; ++i) {
       x_[i] = 0.5f + 0.25f * i;
       y0_[i] = 1.0f - 0.125f * i;
@@ -35,8 +38,10 @@ class CudaSmokeTest : public ::testing::Test {
     CUDA_ASSERT(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     CUDA_ASSERT(cudaMalloc(&x_dev_, kN * sizeof(float)));
     CUDA_ASSERT(cudaMalloc(&y_dev_, kN * sizeof(float)));
-    CUDA_ASSERT(cudaMemcpy(x_dev_, x_.data(), kN * sizeof(float), cudaMemcpyHostToDevice));
-    CUDA_ASSERT(cudaMemcpy(y_dev_, y0_.data(), kN * sizeof(float), cudaMemcpyHostToDevice));
+    CUDA_ASSERT(cudaMemcpy(x_dev_, x_.data(), kN * sizeof(float),
+                           cudaMemcpyHostToDevice));
+    CUDA_ASSERT(cudaMemcpy(y_dev_, y0_.data(), kN * sizeof(float),
+                           cudaMemcpyHostToDevice));
   }
 
   void TearDown() override {
@@ -60,7 +65,9 @@ class CudaSmokeTest : public ::testing::Test {
   // y after `times` applications of y = a * x + y.
   void ExpectY(int times) {
     std::vector<float> y(kN);
-    ASSERT_EQ(cudaMemcpy(y.data(), y_dev_, kN * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(y.data(), y_dev_, kN * sizeof(float),
+                         cudaMemcpyDeviceToHost),
+              cudaSuccess);
     for (int i = 0; i < kN; ++i) {
       float expected = y0_[i];
       for (int t = 0; t < times; ++t) expected = kA * x_[i] + expected;
@@ -85,7 +92,8 @@ TEST_F(CudaSmokeTest, Launch) {
 }
 
 TEST_F(CudaSmokeTest, CapturedGraphReplaysAndReadsBack) {
-  CUDA_ASSERT(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  CUDA_ASSERT(
+      cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
   const cudaError_t launched = LaunchAxpy(Params(), stream_);
   CUDA_ASSERT(cudaStreamEndCapture(stream_, &graph_));
   CUDA_ASSERT(launched);

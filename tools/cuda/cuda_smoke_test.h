@@ -6,7 +6,8 @@
 
 namespace normgraph::cuda_smoke {
 
-// The kernel's single parameter, passed by value (a POD struct, as the real kernels take).
+// The kernel's single parameter, passed by value (a POD struct, as the real
+// kernels take).
 struct AxpyParams {
   const float* x;
   float* y;
@@ -17,7 +18,8 @@ struct AxpyParams {
 // Enqueues y[i] = a * x[i] + y[i] on `stream`; returns cudaGetLastError().
 cudaError_t LaunchAxpy(const AxpyParams& params, cudaStream_t stream);
 
-// The kernel's host-side handle (what a graph's kernel node reports as its function).
+// The kernel's host-side handle (what a graph's kernel node reports as its
+// function).
 const void* AxpyKernel();
 
 }  // namespace normgraph::cuda_smoke
