@@ -76,7 +76,10 @@ std::atomic<bool>& PdlEnabled() {
 
 cuda_layout::RowLayout LayoutOf(const RmsNormParams& p) {
   const int k = layout_override_k.load(std::memory_order_relaxed);
-  if (k == -1) return cuda_layout::StreamingLayout(p.cols);
+  if (k == -1 || !cuda_kernels::RegisterCachedCombination(
+                     p.x_dtype, p.weight_dtype, p.out_dtype)) {
+    return cuda_layout::StreamingLayout(p.cols);
+  }
   if (k > 0) {
     const cuda_layout::RowLayout forced = cuda_layout::RegisterLayout(
         p.rows, p.cols, DTypeSize(p.x_dtype), k,

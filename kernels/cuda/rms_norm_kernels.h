@@ -18,8 +18,11 @@
 //    all of a thread's loads in flight together. (With K = 4 the weight, an L2
 //    hit shared by every row, and the gate are loaded after the reduction, two
 //    chunks at a time, which keeps the kernel near 128 registers.)
-//  - RmsNormStreamingKernel<X, W, O> (longer rows): a binary-counter
-//    accumulator per thread and a second pass that reads the row again.
+//    Compiled for the dtype combinations models use
+//    (RegisterCachedCombination).
+//  - RmsNormStreamingKernel<X, W, O> (longer rows, and the other dtype
+//    combinations): a binary-counter accumulator per thread and a second pass
+//    that reads the row again.
 //
 // Every pointer may be unaligned (the CPU kernels accept that too) and row
 // strides are arbitrary: a chunk of 8 elements is read and written with
@@ -444,24 +447,38 @@ __global__ void RmsNormStreamingKernel(const RmsNormParams p) {
   }
 }
 
+// Whether the register-cached kernel is compiled for (X, W, O): the
+// combinations models use (weights in the activation dtype, or the f32 scale
+// of the zero-centred norms, writing the activation dtype). The others
+// (mixed 16-bit types, promoted f32 outputs) take the streaming kernel, which
+// keeps the code, the binaries and the build small.
+constexpr bool RegisterCachedCombination(DType x, DType w, DType o) {
+  return o == x && (w == x || w == DType::kF32);
+}
+
 // The kernel for (X, W, O): the register-cached one with k chunks per thread
-// (1, 2, or for 16-bit activations 4), or (k == 0) the streaming one; null for
-// other k.
+// (1, 2, or for 16-bit activations 4), or (k == 0) the streaming one; null if
+// that kernel is not compiled.
 template <DType X, DType W, DType O>
 const void* RmsNormFunction(int64_t k) {
-  switch (k) {
-    case 0:
-      return reinterpret_cast<const void*>(&RmsNormStreamingKernel<X, W, O>);
-    case 1:
-      return reinterpret_cast<const void*>(&RmsNormRegisterKernel<X, W, O, 1>);
-    case 2:
-      return reinterpret_cast<const void*>(&RmsNormRegisterKernel<X, W, O, 2>);
-    case 4:
-      if constexpr (X != DType::kF32) {
+  if (k == 0) {
+    return reinterpret_cast<const void*>(&RmsNormStreamingKernel<X, W, O>);
+  }
+  if constexpr (RegisterCachedCombination(X, W, O)) {
+    switch (k) {
+      case 1:
         return reinterpret_cast<const void*>(
-            &RmsNormRegisterKernel<X, W, O, 4>);
-      }
-      return nullptr;
+            &RmsNormRegisterKernel<X, W, O, 1>);
+      case 2:
+        return reinterpret_cast<const void*>(
+            &RmsNormRegisterKernel<X, W, O, 2>);
+      case 4:
+        if constexpr (X != DType::kF32) {
+          return reinterpret_cast<const void*>(
+              &RmsNormRegisterKernel<X, W, O, 4>);
+        }
+        return nullptr;
+    }
   }
   return nullptr;
 }
