@@ -1,8 +1,9 @@
 // What the graph manager costs on the CPU backend, for a Gemma3-shaped stack of
 // 42 layers (254 nodes, close to the 256-node graphs of DESIGN.md section 7) at
 // batch 1:
-// - the identity + freshness check of every tracked tensor, against a replay of
-// the same graph;
+// - the identity + freshness check of every tracked tensor (the full compare,
+// and the fast path every replay takes when nothing moved), against a replay
+// of the same graph;
 // - the repairs after one module's buffer moved: rebind (patching its node
 // arguments) against
 //   recapture (re-running capture, instantiation and the snapshot).
@@ -72,6 +73,25 @@ void BM_IdentityCheck(benchmark::State& state) {
 }
 BENCHMARK(BM_IdentityCheck)->Arg(4096);
 
+// The check as every replay runs it: VerifyFast, whose fast path answers when
+// nothing moved since the last clean check.
+void BM_IdentityCheckFast(benchmark::State& state) {
+  Fixture f(state.range(0));
+  if (!f.Ready(state)) return;
+  IdentitySnapshot snapshot = f.graph->snapshot();
+  std::vector<Violation> violations;
+  snapshot.VerifyFast(violations);
+  for (auto _ : state) {
+    snapshot.VerifyFast(violations);
+    benchmark::DoNotOptimize(violations.data());
+  }
+  if (!violations.empty()) state.SkipWithError("unexpected violation");
+  state.counters["nodes"] = f.graph->graph().nodes().size();
+  state.counters["tracked"] = f.graph->snapshot().tensors().size();
+  state.counters["fast_checks"] = snapshot.fast_checks();
+}
+BENCHMARK(BM_IdentityCheckFast)->Arg(4096);
+
 void BM_ReplayUnchecked(benchmark::State& state) {
   Fixture f(state.range(0));
   if (!f.Ready(state)) return;
@@ -79,6 +99,7 @@ void BM_ReplayUnchecked(benchmark::State& state) {
   for (auto _ : state) {
     if (!f.graph->Replay().ok()) state.SkipWithError("replay failed");
   }
+  state.counters["nodes"] = f.graph->graph().nodes().size();
 }
 BENCHMARK(BM_ReplayUnchecked)->Arg(4096);
 
@@ -88,6 +109,11 @@ void BM_ReplayChecked(benchmark::State& state) {
   for (auto _ : state) {
     if (!f.graph->Replay().ok()) state.SkipWithError("replay failed");
   }
+  const GraphStats& stats = f.graph->stats();
+  state.counters["nodes"] = f.graph->graph().nodes().size();
+  state.counters["check_ns_per_replay"] =
+      stats.checks > 0 ? static_cast<double>(stats.check_ns) / stats.checks
+                       : 0.0;
 }
 BENCHMARK(BM_ReplayChecked)->Arg(4096);
 
@@ -117,6 +143,8 @@ void Repair(benchmark::State& state, ReplayPolicy policy) {
     state.SetIterationTime(repair_ns / 1e9);
     state.ResumeTiming();
   }
+  state.counters["nodes"] = f.graph->graph().nodes().size();
+  state.counters["rebound_args"] = f.graph->stats().rebound_args;
 }
 
 void BM_RepairByRebind(benchmark::State& state) {

@@ -22,6 +22,7 @@ PACKAGES=(
   zip                  # <name>_seed_corpus.zip for OSS-Fuzz packages
   unzip
   python3              # tools/fuzz_campaign.py, fuzz/make_seed_corpus.py
+  python3-matplotlib   # tools/bench/report.py (benchmarks/RESULTS.md charts)
   git
 )
 
