@@ -86,6 +86,12 @@ constexpr int64_t kMinMaxMemory = 16 << 20;
 // ---------------------------------------------------------------------------
 // Small formatting helpers.
 
+// Three significant digits: 1.23, 12.3, 123.
+std::string ThreeDigits(double v, const char* unit) {
+  const int decimals = v < 10 ? 2 : v < 100 ? 1 : 0;
+  return absl::StrFormat("%.*f %s", decimals, v, unit);
+}
+
 std::string FormatBytes(double bytes) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
   int u = 0;
@@ -94,24 +100,15 @@ std::string FormatBytes(double bytes) {
     ++u;
   }
   if (u == 0) return absl::StrFormat("%.0f B", bytes);
-  return absl::StrFormat(bytes < 10    ? "%.2f %s"
-                         : bytes < 100 ? "%.1f %s"
-                                       : "%.0f %s",
-                         bytes, units[u]);
+  return ThreeDigits(bytes, units[u]);
 }
 
-// A duration in nanoseconds with a unit that keeps 3 significant digits.
+// A duration in nanoseconds, in the unit that keeps 3 significant digits.
 std::string FormatDuration(double ns) {
-  auto three = [](double v, const char* unit) {
-    return absl::StrFormat(v < 10    ? "%.2f %s"
-                           : v < 100 ? "%.1f %s"
-                                     : "%.0f %s",
-                           v, unit);
-  };
-  if (ns < 1e3) return three(ns, "ns");
-  if (ns < 1e6) return three(ns / 1e3, "us");
-  if (ns < 1e9) return three(ns / 1e6, "ms");
-  return three(ns / 1e9, "s");
+  if (ns < 1e3) return ThreeDigits(ns, "ns");
+  if (ns < 1e6) return ThreeDigits(ns / 1e3, "us");
+  if (ns < 1e9) return ThreeDigits(ns / 1e6, "ms");
+  return ThreeDigits(ns / 1e9, "s");
 }
 
 int64_t NowNs() {

@@ -76,7 +76,7 @@ expect 2 "RESOURCE_EXHAUSTED: this run needs about [0-9.]+ [GT]iB" --layers=1024
   --dtype=f32 --buckets=4090,4091,4092,4093,4094,4095,4096
 # Under ulimit -v the estimate uses the address space left, and an allocation that fails anyway is a
 # clean error, not an abort. (Sanitizer builds reserve terabytes of address space: skipped there.)
-if (ulimit -v 1000000; "$bin" --version >/dev/null 2>&1); then
+if { (ulimit -v 1000000; "$bin" --version); } >/dev/null 2>&1; then
   out=$( (ulimit -v 600000; "$bin" --layers=256 --cycles=1 2>&1) ); rc=$?
   [[ $rc == 2 ]] || fail "ulimit -v: exit $rc: $out"
   grep -q "RESOURCE_EXHAUSTED: .*ulimit -v" <<<"$out" || fail "ulimit -v estimate: $out"
