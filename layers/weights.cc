@@ -1,6 +1,7 @@
 #include "layers/weights.h"
 
-#include <map>
+#include <algorithm>
+#include <cstring>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -45,15 +46,21 @@ absl::StatusOr<WeightSet> WeightSet::FromTensors(
 
 absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
                                        const LoadOptions& options) {
-  std::map<std::string, Parameter*> params;
-  model.ForEachParameter(
-      [&](const std::string& name, Parameter& p) { params[name] = &p; });
+  // Names are views of the model's cached full names and of the weight set's
+  // names, both alive and unchanged for the whole call.
+  std::vector<std::pair<absl::string_view, Parameter*>> ordered;
+  model.ForEachParameter([&](const std::string& name, Parameter& p) {
+    ordered.emplace_back(name, &p);
+  });
+  absl::flat_hash_map<absl::string_view, Parameter*> params(ordered.begin(),
+                                                            ordered.end());
 
   // Phase 1: validate everything, touching nothing.
   LoadReport report;
   std::vector<std::string> problems;
   std::vector<std::pair<Parameter*, const SourceTensor*>> plan;
-  absl::flat_hash_set<std::string> seen;
+  plan.reserve(weights.tensors().size());
+  absl::flat_hash_set<absl::string_view> seen;
   for (const SourceTensor& t : weights.tensors()) {
     if (!seen.insert(t.name).second) {
       problems.push_back(
@@ -83,10 +90,12 @@ absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
     }
     plan.emplace_back(it->second, &t);
   }
-  for (const auto& [name, p] : params) {
+  // Missing parameters in name order.
+  std::sort(ordered.begin(), ordered.end());
+  for (const auto& [name, p] : ordered) {
     if (seen.contains(name)) continue;
     if (options.allow_missing) {
-      report.missing.push_back(name);
+      report.missing.emplace_back(name);
     } else {
       problems.push_back(absl::StrCat(name, ": missing from the source"));
     }
@@ -104,20 +113,43 @@ absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
         "; no weight was changed:\n  ", absl::StrJoin(problems, "\n  ")));
   }
 
-  // Phase 2: back up what will be written, then copy in place.
-  std::vector<Tensor> backups;
-  backups.reserve(plan.size());
+  // Phase 2: back up what will be written (CPU parameters into one host
+  // buffer, others through ToHost), then copy in place.
+  auto in_arena = [](const Tensor& t) {
+    return t.defined() && t.storage()->device() == Device::Cpu() &&
+           t.is_contiguous();
+  };
+  size_t arena_bytes = 0;
   for (const auto& [param, src] : plan) {
-    absl::StatusOr<Tensor> copy = ToHost(param->tensor());
+    const Tensor& t = param->tensor();
+    if (in_arena(t)) arena_bytes += t.numel() * DTypeSize(t.dtype());
+  }
+  std::vector<unsigned char> arena(arena_bytes);
+  std::vector<HostView> backups;
+  std::vector<Tensor> host_copies;
+  backups.reserve(plan.size());
+  host_copies.reserve(plan.size());
+  size_t used = 0;
+  for (const auto& [param, src] : plan) {
+    const Tensor& t = param->tensor();
+    if (in_arena(t)) {
+      const size_t n = t.numel() * DTypeSize(t.dtype());
+      if (n > 0) std::memcpy(arena.data() + used, t.data(), n);
+      backups.push_back(HostView{arena.data() + used, t.dtype(), t.shape()});
+      used += n;
+      continue;
+    }
+    absl::StatusOr<Tensor> copy = ToHost(t);
     if (!copy.ok()) return copy.status();
-    backups.push_back(*std::move(copy));
+    host_copies.push_back(*std::move(copy));
+    backups.push_back(ViewOf(host_copies.back()));
   }
   for (size_t i = 0; i < plan.size(); ++i) {
     absl::Status loaded = plan[i].first->Load(plan[i].second->view);
     if (!loaded.ok()) {
       for (size_t j = 0; j <= i;
            ++j) {  // restore, and refresh derived buffers again
-        absl::Status restored = plan[j].first->Load(ViewOf(backups[j]));
+        absl::Status restored = plan[j].first->Load(backups[j]);
         if (!restored.ok()) {
           return absl::InternalError(absl::StrCat(
               "loading ", plan[i].second->name, " failed (", loaded.message(),
