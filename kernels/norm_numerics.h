@@ -51,19 +51,63 @@ namespace numerics {
 constexpr int kChunk = 8;
 
 // --- element conversions, by dtype ------------------------------------------
+//
+// The conversions of core/float_bits.h (round to nearest even, c10's NaN
+// rules). In device code, the same functions through the hardware's
+// conversion instructions, which are IEEE round-to-nearest-even conversions
+// with subnormals (no .ftz) and so give the same bits for every non-NaN
+// value; NaNs are handled first, as core/float_bits.h handles them (a NaN's
+// payload never reaches memory anyway: EncodeOutput canonicalises it). Far
+// fewer instructions than the integer emulation, which the CPU keeps.
+
+#if defined(__CUDA_ARCH__)
+__device__ __forceinline__ float DeviceF16ToFloat(uint32_t bits) {
+  if ((bits & 0x7C00u) == 0x7C00u) {  // infinity or NaN: keep the payload
+    return FloatFromBits(((bits & 0x8000u) << 16) | 0x7F800000u |
+                         ((bits & 0x3FFu) << 13));
+  }
+  float f;
+  const unsigned short h = static_cast<unsigned short>(bits);
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+  return f;
+}
+
+__device__ __forceinline__ uint32_t DeviceFloatToF16(float f) {
+  if (f != f) return ((FloatBits(f) >> 16) & 0x8000u) | 0x7E00u;
+  unsigned short h;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+  return h;
+}
+
+__device__ __forceinline__ uint32_t DeviceFloatToBf16(float f) {
+  if (f != f) return 0x7FC0u;
+  unsigned short h;
+  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f));
+  return h;
+}
+#endif
 
 template <DType D>
 NG_HOST_DEVICE float Decode(uint32_t bits) {
   if (D == DType::kF32) return FloatFromBits(bits);
   if (D == DType::kBF16) return Bf16BitsToFloat(static_cast<uint16_t>(bits));
+#if defined(__CUDA_ARCH__)
+  return DeviceF16ToFloat(bits);
+#else
   return F16BitsToFloat(static_cast<uint16_t>(bits));
+#endif
 }
 
 template <DType D>
 NG_HOST_DEVICE uint32_t Encode(float f) {
   if (D == DType::kF32) return FloatBits(f);
+#if defined(__CUDA_ARCH__)
+  if (D == DType::kBF16) return DeviceFloatToBf16(f);
+  return DeviceFloatToF16(f);
+#else
   if (D == DType::kBF16) return FloatToBf16Bits(f);
   return FloatToF16Bits(f);
+#endif
 }
 
 // Rounds to D and back (a no-op for f32).
