@@ -1,5 +1,5 @@
 // What the graph manager costs on the CPU backend, for a Gemma3-shaped stack of
-// 42 layers (254 nodes, close to the 256-node graphs of DESIGN.md section 7) at
+// 42 layers (254 nodes, near the 256-node graphs of docs/architecture.md) at
 // batch 1:
 // - the identity + freshness check of every tracked tensor (the full compare,
 // and the fast path every replay takes when nothing moved), against a replay

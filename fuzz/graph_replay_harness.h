@@ -1,7 +1,7 @@
 #ifndef NORMGRAPH_FUZZ_GRAPH_REPLAY_HARNESS_H_
 #define NORMGRAPH_FUZZ_GRAPH_REPLAY_HARNESS_H_
 
-// The stateful differential oracle of DESIGN.md section 6, over a Qwen3.5-,
+// The stateful differential oracle of docs/fuzz_oracle.md, over a Qwen3.5-,
 // Gemma3- or Qwen3 (Llama)-shaped norm stack captured into bucketed graphs.
 //
 // An input is a 2-byte header (stack kind, loader, dtype, rounding order and

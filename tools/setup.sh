@@ -8,7 +8,7 @@ die() { echo "tools/setup.sh: error: $*" >&2; exit 1; }
 # Debian packages: compilers, Bazel, the system libraries third_party/ wraps, sanitizer and libFuzzer
 # runtimes, formatting tools, and zip for OSS-Fuzz seed-corpus packaging.
 PACKAGES=(
-  bazel-bootstrap      # Bazel 4.2.3, the only Bazel that installs offline here (see BAZEL.md)
+  bazel-bootstrap      # Bazel 4.2.3, the only Bazel that installs offline here (see docs/bazel.md)
   g++                  # default toolchain
   clang                # --config=asan/ubsan/fuzz
   libclang-rt-14-dev   # ASan/UBSan/libFuzzer runtimes for clang 14
