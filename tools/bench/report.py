@@ -97,10 +97,29 @@ def pct(v):
     return f"{100 * v:.1f}%"
 
 
+def load_with_overlay(results, name):
+    """NAME.json, with the entries of NAME_after.json (a later run of part of the suite, e.g.
+    after a kernel change) replacing those of the same name; replaced entries get
+    "overlaid": true."""
+    base = load(os.path.join(results, name + ".json"))
+    after = load(os.path.join(results, name + "_after.json"))
+    if not base or not after:
+        return base or after
+    newer = {b["name"]: dict(b, overlaid=True) for b in after.get("benchmarks", [])}
+    merged = [newer.pop(b["name"], b) for b in base.get("benchmarks", [])]
+    merged.extend(newer.values())
+    return {"context": base.get("context", {}), "after_context": after.get("context", {}),
+            "benchmarks": merged}
+
+
+def mark(e):
+    return "*" if e and e.get("overlaid") else ""
+
+
 class Data:
     def __init__(self, results, cpu):
-        self.norm = load(os.path.join(results, "cuda_norm_benchmark.json"))
-        self.graph = load(os.path.join(results, "cuda_graph_benchmark.json"))
+        self.norm = load_with_overlay(results, "cuda_norm_benchmark")
+        self.graph = load_with_overlay(results, "cuda_graph_benchmark")
         self.peers = load(os.path.join(results, "peers.json"))
         self.cpu_norm = load(os.path.join(cpu, "cpu_norm_benchmark.json")) if cpu else None
         self.cpu_graph = load(os.path.join(cpu, "graph_check_benchmark.json")) if cpu else None
@@ -117,6 +136,9 @@ class Data:
             if parts[0] in PEERS:
                 self.kernels[(parts[0], parts[1], parts[2], parts[3], keys["rows"],
                               keys["hidden"])] = b
+        copies = [b["copy_bytes_per_second"] for b in ok_entries(self.norm)
+                  if "copy_bytes_per_second" in b]
+        self.peak_copy = max(copies) if copies else None
         self.layouts = []
         for b in ok_entries(self.norm):
             parts, keys = parse_name(b["name"])
@@ -167,7 +189,9 @@ def kernel_tables(data, lines):
         "counting bytes read + written, timed in the same run. Peers: the fastest of PyTorch "
         "eager (the expressions transformers runs; F.rms_norm for rms), transformers' module, "
         "and torch.compile of the expression (compiled per shape); `ours/best` > 1 means "
-        "normgraph is faster.\n")
+        "normgraph is faster. `of peak copy`: against the fastest copy measured anywhere in the "
+        f"run ({fmt(data.peak_copy / 1e12 if data.peak_copy else None)} TB/s). `*`: from the "
+        "later partial run (`*_after.json`), the rest from the full run.\n")
     for variant in VARIANT_TITLES:
         rows_out = []
         for regime in ("prefill", "decode"):
@@ -179,18 +203,20 @@ def kernel_tables(data, lines):
                     p = data.kernel(peer, variant, "bf16", regime, rows, hidden)
                     peer_cells.append(pct(p["share_of_copy"]) if p else "-")
                 ratio = (bp[1]["us_per_call"] / e["us_per_call"]) if bp else None
+                peak = e["bytes_per_second"] / data.peak_copy if data.peak_copy else None
                 rows_out.append(
-                    f"| {regime} | {rows} | {hidden} | {fmt(e['us_per_call'])} | "
+                    f"| {regime} | {rows} | {hidden} | {fmt(e['us_per_call'])}{mark(e)} | "
                     f"{fmt(e['bytes_per_second'] / 1e12)} | {pct(e['share_of_copy'])} | "
+                    f"{pct(peak)} | "
                     + " | ".join(peer_cells)
                     + f" | {bp[0] if bp else '-'} | {fmt(ratio)} | {e.get('label', '')} |")
         if not rows_out:
             continue
         lines.append(f"#### {VARIANT_TITLES[variant]}\n")
-        lines.append("| regime | rows | hidden | us/call | TB/s | share of copy | "
+        lines.append("| regime | rows | hidden | us/call | TB/s | share of copy | of peak copy | "
                      "torch eager | HF eager | torch.compile | best peer | ours/best | launch |")
-        lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: "
-                     "| --- |")
+        lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- "
+                     "| ---: | --- |")
         lines.extend(rows_out)
         lines.append("")
 
@@ -207,7 +233,7 @@ def dtype_table(data, lines):
                 e = data.kernel("normgraph", variant, dtype, "prefill", rows, hidden)
                 p = data.kernel("torch_eager", variant, dtype, "prefill", rows, hidden)
                 lines.append(f"| {variant} | {dtype} | {rows} | {hidden} | "
-                             f"{fmt(e['us_per_call'])} | {pct(e['share_of_copy'])} | "
+                             f"{fmt(e['us_per_call'])}{mark(e)} | {pct(e['share_of_copy'])} | "
                              f"{pct(p['share_of_copy']) if p else '-'} |")
     lines.append("")
 
@@ -276,8 +302,8 @@ def stack_table(data, lines):
         speedup = p["us_per_step"] / best["us_per_step"] if p else None
         e = eager.get(batch)
         lines.append(
-            f"| {batch} | {fmt(on['us_per_step']) if on else '-'} | "
-            f"{fmt(best['us_per_node'])} | {fmt(off['us_per_step']) if off else '-'} | "
+            f"| {batch} | {fmt(on['us_per_step']) if on else '-'}{mark(on)} | "
+            f"{fmt(best['us_per_node'])} | {fmt(off['us_per_step']) if off else '-'}{mark(off)} | "
             f"{fmt(best['host_launch_us'])} | {fmt(best['check_us'], 2)} | "
             f"{fmt(p['us_per_step']) if p else '-'} | {fmt(speedup)}x | "
             f"{fmt(e['us_per_step']) if e else '-'} |")
@@ -391,12 +417,21 @@ def targets_table(data, lines):
                                    hidden, bp[0]))
     if shares:
         worst = min(shares)
+        best = max(shares)
         below = [s for s in shares if s[0] < TARGET_SHARE_OF_COPY]
         lines.append(
             f"| >= 95% of same-run copy bandwidth, bf16 prefill (1k-32k rows x 1536-16384) | "
-            f"median {pct(statistics.median(s[0] for s in shares))}, worst {pct(worst[0])} "
-            f"({worst[1]} {worst[2]}x{worst[3]}); {len(below)} of {len(shares)} shapes below | "
-            f"{'yes' if not below else 'no'} |")
+            f"median {pct(statistics.median(s[0] for s in shares))}, best {pct(best[0])} "
+            f"({best[1]} {best[2]}x{best[3]}), worst {pct(worst[0])} "
+            f"({worst[1]} {worst[2]}x{worst[3]}) of the same-shape copy; "
+            f"{len(below)} of {len(shares)} shapes below | {'yes' if not below else 'no'} |")
+        if data.peak_copy:
+            peak = [data.kernel("normgraph", s[1], "bf16", "prefill", s[2], s[3])
+                    ["bytes_per_second"] / data.peak_copy for s in shares]
+            lines.append(
+                f"| (the same against the run's fastest copy, "
+                f"{data.peak_copy / 1e12:.2f} TB/s) | median {pct(statistics.median(peak))}, "
+                f"best {pct(max(peak))} | no |")
         if behind:
             w = max(behind)
             lines.append(
@@ -440,21 +475,13 @@ def targets_table(data, lines):
 # --- charts ----------------------------------------------------------------------------------------
 
 
-def plain_log_axes(ax):
-    from matplotlib.ticker import ScalarFormatter
-    for axis in (ax.xaxis, ax.yaxis):
-        f = ScalarFormatter()
-        f.set_scientific(False)
-        axis.set_major_formatter(f)
-
-
 def footer(fig, text):
     fig.text(0.01, 0.005, text, fontsize=6, color="0.35", ha="left", va="bottom", wrap=True)
 
 
 def chart_share_of_copy(data, path, stamp, plt):
     variants = [v for v in VARIANT_TITLES if data.shapes(v, "bf16", "prefill")]
-    if not variants:
+    if not variants or not data.peak_copy:
         return False
     ncols = min(3, len(variants))
     nrows = (len(variants) + ncols - 1) // ncols
@@ -473,7 +500,7 @@ def chart_share_of_copy(data, path, stamp, plt):
                 for r, h in data.shapes(variant, "bf16", "prefill"):
                     e = data.kernel(impl, variant, "bf16", "prefill", r, h)
                     if r == rows and e:
-                        pts.append((h, e["share_of_copy"]))
+                        pts.append((h, e["bytes_per_second"] / data.peak_copy))
                 if len(pts) < 1:
                     continue
                 c, m, ls = styles[impl]
@@ -485,16 +512,18 @@ def chart_share_of_copy(data, path, stamp, plt):
         ax.set_xscale("log", base=2)
         ax.set_title(VARIANT_TITLES[variant], fontsize=8)
         ax.set_xlabel("hidden size")
-        ax.set_ylim(0, 1.15)
+        ax.set_ylim(0, 1.1)
         ax.grid(alpha=0.3)
     for row in grid:
-        row[0].set_ylabel("share of same-run copy bandwidth")
+        row[0].set_ylabel(f"share of copy bandwidth\n(run's fastest copy, "
+                          f"{data.peak_copy / 1e12:.2f} TB/s)")
     handles, labels = axes[0].get_legend_handles_labels()
     if len(variants) < len(axes):
         axes[-1].legend(handles, labels, fontsize=6, loc="center")
     else:
         axes[len(variants) - 1].legend(fontsize=5, loc="lower right")
-    fig.suptitle("bf16 norm kernels vs device-to-device copy (prefill shapes)", fontsize=10)
+    fig.suptitle("bf16 norm kernels and peers vs device-to-device copy (prefill shapes; "
+                 "line shade: rows)", fontsize=10)
     footer(fig, stamp)
     fig.tight_layout(rect=(0, 0.03, 1, 0.96))
     fig.savefig(path, dpi=130)
@@ -519,13 +548,15 @@ def chart_replay_per_node(data, path, stamp, plt):
     ax.axhline(TARGET_STACK_MS * 1e3 / 256, color="0.5", linewidth=0.8, linestyle="--",
                label="target at batch 1 (0.30 ms / 256)")
     ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    plain_log_axes(ax)
+    batches = sorted({k["batch"] for k, _ in replays})
+    ax.set_xticks(batches)
+    ax.set_xticklabels([str(b) for b in batches])
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("batch (rows of 4096)")
     ax.set_ylabel("us per node")
     ax.set_title("256-norm decode stack: replay time per node", fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
     footer(fig, stamp)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=130)
@@ -548,7 +579,9 @@ def chart_check_overhead(data, path, stamp, plt):
                label="target 0.5%")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.xaxis.set_major_formatter(__import__("matplotlib.ticker").ticker.ScalarFormatter())
+    nodes = sorted({k["nodes"] for k, _ in entries})
+    ax.set_xticks(nodes)
+    ax.set_xticklabels([str(n) for n in nodes])
     ax.set_xlabel("graph nodes")
     ax.set_ylabel("check time, % of the graph's replay")
     ax.set_title("identity check overhead vs graph size (CUDA)", fontsize=10)
@@ -578,8 +611,8 @@ def main():
     src = data.norm or data.graph or data.peers
     stamp = context_line(src, args.command)
 
-    lines = [BEGIN, "", f"Generated by `tools/bench/report.py` from `{args.command}`; "
-             f"{stamp}.", ""]
+    lines = [BEGIN, "", f"Generated by `tools/bench/report.py`: {stamp} (command | date | "
+             "machine).", ""]
     if data.peers:
         c = data.peers.get("context", {})
         lines.append(f"Peers: torch {c.get('torch', '?')}, transformers "
