@@ -2,7 +2,7 @@
 """Continuous fuzzing on one machine: the campaign runner for normgraph's libFuzzer targets.
 
     bazel run //tools:fuzz_campaign -- [--targets=all|NAME[,NAME]] [--time=SECONDS] [--fork=N]
-        [--mode=default|unchecked-legacy|no-freshness] [--accept-known-crashes]
+        [--mode=default|SELF-TEST-MODE] [--accept-known-crashes]
         [--progress=SECONDS] [--no-build] [--bin-dir=DIR] [--out=DIR] [--json=PATH]
 
 It first builds the targets with --config=fuzz (libFuzzer + ASan + UBSan; --no-build uses binaries
@@ -40,7 +40,10 @@ import threading
 import time
 
 TARGETS = ["graph_replay_fuzzer", "safetensors_fuzzer"]
-MODES = ["default", "unchecked-legacy", "no-freshness"]
+# NORMGRAPH_FUZZ_MODE values (fuzz/graph_replay_harness.h): the default and the self-test modes, each
+# of which puts back a bug the oracle must find.
+MODES = ["default", "unchecked-legacy", "no-freshness", "realloc-rms-norm", "skip-refresh-50th",
+         "realloc-40th-load", "corrupt-load"]
 MAX_LEN = {"graph_replay_fuzzer": 512, "safetensors_fuzzer": 4096}
 MAX_TIME = 7 * 24 * 3600
 MAX_FORK = 256
