@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "benchmark/benchmark.h"
@@ -58,31 +59,32 @@ double MemcpyBytesPerSecond(int64_t bytes) {
   return best;
 }
 
-// Bf16 operands of one benchmark, as tensors on the CPU (the launcher binds
-// tensors) and raw params for the direct call.
+// Operands of one benchmark (activations and weight in `dtype`, bf16 or
+// f16), as tensors on the CPU (the launcher binds tensors) and raw params for
+// the direct call.
 struct Operands {
-  Operands(int64_t rows, int64_t cols, Variant variant) {
+  Operands(int64_t rows, int64_t cols, Variant variant, DType dtype) {
     auto make = [&](Shape shape, DType dtype) {
       return *Tensor::Empty(CpuAllocator(), shape, dtype);
     };
-    x = make({rows, cols}, DType::kBF16);
-    out = make({rows, cols}, DType::kBF16);
-    gate = make({rows, cols}, DType::kBF16);
-    residual = make({rows, cols}, DType::kBF16);
-    weight = make({cols}, DType::kBF16);
+    x = make({rows, cols}, dtype);
+    out = make({rows, cols}, dtype);
+    gate = make({rows, cols}, dtype);
+    residual = make({rows, cols}, dtype);
+    weight = make({cols}, dtype);
     scale = make({cols}, DType::kF32);
     std::mt19937 rng(1);
     std::normal_distribution<float> dist;
     for (Tensor* t : {&x, &gate, &residual}) {
-      auto* e = static_cast<Bf16*>(t->data());
       for (int64_t i = 0; i < rows * cols; ++i)
-        e[i] = FromFloat<Bf16>(dist(rng));
+        StoreFromFloat(t->data(), dtype, i, dist(rng));
     }
     for (int64_t j = 0; j < cols; ++j) {
-      static_cast<Bf16*>(weight.data())[j] =
-          FromFloat<Bf16>(1.0f + 0.1f * dist(rng));
+      StoreFromFloat(weight.data(), dtype, j, 1.0f + 0.1f * dist(rng));
       static_cast<float*>(scale.data())[j] = 1.0f + 0.1f * dist(rng);
     }
+    p.x_dtype = p.out_dtype = dtype;
+    p.weight_dtype = dtype;
     p.x = x.data();
     p.out = out.data();
     p.weight = weight.data();
@@ -123,6 +125,8 @@ struct Operands {
   int64_t bytes = 0;
 };
 
+DType DTypeArg(int64_t arg) { return arg == 0 ? DType::kBF16 : DType::kF16; }
+
 void Report(benchmark::State& state, const Operands& ops, Variant variant) {
   state.SetBytesProcessed(state.iterations() * ops.bytes);
   const double memcpy_rate = MemcpyBytesPerSecond(ops.bytes);
@@ -131,12 +135,14 @@ void Report(benchmark::State& state, const Operands& ops, Variant variant) {
   state.counters["share_of_memcpy"] = benchmark::Counter(
       static_cast<double>(state.iterations() * ops.bytes) / memcpy_rate,
       benchmark::Counter::kIsRate);
-  state.SetLabel(VariantName(variant));
+  state.SetLabel(std::string(VariantName(variant)) + " " +
+                 std::string(DTypeName(ops.p.x_dtype)));
 }
 
 void BM_RmsNormCpu(benchmark::State& state) {
   const auto variant = static_cast<Variant>(state.range(2));
-  Operands ops(state.range(0), state.range(1), variant);
+  Operands ops(state.range(0), state.range(1), variant,
+               DTypeArg(state.range(3)));
   for (auto _ : state) {
     RmsNormCpu(ops.p);
     benchmark::DoNotOptimize(ops.out.data());
@@ -146,7 +152,7 @@ void BM_RmsNormCpu(benchmark::State& state) {
 
 void BM_RmsNormCpuBackend(benchmark::State& state) {
   const auto variant = static_cast<Variant>(state.range(2));
-  Operands ops(state.range(0), state.range(1), variant);
+  Operands ops(state.range(0), state.range(1), variant, DType::kBF16);
   CpuStream stream;
   for (auto _ : state) {
     if (!ops.Launch(stream).ok()) state.SkipWithError("launch failed");
@@ -165,17 +171,19 @@ void BM_Memcpy(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * bytes);
 }
 
+// dtype: 0 bf16, 1 f16.
 BENCHMARK(BM_RmsNormCpu)
-    ->ArgNames({"rows", "hidden", "variant"})
-    ->ArgsProduct({{1, 64},
+    ->ArgNames({"rows", "hidden", "variant", "dtype"})
+    ->ArgsProduct({{1, 64, 2048},
                    {2048, 4096},
-                   {kRms, kZeroCentred, kGated, kFusedAdd}});
+                   {kRms, kZeroCentred, kGated, kFusedAdd},
+                   {0, 1}});
 BENCHMARK(BM_RmsNormCpuBackend)
     ->ArgNames({"rows", "hidden", "variant"})
     ->ArgsProduct({{1, 64}, {4096}, {kRms, kZeroCentred, kGated, kFusedAdd}});
 BENCHMARK(BM_Memcpy)
     ->ArgNames({"rows", "hidden"})
-    ->ArgsProduct({{1, 64}, {2048, 4096}});
+    ->ArgsProduct({{1, 64, 2048}, {2048, 4096}});
 
 }  // namespace
 }  // namespace normgraph

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -82,9 +83,9 @@ Stream& DeviceStream() {
   return *stream;
 }
 
-// Two buckets, each captured on its first replay (an input that never
-// replays a batch above 1 captures one graph); batches 2 and 3 run padded in
-// bucket 4.
+// Two buckets: bucket 1's graph is captured at startup, bucket 4's on its
+// first replay (an input that never replays a batch above 1 captures one
+// graph); batches 2 and 3 run padded in bucket 4.
 constexpr int64_t kBuckets[] = {1, 4};
 constexpr int64_t kLargestBucket = 4;
 int BucketIndex(int64_t batch) { return batch <= kBuckets[0] ? 0 : 1; }
@@ -102,16 +103,18 @@ enum Op : uint8_t {
   kFreeRealloc,
   kStale,
   kReslice,
-  kTie,     // a parameter slot takes another parameter's tensor (tied weights)
-  kPack,    // parameters move into views of one packed storage
-  kRepeat,  // the next 1-4 ops, run 2-257 times
+  kTie,      // a parameter slot takes another parameter's tensor (tied weights)
+  kPack,     // parameters move into views of one packed storage
+  kRepeat,   // the next 1-4 ops, run 2-129 times
+  kUpdates,  // a trainer's update loop: 1-181 full loads, the op byte's high
+             // nibble says how many
   kNumOps,
 };
 
 constexpr const char* kOpNames[] = {
-    "load",  "swap",      "inputs", "batch",        "replay",
-    "eager", "recapture", "policy", "rebind-alive", "free-realloc",
-    "stale", "reslice",   "tie",    "pack",         "repeat"};
+    "load",      "swap",   "inputs",       "batch",        "replay", "eager",
+    "recapture", "policy", "rebind-alive", "free-realloc", "stale",  "reslice",
+    "tie",       "pack",   "repeat",       "updates"};
 
 // Reads bytes off the front of the input; every read may fail when the input
 // runs out. Seek() rewinds for REPEAT.
@@ -124,6 +127,7 @@ class Reader {
     return true;
   }
   size_t pos() const { return pos_; }
+  bool exhausted() const { return pos_ >= data_.size(); }
   void Seek(size_t pos) { pos_ = pos; }
 
  private:
@@ -146,7 +150,8 @@ uint64_t Mix(uint64_t x) {  // splitmix64's finalizer
 
 // Round to nearest even onto the grid of a format with `mantissa_bits`
 // stored mantissa bits and smallest normal exponent `min_exponent`, in
-// double arithmetic (std::nearbyint rounds ties to even).
+// double arithmetic (std::nearbyint rounds ties to even). The slow, obvious
+// path, for values outside the fast paths below.
 double RoundToFormat(double a, int mantissa_bits, int min_exponent) {
   if (a == 0.0) return 0.0;
   int e;
@@ -155,24 +160,47 @@ double RoundToFormat(double a, int mantissa_bits, int min_exponent) {
   return std::ldexp(std::nearbyint(std::ldexp(a, -quantum)), quantum);
 }
 
+uint32_t FloatToBits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+float BitsToFloat(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// Drops the low `drop` bits of `bits` rounding to nearest, ties to even (a
+// carry into the exponent is the right result).
+uint32_t DropBitsNearestEven(uint32_t bits, int drop) {
+  const uint32_t kept = bits >> drop;
+  const uint32_t rest = bits & ((1u << drop) - 1);
+  const uint32_t half = 1u << (drop - 1);
+  return kept + (rest > half || (rest == half && (kept & 1)) ? 1 : 0);
+}
+
 // Encodes a finite float into `dtype`'s bits (round to nearest even).
 uint32_t EncodeValue(DType dtype, float f) {
-  uint32_t sign = std::signbit(f) ? 1u : 0u;
-  const double a = std::fabs(static_cast<double>(f));
-  if (dtype == DType::kF32) {
-    uint32_t bits;
-    std::memcpy(&bits, &f, 4);
-    return bits;
-  }
+  const uint32_t u = FloatToBits(f);
+  if (dtype == DType::kF32) return u;
+  const uint32_t sign = u >> 31;
+  const uint32_t magnitude = u & 0x7FFFFFFFu;
+  const uint32_t exponent = magnitude >> 23;
   if (dtype == DType::kBF16) {
-    const double r = RoundToFormat(a, 7, -126);
+    if (exponent >= 1 && exponent <= 253) {  // normal, far from overflow
+      return (sign << 15) | DropBitsNearestEven(magnitude, 16);
+    }
+    const double r = RoundToFormat(std::fabs(static_cast<double>(f)), 7, -126);
     if (r > 3.3895313892515355e38) return (sign << 15) | 0x7F80u;
-    const float rf = static_cast<float>(r);  // exact: r is a bf16 value
-    uint32_t bits;
-    std::memcpy(&bits, &rf, 4);
-    return (sign << 15) | (bits >> 16);
+    return (sign << 15) | (FloatToBits(static_cast<float>(r)) >> 16);
   }
-  const double r = RoundToFormat(a, 10, -14);
+  if (exponent >= 127 - 14 && exponent <= 127 + 14) {  // f16 normals
+    return (sign << 15) |
+           DropBitsNearestEven(magnitude - ((127u - 15u) << 23), 13);
+  }
+  const double r = RoundToFormat(std::fabs(static_cast<double>(f)), 10, -14);
   if (r >= 65536.0) return (sign << 15) | 0x7C00u;
   if (r < std::ldexp(1.0, -14)) {
     return (sign << 15) | static_cast<uint32_t>(std::ldexp(r, 24));
@@ -191,21 +219,19 @@ float DecodeValue(DType dtype, const uint8_t* p) {
   }
   uint16_t h;
   std::memcpy(&h, p, 2);
-  if (dtype == DType::kBF16) {
-    const uint32_t bits = static_cast<uint32_t>(h) << 16;
-    float f;
-    std::memcpy(&f, &bits, 4);
-    return f;
-  }
-  const double sign = (h & 0x8000u) ? -1.0 : 1.0;
+  if (dtype == DType::kBF16) return BitsToFloat(static_cast<uint32_t>(h) << 16);
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   const int exponent = (h >> 10) & 0x1F;
   const int mantissa = h & 0x3FF;
-  if (exponent == 0x1F) {
-    return static_cast<float>(mantissa == 0 ? sign * HUGE_VAL : NAN);
+  if (exponent > 0 && exponent < 0x1F) {
+    return BitsToFloat(sign | static_cast<uint32_t>(exponent + 112) << 23 |
+                       static_cast<uint32_t>(mantissa) << 13);
   }
-  if (exponent == 0)
-    return static_cast<float>(sign * std::ldexp(mantissa, -24));
-  return static_cast<float>(sign * std::ldexp(1024 + mantissa, exponent - 25));
+  const double s = sign != 0 ? -1.0 : 1.0;
+  if (exponent == 0x1F) {
+    return static_cast<float>(mantissa == 0 ? s * HUGE_VAL : NAN);
+  }
+  return static_cast<float>(s * std::ldexp(mantissa, -24));
 }
 
 void StoreValue(DType dtype, float f, uint8_t* p) {
@@ -218,20 +244,42 @@ void StoreValue(DType dtype, float f, uint8_t* p) {
   }
 }
 
-// n values near `mean` (spread `spread`), encoded into `dtype`, from `seed`.
-void GenerateValues(uint64_t seed, float mean, float spread, int64_t n,
+// n random values exactly representable in `dtype` (so generating them needs
+// no rounding): near 1 ([0.5, 2)) for `around_one`, else of random sign with
+// magnitudes in [2^(top - 6), 2^(top + 1)).
+void GenerateValues(uint64_t seed, bool around_one, int top, int64_t n,
                     DType dtype, uint8_t* out) {
-  const size_t size = DTypeSize(dtype);
   uint64_t state = Mix(seed);
   for (int64_t i = 0; i < n; ++i) {
     state = Mix(state);
-    // The sum of four uniforms: mean 2, variance 1/3; centred and scaled.
-    float z = -2.0f;
-    for (int k = 0; k < 4; ++k) {
-      z += static_cast<float>((state >> (16 * k)) & 0xFFFF) / 65536.0f;
+    const uint32_t r = static_cast<uint32_t>(state);
+    const uint32_t sign = around_one ? 0 : (r >> 31);
+    const int exponent = around_one ? -1 + static_cast<int>((r >> 30) & 1)
+                                    : top - static_cast<int>((r >> 27) % 7);
+    const uint32_t mantissa = static_cast<uint32_t>(state >> 32);
+    if (dtype == DType::kF32) {
+      const uint32_t bits = sign << 31 |
+                            static_cast<uint32_t>(exponent + 127) << 23 |
+                            (mantissa & 0x7FFFFF);
+      std::memcpy(out + 4 * i, &bits, 4);
+    } else {
+      const uint16_t bits =
+          dtype == DType::kBF16
+              ? static_cast<uint16_t>(sign << 15 | (exponent + 127) << 7 |
+                                      (mantissa & 0x7F))
+              : static_cast<uint16_t>(sign << 15 | (exponent + 15) << 10 |
+                                      (mantissa & 0x3FF));
+      std::memcpy(out + 2 * i, &bits, 2);
     }
-    StoreValue(dtype, mean + spread * 1.7320508f * z, out + i * size);
   }
+}
+
+// The same identity, compared without building one (allocates nothing).
+bool SameIdentity(const Tensor& t, const TensorIdentity& id) {
+  return t.defined() && t.storage()->id() == id.storage_id &&
+         reinterpret_cast<uintptr_t>(t.data()) == id.address &&
+         t.dtype() == id.dtype && t.shape() == id.shape &&
+         t.strides() == id.strides;  // the byte span follows
 }
 
 // --- host access to tensors -----------------------------------------------
@@ -403,7 +451,10 @@ class Harness {
     options_.policy = config_.policy;
     options_.check_freshness = mode_ != FuzzMode::kNoFreshness;
     // Weight sets A and B (for swaps): fixed per input.
-    NG_RETURN_IF_ERROR(LoadGenerated(0, 11, 0, "the initial load"));
+    NG_RETURN_IF_ERROR(LoadGenerated(0, 11, 0, ""));
+    // Capture right after the first load, as a server does at startup (bucket
+    // 4's graph is captured on its first replay).
+    NG_RETURN_IF_ERROR(Graphs(kBuckets[0]).status());
 
     return absl::OkStatus();
   }
@@ -414,10 +465,10 @@ class Harness {
   bool done() const { return steps_ >= kMaxSteps; }
 
   absl::Status Step(Reader& r, int depth = 0) {
-    uint8_t op, a = 0, b = 0, c = 0;
-    if (done() || !r.Byte(&op)) return absl::OkStatus();
+    uint8_t op_byte, a = 0, b = 0, c = 0;
+    if (done() || !r.Byte(&op_byte)) return absl::OkStatus();
     ++steps_;
-    op %= kNumOps;
+    const uint8_t op = op_byte % kNumOps;
     if (Tracing()) {
       std::fprintf(stderr, "%*sop %s (step %d)\n", 2 * depth, "", kOpNames[op],
                    steps_);
@@ -425,12 +476,10 @@ class Harness {
     switch (op) {
       case kLoad:
         if (!r.Byte(&a) || !r.Byte(&b) || !r.Byte(&c)) return absl::OkStatus();
-        return LoadGenerated(a, 1000 + b, c,
-                             absl::StrCat("load #", loads_ + 1));
+        return LoadGenerated(a, 1000 + b, c, "");
       case kSwap:
         if (!r.Byte(&a)) return absl::OkStatus();
-        return LoadGenerated(0, a & 1 ? 22 : 11, 0,
-                             absl::StrCat("load #", loads_ + 1, " (swap)"));
+        return LoadGenerated(0, a & 1 ? 22 : 11, 0, " (swap)");
       case kInputs:
         if (!r.Byte(&a)) return absl::OkStatus();
         input_seed_ = Mix(7919 * a + steps_);
@@ -447,7 +496,8 @@ class Harness {
         for (int b = 0; b < 2; ++b) {
           if (graphs_[b] == nullptr) continue;
           NG_RETURN_IF_ERROR(graphs_[b]->Recapture());
-          NG_RETURN_IF_ERROR(CheckIdentities("a recapture"));
+          NG_RETURN_IF_ERROR(
+              CheckIdentities([] { return std::string("a recapture"); }));
           RecordCaptured(kBuckets[b]);
         }
         return absl::OkStatus();
@@ -482,11 +532,27 @@ class Harness {
       case kPack:
         if (!r.Byte(&a) || !r.Byte(&b)) return absl::OkStatus();
         return Pack(a, b);
+      case kUpdates: {
+        // One byte: the high nibble of the op byte picks the count (about
+        // exponentially: 1, 1, 2, 3, 4, 6, ..., 128, 181), so a short input
+        // reaches a fault on the 50th load of a module.
+        static constexpr int kCounts[16] = {1,  1,  2,  3,  4,  6,  8,   11,
+                                            16, 23, 32, 45, 64, 91, 128, 181};
+        if (!r.Byte(&a)) return absl::OkStatus();
+        const int count = kCounts[op_byte >> 4];
+        for (int i = 0; i < count && !done(); ++i) {
+          if (i > 0) ++steps_;
+          NG_RETURN_IF_ERROR(
+              LoadGenerated(0, 1000 + a, a & ~(32 | 64), " (update)"));
+        }
+        return absl::OkStatus();
+      }
       case kRepeat: {
         if (!r.Byte(&a) || !r.Byte(&b)) return absl::OkStatus();
         if (depth >= 2) return absl::OkStatus();  // its block runs once
-        // Mostly a few times; a quarter of the counts run 50-506 times.
-        const int times = a < 0xC0 ? 2 + a % 8 : 2 + (a - 0xC0) * 8;
+        // Half the counts run 2-9 times, half 2-129 times (long runs are
+        // what reach a fault on the Nth load; short ones are cheap).
+        const int times = a < 0x80 ? 2 + a % 8 : 2 + (a - 0x80);
         const int length = 1 + b % 4;
         const size_t start = r.pos();
         size_t end = start;
@@ -666,7 +732,9 @@ class Harness {
   void MarkRefreshed(SlotInfo& d) {
     const Tensor& src = slots_[d.source].slot->tensor();
     if (!src.defined()) return;
-    d.refreshed_source = src.Identity();
+    if (!SameIdentity(src, d.refreshed_source)) {
+      d.refreshed_source = src.Identity();
+    }
     d.refreshed_writes = writes_[src.storage()->id()];
     d.ever_refreshed = true;
   }
@@ -680,20 +748,23 @@ class Harness {
   bool ExpectStale(const SlotInfo& d) {
     const Tensor& src = slots_[d.source].slot->tensor();
     if (!src.defined() || !d.ever_refreshed) return true;
-    return src.Identity() != d.refreshed_source ||
+    return !SameIdentity(src, d.refreshed_source) ||
            writes_[src.storage()->id()] != d.refreshed_writes;
   }
 
   // --- identities -----------------------------------------------------------
 
+  // Says what was checked, only when a finding needs the words.
+  using Describe = absl::FunctionRef<std::string()>;
+
   // After a product call: no slot moved unless the harness moved it. With the
   // pre-fix loader, a derived buffer's refresh moves it (its known bug, which
   // the graph check must catch): accepted.
-  absl::Status CheckIdentities(absl::string_view after) {
+  absl::Status CheckIdentities(Describe after) {
     std::vector<std::string> moved;
     for (SlotInfo& s : slots_) {
       const Tensor& t = s.slot->tensor();
-      if (t.defined() && t.Identity() == s.expected) continue;
+      if (SameIdentity(t, s.expected)) continue;
       if (config_.legacy && s.source >= 0 && t.defined()) {
         s.expected = t.Identity();
         continue;
@@ -704,13 +775,13 @@ class Harness {
                        " (rebound at ", s.slot->last_rebind().ToString(), ")"));
     }
     if (moved.empty()) return absl::OkStatus();
-    return Finding(absl::StrCat("tensor moved by ", after, ": ",
+    return Finding(absl::StrCat("tensor moved by ", after(), ": ",
                                 absl::StrJoin(moved, "; "), State()));
   }
 
   // After a product call: every parameter holds the harness's value and every
   // derived buffer the harness expects fresh holds 1 + w.
-  absl::Status CheckValues(absl::string_view after) {
+  absl::Status CheckValues(Describe after) {
     std::vector<std::string> wrong;
     for (int i : params_) {
       SlotInfo& s = slots_[i];
@@ -736,7 +807,7 @@ class Harness {
       if (!why.empty()) wrong.push_back(why);
     }
     if (wrong.empty()) return absl::OkStatus();
-    return Finding(absl::StrCat("wrong value after ", after, ": ",
+    return Finding(absl::StrCat("wrong value after ", after(), ": ",
                                 absl::StrJoin(wrong, "; "), State()));
   }
 
@@ -744,12 +815,18 @@ class Harness {
     const SlotInfo& src = slots_[d.source];
     NG_ASSIGN_OR_RETURN(HostBytes now, HostBytes::Of(d.slot->tensor()));
     const DType w_dtype = src.slot->tensor().dtype();
+    const size_t w_size = DTypeSize(w_dtype);
     const uint8_t* w = ImageOf(src);
-    for (int64_t j = 0; j < Numel(src); ++j) {
+    const int64_t n = Numel(src);
+    if (now.size() != static_cast<size_t>(n) * 4) {
+      *why = absl::StrCat(d.name, " has ", now.size(), " bytes; its source ",
+                          src.name, " has ", n, " elements");
+      return absl::OkStatus();
+    }
+    for (int64_t j = 0; j < n; ++j) {
       float have;
       std::memcpy(&have, now.data() + 4 * j, 4);
-      const float want =
-          1.0f + DecodeValue(w_dtype, w + j * DTypeSize(w_dtype));
+      const float want = 1.0f + DecodeValue(w_dtype, w + j * w_size);
       if (std::memcmp(&have, &want, 4) != 0) {
         *why = absl::StrCat(
             d.name, "[", j, "] holds ", have, ", but 1 + ", src.name, "[", j,
@@ -761,7 +838,7 @@ class Harness {
     return absl::OkStatus();
   }
 
-  absl::Status CheckState(absl::string_view after) {
+  absl::Status CheckState(Describe after) {
     NG_RETURN_IF_ERROR(CheckIdentities(after));
     return CheckValues(after);
   }
@@ -783,9 +860,14 @@ class Harness {
   // in reverse order; bit 5 with one tensor of a wrong shape (the load must
   // fail and change nothing); bit 6 with an unexpected extra tensor, ignored.
   absl::Status LoadGenerated(uint8_t mask, uint64_t seed, uint8_t flags,
-                             const std::string& what) {
+                             const char* kind) {
     static constexpr DType kDTypes[] = {DType::kF32, DType::kBF16, DType::kF16};
     ++loads_;
+    const int load = loads_;
+    auto what = [&] {
+      return load == 1 ? std::string("the initial load")
+                       : absl::StrCat("load #", load, kind);
+    };
     std::vector<int> picked;
     for (size_t i = 0; i < params_.size(); ++i) {
       if (mask == 0 || mask == 0xFF || ((mask >> (i % 8)) & 1)) {
@@ -798,32 +880,48 @@ class Harness {
     // A swap loads the same values every time; other loads differ each time.
     const uint64_t values_seed = seed < 1000 ? seed : Mix(seed * 131 + loads_);
 
+    // Every source tensor is a view of one host storage.
     std::vector<std::pair<std::string, Tensor>> tensors;
     std::vector<int> converted;
+    std::vector<Shape> shapes;
+    std::vector<DType> dtypes;
+    size_t total = 0;
     for (size_t k = 0; k < picked.size(); ++k) {
       const SlotInfo& s = slots_[picked[k]];
       const DType param_dtype = s.slot->tensor().dtype();
-      const DType src_dtype =
-          flags & 2 ? kDTypes[(flags >> 2) % 3] : param_dtype;
-      Shape shape = s.slot->tensor().shape();
-      if (invalid && k + 1 == picked.size()) shape = {Numel(s) + 1};
-      NG_ASSIGN_OR_RETURN(Tensor t,
-                          Tensor::Empty(CpuAllocator(), shape, src_dtype));
-      GenerateValues(Mix(values_seed + 977 * picked[k]),
-                     s.derived >= 0 ? 0.0f : 1.0f, 0.3f, t.numel(), src_dtype,
-                     static_cast<uint8_t*>(t.data()));
-      if (src_dtype != param_dtype) converted.push_back(picked[k]);
-      tensors.emplace_back(s.name, std::move(t));
+      dtypes.push_back(flags & 2 ? kDTypes[(flags >> 2) % 3] : param_dtype);
+      shapes.push_back(s.slot->tensor().shape());
+      if (invalid && k + 1 == picked.size()) shapes.back() = {Numel(s) + 1};
+      if (dtypes.back() != param_dtype) converted.push_back(picked[k]);
+      int64_t n = 1;
+      for (int64_t d : shapes.back()) n *= d;
+      total += (n * DTypeSize(dtypes.back()) + 15) / 16 * 16;
     }
     if (extra) {
-      NG_ASSIGN_OR_RETURN(Tensor t,
-                          Tensor::Empty(CpuAllocator(), {3}, DType::kF32));
-      GenerateValues(seed, 0.0f, 1.0f, 3, DType::kF32,
+      shapes.push_back({3});
+      dtypes.push_back(DType::kF32);
+      total += 16;
+    }
+    NG_ASSIGN_OR_RETURN(std::shared_ptr<Storage> host,
+                        Storage::Allocate(CpuAllocator(), total));
+    size_t offset = 0;
+    for (size_t k = 0; k < shapes.size(); ++k) {
+      NG_ASSIGN_OR_RETURN(
+          Tensor t,
+          Tensor::FromStorage(host, offset, shapes[k],
+                              ContiguousStrides(shapes[k]), dtypes[k]));
+      offset += (t.numel() * DTypeSize(dtypes[k]) + 15) / 16 * 16;
+      const bool is_extra = k == picked.size();
+      GenerateValues(is_extra ? seed : Mix(values_seed + 977 * picked[k]),
+                     !is_extra && slots_[picked[k]].derived < 0,
+                     is_extra ? 0 : -2, t.numel(), dtypes[k],
                      static_cast<uint8_t*>(t.data()));
-      tensors.emplace_back("model.unexpected.weight", std::move(t));
+      tensors.emplace_back(
+          is_extra ? "model.unexpected.weight" : slots_[picked[k]].name,
+          std::move(t));
     }
     if (Tracing()) {
-      std::fprintf(stderr, "  %s: %d tensors%s%s%s%s\n", what.c_str(),
+      std::fprintf(stderr, "  %s: %d tensors%s%s%s%s\n", what().c_str(),
                    static_cast<int>(tensors.size()),
                    flags & 1 ? ", safetensors" : "",
                    converted.empty() ? "" : ", converted",
@@ -861,23 +959,23 @@ class Harness {
           report.status().code() != absl::StatusCode::kInvalidArgument ||
           !absl::StrContains(report.status().message(), bad)) {
         return Finding(absl::StrCat(
-            what, " with ", bad,
+            what(), " with ", bad,
             " of a wrong shape was not refused naming it: ",
             report.ok() ? "OK" : report.status().ToString(), State()));
       }
       // Nothing changed: every value and identity as before.
-      return CheckState(absl::StrCat(what, " (refused)"));
+      return CheckState([&] { return absl::StrCat(what(), " (refused)"); });
     }
     if (!report.ok()) {
-      return Finding(
-          absl::StrCat(what, " failed: ", report.status().message(), State()));
+      return Finding(absl::StrCat(
+          what(), " failed: ", report.status().message(), State()));
     }
     if (report->loaded != static_cast<int>(picked.size()) ||
         report->converted != static_cast<int>(converted.size()) ||
         report->unexpected.size() != (extra ? 1u : 0u) ||
         report->missing.size() != params_.size() - picked.size()) {
       return Finding(absl::StrCat(
-          what, " reported ", report->loaded, " loaded, ", report->converted,
+          what(), " reported ", report->loaded, " loaded, ", report->converted,
           " converted, ", report->missing.size(), " missing, ",
           report->unexpected.size(), " unexpected; expected ", picked.size(),
           ", ", converted.size(), ", ", params_.size() - picked.size(), ", ",
@@ -900,7 +998,8 @@ class Harness {
         std::memcpy(dst, from, Bytes(s));
       } else {
         const size_t in = DTypeSize(src->dtype()), out = DTypeSize(param_dtype);
-        for (int64_t j = 0; j < Numel(s); ++j) {
+        const int64_t n = Numel(s);
+        for (int64_t j = 0; j < n; ++j) {
           StoreValue(param_dtype, DecodeValue(src->dtype(), from + j * in),
                      dst + j * out);
         }
@@ -909,7 +1008,7 @@ class Harness {
     }
     // The loader refreshed every derived buffer that was stale.
     MarkAllRefreshed();
-    return CheckState(what);
+    return CheckState(what);  // what() only when there is a finding
   }
 
   // --- graphs ---------------------------------------------------------------
@@ -929,8 +1028,8 @@ class Harness {
         g, BucketedGraphs::Create(absl::StrCat("decode"), stream_, step,
                                   {bucket}, options_, DeviceAllocator()));
     InventoryStatics(bucket);
-    NG_RETURN_IF_ERROR(
-        CheckIdentities(absl::StrCat("the first capture of bucket ", bucket)));
+    NG_RETURN_IF_ERROR(CheckIdentities(
+        [&] { return absl::StrCat("the first capture of bucket ", bucket); }));
     RecordCaptured(bucket);
     return g.get();
   }
@@ -961,7 +1060,7 @@ class Harness {
     for (size_t i = 0; i < slots_.size(); ++i) {
       const SlotInfo& s = slots_[i];
       if (Relevant(s, bucket) &&
-          (i >= ids.size() || s.slot->tensor().Identity() != ids[i])) {
+          (i >= ids.size() || !SameIdentity(s.slot->tensor(), ids[i]))) {
         expected.emplace_back(s.name);
       }
     }
@@ -1003,7 +1102,7 @@ class Harness {
         int64_t n = 1;
         for (int64_t d : specs[i].shape) n *= d;
         inputs_[i].resize(n * DTypeSize(specs[i].dtype));
-        GenerateValues(Mix(input_seed_ * 7 + i), 0.0f, 1.5f, n, specs[i].dtype,
+        GenerateValues(Mix(input_seed_ * 7 + i), false, 0, n, specs[i].dtype,
                        inputs_[i].data());
       }
       inputs_seed_ = input_seed_;
@@ -1036,10 +1135,12 @@ class Harness {
       *dtype = w;
       return ImageOf(s);
     }
-    scratch.resize(Numel(s));
+    const int64_t count = Numel(s);
+    const size_t size = DTypeSize(w);
+    scratch.resize(count);
     const uint8_t* bytes = ImageOf(s);
-    for (int64_t j = 0; j < Numel(s); ++j) {
-      scratch[j] = 1.0f + DecodeValue(w, bytes + j * DTypeSize(w));
+    for (int64_t j = 0; j < count; ++j) {
+      scratch[j] = 1.0f + DecodeValue(w, bytes + j * size);
     }
     *dtype = DType::kF32;
     return scratch.data();
@@ -1217,8 +1318,10 @@ class Harness {
     if (!expected.empty())
       by_tensor_before = graph.stats().violations_by_tensor;
     const absl::Status run = graphs->Run(*io);
-    NG_RETURN_IF_ERROR(CheckIdentities(absl::StrCat(
-        "a replay in bucket ", bucket, " (", run.ToString(), ")")));
+    NG_RETURN_IF_ERROR(CheckIdentities([&] {
+      return absl::StrCat("a replay in bucket ", bucket, " (", run.ToString(),
+                          ")");
+    }));
     const bool checked = options_.policy != ReplayPolicy::kUnchecked;
 
     if (options_.policy == ReplayPolicy::kFail && !expected.empty()) {
@@ -1244,7 +1347,7 @@ class Harness {
           }
         }
       }
-      return CheckValues("a refused replay");
+      return CheckValues([] { return std::string("a refused replay"); });
     }
     if (!run.ok()) {
       return Finding(
@@ -1287,7 +1390,8 @@ class Harness {
       if (options_.check_freshness) MarkAllRefreshed();
       RecordCaptured(bucket);
     }
-    return CheckValues(absl::StrCat("a replay in bucket ", bucket));
+    return CheckValues(
+        [&] { return absl::StrCat("a replay in bucket ", bucket); });
   }
 
   // An eager step of the model under test: equal to the reference unless a
@@ -1300,7 +1404,8 @@ class Harness {
       return Finding(
           absl::StrCat("eager step failed: ", run.ToString(), State()));
     }
-    NG_RETURN_IF_ERROR(CheckIdentities("an eager step"));
+    NG_RETURN_IF_ERROR(
+        CheckIdentities([] { return std::string("an eager step"); }));
     for (SlotInfo& s : slots_) {
       if (s.source >= 0 && ExpectStale(s)) return absl::OkStatus();
     }
@@ -1328,8 +1433,8 @@ class Harness {
     NG_ASSIGN_OR_RETURN(Tensor fresh, Clone(s.slot->tensor()));
     if (s.is_parameter) {
       std::vector<uint8_t> values(Bytes(s));
-      GenerateValues(seed, s.derived >= 0 ? 0.0f : 1.0f, 0.3f, Numel(s),
-                     fresh.dtype(), values.data());
+      GenerateValues(seed, s.derived < 0, -2, Numel(s), fresh.dtype(),
+                     values.data());
       NG_RETURN_IF_ERROR(WriteBytes(fresh, values.data()));
       Rebind(s, fresh);
       Relocate(s);
@@ -1381,7 +1486,7 @@ class Harness {
     if (sources.empty()) return absl::OkStatus();
     SlotInfo& s = slots_[sources[pick % sources.size()]];
     std::vector<uint8_t> values(Bytes(s));
-    GenerateValues(seed, 0.0f, 0.3f, Numel(s), s.slot->tensor().dtype(),
+    GenerateValues(seed, false, -2, Numel(s), s.slot->tensor().dtype(),
                    values.data());
     NG_RETURN_IF_ERROR(WriteBytes(s.slot->tensor(), values.data()));
     std::memcpy(ImageOf(s), values.data(), values.size());
@@ -1663,7 +1768,7 @@ absl::Status RunGraphReplayInput(absl::Span<const uint8_t> data,
   }
   Harness harness(std::move(c), mode);
   NG_RETURN_IF_ERROR(harness.Init());
-  for (int op = 0; op < kMaxOps && !harness.done(); ++op) {
+  for (int op = 0; op < kMaxOps && !harness.done() && !r.exhausted(); ++op) {
     NG_RETURN_IF_ERROR(harness.Step(r));
   }
   return harness.FinalReplay();

@@ -14,9 +14,10 @@
 // changes, injected faults (rebind while the old storage lives, free and
 // reallocate with or without another tensor taking the block, a source weight
 // written without refreshing its derived buffer, a view re-sliced within its
-// storage, tied weights, packed views), and REPEAT, which runs the next few
-// ops hundreds of times (so one input can load the same modules hundreds of
-// times). A final replay ends every input. See make_seed_corpus.py for the
+// storage, tied weights, packed views), UPDATES (a trainer's update loop: up
+// to 181 full loads from one byte) and REPEAT, which runs the next few ops up
+// to 129 times (so one input loads the same modules hundreds of times). A
+// final replay ends every input. See make_seed_corpus.py for the
 // byte format.
 //
 // Every input builds its own model and graphs and drops them at the end:
@@ -71,7 +72,7 @@ enum class FuzzMode {
 
 // Decoded ops per input, and ops executed per input (REPEAT included).
 inline constexpr int kMaxOps = 512;
-inline constexpr int kMaxSteps = 1200;
+inline constexpr int kMaxSteps = 512;
 
 // NORMGRAPH_FUZZ_MODE = "" | "unchecked-legacy" | "no-freshness" |
 // "realloc-rms-norm" | "skip-refresh-50th" | "realloc-40th-load" |

@@ -8,14 +8,16 @@ graph_replay_fuzzer inputs are a 2-byte header then ops (see graph_replay_harnes
              bit 0 gemma3 (else qwen3.5); bit 1 legacy loader; bits 2-3 dtype (bf16, f16, f32);
              bit 4 engine rounding order; bits 5-6 initial policy (fail, recapture, rebind)
   header[1]: picks every size (hidden = 1 + header[1] % 40; the rest from a fixed mix of it)
-  ops (byte % 15): LOAD mask seed flags | SWAP ab | INPUTS seed | BATCH b | REPLAY | EAGER |
+  ops (byte % 16): LOAD mask seed flags | SWAP ab | INPUTS seed | BATCH b | REPLAY | EAGER |
        RECAPTURE | POLICY p | REBIND_ALIVE slot seed | FREE_REALLOC slot squat | STALE pick seed |
-       RESLICE slot where | TIE from to | PACK mask where | REPEAT times length
+       RESLICE slot where | TIE from to | PACK mask where | REPEAT times length | UPDATES flags
   LOAD flags: bit 0 via a safetensors image, bit 1 source dtype (flags >> 2) % 3 (f32, bf16, f16)
        (a conversion unless it is the parameter's), bit 4 reverse order, bit 5 one tensor of a wrong
        shape (refused, nothing changes), bit 6 an unexpected extra tensor (ignored)
-  REPEAT: the next 1 + length % 4 ops run (times < 0xC0 ? 2 + times % 8 : 2 + (times - 0xC0) * 8)
-       times (so up to 506), at most 1200 ops per input in all
+  UPDATES: full loads (a trainer's update loop), as many as the op byte's high nibble says:
+       1, 1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64, 91, 128, 181 (flags as LOAD's bits 0-4)
+  REPEAT: the next 1 + length % 4 ops run (times < 0x80 ? 2 + times % 8 : 2 + (times - 0x80))
+       times (so up to 129; nested, more), at most 512 ops per input in all
 The seeds together reach every op, every fault kind, every policy, every loader path, every stack
 and norm class, and runs of hundreds of loads of the same modules.
 """
@@ -25,7 +27,7 @@ import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 (LOAD, SWAP, INPUTS, BATCH, REPLAY, EAGER, RECAPTURE, POLICY, REBIND_ALIVE, FREE_REALLOC, STALE,
- RESLICE, TIE, PACK, REPEAT) = range(15)
+ RESLICE, TIE, PACK, REPEAT, UPDATES) = range(16)
 FAIL, RECAP, REBIND = 0, 1, 2
 QWEN35, GEMMA3, QWEN3, LLAMA = range(4)
 SAFETENSORS, CONVERT, REVERSE, INVALID, EXTRA = 1, 2, 16, 32, 64
@@ -45,10 +47,16 @@ def convert(src_dtype):
 
 
 def times(n):
-    """The REPEAT byte for about n runs."""
+    """The REPEAT byte for n runs (2 <= n <= 129)."""
     if n <= 9:
         return n - 2
-    return 0xC0 + (n - 2 + 7) // 8
+    return 0x80 + n - 2
+
+
+def updates(nibble):
+    """The UPDATES op byte for the count at `nibble` (1, 1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64,
+    91, 128, 181)."""
+    return UPDATES | nibble << 4
 
 
 def ops(*seq):
@@ -107,15 +115,23 @@ GRAPH_SEEDS = {
         (LOAD, 0xFF, 11, convert(F32)), REPLAY, (LOAD, 0xFF, 12, SAFETENSORS | convert(BF16)),
         (STALE, 2, 1), (POLICY, RECAP), REPLAY),
     # Long runs: hundreds of loads of the same modules, checked after every load and replay.
-    "repeat_swaps_300": header(size=11) + ops((REPEAT, times(150), 1), (SWAP, 1), (SWAP, 0), REPLAY),
-    "repeat_loads_replays_200": header(gemma=True, size=5) + ops(
-        (REPEAT, times(200), 1), (LOAD, 0xFF, 1, 0), REPLAY),
+    "repeat_swaps_250": header(size=11) + ops((REPEAT, times(125), 1), (SWAP, 1), (SWAP, 0), REPLAY),
+    "repeat_loads_replays_120": header(gemma=True, size=5) + ops(
+        (REPEAT, times(120), 1), (LOAD, 0xFF, 1, 0), REPLAY),
     "repeat_qwen3_safetensors_100": header(stack=QWEN3, size=8) + ops(
         (REPEAT, times(100), 1), (LOAD, 0xFF, 2, SAFETENSORS | convert(F32)), REPLAY),
+    "repeat_llama_conversions_60": header(stack=LLAMA, dtype=1, size=30) + ops(
+        (REPEAT, times(60), 2), (LOAD, 0xFF, 3, convert(F16)), (LOAD, 0x0F, 4, REVERSE), REPLAY),
     "repeat_faults_under_rebind": header(policy=REBIND, size=14) + ops(
         (REPEAT, times(60), 3), (LOAD, 0x0F, 3, 0), (REBIND_ALIVE, 1, 2), REPLAY, (BATCH, 3), REPLAY),
+    "updates_64_then_faults": header(size=19) + ops((updates(12), 0), REPLAY, (REBIND_ALIVE, 3, 1),
+                                                    (updates(8), SAFETENSORS), REPLAY),
+    "updates_181_qwen3_converted": header(stack=QWEN3, dtype=2, size=27) + ops(
+        (updates(15), convert(BF16)), (POLICY, REBIND), REPLAY),
+    "updates_91_gemma_legacy_rebind": header(gemma=True, legacy=True, policy=REBIND, size=4) + ops(
+        (updates(13), REVERSE), REPLAY, (BATCH, 3), REPLAY),
     "repeat_nested": header(size=3) + ops(
-        (REPEAT, times(9), 1), (REPEAT, times(58), 0), (SWAP, 1), REPLAY),
+        (REPEAT, times(9), 1), (REPEAT, times(50), 0), (SWAP, 1), REPLAY),
 }
 
 
@@ -171,15 +187,37 @@ SAFETENSORS_SEEDS = {
     "empty_object": safetensors_bytes([]),
 }
 
+def kernel_seeds():
+    """cpu_kernel_fuzzer: every x dtype, weight kind, order, residual and gate, lengths around the
+    8-lane vectors and 64-element blocks, every value family (see cpu_kernel_fuzzer.cc)."""
+    seeds = {}
+    for x in range(3):
+        for kind in range(2):
+            for order in range(2):
+                for residual in range(2):
+                    for gate in range(2):
+                        cols = (x * 7 + kind * 3 + order * 5 + residual + gate * 2) % 10
+                        family = (x + kind + order + residual) % 4
+                        name = "x%d_kind%d_order%d_res%d_gate%d" % (x, kind, order, residual, gate)
+                        seeds[name] = bytes([x, kind | 2, order | residual << 1 | gate << 2,
+                                             (x + order) % 4, cols, family | (x % 3) << 2]) + b"seed"
+    seeds["f16_4096_wide_range"] = bytes([1, 2, 2, 0, 9, 1]) + b"wide"
+    seeds["bf16_4096_raw_bits"] = bytes([0, 2, 0, 0, 9, 2]) + b"raw"
+    seeds["f32_out_from_bf16"] = bytes([4, 0, 0, 1, 5, 0]) + b"promote"
+    return seeds
+
+
 DICTS = {
     # Headers of each stack, single ops, and runs of ops worth repeating.
     "graph_replay_fuzzer": [header(stack=QWEN3)[:1], header(stack=LLAMA)[:1], header(gemma=True)[:1]] +
-                           [bytes([op]) for op in range(15)] + [
+                           [bytes([op]) for op in range(16)] + [
+        bytes([updates(11), 0]), bytes([updates(12), SAFETENSORS]), bytes([updates(14), convert(F32)]),
+        bytes([updates(15), REVERSE]),
         ops((REPEAT, 0xFF, 0), (SWAP, 1)),
         ops((REPEAT, 0xF0, 1), (SWAP, 1), (SWAP, 0)),
-        ops((REPEAT, 0xE0, 1), (LOAD, 0xFF, 1, 0), REPLAY),
-        ops((REPEAT, 0xD0, 0), (LOAD, 0xFF, 2, SAFETENSORS)),
-        ops((REPEAT, 0xC8, 2), (LOAD, 0x0F, 3, convert(F32)), EAGER, REPLAY),
+        ops((REPEAT, 0xC0, 1), (LOAD, 0xFF, 1, 0), REPLAY),
+        ops((REPEAT, 0xB0, 0), (LOAD, 0xFF, 2, SAFETENSORS)),
+        ops((REPEAT, 0xE8, 2), (LOAD, 0x0F, 3, convert(F32)), EAGER, REPLAY),
         ops((REPEAT, 0xFF, 1), (LOAD, 0xFF, 4, REVERSE), (POLICY, REBIND)),
         ops((LOAD, 0xFF, 5, SAFETENSORS | convert(F16))),
         ops((LOAD, 0xFF, 6, INVALID)),
@@ -201,13 +239,15 @@ def write_dict(path, entries):
 
 
 def main():
-    for name, seeds in (("graph_replay_fuzzer", GRAPH_SEEDS), ("safetensors_fuzzer", SAFETENSORS_SEEDS)):
+    for name, seeds in (("graph_replay_fuzzer", GRAPH_SEEDS), ("safetensors_fuzzer", SAFETENSORS_SEEDS),
+                        ("cpu_kernel_fuzzer", kernel_seeds())):
         d = os.path.join(HERE, "corpus", name)
         os.makedirs(d, exist_ok=True)
         for seed_name, data in seeds.items():
             with open(os.path.join(d, "seed_" + seed_name), "wb") as f:
                 f.write(data)
-        write_dict(os.path.join(HERE, name + ".dict"), DICTS[name])
+        if name in DICTS:
+            write_dict(os.path.join(HERE, name + ".dict"), DICTS[name])
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 // NORMGRAPH_FUZZ_MODE applies as in the fuzzer.
 
 #include <dirent.h>
+#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -48,8 +49,16 @@ int main(int argc, char** argv) {
   }
   std::mt19937_64 rng(1);
   int64_t runs = 0, findings = 0;
+  std::vector<std::pair<double, std::vector<uint8_t>>> slowest;
+  double total_us = 0, slow_us = 0;
   size_t bytes = 0;
   const auto start = std::chrono::steady_clock::now();
+  auto cpu_seconds = [] {
+    timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+  };
+  const double cpu_start = cpu_seconds();
   double elapsed = 0;
   while (elapsed < seconds) {
     std::vector<uint8_t> input;
@@ -60,7 +69,17 @@ int main(int argc, char** argv) {
       input = corpus[runs % corpus.size()];
     }
     bytes += input.size();
+    const auto t0 = std::chrono::steady_clock::now();
     const absl::Status s = normgraph::fuzz::RunGraphReplayInput(input, mode);
+    const double us = std::chrono::duration<double, std::micro>(
+                          std::chrono::steady_clock::now() - t0)
+                          .count();
+    total_us += us;
+    if (us > 1000) slow_us += us;
+    slowest.emplace_back(us, input);
+    std::sort(slowest.begin(), slowest.end(),
+              [](const auto& a, const auto& b) { return a.first > b.first; });
+    if (slowest.size() > 5) slowest.pop_back();
     if (!s.ok()) {
       if (findings == 0) {
         std::fprintf(stderr, "first finding: %s\n", s.ToString().c_str());
@@ -72,10 +91,21 @@ int main(int argc, char** argv) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
             .count();
   }
+  const double cpu = cpu_seconds() - cpu_start;
   std::printf(
-      "%s: %lld executions in %.1f s: %.0f exec/s (one core), mean input %.0f "
-      "bytes, %lld findings\n",
+      "%s: %lld executions in %.1f s: %.0f exec/s wall, %.0f exec/s per "
+      "CPU-second (one thread), mean input %.0f bytes, %lld findings\n",
       source.c_str(), static_cast<long long>(runs), elapsed, runs / elapsed,
-      static_cast<double>(bytes) / runs, static_cast<long long>(findings));
+      runs / cpu, static_cast<double>(bytes) / runs,
+      static_cast<long long>(findings));
+  std::printf("  %.0f%% of the time in inputs slower than 1 ms; slowest:\n",
+              100 * slow_us / total_us);
+  for (const auto& [us, input] : slowest) {
+    std::printf("  %.0f us:", us);
+    for (size_t i = 0; i < input.size() && i < 48; ++i) {
+      std::printf(" %02x", input[i]);
+    }
+    std::printf("%s\n", input.size() > 48 ? " ..." : "");
+  }
   return findings == 0 ? 0 : 1;
 }

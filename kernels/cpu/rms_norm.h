@@ -18,8 +18,14 @@
 namespace normgraph {
 
 // Runs the whole norm over every row. `p` must be valid
-// (ValidateRmsNormParams).
+// (ValidateRmsNormParams). Rows of bf16 / f16 activations with an output of
+// the same dtype and no gate take a vectorized path (see rms_norm.cc); it
+// gives the same bits as RmsNormCpuScalar.
 void RmsNormCpu(const RmsNormParams& p);
+
+// The same norm one element at a time, straight from kernels/norm_numerics.h:
+// the definition the fast path is tested against.
+void RmsNormCpuScalar(const RmsNormParams& p);
 
 // A byte copy.
 void CopyCpu(const CopyParams& p);
