@@ -1,5 +1,13 @@
 #include "kernels/cpu/rms_norm.h"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#define NG_HAVE_FAST_PATH 1
+#else
+#define NG_HAVE_FAST_PATH 0
+#endif
+
 #include <cstring>
 #include <vector>
 
@@ -103,9 +111,11 @@ void ApplyNormT(const RmsNormParams& p, int64_t row, const float* v, float r,
 // numerics, bit for bit (kernels/norm_numerics.h); faster by
 // - working on 8 lanes at a time (GCC/Clang vector extensions compiled for
 //   AVX2, chosen at run time where the CPU has it; elsewhere RmsNormCpuScalar
-//   runs), with branch-free 16-bit conversions (the same integer
-//   round-to-nearest-even as core/float_bits.h, lanewise);
-// - decoding the weight once per call instead of once per element and row;
+//   runs), with branch-free 16-bit conversions (bf16: the same integer
+//   round-to-nearest-even as core/float_bits.h, lanewise; f16: the F16C
+//   instructions, which agree with core/float_bits.h on every non-NaN value,
+//   checked exhaustively);
+// - loading 8 weights at a time as they are needed;
 // - summing the squares of each 64-element block (an aligned subtree of the
 //   pairwise tree) in any order when that sum is provably exact: every square
 //   of a 16-bit value is a multiple of its block's grain g (the square of the
@@ -118,15 +128,17 @@ void ApplyNormT(const RmsNormParams& p, int64_t row, const float* v, float r,
 //   then combined by the same pairwise accumulator as the tree's upper levels
 //   (a tree over aligned subtrees is the tree; zero padding adds nothing).
 
+#if NG_HAVE_FAST_PATH
 namespace fast {
 
-#define NG_FAST __attribute__((always_inline, target("avx2"))) inline
-#define NG_AVX2 __attribute__((target("avx2")))
+#define NG_FAST __attribute__((always_inline, target("avx2,f16c"))) inline
+#define NG_AVX2 __attribute__((target("avx2,f16c")))
 
 typedef float F8 __attribute__((vector_size(32)));
 typedef uint32_t U8 __attribute__((vector_size(32)));
 typedef int32_t I8 __attribute__((vector_size(32)));
 typedef uint16_t H8 __attribute__((vector_size(16)));
+typedef int16_t S8 __attribute__((vector_size(16)));
 typedef double D4 __attribute__((vector_size(32)));
 
 constexpr int kBlock = 64;  // elements per exactly-summed block (8 chunks)
@@ -168,9 +180,6 @@ NG_FAST void Narrow(void* p, U8 v) {
 NG_FAST U8 Gt(U8 a, uint32_t b) {
   return (U8)((I8)a > static_cast<int32_t>(b));
 }
-NG_FAST U8 Lt(U8 a, uint32_t b) {
-  return (U8)((I8)a < static_cast<int32_t>(b));
-}
 NG_FAST U8 Eq(U8 a, uint32_t b) { return (U8)(a == b); }
 
 // mask ? a : b, lanewise.
@@ -201,63 +210,54 @@ struct Format<DType::kBF16> {
 };
 
 template <>
-struct Format<DType::kF16> {
+struct Format<DType::kF16> {  // converted with F16C (below)
   static constexpr int kStored = 10;
   static constexpr int kBias = 15;
   static constexpr uint32_t kExponentMask = 0x1F;
-
-  // F16BitsToFloat lanewise. Subnormals are m * 2^-24, computed as
-  // float(m) * 2^-24: exact, and neither operand nor result is subnormal in
-  // float32, so flush-to-zero settings cannot change it.
-  NG_FAST static U8 Decode(U8 h) {
-    const U8 sign = (h & 0x8000u) << 16;
-    const U8 exponent = (h >> 10) & 0x1Fu;
-    const U8 mantissa = h & 0x3FFu;
-    const U8 normal = sign | ((exponent + 112u) << 23) | (mantissa << 13);
-    const U8 special = sign | 0x7F800000u | (mantissa << 13);
-    const F8 sub =
-        __builtin_convertvector((I8)mantissa, F8) * 5.9604644775390625e-8f;
-    const U8 subnormal = sign | Bits(sub);
-    return Select(Eq(exponent, 0u), subnormal,
-                  Select(Eq(exponent, 0x1Fu), special, normal));
-  }
-
-  // FloatToF16Bits lanewise: round to nearest even with subnormals; NaN ->
-  // sign | 0x7E00; at or past 65520 -> infinity.
-  NG_FAST static U8 Encode(F8 f) {
-    const U8 u = Bits(f);
-    const U8 sign = (u >> 16) & 0x8000u;
-    const U8 magnitude = u & 0x7FFFFFFFu;
-    // Normal f16 results: rebias, drop 13 bits, round to nearest even.
-    const U8 rebased = magnitude - ((127u - 15u) << 23);
-    const U8 q = rebased >> 13;
-    const U8 rest = rebased & 0x1FFFu;
-    const U8 up = Gt(rest, 0x1000u) | (Eq(rest, 0x1000u) & Eq(q & 1u, 1u));
-    const U8 normal = q - up;  // up lanes are all ones: subtracting adds 1
-    // Subnormal f16 results (2^-25 < |f| < 2^-14): |f| 2^24, an exact value
-    // in (0.5, 1024), rounded to an integer by adding and subtracting 2^23
-    // (nearest even). Other lanes are zeroed first, so every conversion is in
-    // range.
-    const U8 small = Lt(magnitude, 0x38800000u);
-    const F8 scaled = Floats(small & magnitude) * 16777216.0f;
-    const F8 integral = (scaled + 8388608.0f) - 8388608.0f;
-    const U8 sub_q = (U8) __builtin_convertvector(integral, I8);
-    U8 r = Select(small, sub_q, normal);
-    r = Select(Lt(magnitude, 0x33000001u), U8{}, r);  // rounds to zero
-    r = Select(Gt(magnitude, 0x477FEFFFu), U8{} + 0x7C00u, r);  // infinity
-    r = Select(Gt(magnitude, 0x7F800000u), U8{} + 0x7E00u, r);  // NaN
-    return sign | r;
-  }
-  // EncodeOutput: every NaN is the canonical positive 0x7E00.
-  NG_FAST static U8 EncodeOutput(F8 f) {
-    const U8 nan = Gt(Bits(f) & 0x7FFFFFFFu, 0x7F800000u);
-    return Select(nan, U8{} + 0x7E00u, Encode(f));
-  }
 };
+
+// f16 through F16C (exact IEEE conversions: VCVTPH2PS widens every f16,
+// subnormals included; VCVTPS2PH with round-to-nearest-even is
+// FloatToF16Bits for every non-NaN value, overflow to infinity included).
+// NaNs may keep other payload bits than core/float_bits.h gives them, which
+// never reaches memory: everything a kernel stores goes through
+// CanonicalF16, and NaN inputs make NaN rows.
+NG_FAST F8 HalfToFloat(H8 h) {
+  __m128i bits;
+  std::memcpy(&bits, &h, sizeof bits);
+  return (F8)_mm256_cvtph_ps(bits);
+}
+
+NG_FAST H8 FloatToHalf(F8 f) {
+  const __m128i bits = _mm256_cvtps_ph((__m256)f, _MM_FROUND_TO_NEAREST_INT);
+  H8 h;
+  std::memcpy(&h, &bits, sizeof h);
+  return h;
+}
+
+// Every f16 NaN becomes the canonical 0x7E00 (EncodeOutput's).
+NG_FAST H8 CanonicalF16(H8 h) {
+  const H8 nan = (H8)((S8)(h & 0x7FFFu) > (int16_t)0x7C00);
+  return (nan & (H8{} + 0x7E00u)) | (~nan & h);
+}
 
 template <DType X>
 NG_FAST F8 Round(F8 f) {
-  return Floats(Format<X>::Decode(Format<X>::Encode(f)));
+  if constexpr (X == DType::kF16) {
+    return HalfToFloat(FloatToHalf(f));
+  } else {
+    return Floats(Format<X>::Decode(Format<X>::Encode(f)));
+  }
+}
+
+// EncodeOutput of 8 values, stored at p.
+template <DType X>
+NG_FAST void StoreOutput(char* p, F8 f) {
+  if constexpr (X == DType::kF16) {
+    StoreV(p, CanonicalF16(FloatToHalf(f)));
+  } else {
+    Narrow(p, Format<X>::EncodeOutput(f));
+  }
 }
 
 // The biased exponent of the unit in the last place of each non-zero 16-bit
@@ -304,32 +304,63 @@ double TreeSum(const float* v, int64_t n) {
 template <DType X, bool kResidual, bool kHf>
 NG_FAST F8 Input8(const char* x, char* res, int64_t j, U8* code) {
   using F = Format<X>;
-  const U8 xh = Widen(x + 2 * j);
-  if (!kResidual) {
-    *code = UlpExponentCode<X>(xh);
-    return Floats(F::Decode(xh));
+  if constexpr (X == DType::kF16) {
+    const H8 xh = LoadV<H8>(x + 2 * j);
+    const F8 xf = HalfToFloat(xh);
+    if (!kResidual) {
+      *code = UlpExponentCode<X>(__builtin_convertvector(xh, U8));
+      return xf;
+    }
+    const H8 rh = LoadV<H8>(res + 2 * j);
+    const F8 s = xf + HalfToFloat(rh);
+    const H8 enc = FloatToHalf(s);
+    StoreV(res + 2 * j, CanonicalF16(enc));
+    if (kHf) {
+      *code = UlpExponentCode<X>(__builtin_convertvector(enc, U8));
+      return HalfToFloat(enc);
+    }
+    *code = MinLanes(UlpExponentCode<X>(__builtin_convertvector(xh, U8)),
+                     UlpExponentCode<X>(__builtin_convertvector(rh, U8)));
+    return s;
+  } else {
+    const U8 xh = Widen(x + 2 * j);
+    if (!kResidual) {
+      *code = UlpExponentCode<X>(xh);
+      return Floats(F::Decode(xh));
+    }
+    const U8 rh = Widen(res + 2 * j);
+    const F8 s = Floats(F::Decode(xh)) + Floats(F::Decode(rh));
+    const U8 enc = F::Encode(s);
+    const F8 rounded = Floats(F::Decode(enc));
+    Narrow(res + 2 * j, F::EncodeOutput(rounded));
+    if (kHf) {
+      *code = UlpExponentCode<X>(enc);
+      return rounded;
+    }
+    // s, rounded to float32, is still a multiple of the smaller ulp of x and
+    // the residual.
+    *code = MinLanes(UlpExponentCode<X>(xh), UlpExponentCode<X>(rh));
+    return s;
   }
-  const U8 rh = Widen(res + 2 * j);
-  const F8 s = Floats(F::Decode(xh)) + Floats(F::Decode(rh));
-  const U8 enc = F::Encode(s);
-  const F8 rounded = Floats(F::Decode(enc));
-  Narrow(res + 2 * j, F::EncodeOutput(rounded));
-  if (kHf) {
-    *code = UlpExponentCode<X>(enc);
-    return rounded;
-  }
-  // s, rounded to float32, is still a multiple of the smaller ulp of x and
-  // the residual.
-  *code = MinLanes(UlpExponentCode<X>(xh), UlpExponentCode<X>(rh));
-  return s;
 }
 
-// Every row. `w` is the weight as float (or the f32 scale), decoded once per
-// call; `v` and `codes` are scratch.
+// 8 weights from j as float: the f32 scale, or the weight in the activation
+// dtype.
+template <DType X, bool kScale>
+NG_FAST F8 Weight8(const void* w, int64_t j) {
+  if constexpr (kScale) {
+    return LoadV<F8>(static_cast<const float*>(w) + j);
+  } else if constexpr (X == DType::kF16) {
+    return HalfToFloat(LoadV<H8>(static_cast<const char*>(w) + 2 * j));
+  } else {
+    return Floats(
+        Format<X>::Decode(Widen(static_cast<const char*>(w) + 2 * j)));
+  }
+}
+
+// Every row; `v` and `codes` are scratch.
 template <DType X, bool kResidual, bool kHf, bool kScale>
-NG_AVX2 void Rows(const RmsNormParams& p, float* v, uint32_t* codes,
-                  const float* w) {
-  using F = Format<X>;
+NG_AVX2 void Rows(const RmsNormParams& p, float* v, uint32_t* codes) {
   const int64_t n = p.cols;
   const int64_t vec_end = n / 8 * 8;
   const int64_t blocks = (n + kBlock - 1) / kBlock;
@@ -397,24 +428,26 @@ NG_AVX2 void Rows(const RmsNormParams& p, float* v, uint32_t* codes,
     const F8 rv = F8{} + r;
     for (int64_t j = 0; j < vec_end; j += 8) {
       const F8 normed = LoadV<F8>(v + j) * rv;
-      const F8 wv = LoadV<F8>(w + j);
+      const F8 wv = Weight8<X, kScale>(p.weight, j);
       F8 o;
       if (kScale || !kHf) {
         o = normed * wv;
       } else {
         o = wv * Round<X>(normed);
       }
-      Narrow(out + 2 * j, F::EncodeOutput(o));
+      StoreOutput<X>(out + 2 * j, o);
     }
     for (int64_t j = vec_end; j < n; ++j) {
+      const float w =
+          kScale ? Load<DType::kF32>(p.weight, j) : Load<X>(p.weight, j);
       const float o =
-          numerics::NormOutput<X, X>(v[j], r, w[j], kScale, kHf, false, 0.0f);
+          numerics::NormOutput<X, X>(v[j], r, w, kScale, kHf, false, 0.0f);
       Store<X>(out, j, EncodeOutput<X>(o));
     }
   }
 }
 
-using RowsFn = void (*)(const RmsNormParams&, float*, uint32_t*, const float*);
+using RowsFn = void (*)(const RmsNormParams&, float*, uint32_t*);
 
 template <DType X>
 RowsFn Pick(bool residual, bool hf, bool scale) {
@@ -435,12 +468,16 @@ RowsFn Pick(bool residual, bool hf, bool scale) {
 
 }  // namespace fast
 
-bool CpuHasAvx2() {
-  static const bool avx2 = [] {
+bool CpuHasAvx2AndF16c() {
+  static const bool has = [] {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") != 0;
+    // F16C is CPUID.1:ECX bit 29 (not every compiler's
+    // __builtin_cpu_supports knows it).
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx >> 29) & 1;
+    return __builtin_cpu_supports("avx2") && f16c;
   }();
-  return avx2;
+  return has;
 }
 
 bool FastPathApplies(const RmsNormParams& p) {
@@ -449,32 +486,33 @@ bool FastPathApplies(const RmsNormParams& p) {
                           ? p.weight_dtype == DType::kF32
                           : p.weight_dtype == p.x_dtype;
   return half && weight && p.out_dtype == p.x_dtype && p.gate == nullptr &&
-         CpuHasAvx2();
+         CpuHasAvx2AndF16c();
 }
 
 void FastRmsNorm(const RmsNormParams& p) {
   // Per-thread scratch that only grows: a replayed graph allocates nothing
   // after warm-up.
-  thread_local std::vector<float> v, w;
+  thread_local std::vector<float> v;
   thread_local std::vector<uint32_t> codes;
   if (static_cast<int64_t>(v.size()) < p.cols + 8) {
     v.resize(p.cols + 8);
-    w.resize(p.cols + 8);
     codes.resize(p.cols / fast::kBlock + 1);
   }
   const bool scale = p.weight_kind == NormWeight::kScale;
-  for (int64_t j = 0; j < p.cols; ++j) {
-    w[j] = scale                            ? Load<DType::kF32>(p.weight, j)
-           : p.weight_dtype == DType::kBF16 ? Load<DType::kBF16>(p.weight, j)
-                                            : Load<DType::kF16>(p.weight, j);
-  }
   const bool residual = p.residual != nullptr;
   const bool hf = p.order == RoundingOrder::kHuggingFace;
   const fast::RowsFn rows = p.x_dtype == DType::kBF16
                                 ? fast::Pick<DType::kBF16>(residual, hf, scale)
                                 : fast::Pick<DType::kF16>(residual, hf, scale);
-  rows(p, v.data(), codes.data(), w.data());
+  rows(p, v.data(), codes.data());
 }
+
+#else  // no fast path on this architecture
+
+bool FastPathApplies(const RmsNormParams&) { return false; }
+void FastRmsNorm(const RmsNormParams&) {}
+
+#endif  // NG_HAVE_FAST_PATH
 
 }  // namespace
 
