@@ -7,6 +7,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -105,8 +106,8 @@ enum Op : uint8_t {
   kReslice,
   kTie,      // a parameter slot takes another parameter's tensor (tied weights)
   kPack,     // parameters move into views of one packed storage
-  kRepeat,   // the next 1-4 ops, run 2-129 times
-  kUpdates,  // a trainer's update loop: 1-181 full loads, the op byte's high
+  kRepeat,   // the next 1-4 ops, run 2-128 times
+  kUpdates,  // a trainer's update loop: 1-128 full loads, the op byte's high
              // nibble says how many
   kNumOps,
 };
@@ -533,11 +534,11 @@ class Harness {
         if (!r.Byte(&a) || !r.Byte(&b)) return absl::OkStatus();
         return Pack(a, b);
       case kUpdates: {
-        // One byte: the high nibble of the op byte picks the count (about
-        // exponentially: 1, 1, 2, 3, 4, 6, ..., 128, 181), so a short input
-        // reaches a fault on the 50th load of a module.
-        static constexpr int kCounts[16] = {1,  1,  2,  3,  4,  6,  8,   11,
-                                            16, 23, 32, 45, 64, 91, 128, 181};
+        // The high nibble of the op byte picks the count: mostly a few, and
+        // 64 or 128 (so a 4-byte input reaches a fault on the 50th or 100th
+        // load of a module) one time in eight.
+        static constexpr int kCounts[16] = {1, 1, 1, 1, 2,  2,  2,  3,
+                                            3, 4, 5, 8, 16, 32, 64, 128};
         if (!r.Byte(&a)) return absl::OkStatus();
         const int count = kCounts[op_byte >> 4];
         for (int i = 0; i < count && !done(); ++i) {
@@ -550,9 +551,9 @@ class Harness {
       case kRepeat: {
         if (!r.Byte(&a) || !r.Byte(&b)) return absl::OkStatus();
         if (depth >= 2) return absl::OkStatus();  // its block runs once
-        // Half the counts run 2-9 times, half 2-129 times (long runs are
-        // what reach a fault on the Nth load; short ones are cheap).
-        const int times = a < 0x80 ? 2 + a % 8 : 2 + (a - 0x80);
+        // Three counts in four run 2-5 times, the rest 2-128 times (long
+        // runs reach a fault on the Nth load; short ones are cheap).
+        const int times = a < 0xC0 ? 2 + a % 4 : 2 + (a - 0xC0) * 2;
         const int length = 1 + b % 4;
         const size_t start = r.pos();
         size_t end = start;
@@ -854,50 +855,58 @@ class Harness {
 
   // --- weight loads ---------------------------------------------------------
 
-  // Loads generated weights into the parameters `mask` picks (bit i % 8 picks
-  // parameter i; 0 or 0xFF: all), as `flags` says: bit 0 through a
-  // safetensors image; bit 1 with the source in dtype (flags >> 2) % 3; bit 4
-  // in reverse order; bit 5 with one tensor of a wrong shape (the load must
-  // fail and change nothing); bit 6 with an unexpected extra tensor, ignored.
-  absl::Status LoadGenerated(uint8_t mask, uint64_t seed, uint8_t flags,
-                             const char* kind) {
+  // What a load of (mask, flags) sends to the loader, built once per input
+  // and reused with new values (the safetensors image too: its header stays,
+  // its data section is rewritten in place, as a checkpoint file rewritten
+  // between reads would be).
+  struct LoadPlan {
+    std::vector<int> picked;  // parameters, in the order given to the set
+    int converted = 0;  // tensors whose dtype differs from the parameter's
+    bool invalid = false, extra = false;
+    std::string bad_name;  // the tensor of a wrong shape (invalid)
+    // Per tensor, in the loader's order: where its bytes are, its dtype,
+    // element count and parameter (-1: the extra tensor).
+    std::vector<uint8_t*> data;
+    std::vector<DType> dtypes;
+    std::vector<int64_t> numel;
+    std::vector<int> param;
+    std::vector<std::pair<std::string, Tensor>> tensors;  // from memory
+    std::unique_ptr<safetensors::SafetensorsFile> file;   // or from an image
+    std::optional<WeightSet> set;
+  };
+
+  absl::StatusOr<LoadPlan*> Plan(uint8_t mask, uint8_t flags) {
     static constexpr DType kDTypes[] = {DType::kF32, DType::kBF16, DType::kF16};
-    ++loads_;
-    const int load = loads_;
-    auto what = [&] {
-      return load == 1 ? std::string("the initial load")
-                       : absl::StrCat("load #", load, kind);
-    };
-    std::vector<int> picked;
+    if (mask == 0) mask = 0xFF;
+    std::unique_ptr<LoadPlan>& cached = plans_[mask << 8 | flags];
+    if (cached != nullptr) return cached.get();
+    auto plan = std::make_unique<LoadPlan>();
     for (size_t i = 0; i < params_.size(); ++i) {
-      if (mask == 0 || mask == 0xFF || ((mask >> (i % 8)) & 1)) {
-        picked.push_back(params_[i]);
+      if (mask == 0xFF || ((mask >> (i % 8)) & 1)) {
+        plan->picked.push_back(params_[i]);
       }
     }
-    if (flags & 16) std::reverse(picked.begin(), picked.end());
-    const bool invalid = (flags & 32) != 0 && !picked.empty();
-    const bool extra = (flags & 64) != 0;
-    // A swap loads the same values every time; other loads differ each time.
-    const uint64_t values_seed = seed < 1000 ? seed : Mix(seed * 131 + loads_);
-
+    if (flags & 16) std::reverse(plan->picked.begin(), plan->picked.end());
+    plan->invalid = (flags & 32) != 0 && !plan->picked.empty();
+    plan->extra = (flags & 64) != 0;
     // Every source tensor is a view of one host storage.
-    std::vector<std::pair<std::string, Tensor>> tensors;
-    std::vector<int> converted;
     std::vector<Shape> shapes;
     std::vector<DType> dtypes;
     size_t total = 0;
-    for (size_t k = 0; k < picked.size(); ++k) {
-      const SlotInfo& s = slots_[picked[k]];
+    for (size_t k = 0; k < plan->picked.size(); ++k) {
+      const SlotInfo& s = slots_[plan->picked[k]];
       const DType param_dtype = s.slot->tensor().dtype();
       dtypes.push_back(flags & 2 ? kDTypes[(flags >> 2) % 3] : param_dtype);
       shapes.push_back(s.slot->tensor().shape());
-      if (invalid && k + 1 == picked.size()) shapes.back() = {Numel(s) + 1};
-      if (dtypes.back() != param_dtype) converted.push_back(picked[k]);
+      if (plan->invalid && k + 1 == plan->picked.size()) {
+        shapes.back() = {Numel(s) + 1};
+      }
+      plan->converted += dtypes.back() != param_dtype;
       int64_t n = 1;
       for (int64_t d : shapes.back()) n *= d;
       total += (n * DTypeSize(dtypes.back()) + 15) / 16 * 16;
     }
-    if (extra) {
+    if (plan->extra) {
       shapes.push_back({3});
       dtypes.push_back(DType::kF32);
       total += 16;
@@ -911,55 +920,92 @@ class Harness {
           Tensor::FromStorage(host, offset, shapes[k],
                               ContiguousStrides(shapes[k]), dtypes[k]));
       offset += (t.numel() * DTypeSize(dtypes[k]) + 15) / 16 * 16;
-      const bool is_extra = k == picked.size();
-      GenerateValues(is_extra ? seed : Mix(values_seed + 977 * picked[k]),
-                     !is_extra && slots_[picked[k]].derived < 0,
-                     is_extra ? 0 : -2, t.numel(), dtypes[k],
-                     static_cast<uint8_t*>(t.data()));
-      tensors.emplace_back(
-          is_extra ? "model.unexpected.weight" : slots_[picked[k]].name,
+      const bool is_extra = k == plan->picked.size();
+      plan->tensors.emplace_back(
+          is_extra ? "model.unexpected.weight" : slots_[plan->picked[k]].name,
           std::move(t));
     }
-    if (Tracing()) {
-      std::fprintf(stderr, "  %s: %d tensors%s%s%s%s\n", what().c_str(),
-                   static_cast<int>(tensors.size()),
-                   flags & 1 ? ", safetensors" : "",
-                   converted.empty() ? "" : ", converted",
-                   invalid ? ", invalid" : "", extra ? ", extra" : "");
+    if (plan->invalid) {
+      plan->bad_name = plan->tensors[plan->picked.size() - 1].first;
     }
-
-    LoadOptions options;
-    options.allow_missing = true;
-    options.ignore_unexpected = extra;
-    absl::StatusOr<LoadReport> report;
-    std::vector<std::string> order;  // the order the loader sees them in
-    std::shared_ptr<std::string> file_bytes;
-    std::unique_ptr<safetensors::SafetensorsFile> file;
     if (flags & 1) {
       std::vector<safetensors::NamedView> views;
-      for (const auto& [name, t] : tensors) views.push_back({name, ViewOf(t)});
+      for (const auto& [name, t] : plan->tensors) {
+        views.push_back({name, ViewOf(t)});
+      }
       NG_ASSIGN_OR_RETURN(std::string bytes, safetensors::Serialize(views));
       NG_ASSIGN_OR_RETURN(auto parsed,
                           safetensors::SafetensorsFile::FromBytes(
                               std::make_shared<std::string>(std::move(bytes))));
-      file = std::make_unique<safetensors::SafetensorsFile>(std::move(parsed));
-      for (const safetensors::TensorEntry& e : file->tensors()) {
-        order.push_back(e.name);
+      plan->file =
+          std::make_unique<safetensors::SafetensorsFile>(std::move(parsed));
+      for (const safetensors::TensorEntry& e : plan->file->tensors()) {
+        // The image is ours (FromBytes keeps the string alive): rewritable.
+        plan->data.push_back(
+            const_cast<uint8_t*>(static_cast<const uint8_t*>(e.view().data)));
+        plan->dtypes.push_back(*e.dtype);
+        plan->numel.push_back(static_cast<int64_t>(e.bytes) /
+                              static_cast<int64_t>(DTypeSize(*e.dtype)));
+        plan->param.push_back(ParamIndex(e.name));
       }
-      report = LoadWeights(*model_, WeightSet::FromSafetensors(*file), options);
+      plan->set = WeightSet::FromSafetensors(*plan->file);
     } else {
-      for (const auto& [name, t] : tensors) order.push_back(name);
-      NG_ASSIGN_OR_RETURN(WeightSet set, WeightSet::FromTensors(tensors));
-      report = LoadWeights(*model_, set, options);
+      for (const auto& [name, t] : plan->tensors) {
+        plan->data.push_back(static_cast<uint8_t*>(t.data()));
+        plan->dtypes.push_back(t.dtype());
+        plan->numel.push_back(t.numel());
+        plan->param.push_back(ParamIndex(name));
+      }
+      NG_ASSIGN_OR_RETURN(WeightSet set, WeightSet::FromTensors(plan->tensors));
+      plan->set = std::move(set);
+    }
+    cached = std::move(plan);
+    return cached.get();
+  }
+
+  // Loads generated weights into the parameters `mask` picks (bit i % 8 picks
+  // parameter i; 0 or 0xFF: all), as `flags` says: bit 0 through a
+  // safetensors image; bit 1 with the source in dtype (flags >> 2) % 3; bit 4
+  // in reverse order; bit 5 with one tensor of a wrong shape (the load must
+  // fail and change nothing); bit 6 with an unexpected extra tensor, ignored.
+  absl::Status LoadGenerated(uint8_t mask, uint64_t seed, uint8_t flags,
+                             const char* kind) {
+    ++loads_;
+    const int load = loads_;
+    auto what = [&] {
+      return load == 1 ? std::string("the initial load")
+                       : absl::StrCat("load #", load, kind);
+    };
+    NG_ASSIGN_OR_RETURN(LoadPlan * plan, Plan(mask, flags));
+    // A swap loads the same values every time; other loads differ each time.
+    const uint64_t values_seed = seed < 1000 ? seed : Mix(seed * 131 + loads_);
+    for (size_t k = 0; k < plan->data.size(); ++k) {
+      const int param = plan->param[k];
+      GenerateValues(param < 0 ? seed : Mix(values_seed + 977 * param),
+                     param >= 0 && slots_[param].derived < 0,
+                     param < 0 ? 0 : -2, plan->numel[k], plan->dtypes[k],
+                     plan->data[k]);
+    }
+    if (Tracing()) {
+      std::fprintf(
+          stderr, "  %s: %d tensors%s%s%s%s\n", what().c_str(),
+          static_cast<int>(plan->data.size()), flags & 1 ? ", safetensors" : "",
+          plan->converted > 0 ? ", converted" : "",
+          plan->invalid ? ", invalid" : "", plan->extra ? ", extra" : "");
     }
 
-    if (invalid) {
-      const std::string& bad = tensors[picked.size() - 1].first;
+    LoadOptions options;
+    options.allow_missing = true;
+    options.ignore_unexpected = plan->extra;
+    const absl::StatusOr<LoadReport> report =
+        LoadWeights(*model_, *plan->set, options);
+
+    if (plan->invalid) {
       if (report.ok() ||
           report.status().code() != absl::StatusCode::kInvalidArgument ||
-          !absl::StrContains(report.status().message(), bad)) {
+          !absl::StrContains(report.status().message(), plan->bad_name)) {
         return Finding(absl::StrCat(
-            what(), " with ", bad,
+            what(), " with ", plan->bad_name,
             " of a wrong shape was not refused naming it: ",
             report.ok() ? "OK" : report.status().ToString(), State()));
       }
@@ -970,37 +1016,34 @@ class Harness {
       return Finding(absl::StrCat(
           what(), " failed: ", report.status().message(), State()));
     }
-    if (report->loaded != static_cast<int>(picked.size()) ||
-        report->converted != static_cast<int>(converted.size()) ||
-        report->unexpected.size() != (extra ? 1u : 0u) ||
-        report->missing.size() != params_.size() - picked.size()) {
+    const size_t picked = plan->picked.size();
+    if (report->loaded != static_cast<int>(picked) ||
+        report->converted != plan->converted ||
+        report->unexpected.size() != (plan->extra ? 1u : 0u) ||
+        report->missing.size() != params_.size() - picked) {
       return Finding(absl::StrCat(
           what(), " reported ", report->loaded, " loaded, ", report->converted,
           " converted, ", report->missing.size(), " missing, ",
-          report->unexpected.size(), " unexpected; expected ", picked.size(),
-          ", ", converted.size(), ", ", params_.size() - picked.size(), ", ",
-          extra ? 1 : 0, State()));
+          report->unexpected.size(), " unexpected; expected ", picked, ", ",
+          plan->converted, ", ", params_.size() - picked, ", ",
+          plan->extra ? 1 : 0, State()));
     }
     // The image: each tensor in the loader's order, rounded to its
     // parameter's dtype (a later write through an alias wins).
-    for (const std::string& name : order) {
-      const int i = ParamIndex(name);
-      if (i < 0) continue;
-      SlotInfo& s = slots_[i];
-      const Tensor* src = nullptr;
-      for (const auto& [n, t] : tensors) {
-        if (n == name) src = &t;
-      }
+    for (size_t k = 0; k < plan->data.size(); ++k) {
+      if (plan->param[k] < 0) continue;
+      SlotInfo& s = slots_[plan->param[k]];
       const DType param_dtype = s.slot->tensor().dtype();
+      const DType src_dtype = plan->dtypes[k];
       uint8_t* dst = ImageOf(s);
-      const auto* from = static_cast<const uint8_t*>(src->data());
-      if (src->dtype() == param_dtype) {
+      const uint8_t* from = plan->data[k];
+      if (src_dtype == param_dtype) {
         std::memcpy(dst, from, Bytes(s));
       } else {
-        const size_t in = DTypeSize(src->dtype()), out = DTypeSize(param_dtype);
+        const size_t in = DTypeSize(src_dtype), out = DTypeSize(param_dtype);
         const int64_t n = Numel(s);
         for (int64_t j = 0; j < n; ++j) {
-          StoreValue(param_dtype, DecodeValue(src->dtype(), from + j * in),
+          StoreValue(param_dtype, DecodeValue(src_dtype, from + j * in),
                      dst + j * out);
         }
       }
@@ -1668,6 +1711,7 @@ class Harness {
   int64_t inputs_batch_ = 0;
   std::vector<std::pair<std::string, std::vector<uint8_t>>> reference_;
   std::vector<Tensor> keep_;  // old storages kept alive, squatters
+  absl::flat_hash_map<uint16_t, std::unique_ptr<LoadPlan>> plans_;
   int64_t batch_ = 1;
   uint64_t input_seed_ = 1;
   int steps_ = 0;
@@ -1716,11 +1760,21 @@ absl::Status RunGraphReplayInput(absl::Span<const uint8_t> data,
   uint8_t h0, h1;
   if (!r.Byte(&h0) || !r.Byte(&h1)) return absl::OkStatus();
   Config c;
-  if (h0 & 0x80) {
+  // Bits 7 and 0: Qwen3.5 (half the headers: zero-centred, gated and derived
+  // buffers), Gemma3 (a quarter), the Qwen3 / Llama stack of plain RMSNorms (a
+  // quarter; Llama, without q/k norms, for one size byte in four).
+  const uint32_t mix = (h1 + 1u) * 2654435761u;
+  if ((h0 & 0x81) == 0x81) {
     c.kind = StackKind::kQwen3;
-    c.qk_norm = (h0 & 1) == 0;
+    c.qk_norm = ((mix >> 29) & 3) != 0;
   } else {
-    c.kind = h0 & 1 ? StackKind::kGemma3 : StackKind::kQwen35;
+    c.kind = (h0 & 0x81) == 0x01 ? StackKind::kGemma3 : StackKind::kQwen35;
+  }
+  // The self-test modes about derived buffers need a stack that has them.
+  if ((mode == FuzzMode::kUncheckedLegacy || mode == FuzzMode::kNoFreshness) &&
+      c.kind == StackKind::kQwen3) {
+    c.kind = StackKind::kQwen35;
+    c.qk_norm = true;
   }
   c.legacy = (h0 >> 1) & 1;
   c.dtype = static_cast<DType>((h0 >> 2) % 3);
@@ -1732,7 +1786,6 @@ absl::Status RunGraphReplayInput(absl::Span<const uint8_t> data,
   // One byte picks every size (a short header lets the fuzzer reach the ops
   // quickly); a fixed mix spreads the 256 choices over odd and even sizes and
   // both layer kinds.
-  const uint32_t mix = (h1 + 1u) * 2654435761u;
   c.hidden = 1 + h1 % 40;
   c.layers = 1 + (mix >> 8) % 4;
   if (c.kind == StackKind::kQwen35) {
@@ -1748,18 +1801,6 @@ absl::Status RunGraphReplayInput(absl::Span<const uint8_t> data,
   c.value_heads = 1 + (mix >> 21) % 2;
   c.value_head_dim = 1 + (mix >> 24) % 12;
   if (mode == FuzzMode::kUncheckedLegacy) {
-    // The pre-fix loader is a zero-centred norm's: a stack that has them.
-    if (c.kind == StackKind::kQwen3) {
-      c.kind = StackKind::kQwen35;
-      c.qk_norm = true;
-    }
-    if (c.kind == StackKind::kQwen35 && c.layer_types.empty()) {
-      for (int64_t i = 0; i < c.layers; ++i) {
-        c.layer_types.push_back((mix >> (12 + i)) & 1
-                                    ? Qwen35LayerType::kFullAttention
-                                    : Qwen35LayerType::kLinearAttention);
-      }
-    }
     c.legacy = true;
     c.policy = ReplayPolicy::kUnchecked;
   } else if (mode == FuzzMode::kNoFreshness) {
