@@ -39,12 +39,23 @@ import sys
 import threading
 import time
 
-TARGETS = ["graph_replay_fuzzer", "safetensors_fuzzer"]
+def fuzz_targets(ws):
+    """The cc_fuzz_test targets of fuzz/BUILD.bazel (a fixed list if it cannot be read)."""
+    try:
+        text = open(os.path.join(ws, "fuzz", "BUILD.bazel")).read()
+        names = re.findall(r'cc_fuzz_test\(\s*name\s*=\s*"([A-Za-z0-9_]+)"', text)
+        if names:
+            return names
+    except OSError:
+        pass
+    return ["graph_replay_fuzzer", "safetensors_fuzzer", "cpu_kernel_fuzzer"]
+
+
+TARGETS = fuzz_targets(os.environ.get("BUILD_WORKSPACE_DIRECTORY") or os.getcwd())
 # NORMGRAPH_FUZZ_MODE values (fuzz/graph_replay_harness.h): the default and the self-test modes, each
 # of which puts back a bug the oracle must find.
 MODES = ["default", "unchecked-legacy", "no-freshness", "realloc-rms-norm", "skip-refresh-50th",
          "realloc-40th-load", "corrupt-load"]
-MAX_LEN = {"graph_replay_fuzzer": 512, "safetensors_fuzzer": 4096}
 MAX_TIME = 7 * 24 * 3600
 MAX_FORK = 256
 ARTIFACT_PREFIXES = ("crash-", "leak-", "timeout-", "oom-")
@@ -145,6 +156,8 @@ def parse_args(argv):
                     help="use binaries already built with --config=fuzz")
     ap.add_argument("--bin-dir", help="where the libFuzzer binaries are (implies --no-build)")
     ap.add_argument("--out", help="output folder (default: WORKSPACE/fuzz/out)")
+    ap.add_argument("--build-flag", action="append", default=[], metavar="FLAG",
+                    help="an extra flag for `bazel build` (repeatable), e.g. --build-flag=--jobs=2")
     ap.add_argument("--json", help="where to write the JSON summary "
                                    "(default: OUT[/MODE]/campaign-TIMESTAMP.json)")
     args = ap.parse_args(argv)
@@ -162,8 +175,10 @@ def parse_args(argv):
 
 # --- binaries ---------------------------------------------------------------------------------
 
-def build(targets, ws):
-    cmd = ["bazel", "build", "--config=fuzz"] + ["//fuzz:" + t for t in targets]
+def build(targets, ws, flags):
+    # The binaries and their .options files (libFuzzer flags from cc_fuzz_test's `options`).
+    cmd = (["bazel", "build", "--config=fuzz"] + flags +
+           [f"//fuzz:{t}{suffix}" for t in targets for suffix in ("", "_options")])
     log("building: " + " ".join(cmd))
     try:
         if subprocess.run(cmd, cwd=ws).returncode != 0:
@@ -184,6 +199,21 @@ def fuzz_bin_dir(ws):
     except (OSError, subprocess.TimeoutExpired):
         pass
     return os.path.join(ws, "bazel-bin", "fuzz")
+
+
+def target_options(binary):
+    """libFuzzer flags from the target's NAME.options file next to the binary (cc_fuzz_test writes
+    its `options` there, e.g. max_len), as OSS-Fuzz reads them; -max_len=4096 without one."""
+    flags = []
+    try:
+        for line in open(binary + ".options"):
+            key, eq, value = line.partition("=")
+            key, value = key.strip(), value.strip()
+            if eq and key and not key.startswith(("[", "#")) and key != "dict":
+                flags.append(f"-{key}={value}")
+    except OSError:
+        pass
+    return flags or ["-max_len=4096"]
 
 
 def check_libfuzzer(name, binary):
@@ -312,8 +342,8 @@ def fuzz_target(name, binary, args, ws, root, deadline, targets_left):
         env.pop("NORMGRAPH_FUZZ_MODE", None)
     flags = [f"-fork={args.fork}", "-ignore_crashes=1", "-ignore_ooms=1", "-ignore_timeouts=1",
              f"-max_total_time={fuzz_seconds}", f"-artifact_prefix={crashes}/",
-             "-print_final_stats=1", "-rss_limit_mb=4096", "-timeout=30",
-             f"-max_len={MAX_LEN.get(name, 4096)}"]
+             "-print_final_stats=1", "-rss_limit_mb=4096", "-timeout=30"]
+    flags += target_options(binary)
     dictionary = os.path.join(ws, "fuzz", name + ".dict")
     if os.path.exists(dictionary):
         flags.append(f"-dict={dictionary}")
@@ -466,7 +496,7 @@ def main(argv=None):
         if args.no_build:
             bin_dir = args.bin_dir or fuzz_bin_dir(ws)
         else:
-            bin_dir = build(args.targets, ws)
+            bin_dir = build(args.targets, ws, args.build_flag)
         binaries = {t: os.path.join(bin_dir, t) for t in args.targets}
         for t in args.targets:
             check_libfuzzer(t, binaries[t])

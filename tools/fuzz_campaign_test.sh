@@ -85,7 +85,7 @@ campaign 2 "--time: 0 is out of range; expected 1 to 604800 seconds" --time=0 --
 campaign 2 "--time: -3 is out of range" --time=-3 --no-build
 campaign 2 "--time: 'soon' is not an integer" --time=soon --no-build
 campaign 2 "--progress: -1 is out of range; expected 0 \(off\) or seconds" --progress=-1 --no-build
-campaign 2 "unknown target bogus; valid: all, graph_replay_fuzzer, safetensors_fuzzer" \
+campaign 2 "unknown target bogus; valid: all, graph_replay_fuzzer, safetensors_fuzzer, cpu_kernel_fuzzer" \
   --targets=bogus --no-build
 campaign 2 "invalid choice: 'sometimes'" --mode=sometimes --no-build
 out=$(NORMGRAPH_FUZZ_MODE=no-freshness python3 "$runner" --mode=unchecked-legacy --bin-dir="$tmp/bin" 2>&1)
@@ -104,9 +104,12 @@ grep -q "Traceback" <<<"$out" && fail "traceback: $out"
 # A run that executes nothing fails.
 FAKE=noop campaign 3 "nothing was executed by safetensors_fuzzer" --bin-dir="$tmp/bin" --time=5
 
-# A clean run: exit 0, and a complete summary.
+# A clean run: exit 0, and a complete summary; the target's .options file (cc_fuzz_test's
+# `options`) gives libFuzzer flags.
+printf '[libfuzzer]\nmax_len = 77\nlen_control = 20\n' >"$tmp/bin/safetensors_fuzzer.options"
 FAKE=clean campaign 0 "no crash \(exit 0\)" --bin-dir="$tmp/bin" --time=6 --json="$tmp/clean.json"
 grep -q "safetensors_fuzzer: .* 1000 execs" <<<"$out" || fail "execs: $out"
+grep -q " -max_len=77 -len_control=20 " <<<"$out" || fail "options file not used: $out"
 python3 - "$tmp/clean.json" <<'EOF' || fail "summary json"
 import json, sys
 j = json.load(open(sys.argv[1]))
