@@ -1996,9 +1996,20 @@ int Run(const CommandLine& cl, Json& json) {
   const int code = ok ? kExitOk : kExitCheckFailed;
   json["ok"] = ok;
   json["exit_code"] = code;
-  json["verdict"] = outcomes.size() == 1 && !s.legacy
-                        ? Json(outcomes[0].verdict)
-                        : Json(verdicts);
+  // One string; each policy's own verdict is in runs[].verdict.
+  std::string overall;
+  if (outcomes.size() == 1 && !s.legacy) {
+    overall = outcomes[0].verdict;
+  } else if (ok) {
+    overall = "every policy as expected with the pre-fix loader injected";
+  } else {
+    for (const Outcome& o : outcomes) {
+      if (!o.ok && overall.empty()) {
+        overall = absl::StrCat(PolicyName(o.policy), ": ", o.verdict);
+      }
+    }
+  }
+  json["verdict"] = overall;
   if (!s.json) {
     if (outcomes.size() == 1 && !s.legacy) {
       std::cout << "\nverdict: " << outcomes[0].verdict << "\n";

@@ -45,6 +45,15 @@ names=$(grep -o "model.layers.[0-9]*" <<<"$block" | tr '\n' ' ')
 unchecked=$(grep -A3 "^summary \[unchecked" <<<"$out")
 grep -q "no check" <<<"$unchecked" || fail "unchecked check time: $out"
 grep -qE "[0-9]{5,}\.[0-9] us" <<<"$out" && fail "unscaled units: $out"
+json=$("$bin" "${small[@]}" --inject=legacy-loader --json 2>/dev/null) || fail "legacy json exited $?"
+python3 - "$json" <<'EOF' || fail "legacy json: $json"
+import json, sys
+j = json.loads(sys.argv[1])
+assert j["verdict"] == "every policy as expected with the pre-fix loader injected", j["verdict"]
+assert [r["policy"] for r in j["runs"]] == ["unchecked", "refuse", "recapture", "rebind"], j["runs"]
+assert j["runs"][0]["mismatched"] > 0 and j["runs"][1]["refused"] > 0, j["runs"]
+assert all(r["ok"] for r in j["runs"]), j["runs"]
+EOF
 # --inject with --policy runs just that policy.
 out=$("$bin" "${small[@]}" --inject=legacy-loader --policy=rebind) || fail "legacy+rebind exited $?"
 grep -q "^\[unchecked\]" <<<"$out" && fail "--policy ignored under --inject: $out"
