@@ -86,14 +86,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static constexpr DType kDTypes[] = {DType::kBF16, DType::kF16, DType::kF32};
   RmsNormParams p;
   p.x_dtype = kDTypes[data[0] % 3];
-  p.out_dtype = (data[0] >> 2) & 1 ? PromoteTypes(p.x_dtype, DType::kF32)
-                                   : p.x_dtype;
+  p.out_dtype =
+      (data[0] >> 2) & 1 ? PromoteTypes(p.x_dtype, DType::kF32) : p.x_dtype;
   p.weight_kind = (data[1] & 1) ? NormWeight::kScale : NormWeight::kMultiply;
-  p.weight_dtype = p.weight_kind == NormWeight::kScale
-                       ? DType::kF32
-                       : ((data[1] >> 1) & 1 ? p.x_dtype
-                                             : kDTypes[(data[1] >> 2) % 3]);
-  p.order = (data[2] & 1) ? RoundingOrder::kEngine : RoundingOrder::kHuggingFace;
+  p.weight_dtype =
+      p.weight_kind == NormWeight::kScale
+          ? DType::kF32
+          : ((data[1] >> 1) & 1 ? p.x_dtype : kDTypes[(data[1] >> 2) % 3]);
+  p.order =
+      (data[2] & 1) ? RoundingOrder::kEngine : RoundingOrder::kHuggingFace;
   const bool residual = (data[2] >> 1) & 1;
   const bool gated = (data[2] >> 2) & 1;
   p.rows = 1 + data[3] % 4;
@@ -138,8 +139,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                  std::string(DTypeName(p.weight_dtype)).c_str(),
                  p.weight_kind == NormWeight::kScale ? "scale" : "multiply",
                  std::string(DTypeName(p.out_dtype)).c_str(),
-                 p.order == RoundingOrder::kEngine ? "engine" : "hf",
-                 residual, gated, static_cast<long long>(p.rows),
+                 p.order == RoundingOrder::kEngine ? "engine" : "hf", residual,
+                 gated, static_cast<long long>(p.rows),
                  static_cast<long long>(p.cols),
                  static_cast<long long>(p.x_stride), family,
                  out_a != out_b ? "outputs" : "residuals");

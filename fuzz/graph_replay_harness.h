@@ -17,8 +17,8 @@
 // storage, tied weights, packed views), UPDATES (a trainer's update loop: up
 // to 128 full loads from one byte) and REPEAT, which runs the next few ops up
 // to 128 times (so one input loads the same modules hundreds of times, up to
-// kMaxSteps ops in all). A final replay ends every input. See make_seed_corpus.py for the
-// byte format.
+// kMaxSteps ops in all). A final replay ends every input. See
+// make_seed_corpus.py for the byte format.
 //
 // Every input builds its own model and graphs and drops them at the end:
 // nothing carries over from one input to the next, so every finding
