@@ -40,12 +40,12 @@ void Module::ResetNameCaches() {
   full_name_.clear();
   parameter_names_.clear();
   buffer_names_.clear();
+  flat_.clear();
+  flat_version_ = ~uint64_t{0};
   for (auto& child : children_) child->ResetNameCaches();
 }
 
-void Module::Visit(
-    absl::FunctionRef<void(const std::string&, Parameter*, TensorSlot&)>
-        visit) {
+void Module::Flatten(std::vector<FlatSlot>& out) {
   if (parameter_names_.size() != parameters_.size() ||
       buffer_names_.size() != buffers_.size()) {
     parameter_names_.clear();
@@ -56,12 +56,27 @@ void Module::Visit(
       buffer_names_.push_back(absl::StrCat(full_name(), ".", name));
   }
   for (size_t i = 0; i < parameters_.size(); ++i) {
-    visit(parameter_names_[i], parameters_[i].second.get(),
-          parameters_[i].second->slot());
+    out.push_back({&parameter_names_[i], parameters_[i].second.get(),
+                   &parameters_[i].second->slot()});
   }
-  for (size_t i = 0; i < buffers_.size(); ++i)
-    visit(buffer_names_[i], nullptr, *buffers_[i].second);
-  for (auto& child : children_) child->Visit(visit);
+  for (size_t i = 0; i < buffers_.size(); ++i) {
+    out.push_back({&buffer_names_[i], nullptr, buffers_[i].second.get()});
+  }
+  for (auto& child : children_) child->Flatten(out);
+}
+
+void Module::Visit(
+    absl::FunctionRef<void(const std::string&, Parameter*, TensorSlot&)>
+        visit) {
+  // Any slot, child or name change below this module moves its subtree's
+  // structure version (MarkStructureChanged, AddChild); re-attaching the
+  // subtree clears the caches (ResetNameCaches).
+  if (flat_version_ != subtree_structure_version_) {
+    flat_.clear();
+    Flatten(flat_);
+    flat_version_ = subtree_structure_version_;
+  }
+  for (const FlatSlot& s : flat_) visit(*s.name, s.parameter, *s.slot);
 }
 
 void Module::ForEachParameter(

@@ -114,9 +114,19 @@ class Module : public TensorOwner {
   }
 
  private:
+  // One slot of the subtree, in visiting order.
+  struct FlatSlot {
+    const std::string* name;  // a module's cached full name
+    Parameter* parameter;     // null for buffers
+    TensorSlot* slot;
+  };
+
   void Visit(
       absl::FunctionRef<void(const std::string&, Parameter*, TensorSlot&)>
           visit);
+  // Appends this subtree's slots to `out` in visiting order, filling the
+  // name caches on the way.
+  void Flatten(std::vector<FlatSlot>& out);
   void ResetNameCaches();
 
   std::string name_;
@@ -126,6 +136,11 @@ class Module : public TensorOwner {
   mutable std::string full_name_;  // cached; empty until first asked
   std::vector<std::string> parameter_names_,
       buffer_names_;  // cached full names
+  // Every slot of the subtree in visiting order, valid while the subtree's
+  // structure version is `flat_version_` (a traversal then visits a flat
+  // list instead of walking the tree).
+  std::vector<FlatSlot> flat_;
+  uint64_t flat_version_ = ~uint64_t{0};
   std::vector<std::pair<std::string, std::unique_ptr<Parameter>>> parameters_;
   std::vector<std::pair<std::string, std::unique_ptr<TensorSlot>>> buffers_;
   std::vector<std::unique_ptr<Module>> children_;
