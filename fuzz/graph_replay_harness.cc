@@ -55,6 +55,11 @@ DeviceRuntime& Runtime() {
                    std::string(r.status().message()).c_str());
       std::abort();
     }
+    // Said once, so that a campaign's log shows where it ran.
+    if (name != nullptr && *name != '\0') {
+      std::fprintf(stderr, "graph_replay_fuzzer: stacks on %s\n",
+                   (*r)->Describe().c_str());
+    }
     return *r;
   }();
   return *runtime;
