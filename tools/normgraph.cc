@@ -531,25 +531,12 @@ std::ostream& Progress(const Setup& s) {
 // Policy names as a person reads them: "refuse" says what it does ("fail" read
 // as a verdict); the library's "fail" stays accepted as an alias.
 absl::string_view PolicyName(ReplayPolicy p) {
-  switch (p) {
-    case ReplayPolicy::kFail:
-      return "refuse";
-    case ReplayPolicy::kRecapture:
-      return "recapture";
-    case ReplayPolicy::kRebind:
-      return "rebind";
-    case ReplayPolicy::kUnchecked:
-      return "unchecked";
-  }
-  return "?";
+  return p == ReplayPolicy::kFail ? "refuse" : ReplayPolicyName(p);
 }
 
 std::optional<ReplayPolicy> ParsePolicy(absl::string_view name) {
-  if (name == "refuse" || name == "fail") return ReplayPolicy::kFail;
-  if (name == "recapture") return ReplayPolicy::kRecapture;
-  if (name == "rebind") return ReplayPolicy::kRebind;
-  if (name == "unchecked") return ReplayPolicy::kUnchecked;
-  return std::nullopt;
+  if (name == "refuse") return ReplayPolicy::kFail;
+  return ParseReplayPolicy(name);  // the library's names, "fail" included
 }
 
 absl::Status FlagError(absl::string_view name, absl::string_view value,
