@@ -475,8 +475,12 @@ def targets_table(data, lines):
 # --- charts ----------------------------------------------------------------------------------------
 
 
-def footer(fig, text):
-    fig.text(0.01, 0.005, text, fontsize=6, color="0.35", ha="left", va="bottom", wrap=True)
+def save_figure(fig, path, stamp, plt, rect):
+    """Stamps the figure with `stamp` at its foot, lays it out within `rect` and writes it."""
+    fig.text(0.01, 0.005, stamp, fontsize=6, color="0.35", ha="left", va="bottom", wrap=True)
+    fig.tight_layout(rect=rect)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
 
 
 def chart_share_of_copy(data, path, stamp, plt):
@@ -524,10 +528,7 @@ def chart_share_of_copy(data, path, stamp, plt):
         axes[len(variants) - 1].legend(fontsize=5, loc="lower right")
     fig.suptitle("bf16 norm kernels and peers vs device-to-device copy (prefill shapes; "
                  "line shade: rows)", fontsize=10)
-    footer(fig, stamp)
-    fig.tight_layout(rect=(0, 0.03, 1, 0.96))
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_figure(fig, path, stamp, plt, (0, 0.03, 1, 0.96))
     return True
 
 
@@ -557,10 +558,7 @@ def chart_replay_per_node(data, path, stamp, plt):
     ax.set_title("256-norm decode stack: replay time per node", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    footer(fig, stamp)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_figure(fig, path, stamp, plt, (0, 0.05, 1, 1))
     return True
 
 
@@ -587,10 +585,7 @@ def chart_check_overhead(data, path, stamp, plt):
     ax.set_title("identity check overhead vs graph size (CUDA)", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
-    footer(fig, stamp)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_figure(fig, path, stamp, plt, (0, 0.05, 1, 1))
     return True
 
 
