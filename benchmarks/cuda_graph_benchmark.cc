@@ -156,10 +156,13 @@ double EventSecondsPerStep(Chain& chain, int steps,
 void BM_DecodeStackReplay(benchmark::State& state) {
   const int64_t batch = state.range(0);
   const bool pdl = state.range(1) != 0;
+  const int layout_k = static_cast<int>(state.range(2));  // 0: the plan's
   const bool was = ProgrammaticDependentLaunch();
   SetProgrammaticDependentLaunch(pdl);
+  SetRmsNormLayoutOverride(layout_k, 0);
   Chain chain;
   const absl::Status init = chain.Init(256, batch, ReplayPolicy::kFail);
+  SetRmsNormLayoutOverride(0, 0);
   SetProgrammaticDependentLaunch(was);
   if (!Ok(state, init)) return;
   CapturedGraph& g = *chain.graph;
@@ -187,12 +190,16 @@ void BM_DecodeStackReplay(benchmark::State& state) {
   state.counters["nodes"] = 256;
   state.counters["batch"] = static_cast<double>(batch);
   state.counters["pdl"] = pdl ? 1 : 0;
+  state.counters["k"] = layout_k;
   state.counters["fast_checks"] =
       static_cast<double>(g.snapshot().fast_checks());
 }
+// The plan's layout at every batch, then each forced layout (K chunks per
+// thread) at a few.
 BENCHMARK(BM_DecodeStackReplay)
-    ->ArgNames({"batch", "pdl"})
-    ->ArgsProduct({{1, 2, 4, 8, 16, 32, 64}, {0, 1}})
+    ->ArgNames({"batch", "pdl", "k"})
+    ->ArgsProduct({{1, 2, 4, 8, 16, 32, 64}, {0, 1}, {0}})
+    ->ArgsProduct({{1, 8, 64}, {0, 1}, {1, 2, 4}})
     ->UseManualTime()
     ->Iterations(3)
     ->Unit(benchmark::kMicrosecond);

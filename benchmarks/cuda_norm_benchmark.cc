@@ -266,23 +266,41 @@ void Register() {
       }
     }
   }
-  // Layout sweep: K chunks per thread x block size, on bf16 prefill shapes.
-  for (const Variant* v : {&kVariants[0], &kVariants[2]}) {
-    for (Shape s :
-         {Shape{4096, 1536, "prefill"}, Shape{32768, 4096, "prefill"},
-          Shape{4096, 16384, "prefill"}, Shape{131072, 128, "per_head"}}) {
+  // Layout sweep: K chunks per thread x block size, on bf16 prefill shapes
+  // and a few f32 ones.
+  struct Sweep {
+    const Variant* variant;
+    DType dtype;
+    std::vector<Shape> shapes;
+  };
+  const std::vector<Shape> bf16_shapes = {{4096, 1536, "prefill"},
+                                          {32768, 4096, "prefill"},
+                                          {4096, 16384, "prefill"},
+                                          {131072, 128, "per_head"}};
+  const std::vector<Sweep> sweeps = {
+      {&kVariants[0], DType::kBF16, bf16_shapes},
+      {&kVariants[2], DType::kBF16, bf16_shapes},
+      {&kVariants[0],
+       DType::kF32,
+       {{4096, 1536, "prefill"}, {32768, 4096, "prefill"}}},
+  };
+  for (const Sweep& sweep : sweeps) {
+    for (const Shape& s : sweep.shapes) {
       for (int k : {1, 2, 4}) {
         for (int block : {128, 256, 512, 1024}) {
           if (block == 1024 && k > 1) continue;  // compiled for 512 at most
           if (block == 128 && k == 1) continue;
+          if (k == 4 && sweep.dtype == DType::kF32) continue;
           const std::string name = absl::StrCat(
-              "BM_Layout/", v->name, "/bf16/", s.regime, "/rows:", s.rows,
-              "/hidden:", s.cols, "/K:", k, "/block:", block);
-          const Variant variant = *v;
+              "BM_Layout/", sweep.variant->name, "/", DTypeTag(sweep.dtype),
+              "/", s.regime, "/rows:", s.rows, "/hidden:", s.cols, "/K:", k,
+              "/block:", block);
+          const Variant variant = *sweep.variant;
+          const DType dtype = sweep.dtype;
           benchmark::RegisterBenchmark(
               name.c_str(),
-              [variant, s, k, block](benchmark::State& state) {
-                RunNorm(state, variant, DType::kBF16, s, k, block);
+              [variant, dtype, s, k, block](benchmark::State& state) {
+                RunNorm(state, variant, dtype, s, k, block);
               })
               ->UseManualTime()
               ->Iterations(1)

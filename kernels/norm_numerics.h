@@ -56,16 +56,14 @@ constexpr int kChunk = 8;
 // rules). In device code, the same functions through the hardware's
 // conversion instructions, which are IEEE round-to-nearest-even conversions
 // with subnormals (no .ftz) and so give the same bits for every non-NaN
-// value; NaNs are handled first, as core/float_bits.h handles them (a NaN's
-// payload never reaches memory anyway: EncodeOutput canonicalises it). Far
-// fewer instructions than the integer emulation, which the CPU keeps.
+// value. A NaN may come out with another payload or sign than the CPU gives
+// it, which is never observable: a NaN stays a NaN through every operation
+// here, and everything a kernel stores goes through EncodeOutput, which
+// canonicalises it. Far fewer instructions than the integer emulation, which
+// the CPU keeps.
 
 #if defined(__CUDA_ARCH__)
 __device__ __forceinline__ float DeviceF16ToFloat(uint32_t bits) {
-  if ((bits & 0x7C00u) == 0x7C00u) {  // infinity or NaN: keep the payload
-    return FloatFromBits(((bits & 0x8000u) << 16) | 0x7F800000u |
-                         ((bits & 0x3FFu) << 13));
-  }
   float f;
   const unsigned short h = static_cast<unsigned short>(bits);
   asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
@@ -73,14 +71,12 @@ __device__ __forceinline__ float DeviceF16ToFloat(uint32_t bits) {
 }
 
 __device__ __forceinline__ uint32_t DeviceFloatToF16(float f) {
-  if (f != f) return ((FloatBits(f) >> 16) & 0x8000u) | 0x7E00u;
   unsigned short h;
   asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
   return h;
 }
 
 __device__ __forceinline__ uint32_t DeviceFloatToBf16(float f) {
-  if (f != f) return 0x7FC0u;
   unsigned short h;
   asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f));
   return h;

@@ -7,7 +7,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <string>
+#include <tuple>
 
 #include "kernels/cuda/kernels_cuda.h"
 #include "kernels/cuda/rms_norm_kernels.h"
@@ -20,14 +23,15 @@ namespace {
 using cuda_kernels::AllowDependentLaunch;
 using cuda_kernels::WaitForPriorGrids;
 
-const void* SelectRmsNorm(DType x, DType w, DType o, int64_t k) {
-  switch (x) {
+const void* SelectRmsNorm(const RmsNormParams& p, int64_t k) {
+  const int form = cuda_kernels::FormOf(p);
+  switch (p.x_dtype) {
     case DType::kF32:
-      return SelectRmsNormF32(w, o, k);
+      return SelectRmsNormF32(p.weight_dtype, p.out_dtype, k, form);
     case DType::kBF16:
-      return SelectRmsNormBf16(w, o, k);
+      return SelectRmsNormBf16(p.weight_dtype, p.out_dtype, k, form);
     case DType::kF16:
-      return SelectRmsNormF16(w, o, k);
+      return SelectRmsNormF16(p.weight_dtype, p.out_dtype, k, form);
   }
   return nullptr;
 }
@@ -63,6 +67,7 @@ constexpr int64_t kMaxBlocks = (int64_t{1} << 31) - 1;
 
 std::atomic<int> layout_override_k{0};
 std::atomic<int> layout_override_block{0};
+std::atomic<int> layout_override_max_blocks{0};
 
 bool PdlFromEnvironment() {
   const char* env = std::getenv("NORMGRAPH_CUDA_PDL");
@@ -89,6 +94,37 @@ cuda_layout::RowLayout LayoutOf(const RmsNormParams& p) {
   return cuda_layout::PlanLayout(p.rows, p.cols, DTypeSize(p.x_dtype));
 }
 
+// How many blocks of `function` (with `block_threads` threads) the current
+// device holds at once, or 0 if the runtime cannot say (the caller then does
+// not cap its grid). Cached: plans are made for every launch.
+int64_t ResidentBlocks(const void* function, int block_threads) {
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return 0;
+  static std::mutex mu;
+  static std::map<std::tuple<int, const void*, int>, int64_t> cache;
+  const auto key = std::make_tuple(device, function, block_threads);
+  std::lock_guard<std::mutex> lock(mu);
+  const auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  int sms = 0, per_sm = 0;
+  int64_t resident = 0;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) ==
+          cudaSuccess &&
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+          &per_sm, function, block_threads, 0) == cudaSuccess) {
+    resident = static_cast<int64_t>(sms) * per_sm;
+  }
+  cache.emplace(key, resident);
+  return resident;
+}
+
+// Programmatic dependent launch only for launches of at most this many
+// blocks: it hides the launch latency of small dependent kernels (decode),
+// but a larger dependent grid made resident early holds SM resources while
+// it waits and made the 256-norm decode stack slower at batch 32 and 64 on
+// the H200 (benchmarks/RESULTS.md).
+constexpr int64_t kPdlMaxBlocks = 16;
+
 }  // namespace
 
 void PlanRmsNormCuda(const void* raw, CudaLaunch* launch) {
@@ -100,11 +136,24 @@ void PlanRmsNormCuda(const void* raw, CudaLaunch* launch) {
   if (blocks > kMaxBlocks) blocks = kMaxBlocks;
   *launch = CudaLaunch{};
   launch->function =
-      SelectRmsNorm(p.x_dtype, p.weight_dtype, p.out_dtype,
-                    layout.register_cached ? layout.chunks_per_thread : 0);
+      SelectRmsNorm(p, layout.register_cached ? layout.chunks_per_thread : 0);
+  // Throughput-bound launches of the register-cached kernel: persistent
+  // blocks, as many as the GPU holds at once, each pipelining its rows.
+  if (layout.register_cached && launch->function != nullptr &&
+      p.rows * layout.padded_chunks >= cuda_layout::kThroughputChunks) {
+    const int64_t resident = ResidentBlocks(
+        launch->function, static_cast<int>(layout.block_threads));
+    if (resident > 0 && blocks > resident) blocks = resident;
+  }
+  const int64_t max_blocks =
+      layout_override_max_blocks.load(std::memory_order_relaxed);
+  if (layout.register_cached && max_blocks > 0 && blocks > max_blocks) {
+    blocks = max_blocks;
+  }
   launch->grid[0] = static_cast<uint32_t>(blocks);
   launch->block[0] = static_cast<uint32_t>(layout.block_threads);
-  launch->programmatic_dependency = PdlEnabled().load();
+  launch->programmatic_dependency =
+      PdlEnabled().load() && blocks <= kPdlMaxBlocks;
 }
 
 void PlanCopyCuda(const void* raw, CudaLaunch* launch) {
@@ -121,9 +170,11 @@ void PlanCopyCuda(const void* raw, CudaLaunch* launch) {
   launch->programmatic_dependency = PdlEnabled().load();
 }
 
-void SetRmsNormLayoutOverride(int chunks_per_thread, int block_threads) {
+void SetRmsNormLayoutOverride(int chunks_per_thread, int block_threads,
+                              int max_blocks) {
   layout_override_k.store(chunks_per_thread);
   layout_override_block.store(block_threads);
+  layout_override_max_blocks.store(max_blocks);
 }
 
 void SetProgrammaticDependentLaunch(bool enabled) {

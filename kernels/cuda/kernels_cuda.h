@@ -26,8 +26,11 @@ void PlanCopyCuda(const void* params, CudaLaunch* launch);
 // register-cached kernel, with blocks of about `block_threads` threads, 0: the
 // default), -1 for the streaming kernel, 0 for the automatic choice (the
 // default). A K that does not fit a row falls back to the automatic choice.
-// Process-wide; not for use while another thread plans launches.
-void SetRmsNormLayoutOverride(int chunks_per_thread, int block_threads = 0);
+// `max_blocks` > 0 caps the grid of the register-cached kernel (its blocks
+// then walk several row groups each, through the pipeline that persistent
+// blocks use). Process-wide; not for use while another thread plans launches.
+void SetRmsNormLayoutOverride(int chunks_per_thread, int block_threads = 0,
+                              int max_blocks = 0);
 
 // Whether later plans ask for programmatic dependent launch
 // (CudaLaunch::programmatic_dependency). On by default; the environment

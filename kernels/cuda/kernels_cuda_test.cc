@@ -9,6 +9,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -81,7 +82,7 @@ Case RandomCase(std::mt19937_64& rng) {
   c.out_off = offset();
   c.gate_off = offset();
   c.residual_off = offset();
-  c.family = pick(6);
+  c.family = pick(7);
   return c;
 }
 
@@ -107,6 +108,12 @@ float Value(std::mt19937_64& rng, std::normal_distribution<float>& normal,
       return normal(rng) * 1e-6f;  // f16 subnormals
     case 5:
       return j == 3 ? 100.0f : normal(rng) * 1e-2f;
+    case 6:  // NaNs, infinities and subnormals among normal values
+      if (j % 53 == 11) return std::numeric_limits<float>::quiet_NaN();
+      if (j % 61 == 5) return std::numeric_limits<float>::infinity();
+      if (j % 67 == 9) return -std::numeric_limits<float>::infinity();
+      if (j % 7 == 3) return normal(rng) * 1e-39f;
+      return normal(rng);
     default:
       return normal(rng);
   }
@@ -178,14 +185,16 @@ void CudaKernelsTest::RunCase(const Case& c, std::mt19937_64& rng) {
   SCOPED_TRACE(c.ToString());
   Operand x =
       Make(c.x, c.rows, c.cols, c.x_stride, c.x_off, rng, c.family, false);
-  // Trained norm weights sit near 1 (and 1 + w near 1 for the scale form).
-  Operand w = Make(c.w, 1, c.cols, c.cols, c.w_off, rng, 0, false, 1.0f, 0.3f);
+  // Trained norm weights sit near 1 (and 1 + w near 1 for the scale form);
+  // with family 6 they have NaNs and infinities too.
+  Operand w = Make(c.w, 1, c.cols, c.cols, c.w_off, rng, c.family == 6 ? 6 : 0,
+                   false, 1.0f, 0.3f);
   Operand out =
       Make(c.out, c.rows, c.cols, c.out_stride, c.out_off, rng, 0, true);
   Operand gate, residual;
   if (c.gated) {
-    gate = Make(c.x, c.rows, c.cols, c.gate_stride, c.gate_off, rng, 0, false,
-                0.0f, 3.0f);
+    gate = Make(c.x, c.rows, c.cols, c.gate_stride, c.gate_off, rng,
+                c.family == 6 ? 6 : 0, false, 0.0f, 3.0f);
   }
   if (c.residual) {
     residual = Make(c.x, c.rows, c.cols, c.residual_stride, c.residual_off, rng,
@@ -277,9 +286,12 @@ TEST_F(CudaKernelsTest, EveryLaunchLayoutEqualsCpuReference) {
   const int64_t kCols[] = {1,    7,    8,    9,     16,    17,    33,   64,
                            65,   128,  129,  256,   1000,  1536,  2048, 4096,
                            4097, 8192, 8200, 12288, 16383, 16384, 16385};
-  const int kLayouts[][2] = {{0, 0},  {1, 0},   {1, 32},  {1, 1024},
-                             {2, 0},  {2, 64},  {2, 512}, {4, 0},
-                             {4, 32}, {4, 512}, {-1, 0}};
+  // {K, block threads, grid cap}: a cap makes each block walk several row
+  // groups through the kernel's pipeline.
+  const int kLayouts[][3] = {{0, 0, 0},  {1, 0, 0},   {1, 32, 0},  {1, 1024, 0},
+                             {2, 0, 0},  {2, 64, 0},  {2, 512, 0}, {4, 0, 0},
+                             {4, 32, 0}, {4, 512, 0}, {-1, 0, 0},  {0, 0, 3},
+                             {1, 32, 1}, {2, 64, 2},  {4, 0, 5}};
   const char* env = std::getenv("NORMGRAPH_SWEEP_CASES");
   const int repeats = env != nullptr && std::atoi(env) > 0 ? 1 : 2;
   int cases = 0;
@@ -298,7 +310,7 @@ TEST_F(CudaKernelsTest, EveryLaunchLayoutEqualsCpuReference) {
         c.out_stride = stride();
         c.gate_stride = stride();
         c.residual_stride = stride();
-        SetRmsNormLayoutOverride(layout[0], layout[1]);
+        SetRmsNormLayoutOverride(layout[0], layout[1], layout[2]);
         RunCase(c, rng);
         SetRmsNormLayoutOverride(0, 0);
         if (HasFatalFailure()) return;
@@ -307,12 +319,14 @@ TEST_F(CudaKernelsTest, EveryLaunchLayoutEqualsCpuReference) {
     }
   }
   // Prefill-sized launches with the automatic layout (K = 4 for 16-bit, 2 for
-  // f32), aligned and not.
+  // f32), aligned and not; every sixth large enough (2^24 elements) that the
+  // grid is capped at the blocks the GPU holds at once and blocks loop.
   for (int i = 0; i < 24; ++i) {
     Case c = RandomCase(rng);
     const int64_t cols[] = {128, 256, 1536, 4096, 5120, 8192};
     c.cols = cols[rng() % 6];
-    c.rows = std::max<int64_t>(1, (int64_t{1} << 22) / c.cols / 2) +
+    const int64_t elements = int64_t{1} << (i % 6 == 5 ? 24 : 21);
+    c.rows = std::max<int64_t>(1, elements / c.cols) +
              static_cast<int64_t>(rng() % 7);
     c.x_stride = c.out_stride = c.gate_stride = c.residual_stride = c.cols;
     RunCase(c, rng);

@@ -4,8 +4,8 @@
 
 namespace normgraph {
 
-const void* SelectRmsNormBf16(DType w, DType o, int64_t k) {
-  return cuda_kernels::SelectForActivation<DType::kBF16>(w, o, k);
+const void* SelectRmsNormBf16(DType w, DType o, int64_t k, int form) {
+  return cuda_kernels::SelectForActivation<DType::kBF16>(w, o, k, form);
 }
 
 }  // namespace normgraph

@@ -4,8 +4,8 @@
 
 namespace normgraph {
 
-const void* SelectRmsNormF16(DType w, DType o, int64_t k) {
-  return cuda_kernels::SelectForActivation<DType::kF16>(w, o, k);
+const void* SelectRmsNormF16(DType w, DType o, int64_t k, int form) {
+  return cuda_kernels::SelectForActivation<DType::kF16>(w, o, k, form);
 }
 
 }  // namespace normgraph

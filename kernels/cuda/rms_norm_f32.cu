@@ -4,8 +4,8 @@
 
 namespace normgraph {
 
-const void* SelectRmsNormF32(DType w, DType o, int64_t k) {
-  return cuda_kernels::SelectForActivation<DType::kF32>(w, o, k);
+const void* SelectRmsNormF32(DType w, DType o, int64_t k, int form) {
+  return cuda_kernels::SelectForActivation<DType::kF32>(w, o, k, form);
 }
 
 }  // namespace normgraph

@@ -11,14 +11,20 @@
 // Compiled with --fmad=false.
 //
 // Two kernels:
-//  - RmsNormRegisterKernel<X, W, O, K> (rows of up to 16384 16-bit or 8192
-//    f32 elements): each thread loads its K chunks of x (and residual, gate
-//    and, for K <= 2, weight and gate) once, up front, keeps them in registers
-//    through the reduction and writes from them: one pass over device memory,
-//    all of a thread's loads in flight together. (With K = 4 the weight, an L2
-//    hit shared by every row, and the gate are loaded after the reduction, two
-//    chunks at a time, which keeps the kernel near 128 registers.)
-//    Compiled for the dtype combinations models use
+//  - RmsNormRegisterKernel<X, W, K, kForm> (rows of up to 16384 16-bit or
+//    8192 f32 elements, output in the activation dtype): one kernel per form
+//    (residual, rounding order, scale, gate: FormOf), so no thread holds
+//    registers or branches for paths its form never takes. Each thread loads
+//    its K chunks (strided slots, row_layout.h: coalesced) of x and the
+//    residual once, keeps them in registers through the reduction and writes
+//    from them: one pass over device memory. Blocks walk their rows
+//    software-pipelined (the next row's loads issued before this row is
+//    reduced); for big launches the grid is what the GPU holds at once, so
+//    every thread keeps two rows' loads in flight. The weight is loaded once
+//    per thread where registers allow (16-bit weights up to K = 2), otherwise
+//    after each reduction, as is the gate. Stores are packed conversions
+//    (cvt.rn.{bf16,f16}x2.f32), NaNs canonicalised only in chunks that have
+//    one. Compiled for the dtype combinations models use
 //    (RegisterCachedCombination).
 //  - RmsNormStreamingKernel<X, W, O> (longer rows, and the other dtype
 //    combinations): a binary-counter accumulator per thread and a second pass
@@ -117,6 +123,14 @@ struct Chunk {
   __device__ __forceinline__ float Value(int i) const {
     return Decode<D>(Bits(i));
   }
+  __device__ __forceinline__ void Set(int i, uint32_t bits) {
+    if (kSize<D> == 4) {
+      w[i] = bits;
+    } else {
+      const int shift = 16 * (i & 1);
+      w[i / 2] = (w[i / 2] & ~(0xFFFFu << shift)) | (bits << shift);
+    }
+  }
   __device__ __forceinline__ void Zero() {
 #pragma unroll
     for (int q = 0; q < kWords; ++q) w[q] = 0;
@@ -157,26 +171,62 @@ __device__ __forceinline__ void LoadChunk(const char* p, int count,
   }
 }
 
-// Stores elements [0, count) of `bits` (one element's bits each) at `p`.
+// Stores elements [0, count) of chunk `c` at `p`.
 template <DType D>
 __device__ __forceinline__ void StoreChunk(char* p, int count,
-                                           const uint32_t bits[kChunk]) {
+                                           const Chunk<D>& c) {
   if (count == kChunk && Aligned16(p)) {
-    if (kSize<D> == 2) {
-      *reinterpret_cast<uint4*>(p) =
-          make_uint4(bits[0] | (bits[1] << 16), bits[2] | (bits[3] << 16),
-                     bits[4] | (bits[5] << 16), bits[6] | (bits[7] << 16));
-    } else {
-      reinterpret_cast<uint4*>(p)[0] =
-          make_uint4(bits[0], bits[1], bits[2], bits[3]);
-      reinterpret_cast<uint4*>(p)[1] =
-          make_uint4(bits[4], bits[5], bits[6], bits[7]);
+    uint4* v = reinterpret_cast<uint4*>(p);
+#pragma unroll
+    for (int q = 0; q < Chunk<D>::kWords / 4; ++q) {
+      v[q] = make_uint4(c.w[4 * q], c.w[4 * q + 1], c.w[4 * q + 2],
+                        c.w[4 * q + 3]);
     }
     return;
   }
 #pragma unroll
   for (int i = 0; i < kChunk; ++i) {
-    if (i < count) StoreBits<D>(p + i * kSize<D>, bits[i]);
+    if (i < count) StoreBits<D>(p + i * kSize<D>, c.Bits(i));
+  }
+}
+
+// Two float32 values rounded to nearest even into one word of 16-bit elements
+// (`lo` in the low half), by one packed conversion. Bit for bit
+// numerics::Encode for every non-NaN value; a NaN becomes some NaN.
+template <DType D>
+__device__ __forceinline__ uint32_t PackPair(float lo, float hi) {
+  uint32_t word;
+  if (D == DType::kBF16) {
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(word) : "f"(hi), "f"(lo));
+  } else {
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(word) : "f"(hi), "f"(lo));
+  }
+  return word;
+}
+
+// numerics::EncodeOutput of 8 values into a chunk: packed conversions, and
+// the NaN canonicalisation only for a chunk that has a NaN (one predicate per
+// element on the common path).
+template <DType D>
+__device__ __forceinline__ void EncodeOutputChunk(const float f[kChunk],
+                                                  Chunk<D>& c) {
+  bool any_nan = false;
+#pragma unroll
+  for (int i = 0; i < kChunk; ++i) any_nan |= f[i] != f[i];
+  if (kSize<D> == 4) {
+#pragma unroll
+    for (int i = 0; i < kChunk; ++i) c.w[i] = FloatBits(f[i]);
+  } else {
+#pragma unroll
+    for (int q = 0; q < kChunk / 2; ++q) {
+      c.w[q] = PackPair<D>(f[2 * q], f[2 * q + 1]);
+    }
+  }
+  if (any_nan) {
+#pragma unroll
+    for (int i = 0; i < kChunk; ++i) {
+      if (f[i] != f[i]) c.Set(i, numerics::EncodeOutput<D>(f[i]));
+    }
   }
 }
 
@@ -195,150 +245,252 @@ __device__ __forceinline__ int ChunkCount(int64_t c, int64_t cols) {
 // --- the row reduction across threads
 // -----------------------------------------
 
-// Completes the row's pairwise tree from each thread's subtree sum: an xor
-// butterfly within the warp (rows of <= 32 threads are aligned groups of
-// lanes), then, for rows of several warps, across the row's warps through
-// shared memory (each warp's sum is an aligned subtree too). Every thread of
-// the block must call it (block-uniform `g`); each returns its row's total.
-__device__ __forceinline__ double RowTotal(double sum, int g,
+// Completes the row's pairwise tree from each thread's K slot sums
+// (row_layout.h): for each slot q, an xor butterfly within the warp (rows of
+// <= 32 threads are aligned groups of lanes), then, for rows of several warps,
+// across the row's warps through shared memory (each warp's sum is an aligned
+// subtree too), gives the subtree of the row's G chunks of slot q; the K
+// slots' subtrees are adjacent and aligned, and SubtreeSum completes the
+// tree. Every thread of the block must call it (block-uniform `g`); each
+// returns its row's total. `warp_sums` holds K * 32 values.
+template <int K>
+__device__ __forceinline__ double RowTotal(double (&sums)[K], int g,
                                            double* warp_sums) {
   const int in_warp = g < 32 ? g : 32;
   for (int off = 1; off < in_warp; off *= 2) {
-    sum = sum + __shfl_xor_sync(0xFFFFFFFFu, sum, off);
+#pragma unroll
+    for (int q = 0; q < K; ++q) {
+      sums[q] = sums[q] + __shfl_xor_sync(0xFFFFFFFFu, sums[q], off);
+    }
   }
   if (g > 32) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int warps = g / 32;  // per row
-    if (lane == 0) warp_sums[warp] = sum;
+    if (lane == 0) {
+#pragma unroll
+      for (int q = 0; q < K; ++q) warp_sums[q * 32 + warp] = sums[q];
+    }
     __syncthreads();
     const int first = warp / warps * warps;  // the row's first warp
-    double s = lane < warps ? warp_sums[first + lane] : 0.0;
-    for (int off = 1; off < warps; off *= 2) {
-      s = s + __shfl_xor_sync(0xFFFFFFFFu, s, off);
+#pragma unroll
+    for (int q = 0; q < K; ++q) {
+      double s = lane < warps ? warp_sums[q * 32 + first + lane] : 0.0;
+      for (int off = 1; off < warps; off *= 2) {
+        s = s + __shfl_xor_sync(0xFFFFFFFFu, s, off);
+      }
+      sums[q] = __shfl_sync(0xFFFFFFFFu, s, 0);
     }
-    sum = __shfl_sync(0xFFFFFFFFu, s, 0);
     __syncthreads();  // warp_sums is reused by the block's next rows
   }
-  return sum;
+  return cuda_layout::SubtreeSum<K>(sums);
 }
 
 // --- the register-cached kernel
 // -------------------------------------------------
 
-template <DType X, DType W, DType O, int K>
-__global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K))
+// The variant of a call (kernels/rms_norm_params.h) as a template argument of
+// the register-cached kernel: each form is its own kernel, so a thread holds
+// no registers and takes no branches for the paths its form never takes.
+constexpr int kResidualForm = 1;  // fused residual add
+constexpr int kHfForm = 2;        // RoundingOrder::kHuggingFace
+constexpr int kScaleForm = 4;     // NormWeight::kScale (the f32 1 + w)
+constexpr int kGatedForm = 8;     // silu(gate)
+
+// The form of `p`. The rounding order only matters with a residual or a
+// multiplied weight, so it is left out otherwise (fewer kernels).
+inline int FormOf(const RmsNormParams& p) {
+  const bool scale = p.weight_kind == NormWeight::kScale;
+  const bool residual = p.residual != nullptr;
+  int form = (residual ? kResidualForm : 0) | (scale ? kScaleForm : 0) |
+             (p.gate != nullptr ? kGatedForm : 0);
+  if (p.order == RoundingOrder::kHuggingFace && (residual || !scale)) {
+    form |= kHfForm;
+  }
+  return form;
+}
+
+// Whether a form is one FormOf gives for weights of dtype W (the scale is
+// f32 and never gated; valid parameters have nothing else).
+constexpr bool FormIsCompiled(DType w, int form) {
+  const bool scale = (form & kScaleForm) != 0;
+  if (!scale) return true;
+  return w == DType::kF32 && (form & kGatedForm) == 0 &&
+         ((form & kResidualForm) != 0 || (form & kHfForm) == 0);
+}
+
+// Chunk `i`'s norm input, element e (numerics::NormInput): x, or with a
+// residual R_X(x + residual) (HF order; `rc` then holds those rounded bits)
+// or x + residual (engine order; `rc` holds the residual as loaded).
+template <DType X, int kForm>
+__device__ __forceinline__ float InputValue(const Chunk<X>& xc,
+                                            const Chunk<X>& rc, int e) {
+  if ((kForm & kResidualForm) == 0) return xc.Value(e);
+  if ((kForm & kHfForm) != 0) return rc.Value(e);
+  return xc.Value(e) + rc.Value(e);
+}
+
+// One row's operands as a thread of the register-cached kernel holds them:
+// its K chunks of x, the residual and (K == 1) the gate, and how many
+// elements of each chunk exist (0 past the row's end or for a thread past
+// the last row).
+template <DType X, int K>
+struct RowOperands {
+  int count[K];
+  Chunk<X> xc[K], rc[K], gc[K];
+};
+
+// Registers: 16-bit activations with K <= 2 at most 64 a thread (an SM then
+// holds 32 warps or more, enough loads in flight to cover memory latency);
+// 64 bytes of activations a thread (K = 4 of 16-bit, K = 2 of f32) up to 128
+// (16 warps, each with twice the loads in flight), where 64 would spill.
+constexpr int RegisterKernelMinBlocks(int k, int x_bytes) {
+  return k * x_bytes >= 8 ? 1
+                          : 65536 / (cuda_layout::MaxRegisterThreads(k) * 64);
+}
+
+// Each block walks its rows (one row group at a time, blockDim.x / G rows)
+// with a grid stride, software-pipelined: the loads of its next row group are
+// issued before the current one is reduced and written, so each thread keeps
+// two rows' loads in flight. The launch plan makes the grid about as large as
+// the GPU holds at once for big launches (kernels.cu), so blocks are
+// persistent and the pipeline runs; for small ones every block has one row
+// group.
+template <DType X, DType W, int K, int kForm>
+__global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
+                                  RegisterKernelMinBlocks(K, kSize<X>))
     RmsNormRegisterKernel(const RmsNormParams p) {
-  // Small K: every load up front. K = 4: the weight and the gate after the
-  // reduction (within 128 registers).
-  constexpr bool kEarlyWeight = K <= 2;
+  constexpr DType O = X;
+  constexpr bool kResidual = (kForm & kResidualForm) != 0;
+  constexpr bool kHf = (kForm & kHfForm) != 0;
+  constexpr bool kScale = (kForm & kScaleForm) != 0;
+  constexpr bool kGated = (kForm & kGatedForm) != 0;
+  // The weight (the same chunks for every row of a thread) is loaded once,
+  // before the rows, when its registers allow; otherwise, like the gate for
+  // K > 1, after each row's reduction, two chunks at a time.
+  constexpr bool kEarlyWeight = K * kSize<W> <= 4;
+  constexpr bool kEarlyGate = K == 1;
   AllowDependentLaunch();
   WaitForPriorGrids();
-  // The layout (row_layout.h): G threads per row, each owning K contiguous
-  // chunks; blockDim.x / G rows per block.
+  // The layout (row_layout.h): G threads per row, each owning K chunks
+  // (slot i of a thread is chunk i * G + its lane in the row: a warp's
+  // accesses to one slot are contiguous); blockDim.x / G rows per block.
   const int g =
       static_cast<int>(cuda_layout::PaddedChunks(p.cols) / K);  // power of 2
   const int rows_per_block = static_cast<int>(blockDim.x) / g;
   const int lane_in_row = threadIdx.x & (g - 1);
   const int row_in_block = threadIdx.x / g;
-  const bool hf = p.order == RoundingOrder::kHuggingFace;
-  const bool scale = p.weight_kind == NormWeight::kScale;
-  const bool gated = p.gate != nullptr;
-  const bool has_residual = p.residual != nullptr;
-  const int64_t first_chunk = static_cast<int64_t>(lane_in_row) * K;
-  __shared__ double warp_sums[32];
+  auto chunk = [&](int i) -> int64_t {
+    return static_cast<int64_t>(i) * g + lane_in_row;
+  };
+  const char* weight = static_cast<const char*>(p.weight);
+  __shared__ double warp_sums[K * 32];
 
-  // The loop bound is the same for every thread of the block: all of them
-  // reach every shuffle and barrier.
-  for (int64_t row0 = static_cast<int64_t>(blockIdx.x) * rows_per_block;
-       row0 < p.rows;
-       row0 += static_cast<int64_t>(gridDim.x) * rows_per_block) {
+  Chunk<W> wc[K];
+  if (kEarlyWeight) {
+#pragma unroll
+    for (int i = 0; i < K; ++i) {
+      LoadChunk<W>(weight + chunk(i) * kChunk * kSize<W>,
+                   ChunkCount(chunk(i), p.cols), wc[i]);
+    }
+  }
+
+  // This thread's loads for the row group starting at row0.
+  auto load = [&](int64_t row0, RowOperands<X, K>& o) {
     const int64_t row = row0 + row_in_block;
     const bool active = row < p.rows;
     const int64_t r = active ? row : 0;
-    const char* x = Row<X>(p.x, r, p.x_stride);
-    char* res =
-        has_residual
-            ? const_cast<char*>(Row<X>(p.residual, r, p.residual_stride))
-            : nullptr;
-    const char* gate = gated ? Row<X>(p.gate, r, p.gate_stride) : nullptr;
-    const char* weight = static_cast<const char*>(p.weight);
-    char* out = const_cast<char*>(Row<O>(p.out, r, p.out_stride));
-
-    // Every load of the thread, issued before any is used.
-    int count[K];
-    Chunk<X> xc[K], rc[K], gc[K];
-    Chunk<W> wc[K];
 #pragma unroll
     for (int i = 0; i < K; ++i) {
-      count[i] = active ? ChunkCount(first_chunk + i, p.cols) : 0;
-      const int64_t j0 = (first_chunk + i) * kChunk;
-      LoadChunk<X>(x + j0 * kSize<X>, count[i], xc[i]);
-      if (has_residual) {
-        LoadChunk<X>(res + j0 * kSize<X>, count[i], rc[i]);
-      } else {
-        rc[i].Zero();
+      o.count[i] = active ? ChunkCount(chunk(i), p.cols) : 0;
+      const int64_t j = chunk(i) * kChunk * kSize<X>;
+      LoadChunk<X>(Row<X>(p.x, r, p.x_stride) + j, o.count[i], o.xc[i]);
+      if (kResidual) {
+        LoadChunk<X>(Row<X>(p.residual, r, p.residual_stride) + j, o.count[i],
+                     o.rc[i]);
       }
-      if (kEarlyWeight) LoadChunk<W>(weight + j0 * kSize<W>, count[i], wc[i]);
-      if (gated && kEarlyWeight) {
-        LoadChunk<X>(gate + j0 * kSize<X>, count[i], gc[i]);
-      } else {
-        gc[i].Zero();
+      if (kGated && kEarlyGate) {
+        LoadChunk<X>(Row<X>(p.gate, r, p.gate_stride) + j, o.count[i], o.gc[i]);
       }
     }
+  };
 
-    // The norm input (numerics::NormInput), the residual written back, and
-    // this thread's subtree of the sum of squares.
-    float v[K][kChunk];
+  // The loop bounds are the same for every thread of the block: all of them
+  // reach every shuffle and barrier.
+  int64_t row0 = static_cast<int64_t>(blockIdx.x) * rows_per_block;
+  const int64_t step = static_cast<int64_t>(gridDim.x) * rows_per_block;
+  if (row0 >= p.rows) return;
+  RowOperands<X, K> cur;
+  load(row0, cur);
+  while (true) {
+    const int64_t next0 = row0 + step;
+    const bool more = next0 < p.rows;
+    RowOperands<X, K> next;
+    if (more) load(next0, next);
+
+    const int64_t r = row0 + row_in_block < p.rows ? row0 + row_in_block : 0;
+    // The residual written back (the sum's rounded bits, which in HF order
+    // are also the norm input), and each slot's chunk sum of squares.
+    // Elements past the row are +0 and add exact zeros, as the tree's padding
+    // does.
     double leaves[K];
 #pragma unroll
     for (int i = 0; i < K; ++i) {
-      if (has_residual) {
-        uint32_t res_bits[kChunk];
+      if (kResidual) {
+        float sum[kChunk];
 #pragma unroll
         for (int e = 0; e < kChunk; ++e) {
-          float rounded = 0.0f;
-          v[i][e] = numerics::NormInput<X>(xc[i].Value(e), rc[i].Value(e), true,
-                                           hf, &rounded);
-          res_bits[e] = numerics::EncodeOutput<X>(rounded);
+          sum[e] = cur.xc[i].Value(e) + cur.rc[i].Value(e);
         }
-        StoreChunk<X>(res + (first_chunk + i) * kChunk * kSize<X>, count[i],
-                      res_bits);
-      } else {
-#pragma unroll
-        for (int e = 0; e < kChunk; ++e) v[i][e] = xc[i].Value(e);
+        Chunk<X> rounded;
+        EncodeOutputChunk<X>(sum, rounded);
+        StoreChunk<X>(
+            const_cast<char*>(Row<X>(p.residual, r, p.residual_stride)) +
+                chunk(i) * kChunk * kSize<X>,
+            cur.count[i], rounded);
+        if (kHf) cur.rc[i] = rounded;
       }
-      // Elements past the row are +0 and add exact zeros, as the tree's
-      // padding does.
-      leaves[i] = numerics::ChunkSumOfSquares(v[i], kChunk);
+      float v[kChunk];
+#pragma unroll
+      for (int e = 0; e < kChunk; ++e) {
+        v[e] = InputValue<X, kForm>(cur.xc[i], cur.rc[i], e);
+      }
+      leaves[i] = numerics::ChunkSumOfSquares(v, kChunk);
     }
-    const double total =
-        RowTotal(cuda_layout::SubtreeSum<K>(leaves), g, warp_sums);
-    const float inv_rms = numerics::InvRms(total, p.cols, p.eps);
+    const float inv_rms =
+        numerics::InvRms(RowTotal<K>(leaves, g, warp_sums), p.cols, p.eps);
 
+    char* out = const_cast<char*>(Row<O>(p.out, r, p.out_stride));
 #pragma unroll
     for (int i = 0; i < K; ++i) {
-      if (!kEarlyWeight) {
-        // Two chunks' loads at a time: latency hidden, registers bounded.
-        if (i % 2 == 0) {
+      if (i % 2 == 0 && (!kEarlyWeight || (kGated && !kEarlyGate))) {
 #pragma unroll
-          for (int q = i; q < i + 2 && q < K; ++q) {
-            const int64_t j0 = (first_chunk + q) * kChunk;
-            LoadChunk<W>(weight + j0 * kSize<W>, count[q], wc[q]);
-            if (gated) LoadChunk<X>(gate + j0 * kSize<X>, count[q], gc[q]);
+        for (int q = i; q < i + 2 && q < K; ++q) {
+          const int64_t j0 = chunk(q) * kChunk;
+          if (!kEarlyWeight) {
+            LoadChunk<W>(weight + j0 * kSize<W>, cur.count[q], wc[q]);
+          }
+          if (kGated && !kEarlyGate) {
+            LoadChunk<X>(Row<X>(p.gate, r, p.gate_stride) + j0 * kSize<X>,
+                         cur.count[q], cur.gc[q]);
           }
         }
       }
-      if (count[i] == 0) continue;
-      uint32_t bits[kChunk];
+      if (cur.count[i] == 0) continue;
+      float o[kChunk];
 #pragma unroll
       for (int e = 0; e < kChunk; ++e) {
-        const float silu = gated ? numerics::Silu(gc[i].Value(e)) : 0.0f;
-        bits[e] = numerics::EncodeOutput<O>(numerics::NormOutput<X, W>(
-            v[i][e], inv_rms, wc[i].Value(e), scale, hf, gated, silu));
+        const float silu = kGated ? numerics::Silu(cur.gc[i].Value(e)) : 0.0f;
+        o[e] = numerics::NormOutput<X, W>(
+            InputValue<X, kForm>(cur.xc[i], cur.rc[i], e), inv_rms,
+            wc[i].Value(e), kScale, kHf, kGated, silu);
       }
-      StoreChunk<O>(out + (first_chunk + i) * kChunk * kSize<O>, count[i],
-                    bits);
+      Chunk<O> oc;
+      EncodeOutputChunk<O>(o, oc);
+      StoreChunk<O>(out + chunk(i) * kChunk * kSize<O>, cur.count[i], oc);
     }
+    if (!more) break;
+    cur = next;
+    row0 = next0;
   }
 }
 
@@ -409,8 +561,9 @@ __global__ void RmsNormStreamingKernel(const RmsNormParams p) {
       }
       sum = subtree.Total();
     }
-    const float r = numerics::InvRms(RowTotal(sum, threads_per_row, warp_sums),
-                                     p.cols, p.eps);
+    double sums[1] = {sum};
+    const float r = numerics::InvRms(
+        RowTotal<1>(sums, threads_per_row, warp_sums), p.cols, p.eps);
 
     // Pass 2: the same chunks again, now written.
     if (!active) continue;
@@ -428,21 +581,21 @@ __global__ void RmsNormStreamingKernel(const RmsNormParams p) {
       Chunk<X> gc;
       gc.Zero();
       if (gated) LoadChunk<X>(gate + j0 * kSize<X>, count, gc);
-      uint32_t bits[kChunk];
+      float o[kChunk];
 #pragma unroll
       for (int i = 0; i < kChunk; ++i) {
         const float silu = gated ? numerics::Silu(gc.Value(i)) : 0.0f;
-        bits[i] = numerics::EncodeOutput<O>(numerics::NormOutput<X, W>(
-            v[i], r, wc.Value(i), scale, hf, gated, silu));
+        o[i] = numerics::NormOutput<X, W>(v[i], r, wc.Value(i), scale, hf,
+                                          gated, silu);
       }
       if (res != nullptr) {
-        uint32_t res_bits[kChunk];
-#pragma unroll
-        for (int i = 0; i < kChunk; ++i)
-          res_bits[i] = numerics::EncodeOutput<X>(rounded[i]);
-        StoreChunk<X>(res + j0 * kSize<X>, count, res_bits);
+        Chunk<X> rc;
+        EncodeOutputChunk<X>(rounded, rc);
+        StoreChunk<X>(res + j0 * kSize<X>, count, rc);
       }
-      StoreChunk<O>(out + j0 * kSize<O>, count, bits);
+      Chunk<O> oc;
+      EncodeOutputChunk<O>(o, oc);
+      StoreChunk<O>(out + j0 * kSize<O>, count, oc);
     }
   }
 }
@@ -456,26 +609,37 @@ constexpr bool RegisterCachedCombination(DType x, DType w, DType o) {
   return o == x && (w == x || w == DType::kF32);
 }
 
-// The kernel for (X, W, O): the register-cached one with k chunks per thread
-// (1, 2, or for 16-bit activations 4), or (k == 0) the streaming one; null if
-// that kernel is not compiled.
+// The register-cached kernel of form F or a later one, for `form`.
+template <DType X, DType W, int K, int F = 0>
+const void* RegisterKernelOfForm(int form) {
+  if constexpr (F > (kResidualForm | kHfForm | kScaleForm | kGatedForm)) {
+    return nullptr;
+  } else {
+    if (form != F) return RegisterKernelOfForm<X, W, K, F + 1>(form);
+    if constexpr (FormIsCompiled(W, F)) {
+      return reinterpret_cast<const void*>(&RmsNormRegisterKernel<X, W, K, F>);
+    }
+    return nullptr;
+  }
+}
+
+// The kernel for (X, W, O): the register-cached one of `form` (FormOf) with k
+// chunks per thread (1, 2, or for 16-bit activations 4), or (k == 0) the
+// streaming one; null if that kernel is not compiled.
 template <DType X, DType W, DType O>
-const void* RmsNormFunction(int64_t k) {
+const void* RmsNormFunction(int64_t k, int form) {
   if (k == 0) {
     return reinterpret_cast<const void*>(&RmsNormStreamingKernel<X, W, O>);
   }
   if constexpr (RegisterCachedCombination(X, W, O)) {
     switch (k) {
       case 1:
-        return reinterpret_cast<const void*>(
-            &RmsNormRegisterKernel<X, W, O, 1>);
+        return RegisterKernelOfForm<X, W, 1>(form);
       case 2:
-        return reinterpret_cast<const void*>(
-            &RmsNormRegisterKernel<X, W, O, 2>);
+        return RegisterKernelOfForm<X, W, 2>(form);
       case 4:
         if constexpr (X != DType::kF32) {
-          return reinterpret_cast<const void*>(
-              &RmsNormRegisterKernel<X, W, O, 4>);
+          return RegisterKernelOfForm<X, W, 4>(form);
         }
         return nullptr;
     }
@@ -484,21 +648,21 @@ const void* RmsNormFunction(int64_t k) {
 }
 
 template <DType X, DType W>
-const void* WithOutput(DType o, int64_t k) {
-  if (o == X) return RmsNormFunction<X, W, X>(k);
-  return RmsNormFunction<X, W, DType::kF32>(k);  // the promoted type
+const void* WithOutput(DType o, int64_t k, int form) {
+  if (o == X) return RmsNormFunction<X, W, X>(k, form);
+  return RmsNormFunction<X, W, DType::kF32>(k, form);  // the promoted type
 }
 
 // The kernels of activation dtype X, for weight dtype w and output dtype o.
 template <DType X>
-const void* SelectForActivation(DType w, DType o, int64_t k) {
+const void* SelectForActivation(DType w, DType o, int64_t k, int form) {
   switch (w) {
     case DType::kF32:
-      return WithOutput<X, DType::kF32>(o, k);
+      return WithOutput<X, DType::kF32>(o, k, form);
     case DType::kBF16:
-      return WithOutput<X, DType::kBF16>(o, k);
+      return WithOutput<X, DType::kBF16>(o, k, form);
     case DType::kF16:
-      return WithOutput<X, DType::kF16>(o, k);
+      return WithOutput<X, DType::kF16>(o, k, form);
   }
   return nullptr;
 }
@@ -507,9 +671,10 @@ const void* SelectForActivation(DType w, DType o, int64_t k) {
 }  // namespace cuda_kernels
 
 // Defined by rms_norm_{f32,bf16,f16}.cu, one activation dtype each.
-const void* SelectRmsNormF32(DType w, DType o, int64_t k);
-const void* SelectRmsNormBf16(DType w, DType o, int64_t k);
-const void* SelectRmsNormF16(DType w, DType o, int64_t k);
+// `form` is cuda_kernels::FormOf(params).
+const void* SelectRmsNormF32(DType w, DType o, int64_t k, int form);
+const void* SelectRmsNormBf16(DType w, DType o, int64_t k, int form);
+const void* SelectRmsNormF16(DType w, DType o, int64_t k, int form);
 
 }  // namespace normgraph
 

@@ -9,14 +9,20 @@
 //
 // A row of n elements is C = ceil(n / 8) chunks of 8 (numerics::kChunk),
 // padded with empty chunks to P, a power of two. Each row is handled by G
-// threads (a power of two), each owning k = P / G *contiguous* chunks: thread
-// t sums chunks [t k, t k + k) as one aligned subtree of the pairwise tree
-// (SubtreeSum below), and the G partial sums meet in an xor butterfly across
-// threads (t with t ^ 1, then t ^ 2, ...: partners own adjacent aligned
-// subtrees of equal size), which completes the same tree. Empty chunks add
-// zeros, which the tree adds exactly.
+// threads (a power of two), each owning k = P / G chunks, and the row's
+// pairwise tree is completed by xor butterflies across threads (t with t ^ 1,
+// then t ^ 2, ...). Empty chunks add zeros, which the tree adds exactly. Two
+// ownerships, both exactly the tree:
+//  - strided (the register-cached kernel): thread t owns chunks q G + t for
+//    q < k, one per slot q. The G chunks of a slot are an aligned subtree of
+//    G leaves; the butterfly over the G threads sums it (partners hold
+//    adjacent aligned subtrees of equal size), one butterfly per slot; the k
+//    slot sums are then adjacent aligned subtrees, summed pairwise
+//    (SubtreeSum). A warp's accesses to one slot are contiguous (coalesced).
+//  - contiguous (the streaming kernel): thread t owns chunks [t k, t k + k),
+//    an aligned subtree it sums itself; one butterfly over the G sums.
 //
-// Two kernels use this:
+// The kernels:
 //  - the register-cached kernel (the fast path): k is a compile-time constant
 //    K (1, 2, or for 16-bit activations 4); a thread loads its K chunks of
 //    every operand once, keeps them in registers through the reduction and
@@ -32,8 +38,11 @@
 // Which K: the fewest chunks per thread that fit (most threads per row, the
 // shortest critical path) while the launch is small (decode: a few rows, per
 // head norms of a few tokens); once rows x P fills the GPU many times over
-// (prefill), K = 64 bytes of each operand per thread, so every thread keeps
-// several 16-byte loads in flight.
+// (prefill), 64 bytes of each operand per thread (K = 4 of 16-bit
+// activations, 2 of f32) in blocks of 128 threads, 32 bytes for rows shorter
+// than 512 elements (per-head norms): the best or within a few percent of the
+// best of the layouts measured on the H200 (benchmarks/RESULTS.md,
+// BM_Layout).
 
 #include <cstdint>
 
@@ -58,6 +67,9 @@ constexpr int64_t kSmallRowBlock = 256;
 // rows x P at or above which a launch counts as throughput-bound (prefill):
 // 2^18 chunks is 4 MiB of 16-bit activations, enough to fill the GPU.
 constexpr int64_t kThroughputChunks = int64_t{1} << 18;
+
+// Elements per chunk (numerics::kChunk).
+constexpr int64_t kChunkElements = 8;
 
 NG_HOST_DEVICE int64_t NextPowerOfTwo(int64_t v) {
   int64_t p = 1;
@@ -158,12 +170,18 @@ inline RowLayout PlanLayout(int64_t rows, int64_t cols, int64_t x_bytes) {
   int64_t min_k = 1;
   while (p / min_k > MaxRegisterThreads(static_cast<int>(min_k))) min_k *= 2;
   int64_t k = min_k;
+  int64_t block = 0;
   if (rows * p >= kThroughputChunks) {
-    const int64_t target = MaxRegisterK(x_bytes);  // 64 bytes per operand
+    // 64 bytes of each operand per thread (K = 4 of 16-bit activations, 2 of
+    // f32) in blocks of 128 threads; 32 bytes for rows of fewer than 64
+    // chunks (per-head norms).
+    const int64_t bytes = p >= 64 ? 64 : 32;
+    const int64_t target = bytes / (kChunkElements * x_bytes);
     k = target < p ? target : p;
     if (k < min_k) k = min_k;
+    block = 128;
   }
-  return RegisterLayout(rows, cols, x_bytes, k, 0);
+  return RegisterLayout(rows, cols, x_bytes, k, block);
 }
 
 }  // namespace cuda_layout

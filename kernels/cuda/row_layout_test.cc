@@ -1,9 +1,10 @@
 // The CUDA kernels' partition of the reduction, checked on the host (no GPU
-// needed): for every layout the planner can choose, a thread's subtree sum of
-// its K contiguous chunks (SubtreeSum, the function the kernels call) followed
-// by the xor butterfly the kernels run (within a warp, then across the row's
-// warps) gives the row's sum of squares bit for bit as the CPU reference
-// computes it, on every thread. The butterfly is emulated lane by lane; the
+// needed): for every layout the planner can choose, the register-cached
+// kernel's strided ownership (thread t's slot q is chunk q G + t), the xor
+// butterfly it runs per slot (within a warp, then across the row's warps) and
+// the slots' pairwise sum (SubtreeSum, the function the kernel calls) give the
+// row's sum of squares bit for bit as the CPU reference computes it, on every
+// thread. The butterfly is emulated lane by lane; the
 // GPU test (kernels_cuda_test) checks the real kernels against the CPU.
 
 #include "kernels/cuda/row_layout.h"
@@ -30,21 +31,39 @@ void ButterflyLevel(std::vector<double>& s, int64_t off) {
   for (size_t t = 0; t < s.size(); ++t) s[t] = before[t] + before[t ^ off];
 }
 
-double ThreadSum(const std::vector<double>& leaves, int64_t first, int64_t k) {
-  switch (k) {
-    case 1:
-      return SubtreeSum<1>(&leaves[first]);
-    case 2:
-      return SubtreeSum<2>(&leaves[first]);
-    case 4:
-      return SubtreeSum<4>(&leaves[first]);
+// The butterfly within a warp, then across the row's warps: lane l of each
+// warp reads warp l's sum (lanes past the row's warps read 0), the warp runs
+// the butterfly, lane 0's value is broadcast.
+void RowButterfly(std::vector<double>& s) {
+  const int64_t g = static_cast<int64_t>(s.size());
+  for (int64_t off = 1; off < std::min<int64_t>(g, 32); off *= 2) {
+    ButterflyLevel(s, off);
   }
-  ADD_FAILURE() << "no kernel for K " << k;
+  if (g > 32) {
+    const int64_t warps = g / 32;
+    std::vector<double> w(32, 0.0);
+    for (int64_t j = 0; j < warps; ++j) w[j] = s[j * 32];
+    for (int64_t off = 1; off < warps; off *= 2) ButterflyLevel(w, off);
+    for (int64_t t = 0; t < g; ++t) s[t] = w[0];
+  }
+}
+
+double SlotsSum(const std::vector<double>& slots) {
+  switch (slots.size()) {
+    case 1:
+      return SubtreeSum<1>(slots.data());
+    case 2:
+      return SubtreeSum<2>(slots.data());
+    case 4:
+      return SubtreeSum<4>(slots.data());
+  }
+  ADD_FAILURE() << "no kernel for K " << slots.size();
   return 0.0;
 }
 
 // The row total every thread of a row ends with, as the register-cached
-// kernel computes it with layout `l` (one row).
+// kernel computes it with layout `l` (one row): thread t's slot q is chunk
+// q G + t; one butterfly per slot, then the slots' pairwise sum.
 std::vector<double> KernelTotals(const std::vector<float>& v,
                                  const RowLayout& l) {
   const int64_t cols = static_cast<int64_t>(v.size());
@@ -56,24 +75,19 @@ std::vector<double> KernelTotals(const std::vector<float>& v,
     }
     leaves[c] = numerics::ChunkSumOfSquares(chunk, kChunk);
   }
-  const int64_t g = l.threads_per_row;
-  std::vector<double> s(g);
+  const int64_t g = l.threads_per_row, k = l.chunks_per_thread;
+  std::vector<std::vector<double>> slots(k, std::vector<double>(g));
+  for (int64_t q = 0; q < k; ++q) {
+    for (int64_t t = 0; t < g; ++t) slots[q][t] = leaves[q * g + t];
+    RowButterfly(slots[q]);
+  }
+  std::vector<double> totals(g);
   for (int64_t t = 0; t < g; ++t) {
-    s[t] = ThreadSum(leaves, t * l.chunks_per_thread, l.chunks_per_thread);
+    std::vector<double> mine(k);
+    for (int64_t q = 0; q < k; ++q) mine[q] = slots[q][t];
+    totals[t] = SlotsSum(mine);
   }
-  for (int64_t off = 1; off < std::min<int64_t>(g, 32); off *= 2) {
-    ButterflyLevel(s, off);
-  }
-  if (g > 32) {
-    // Lane l of each warp reads warp l's sum (lanes past the row's warps read
-    // 0), the warp runs the butterfly, lane 0's value is broadcast.
-    const int64_t warps = g / 32;
-    std::vector<double> w(32, 0.0);
-    for (int64_t j = 0; j < warps; ++j) w[j] = s[j * 32];
-    for (int64_t off = 1; off < warps; off *= 2) ButterflyLevel(w, off);
-    for (int64_t t = 0; t < g; ++t) s[t] = w[0];
-  }
-  return s;
+  return totals;
 }
 
 std::vector<float> RandomRow(std::mt19937_64& rng, int64_t cols, int family) {
@@ -162,8 +176,15 @@ TEST(RowLayoutTest, PlannedLaunchesAreValid) {
   // The regimes the benchmarks name.
   EXPECT_EQ(PlanLayout(1, 4096, 2).chunks_per_thread, 1);
   EXPECT_EQ(PlanLayout(1, 4096, 2).block_threads, 512);
+  // Prefill: 64 bytes of each operand per thread, blocks of 128 threads;
+  // 32 bytes for per-head rows.
   EXPECT_EQ(PlanLayout(4096, 4096, 2).chunks_per_thread, 4);
+  EXPECT_EQ(PlanLayout(4096, 4096, 2).block_threads, 128);
   EXPECT_EQ(PlanLayout(4096, 4096, 4).chunks_per_thread, 2);
+  EXPECT_EQ(PlanLayout(4096, 16384, 2).chunks_per_thread, 4);
+  EXPECT_EQ(PlanLayout(4096, 16384, 2).block_threads, 512);  // G = 512
+  EXPECT_EQ(PlanLayout(131072, 128, 2).chunks_per_thread, 2);
+  EXPECT_EQ(PlanLayout(131072, 128, 4).chunks_per_thread, 1);
   EXPECT_EQ(PlanLayout(1, 16384, 2).chunks_per_thread, 4);
   EXPECT_FALSE(PlanLayout(1, 16384, 4).register_cached);
   EXPECT_FALSE(PlanLayout(1, 16385, 2).register_cached);
