@@ -238,6 +238,19 @@ NG_HOST_DEVICE float NormInput(float x, float residual, bool has_residual,
   return hf_order ? rounded : s;
 }
 
+// The HF-order output of a multiplied weight from the rounded normalised
+// value R_X(v r) (what NormOutput computes first): weight * hidden, and for
+// the gated form that product rounded to the promoted dtype of (weight,
+// input) before gating in float32. Separate so that a kernel can round
+// several values at once (packed conversions) and finish each here.
+template <DType X, DType W>
+NG_HOST_DEVICE float HfOutputFromRounded(float rounded, float w, bool gated,
+                                         float silu) {
+  float o = w * rounded;  // weight * hidden.to(input_dtype)
+  if (gated && W == X) o = Round<X>(o);
+  return gated ? o * silu : o;
+}
+
 // One output element before its final rounding to the output dtype, from the
 // norm input v, the row's factor r, the weight element w (the float32 scale
 // 1 + w when `scale`), and, when `gated`, silu(gate).
@@ -246,15 +259,8 @@ NG_HOST_DEVICE float NormOutput(float v, float r, float w, bool scale,
                                 bool hf_order, bool gated, float silu) {
   const float n = v * r;
   if (scale) return n * w;  // zero-centred: (x r) * (1 + w), one rounding
-  float o;
-  if (hf_order) {
-    o = w * Round<X>(n);  // weight * hidden.to(input_dtype)
-    // The gated form rounds the product to the promoted dtype of (weight,
-    // input) before gating in float32.
-    if (gated && W == X) o = Round<X>(o);
-  } else {
-    o = n * w;
-  }
+  if (hf_order) return HfOutputFromRounded<X, W>(Round<X>(n), w, gated, silu);
+  const float o = n * w;
   return gated ? o * silu : o;
 }
 

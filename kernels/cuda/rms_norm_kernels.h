@@ -477,12 +477,30 @@ __global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
       }
       if (cur.count[i] == 0) continue;
       float o[kChunk];
+      if constexpr (kHf && !kScale && kSize<X> == 2) {
+        // NormOutput with R_X(v r) rounded two at a time (packed
+        // conversions; a NaN stays a NaN and is canonicalised on store).
+        Chunk<X> rounded;
 #pragma unroll
-      for (int e = 0; e < kChunk; ++e) {
-        const float silu = kGated ? numerics::Silu(cur.gc[i].Value(e)) : 0.0f;
-        o[e] = numerics::NormOutput<X, W>(
-            InputValue<X, kForm>(cur.xc[i], cur.rc[i], e), inv_rms,
-            wc[i].Value(e), kScale, kHf, kGated, silu);
+        for (int q = 0; q < kChunk / 2; ++q) {
+          rounded.w[q] = PackPair<X>(
+              InputValue<X, kForm>(cur.xc[i], cur.rc[i], 2 * q) * inv_rms,
+              InputValue<X, kForm>(cur.xc[i], cur.rc[i], 2 * q + 1) * inv_rms);
+        }
+#pragma unroll
+        for (int e = 0; e < kChunk; ++e) {
+          const float silu = kGated ? numerics::Silu(cur.gc[i].Value(e)) : 0.0f;
+          o[e] = numerics::HfOutputFromRounded<X, W>(
+              rounded.Value(e), wc[i].Value(e), kGated, silu);
+        }
+      } else {
+#pragma unroll
+        for (int e = 0; e < kChunk; ++e) {
+          const float silu = kGated ? numerics::Silu(cur.gc[i].Value(e)) : 0.0f;
+          o[e] = numerics::NormOutput<X, W>(
+              InputValue<X, kForm>(cur.xc[i], cur.rc[i], e), inv_rms,
+              wc[i].Value(e), kScale, kHf, kGated, silu);
+        }
       }
       Chunk<O> oc;
       EncodeOutputChunk<O>(o, oc);

@@ -161,6 +161,11 @@ class Data:
                 out.append((keys, b))
         return out
 
+    def plan_replays(self):
+        """The decode-stack replays with the plan's own layout (no forced K)."""
+        return [(k, b) for k, b in self.graph_entries("BM_DecodeStackReplay")
+                if k.get("k", 0) == 0]
+
     def peer_stack(self):
         out = {}
         for b in ok_entries(self.peers):
@@ -259,27 +264,48 @@ def per_head_table(data, lines):
 def layout_table(data, lines):
     if not data.layouts:
         return
-    lines.append("### Launch layouts (forced K chunks per thread x block, bf16)\n")
+    lines.append("### Launch layouts (forced K chunks per thread x block)\n")
     lines.append("The automatic plan (kernels/cuda/row_layout.h) against the best forced layout "
-                 "on each shape.\n")
-    lines.append("| variant | rows | hidden | automatic: share (launch) | best forced: share "
+                 "on each shape, in TB/s (the copy ceiling of each entry varies run to run).\n")
+    lines.append("| variant | dtype | rows | hidden | automatic: TB/s (launch) | best forced: TB/s "
                  "(launch) |")
-    lines.append("| --- | ---: | ---: | --- | --- |")
+    lines.append("| --- | --- | ---: | ---: | --- | --- |")
     groups = {}
     for parts, keys, b in data.layouts:
-        groups.setdefault((parts[1], keys["rows"], keys["hidden"]), []).append(b)
-    for (variant, rows, hidden), entries in sorted(groups.items()):
-        best = max(entries, key=lambda b: b["share_of_copy"])
+        groups.setdefault((parts[1], parts[2], keys["rows"], keys["hidden"]), []).append(b)
+    for (variant, dtype, rows, hidden), entries in sorted(groups.items()):
+        best = max(entries, key=lambda b: b["bytes_per_second"])
         regime = "per_head" if hidden <= 256 else "prefill"
-        auto = data.kernel("normgraph", variant, "bf16", regime, rows, hidden)
-        auto_cell = (f"{pct(auto['share_of_copy'])} ({auto.get('label', '')})" if auto else "-")
-        lines.append(f"| {variant} | {rows} | {hidden} | {auto_cell} | "
-                     f"{pct(best['share_of_copy'])} ({best.get('label', '')}) |")
+        auto = data.kernel("normgraph", variant, dtype, regime, rows, hidden)
+        auto_cell = (f"{fmt(auto['bytes_per_second'] / 1e12)} ({auto.get('label', '')})"
+                     if auto else "-")
+        lines.append(f"| {variant} | {dtype} | {rows} | {hidden} | {auto_cell} | "
+                     f"{fmt(best['bytes_per_second'] / 1e12)} ({best.get('label', '')}) |")
+    lines.append("")
+
+
+def stack_layout_table(data, lines):
+    forced = [(k, b) for k, b in data.graph_entries("BM_DecodeStackReplay") if k.get("k", 0)]
+    if not forced:
+        return
+    plan = {(k["batch"], k["pdl"]): b for k, b in data.plan_replays()}
+    lines.append("### The decode stack with forced layouts (K chunks per thread)\n")
+    lines.append("| batch | PDL | plan us/step | K=1 | K=2 | K=4 |")
+    lines.append("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    cells = {}
+    for k, b in forced:
+        cells.setdefault((k["batch"], k["pdl"]), {})[k["k"]] = b
+    for (batch, pdl), by_k in sorted(cells.items()):
+        p = plan.get((batch, pdl))
+        lines.append(f"| {batch} | {'on' if pdl else 'off'} | "
+                     f"{fmt(p['us_per_step']) if p else '-'} | "
+                     + " | ".join(fmt(by_k[k]["us_per_step"]) if k in by_k else "-"
+                                  for k in (1, 2, 4)) + " |")
     lines.append("")
 
 
 def stack_table(data, lines):
-    replays = data.graph_entries("BM_DecodeStackReplay")
+    replays = data.plan_replays()
     eager = {k["batch"]: b for k, b in data.graph_entries("BM_DecodeStackEager")}
     peers = data.peer_stack()
     if not replays:
@@ -441,7 +467,7 @@ def targets_table(data, lines):
         else:
             lines.append("| never behind the best of PyTorch eager / torch.compile beyond noise "
                          "(3%) | not behind on any measured shape | yes |")
-    replays = data.graph_entries("BM_DecodeStackReplay")
+    replays = data.plan_replays()
     peers = data.peer_stack()
     b1 = [b for k, b in replays if k["batch"] == 1]
     if b1:
@@ -533,7 +559,7 @@ def chart_share_of_copy(data, path, stamp, plt):
 
 
 def chart_replay_per_node(data, path, stamp, plt):
-    replays = data.graph_entries("BM_DecodeStackReplay")
+    replays = data.plan_replays()
     if not replays:
         return False
     peers = data.peer_stack()
@@ -637,6 +663,7 @@ def main():
     if charts:
         lines.append(" ".join(charts) + "\n")
     stack_table(data, lines)
+    stack_layout_table(data, lines)
     check_table(data, lines)
     repair_table(data, lines)
     weights_table(data, lines)
