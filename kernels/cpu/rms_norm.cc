@@ -125,18 +125,18 @@ double TreeSum(const float* v, int64_t n) {
   return sum.Total();
 }
 
-// --- The fast path
+// --- The AVX2 path
 // ------------------------------------------------------------
 //
 // Rows of 16-bit activations (bf16, f16) whose output has the activation dtype
 // and no gate: every norm of the decoder stacks but the gated one. Same
 // numerics, bit for bit (kernels/norm_numerics.h); faster by
 // - working on 8 lanes at a time (GCC/Clang vector extensions compiled for
-//   AVX2, chosen at run time where the CPU has it; elsewhere RmsNormCpuScalar
-//   runs), with branch-free 16-bit conversions (bf16: the same integer
-//   round-to-nearest-even as core/float_bits.h, lanewise; f16: the F16C
-//   instructions, which agree with core/float_bits.h on every non-NaN value,
-//   checked exhaustively);
+//   AVX2, chosen at run time where the CPU has it but not the AVX-512 path
+//   below; elsewhere RmsNormCpuScalar runs), with branch-free 16-bit
+//   conversions (bf16: the same integer round-to-nearest-even as
+//   core/float_bits.h, lanewise; f16: the F16C instructions, which agree with
+//   core/float_bits.h on every non-NaN value, checked exhaustively);
 // - loading 8 weights at a time as they are needed;
 // - summing the squares of each 64-element block (an aligned subtree of the
 //   pairwise tree) in any order when that sum is provably exact: every square
@@ -151,7 +151,7 @@ double TreeSum(const float* v, int64_t n) {
 //   (a tree over aligned subtrees is the tree; zero padding adds nothing).
 
 #if NG_HAVE_FAST_PATH
-namespace fast {
+namespace avx2 {
 
 #define NG_FAST __attribute__((always_inline, target("avx2,f16c"))) inline
 #define NG_AVX2 __attribute__((target("avx2,f16c")))
@@ -475,7 +475,7 @@ RowsFn Pick(bool residual, bool hf, bool scale) {
 #undef NG_FAST
 #undef NG_AVX2
 
-}  // namespace fast
+}  // namespace avx2
 
 // --- The AVX-512 path
 // ---------------------------------------------------------
@@ -925,14 +925,14 @@ void Avx2RmsNorm(const RmsNormParams& p) {
   thread_local std::vector<uint32_t> codes;
   if (static_cast<int64_t>(v.size()) < p.cols + 8) {
     v.resize(p.cols + 8);
-    codes.resize(p.cols / fast::kBlock + 1);
+    codes.resize(p.cols / avx2::kBlock + 1);
   }
   const bool scale = p.weight_kind == NormWeight::kScale;
   const bool residual = p.residual != nullptr;
   const bool hf = p.order == RoundingOrder::kHuggingFace;
-  const fast::RowsFn rows = p.x_dtype == DType::kBF16
-                                ? fast::Pick<DType::kBF16>(residual, hf, scale)
-                                : fast::Pick<DType::kF16>(residual, hf, scale);
+  const avx2::RowsFn rows = p.x_dtype == DType::kBF16
+                                ? avx2::Pick<DType::kBF16>(residual, hf, scale)
+                                : avx2::Pick<DType::kF16>(residual, hf, scale);
   rows(p, v.data(), codes.data());
 }
 
