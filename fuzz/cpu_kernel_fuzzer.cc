@@ -121,11 +121,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   p.x = x.bytes.data();
   p.weight = w.bytes.data();
   p.gate = gated ? gate.bytes.data() : nullptr;
-  if (!ValidateRmsNormParams(p).ok()) return 0;
-
   RmsNormParams b = p;
   b.out = out_b.data();
   b.residual = residual ? res_b.data() : nullptr;
+  // Validated with out (and the residual) in place: without them every input
+  // is refused ("x, weight and out are required") and nothing runs.
+  if (!ValidateRmsNormParams(b).ok()) return 0;
   RmsNormCpuScalar(b);
   // Every vectorized path this CPU has, not only the one RmsNormCpu picks.
   for (const CpuPath path : {CpuPath::kAvx512, CpuPath::kAvx2}) {
