@@ -525,8 +525,34 @@ NG_AVX512_INLINE __mmask16 Lanes(int64_t left) {
                      : static_cast<__mmask16>((1u << left) - 1);
 }
 
+constexpr __mmask16 kAll = 0xFFFF;
+
+// Loads and stores of 16 elements from j, plain where every lane is on (the
+// loops' main parts, where the mask is a constant).
 NG_AVX512_INLINE __m256i Load16(const char* p, int64_t j, __mmask16 m) {
-  return _mm256_maskz_loadu_epi16(m, p + 2 * j);
+  return m == kAll
+             ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2 * j))
+             : _mm256_maskz_loadu_epi16(m, p + 2 * j);
+}
+
+NG_AVX512_INLINE void Store16(char* p, int64_t j, __mmask16 m, __m256i h) {
+  if (m == kAll) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 2 * j), h);
+  } else {
+    _mm256_mask_storeu_epi16(p + 2 * j, m, h);
+  }
+}
+
+NG_AVX512_INLINE __m512 LoadFloat16(const float* p, __mmask16 m) {
+  return m == kAll ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(m, p);
+}
+
+NG_AVX512_INLINE void StoreFloat16(float* p, __mmask16 m, __m512 f) {
+  if (m == kAll) {
+    _mm512_storeu_ps(p, f);
+  } else {
+    _mm512_mask_storeu_ps(p, m, f);
+  }
 }
 
 template <DType X>
@@ -624,7 +650,7 @@ NG_AVX512_INLINE __m512 Input16(const char* x, char* res, float* sums,
   const __m256i rh = Load16(res, j, m);
   const __m512 s = _mm512_add_ps(H::ToFloat(xh), H::ToFloat(rh));
   const __m256i rounded = H::Encode(s);
-  _mm256_mask_storeu_epi16(res + 2 * j, m, rounded);
+  Store16(res, j, m, rounded);
   if (kHf) {
     *code = FoldCode(*code, rounded);
     return H::ToFloat(rounded);
@@ -632,8 +658,26 @@ NG_AVX512_INLINE __m512 Input16(const char* x, char* res, float* sums,
   // s, rounded to float32, is still a multiple of the smaller ulp of x and
   // the residual.
   *code = FoldCode(FoldCode(*code, xh), rh);
-  _mm512_mask_storeu_ps(sums + j, m, s);
+  StoreFloat16(sums + j, m, s);
   return s;
+}
+
+// Input16, and the squares of the norm input added to lo (lanes 0-7) and hi.
+template <DType X, bool kResidual, bool kHf>
+NG_AVX512_INLINE void AddSquares16(const char* x, char* res, float* sums,
+                                   int64_t j, __mmask16 m, __m256i* code,
+                                   __m512d* lo, __m512d* hi) {
+  const __m512 v = Input16<X, kResidual, kHf>(x, res, sums, j, m, code);
+  if (!kResidual || kHf) {  // a 16-bit value: float32 holds its square
+    const __m512 sq = _mm512_mul_ps(v, v);
+    *lo = _mm512_add_pd(*lo, _mm512_cvtps_pd(_mm512_castps512_ps256(sq)));
+    *hi = _mm512_add_pd(*hi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(sq, 1)));
+  } else {
+    const __m512d vl = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    const __m512d vh = _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1));
+    *lo = _mm512_add_pd(*lo, _mm512_mul_pd(vl, vl));
+    *hi = _mm512_add_pd(*hi, _mm512_mul_pd(vh, vh));
+  }
 }
 
 // The sums of squares of 8 blocks, one per accumulator (lanes in any order),
@@ -680,19 +724,15 @@ NG_AVX512 double SumOfSquares(const char* x, char* res, float* sums, int64_t n,
       const int64_t begin = (g + b) * kBlock;
       __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
       __m256i code = _mm256_set1_epi16(-1);
-      for (int64_t j = begin; j < begin + kBlock && j < n; j += 16) {
-        const __m512 v =
-            Input16<X, kResidual, kHf>(x, res, sums, j, Lanes(n - j), &code);
-        if (kFloatSquares) {
-          const __m512 sq = _mm512_mul_ps(v, v);
-          lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(sq)));
-          hi =
-              _mm512_add_pd(hi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(sq, 1)));
-        } else {
-          const __m512d vl = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
-          const __m512d vh = _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1));
-          lo = _mm512_add_pd(lo, _mm512_mul_pd(vl, vl));
-          hi = _mm512_add_pd(hi, _mm512_mul_pd(vh, vh));
+      if (begin + kBlock <= n) {
+        for (int64_t j = begin; j < begin + kBlock; j += 16) {
+          AddSquares16<X, kResidual, kHf>(x, res, sums, j, kAll, &code, &lo,
+                                          &hi);
+        }
+      } else {
+        for (int64_t j = begin; j < n; j += 16) {
+          AddSquares16<X, kResidual, kHf>(x, res, sums, j, Lanes(n - j), &code,
+                                          &lo, &hi);
         }
       }
       acc[b] = _mm512_add_pd(lo, hi);
@@ -791,12 +831,36 @@ NG_AVX512_INLINE __m512 Silu(__m512 g) {
   return _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), Exp(minus_g)));
 }
 
+// numerics::NormOutput<X, X> of the 16 elements from j (masked), stored.
+template <DType X, bool kResidual, bool kHf, bool kScale, bool kGated>
+NG_AVX512_INLINE void Output16(const void* weight, const char* x,
+                               const char* res, const float* sums,
+                               const char* gate, char* out, __m512 r, int64_t j,
+                               __mmask16 m) {
+  using H = Half<X>;
+  const __m512 v = !kResidual ? H::ToFloat(Load16(x, j, m))
+                   : kHf      ? H::ToFloat(Load16(res, j, m))
+                              : LoadFloat16(sums + j, m);
+  const __m512 w =
+      kScale ? LoadFloat16(static_cast<const float*>(weight) + j, m)
+             : H::ToFloat(Load16(static_cast<const char*>(weight), j, m));
+  const __m512 normed = _mm512_mul_ps(v, r);
+  __m512 o;
+  if (kScale || !kHf) {
+    o = _mm512_mul_ps(normed, w);
+  } else {
+    o = _mm512_mul_ps(w, H::Round(normed));
+    if (kGated) o = H::Round(o);
+  }
+  if (kGated) o = _mm512_mul_ps(o, Silu(H::ToFloat(Load16(gate, j, m))));
+  Store16(out, j, m, H::Encode(o));
+}
+
 // Every row; `sums` (the unrounded norm input, engine order with a residual)
 // and `block_sums` and `codes` are scratch.
 template <DType X, bool kResidual, bool kHf, bool kScale, bool kGated>
 NG_AVX512 void Rows(const RmsNormParams& p, float* sums, double* block_sums,
                     uint16_t* codes) {
-  using H = Half<X>;
   const int64_t n = p.cols;
   for (int64_t row = 0; row < p.rows; ++row) {
     const char* x = RowOf<X>(p.x, row, p.x_stride);
@@ -810,26 +874,15 @@ NG_AVX512 void Rows(const RmsNormParams& p, float* sums, double* block_sums,
         SumOfSquares<X, kResidual, kHf>(x, res, sums, n, block_sums, codes), n,
         p.eps);
 
-    // numerics::NormOutput<X, X>, lanewise.
     const __m512 rv = _mm512_set1_ps(r);
-    const char* weight = static_cast<const char*>(p.weight);
-    for (int64_t j = 0; j < n; j += 16) {
-      const __mmask16 m = Lanes(n - j);
-      const __m512 v = !kResidual ? H::ToFloat(Load16(x, j, m))
-                       : kHf      ? H::ToFloat(Load16(res, j, m))
-                                  : _mm512_maskz_loadu_ps(m, sums + j);
-      const __m512 w = kScale ? _mm512_maskz_loadu_ps(m, weight + 4 * j)
-                              : H::ToFloat(Load16(weight, j, m));
-      const __m512 normed = _mm512_mul_ps(v, rv);
-      __m512 o;
-      if (kScale || !kHf) {
-        o = _mm512_mul_ps(normed, w);
-      } else {
-        o = _mm512_mul_ps(w, H::Round(normed));
-        if (kGated) o = H::Round(o);
-      }
-      if (kGated) o = _mm512_mul_ps(o, Silu(H::ToFloat(Load16(gate, j, m))));
-      _mm256_mask_storeu_epi16(out + 2 * j, m, H::Encode(o));
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+      Output16<X, kResidual, kHf, kScale, kGated>(p.weight, x, res, sums, gate,
+                                                  out, rv, j, kAll);
+    }
+    if (j < n) {
+      Output16<X, kResidual, kHf, kScale, kGated>(p.weight, x, res, sums, gate,
+                                                  out, rv, j, Lanes(n - j));
     }
   }
 }
