@@ -7,6 +7,7 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 #else
@@ -698,15 +699,38 @@ NG_AVX512_INLINE __m512d Transpose8(const __m512d* a) {
   return _mm512_permutexvar_pd(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), s);
 }
 
-// The norm input of v[0, size) as floats, read back after pass 1.
+// The pairwise tree of the squares of the block from `begin` (its norm input
+// read back after pass 1; zeros past the row, which add nothing): TreeSum,
+// three levels at a time. Each level adds neighbours, (0, 1), (2, 3), ...,
+// gathered into two vectors; the last three levels combine the 8 chunks' sums.
 template <DType X, bool kResidual, bool kHf>
-void NormInputOf(const char* x, const char* res, const float* sums,
-                 int64_t begin, int64_t size, float* v) {
-  for (int64_t j = 0; j < size; ++j) {
-    v[j] = !kResidual ? Load<X>(x, begin + j)
-           : kHf      ? Load<X>(res, begin + j)
-                      : sums[begin + j];
+NG_AVX512 double BlockTreeSum(const char* x, const char* res, const float* sums,
+                              int64_t begin, int64_t n) {
+  using H = Half<X>;
+  __m512d level[8];
+  for (int q = 0; q < 4; ++q) {
+    const int64_t j = begin + 16 * q;
+    const __mmask16 m = Lanes(n - j);
+    const __m512 v = !kResidual ? H::ToFloat(Load16(x, j, m))
+                     : kHf      ? H::ToFloat(Load16(res, j, m))
+                                : _mm512_maskz_loadu_ps(m, sums + j);
+    const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    const __m512d hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1));
+    level[2 * q] = _mm512_mul_pd(lo, lo);
+    level[2 * q + 1] = _mm512_mul_pd(hi, hi);
   }
+  const __m512i even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+  const __m512i odd = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+  for (int count = 8; count > 1; count /= 2) {
+    for (int i = 0; i < count / 2; ++i) {
+      level[i] = _mm512_add_pd(
+          _mm512_permutex2var_pd(level[2 * i], even, level[2 * i + 1]),
+          _mm512_permutex2var_pd(level[2 * i], odd, level[2 * i + 1]));
+    }
+  }
+  double c[8];  // the chunks' sums
+  _mm512_storeu_pd(c, level[0]);
+  return ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]));
 }
 
 // The row's sum of squares: pass 1 and the tree's upper levels. `block_sums`
@@ -763,11 +787,8 @@ NG_AVX512 double SumOfSquares(const char* x, char* res, float* sums, int64_t n,
     }
     for (int b = 0; b < kGroup && g + b < blocks; ++b) {
       if ((exact >> b) & 1) continue;
-      const int64_t begin = (g + b) * kBlock;
-      const int64_t size = n - begin < kBlock ? n - begin : kBlock;
-      float v[kBlock];
-      NormInputOf<X, kResidual, kHf>(x, res, sums, begin, size, v);
-      block_sums[g + b] = TreeSum(v, size);
+      block_sums[g + b] =
+          BlockTreeSum<X, kResidual, kHf>(x, res, sums, (g + b) * kBlock, n);
     }
   }
 
