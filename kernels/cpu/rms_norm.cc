@@ -129,8 +129,8 @@ double TreeSum(const float* v, int64_t n) {
 // --- The AVX2 path
 // ------------------------------------------------------------
 //
-// Rows of 16-bit activations (bf16, f16) whose output has the activation dtype
-// and no gate: every norm of the decoder stacks but the gated one. Same
+// Rows of 16-bit activations (bf16, f16) with weight, gate and output in the
+// activation dtype (or the f32 scale): every norm of the decoder stacks. Same
 // numerics, bit for bit (kernels/norm_numerics.h); faster by
 // - working on 8 lanes at a time (GCC/Clang vector extensions compiled for
 //   AVX2, chosen at run time where the CPU has it but not the AVX-512 path
@@ -138,7 +138,8 @@ double TreeSum(const float* v, int64_t n) {
 //   conversions (bf16: the same integer round-to-nearest-even as
 //   core/float_bits.h, lanewise; f16: the F16C instructions, which agree with
 //   core/float_bits.h on every non-NaN value, checked exhaustively);
-// - loading 8 weights at a time as they are needed;
+// - loading 8 weights (and gate values) at a time as they are needed, silu
+//   being numerics::ExpF32 lanewise (the same operations in the same order);
 // - summing the squares of each 64-element block (an aligned subtree of the
 //   pairwise tree) in any order when that sum is provably exact: every square
 //   of a 16-bit value is a multiple of its block's grain g (the square of the
@@ -369,7 +370,47 @@ NG_FAST F8 Weight8(const void* w, int64_t j) {
 }
 
 // Every row; `v` and `codes` are scratch.
-template <DType X, bool kResidual, bool kHf, bool kScale>
+// numerics::ExpF32, lanewise: the same operations in the same order (floor by
+// VROUNDPS), its three special cases as selects.
+NG_FAST F8 Exp8(F8 x) {
+  const U8 nan = (U8)(x != x);
+  const U8 over = (U8)(x > 88.72283935546875f);
+  const U8 under = (U8)(x < -103.97208404541016f);
+  // Clamped so that the lanes the selects replace stay in range; the others
+  // are unchanged.
+  const F8 c = (F8)_mm256_min_ps(
+      _mm256_max_ps((__m256)x, _mm256_set1_ps(-104.0f)), _mm256_set1_ps(89.0f));
+  const F8 n =
+      (F8)_mm256_floor_ps((__m256)(c * 1.44269502162933349609375f + 0.5f));
+  const F8 r = (c - n * 0.693145751953125f) - n * 1.428606765330187045e-06f;
+  F8 p = F8{} + 1.0f / 5040.0f;
+  for (const float k : {1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f, 1.0f / 6.0f,
+                        0.5f, 1.0f, 1.0f}) {
+    p = p * r + k;
+  }
+  const I8 ni = __builtin_convertvector(n, I8);  // in [-150, 128]
+  const I8 half = ni / 2;
+  const F8 s1 = Floats((U8)((half + 127) << 23));
+  const F8 s2 = Floats((U8)((ni - half + 127) << 23));
+  const U8 e = Bits((p * s1) * s2);
+  return Floats(Select(
+      nan, Bits(x), Select(under, U8{}, Select(over, U8{} + 0x7F800000u, e))));
+}
+
+// numerics::Silu, lanewise.
+NG_FAST F8 Silu8(F8 g) { return g / (1.0f + Exp8(-g)); }
+
+// 8 gate values from j as float.
+template <DType X>
+NG_FAST F8 Gate8(const char* gate, int64_t j) {
+  if constexpr (X == DType::kF16) {
+    return HalfToFloat(LoadV<H8>(gate + 2 * j));
+  } else {
+    return Floats(Format<X>::Decode(Widen(gate + 2 * j)));
+  }
+}
+
+template <DType X, bool kResidual, bool kHf, bool kScale, bool kGated>
 NG_AVX2 void Rows(const RmsNormParams& p, float* v, uint32_t* codes) {
   const int64_t n = p.cols;
   const int64_t vec_end = n / 8 * 8;
@@ -435,6 +476,7 @@ NG_AVX2 void Rows(const RmsNormParams& p, float* v, uint32_t* codes) {
     const float r = numerics::InvRms(total.Total(), n, p.eps);
 
     // The output.
+    const char* gate = kGated ? RowOf<X>(p.gate, row, p.gate_stride) : nullptr;
     const F8 rv = F8{} + r;
     for (int64_t j = 0; j < vec_end; j += 8) {
       const F8 normed = LoadV<F8>(v + j) * rv;
@@ -444,14 +486,17 @@ NG_AVX2 void Rows(const RmsNormParams& p, float* v, uint32_t* codes) {
         o = normed * wv;
       } else {
         o = wv * Round<X>(normed);
+        if (kGated) o = Round<X>(o);
       }
+      if (kGated) o = o * Silu8(Gate8<X>(gate, j));
       StoreOutput<X>(out + 2 * j, o);
     }
     for (int64_t j = vec_end; j < n; ++j) {
       const float w =
           kScale ? Load<DType::kF32>(p.weight, j) : Load<X>(p.weight, j);
+      const float silu = kGated ? numerics::Silu(Load<X>(gate, j)) : 0.0f;
       const float o =
-          numerics::NormOutput<X, X>(v[j], r, w, kScale, kHf, false, 0.0f);
+          numerics::NormOutput<X, X>(v[j], r, w, kScale, kHf, kGated, silu);
       Store<X>(out, j, EncodeOutput<X>(o));
     }
   }
@@ -460,17 +505,25 @@ NG_AVX2 void Rows(const RmsNormParams& p, float* v, uint32_t* codes) {
 using RowsFn = void (*)(const RmsNormParams&, float*, uint32_t*);
 
 template <DType X>
-RowsFn Pick(bool residual, bool hf, bool scale) {
+RowsFn Pick(bool residual, bool hf, bool scale, bool gated) {
   if (residual) {
     if (hf) {
-      return scale ? Rows<X, true, true, true> : Rows<X, true, true, false>;
+      return scale   ? Rows<X, true, true, true, false>
+             : gated ? Rows<X, true, true, false, true>
+                     : Rows<X, true, true, false, false>;
     }
-    return scale ? Rows<X, true, false, true> : Rows<X, true, false, false>;
+    return scale   ? Rows<X, true, false, true, false>
+           : gated ? Rows<X, true, false, false, true>
+                   : Rows<X, true, false, false, false>;
   }
   if (hf) {
-    return scale ? Rows<X, false, true, true> : Rows<X, false, true, false>;
+    return scale   ? Rows<X, false, true, true, false>
+           : gated ? Rows<X, false, true, false, true>
+                   : Rows<X, false, true, false, false>;
   }
-  return scale ? Rows<X, false, false, true> : Rows<X, false, false, false>;
+  return scale   ? Rows<X, false, false, true, false>
+         : gated ? Rows<X, false, false, false, true>
+                 : Rows<X, false, false, false, false>;
 }
 
 #undef NG_FAST
@@ -1019,7 +1072,7 @@ bool Applies(CpuPath path, const RmsNormParams& p) {
     case CpuPath::kScalar:
       return true;
     case CpuPath::kAvx2:
-      return SixteenBitRows(p) && p.gate == nullptr && CpuHasAvx2AndF16c();
+      return SixteenBitRows(p) && CpuHasAvx2AndF16c();
     case CpuPath::kAvx512:
       return SixteenBitRows(p) && CpuHasAvx512();
   }
@@ -1038,9 +1091,11 @@ void Avx2RmsNorm(const RmsNormParams& p) {
   const bool scale = p.weight_kind == NormWeight::kScale;
   const bool residual = p.residual != nullptr;
   const bool hf = p.order == RoundingOrder::kHuggingFace;
-  const avx2::RowsFn rows = p.x_dtype == DType::kBF16
-                                ? avx2::Pick<DType::kBF16>(residual, hf, scale)
-                                : avx2::Pick<DType::kF16>(residual, hf, scale);
+  const bool gated = p.gate != nullptr;
+  const avx2::RowsFn rows =
+      p.x_dtype == DType::kBF16
+          ? avx2::Pick<DType::kBF16>(residual, hf, scale, gated)
+          : avx2::Pick<DType::kF16>(residual, hf, scale, gated);
   rows(p, v.data(), codes.data());
 }
 

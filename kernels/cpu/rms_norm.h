@@ -24,7 +24,7 @@ namespace normgraph {
 void RmsNormCpu(const RmsNormParams& p);
 
 // The implementations RmsNormCpu picks from, the first that applies: AVX-512
-// (F, BW, VL, DQ, BF16), AVX2 (with F16C; no gate), the scalar definition.
+// (F, BW, VL, DQ, BF16), AVX2 (with F16C), the scalar definition.
 enum class CpuPath { kAvx512, kAvx2, kScalar };
 
 // Runs `path` on p and returns true, or returns false without touching
