@@ -199,17 +199,18 @@ NG_FAST void Narrow(void* p, U8 v) {
   StoreV(p, __builtin_convertvector(v, H8));
 }
 
-// Lanewise comparisons as masks (all ones or all zeros). Every value compared
-// is below 2^31, so signed compares (which SSE and AVX2 have) are exact.
+// a > b lanewise as a mask (all ones or all zeros). Every value compared is
+// below 2^31, so a signed compare (which SSE and AVX2 have) is exact.
 NG_FAST U8 Gt(U8 a, uint32_t b) {
   return (U8)((I8)a > static_cast<int32_t>(b));
 }
-NG_FAST U8 Eq(U8 a, uint32_t b) { return (U8)(a == b); }
 
 // mask ? a : b, lanewise.
 NG_FAST U8 Select(U8 mask, U8 a, U8 b) { return (mask & a) | (~mask & b); }
 
-NG_FAST U8 MinLanes(U8 a, U8 b) { return Select((U8)((I8)a < (I8)b), a, b); }
+NG_FAST U8 MinLanes(U8 a, U8 b) {
+  return (U8)_mm256_min_epu32((__m256i)a, (__m256i)b);
+}
 
 template <DType X>
 struct Format;
@@ -284,30 +285,41 @@ NG_FAST void StoreOutput(char* p, F8 f) {
   }
 }
 
-// The biased exponent of the unit in the last place of each non-zero 16-bit
-// value (the exponent field, 1 for subnormals); 0xFFFF for zeros.
+// The ulp code of each 16-bit value: (|h| - 1) modulo 2^16. Shifted right by
+// the stored mantissa bits, it is the exponent field (the biased exponent of
+// the unit in the last place) or one less (an exact power of two, a
+// subnormal), and 0xFFFF for zeros; a code too small only makes the exactness
+// test stricter.
 template <DType X>
 NG_FAST U8 UlpExponentCode(U8 h) {
-  using F = Format<X>;
-  const U8 e = (h >> F::kStored) & F::kExponentMask;
-  const U8 e1 = Select(Eq(e, 0u), U8{} + 1u, e);
-  return Select(Eq(h & 0x7FFFu, 0u), U8{} + 0xFFFFu, e1);
+  return ((h & 0x7FFFu) - 1u) & 0xFFFFu;
 }
 
 NG_FAST uint32_t HorizontalMin(U8 v) {
-  uint32_t m = v[0];
-  for (int i = 1; i < 8; ++i) m = v[i] < m ? v[i] : m;
-  return m;
+  const __m128i m = _mm_min_epu32(_mm256_castsi256_si128((__m256i)v),
+                                  _mm256_extracti128_si256((__m256i)v, 1));
+  // The codes fit in the low halves: the high ones, all ones, never win.
+  const __m128i words =
+      _mm_or_si128(m, _mm_set1_epi32(static_cast<int>(0xFFFF0000u)));
+  return static_cast<uint32_t>(_mm_cvtsi128_si32(_mm_minpos_epu16(words))) &
+         0xFFFFu;
 }
 
 // Whether a computed block sum of squares is exact (see above), from the
-// block's smallest ulp exponent code.
+// block's smallest ulp code: at most 2^52 grains, a grain being
+// 2^(2 (exponent - bias - stored)). A block of zeros (code 0xFFFF) sums to 0.
 template <DType X>
-bool BlockSumIsExact(double sum, uint32_t code) {
-  if (code == 0xFFFFu) return sum == 0.0;
-  const int ulp_exponent =
-      static_cast<int>(code) - Format<X>::kBias - Format<X>::kStored;
-  return sum <= std::ldexp(1.0, 52 + 2 * ulp_exponent);
+NG_FAST bool BlockSumIsExact(double sum, uint32_t code) {
+  using F = Format<X>;
+  const uint32_t field = code >> F::kStored;
+  const int exponent =
+      static_cast<int>(field < F::kExponentMask ? field : F::kExponentMask - 1);
+  const uint64_t bits =
+      static_cast<uint64_t>(1023 + 52 + 2 * (exponent - F::kBias - F::kStored))
+      << 52;
+  double limit;
+  std::memcpy(&limit, &bits, sizeof limit);
+  return sum <= limit;
 }
 
 // The norm input of the 8 elements at j (the residual written back); `code`
@@ -369,7 +381,6 @@ NG_FAST F8 Weight8(const void* w, int64_t j) {
   }
 }
 
-// Every row; `v` and `codes` are scratch.
 // numerics::ExpF32, lanewise: the same operations in the same order (floor by
 // VROUNDPS), its three special cases as selects.
 NG_FAST F8 Exp8(F8 x) {
@@ -410,8 +421,10 @@ NG_FAST F8 Gate8(const char* gate, int64_t j) {
   }
 }
 
+// Every row; `v`, `codes` and `block_sums` are scratch.
 template <DType X, bool kResidual, bool kHf, bool kScale, bool kGated>
-NG_AVX2 void Rows(const RmsNormParams& p, float* v, uint32_t* codes) {
+NG_AVX2 void Rows(const RmsNormParams& p, float* v, uint32_t* codes,
+                  double* block_sums) {
   const int64_t n = p.cols;
   const int64_t vec_end = n / 8 * 8;
   const int64_t blocks = (n + kBlock - 1) / kBlock;
@@ -424,16 +437,26 @@ NG_AVX2 void Rows(const RmsNormParams& p, float* v, uint32_t* codes) {
     char* out = const_cast<char*>(RowOf<X>(p.out, row, p.out_stride));
 
     // The norm input (and the residual written back), block by block, with
-    // each block's smallest ulp.
+    // each block's smallest ulp and its sum of squares in any order.
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t begin = b * kBlock;
       const int64_t end = begin + kBlock < vec_end ? begin + kBlock : vec_end;
       U8 least = U8{} + 0xFFFFu;
+      D4 acc0 = {}, acc1 = {};
       for (int64_t j = begin; j < end; j += 8) {
         U8 code;
-        StoreV(v + j, Input8<X, kResidual, kHf>(x, res, j, &code));
+        const F8 f = Input8<X, kResidual, kHf>(x, res, j, &code);
+        StoreV(v + j, f);
         least = MinLanes(least, code);
+        const D4 lo = __builtin_convertvector(
+            __builtin_shufflevector(f, f, 0, 1, 2, 3), D4);
+        const D4 hi = __builtin_convertvector(
+            __builtin_shufflevector(f, f, 4, 5, 6, 7), D4);
+        acc0 += lo * lo;
+        acc1 += hi * hi;
       }
+      const D4 acc = acc0 + acc1;
+      block_sums[b] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
       codes[b] = HorizontalMin(least);
     }
     for (int64_t j = vec_end; j < n; ++j) {  // the tail, one at a time
@@ -453,25 +476,10 @@ NG_AVX2 void Rows(const RmsNormParams& p, float* v, uint32_t* codes) {
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t begin = b * kBlock;
       const int64_t size = n - begin < kBlock ? n - begin : kBlock;
-      double sum = 0.0;
-      bool exact = false;
-      if (codes[b] != 0) {  // then size is a multiple of 8
-        D4 acc0 = {}, acc1 = {};
-        for (int64_t j = begin; j < begin + size; j += 8) {
-          const F8 f = LoadV<F8>(v + j);
-          const D4 lo = __builtin_convertvector(
-              __builtin_shufflevector(f, f, 0, 1, 2, 3), D4);
-          const D4 hi = __builtin_convertvector(
-              __builtin_shufflevector(f, f, 4, 5, 6, 7), D4);
-          acc0 += lo * lo;
-          acc1 += hi * hi;
-        }
-        const D4 acc = acc0 + acc1;
-        sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-        exact = BlockSumIsExact<X>(sum, codes[b]);
-      }
-      if (!exact) sum = TreeSum(v + begin, size);
-      total.Add(sum);
+      // A block with a tail (code 0) is summed as the tree.
+      const bool exact =
+          codes[b] != 0 && BlockSumIsExact<X>(block_sums[b], codes[b]);
+      total.Add(exact ? block_sums[b] : TreeSum(v + begin, size));
     }
     const float r = numerics::InvRms(total.Total(), n, p.eps);
 
@@ -502,7 +510,7 @@ NG_AVX2 void Rows(const RmsNormParams& p, float* v, uint32_t* codes) {
   }
 }
 
-using RowsFn = void (*)(const RmsNormParams&, float*, uint32_t*);
+using RowsFn = void (*)(const RmsNormParams&, float*, uint32_t*, double*);
 
 template <DType X>
 RowsFn Pick(bool residual, bool hf, bool scale, bool gated) {
@@ -1084,9 +1092,11 @@ void Avx2RmsNorm(const RmsNormParams& p) {
   // after warm-up.
   thread_local std::vector<float> v;
   thread_local std::vector<uint32_t> codes;
+  thread_local std::vector<double> block_sums;
   if (static_cast<int64_t>(v.size()) < p.cols + 8) {
     v.resize(p.cols + 8);
     codes.resize(p.cols / avx2::kBlock + 1);
+    block_sums.resize(p.cols / avx2::kBlock + 1);
   }
   const bool scale = p.weight_kind == NormWeight::kScale;
   const bool residual = p.residual != nullptr;
@@ -1096,7 +1106,7 @@ void Avx2RmsNorm(const RmsNormParams& p) {
       p.x_dtype == DType::kBF16
           ? avx2::Pick<DType::kBF16>(residual, hf, scale, gated)
           : avx2::Pick<DType::kF16>(residual, hf, scale, gated);
-  rows(p, v.data(), codes.data());
+  rows(p, v.data(), codes.data(), block_sums.data());
 }
 
 void Avx512RmsNorm(const RmsNormParams& p) {
