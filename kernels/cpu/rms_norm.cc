@@ -543,26 +543,28 @@ RowsFn Pick(bool residual, bool hf, bool scale, bool gated) {
 // ---------------------------------------------------------
 //
 // Rows of 16-bit activations (bf16, f16) with weight, gate and output in the
-// activation dtype (or the f32 scale): every norm of the decoder stacks,
-// gated included. Same numerics, bit for bit; 16 lanes at a time, every tail
+// activation dtype (or the f32 scale), on CPUs with AVX512 F, BW, VL, DQ and
+// BF16 (chosen at run time, before the AVX2 path). Same numerics, bit for
+// bit; 16 lanes at a time, every tail
 // through masked loads and stores (masked-off lanes read as zeros, which add
 // nothing to a sum of squares), and two passes over the row:
 // 1. the norm input (and the residual written back), and each 64-element
 //    block's sum of squares in any order plus the block's smallest ulp, as in
 //    the AVX2 path; a block whose sum is not provably exact is summed again
-//    as the tree. Where the norm input is a 16-bit value (no residual, or HF
-//    order), its square is exact in float32 too (at most 22 significant bits)
-//    unless it underflows (bf16 below 2^-74, checked per block) or overflows
-//    (an infinite sum, never provably exact), so the squares are taken in
-//    float32 and only their sums in float64. Eight blocks' sums are reduced
-//    together (a transpose), and the blocks' sums are combined as the tree's
-//    upper levels.
+//    as the tree (in vectors). Where the norm input is a 16-bit value (no
+//    residual, or HF order), its square is exact in float32 too (at most 22
+//    significant bits) unless it underflows (a bf16 ulp below 2^-74, checked
+//    per block) or overflows (an infinite sum, never provably exact), so the
+//    squares are taken in float32 and only their sums in float64. Eight
+//    blocks' sums are reduced together (a transpose), and the blocks' sums are
+//    combined as the tree's upper levels.
 // 2. the output, reading the norm input again (x, the written-back residual,
 //    or, in engine order with a residual, the unrounded float sums kept in a
 //    scratch row).
 // bf16 conversions use AVX512_BF16's VCVTNEPS2BF16, which rounds to nearest
 // even like FloatToBf16Bits for every float but NaNs and subnormals (checked
-// exhaustively); vectors holding either take the integer rounding instead.
+// over all 2^32 floats on a Zen 4); vectors holding either take the integer
+// rounding instead.
 // silu is numerics::ExpF32 lanewise: the same operations in the same order
 // (floor by VRNDSCALEPS), its three special cases as masks.
 
