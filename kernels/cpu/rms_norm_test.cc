@@ -8,6 +8,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/dtype.h"
@@ -391,12 +392,15 @@ std::string PathCaseName(const PathCase& c) {
          (c.gated ? " gated" : "");
 }
 
+enum class Alias { kNone, kOutIsX, kResidualIsX };
+
 // Runs `path` and the scalar definition on the same random rows (unaligned,
-// strided, each with its own copy of the residual) and compares outputs and
-// written-back residuals bit for bit. Returns false if the path does not run
+// strided, each run on its own copies of every buffer, aliased alike) and
+// compares every buffer bit for bit. Returns false if the path does not run
 // here.
 bool PathMatchesScalar(CpuPath path, const PathCase& c, int64_t rows,
-                       int64_t cols, int family, unsigned seed) {
+                       int64_t cols, int family, unsigned seed,
+                       Alias alias = Alias::kNone) {
   std::mt19937 rng(seed);
   const int64_t stride = cols + seed % 3;
   const int64_t n = rows * stride;
@@ -416,10 +420,11 @@ bool PathMatchesScalar(CpuPath path, const PathCase& c, int64_t rows,
     const float f = 1.0f + 0.1f * std::normal_distribution<float>()(rng);
     std::memcpy(scale.data() + 1 + 4 * j, &f, 4);
   }
-  std::vector<uint8_t> out_a(2 * n + 1, 0xAB), out_b = out_a, res_a = res,
-                                               res_b = res;
+  struct Run {
+    std::vector<uint8_t> x, res, out;
+  };
+  Run a{x, res, std::vector<uint8_t>(2 * n + 1, 0xAB)}, b = a;
   RmsNormParams p;
-  p.x = x.data() + 1;
   p.weight = c.scale ? scale.data() + 1 : w.data() + 1;
   p.gate = c.gated ? gate.data() + 1 : nullptr;
   p.rows = rows;
@@ -429,23 +434,33 @@ bool PathMatchesScalar(CpuPath path, const PathCase& c, int64_t rows,
   p.weight_dtype = c.scale ? DType::kF32 : c.dtype;
   p.weight_kind = c.scale ? NormWeight::kScale : NormWeight::kMultiply;
   p.order = c.hf ? RoundingOrder::kHuggingFace : RoundingOrder::kEngine;
-  RmsNormParams a = p, b = p;
-  a.out = out_a.data() + 1;
-  b.out = out_b.data() + 1;
-  a.residual = c.residual ? res_a.data() + 1 : nullptr;
-  b.residual = c.residual ? res_b.data() + 1 : nullptr;
-  const absl::Status valid = ValidateRmsNormParams(a);
+  const auto params = [&](Run& r) {
+    RmsNormParams q = p;
+    q.x = r.x.data() + 1;
+    q.out = alias == Alias::kOutIsX ? r.x.data() + 1 : r.out.data() + 1;
+    q.residual = !c.residual                    ? nullptr
+                 : alias == Alias::kResidualIsX ? r.x.data() + 1
+                                                : r.res.data() + 1;
+    return q;
+  };
+  const RmsNormParams pa = params(a);
+  const absl::Status valid = ValidateRmsNormParams(pa);
   EXPECT_TRUE(valid.ok()) << valid;
-  if (!RmsNormCpuOnPath(path, a)) return false;
-  RmsNormCpuScalar(b);
-  for (int64_t i = 0; i < 2 * n + 1; ++i) {
-    if (out_a[i] != out_b[i] || res_a[i] != res_b[i]) {
-      ADD_FAILURE() << PathCaseName(c) << ", " << rows << " x " << cols
-                    << ", family " << family << ", seed " << seed << ": "
-                    << (out_a[i] != out_b[i] ? "output" : "residual")
-                    << " byte " << i - 1 << " (element " << (i - 1) / 2 % stride
-                    << " of row " << (i - 1) / 2 / stride << ")";
-      return true;
+  if (!RmsNormCpuOnPath(path, pa)) return false;
+  RmsNormCpuScalar(params(b));
+  for (const auto& [name, got, want] :
+       {std::tuple("x", &a.x, &b.x), std::tuple("residual", &a.res, &b.res),
+        std::tuple("output", &a.out, &b.out)}) {
+    for (int64_t i = 0; i < 2 * n + 1; ++i) {
+      if ((*got)[i] != (*want)[i]) {
+        ADD_FAILURE() << PathCaseName(c) << ", " << rows << " x " << cols
+                      << ", family " << family << ", seed " << seed
+                      << ", alias " << static_cast<int>(alias) << ": " << name
+                      << " byte " << i - 1 << " (element "
+                      << (i - 1) / 2 % stride << " of row "
+                      << (i - 1) / 2 / stride << ")";
+        return true;
+      }
     }
   }
   return true;
@@ -493,6 +508,24 @@ TEST_P(CpuPathTest, MatchesScalarOnManyRows) {
     const PathCase& c = cases[seed % cases.size()];
     ran +=
         PathMatchesScalar(path, c, 4, 2048 + 37 * seed, seed % 6, 1000 + seed);
+  }
+  if (ran == 0) GTEST_SKIP() << "this CPU does not have the path";
+}
+
+// In place: out == x, and (with a residual) residual == x.
+TEST_P(CpuPathTest, MatchesScalarInPlace) {
+  const CpuPath path = GetParam();
+  int ran = 0;
+  unsigned seed = 5000;
+  for (const PathCase& c : AllPathCases()) {
+    for (const Alias alias : {Alias::kOutIsX, Alias::kResidualIsX}) {
+      if (alias == Alias::kResidualIsX && !c.residual) continue;
+      for (int64_t cols : {17, 64, 100, 513}) {
+        for (int family : {0, 2}) {
+          ran += PathMatchesScalar(path, c, 3, cols, family, seed++, alias);
+        }
+      }
+    }
   }
   if (ran == 0) GTEST_SKIP() << "this CPU does not have the path";
 }
