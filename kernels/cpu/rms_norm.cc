@@ -113,19 +113,6 @@ void ApplyNormT(const RmsNormParams& p, int64_t row, const float* v, float r,
   }
 }
 
-// The pairwise tree of the squares of v[0, n) (n <= 64): what the
-// reference's chunk loop computes for this aligned subtree.
-double TreeSum(const float* v, int64_t n) {
-  numerics::PairwiseAccumulator<8> sum;
-  for (int64_t j = 0; j < n; j += numerics::kChunk) {
-    const int64_t left = n - j;
-    sum.Add(numerics::ChunkSumOfSquares(v + j, left < numerics::kChunk
-                                                   ? static_cast<int>(left)
-                                                   : numerics::kChunk));
-  }
-  return sum.Total();
-}
-
 // --- The AVX2 path
 // ------------------------------------------------------------
 //
@@ -153,6 +140,20 @@ double TreeSum(const float* v, int64_t n) {
 //   (a tree over aligned subtrees is the tree; zero padding adds nothing).
 
 #if NG_HAVE_FAST_PATH
+
+// The pairwise tree of the squares of v[0, n) (n <= 64): what the
+// reference's chunk loop computes for this aligned subtree.
+double TreeSum(const float* v, int64_t n) {
+  numerics::PairwiseAccumulator<8> sum;
+  for (int64_t j = 0; j < n; j += numerics::kChunk) {
+    const int64_t left = n - j;
+    sum.Add(numerics::ChunkSumOfSquares(v + j, left < numerics::kChunk
+                                                   ? static_cast<int>(left)
+                                                   : numerics::kChunk));
+  }
+  return sum.Total();
+}
+
 namespace avx2 {
 
 #define NG_FAST __attribute__((always_inline, target("avx2,f16c"))) inline
