@@ -1,5 +1,6 @@
-// The CPU reference kernel's fast path (RmsNormCpu) against its definition
-// (RmsNormCpuScalar, norm_numerics.h one element at a time), bit for bit:
+// The CPU reference kernel's vectorized paths (each of RmsNormCpuOnPath's that
+// this CPU has: AVX-512, AVX2) against its definition (RmsNormCpuScalar,
+// norm_numerics.h one element at a time), bit for bit:
 // outputs and the residual written back, on every variant, dtype, order,
 // shape, stride and value family (random, wide dynamic range, tiny and huge
 // magnitudes, subnormals, zeros, infinities, NaNs, rows whose blocks are and
@@ -115,26 +116,32 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   w.Fill(state, family == 2 ? 2 : 0, p.cols);
   gate.Fill(state, family, n);
   res.Fill(state, family, n);
-  std::vector<uint8_t> out_a(n * DTypeSize(p.out_dtype) + 8, 0xAB),
-      out_b = out_a;
-  std::vector<uint8_t> res_a = res.bytes, res_b = res.bytes;
+  std::vector<uint8_t> out_b(n * DTypeSize(p.out_dtype) + 8, 0xAB);
+  std::vector<uint8_t> res_b = res.bytes;
   p.x = x.bytes.data();
   p.weight = w.bytes.data();
   p.gate = gated ? gate.bytes.data() : nullptr;
-  if (!ValidateRmsNormParams(p).ok()) return 0;
-
-  RmsNormParams a = p, b = p;
-  a.out = out_a.data();
+  RmsNormParams b = p;
   b.out = out_b.data();
-  a.residual = residual ? res_a.data() : nullptr;
   b.residual = residual ? res_b.data() : nullptr;
-  RmsNormCpu(a);
+  // Validated with out (and the residual) in place: without them every input
+  // is refused ("x, weight and out are required") and nothing runs.
+  if (!ValidateRmsNormParams(b).ok()) return 0;
   RmsNormCpuScalar(b);
-  if (out_a != out_b || res_a != res_b) {
+  // Every vectorized path this CPU has, not only the one RmsNormCpu picks.
+  for (const CpuPath path : {CpuPath::kAvx512, CpuPath::kAvx2}) {
+    std::vector<uint8_t> out_a(out_b.size(), 0xAB), res_a = res.bytes;
+    RmsNormParams a = p;
+    a.out = out_a.data();
+    a.residual = residual ? res_a.data() : nullptr;
+    if (!RmsNormCpuOnPath(path, a)) continue;
+    if (out_a == out_b && res_a == res_b) continue;
     std::fprintf(stderr,
-                 "cpu_kernel_fuzzer: RmsNormCpu differs from RmsNormCpuScalar: "
-                 "%s x, %s weight (%s), %s out, %s order, residual %d, gate "
-                 "%d, %lld x %lld, stride %lld, family %d: %s\n",
+                 "cpu_kernel_fuzzer: the %s path differs from "
+                 "RmsNormCpuScalar: %s x, %s weight (%s), %s out, %s order, "
+                 "residual %d, gate %d, %lld x %lld, stride %lld, family %d: "
+                 "%s\n",
+                 path == CpuPath::kAvx512 ? "AVX-512" : "AVX2",
                  std::string(DTypeName(p.x_dtype)).c_str(),
                  std::string(DTypeName(p.weight_dtype)).c_str(),
                  p.weight_kind == NormWeight::kScale ? "scale" : "multiply",

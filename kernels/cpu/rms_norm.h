@@ -18,10 +18,20 @@
 namespace normgraph {
 
 // Runs the whole norm over every row. `p` must be valid
-// (ValidateRmsNormParams). Rows of bf16 / f16 activations with an output of
-// the same dtype and no gate take a vectorized path (see rms_norm.cc); it
-// gives the same bits as RmsNormCpuScalar.
+// (ValidateRmsNormParams). Rows of bf16 / f16 activations with weight and
+// output of the same dtype take a vectorized path where the CPU has one (see
+// rms_norm.cc); it gives the same bits as RmsNormCpuScalar.
 void RmsNormCpu(const RmsNormParams& p);
+
+// The implementations RmsNormCpu picks from, the first that applies: AVX-512
+// (F, BW, VL, DQ, BF16), AVX2 (with F16C), the scalar definition.
+enum class CpuPath { kAvx512, kAvx2, kScalar };
+
+// Runs `path` on p and returns true, or returns false without touching
+// anything if this CPU lacks the path or the path does not handle p. For
+// tests: every path the machine has can be checked against RmsNormCpuScalar,
+// not only the one RmsNormCpu picks.
+bool RmsNormCpuOnPath(CpuPath path, const RmsNormParams& p);
 
 // The same norm one element at a time, straight from kernels/norm_numerics.h:
 // the definition the fast path is tested against.

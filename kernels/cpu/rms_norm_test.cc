@@ -8,6 +8,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/dtype.h"
@@ -348,6 +349,193 @@ TEST(RmsNormTest, InPlaceEqualsOutOfPlace) {
   RmsNormCpu(p);
   EXPECT_EQ(std::memcmp(x.data(), out.data(), rows * cols * 2), 0);
 }
+
+// --- Every vectorized path against the scalar definition, bit for bit -------
+
+// Raw bits of one 16-bit value of a family: 0 normal, 1 wide dynamic range
+// (blocks whose sums are not provably exact), 2 raw bit patterns (subnormals,
+// infinities, NaNs), 3 tiny (bf16 squares below float32's range), 4 huge (bf16
+// squares past it), 5 mostly zeros.
+uint16_t RawValue(std::mt19937& rng, DType dtype, int family) {
+  std::normal_distribution<float> normal;
+  std::uniform_int_distribution<int> bits(0, 0xFFFF);
+  const auto encode = [dtype](float f) {
+    return dtype == DType::kBF16 ? FloatToBf16Bits(f) : FloatToF16Bits(f);
+  };
+  switch (family) {
+    case 0:
+      return encode(normal(rng));
+    case 1:
+      return encode(std::ldexp(normal(rng), bits(rng) % 40 - 24));
+    case 2:
+      return static_cast<uint16_t>(bits(rng));
+    case 3:
+      return encode(std::ldexp(normal(rng), -60 - bits(rng) % 70));
+    case 4:
+      return encode(std::ldexp(normal(rng), bits(rng) % 8 == 0 ? 70 : 0));
+    default:
+      return bits(rng) % 16 == 0 ? encode(normal(rng)) : 0;
+  }
+}
+
+struct PathCase {
+  DType dtype;
+  bool residual;
+  bool hf;
+  bool scale;
+  bool gated;
+};
+
+std::string PathCaseName(const PathCase& c) {
+  return std::string(DTypeName(c.dtype)) + (c.residual ? " residual" : "") +
+         (c.hf ? " hf" : " engine") + (c.scale ? " scale" : "") +
+         (c.gated ? " gated" : "");
+}
+
+enum class Alias { kNone, kOutIsX, kResidualIsX };
+
+// Runs `path` and the scalar definition on the same random rows (unaligned,
+// strided, each run on its own copies of every buffer, aliased alike) and
+// compares every buffer bit for bit. Returns false if the path does not run
+// here.
+bool PathMatchesScalar(CpuPath path, const PathCase& c, int64_t rows,
+                       int64_t cols, int family, unsigned seed,
+                       Alias alias = Alias::kNone) {
+  std::mt19937 rng(seed);
+  const int64_t stride = cols + seed % 3;
+  const int64_t n = rows * stride;
+  // One byte of offset: 16-bit elements at odd addresses.
+  auto raw = [&](int64_t count, int fam) {
+    std::vector<uint8_t> b(2 * count + 1);
+    for (int64_t i = 0; i < count; ++i) {
+      const uint16_t v = RawValue(rng, c.dtype, fam);
+      std::memcpy(b.data() + 1 + 2 * i, &v, 2);
+    }
+    return b;
+  };
+  std::vector<uint8_t> x = raw(n, family), gate = raw(n, family),
+                       res = raw(n, family), w = raw(cols, family == 2 ? 2 : 0);
+  std::vector<uint8_t> scale(4 * cols + 1);
+  for (int64_t j = 0; j < cols; ++j) {
+    const float f = 1.0f + 0.1f * std::normal_distribution<float>()(rng);
+    std::memcpy(scale.data() + 1 + 4 * j, &f, 4);
+  }
+  struct Run {
+    std::vector<uint8_t> x, res, out;
+  };
+  Run a{x, res, std::vector<uint8_t>(2 * n + 1, 0xAB)}, b = a;
+  RmsNormParams p;
+  p.weight = c.scale ? scale.data() + 1 : w.data() + 1;
+  p.gate = c.gated ? gate.data() + 1 : nullptr;
+  p.rows = rows;
+  p.cols = cols;
+  p.x_stride = p.out_stride = p.gate_stride = p.residual_stride = stride;
+  p.x_dtype = p.out_dtype = c.dtype;
+  p.weight_dtype = c.scale ? DType::kF32 : c.dtype;
+  p.weight_kind = c.scale ? NormWeight::kScale : NormWeight::kMultiply;
+  p.order = c.hf ? RoundingOrder::kHuggingFace : RoundingOrder::kEngine;
+  const auto params = [&](Run& r) {
+    RmsNormParams q = p;
+    q.x = r.x.data() + 1;
+    q.out = alias == Alias::kOutIsX ? r.x.data() + 1 : r.out.data() + 1;
+    q.residual = !c.residual                    ? nullptr
+                 : alias == Alias::kResidualIsX ? r.x.data() + 1
+                                                : r.res.data() + 1;
+    return q;
+  };
+  const RmsNormParams pa = params(a);
+  const absl::Status valid = ValidateRmsNormParams(pa);
+  EXPECT_TRUE(valid.ok()) << valid;
+  if (!RmsNormCpuOnPath(path, pa)) return false;
+  RmsNormCpuScalar(params(b));
+  for (const auto& [name, got, want] :
+       {std::tuple("x", &a.x, &b.x), std::tuple("residual", &a.res, &b.res),
+        std::tuple("output", &a.out, &b.out)}) {
+    for (int64_t i = 0; i < 2 * n + 1; ++i) {
+      if ((*got)[i] != (*want)[i]) {
+        ADD_FAILURE() << PathCaseName(c) << ", " << rows << " x " << cols
+                      << ", family " << family << ", seed " << seed
+                      << ", alias " << static_cast<int>(alias) << ": " << name
+                      << " byte " << i - 1 << " (element "
+                      << (i - 1) / 2 % stride << " of row "
+                      << (i - 1) / 2 / stride << ")";
+        return true;
+      }
+    }
+  }
+  return true;
+}
+
+std::vector<PathCase> AllPathCases() {
+  std::vector<PathCase> cases;
+  for (DType dtype : {DType::kBF16, DType::kF16}) {
+    for (bool residual : {false, true}) {
+      for (bool hf : {true, false}) {
+        for (int weight = 0; weight < 3; ++weight) {  // multiply, scale, gated
+          cases.push_back({dtype, residual, hf, weight == 1, weight == 2});
+        }
+      }
+    }
+  }
+  return cases;
+}
+
+class CpuPathTest : public ::testing::TestWithParam<CpuPath> {};
+
+TEST_P(CpuPathTest, MatchesScalarBitForBit) {
+  const CpuPath path = GetParam();
+  int ran = 0;
+  unsigned seed = 1;
+  for (const PathCase& c : AllPathCases()) {
+    for (int64_t cols :
+         {1, 7, 8, 15, 16, 17, 63, 64, 65, 100, 511, 512, 513, 1000, 4096}) {
+      for (int family = 0; family < 6; ++family) {
+        ran += PathMatchesScalar(path, c, cols < 512 ? 3 : 2, cols, family,
+                                 seed++);
+      }
+    }
+  }
+  if (ran == 0) GTEST_SKIP() << "this CPU does not have the path";
+}
+
+// Long rows of one family each, many seeds: the blocks that are and are not
+// exactly summable, in every position.
+TEST_P(CpuPathTest, MatchesScalarOnManyRows) {
+  const CpuPath path = GetParam();
+  int ran = 0;
+  for (unsigned seed = 0; seed < 40; ++seed) {
+    const std::vector<PathCase> cases = AllPathCases();
+    const PathCase& c = cases[seed % cases.size()];
+    ran +=
+        PathMatchesScalar(path, c, 4, 2048 + 37 * seed, seed % 6, 1000 + seed);
+  }
+  if (ran == 0) GTEST_SKIP() << "this CPU does not have the path";
+}
+
+// In place: out == x, and (with a residual) residual == x.
+TEST_P(CpuPathTest, MatchesScalarInPlace) {
+  const CpuPath path = GetParam();
+  int ran = 0;
+  unsigned seed = 5000;
+  for (const PathCase& c : AllPathCases()) {
+    for (const Alias alias : {Alias::kOutIsX, Alias::kResidualIsX}) {
+      if (alias == Alias::kResidualIsX && !c.residual) continue;
+      for (int64_t cols : {17, 64, 100, 513}) {
+        for (int family : {0, 2}) {
+          ran += PathMatchesScalar(path, c, 3, cols, family, seed++, alias);
+        }
+      }
+    }
+  }
+  if (ran == 0) GTEST_SKIP() << "this CPU does not have the path";
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, CpuPathTest,
+                         ::testing::Values(CpuPath::kAvx512, CpuPath::kAvx2),
+                         [](const ::testing::TestParamInfo<CpuPath>& info) {
+                           return info.param == CpuPath::kAvx512 ? "Avx512"
+                                                                 : "Avx2";
+                         });
 
 }  // namespace
 }  // namespace normgraph
