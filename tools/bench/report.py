@@ -410,15 +410,17 @@ def cpu_tables(data, lines):
     if not entries:
         return
     lines.append("### CPU reference and CPU backend against memcpy (ratios only)\n")
-    lines.append("| benchmark | rows | hidden | variant | share of memcpy |")
-    lines.append("| --- | ---: | ---: | --- | ---: |")
+    lines.append("| benchmark | rows | hidden | variant | dtype | share of memcpy |")
+    lines.append("| --- | ---: | ---: | --- | --- | ---: |")
     names = {0: "rms", 1: "zero_centred", 2: "gated", 3: "fused_add"}
+    dtypes = {0: "bf16", 1: "f16"}
     for b in entries:
         parts, keys = parse_name(b["name"])
         if "share_of_memcpy" not in b:
             continue
         lines.append(f"| {parts[0]} | {keys.get('rows')} | {keys.get('hidden')} | "
-                     f"{names.get(keys.get('variant'), '?')} | {pct(b['share_of_memcpy'])} |")
+                     f"{names.get(keys.get('variant'), '?')} | "
+                     f"{dtypes.get(keys.get('dtype'), 'bf16')} | {pct(b['share_of_memcpy'])} |")
     lines.append("")
 
 
