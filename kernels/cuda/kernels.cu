@@ -99,7 +99,10 @@ cuda_layout::RowLayout LayoutOf(const RmsNormParams& p) {
 // not cap its grid). Cached: plans are made for every launch.
 int64_t ResidentBlocks(const void* function, int block_threads) {
   int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess) return 0;
+  if (cudaGetDevice(&device) != cudaSuccess) {
+    cudaGetLastError();  // not sticky: cleared, so no later check reports it
+    return 0;
+  }
   static std::mutex mu;
   static std::map<std::tuple<int, const void*, int>, int64_t> cache;
   const auto key = std::make_tuple(device, function, block_threads);
@@ -113,6 +116,8 @@ int64_t ResidentBlocks(const void* function, int block_threads) {
       cudaOccupancyMaxActiveBlocksPerMultiprocessor(
           &per_sm, function, block_threads, 0) == cudaSuccess) {
     resident = static_cast<int64_t>(sms) * per_sm;
+  } else {
+    cudaGetLastError();  // not sticky: cleared, so no later check reports it
   }
   cache.emplace(key, resident);
   return resident;
