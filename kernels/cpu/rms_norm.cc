@@ -19,6 +19,7 @@
 #endif
 
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "core/dtype.h"
@@ -152,6 +153,46 @@ double TreeSum(const float* v, int64_t n) {
                                                    : numerics::kChunk));
   }
   return sum.Total();
+}
+
+// The variant of a call as template arguments of the vectorized paths' row
+// loops (a scale is never gated: ValidateRmsNormParams).
+template <bool R, bool H, bool S, bool G>
+struct RowForm {
+  static constexpr bool kResidual = R, kHf = H, kScale = S, kGated = G;
+};
+
+// make(std::integral_constant<DType, X>{}, RowForm<...>{}) for the activation
+// dtype (bf16 or f16) and the form of `p`: the row loop a path runs for p.
+template <typename Make>
+auto RowsFor(const RmsNormParams& p, Make make) {
+  const bool residual = p.residual != nullptr;
+  const bool hf = p.order == RoundingOrder::kHuggingFace;
+  const bool scale = p.weight_kind == NormWeight::kScale;
+  const bool gated = p.gate != nullptr;
+  auto of = [&](auto form) {
+    return p.x_dtype == DType::kBF16
+               ? make(std::integral_constant<DType, DType::kBF16>{}, form)
+               : make(std::integral_constant<DType, DType::kF16>{}, form);
+  };
+  if (residual) {
+    if (hf) {
+      return scale   ? of(RowForm<true, true, true, false>{})
+             : gated ? of(RowForm<true, true, false, true>{})
+                     : of(RowForm<true, true, false, false>{});
+    }
+    return scale   ? of(RowForm<true, false, true, false>{})
+           : gated ? of(RowForm<true, false, false, true>{})
+                   : of(RowForm<true, false, false, false>{});
+  }
+  if (hf) {
+    return scale   ? of(RowForm<false, true, true, false>{})
+           : gated ? of(RowForm<false, true, false, true>{})
+                   : of(RowForm<false, true, false, false>{});
+  }
+  return scale   ? of(RowForm<false, false, true, false>{})
+         : gated ? of(RowForm<false, false, false, true>{})
+                 : of(RowForm<false, false, false, false>{});
 }
 
 namespace avx2 {
@@ -509,30 +550,6 @@ NG_AVX2 void Rows(const RmsNormParams& p, float* v, uint32_t* codes,
       Store<X>(out, j, EncodeOutput<X>(o));
     }
   }
-}
-
-using RowsFn = void (*)(const RmsNormParams&, float*, uint32_t*, double*);
-
-template <DType X>
-RowsFn Pick(bool residual, bool hf, bool scale, bool gated) {
-  if (residual) {
-    if (hf) {
-      return scale   ? Rows<X, true, true, true, false>
-             : gated ? Rows<X, true, true, false, true>
-                     : Rows<X, true, true, false, false>;
-    }
-    return scale   ? Rows<X, true, false, true, false>
-           : gated ? Rows<X, true, false, false, true>
-                   : Rows<X, true, false, false, false>;
-  }
-  if (hf) {
-    return scale   ? Rows<X, false, true, true, false>
-           : gated ? Rows<X, false, true, false, true>
-                   : Rows<X, false, true, false, false>;
-  }
-  return scale   ? Rows<X, false, false, true, false>
-         : gated ? Rows<X, false, false, false, true>
-                 : Rows<X, false, false, false, false>;
 }
 
 #undef NG_FAST
@@ -1006,30 +1023,6 @@ NG_AVX512 void Rows(const RmsNormParams& p, float* sums, double* block_sums,
   }
 }
 
-using RowsFn = void (*)(const RmsNormParams&, float*, double*, uint16_t*);
-
-template <DType X>
-RowsFn Pick(bool residual, bool hf, bool scale, bool gated) {
-  if (residual) {
-    if (hf) {
-      return scale   ? Rows<X, true, true, true, false>
-             : gated ? Rows<X, true, true, false, true>
-                     : Rows<X, true, true, false, false>;
-    }
-    return scale   ? Rows<X, true, false, true, false>
-           : gated ? Rows<X, true, false, false, true>
-                   : Rows<X, true, false, false, false>;
-  }
-  if (hf) {
-    return scale   ? Rows<X, false, true, true, false>
-           : gated ? Rows<X, false, true, false, true>
-                   : Rows<X, false, true, false, false>;
-  }
-  return scale   ? Rows<X, false, false, true, false>
-         : gated ? Rows<X, false, false, false, true>
-                 : Rows<X, false, false, false, false>;
-}
-
 #undef NG_AVX512
 #undef NG_AVX512_INLINE
 
@@ -1101,14 +1094,11 @@ void Avx2RmsNorm(const RmsNormParams& p) {
     codes.resize(p.cols / avx2::kBlock + 1);
     block_sums.resize(p.cols / avx2::kBlock + 1);
   }
-  const bool scale = p.weight_kind == NormWeight::kScale;
-  const bool residual = p.residual != nullptr;
-  const bool hf = p.order == RoundingOrder::kHuggingFace;
-  const bool gated = p.gate != nullptr;
-  const avx2::RowsFn rows =
-      p.x_dtype == DType::kBF16
-          ? avx2::Pick<DType::kBF16>(residual, hf, scale, gated)
-          : avx2::Pick<DType::kF16>(residual, hf, scale, gated);
+  const auto rows = RowsFor(p, [](auto x, auto form) {
+    using F = decltype(form);
+    return &avx2::Rows<decltype(x)::value, F::kResidual, F::kHf, F::kScale,
+                       F::kGated>;
+  });
   rows(p, v.data(), codes.data(), block_sums.data());
 }
 
@@ -1124,14 +1114,11 @@ void Avx512RmsNorm(const RmsNormParams& p) {
     block_sums.resize(blocks);
     codes.resize(blocks);
   }
-  const bool scale = p.weight_kind == NormWeight::kScale;
-  const bool residual = p.residual != nullptr;
-  const bool hf = p.order == RoundingOrder::kHuggingFace;
-  const bool gated = p.gate != nullptr;
-  const avx512::RowsFn rows =
-      p.x_dtype == DType::kBF16
-          ? avx512::Pick<DType::kBF16>(residual, hf, scale, gated)
-          : avx512::Pick<DType::kF16>(residual, hf, scale, gated);
+  const auto rows = RowsFor(p, [](auto x, auto form) {
+    using F = decltype(form);
+    return &avx512::Rows<decltype(x)::value, F::kResidual, F::kHf, F::kScale,
+                         F::kGated>;
+  });
   rows(p, sums.data(), block_sums.data(), codes.data());
 }
 
