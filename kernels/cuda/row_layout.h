@@ -47,6 +47,7 @@
 #include <cstdint>
 
 #include "core/float_bits.h"
+#include "kernels/norm_numerics.h"
 
 namespace normgraph {
 namespace cuda_layout {
@@ -67,9 +68,6 @@ constexpr int64_t kSmallRowBlock = 256;
 // rows x P at or above which a launch counts as throughput-bound (prefill):
 // 2^18 chunks is 4 MiB of 16-bit activations, enough to fill the GPU.
 constexpr int64_t kThroughputChunks = int64_t{1} << 18;
-
-// Elements per chunk (numerics::kChunk).
-constexpr int64_t kChunkElements = 8;
 
 NG_HOST_DEVICE int64_t NextPowerOfTwo(int64_t v) {
   int64_t p = 1;
@@ -176,7 +174,7 @@ inline RowLayout PlanLayout(int64_t rows, int64_t cols, int64_t x_bytes) {
     // f32) in blocks of 128 threads; 32 bytes for rows of fewer than 64
     // chunks (per-head norms).
     const int64_t bytes = p >= 64 ? 64 : 32;
-    const int64_t target = bytes / (kChunkElements * x_bytes);
+    const int64_t target = bytes / (numerics::kChunk * x_bytes);
     k = target < p ? target : p;
     if (k < min_k) k = min_k;
     block = 128;
