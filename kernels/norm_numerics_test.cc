@@ -6,6 +6,7 @@
 #include "kernels/norm_numerics.h"
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -128,6 +129,36 @@ TEST(InvRmsTest, WithinOneUlpOfExactOnHardRowFamilies) {
   std::printf("%lld/%lld factors correctly rounded\n",
               static_cast<long long>(correctly_rounded),
               static_cast<long long>(rows));
+}
+
+// InvRms multiplies by 2^-k instead of dividing when n = 2^k: the definition
+// (a division) must give the same bits for every sum, including sums whose
+// mean is subnormal, zero, huge, infinite or NaN.
+TEST(InvRmsTest, PowerOfTwoLengthsEqualTheDivision) {
+  std::mt19937_64 rng(11);
+  std::uniform_real_distribution<double> mantissa(1.0, 2.0);
+  std::uniform_int_distribution<int> exponent(-1074, 1023);
+  std::vector<double> sums = {0.0,      4.9406564584124654e-324,
+                              1e-310,   1.7976931348623157e308,
+                              INFINITY, NAN};
+  for (int i = 0; i < 20000; ++i) {
+    sums.push_back(std::ldexp(mantissa(rng), exponent(rng)));
+  }
+  for (const float eps : {0.0f, 1e-6f, 1e-5f}) {
+    for (int k = 0; k <= 62; ++k) {
+      const int64_t n = int64_t{1} << k;
+      for (const double sum : sums) {
+        const double mean = sum / static_cast<double>(n);
+        const float want = static_cast<float>(
+            1.0 / std::sqrt(mean + static_cast<double>(eps)));
+        const float got = numerics::InvRms(sum, n, eps);
+        ASSERT_TRUE(std::memcmp(&got, &want, sizeof got) == 0 ||
+                    (std::isnan(got) && std::isnan(want)))
+            << "sum " << sum << " n 2^" << k << " eps " << eps << ": " << got
+            << " vs " << want;
+      }
+    }
+  }
 }
 
 TEST(ExpF32Test, WithinTwoUlpsOfTheMathLibrary) {

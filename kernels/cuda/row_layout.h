@@ -69,10 +69,25 @@ constexpr int64_t kSmallRowBlock = 256;
 // 2^18 chunks is 4 MiB of 16-bit activations, enough to fill the GPU.
 constexpr int64_t kThroughputChunks = int64_t{1} << 18;
 
+// The smallest power of two >= v (1 for v <= 1). Bit arithmetic, not a
+// loop: the kernels compute their layout from it before every row.
 NG_HOST_DEVICE int64_t NextPowerOfTwo(int64_t v) {
-  int64_t p = 1;
-  while (p < v) p *= 2;
-  return p;
+  if (v <= 1) return 1;
+  const uint64_t below = static_cast<uint64_t>(v - 1);
+#if defined(__CUDA_ARCH__)
+  return int64_t{1} << (64 - __clzll(static_cast<long long>(below)));
+#else
+  return int64_t{1} << (64 - __builtin_clzll(below));
+#endif
+}
+
+// log2 of a power of two.
+NG_HOST_DEVICE int Log2OfPowerOfTwo(int64_t v) {
+#if defined(__CUDA_ARCH__)
+  return __ffsll(v) - 1;
+#else
+  return __builtin_ctzll(static_cast<uint64_t>(v));
+#endif
 }
 
 // P: ceil(cols / 8) rounded up to a power of two.
