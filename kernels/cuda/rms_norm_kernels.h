@@ -23,9 +23,12 @@
 //    every thread keeps two rows' loads in flight. The weight is loaded once
 //    per thread where registers allow (16-bit weights up to K = 2), otherwise
 //    after each reduction, as is the gate. Stores are packed conversions
-//    (cvt.rn.{bf16,f16}x2.f32), NaNs canonicalised only in chunks that have
-//    one. Compiled for the dtype combinations models use
-//    (RegisterCachedCombination).
+//    (cvt.rn.{bf16,f16}x2.f32); where the numerics round a sum or product of
+//    two 16-bit operands to the activation dtype (the residual, the HF-order
+//    weight product), packed 16-bit add / mul give the same bits with one
+//    instruction per two elements (PackedAdd); NaNs are canonicalised after
+//    a test on the encoded bits. Compiled for the dtype combinations models
+//    use (RegisterCachedCombination).
 //  - RmsNormStreamingKernel<X, W, O> (longer rows, and the other dtype
 //    combinations): a binary-counter accumulator per thread and a second pass
 //    that reads the row again.
@@ -40,7 +43,10 @@
 // Programmatic dependent launch: every kernel first lets the next kernel on
 // the stream start launching (griddepcontrol.launch_dependents) and then waits
 // until the kernels before it have finished and their writes are visible
-// (griddepcontrol.wait), before it touches memory. Launched with the
+// (griddepcontrol.wait), before it touches memory (the register-cached kernel
+// computes its layout from the parameters before waiting; nothing in memory,
+// not even the weight, is read before the wait, since an earlier kernel on
+// the stream may be the one writing it). Launched with the
 // programmatic-stream-serialization attribute (CudaLaunch::
 // programmatic_dependency), the next node's launch overlaps this one's
 // execution; launched without it, both instructions do nothing.
