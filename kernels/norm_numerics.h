@@ -194,13 +194,20 @@ class PairwiseAccumulator {
   uint64_t count_ = 0;
 };
 
+// 1 / sqrt(mean + eps), in float64, rounded to float32 once.
+NG_HOST_DEVICE float InvRmsOfMean(double mean, float eps) {
+  return static_cast<float>(1.0 / sqrt(mean + static_cast<double>(eps)));
+}
+
 // 1 / sqrt(sum_of_squares / n + eps), in float64, rounded to float32 once.
 // For a power-of-two n the division is a multiplication by 2^-k: both give
 // the correctly rounded value of the same real number, so the same bits, and
 // the multiplication is a fraction of a float64 division's latency (the
-// critical path of a decode-sized CUDA norm).
+// critical path of a decode-sized CUDA norm). Callers may divide instead
+// (InvRmsOfMean(sum_of_squares / n, eps)): the same bits again, and the
+// throughput-bound CUDA kernels do, where the extra branch's registers made
+// a form spill.
 NG_HOST_DEVICE float InvRms(double sum_of_squares, int64_t n, float eps) {
-  double mean;
   if (n > 0 && (n & (n - 1)) == 0) {
 #if defined(__CUDA_ARCH__)
     const int k = __ffsll(n) - 1;
@@ -209,11 +216,9 @@ NG_HOST_DEVICE float InvRms(double sum_of_squares, int64_t n, float eps) {
 #endif
     // 2^-k as a normal float32 (k <= 62), exactly converted.
     const float inverse = FloatFromBits(static_cast<uint32_t>(127 - k) << 23);
-    mean = sum_of_squares * static_cast<double>(inverse);
-  } else {
-    mean = sum_of_squares / static_cast<double>(n);
+    return InvRmsOfMean(sum_of_squares * static_cast<double>(inverse), eps);
   }
-  return static_cast<float>(1.0 / sqrt(mean + static_cast<double>(eps)));
+  return InvRmsOfMean(sum_of_squares / static_cast<double>(n), eps);
 }
 
 // --- silu

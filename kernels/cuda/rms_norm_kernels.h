@@ -598,8 +598,13 @@ __global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
       }
       leaves[i] = numerics::ChunkSumOfSquares(v, kChunk);
     }
-    const float inv_rms = numerics::InvRms(
-        RowTotal<K>(leaves, g, parity, warp_sums), p.cols, p.eps);
+    // The power-of-two shortcut of InvRms for the latency-bound K = 1; the
+    // division (same bits) otherwise (numerics::InvRms says why).
+    const double total = RowTotal<K>(leaves, g, parity, warp_sums);
+    const float inv_rms = K == 1
+                              ? numerics::InvRms(total, p.cols, p.eps)
+                              : numerics::InvRmsOfMean(
+                                    total / static_cast<double>(p.cols), p.eps);
 
     char* out = const_cast<char*>(Row<O>(p.out, r, p.out_stride));
 #pragma unroll
