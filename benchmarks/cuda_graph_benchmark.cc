@@ -6,6 +6,7 @@
 //   replayed as a checked CapturedGraph (fail policy) back to back, with and
 //   without programmatic dependent launch, and run eagerly through the
 //   launcher. Per step and per node; CUDA events around 100 back-to-back steps.
+//   The same graph of copy kernels (copy:1) is the floor a node can reach.
 // - BM_Check: the identity check of chains of 16 to 1024 nodes, alone (the
 //   fast path when nothing moved, the full per-tensor compare, and the check
 //   when one slot moved) and as a share of the graph's replay.
@@ -42,6 +43,8 @@
 #include "core/tensor_util.h"
 #include "graph/captured_graph.h"
 #include "kernels/cuda/kernels_cuda.h"
+#include "kernels/kernels.h"
+#include "kernels/rms_norm_params.h"
 #include "layers/module.h"
 #include "layers/qwen3_5_norm_stack.h"
 #include "layers/rms_norm.h"
@@ -75,7 +78,11 @@ DeviceRuntime& Cuda() {
 // A chain of `n` RMSNorm modules over [batch, 4096] bf16, on cuda:0, with its
 // step buffers and a checked graph of one step.
 struct Chain {
-  absl::Status Init(int n, int64_t batch, ReplayPolicy policy) {
+  // copy_only: each node copies its input row(s) instead of normalising them
+  // (the same graph shape, buffers and launcher: the floor of a node).
+  absl::Status Init(int n, int64_t batch, ReplayPolicy policy,
+                    bool copy_only = false) {
+    copy_only_ = copy_only;
     NormOptions options;
     options.weight_dtype = DType::kBF16;
     options.allocator = &Cuda().allocator();
@@ -110,7 +117,15 @@ struct Chain {
     const Tensor* in = &step->tensor(0);
     for (size_t i = 0; i < norms.size(); ++i) {
       const Tensor* out = &step->tensor(1 + i % 2);
-      NG_RETURN_IF_ERROR(norms[i]->Forward(s, *in, *out));
+      if (copy_only_) {
+        const CopyParams p{in->data(), out->data(),
+                           static_cast<int64_t>(in->span_bytes())};
+        NG_RETURN_IF_ERROR(s.Launch(
+            CopyKernel(), p,
+            {{&p.src, in, Access::kRead}, {&p.dst, out, Access::kWrite}}));
+      } else {
+        NG_RETURN_IF_ERROR(norms[i]->Forward(s, *in, *out));
+      }
       in = out;
     }
     return absl::OkStatus();
@@ -121,6 +136,7 @@ struct Chain {
   std::unique_ptr<StepBuffers> step;
   std::unique_ptr<Stream> stream;
   std::unique_ptr<CapturedGraph> graph;
+  bool copy_only_ = false;
 };
 
 bool Ok(benchmark::State& state, const absl::Status& status) {
@@ -157,11 +173,13 @@ void BM_DecodeStackReplay(benchmark::State& state) {
   const int64_t batch = state.range(0);
   const bool pdl = state.range(1) != 0;
   const int layout_k = static_cast<int>(state.range(2));  // 0: the plan's
+  const bool copy_only = state.range(3) != 0;
   const bool was = ProgrammaticDependentLaunch();
   SetProgrammaticDependentLaunch(pdl);
   SetRmsNormLayoutOverride(layout_k, 0);
   Chain chain;
-  const absl::Status init = chain.Init(256, batch, ReplayPolicy::kFail);
+  const absl::Status init =
+      chain.Init(256, batch, ReplayPolicy::kFail, copy_only);
   SetRmsNormLayoutOverride(0, 0);
   SetProgrammaticDependentLaunch(was);
   if (!Ok(state, init)) return;
@@ -191,15 +209,17 @@ void BM_DecodeStackReplay(benchmark::State& state) {
   state.counters["batch"] = static_cast<double>(batch);
   state.counters["pdl"] = pdl ? 1 : 0;
   state.counters["k"] = layout_k;
+  state.counters["copy_only"] = copy_only ? 1 : 0;
   state.counters["fast_checks"] =
       static_cast<double>(g.snapshot().fast_checks());
 }
 // The plan's layout at every batch, then each forced layout (K chunks per
-// thread) at a few.
+// thread) at a few, then the floor: the same graph of copy kernels (copy:1).
 BENCHMARK(BM_DecodeStackReplay)
-    ->ArgNames({"batch", "pdl", "k"})
-    ->ArgsProduct({{1, 2, 4, 8, 16, 32, 64}, {0, 1}, {0}})
-    ->ArgsProduct({{1, 8, 64}, {0, 1}, {1, 2, 4}})
+    ->ArgNames({"batch", "pdl", "k", "copy"})
+    ->ArgsProduct({{1, 2, 4, 8, 16, 32, 64}, {0, 1}, {0}, {0}})
+    ->ArgsProduct({{1, 8, 64}, {0, 1}, {1, 2, 4}, {0}})
+    ->ArgsProduct({{1, 8, 64}, {0, 1}, {0}, {1}})
     ->UseManualTime()
     ->Iterations(3)
     ->Unit(benchmark::kMicrosecond);
