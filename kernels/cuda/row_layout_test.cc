@@ -108,6 +108,28 @@ std::vector<float> RandomRow(std::mt19937_64& rng, int64_t cols, int family) {
   return v;
 }
 
+// The bit arithmetic the kernels derive their layout with, against the
+// definitions (a doubling loop; a power's exponent).
+TEST(RowLayoutTest, PowerOfTwoHelpersMatchTheirDefinitions) {
+  auto next_by_loop = [](int64_t v) {
+    int64_t p = 1;
+    while (p < v) p *= 2;
+    return p;
+  };
+  std::vector<int64_t> values = {-5, -1, 0, 1, 2, 3};
+  for (int k = 1; k < 62; ++k) {
+    const int64_t p = int64_t{1} << k;
+    values.insert(values.end(), {p - 1, p, p + 1});
+  }
+  for (int64_t v = 0; v <= 5000; ++v) values.push_back(v);
+  for (const int64_t v : values) {
+    EXPECT_EQ(cuda_layout::NextPowerOfTwo(v), next_by_loop(v)) << v;
+  }
+  for (int k = 0; k < 63; ++k) {
+    EXPECT_EQ(cuda_layout::Log2OfPowerOfTwo(int64_t{1} << k), k);
+  }
+}
+
 TEST(RowLayoutTest, EveryRegisterLayoutComputesTheCpuSumBitForBit) {
   std::mt19937_64 rng(7);
   std::vector<int64_t> cols_list;
