@@ -104,7 +104,15 @@ size_t Tensor::span_bytes() const {
 }
 
 bool Tensor::is_contiguous() const {
-  return strides_ == ContiguousStrides(shape_);
+  // Equal to `strides_ == ContiguousStrides(shape_)`, without building the
+  // stride vector (this runs on every copy, load and check).
+  if (strides_.size() != shape_.size()) return false;
+  int64_t expected = 1;
+  for (size_t i = shape_.size(); i-- > 0;) {
+    if (strides_[i] != expected) return false;
+    expected *= shape_[i];
+  }
+  return true;
 }
 
 void* Tensor::data() const {
