@@ -334,11 +334,11 @@ void OnePlusValues(DType dtype, const uint8_t* w, int64_t n, float* out) {
   }
 }
 
-// Element-wise equality of two shapes (or stride lists). Abseil's
-// InlinedVector operator== is an out-of-line call that showed up at 6% of
-// the harness's instructions: every slot's identity is compared after every
-// load.
-bool SameDims(const Shape& a, const Shape& b) {
+// Element-wise equality of two shapes (or stride lists), on their spans:
+// Abseil's InlinedVector operator== (and its accessors, each of which tests
+// whether the vector is inline) cost 6% of the harness's instructions, as
+// every slot's identity is compared after every load.
+bool SameDims(absl::Span<const int64_t> a, absl::Span<const int64_t> b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
     if (a[i] != b[i]) return false;
@@ -346,11 +346,19 @@ bool SameDims(const Shape& a, const Shape& b) {
   return true;
 }
 
-// The same identity, compared without building one (allocates nothing).
+// The same identity, compared without building one (allocates nothing). The
+// cheap fields first: a moved tensor almost always has another storage or
+// address.
 bool SameIdentity(const Tensor& t, const TensorIdentity& id) {
-  return t.defined() && t.storage()->id() == id.storage_id &&
-         reinterpret_cast<uintptr_t>(t.data()) == id.address &&
-         t.dtype() == id.dtype && SameDims(t.shape(), id.shape) &&
+  if (!t.defined() || t.storage()->id() != id.storage_id ||
+      t.dtype() != id.dtype) {
+    return false;
+  }
+  const void* data = t.storage()->data();
+  const uintptr_t address =
+      data == nullptr ? 0
+                      : reinterpret_cast<uintptr_t>(data) + t.offset_bytes();
+  return address == id.address && SameDims(t.shape(), id.shape) &&
          SameDims(t.strides(), id.strides);  // the byte span follows
 }
 
@@ -513,6 +521,13 @@ class Harness {
  public:
   Harness(Config config, FuzzMode mode)
       : config_(std::move(config)), mode_(mode) {}
+
+  // Bounds the memory the shared load plans hold (a few KiB each): called
+  // between inputs, when no harness holds a plan.
+  static void TrimSharedPlans() {
+    constexpr size_t kMaxPlans = 2048;
+    if (SharedPlans().size() > kMaxPlans) SharedPlans().clear();
+  }
 
   absl::Status Init() {
     NG_ASSIGN_OR_RETURN(model_, MakeModel(config_));
@@ -933,10 +948,20 @@ class Harness {
 
   // --- weight loads ---------------------------------------------------------
 
-  // What a load of (mask, flags) sends to the loader, built once per input
-  // and reused with new values (the safetensors image too: its header stays,
-  // its data section is rewritten in place, as a checkpoint file rewritten
-  // between reads would be).
+  // What a load of (mask, flags) sends to the loader, built once per
+  // configuration and reused with new values (the safetensors image too: its
+  // header stays, its data section is rewritten in place, as a checkpoint file
+  // rewritten between reads would be).
+  //
+  // Plans outlive the input that built them (building one serializes and
+  // parses a safetensors image: 5% of the time over the corpus). That carries
+  // nothing from one input to the next that an input can observe: a plan is a
+  // function of the configuration (names, shapes and dtypes of the
+  // parameters, which no fault changes) and of (mask, flags); the loader gets
+  // it as a const WeightSet; and every byte of every tensor in it is
+  // regenerated before each load (LoadGenerated), so only the storage ids and
+  // addresses of its host buffers differ from a fresh build, as they already
+  // do between runs.
   struct LoadPlan {
     std::vector<int> picked;  // parameters, in the order given to the set
     int converted = 0;  // tensors whose dtype differs from the parameter's
@@ -956,8 +981,14 @@ class Harness {
   absl::StatusOr<LoadPlan*> Plan(uint8_t mask, uint8_t flags) {
     static constexpr DType kDTypes[] = {DType::kF32, DType::kBF16, DType::kF16};
     if (mask == 0) mask = 0xFF;
-    std::unique_ptr<LoadPlan>& cached = plans_[mask << 8 | flags];
-    if (cached != nullptr) return cached.get();
+    LoadPlan*& known = plans_[mask << 8 | flags];
+    if (known != nullptr) return known;
+    std::unique_ptr<LoadPlan>& cached = SharedPlans()[absl::StrCat(
+        DescribeConfig(config_), " mask ", mask, " flags ", flags)];
+    if (cached != nullptr) {
+      known = cached.get();
+      return known;
+    }
     auto plan = std::make_unique<LoadPlan>();
     for (size_t i = 0; i < params_.size(); ++i) {
       if (mask == 0xFF || ((mask >> (i % 8)) & 1)) {
@@ -1038,7 +1069,16 @@ class Harness {
       plan->set = std::move(set);
     }
     cached = std::move(plan);
-    return cached.get();
+    known = cached.get();
+    return known;
+  }
+
+  // Every configuration's plans, by configuration, mask and flags.
+  static absl::flat_hash_map<std::string, std::unique_ptr<LoadPlan>>&
+  SharedPlans() {
+    static auto* plans =
+        new absl::flat_hash_map<std::string, std::unique_ptr<LoadPlan>>;
+    return *plans;
   }
 
   // Loads generated weights into the parameters `mask` picks (bit i % 8 picks
@@ -1788,7 +1828,8 @@ class Harness {
   std::vector<float> one_plus_w_;  // DerivedHoldsOnePlusW's scratch
   std::vector<float> ref_weight_;  // RefRun's 1 + w
   std::vector<Tensor> keep_;       // old storages kept alive, squatters
-  absl::flat_hash_map<uint16_t, std::unique_ptr<LoadPlan>> plans_;
+  // This input's plans (owned by SharedPlans()), by mask << 8 | flags.
+  absl::flat_hash_map<uint16_t, LoadPlan*> plans_;
   int64_t batch_ = 1;
   uint64_t input_seed_ = 1;
   int steps_ = 0;
@@ -1884,6 +1925,7 @@ absl::Status RunGraphReplayInput(absl::Span<const uint8_t> data,
     c.legacy = false;
     c.policy = ReplayPolicy::kFail;
   }
+  Harness::TrimSharedPlans();
   Harness harness(std::move(c), mode);
   NG_RETURN_IF_ERROR(harness.Init());
   for (int op = 0; op < kMaxOps && !harness.done() && !r.exhausted(); ++op) {
