@@ -522,13 +522,6 @@ class Harness {
   Harness(Config config, FuzzMode mode)
       : config_(std::move(config)), mode_(mode) {}
 
-  // Bounds the memory the shared load plans hold (a few KiB each): called
-  // between inputs, when no harness holds a plan.
-  static void TrimSharedPlans() {
-    constexpr size_t kMaxPlans = 2048;
-    if (SharedPlans().size() > kMaxPlans) SharedPlans().clear();
-  }
-
   absl::Status Init() {
     NG_ASSIGN_OR_RETURN(model_, MakeModel(config_));
     specs_by_batch_.resize(kLargestBucket + 1);
@@ -948,20 +941,13 @@ class Harness {
 
   // --- weight loads ---------------------------------------------------------
 
-  // What a load of (mask, flags) sends to the loader, built once per
-  // configuration and reused with new values (the safetensors image too: its
-  // header stays, its data section is rewritten in place, as a checkpoint file
-  // rewritten between reads would be).
-  //
-  // Plans outlive the input that built them (building one serializes and
-  // parses a safetensors image: 5% of the time over the corpus). That carries
-  // nothing from one input to the next that an input can observe: a plan is a
-  // function of the configuration (names, shapes and dtypes of the
-  // parameters, which no fault changes) and of (mask, flags); the loader gets
-  // it as a const WeightSet; and every byte of every tensor in it is
-  // regenerated before each load (LoadGenerated), so only the storage ids and
-  // addresses of its host buffers differ from a fresh build, as they already
-  // do between runs.
+  // What a load of (mask, flags) sends to the loader, built once per input
+  // and reused with new values (the safetensors image too: its header stays,
+  // its data section is rewritten in place, as a checkpoint file rewritten
+  // between reads would be). Plans are not shared between inputs: in
+  // libFuzzer + ASan builds, memory an input allocates and keeps makes
+  // libFuzzer run that input again to look for a leak, which cost more (19%
+  // instead of 8% of a sanitized run) than building the plans saves.
   struct LoadPlan {
     std::vector<int> picked;  // parameters, in the order given to the set
     int converted = 0;  // tensors whose dtype differs from the parameter's
@@ -981,14 +967,8 @@ class Harness {
   absl::StatusOr<LoadPlan*> Plan(uint8_t mask, uint8_t flags) {
     static constexpr DType kDTypes[] = {DType::kF32, DType::kBF16, DType::kF16};
     if (mask == 0) mask = 0xFF;
-    LoadPlan*& known = plans_[mask << 8 | flags];
-    if (known != nullptr) return known;
-    std::unique_ptr<LoadPlan>& cached = SharedPlans()[absl::StrCat(
-        DescribeConfig(config_), " mask ", mask, " flags ", flags)];
-    if (cached != nullptr) {
-      known = cached.get();
-      return known;
-    }
+    std::unique_ptr<LoadPlan>& cached = plans_[mask << 8 | flags];
+    if (cached != nullptr) return cached.get();
     auto plan = std::make_unique<LoadPlan>();
     for (size_t i = 0; i < params_.size(); ++i) {
       if (mask == 0xFF || ((mask >> (i % 8)) & 1)) {
@@ -1069,16 +1049,7 @@ class Harness {
       plan->set = std::move(set);
     }
     cached = std::move(plan);
-    known = cached.get();
-    return known;
-  }
-
-  // Every configuration's plans, by configuration, mask and flags.
-  static absl::flat_hash_map<std::string, std::unique_ptr<LoadPlan>>&
-  SharedPlans() {
-    static auto* plans =
-        new absl::flat_hash_map<std::string, std::unique_ptr<LoadPlan>>;
-    return *plans;
+    return cached.get();
   }
 
   // Loads generated weights into the parameters `mask` picks (bit i % 8 picks
@@ -1304,8 +1275,8 @@ class Harness {
 
   void RefRun(const RefNorm& n, const uint8_t* x, uint8_t* residual,
               const uint8_t* gate, uint8_t* out, int64_t rows, int64_t cols) {
-    std::vector<float>& scratch =
-        ref_weight_;  // reused: no allocation per norm
+    // 1 + w of a zero-centred norm, in a buffer reused from norm to norm.
+    std::vector<float>& scratch = ref_weight_;
     RmsNormParams p;
     p.x = x;
     p.residual = residual;
@@ -1828,8 +1799,7 @@ class Harness {
   std::vector<float> one_plus_w_;  // DerivedHoldsOnePlusW's scratch
   std::vector<float> ref_weight_;  // RefRun's 1 + w
   std::vector<Tensor> keep_;       // old storages kept alive, squatters
-  // This input's plans (owned by SharedPlans()), by mask << 8 | flags.
-  absl::flat_hash_map<uint16_t, LoadPlan*> plans_;
+  absl::flat_hash_map<uint16_t, std::unique_ptr<LoadPlan>> plans_;
   int64_t batch_ = 1;
   uint64_t input_seed_ = 1;
   int steps_ = 0;
@@ -1925,7 +1895,6 @@ absl::Status RunGraphReplayInput(absl::Span<const uint8_t> data,
     c.legacy = false;
     c.policy = ReplayPolicy::kFail;
   }
-  Harness::TrimSharedPlans();
   Harness harness(std::move(c), mode);
   NG_RETURN_IF_ERROR(harness.Init());
   for (int op = 0; op < kMaxOps && !harness.done() && !r.exhausted(); ++op) {
