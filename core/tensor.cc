@@ -89,27 +89,12 @@ absl::StatusOr<Tensor> Tensor::Empty(Allocator& allocator, Shape shape,
                      std::move(strides), dtype);
 }
 
-int64_t Tensor::numel() const {
-  int64_t n = 1;
-  for (int64_t d : shape_) n *= d;
-  return n;
-}
-
 size_t Tensor::span_bytes() const {
   if (numel() == 0) return 0;
   int64_t last = 0;
   for (size_t i = 0; i < shape_.size(); ++i)
     last += (shape_[i] - 1) * strides_[i];
   return static_cast<size_t>(last + 1) * DTypeSize(dtype_);
-}
-
-bool Tensor::is_contiguous() const {
-  return strides_ == ContiguousStrides(shape_);
-}
-
-void* Tensor::data() const {
-  if (storage_ == nullptr || storage_->data() == nullptr) return nullptr;
-  return static_cast<char*>(storage_->data()) + offset_bytes_;
 }
 
 TensorIdentity Tensor::Identity() const {

@@ -78,6 +78,8 @@ class Tensor {
   DType dtype() const { return dtype_; }
   int dim() const { return static_cast<int>(shape_.size()); }
   int64_t size(int d) const { return shape_[d]; }
+  // numel, is_contiguous and data are defined inline below: every copy,
+  // load and check calls them (a few percent of a fuzzer's time out of line).
   int64_t numel() const;
   // Bytes from the first to one past the last element of the view.
   size_t span_bytes() const;
@@ -108,6 +110,29 @@ class Tensor {
 };
 
 Shape ContiguousStrides(absl::Span<const int64_t> shape);
+
+inline int64_t Tensor::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape_) n *= d;
+  return n;
+}
+
+inline bool Tensor::is_contiguous() const {
+  // Equal to `strides_ == ContiguousStrides(shape_)`, without building the
+  // stride vector.
+  if (strides_.size() != shape_.size()) return false;
+  int64_t expected = 1;
+  for (size_t i = shape_.size(); i-- > 0;) {
+    if (strides_[i] != expected) return false;
+    expected *= shape_[i];
+  }
+  return true;
+}
+
+inline void* Tensor::data() const {
+  if (storage_ == nullptr || storage_->data() == nullptr) return nullptr;
+  return static_cast<char*>(storage_->data()) + offset_bytes_;
+}
 
 }  // namespace normgraph
 

@@ -48,6 +48,45 @@ absl::Status WriteBytes(const Tensor& dst, absl::string_view op, F produce) {
   return absl::OkStatus();
 }
 
+// dst[i] = src[i] converted (as LoadAsFloat then StoreFromFloat) for n
+// elements, with both dtypes dispatched once per copy instead of per element
+// (loads with dtype conversion run this for every parameter).
+template <typename Src, typename Dst>
+void ConvertElements(const void* src, void* dst, int64_t n) {
+  const char* in = static_cast<const char*>(src);
+  char* out = static_cast<char*>(dst);
+  for (int64_t i = 0; i < n; ++i) {
+    Src v;
+    std::memcpy(&v, in + i * sizeof(Src), sizeof(Src));
+    const Dst d = FromFloat<Dst>(ToFloat(v));
+    std::memcpy(out + i * sizeof(Dst), &d, sizeof(Dst));
+  }
+}
+
+template <typename Src>
+void ConvertFrom(const void* src, DType dst_dtype, void* dst, int64_t n) {
+  switch (dst_dtype) {
+    case DType::kF32:
+      return ConvertElements<Src, float>(src, dst, n);
+    case DType::kBF16:
+      return ConvertElements<Src, Bf16>(src, dst, n);
+    case DType::kF16:
+      return ConvertElements<Src, F16>(src, dst, n);
+  }
+}
+
+void ConvertElements(const void* src, DType src_dtype, void* dst,
+                     DType dst_dtype, int64_t n) {
+  switch (src_dtype) {
+    case DType::kF32:
+      return ConvertFrom<float>(src, dst_dtype, dst, n);
+    case DType::kBF16:
+      return ConvertFrom<Bf16>(src, dst_dtype, dst, n);
+    case DType::kF16:
+      return ConvertFrom<F16>(src, dst_dtype, dst, n);
+  }
+}
+
 }  // namespace
 
 HostView ViewOf(const Tensor& tensor) {
@@ -82,9 +121,7 @@ absl::Status CopyInto(const HostView& src, const Tensor& dst) {
       std::memmove(out, src.data, n * DTypeSize(src.dtype));
       return;
     }
-    for (int64_t i = 0; i < n; ++i) {
-      StoreFromFloat(out, dst.dtype(), i, LoadAsFloat(src.data, src.dtype, i));
-    }
+    ConvertElements(src.data, src.dtype, out, dst.dtype(), n);
   });
 }
 

@@ -252,9 +252,12 @@ void StoreValue(DType dtype, float f, uint8_t* p) {
 
 // n random values exactly representable in `dtype` (so generating them needs
 // no rounding): near 1 ([0.5, 2)) for `around_one`, else of random sign with
-// magnitudes in [2^(top - 6), 2^(top + 1)).
-void GenerateValues(uint64_t seed, bool around_one, int top, int64_t n,
-                    DType dtype, uint8_t* out) {
+// magnitudes in [2^(top - 6), 2^(top + 1)). `encode(sign, exponent,
+// mantissa)` gives one element's bits; one instance per dtype keeps the dtype
+// test out of the loop (this runs for every tensor of every load).
+template <typename Bits, typename Encode>
+void GenerateBits(uint64_t seed, bool around_one, int top, int64_t n,
+                  Encode encode, uint8_t* out) {
   uint64_t state = Mix(seed);
   for (int64_t i = 0; i < n; ++i) {
     state = Mix(state);
@@ -263,29 +266,100 @@ void GenerateValues(uint64_t seed, bool around_one, int top, int64_t n,
     const int exponent = around_one ? -1 + static_cast<int>((r >> 30) & 1)
                                     : top - static_cast<int>((r >> 27) % 7);
     const uint32_t mantissa = static_cast<uint32_t>(state >> 32);
-    if (dtype == DType::kF32) {
-      const uint32_t bits = sign << 31 |
-                            static_cast<uint32_t>(exponent + 127) << 23 |
-                            (mantissa & 0x7FFFFF);
-      std::memcpy(out + 4 * i, &bits, 4);
-    } else {
-      const uint16_t bits =
-          dtype == DType::kBF16
-              ? static_cast<uint16_t>(sign << 15 | (exponent + 127) << 7 |
-                                      (mantissa & 0x7F))
-              : static_cast<uint16_t>(sign << 15 | (exponent + 15) << 10 |
-                                      (mantissa & 0x3FF));
-      std::memcpy(out + 2 * i, &bits, 2);
-    }
+    const Bits bits = encode(sign, exponent, mantissa);
+    std::memcpy(out + sizeof(Bits) * i, &bits, sizeof(Bits));
   }
 }
 
-// The same identity, compared without building one (allocates nothing).
+void GenerateValues(uint64_t seed, bool around_one, int top, int64_t n,
+                    DType dtype, uint8_t* out) {
+  switch (dtype) {
+    case DType::kF32:
+      return GenerateBits<uint32_t>(
+          seed, around_one, top, n,
+          [](uint32_t sign, int exponent, uint32_t mantissa) {
+            return sign << 31 | static_cast<uint32_t>(exponent + 127) << 23 |
+                   (mantissa & 0x7FFFFF);
+          },
+          out);
+    case DType::kBF16:
+      return GenerateBits<uint16_t>(
+          seed, around_one, top, n,
+          [](uint32_t sign, int exponent, uint32_t mantissa) {
+            return static_cast<uint16_t>(sign << 15 | (exponent + 127) << 7 |
+                                         (mantissa & 0x7F));
+          },
+          out);
+    default:
+      return GenerateBits<uint16_t>(
+          seed, around_one, top, n,
+          [](uint32_t sign, int exponent, uint32_t mantissa) {
+            return static_cast<uint16_t>(sign << 15 | (exponent + 15) << 10 |
+                                         (mantissa & 0x3FF));
+          },
+          out);
+  }
+}
+
+// out[j] = 1 + w[j] in f32 for n values of `dtype` (what a zero-centred
+// norm's derived buffer holds), the dtype test out of the loop.
+void OnePlusValues(DType dtype, const uint8_t* w, int64_t n, float* out) {
+  switch (dtype) {
+    case DType::kF32:
+      for (int64_t j = 0; j < n; ++j) {
+        float f;
+        std::memcpy(&f, w + 4 * j, 4);
+        out[j] = 1.0f + f;
+      }
+      return;
+    case DType::kBF16:
+      for (int64_t j = 0; j < n; ++j) {
+        uint16_t h;
+        std::memcpy(&h, w + 2 * j, 2);
+        out[j] = 1.0f + BitsToFloat(static_cast<uint32_t>(h) << 16);
+      }
+      return;
+    default:
+      for (int64_t j = 0; j < n; ++j) {
+        uint16_t h;
+        std::memcpy(&h, w + 2 * j, 2);
+        const uint32_t exponent = (h >> 10) & 0x1F;
+        // f16 normals inline (DecodeValue's first case), the rest through it.
+        out[j] = 1.0f +
+                 (exponent > 0 && exponent < 0x1F
+                      ? BitsToFloat((h & 0x8000u) << 16 |
+                                    (exponent + 112) << 23 | (h & 0x3FFu) << 13)
+                      : DecodeValue(dtype, w + 2 * j));
+      }
+  }
+}
+
+// Element-wise equality of two shapes (or stride lists), on their spans:
+// Abseil's InlinedVector operator== (and its accessors, each of which tests
+// whether the vector is inline) cost 6% of the harness's instructions, as
+// every slot's identity is compared after every load.
+bool SameDims(absl::Span<const int64_t> a, absl::Span<const int64_t> b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i] != b[i]) return false;
+  }
+  return true;
+}
+
+// The same identity, compared without building one (allocates nothing). The
+// cheap fields first: a moved tensor almost always has another storage or
+// address.
 bool SameIdentity(const Tensor& t, const TensorIdentity& id) {
-  return t.defined() && t.storage()->id() == id.storage_id &&
-         reinterpret_cast<uintptr_t>(t.data()) == id.address &&
-         t.dtype() == id.dtype && t.shape() == id.shape &&
-         t.strides() == id.strides;  // the byte span follows
+  if (!t.defined() || t.storage()->id() != id.storage_id ||
+      t.dtype() != id.dtype) {
+    return false;
+  }
+  const void* data = t.storage()->data();
+  const uintptr_t address =
+      data == nullptr ? 0
+                      : reinterpret_cast<uintptr_t>(data) + t.offset_bytes();
+  return address == id.address && SameDims(t.shape(), id.shape) &&
+         SameDims(t.strides(), id.strides);  // the byte span follows
 }
 
 // --- host access to tensors -----------------------------------------------
@@ -610,6 +684,7 @@ class Harness {
     }
     for (size_t i = 0; i < slots_.size(); ++i) {
       if (slots_[i].is_parameter) params_.push_back(static_cast<int>(i));
+      if (slots_[i].source >= 0) derived_.push_back(static_cast<int>(i));
       index_[slots_[i].name] = static_cast<int>(i);  // names outlive index_
     }
     model_slots_ = slots_.size();
@@ -746,9 +821,7 @@ class Harness {
   }
 
   void MarkAllRefreshed() {
-    for (SlotInfo& s : slots_) {
-      if (s.source >= 0) MarkRefreshed(s);
-    }
+    for (int i : derived_) MarkRefreshed(slots_[i]);
   }
 
   bool ExpectStale(const SlotInfo& d) {
@@ -806,8 +879,9 @@ class Harness {
         }
       }
     }
-    for (SlotInfo& d : slots_) {
-      if (d.source < 0 || ExpectStale(d)) continue;
+    for (int i : derived_) {
+      SlotInfo& d = slots_[i];
+      if (ExpectStale(d)) continue;
       std::string why;
       NG_RETURN_IF_ERROR(DerivedHoldsOnePlusW(d, &why));
       if (!why.empty()) wrong.push_back(why);
@@ -821,7 +895,6 @@ class Harness {
     const SlotInfo& src = slots_[d.source];
     NG_ASSIGN_OR_RETURN(HostBytes now, HostBytes::Of(d.slot->tensor()));
     const DType w_dtype = src.slot->tensor().dtype();
-    const size_t w_size = DTypeSize(w_dtype);
     const uint8_t* w = ImageOf(src);
     const int64_t n = Numel(src);
     if (now.size() != static_cast<size_t>(n) * 4) {
@@ -829,10 +902,18 @@ class Harness {
                           src.name, " has ", n, " elements");
       return absl::OkStatus();
     }
+    // 1 + w for every element, then one comparison of the bytes (as the
+    // element-by-element comparison below, which runs only to name the first
+    // element that differs).
+    one_plus_w_.resize(n);
+    OnePlusValues(w_dtype, w, n, one_plus_w_.data());
+    if (std::memcmp(now.data(), one_plus_w_.data(), now.size()) == 0) {
+      return absl::OkStatus();
+    }
     for (int64_t j = 0; j < n; ++j) {
       float have;
       std::memcpy(&have, now.data() + 4 * j, 4);
-      const float want = 1.0f + DecodeValue(w_dtype, w + j * w_size);
+      const float want = one_plus_w_[j];
       if (std::memcmp(&have, &want, 4) != 0) {
         *why = absl::StrCat(
             d.name, "[", j, "] holds ", have, ", but 1 + ", src.name, "[", j,
@@ -863,7 +944,10 @@ class Harness {
   // What a load of (mask, flags) sends to the loader, built once per input
   // and reused with new values (the safetensors image too: its header stays,
   // its data section is rewritten in place, as a checkpoint file rewritten
-  // between reads would be).
+  // between reads would be). Plans are not shared between inputs: in
+  // libFuzzer + ASan builds, memory an input allocates and keeps makes
+  // libFuzzer run that input again to look for a leak, which cost more (19%
+  // instead of 8% of a sanitized run) than building the plans saves.
   struct LoadPlan {
     std::vector<int> picked;  // parameters, in the order given to the set
     int converted = 0;  // tensors whose dtype differs from the parameter's
@@ -1183,20 +1267,16 @@ class Harness {
       *dtype = w;
       return ImageOf(s);
     }
-    const int64_t count = Numel(s);
-    const size_t size = DTypeSize(w);
-    scratch.resize(count);
-    const uint8_t* bytes = ImageOf(s);
-    for (int64_t j = 0; j < count; ++j) {
-      scratch[j] = 1.0f + DecodeValue(w, bytes + j * size);
-    }
+    scratch.resize(Numel(s));
+    OnePlusValues(w, ImageOf(s), Numel(s), scratch.data());
     *dtype = DType::kF32;
     return scratch.data();
   }
 
   void RefRun(const RefNorm& n, const uint8_t* x, uint8_t* residual,
               const uint8_t* gate, uint8_t* out, int64_t rows, int64_t cols) {
-    std::vector<float> scratch;
+    // 1 + w of a zero-centred norm, in a buffer reused from norm to norm.
+    std::vector<float>& scratch = ref_weight_;
     RmsNormParams p;
     p.x = x;
     p.residual = residual;
@@ -1698,7 +1778,8 @@ class Harness {
   std::unique_ptr<BucketedGraphs> graphs_[2];  // per bucket, made on first use
   std::vector<SlotInfo> slots_;  // model slots, then both buckets' statics
   size_t model_slots_ = 0;
-  std::vector<int> params_;  // indices of parameters in slots_
+  std::vector<int> params_;   // indices of parameters in slots_
+  std::vector<int> derived_;  // indices of derived buffers (model slots only)
   absl::flat_hash_map<absl::string_view, int> index_;
   std::vector<RefLayer> ref_layers_;
   RefNorm ref_final_;
@@ -1715,7 +1796,9 @@ class Harness {
   uint64_t inputs_seed_ = 0;
   int64_t inputs_batch_ = 0;
   std::vector<std::pair<std::string, std::vector<uint8_t>>> reference_;
-  std::vector<Tensor> keep_;  // old storages kept alive, squatters
+  std::vector<float> one_plus_w_;  // DerivedHoldsOnePlusW's scratch
+  std::vector<float> ref_weight_;  // RefRun's 1 + w
+  std::vector<Tensor> keep_;       // old storages kept alive, squatters
   absl::flat_hash_map<uint16_t, std::unique_ptr<LoadPlan>> plans_;
   int64_t batch_ = 1;
   uint64_t input_seed_ = 1;

@@ -22,7 +22,14 @@
 
 int main(int argc, char** argv) {
   const double seconds = argc > 1 ? std::atof(argv[1]) : 5.0;
-  const std::string source = argc > 2 ? argv[2] : "random";
+  std::string source = argc > 2 ? argv[2] : "random";
+  // `bazel run` starts the tool in its runfiles tree: a relative corpus path
+  // means the directory bazel was run from.
+  const char* run_dir = std::getenv("BUILD_WORKING_DIRECTORY");
+  if (source != "random" && !source.empty() && source[0] != '/' &&
+      run_dir != nullptr) {
+    source = std::string(run_dir) + "/" + source;
+  }
   const normgraph::fuzz::FuzzMode mode = normgraph::fuzz::FuzzModeFromEnv();
   std::vector<std::vector<uint8_t>> corpus;
   if (source != "random") {

@@ -47,28 +47,39 @@ absl::StatusOr<WeightSet> WeightSet::FromTensors(
 absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
                                        const LoadOptions& options) {
   // Names are views of the model's cached full names and of the weight set's
-  // names, both alive and unchanged for the whole call.
+  // names, both alive and unchanged for the whole call. One map from name to
+  // the parameter's position in `ordered` serves the lookups and the record
+  // of which parameters the source named (fuzzers load tiny models hundreds
+  // of times per input, so the hashing is a visible share of a load).
   std::vector<std::pair<absl::string_view, Parameter*>> ordered;
   model.ForEachParameter([&](const std::string& name, Parameter& p) {
     ordered.emplace_back(name, &p);
   });
-  absl::flat_hash_map<absl::string_view, Parameter*> params(ordered.begin(),
-                                                            ordered.end());
+  absl::flat_hash_map<absl::string_view, size_t> position;
+  position.reserve(ordered.size());
+  for (size_t i = 0; i < ordered.size(); ++i) {
+    position.try_emplace(ordered[i].first, i);
+  }
+  std::vector<bool> named(ordered.size(), false);
 
   // Phase 1: validate everything, touching nothing.
   LoadReport report;
   std::vector<std::string> problems;
   std::vector<std::pair<Parameter*, const SourceTensor*>> plan;
   plan.reserve(weights.tensors().size());
-  absl::flat_hash_set<absl::string_view> seen;
+  // Source names that are no parameter, to find their duplicates.
+  absl::flat_hash_set<absl::string_view> other_names;
   for (const SourceTensor& t : weights.tensors()) {
-    if (!seen.insert(t.name).second) {
+    auto it = position.find(t.name);
+    const bool duplicate = it != position.end()
+                               ? named[it->second]
+                               : !other_names.insert(t.name).second;
+    if (duplicate) {
       problems.push_back(
           absl::StrCat(t.name, ": appears more than once in the source"));
       continue;
     }
-    auto it = params.find(t.name);
-    if (it == params.end()) {
+    if (it == position.end()) {
       if (options.ignore_unexpected) {
         report.unexpected.push_back(t.name);
       } else {
@@ -77,23 +88,28 @@ absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
       }
       continue;
     }
+    named[it->second] = true;
+    Parameter* param = ordered[it->second].second;
     if (!t.dtype) {
       problems.push_back(absl::StrCat(t.name, ": dtype ", t.dtype_name,
                                       " is not a float type (F32, BF16, F16)"));
       continue;
     }
-    absl::Status ok = it->second->CheckLoadable(t.name, t.view,
-                                                options.allow_dtype_conversion);
+    absl::Status ok =
+        param->CheckLoadable(t.name, t.view, options.allow_dtype_conversion);
     if (!ok.ok()) {
       problems.push_back(std::string(ok.message()));
       continue;
     }
-    plan.emplace_back(it->second, &t);
+    plan.emplace_back(param, &t);
   }
-  // Missing parameters in name order.
-  std::sort(ordered.begin(), ordered.end());
-  for (const auto& [name, p] : ordered) {
-    if (seen.contains(name)) continue;
+  // Missing parameters in name order (only those are sorted).
+  std::vector<absl::string_view> missing;
+  for (size_t i = 0; i < ordered.size(); ++i) {
+    if (!named[i]) missing.push_back(ordered[i].first);
+  }
+  std::sort(missing.begin(), missing.end());
+  for (absl::string_view name : missing) {
     if (options.allow_missing) {
       report.missing.emplace_back(name);
     } else {
