@@ -219,7 +219,7 @@ __device__ __forceinline__ uint32_t PackPair(float lo, float hi) {
 // bf16, 11 for f16), and rounding to float32 first then to D equals rounding
 // to D once (double rounding is innocuous at that precision, Figueroa 1995).
 // A NaN result is some NaN (CanonicalizeNans makes it the stored one).
-// kernels_cuda_test checks both against the float32 path for every pair of
+// packed_arithmetic_test checks both against the float32 path for every pair of
 // bf16 and of f16 values.
 template <DType D>
 __device__ __forceinline__ uint32_t PackedAdd(uint32_t a, uint32_t b) {
