@@ -62,6 +62,23 @@ inline F16 FromFloat<F16>(float f) {
   return F16{FloatToF16Bits(f)};
 }
 
+// Calls f(T{}) with T the storage type of `dtype` (float, Bf16 or F16), so
+// that a loop over a buffer's elements tests the dtype once, not per element.
+template <typename F>
+void WithStorageType(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::kF32:
+      f(float{});
+      return;
+    case DType::kBF16:
+      f(Bf16{});
+      return;
+    case DType::kF16:
+      f(F16{});
+      return;
+  }
+}
+
 // Rounds a float to the nearest value of `dtype` and returns it as a float (a
 // no-op for kF32).
 float RoundTo(DType dtype, float f);

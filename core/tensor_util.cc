@@ -63,28 +63,13 @@ void ConvertElements(const void* src, void* dst, int64_t n) {
   }
 }
 
-template <typename Src>
-void ConvertFrom(const void* src, DType dst_dtype, void* dst, int64_t n) {
-  switch (dst_dtype) {
-    case DType::kF32:
-      return ConvertElements<Src, float>(src, dst, n);
-    case DType::kBF16:
-      return ConvertElements<Src, Bf16>(src, dst, n);
-    case DType::kF16:
-      return ConvertElements<Src, F16>(src, dst, n);
-  }
-}
-
 void ConvertElements(const void* src, DType src_dtype, void* dst,
                      DType dst_dtype, int64_t n) {
-  switch (src_dtype) {
-    case DType::kF32:
-      return ConvertFrom<float>(src, dst_dtype, dst, n);
-    case DType::kBF16:
-      return ConvertFrom<Bf16>(src, dst_dtype, dst, n);
-    case DType::kF16:
-      return ConvertFrom<F16>(src, dst_dtype, dst, n);
-  }
+  WithStorageType(src_dtype, [&](auto from) {
+    WithStorageType(dst_dtype, [&](auto to) {
+      ConvertElements<decltype(from), decltype(to)>(src, dst, n);
+    });
+  });
 }
 
 }  // namespace

@@ -61,18 +61,9 @@ absl::Status ZeroCenteredRmsNorm::ComputeOnePlusWeight(
   if (w.storage()->device() == Device::Cpu() &&
       dst.storage()->device() == Device::Cpu()) {
     float* out = dst.data_as<float>();
-    const int64_t n = w.numel();
-    switch (w.dtype()) {
-      case DType::kF32:
-        OnePlusWeight<float>(w.data(), n, out);
-        break;
-      case DType::kBF16:
-        OnePlusWeight<Bf16>(w.data(), n, out);
-        break;
-      case DType::kF16:
-        OnePlusWeight<F16>(w.data(), n, out);
-        break;
-    }
+    WithStorageType(w.dtype(), [&](auto element) {
+      OnePlusWeight<decltype(element)>(w.data(), w.numel(), out);
+    });
     dst.storage()->BumpWriteVersion();
     return absl::OkStatus();
   }
