@@ -52,6 +52,7 @@
 // execution; launched without it, both instructions do nothing.
 
 #include <cstdint>
+#include <type_traits>
 
 #include "core/dtype.h"
 #include "kernels/cuda/row_layout.h"
@@ -147,20 +148,37 @@ __device__ __forceinline__ bool Aligned16(const void* p) {
   return (reinterpret_cast<uintptr_t>(p) & 15) == 0;
 }
 
+// A whole chunk at a 16-byte aligned address: the fast path's accesses, for
+// rows a thread already knows to be full and aligned (RowOperands::full).
+template <DType D>
+__device__ __forceinline__ void LoadFullChunk(const char* p, Chunk<D>& c) {
+  const uint4* v = reinterpret_cast<const uint4*>(p);
+#pragma unroll
+  for (int q = 0; q < Chunk<D>::kWords / 4; ++q) {
+    const uint4 u = v[q];
+    c.w[4 * q] = u.x;
+    c.w[4 * q + 1] = u.y;
+    c.w[4 * q + 2] = u.z;
+    c.w[4 * q + 3] = u.w;
+  }
+}
+
+template <DType D>
+__device__ __forceinline__ void StoreFullChunk(char* p, const Chunk<D>& c) {
+  uint4* v = reinterpret_cast<uint4*>(p);
+#pragma unroll
+  for (int q = 0; q < Chunk<D>::kWords / 4; ++q) {
+    v[q] =
+        make_uint4(c.w[4 * q], c.w[4 * q + 1], c.w[4 * q + 2], c.w[4 * q + 3]);
+  }
+}
+
 // Loads elements [0, count) of the chunk at `p` (count <= 8; none if <= 0).
 template <DType D>
 __device__ __forceinline__ void LoadChunk(const char* p, int count,
                                           Chunk<D>& c) {
   if (count == kChunk && Aligned16(p)) {
-    const uint4* v = reinterpret_cast<const uint4*>(p);
-#pragma unroll
-    for (int q = 0; q < Chunk<D>::kWords / 4; ++q) {
-      const uint4 u = v[q];
-      c.w[4 * q] = u.x;
-      c.w[4 * q + 1] = u.y;
-      c.w[4 * q + 2] = u.z;
-      c.w[4 * q + 3] = u.w;
-    }
+    LoadFullChunk<D>(p, c);
     return;
   }
   c.Zero();
@@ -182,12 +200,7 @@ template <DType D>
 __device__ __forceinline__ void StoreChunk(char* p, int count,
                                            const Chunk<D>& c) {
   if (count == kChunk && Aligned16(p)) {
-    uint4* v = reinterpret_cast<uint4*>(p);
-#pragma unroll
-    for (int q = 0; q < Chunk<D>::kWords / 4; ++q) {
-      v[q] = make_uint4(c.w[4 * q], c.w[4 * q + 1], c.w[4 * q + 2],
-                        c.w[4 * q + 3]);
-    }
+    StoreFullChunk<D>(p, c);
     return;
   }
 #pragma unroll
@@ -371,9 +384,8 @@ __device__ __forceinline__ double RowTotalForLatency(double (&sums)[K], int g,
 }
 
 template <int K>
-__device__ __forceinline__ double RowTotalForThroughput(double (&sums)[K],
-                                                        int g,
-                                                        double* warp_sums) {
+__device__ __forceinline__ double RowTotalPerSlot(double (&sums)[K], int g,
+                                                  double* warp_sums) {
   const int in_warp = g < 32 ? g : 32;
   for (int off = 1; off < in_warp; off *= 2) {
 #pragma unroll
@@ -389,7 +401,7 @@ __device__ __forceinline__ double RowTotalForThroughput(double (&sums)[K],
       for (int q = 0; q < K; ++q) warp_sums[q * 32 + warp] = sums[q];
     }
     __syncthreads();
-    const int first = warp / warps * warps;  // the row's first warp
+    const int first = warp & ~(warps - 1);  // the row's first warp
 #pragma unroll
     for (int q = 0; q < K; ++q) {
       double s = lane < warps ? warp_sums[q * 32 + first + lane] : 0.0;
@@ -403,13 +415,103 @@ __device__ __forceinline__ double RowTotalForThroughput(double (&sums)[K],
   return cuda_layout::SubtreeSum<K>(sums);
 }
 
+// Reduce-scatter over the first log2 K in-warp offsets: at offset `off` a
+// lane holding M slot sums keeps half of them (the lower half if its `off`
+// bit is 0) and adds its partner's copy of that half: M / 2 shuffled values
+// per level instead of M. After the log2 K levels lane bits b_0 (offset 1),
+// b_1, ... name the one slot a lane holds: sum_i b_i * (K >> (i + 1)).
+template <int M>
+__device__ __forceinline__ void ScatterLevels(double* s, int off, int lane) {
+  if constexpr (M > 1) {
+    const bool upper = (lane & off) != 0;
+#pragma unroll
+    for (int j = 0; j < M / 2; ++j) {
+      const double send = upper ? s[j] : s[j + M / 2];
+      const double keep = upper ? s[j + M / 2] : s[j];
+      s[j] = keep + __shfl_xor_sync(0xFFFFFFFFu, send, off);
+    }
+    ScatterLevels<M / 2>(s, off * 2, lane);
+  }
+}
+
+// The lane (relative to an aligned group of K) holding slot q after the
+// scatter: bit i of it is bit (log2 K - 1 - i) of q.
 template <int K>
+__host__ __device__ constexpr int HolderOfSlot(int q) {
+  int lane = 0, i = 0;
+  for (int bit = K / 2; bit > 0; bit /= 2, ++i) {
+    if (q & bit) lane |= 1 << i;
+  }
+  return lane;
+}
+
+template <int K>
+__device__ __forceinline__ double RowTotalForThroughput(double (&sums)[K],
+                                                        int g,
+                                                        double* warp_sums) {
+  if (g < K) return RowTotalPerSlot<K>(sums, g, warp_sums);
+  const int lane = threadIdx.x % 32;
+  const int in_warp = g < 32 ? g : 32;
+  ScatterLevels<K>(sums, 1, lane);
+  double s = sums[0];
+  for (int off = K; off < in_warp; off *= 2) {
+    s = s + __shfl_xor_sync(0xFFFFFFFFu, s, off);
+  }
+  double total[K];
+  if (g <= 32) {
+    const int row_lane = lane & ~(in_warp - 1);
+#pragma unroll
+    for (int q = 0; q < K; ++q) {
+      total[q] = __shfl_sync(0xFFFFFFFFu, s, row_lane + HolderOfSlot<K>(q));
+    }
+    return cuda_layout::SubtreeSum<K>(total);
+  }
+  const int warp = threadIdx.x / 32;
+  const int warps = g / 32;  // per row, a power of two, <= 16
+  const int first = warp & ~(warps - 1);
+  if (lane < K) {
+    int slot = 0;
+#pragma unroll
+    for (int q = 0; q < K; ++q) {
+      if (HolderOfSlot<K>(q) == lane) slot = q;
+    }
+    warp_sums[slot * 32 + warp] = s;
+  }
+  __syncthreads();
+  // Lane l adds warp (l mod warps) of slot (l / warps) (+ per_pass in the
+  // second pass, needed only when K * warps > 32).
+  const int per_pass = 32 / warps;
+  const int log2_warps = 31 - __clz(warps);
+#pragma unroll
+  for (int pass = 0; pass < 2; ++pass) {
+    if (pass * per_pass < K) {
+      const int q = pass * per_pass + (lane >> log2_warps);
+      double v = q < K ? warp_sums[q * 32 + first + (lane & (warps - 1))] : 0.0;
+      for (int off = 1; off < warps; off *= 2) {
+        v = v + __shfl_xor_sync(0xFFFFFFFFu, v, off);
+      }
+#pragma unroll
+      for (int qq = 0; qq < K; ++qq) {
+        const int local = qq - pass * per_pass;
+        if (local >= 0 && local < per_pass) {
+          total[qq] = __shfl_sync(0xFFFFFFFFu, v, local * warps);
+        }
+      }
+    }
+  }
+  __syncthreads();  // warp_sums is reused by the block's next rows
+  return cuda_layout::SubtreeSum<K>(total);
+}
+
+template <int K, bool kScatter = true>
 __device__ __forceinline__ double RowTotal(double (&sums)[K], int g, int parity,
                                            double* warp_sums) {
   if constexpr (K == 1) {
     return RowTotalForLatency<K>(sums, g, parity, warp_sums);
-  } else {
+  } else if constexpr (kScatter) {
     return RowTotalForThroughput<K>(sums, g, warp_sums);
+  } else {
+    return RowTotalPerSlot<K>(sums, g, warp_sums);
   }
 }
 
@@ -460,9 +562,14 @@ __device__ __forceinline__ float InputValue(const Chunk<X>& xc,
 // One row's operands as a thread of the register-cached kernel holds them:
 // its K chunks of x, the residual and (K == 1) the gate, and how many
 // elements of each chunk exist (0 past the row's end or for a thread past
-// the last row).
+// the last row). `full`: every chunk of the thread is whole and every row
+// pointer it uses (x, residual, gate, out, the weight) is 16-byte aligned,
+// so it reads and writes whole chunks without a check (the fast path; the
+// usual case, and a thread that is not takes the general path on its own:
+// neither holds a shuffle or a barrier).
 template <DType X, int K>
 struct RowOperands {
+  bool full;
   int count[K];
   Chunk<X> xc[K], rc[K], gc[K];
 };
@@ -477,12 +584,12 @@ constexpr int RegisterKernelMinBlocks(int k, int x_bytes) {
 }
 
 // Each block walks its rows (one row group at a time, blockDim.x / G rows)
-// with a grid stride, software-pipelined: the loads of its next row group are
-// issued before the current one is reduced and written, so each thread keeps
-// two rows' loads in flight. The launch plan makes the grid about as large as
-// the GPU holds at once for big launches (kernels.cu), so blocks are
-// persistent and the pipeline runs; for small ones every block has one row
-// group.
+// with a grid stride, software-pipelined where registers allow (kPipeline):
+// the loads of its next row group are issued before the current one is
+// reduced and written, so each thread keeps two rows' loads in flight. The
+// launch plan makes the grid about as large as the GPU holds at once for big
+// launches (kernels.cu), so blocks are persistent and the pipeline runs; for
+// small ones every block has one row group.
 template <DType X, DType W, int K, int kForm>
 __global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
                                   RegisterKernelMinBlocks(K, kSize<X>))
@@ -497,6 +604,25 @@ __global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
   // K > 1, after each row's reduction, two chunks at a time.
   constexpr bool kEarlyWeight = K * kSize<W> <= 4;
   constexpr bool kEarlyGate = K == 1;
+  // Three choices that trade registers for instructions a row, made for the
+  // K = 4 kernels (prefill of 16-bit activations; A/B on the H200, 32768 x
+  // 4096 bf16, one binary per variant in one run, benchmarks/RESULTS.md):
+  //  - kLean: the reduce-scatter schedule of the reduction (RowTotal);
+  //  - kFastPath: whole, aligned rows without per-chunk checks
+  //    (RowOperands::full);
+  //  - kPipeline: the next row's loads issued before this row is reduced.
+  // The forms with a residual hold two operands a chunk: under 128 registers
+  // either of the first two made them spill (ptxas: 4 to 200 bytes) and run
+  // slower, and without the pipeline they ran 1-1.5% faster (and spill
+  // nothing), so they take none of the three. The gated form spills 68 bytes
+  // with the first two and still runs 6% faster (502 against 536 us); the
+  // rms and zero-centred forms gain 8% and 12%. Other K keep the previous
+  // kernel: at K = 2 (64 registers) both made more forms spill, untimed, and
+  // at K = 1 computing `full` sat on a decode node's critical path (1.63 us a
+  // node against 1.58).
+  constexpr bool kLean = K == 4 && !kResidual;
+  constexpr bool kFastPath = kLean;
+  constexpr bool kPipeline = !(K == 4 && kResidual);
   AllowDependentLaunch();
   // The layout (row_layout.h): G threads per row, each owning K chunks
   // (slot i of a thread is chunk i * G + its lane in the row: a warp's
@@ -513,7 +639,16 @@ __global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
   auto chunk = [&](int i) -> int64_t {
     return static_cast<int64_t>(i) * g + lane_in_row;
   };
+  // Element offsets: of this thread's first chunk in a row, and between its
+  // slots.
+  const int64_t lane_offset = static_cast<int64_t>(lane_in_row) * kChunk;
+  const int64_t slot_offset = g64 * kChunk;
   const char* weight = static_cast<const char*>(p.weight);
+  // Whether this thread's chunks are whole in every row (the last slot's
+  // chunk is its last), and the weight aligned: the row-independent part of
+  // RowOperands::full.
+  const bool whole_chunks =
+      chunk(K - 1) * kChunk + kChunk <= p.cols && Aligned16(weight);
   __shared__ double warp_sums[2 * K * 32];
   // The loop bounds are the same for every thread of the block: all of them
   // reach every shuffle and barrier.
@@ -531,23 +666,66 @@ __global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
     }
   }
 
+  // This thread's first element of a row of `base` (row r of a tensor of
+  // dtype D with row stride `stride`); slot i is at + i * slot_offset.
+  auto lane_ptr = [&](auto dtype, const void* base, int64_t r,
+                      int64_t stride) -> char* {
+    constexpr DType D = decltype(dtype)::value;
+    return const_cast<char*>(Row<D>(base, r, stride)) + lane_offset * kSize<D>;
+  };
+  using XTag = std::integral_constant<DType, X>;
+  using OTag = std::integral_constant<DType, O>;
+
   // This thread's loads for the row group starting at row0.
   auto load = [&](int64_t row0, RowOperands<X, K>& o) {
     const int64_t row = row0 + row_in_block;
     const bool active = row < p.rows;
     const int64_t r = active ? row : 0;
+    const char* xr = lane_ptr(XTag(), p.x, r, p.x_stride);
+    const char* rr =
+        kResidual ? lane_ptr(XTag(), p.residual, r, p.residual_stride) : xr;
+    const char* gr = kGated ? lane_ptr(XTag(), p.gate, r, p.gate_stride) : xr;
+    o.full = kFastPath && active && whole_chunks && Aligned16(xr) &&
+             Aligned16(rr) && Aligned16(gr) &&
+             Aligned16(lane_ptr(OTag(), p.out, r, p.out_stride));
+    if (o.full) {
+#pragma unroll
+      for (int i = 0; i < K; ++i) {
+        o.count[i] = kChunk;
+        const int64_t j = i * slot_offset * kSize<X>;
+        LoadFullChunk<X>(xr + j, o.xc[i]);
+        if (kResidual) LoadFullChunk<X>(rr + j, o.rc[i]);
+        if (kGated && kEarlyGate) LoadFullChunk<X>(gr + j, o.gc[i]);
+      }
+      return;
+    }
 #pragma unroll
     for (int i = 0; i < K; ++i) {
       o.count[i] = active ? ChunkCount(chunk(i), p.cols) : 0;
-      const int64_t j = chunk(i) * kChunk * kSize<X>;
-      LoadChunk<X>(Row<X>(p.x, r, p.x_stride) + j, o.count[i], o.xc[i]);
-      if (kResidual) {
-        LoadChunk<X>(Row<X>(p.residual, r, p.residual_stride) + j, o.count[i],
-                     o.rc[i]);
-      }
-      if (kGated && kEarlyGate) {
-        LoadChunk<X>(Row<X>(p.gate, r, p.gate_stride) + j, o.count[i], o.gc[i]);
-      }
+      const int64_t j = i * slot_offset * kSize<X>;
+      LoadChunk<X>(xr + j, o.count[i], o.xc[i]);
+      if (kResidual) LoadChunk<X>(rr + j, o.count[i], o.rc[i]);
+      if (kGated && kEarlyGate) LoadChunk<X>(gr + j, o.count[i], o.gc[i]);
+    }
+  };
+
+  // A chunk of `c` stored at `p`: whole (fast path) or the first `count`
+  // elements.
+  auto store = [&](auto full, auto dtype, char* ptr, int count, const auto& c) {
+    constexpr DType D = decltype(dtype)::value;
+    if constexpr (decltype(full)::value) {
+      StoreFullChunk<D>(ptr, c);
+    } else {
+      StoreChunk<D>(ptr, count, c);
+    }
+  };
+  auto load_chunk = [&](auto full, auto dtype, const char* ptr, int count,
+                        auto& c) {
+    constexpr DType D = decltype(dtype)::value;
+    if constexpr (decltype(full)::value) {
+      LoadFullChunk<D>(ptr, c);
+    } else {
+      LoadChunk<D>(ptr, count, c);
     }
   };
 
@@ -558,7 +736,7 @@ __global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
     const int64_t next0 = row0 + step;
     const bool more = next0 < p.rows;
     RowOperands<X, K> next;
-    if (more) load(next0, next);
+    if (kPipeline && more) load(next0, next);
 
     const int64_t r = row0 + row_in_block < p.rows ? row0 + row_in_block : 0;
     // The residual written back (the sum's rounded bits, which in HF order
@@ -566,116 +744,139 @@ __global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
     // Elements past the row are +0 and add exact zeros, as the tree's padding
     // does.
     double leaves[K];
+    auto sums_of_squares = [&](auto full) {
+      char* res = kResidual ? lane_ptr(XTag(), p.residual, r, p.residual_stride)
+                            : nullptr;
 #pragma unroll
-    for (int i = 0; i < K; ++i) {
-      if (kResidual) {
-        // R_X(x + residual): packed additions for 16-bit activations.
-        Chunk<X> rounded;
-        if constexpr (kSize<X> == 2) {
+      for (int i = 0; i < K; ++i) {
+        if (kResidual) {
+          // R_X(x + residual): packed additions for 16-bit activations.
+          Chunk<X> rounded;
+          if constexpr (kSize<X> == 2) {
 #pragma unroll
-          for (int q = 0; q < Chunk<X>::kWords; ++q) {
-            rounded.w[q] = PackedAdd<X>(cur.xc[i].w[q], cur.rc[i].w[q]);
+            for (int q = 0; q < Chunk<X>::kWords; ++q) {
+              rounded.w[q] = PackedAdd<X>(cur.xc[i].w[q], cur.rc[i].w[q]);
+            }
+            CanonicalizeNans<X>(rounded);
+          } else {
+            float sum[kChunk];
+#pragma unroll
+            for (int e = 0; e < kChunk; ++e) {
+              sum[e] = cur.xc[i].Value(e) + cur.rc[i].Value(e);
+            }
+            EncodeOutputChunk<X>(sum, rounded);
           }
-          CanonicalizeNans<X>(rounded);
-        } else {
-          float sum[kChunk];
-#pragma unroll
-          for (int e = 0; e < kChunk; ++e) {
-            sum[e] = cur.xc[i].Value(e) + cur.rc[i].Value(e);
-          }
-          EncodeOutputChunk<X>(sum, rounded);
+          store(full, XTag(), res + i * slot_offset * kSize<X>, cur.count[i],
+                rounded);
+          if (kHf) cur.rc[i] = rounded;
         }
-        StoreChunk<X>(
-            const_cast<char*>(Row<X>(p.residual, r, p.residual_stride)) +
-                chunk(i) * kChunk * kSize<X>,
-            cur.count[i], rounded);
-        if (kHf) cur.rc[i] = rounded;
-      }
-      float v[kChunk];
+        float v[kChunk];
 #pragma unroll
-      for (int e = 0; e < kChunk; ++e) {
-        v[e] = InputValue<X, kForm>(cur.xc[i], cur.rc[i], e);
+        for (int e = 0; e < kChunk; ++e) {
+          v[e] = InputValue<X, kForm>(cur.xc[i], cur.rc[i], e);
+        }
+        leaves[i] = numerics::ChunkSumOfSquares(v, kChunk);
       }
-      leaves[i] = numerics::ChunkSumOfSquares(v, kChunk);
+    };
+    if (cur.full) {
+      sums_of_squares(std::true_type());
+    } else {
+      sums_of_squares(std::false_type());
     }
     // The power-of-two shortcut of InvRms for the latency-bound K = 1; the
     // division (same bits) otherwise (numerics::InvRms says why).
-    const double total = RowTotal<K>(leaves, g, parity, warp_sums);
+    const double total = RowTotal<K, kLean>(leaves, g, parity, warp_sums);
     const float inv_rms = K == 1
                               ? numerics::InvRms(total, p.cols, p.eps)
                               : numerics::InvRmsOfMean(
                                     total / static_cast<double>(p.cols), p.eps);
 
-    char* out = const_cast<char*>(Row<O>(p.out, r, p.out_stride));
+    auto write_outputs = [&](auto full) {
+      char* out = lane_ptr(OTag(), p.out, r, p.out_stride);
+      const char* gate =
+          kGated ? lane_ptr(XTag(), p.gate, r, p.gate_stride) : nullptr;
+      const char* w = weight + lane_offset * kSize<W>;
 #pragma unroll
-    for (int i = 0; i < K; ++i) {
-      if (i % 2 == 0 && (!kEarlyWeight || (kGated && !kEarlyGate))) {
+      for (int i = 0; i < K; ++i) {
+        if (i % 2 == 0 && (!kEarlyWeight || (kGated && !kEarlyGate))) {
 #pragma unroll
-        for (int q = i; q < i + 2 && q < K; ++q) {
-          const int64_t j0 = chunk(q) * kChunk;
-          if (!kEarlyWeight) {
-            LoadChunk<W>(weight + j0 * kSize<W>, cur.count[q], wc[q]);
-          }
-          if (kGated && !kEarlyGate) {
-            LoadChunk<X>(Row<X>(p.gate, r, p.gate_stride) + j0 * kSize<X>,
+          for (int q = i; q < i + 2 && q < K; ++q) {
+            if (!kEarlyWeight) {
+              load_chunk(full, std::integral_constant<DType, W>(),
+                         w + q * slot_offset * kSize<W>, cur.count[q], wc[q]);
+            }
+            if (kGated && !kEarlyGate) {
+              load_chunk(full, XTag(), gate + q * slot_offset * kSize<X>,
                          cur.count[q], cur.gc[q]);
+            }
           }
         }
-      }
-      if (cur.count[i] == 0) continue;
-      float o[kChunk];
-      Chunk<O> oc;
-      if constexpr (kHf && !kScale && kSize<X> == 2) {
-        // NormOutput with R_X(v r) rounded two at a time (packed
-        // conversions; a NaN stays a NaN and is canonicalised on store).
-        Chunk<X> rounded;
-#pragma unroll
-        for (int q = 0; q < kChunk / 2; ++q) {
-          rounded.w[q] = PackPair<X>(
-              InputValue<X, kForm>(cur.xc[i], cur.rc[i], 2 * q) * inv_rms,
-              InputValue<X, kForm>(cur.xc[i], cur.rc[i], 2 * q + 1) * inv_rms);
-        }
-        if constexpr (W == X) {
-          // weight * hidden rounded to X (what HfOutputFromRounded's result
-          // rounds to, ungated, and its gated intermediate): packed
-          // multiplications.
+        if (!decltype(full)::value && cur.count[i] == 0) continue;
+        float o[kChunk];
+        Chunk<O> oc;
+        if constexpr (kHf && !kScale && kSize<X> == 2) {
+          // NormOutput with R_X(v r) rounded two at a time (packed
+          // conversions; a NaN stays a NaN and is canonicalised on store).
+          Chunk<X> rounded;
 #pragma unroll
           for (int q = 0; q < kChunk / 2; ++q) {
-            oc.w[q] = PackedMul<X>(wc[i].w[q], rounded.w[q]);
+            rounded.w[q] = PackPair<X>(
+                InputValue<X, kForm>(cur.xc[i], cur.rc[i], 2 * q) * inv_rms,
+                InputValue<X, kForm>(cur.xc[i], cur.rc[i], 2 * q + 1) *
+                    inv_rms);
           }
-          if constexpr (kGated) {
+          if constexpr (W == X) {
+            // weight * hidden rounded to X (what HfOutputFromRounded's result
+            // rounds to, ungated, and its gated intermediate): packed
+            // multiplications.
+#pragma unroll
+            for (int q = 0; q < kChunk / 2; ++q) {
+              oc.w[q] = PackedMul<X>(wc[i].w[q], rounded.w[q]);
+            }
+            if constexpr (kGated) {
+#pragma unroll
+              for (int e = 0; e < kChunk; ++e) {
+                o[e] = oc.Value(e) * numerics::Silu(cur.gc[i].Value(e));
+              }
+              EncodeOutputChunk<O>(o, oc);
+            } else {
+              CanonicalizeNans<O>(oc);
+            }
+          } else {
 #pragma unroll
             for (int e = 0; e < kChunk; ++e) {
-              o[e] = oc.Value(e) * numerics::Silu(cur.gc[i].Value(e));
+              const float silu =
+                  kGated ? numerics::Silu(cur.gc[i].Value(e)) : 0.0f;
+              o[e] = numerics::HfOutputFromRounded<X, W>(
+                  rounded.Value(e), wc[i].Value(e), kGated, silu);
             }
             EncodeOutputChunk<O>(o, oc);
-          } else {
-            CanonicalizeNans<O>(oc);
           }
         } else {
 #pragma unroll
           for (int e = 0; e < kChunk; ++e) {
             const float silu =
                 kGated ? numerics::Silu(cur.gc[i].Value(e)) : 0.0f;
-            o[e] = numerics::HfOutputFromRounded<X, W>(
-                rounded.Value(e), wc[i].Value(e), kGated, silu);
+            o[e] = numerics::NormOutput<X, W>(
+                InputValue<X, kForm>(cur.xc[i], cur.rc[i], e), inv_rms,
+                wc[i].Value(e), kScale, kHf, kGated, silu);
           }
           EncodeOutputChunk<O>(o, oc);
         }
-      } else {
-#pragma unroll
-        for (int e = 0; e < kChunk; ++e) {
-          const float silu = kGated ? numerics::Silu(cur.gc[i].Value(e)) : 0.0f;
-          o[e] = numerics::NormOutput<X, W>(
-              InputValue<X, kForm>(cur.xc[i], cur.rc[i], e), inv_rms,
-              wc[i].Value(e), kScale, kHf, kGated, silu);
-        }
-        EncodeOutputChunk<O>(o, oc);
+        store(full, OTag(), out + i * slot_offset * kSize<O>, cur.count[i], oc);
       }
-      StoreChunk<O>(out + chunk(i) * kChunk * kSize<O>, cur.count[i], oc);
+    };
+    if (cur.full) {
+      write_outputs(std::true_type());
+    } else {
+      write_outputs(std::false_type());
     }
     if (!more) break;
-    cur = next;
+    if (kPipeline) {
+      cur = next;
+    } else {
+      load(next0, cur);
+    }
     row0 = next0;
     parity ^= 1;
   }
