@@ -330,7 +330,8 @@ __device__ __forceinline__ int ChunkCount(int64_t c, int64_t cols) {
 // tree. Every thread of the block must call it (block-uniform `g`, a power of
 // two); each returns its row's total.
 //
-// Two schedules of that same tree; which one runs changes speed, never bits:
+// Three schedules of that same tree; which one runs changes speed, never
+// bits:
 //  - RowTotalForLatency (K == 1: the plan's choice for decode-sized launches,
 //    and the streaming kernel): butterflies unrolled over the 5 possible
 //    offsets (uniform branches), every lane reading a warp sum (no
@@ -339,11 +340,14 @@ __device__ __forceinline__ int ChunkCount(int64_t c, int64_t cols) {
 //    never meet the previous row's reads. A 256-node decode chain of
 //    1 x 4096 bf16 norms: 1.57 us a node, against 1.82 with the other
 //    schedule (H200).
-//  - RowTotalForThroughput (K > 1, prefill): loops, lanes past the row's
-//    warps adding zeros, a broadcast from lane 0 and a second barrier. With
-//    the latency schedule the same kernel took 190 us instead of 159 for
-//    32768 x 4096 bf16 rows (H200; not explained: registers and spills are
-//    the same, the SASS was not compared).
+//  - RowTotalPerSlot (K > 1): one butterfly per slot in loops, lanes past
+//    the row's warps adding zeros, a broadcast from lane 0 and a second
+//    barrier. With the latency schedule the same kernel took 190 us instead
+//    of 159 for 32768 x 4096 bf16 rows (H200; not explained: registers and
+//    spills are the same, the SASS was not compared).
+//  - RowTotalForThroughput (K > 1, forms with registers to spare): the
+//    per-slot schedule as a reduce-scatter (ScatterLevels), about half the
+//    shuffles and additions; 8-12% faster prefill kernels (H200).
 template <int K>
 __device__ __forceinline__ double RowTotalForLatency(double (&sums)[K], int g,
                                                      int parity,
