@@ -44,9 +44,10 @@
 // the stream start launching (griddepcontrol.launch_dependents) and then waits
 // until the kernels before it have finished and their writes are visible
 // (griddepcontrol.wait), before it touches memory (the register-cached kernel
-// computes its layout from the parameters before waiting; nothing in memory,
-// not even the weight, is read before the wait, since an earlier kernel on
-// the stream may be the one writing it). Launched with the
+// computes its layout, and with the fast path its first row's addresses,
+// from the parameters before waiting; nothing in memory, not even the weight,
+// is read before the wait, since an earlier kernel on the stream may be the
+// one writing it). Launched with the
 // programmatic-stream-serialization attribute (CudaLaunch::
 // programmatic_dependency), the next node's launch overlaps this one's
 // execution; launched without it, both instructions do nothing.
@@ -608,24 +609,26 @@ __global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
   // K > 1, after each row's reduction, two chunks at a time.
   constexpr bool kEarlyWeight = K * kSize<W> <= 4;
   constexpr bool kEarlyGate = K == 1;
-  // Three choices that trade registers for instructions a row, made for the
-  // K = 4 kernels (prefill of 16-bit activations; A/B on the H200, 32768 x
-  // 4096 bf16, one binary per variant in one run, benchmarks/RESULTS.md):
+  // Three choices that trade registers for instructions a row (A/B on the
+  // H200, 32768 x 4096 and 256-node decode chains of 1 x 4096, bf16, one
+  // binary per variant in one run, benchmarks/RESULTS.md):
   //  - kLean: the reduce-scatter schedule of the reduction (RowTotal);
   //  - kFastPath: whole, aligned rows without per-chunk checks
-  //    (RowOperands::full);
+  //    (RowOperands::full), planned before the wait for the kernels this one
+  //    depends on (RowPlan);
   //  - kPipeline: the next row's loads issued before this row is reduced.
-  // The forms with a residual hold two operands a chunk: under 128 registers
-  // either of the first two made them spill (ptxas: 4 to 200 bytes) and run
-  // slower, and without the pipeline they ran 1-1.5% faster (and spill
-  // nothing), so they take none of the three. The gated form spills 68 bytes
-  // with the first two and still runs 6% faster (502 against 536 us); the
-  // rms and zero-centred forms gain 8% and 12%. Other K keep the previous
-  // kernel: at K = 2 (64 registers) both made more forms spill, untimed, and
-  // at K = 1 computing `full` sat on a decode node's critical path (1.63 us a
-  // node against 1.58).
+  // At K = 4 (prefill, 128 registers) the forms with a residual hold two
+  // operands a chunk: either of the first two made them spill (ptxas: 4 to
+  // 200 bytes) and run slower, and without the pipeline they ran 1-1.5%
+  // faster (and spill nothing), so they take none of the three; the gated
+  // form spills 68 bytes with the first two and still runs 6% faster (502
+  // against 536 us); the rms and zero-centred forms gain 8% and 12%. At
+  // K = 1 (decode) the fast path shortens a residual form's chain (a node of
+  // the fused add 1.745 -> 1.555 us, zero-centred fused add 1.763 -> 1.648)
+  // but lengthens the others' (rms 1.579 -> 1.610). K = 2 (64 registers):
+  // both made more forms spill, untimed, so it keeps the previous kernel.
   constexpr bool kLean = K == 4 && !kResidual;
-  constexpr bool kFastPath = kLean;
+  constexpr bool kFastPath = kLean || (K == 1 && kResidual);
   constexpr bool kPipeline = !(K == 4 && kResidual);
   AllowDependentLaunch();
   // The layout (row_layout.h): G threads per row, each owning K chunks
@@ -659,16 +662,6 @@ __global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
   int64_t row0 = static_cast<int64_t>(blockIdx.x) * rows_per_block;
   const int64_t step = static_cast<int64_t>(gridDim.x) * rows_per_block;
   if (row0 >= p.rows) return;
-  WaitForPriorGrids();
-
-  Chunk<W> wc[K];
-  if (kEarlyWeight) {
-#pragma unroll
-    for (int i = 0; i < K; ++i) {
-      LoadChunk<W>(weight + chunk(i) * kChunk * kSize<W>,
-                   ChunkCount(chunk(i), p.cols), wc[i]);
-    }
-  }
 
   // This thread's first element of a row of `base` (row r of a tensor of
   // dtype D with row stride `stride`); slot i is at + i * slot_offset.
@@ -680,38 +673,57 @@ __global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
   using XTag = std::integral_constant<DType, X>;
   using OTag = std::integral_constant<DType, O>;
 
-  // This thread's loads for the row group starting at row0.
-  auto load = [&](int64_t row0, RowOperands<X, K>& o) {
+  // Where this thread's operands of the row group starting at row0 are, and
+  // whether it takes the fast path: arithmetic on the parameters alone, so
+  // the first row group's is done before waiting for the kernels this one
+  // depends on, and only the loads follow the wait.
+  struct RowPlan {
+    const char *x, *res, *gate;
+    bool full;
+    int count[K];
+  };
+  auto plan = [&](int64_t row0) {
+    RowPlan pl;
     const int64_t row = row0 + row_in_block;
     const bool active = row < p.rows;
     const int64_t r = active ? row : 0;
-    const char* xr = lane_ptr(XTag(), p.x, r, p.x_stride);
-    const char* rr =
-        kResidual ? lane_ptr(XTag(), p.residual, r, p.residual_stride) : xr;
-    const char* gr = kGated ? lane_ptr(XTag(), p.gate, r, p.gate_stride) : xr;
-    o.full = kFastPath && active && whole_chunks && Aligned16(xr) &&
-             Aligned16(rr) && Aligned16(gr) &&
-             Aligned16(lane_ptr(OTag(), p.out, r, p.out_stride));
+    pl.x = lane_ptr(XTag(), p.x, r, p.x_stride);
+    pl.res =
+        kResidual ? lane_ptr(XTag(), p.residual, r, p.residual_stride) : pl.x;
+    pl.gate = kGated ? lane_ptr(XTag(), p.gate, r, p.gate_stride) : pl.x;
+    pl.full = kFastPath && active && whole_chunks && Aligned16(pl.x) &&
+              Aligned16(pl.res) && Aligned16(pl.gate) &&
+              Aligned16(lane_ptr(OTag(), p.out, r, p.out_stride));
+#pragma unroll
+    for (int i = 0; i < K; ++i) {
+      pl.count[i] = active ? ChunkCount(chunk(i), p.cols) : 0;
+    }
+    return pl;
+  };
+  // This thread's loads of a planned row group.
+  auto issue = [&](const RowPlan& pl, RowOperands<X, K>& o) {
+    o.full = pl.full;
     if (o.full) {
 #pragma unroll
       for (int i = 0; i < K; ++i) {
         o.count[i] = kChunk;
         const int64_t j = i * slot_offset * kSize<X>;
-        LoadFullChunk<X>(xr + j, o.xc[i]);
-        if (kResidual) LoadFullChunk<X>(rr + j, o.rc[i]);
-        if (kGated && kEarlyGate) LoadFullChunk<X>(gr + j, o.gc[i]);
+        LoadFullChunk<X>(pl.x + j, o.xc[i]);
+        if (kResidual) LoadFullChunk<X>(pl.res + j, o.rc[i]);
+        if (kGated && kEarlyGate) LoadFullChunk<X>(pl.gate + j, o.gc[i]);
       }
       return;
     }
 #pragma unroll
     for (int i = 0; i < K; ++i) {
-      o.count[i] = active ? ChunkCount(chunk(i), p.cols) : 0;
+      o.count[i] = pl.count[i];
       const int64_t j = i * slot_offset * kSize<X>;
-      LoadChunk<X>(xr + j, o.count[i], o.xc[i]);
-      if (kResidual) LoadChunk<X>(rr + j, o.count[i], o.rc[i]);
-      if (kGated && kEarlyGate) LoadChunk<X>(gr + j, o.count[i], o.gc[i]);
+      LoadChunk<X>(pl.x + j, o.count[i], o.xc[i]);
+      if (kResidual) LoadChunk<X>(pl.res + j, o.count[i], o.rc[i]);
+      if (kGated && kEarlyGate) LoadChunk<X>(pl.gate + j, o.count[i], o.gc[i]);
     }
   };
+  auto load = [&](int64_t row0, RowOperands<X, K>& o) { issue(plan(row0), o); };
 
   // A chunk of `c` stored at `p`: whole (fast path) or the first `count`
   // elements.
@@ -733,9 +745,31 @@ __global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
     }
   };
 
+  // Without the fast path, planning first made the decode chain slower (rms
+  // 1.579 -> 1.593 us a node): those kernels wait first.
+  if (!kFastPath) WaitForPriorGrids();
+  int weight_count[K];
+#pragma unroll
+  for (int i = 0; i < K; ++i) weight_count[i] = ChunkCount(chunk(i), p.cols);
+  const RowPlan first = plan(row0);
+  if (kFastPath) WaitForPriorGrids();
+
+  Chunk<W> wc[K];
+  if (kEarlyWeight) {
+#pragma unroll
+    for (int i = 0; i < K; ++i) {
+      const char* w = weight + chunk(i) * kChunk * kSize<W>;
+      if (kFastPath && whole_chunks) {
+        LoadFullChunk<W>(w, wc[i]);
+      } else {
+        LoadChunk<W>(w, weight_count[i], wc[i]);
+      }
+    }
+  }
+
   RowOperands<X, K> cur;
   int parity = 0;
-  load(row0, cur);
+  issue(first, cur);
   while (true) {
     const int64_t next0 = row0 + step;
     const bool more = next0 < p.rows;
