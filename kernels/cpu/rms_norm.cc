@@ -967,9 +967,15 @@ NG_AVX512_INLINE __m512 Silu(__m512 g) {
   return _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), Exp(minus_g)));
 }
 
+// Where Output16 takes the weight from: the call's weight (16-bit, widened,
+// or the f32 scale), the same while also storing the widened 16-bit weight
+// in `wide` (a call's first row), or `wide` (its later rows: no widening).
+enum class WeightFrom { kCall, kCallStoringWide, kWide };
+
 // numerics::NormOutput<X, X> of the 16 elements from j (masked), stored.
-template <DType X, bool kResidual, bool kHf, bool kScale, bool kGated>
-NG_AVX512_INLINE void Output16(const void* weight, const char* x,
+template <DType X, bool kResidual, bool kHf, bool kScale, bool kGated,
+          WeightFrom kFrom>
+NG_AVX512_INLINE void Output16(const void* weight, float* wide, const char* x,
                                const char* res, const float* sums,
                                const char* gate, char* out, __m512 r, int64_t j,
                                __mmask16 m) {
@@ -977,10 +983,34 @@ NG_AVX512_INLINE void Output16(const void* weight, const char* x,
   const __m512 v = !kResidual ? H::ToFloat(Load16(x, j, m))
                    : kHf      ? H::ToFloat(Load16(res, j, m))
                               : LoadFloat16(sums + j, m);
-  const __m512 w =
-      kScale ? LoadFloat16(static_cast<const float*>(weight) + j, m)
-             : H::ToFloat(Load16(static_cast<const char*>(weight), j, m));
+  __m512 w;
+  if constexpr (kScale) {
+    w = LoadFloat16(static_cast<const float*>(weight) + j, m);
+  } else if constexpr (kFrom == WeightFrom::kWide) {
+    w = LoadFloat16(wide + j, m);
+  } else {
+    w = H::ToFloat(Load16(static_cast<const char*>(weight), j, m));
+    if (kFrom == WeightFrom::kCallStoringWide) StoreFloat16(wide + j, m, w);
+  }
   const __m512 normed = _mm512_mul_ps(v, r);
+  if constexpr (X == DType::kBF16 && kHf && !kScale && !kGated) {
+    // R(w * R(normed)) with one NaN / subnormal test for both roundings:
+    // VCVTNEPS2BF16 is EncodeOutput wherever neither operand is one.
+    const __m256bh rounded = _mm512_cvtneps_pbh(normed);
+    __m256i rounded_bits;
+    std::memcpy(&rounded_bits, &rounded, sizeof rounded_bits);
+    const __m512 o = _mm512_mul_ps(w, H::ToFloat(rounded_bits));
+    if ((_mm512_fpclass_ps_mask(normed, kNan | kDenormal) |
+         _mm512_fpclass_ps_mask(o, kNan | kDenormal)) == 0) {
+      const __m256bh h = _mm512_cvtneps_pbh(o);
+      __m256i bits;
+      std::memcpy(&bits, &h, sizeof bits);
+      Store16(out, j, m, bits);
+    } else {
+      Store16(out, j, m, H::Encode(_mm512_mul_ps(w, H::Round(normed))));
+    }
+    return;
+  }
   __m512 o;
   if (kScale || !kHf) {
     o = _mm512_mul_ps(normed, w);
@@ -992,11 +1022,30 @@ NG_AVX512_INLINE void Output16(const void* weight, const char* x,
   Store16(out, j, m, H::Encode(o));
 }
 
-// Every row; `sums` (the unrounded norm input, engine order with a residual)
-// and `block_sums` and `codes` are scratch.
+// Output16 over a row of n elements.
+template <DType X, bool kResidual, bool kHf, bool kScale, bool kGated,
+          WeightFrom kFrom>
+NG_AVX512_INLINE void OutputRow(const void* weight, float* wide, const char* x,
+                                const char* res, const float* sums,
+                                const char* gate, char* out, __m512 r,
+                                int64_t n) {
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    Output16<X, kResidual, kHf, kScale, kGated, kFrom>(
+        weight, wide, x, res, sums, gate, out, r, j, kAll);
+  }
+  if (j < n) {
+    Output16<X, kResidual, kHf, kScale, kGated, kFrom>(
+        weight, wide, x, res, sums, gate, out, r, j, Lanes(n - j));
+  }
+}
+
+// Every row; `sums` (the unrounded norm input, engine order with a residual),
+// `wide` (the weight widened to f32 by the first row, for the others),
+// `block_sums` and `codes` are scratch.
 template <DType X, bool kResidual, bool kHf, bool kScale, bool kGated>
-NG_AVX512 void Rows(const RmsNormParams& p, float* sums, double* block_sums,
-                    uint16_t* codes) {
+NG_AVX512 void Rows(const RmsNormParams& p, float* sums, float* wide,
+                    double* block_sums, uint16_t* codes) {
   const int64_t n = p.cols;
   for (int64_t row = 0; row < p.rows; ++row) {
     const char* x = RowOf<X>(p.x, row, p.x_stride);
@@ -1011,14 +1060,16 @@ NG_AVX512 void Rows(const RmsNormParams& p, float* sums, double* block_sums,
         p.eps);
 
     const __m512 rv = _mm512_set1_ps(r);
-    int64_t j = 0;
-    for (; j + 16 <= n; j += 16) {
-      Output16<X, kResidual, kHf, kScale, kGated>(p.weight, x, res, sums, gate,
-                                                  out, rv, j, kAll);
-    }
-    if (j < n) {
-      Output16<X, kResidual, kHf, kScale, kGated>(p.weight, x, res, sums, gate,
-                                                  out, rv, j, Lanes(n - j));
+    if (kScale || p.rows == 1) {
+      OutputRow<X, kResidual, kHf, kScale, kGated, WeightFrom::kCall>(
+          p.weight, wide, x, res, sums, gate, out, rv, n);
+    } else if (row == 0) {
+      OutputRow<X, kResidual, kHf, kScale, kGated,
+                WeightFrom::kCallStoringWide>(p.weight, wide, x, res, sums,
+                                              gate, out, rv, n);
+    } else {
+      OutputRow<X, kResidual, kHf, kScale, kGated, WeightFrom::kWide>(
+          p.weight, wide, x, res, sums, gate, out, rv, n);
     }
   }
 }
@@ -1105,11 +1156,15 @@ void Avx2RmsNorm(const RmsNormParams& p) {
 void Avx512RmsNorm(const RmsNormParams& p) {
   // Per-thread scratch that only grows, as above.
   thread_local std::vector<float> sums;
+  thread_local std::vector<float> wide;
   thread_local std::vector<double> block_sums;
   thread_local std::vector<uint16_t> codes;
   const int64_t blocks = (p.cols + avx512::kBlock * avx512::kGroup - 1) /
                          (avx512::kBlock * avx512::kGroup) * avx512::kGroup;
-  if (static_cast<int64_t>(sums.size()) < p.cols) sums.resize(p.cols);
+  if (static_cast<int64_t>(sums.size()) < p.cols) {
+    sums.resize(p.cols);
+    wide.resize(p.cols);
+  }
   if (static_cast<int64_t>(codes.size()) < blocks) {
     block_sums.resize(blocks);
     codes.resize(blocks);
@@ -1119,7 +1174,7 @@ void Avx512RmsNorm(const RmsNormParams& p) {
     return &avx512::Rows<decltype(x)::value, F::kResidual, F::kHf, F::kScale,
                          F::kGated>;
   });
-  rows(p, sums.data(), block_sums.data(), codes.data());
+  rows(p, sums.data(), wide.data(), block_sums.data(), codes.data());
 }
 
 #else  // no fast path on this architecture
