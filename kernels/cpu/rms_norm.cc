@@ -650,14 +650,18 @@ struct Half<DType::kBF16> {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
   }
 
+  // VCVTNEPS2BF16: EncodeOutput where no lane of f is a NaN or a subnormal
+  // (it flushes subnormals and quiets NaNs its own way).
+  NG_AVX512_INLINE static __m256i Narrow(__m512 f) {
+    const __m256bh h = _mm512_cvtneps_pbh(f);
+    __m256i bits;
+    std::memcpy(&bits, &h, sizeof bits);
+    return bits;
+  }
+
   // EncodeOutput, lanewise.
   NG_AVX512_INLINE static __m256i Encode(__m512 f) {
-    if (_mm512_fpclass_ps_mask(f, kNan | kDenormal) == 0) {
-      const __m256bh h = _mm512_cvtneps_pbh(f);
-      __m256i bits;
-      std::memcpy(&bits, &h, sizeof bits);
-      return bits;
-    }
+    if (_mm512_fpclass_ps_mask(f, kNan | kDenormal) == 0) return Narrow(f);
     return EncodeSlow(f);
   }
 
@@ -994,22 +998,14 @@ NG_AVX512_INLINE void Output16(const void* weight, float* wide, const char* x,
   }
   const __m512 normed = _mm512_mul_ps(v, r);
   if constexpr (X == DType::kBF16 && kHf && !kScale && !kGated) {
-    // R(w * R(normed)) with one NaN / subnormal test for both roundings:
-    // VCVTNEPS2BF16 is EncodeOutput wherever neither operand is one.
-    const __m256bh rounded = _mm512_cvtneps_pbh(normed);
-    __m256i rounded_bits;
-    std::memcpy(&rounded_bits, &rounded, sizeof rounded_bits);
-    const __m512 o = _mm512_mul_ps(w, H::ToFloat(rounded_bits));
+    // R(w * R(normed)) with one NaN / subnormal test for both roundings
+    // (H::Narrow); where a lane has one, the general code below.
+    const __m512 o = _mm512_mul_ps(w, H::ToFloat(H::Narrow(normed)));
     if ((_mm512_fpclass_ps_mask(normed, kNan | kDenormal) |
          _mm512_fpclass_ps_mask(o, kNan | kDenormal)) == 0) {
-      const __m256bh h = _mm512_cvtneps_pbh(o);
-      __m256i bits;
-      std::memcpy(&bits, &h, sizeof bits);
-      Store16(out, j, m, bits);
-    } else {
-      Store16(out, j, m, H::Encode(_mm512_mul_ps(w, H::Round(normed))));
+      Store16(out, j, m, H::Narrow(o));
+      return;
     }
-    return;
   }
   __m512 o;
   if (kScale || !kHf) {
