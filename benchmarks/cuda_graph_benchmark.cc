@@ -174,9 +174,11 @@ void BM_DecodeStackReplay(benchmark::State& state) {
   const bool pdl = state.range(1) != 0;
   const int layout_k = static_cast<int>(state.range(2));  // 0: the plan's
   const bool copy_only = state.range(3) != 0;
+  // 0: the plan's choice of clusters (rows split over CTAs), 1: none.
+  const int cluster = static_cast<int>(state.range(4));
   const bool was = ProgrammaticDependentLaunch();
   SetProgrammaticDependentLaunch(pdl);
-  SetRmsNormLayoutOverride(layout_k, 0);
+  SetRmsNormLayoutOverride(layout_k, 0, 0, cluster);
   Chain chain;
   const absl::Status init =
       chain.Init(256, batch, ReplayPolicy::kFail, copy_only);
@@ -210,16 +212,19 @@ void BM_DecodeStackReplay(benchmark::State& state) {
   state.counters["pdl"] = pdl ? 1 : 0;
   state.counters["k"] = layout_k;
   state.counters["copy_only"] = copy_only ? 1 : 0;
+  state.counters["cluster"] = cluster;
   state.counters["fast_checks"] =
       static_cast<double>(g.snapshot().fast_checks());
 }
-// The plan's layout at every batch, then each forced layout (K chunks per
-// thread) at a few, then the floor: the same graph of copy kernels (copy:1).
+// The plan's layout at every batch, the same without rows split over clusters
+// (cluster:1), then each forced layout (K chunks per thread, no clusters) at a
+// few, then the floor: the same graph of copy kernels (copy:1).
 BENCHMARK(BM_DecodeStackReplay)
-    ->ArgNames({"batch", "pdl", "k", "copy"})
-    ->ArgsProduct({{1, 2, 4, 8, 16, 32, 64}, {0, 1}, {0}, {0}})
-    ->ArgsProduct({{1, 8, 64}, {0, 1}, {1, 2, 4}, {0}})
-    ->ArgsProduct({{1, 8, 64}, {0, 1}, {0}, {1}})
+    ->ArgNames({"batch", "pdl", "k", "copy", "cluster"})
+    ->ArgsProduct({{1, 2, 4, 8, 16, 32, 64}, {0, 1}, {0}, {0}, {0}})
+    ->ArgsProduct({{1, 2, 4, 8, 16, 32, 64}, {1}, {0}, {0}, {1}})
+    ->ArgsProduct({{1, 8, 64}, {0, 1}, {1, 2, 4}, {0}, {1}})
+    ->ArgsProduct({{1, 8, 64}, {0, 1}, {0}, {1}, {0}})
     ->UseManualTime()
     ->Iterations(3)
     ->Unit(benchmark::kMicrosecond);

@@ -32,6 +32,7 @@
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
 #include "benchmarks/bench_cuda.h"
+#include "core/cuda/cuda_launch.h"
 #include "core/dtype.h"
 #include "core/kernel_def.h"
 #include "kernels/cuda/kernels_cuda.h"
@@ -80,15 +81,14 @@ struct Operands {
   void* weight = nullptr;
 };
 
-// Launch `params` as the plan says, on the stream (no PDL: isolated calls).
+// Launch `params` as the plan says (clusters included), on the stream (no
+// PDL: isolated calls).
 void LaunchPlanned(const RmsNormParams& params) {
   CudaLaunch plan;
   PlanRmsNormCuda(&params, &plan);
+  plan.programmatic_dependency = false;
   void* args[] = {const_cast<RmsNormParams*>(&params)};
-  NG_BENCH_CUDA(cudaLaunchKernel(
-      plan.function, dim3(plan.grid[0], plan.grid[1], plan.grid[2]),
-      dim3(plan.block[0], plan.block[1], plan.block[2]), args,
-      plan.shared_bytes, Stream()));
+  NG_BENCH_CUDA(LaunchCudaPlan(plan, args, Stream()));
 }
 
 void RunNorm(benchmark::State& state, const Variant& v, DType x_dtype,

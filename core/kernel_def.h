@@ -30,13 +30,17 @@ struct CudaLaunch {
   // finished, so it must wait for it (griddepcontrol.wait) before touching
   // memory. Captured into the graph node as a programmatic edge.
   bool programmatic_dependency = false;
+  // CTAs per thread-block cluster along x (grid[0] a multiple of it; sm_90 and
+  // later), or 1: no cluster.
+  uint32_t cluster = 1;
 
   bool operator==(const CudaLaunch& o) const {
     return function == o.function && grid[0] == o.grid[0] &&
            grid[1] == o.grid[1] && grid[2] == o.grid[2] &&
            block[0] == o.block[0] && block[1] == o.block[1] &&
            block[2] == o.block[2] && shared_bytes == o.shared_bytes &&
-           programmatic_dependency == o.programmatic_dependency;
+           programmatic_dependency == o.programmatic_dependency &&
+           cluster == o.cluster;
   }
   bool operator!=(const CudaLaunch& o) const { return !(*this == o); }
 };

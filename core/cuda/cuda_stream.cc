@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "core/cuda/cuda_launch.h"
 #include "core/cuda/cuda_status.h"
 #include "core/status_macros.h"
 
@@ -67,25 +68,6 @@ absl::Status CheckFunction(const void* in_graph, const void* planned,
   return absl::InternalError(
       absl::StrCat(context, ": the graph's node runs ", FunctionName(in_graph),
                    ", the launcher recorded ", FunctionName(planned)));
-}
-
-// cudaLaunchKernelEx with the plan's shape and, if it asks for one, the
-// programmatic-stream-serialization attribute (programmatic dependent launch).
-cudaError_t LaunchPlanned(const CudaLaunch& plan, void** args,
-                          cudaStream_t stream) {
-  cudaLaunchAttribute attribute[1];
-  cudaLaunchConfig_t config{};
-  config.gridDim = Dim(plan.grid);
-  config.blockDim = Dim(plan.block);
-  config.dynamicSmemBytes = plan.shared_bytes;
-  config.stream = stream;
-  if (plan.programmatic_dependency) {
-    attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attribute[0].val.programmaticStreamSerializationAllowed = 1;
-    config.attrs = attribute;
-    config.numAttrs = 1;
-  }
-  return cudaLaunchKernelExC(&config, plan.function, args);
 }
 
 cudaKernelNodeParams KernelNodeParams(const CudaLaunch& plan, void** args) {
@@ -238,7 +220,7 @@ absl::Status CudaStream::Execute(const KernelDef& kernel, const void* params) {
   absl::StatusOr<CudaLaunch> plan = PlanCudaLaunch(kernel, params);
   if (!plan.ok()) return plan.status();
   void* args[] = {const_cast<void*>(params)};
-  NG_CUDA_RETURN_IF_ERROR(LaunchPlanned(*plan, args, stream_),
+  NG_CUDA_RETURN_IF_ERROR(LaunchCudaPlan(*plan, args, stream_),
                           absl::StrCat("kernel ", kernel.name));
   return absl::OkStatus();
 }
@@ -272,7 +254,7 @@ absl::Status CudaStream::CaptureLaunch(const KernelDef& kernel,
   const std::string context = absl::StrFormat(
       "capturing kernel %s (launch %d)", kernel.name, captured_nodes_.size());
   void* args[] = {const_cast<void*>(params)};
-  NG_CUDA_RETURN_IF_ERROR(LaunchPlanned(*plan, args, stream_), context);
+  NG_CUDA_RETURN_IF_ERROR(LaunchCudaPlan(*plan, args, stream_), context);
   cudaStreamCaptureStatus status;
   const cudaGraphNode_t* deps = nullptr;
   size_t num_deps = 0;

@@ -17,6 +17,7 @@
 #include "core/tensor_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kernels/cuda/kernels_cuda.h"
 #include "kernels/kernels.h"
 
 namespace normgraph {
@@ -113,6 +114,73 @@ TEST_F(CudaStreamTest, ReboundHandleIsReadStaleUntilTheNodeIsRebound) {
   Tensor wrong = Filled(0.0f, 16);
   EXPECT_EQ(graph->RebindArg(0, 0, wrong).code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+// A decode-sized norm whose rows the plan splits over a thread-block cluster
+// (kernels/cuda/kernels.cu; forced here, so that the test does not depend on
+// the automatic choice): the cluster is part of the captured node, the
+// replay gives the eager bits, and a rebind through
+// cudaGraphExecKernelNodeSetParams (new params, the node's attributes kept)
+// gives the eager bits of the new input.
+TEST_F(CudaStreamTest, ClusterLaunchReplaysAndRebindsLikeEager) {
+  SetRmsNormLayoutOverride(0, 0, 0, 4);
+  struct Reset {
+    ~Reset() { SetRmsNormLayoutOverride(0, 0); }
+  } reset;
+  constexpr int64_t kRows = 2, kCols = 4096;
+  auto normal = [&](uint64_t seed, int64_t rows) {
+    Tensor t =
+        *Tensor::Empty(runtime_->allocator(), {rows, kCols}, DType::kBF16);
+    EXPECT_TRUE(FillNormal(t, seed, 0.0f, 1.0f).ok());
+    return t;
+  };
+  Tensor x = normal(1, kRows), weight = normal(2, 1);
+  Tensor out = normal(3, kRows), expected = normal(4, kRows);
+  auto norm = [&](const Tensor& in, const Tensor& to) {
+    RmsNormParams p;
+    p.x = in.data();
+    p.weight = weight.data();
+    p.out = to.data();
+    p.rows = kRows;
+    p.cols = kCols;
+    p.x_stride = p.out_stride = kCols;
+    return stream_->Launch(RmsNormKernel(), p,
+                           {{&p.x, &in, Access::kRead},
+                            {&p.weight, &weight, Access::kRead},
+                            {&p.out, &to, Access::kWrite}});
+  };
+  RmsNormParams planned;
+  planned.x = x.data();
+  planned.weight = weight.data();
+  planned.out = out.data();
+  planned.rows = kRows;
+  planned.cols = kCols;
+  planned.x_stride = planned.out_stride = kCols;
+  const absl::StatusOr<CudaLaunch> plan =
+      PlanCudaLaunch(RmsNormKernel(), &planned);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  int major = 0;
+  ASSERT_EQ(
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0),
+      cudaSuccess);
+  if (major >= 9) EXPECT_EQ(plan->cluster, 4u);
+
+  ASSERT_TRUE(norm(x, expected).ok());
+  ASSERT_TRUE(stream_->BeginCapture().ok());
+  ASSERT_TRUE(norm(x, out).ok());
+  auto graph = *stream_->EndCapture();
+  ASSERT_TRUE(graph->Replay().ok());
+  ASSERT_TRUE(stream_->Synchronize().ok());
+  EXPECT_TRUE(BitwiseEqual(out, expected));
+
+  Tensor other = normal(5, kRows);
+  ASSERT_TRUE(norm(other, expected).ok());
+  ASSERT_TRUE(stream_->Synchronize().ok());
+  ASSERT_FALSE(BitwiseEqual(out, expected)) << "the inputs must differ";
+  ASSERT_TRUE(graph->RebindArg(0, 0, other).ok());
+  ASSERT_TRUE(graph->Replay().ok());
+  ASSERT_TRUE(stream_->Synchronize().ok());
+  EXPECT_TRUE(BitwiseEqual(out, expected));
 }
 
 // Work captured from outside the launcher cannot be checked by name: the

@@ -2,6 +2,7 @@
 // and the copy kernel. The row-norm kernels themselves are in
 // rms_norm_kernels.h, instantiated by rms_norm_{f32,bf16,f16}.cu.
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
@@ -68,6 +69,7 @@ constexpr int64_t kMaxBlocks = (int64_t{1} << 31) - 1;
 std::atomic<int> layout_override_k{0};
 std::atomic<int> layout_override_block{0};
 std::atomic<int> layout_override_max_blocks{0};
+std::atomic<int> layout_override_cluster{0};
 
 bool PdlFromEnvironment() {
   const char* env = std::getenv("NORMGRAPH_CUDA_PDL");
@@ -124,11 +126,82 @@ int64_t ResidentBlocks(const void* function, int block_threads) {
 }
 
 // Programmatic dependent launch only for launches of at most this many
-// blocks: it hides the launch latency of small dependent kernels (decode),
-// but a larger dependent grid made resident early holds SM resources while
-// it waits and made the 256-norm decode stack slower at batch 32 and 64 on
-// the H200 (benchmarks/RESULTS.md).
+// row groups (blocks, or clusters where rows are split over clusters): it
+// hides the launch latency of small dependent kernels (decode), but a larger
+// dependent grid made resident early holds SM resources while it waits and
+// made the 256-norm decode stack slower at batch 32 and 64 on the H200
+// (benchmarks/RESULTS.md).
 constexpr int64_t kPdlMaxBlocks = 16;
+
+// The SMs of the current device if it can launch thread-block clusters
+// (compute capability 9.0 and later), else 0. Cached per device.
+int64_t ClusterCapableSms() {
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) {
+    cudaGetLastError();  // not sticky: cleared, so no later check reports it
+    return 0;
+  }
+  static std::mutex mu;
+  static std::map<int, int64_t> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  const auto it = cache.find(device);
+  if (it != cache.end()) return it->second;
+  int sms = 0, clusters = 0;
+  int64_t capable = 0;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) ==
+          cudaSuccess &&
+      cudaDeviceGetAttribute(&clusters, cudaDevAttrClusterLaunch, device) ==
+          cudaSuccess) {
+    capable = clusters != 0 ? sms : 0;
+  } else {
+    cudaGetLastError();  // not sticky: cleared, so no later check reports it
+  }
+  cache.emplace(device, capable);
+  return capable;
+}
+
+// Fewest threads a CTA of a split row has: RowTotalForLatency then has the
+// barrier that ClusterExchange's ordering relies on.
+constexpr int64_t kMinClusterCtaThreads = 64;
+
+// Most rows a launch may have for the automatic choice to split them over
+// clusters. The 256-norm decode stack of [batch, 4096] bf16 on the H200 with
+// programmatic dependent launch, us a step with the rows split / not: batch
+// 1: 366 / 414, 8: 376 / 414, 16: 427 / 420, 32: 600 / 585, 64: 652 / 595;
+// without programmatic dependent launch, batch 1: 550 / 515 (the clusters'
+// set-up no longer overlaps the previous node). Benchmarks/RESULTS.md.
+constexpr int64_t kMaxClusteredRows = 8;
+
+// How many CTAs each row of a K = 1 launch is split over
+// (rms_norm_kernels.h, ClusterExchange). Automatically (`forced` 0), for
+// launches of at most kMaxClusteredRows rows with programmatic dependent
+// launch: the most, up to kMaxCluster, that leave each CTA at least
+// kMinClusterCtaThreads threads and every CTA of the launch an SM of its own.
+// `forced` (the layout override) 1 never splits, a power of two up to
+// kMaxCluster splits that many ways where each CTA keeps
+// kMinClusterCtaThreads. 1 (no cluster) for other layouts and on GPUs
+// without clusters.
+int64_t RowCluster(const cuda_layout::RowLayout& l, int64_t rows,
+                   int64_t forced) {
+  if (!l.register_cached || l.chunks_per_thread != 1 || forced == 1) return 1;
+  const int64_t sms = ClusterCapableSms();
+  if (sms == 0) return 1;
+  const int64_t g = l.threads_per_row;
+  if (forced > 1) {
+    const bool fits = forced <= cuda_kernels::kMaxCluster &&
+                      (forced & (forced - 1)) == 0 &&
+                      g / forced >= kMinClusterCtaThreads;
+    return fits ? forced : 1;
+  }
+  if (rows > kMaxClusteredRows || !PdlEnabled().load()) return 1;
+  int64_t cluster = 1;
+  while (cluster * 2 <= cuda_kernels::kMaxCluster &&
+         g / (cluster * 2) >= kMinClusterCtaThreads &&
+         rows * cluster * 2 <= sms) {
+    cluster *= 2;
+  }
+  return cluster;
+}
 
 }  // namespace
 
@@ -155,8 +228,25 @@ void PlanRmsNormCuda(const void* raw, CudaLaunch* launch) {
   if (layout.register_cached && max_blocks > 0 && blocks > max_blocks) {
     blocks = max_blocks;
   }
-  launch->grid[0] = static_cast<uint32_t>(blocks);
-  launch->block[0] = static_cast<uint32_t>(layout.block_threads);
+  // Rows split over clusters: one row per cluster (up to the cap, after
+  // which clusters walk rows), G / cluster threads a CTA. A forced block size
+  // keeps its blocks unless a cluster is forced too.
+  int64_t forced_cluster =
+      layout_override_cluster.load(std::memory_order_relaxed);
+  if (forced_cluster == 0 &&
+      layout_override_block.load(std::memory_order_relaxed) > 0) {
+    forced_cluster = 1;
+  }
+  const int64_t cluster = RowCluster(layout, p.rows, forced_cluster);
+  if (cluster > 1) {
+    blocks = std::max<int64_t>(1, std::min(p.rows, kMaxBlocks / cluster));
+    if (max_blocks > 0 && blocks > max_blocks) blocks = max_blocks;
+    launch->block[0] = static_cast<uint32_t>(layout.threads_per_row / cluster);
+    launch->cluster = static_cast<uint32_t>(cluster);
+  } else {
+    launch->block[0] = static_cast<uint32_t>(layout.block_threads);
+  }
+  launch->grid[0] = static_cast<uint32_t>(blocks * cluster);
   launch->programmatic_dependency =
       PdlEnabled().load() && blocks <= kPdlMaxBlocks;
 }
@@ -176,10 +266,11 @@ void PlanCopyCuda(const void* raw, CudaLaunch* launch) {
 }
 
 void SetRmsNormLayoutOverride(int chunks_per_thread, int block_threads,
-                              int max_blocks) {
+                              int max_blocks, int cluster) {
   layout_override_k.store(chunks_per_thread);
   layout_override_block.store(block_threads);
   layout_override_max_blocks.store(max_blocks);
+  layout_override_cluster.store(cluster);
 }
 
 void SetProgrammaticDependentLaunch(bool enabled) {
@@ -201,13 +292,14 @@ std::string DescribeRmsNormLaunch(const RmsNormParams& p) {
                   static_cast<long long>(l.block_threads), launch.grid[0],
                   launch.programmatic_dependency ? " pdl" : "");
   } else {
-    std::snprintf(text, sizeof text,
-                  "K=%lld G=%lld rows/block=%lld block=%lld grid=%u%s",
-                  static_cast<long long>(l.chunks_per_thread),
-                  static_cast<long long>(l.threads_per_row),
-                  static_cast<long long>(l.rows_per_block),
-                  static_cast<long long>(l.block_threads), launch.grid[0],
-                  launch.programmatic_dependency ? " pdl" : "");
+    std::snprintf(
+        text, sizeof text,
+        "K=%lld G=%lld rows/block=%lld block=%u grid=%u cluster=%u%s",
+        static_cast<long long>(l.chunks_per_thread),
+        static_cast<long long>(l.threads_per_row),
+        static_cast<long long>(launch.cluster > 1 ? 1 : l.rows_per_block),
+        launch.block[0], launch.grid[0], launch.cluster,
+        launch.programmatic_dependency ? " pdl" : "");
   }
   return text;
 }

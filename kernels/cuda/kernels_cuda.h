@@ -28,9 +28,13 @@ void PlanCopyCuda(const void* params, CudaLaunch* launch);
 // default). A K that does not fit a row falls back to the automatic choice.
 // `max_blocks` > 0 caps the grid of the register-cached kernel (its blocks
 // then walk several row groups each, through the pipeline that persistent
-// blocks use). Process-wide; not for use while another thread plans launches.
+// blocks use; with clusters, it caps the clusters). `cluster`: how many CTAs
+// (a thread-block cluster, sm_90 and later) each row of a K = 1 launch is
+// split over: 0 the automatic choice (decode-sized launches on GPUs with
+// clusters), 1 never, 2, 4 or 8 that many where each CTA keeps 64 threads
+// (else 1). Process-wide; not for use while another thread plans launches.
 void SetRmsNormLayoutOverride(int chunks_per_thread, int block_threads = 0,
-                              int max_blocks = 0);
+                              int max_blocks = 0, int cluster = 0);
 
 // Whether later plans ask for programmatic dependent launch
 // (CudaLaunch::programmatic_dependency). On by default; the environment

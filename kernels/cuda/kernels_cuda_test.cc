@@ -279,19 +279,25 @@ TEST_F(CudaKernelsTest, RmsNormEqualsCpuReferenceBitForBitOnRandomShapes) {
 // Every launch layout the kernels support (kernels/cuda/row_layout.h), forced
 // on random variants, dtypes, strides and alignments: the register-cached
 // kernel with K = 1, 2, 4 chunks per thread and several block sizes (several
-// rows per warp, per block, rows of several warps), and the streaming kernel.
-// Also the automatic choice in the prefill regime (many rows).
+// rows per warp, per block, rows of several warps), rows split over clusters
+// of 2, 4 and 8 CTAs (K = 1; with a cap of 1 or 2 clusters, so that each
+// cluster walks several rows through both halves of its exchange), without
+// clusters, and the streaming kernel. Also the automatic choice in the
+// prefill regime (many rows).
 TEST_F(CudaKernelsTest, EveryLaunchLayoutEqualsCpuReference) {
   std::mt19937_64 rng(12);
   const int64_t kCols[] = {1,    7,    8,    9,     16,    17,    33,   64,
                            65,   128,  129,  256,   1000,  1536,  2048, 4096,
                            4097, 8192, 8200, 12288, 16383, 16384, 16385};
-  // {K, block threads, grid cap}: a cap makes each block walk several row
-  // groups through the kernel's pipeline.
-  const int kLayouts[][3] = {{0, 0, 0},  {1, 0, 0},   {1, 32, 0},  {1, 1024, 0},
-                             {2, 0, 0},  {2, 64, 0},  {2, 512, 0}, {4, 0, 0},
-                             {4, 32, 0}, {4, 512, 0}, {-1, 0, 0},  {0, 0, 3},
-                             {1, 32, 1}, {2, 64, 2},  {4, 0, 5}};
+  // {K, block threads, grid cap, cluster}: a cap makes each block (cluster)
+  // walk several row groups through the kernel's pipeline.
+  const int kLayouts[][4] = {
+      {0, 0, 0, 0},  {1, 0, 0, 0},   {1, 32, 0, 1},  {1, 1024, 0, 1},
+      {2, 0, 0, 0},  {2, 64, 0, 0},  {2, 512, 0, 0}, {4, 0, 0, 0},
+      {4, 32, 0, 0}, {4, 512, 0, 0}, {-1, 0, 0, 0},  {0, 0, 3, 0},
+      {1, 32, 1, 1}, {2, 64, 2, 0},  {4, 0, 5, 0},   {1, 0, 0, 2},
+      {1, 0, 0, 4},  {1, 0, 0, 8},   {1, 0, 1, 4},   {1, 0, 2, 8},
+      {1, 0, 0, 1},  {0, 0, 0, 1}};
   const char* env = std::getenv("NORMGRAPH_SWEEP_CASES");
   const int repeats = env != nullptr && std::atoi(env) > 0 ? 1 : 2;
   int cases = 0;
@@ -310,7 +316,7 @@ TEST_F(CudaKernelsTest, EveryLaunchLayoutEqualsCpuReference) {
         c.out_stride = stride();
         c.gate_stride = stride();
         c.residual_stride = stride();
-        SetRmsNormLayoutOverride(layout[0], layout[1], layout[2]);
+        SetRmsNormLayoutOverride(layout[0], layout[1], layout[2], layout[3]);
         RunCase(c, rng);
         SetRmsNormLayoutOverride(0, 0);
         if (HasFatalFailure()) return;

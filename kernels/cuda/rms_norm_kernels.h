@@ -28,7 +28,10 @@
 //    weight product), packed 16-bit add / mul give the same bits with one
 //    instruction per two elements (PackedAdd); NaNs are canonicalised after
 //    a test on the encoded bits. Compiled for the dtype combinations models
-//    use (RegisterCachedCombination).
+//    use (RegisterCachedCombination). At K = 1 (decode-sized launches) a
+//    row may be split over a thread-block cluster of CTAs on several SMs,
+//    which exchange their partial sums through distributed shared memory
+//    (ClusterExchange).
 //  - RmsNormStreamingKernel<X, W, O> (longer rows, and the other dtype
 //    combinations): a binary-counter accumulator per thread and a second pass
 //    that reads the row again.
@@ -520,6 +523,141 @@ __device__ __forceinline__ double RowTotal(double (&sums)[K], int g, int parity,
   }
 }
 
+// --- rows split over a thread-block cluster (decode)
+// -------------------------------------
+
+// A decode-sized launch (a few rows) leaves most SMs idle while one SM does a
+// whole row: on the H200 a 256-node decode chain of 1 x 4096 bf16 norms took
+// 1.59 us a node with the row in one CTA of 512 threads, 1.19 with it split
+// over 4 CTAs on 4 SMs and the exchange of their sums left out (wrong
+// results, the cost of the work alone). So the launch plan (kernels.cu) may
+// split each row of the K = 1 kernel over a cluster of CS CTAs: CTA rank c owns
+// the row's chunks [c G / CS, (c + 1) G / CS), an aligned subtree of the
+// pairwise tree, which it completes itself (RowTotalForLatency) and pushes
+// into slot c of every CTA of the cluster (st.async into distributed shared
+// memory, each CTA's mbarrier counting the bytes); each CTA then adds the
+// slots pairwise in rank order (SubtreeSum over kMaxCluster slots, the unused
+// ones exact zeros), which is the tree's top: the same bits as one CTA. The
+// exchange took ~0.1 us a node against ~0.5 for a cluster barrier
+// (barrier.cluster) per row. Every CTA of a cluster walks the same rows;
+// consecutive rows use alternate slots and mbarriers (`parity`). A CTA sends
+// row r + 1's sum only after the barrier of its row r + 1 reduction
+// (RowTotalForLatency has one: the plan gives clustered CTAs >= 64 threads),
+// so after all its threads read row r's slots; a CTA reaches row r + 2, whose
+// sum goes into row r's slots, only after receiving every CTA's row r + 1 sum.
+// So no slot is overwritten before every CTA has read it. (A sum may arrive
+// before its receiver posts the bytes to expect: the mbarrier's transaction
+// count may go below zero meanwhile.) No CTA exits while another may still
+// write its shared memory: each receives all sums of its rows before its last
+// row's outputs.
+constexpr int kMaxCluster = 8;
+
+struct ClusterExchange {
+  unsigned long long arrived[2];  // mbarriers, one per row parity
+  double slots[2][kMaxCluster];
+};
+
+// CTAs in this CTA's cluster, and this CTA's rank in it (1 and 0 without a
+// cluster, or before sm_90, where the plan never asks for one).
+__device__ __forceinline__ int ClusterSize() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  uint32_t n;
+  asm("mov.u32 %0, %%cluster_nctarank;" : "=r"(n));
+  return static_cast<int>(n);
+#else
+  return 1;
+#endif
+}
+__device__ __forceinline__ int ClusterRank() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  uint32_t r;
+  asm("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+  return static_cast<int>(r);
+#else
+  return 0;
+#endif
+}
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+__device__ __forceinline__ uint32_t SharedAddress(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+// The address of the same shared variable in CTA `rank` of the cluster.
+__device__ __forceinline__ uint32_t InClusterRank(uint32_t address, int rank) {
+  uint32_t mapped;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;"
+               : "=r"(mapped)
+               : "r"(address), "r"(rank));
+  return mapped;
+}
+#endif
+
+// Before the first row (and before waiting for earlier kernels: with
+// programmatic dependent launch this overlaps them): each CTA's mbarriers
+// initialised (one arrival a phase: its own thread 0's, which also sets the
+// bytes to expect), made visible to the cluster before any CTA sends.
+__device__ __forceinline__ void InitClusterExchange(ClusterExchange& ex) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < 2; ++i) {
+      asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;"
+                   :
+                   : "r"(SharedAddress(&ex.arrived[i]))
+                   : "memory");
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
+  asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory");
+#endif
+}
+
+// The row's total from this CTA's part (every thread of the row holds it):
+// see above. `phases` holds the phase bit of each mbarrier to wait for.
+__device__ __forceinline__ double ClusterRowTotal(double part, int cluster,
+                                                  int rank, int parity,
+                                                  uint32_t& phases,
+                                                  ClusterExchange& ex) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const uint32_t arrived = SharedAddress(&ex.arrived[parity]);
+  if (threadIdx.x == 0) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;"
+                 :
+                 : "r"(arrived), "r"(cluster * static_cast<int>(sizeof(double)))
+                 : "memory");
+  }
+  if (static_cast<int>(threadIdx.x) < cluster) {
+    const int to = static_cast<int>(threadIdx.x);
+    asm volatile(
+        "st.async.shared::cluster.mbarrier::complete_tx::bytes.b64 [%0], %1, "
+        "[%2];"
+        :
+        : "r"(InClusterRank(SharedAddress(&ex.slots[parity][rank]), to)),
+          "l"(__double_as_longlong(part)), "r"(InClusterRank(arrived, to))
+        : "memory");
+  }
+  const uint32_t phase = (phases >> parity) & 1u;
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{ .reg .pred ready; mbarrier.try_wait.parity.shared::cta.b64 ready, "
+        "[%1], %2; selp.u32 %0, 1, 0, ready; }"
+        : "=r"(done)
+        : "r"(arrived), "r"(phase)
+        : "memory");
+  } while (done == 0);
+  phases ^= 1u << parity;
+  double sums[kMaxCluster];
+#pragma unroll
+  for (int c = 0; c < kMaxCluster; ++c) {
+    sums[c] = c < cluster ? ex.slots[parity][c] : 0.0;
+  }
+  return cuda_layout::SubtreeSum<kMaxCluster>(sums);
+#else
+  return part;
+#endif
+}
+
 // --- the register-cached kernel
 // -------------------------------------------------
 
@@ -636,15 +774,30 @@ __global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
   // accesses to one slot are contiguous); blockDim.x / G rows per block. G is
   // a power of two, so shifts and masks instead of divisions; all of it from
   // the sizes alone, before waiting for the kernels this one depends on (with
-  // programmatic dependent launch, while they finish).
+  // programmatic dependent launch, while they finish). At K = 1 a block of
+  // fewer threads than a row holds part of a row split over a cluster of G /
+  // blockDim.x CTAs (ClusterExchange), one row per CTA: told by the sizes,
+  // so the common case reads no cluster register and divides by nothing
+  // (without programmatic dependent launch, what a kernel does before its
+  // loads is on the decode chain's critical path).
   const int64_t g64 = cuda_layout::PaddedChunks(p.cols) / K;
-  const int g = static_cast<int>(g64);
-  const int log2_g = cuda_layout::Log2OfPowerOfTwo(g64);
+  const int log2_row = cuda_layout::Log2OfPowerOfTwo(g64);
+  const bool split = K == 1 && blockDim.x < g64;
+  const int log2_cluster =
+      split ? log2_row - cuda_layout::Log2OfPowerOfTwo(blockDim.x) : 0;
+  const int cluster = 1 << log2_cluster;
+  // A split row launched without its cluster (or with another) cannot be
+  // computed: an error rather than wrong sums or a wait that never ends.
+  if (split && ClusterSize() != cluster) __trap();
+  const int rank = split ? ClusterRank() : 0;
+  const int g =
+      static_cast<int>(g64 >> log2_cluster);  // the row's threads here
+  const int log2_g = log2_row - log2_cluster;
   const int rows_per_block = static_cast<int>(blockDim.x >> log2_g);
-  const int lane_in_row = threadIdx.x & (g - 1);
+  const int lane_in_row = rank * g + (threadIdx.x & (g - 1));
   const int row_in_block = threadIdx.x >> log2_g;
   auto chunk = [&](int i) -> int64_t {
-    return static_cast<int64_t>(i) * g + lane_in_row;
+    return static_cast<int64_t>(i) * g64 + lane_in_row;
   };
   // Element offsets: of this thread's first chunk in a row, and between its
   // slots.
@@ -657,11 +810,19 @@ __global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
   const bool whole_chunks =
       chunk(K - 1) * kChunk + kChunk <= p.cols && Aligned16(weight);
   __shared__ double warp_sums[2 * K * 32];
-  // The loop bounds are the same for every thread of the block: all of them
-  // reach every shuffle and barrier.
-  int64_t row0 = static_cast<int64_t>(blockIdx.x) * rows_per_block;
-  const int64_t step = static_cast<int64_t>(gridDim.x) * rows_per_block;
+  __shared__ ClusterExchange exchange;
+  uint32_t exchange_phases = 0;
+  // The loop bounds are the same for every thread of the block (and of the
+  // cluster): all of them reach every shuffle and barrier.
+  int64_t row0 =
+      static_cast<int64_t>(blockIdx.x >> log2_cluster) * rows_per_block;
+  const int64_t step =
+      static_cast<int64_t>(gridDim.x >> log2_cluster) * rows_per_block;
+  // A block of less than a row at K > 1 (no plan makes one): an error rather
+  // than a loop that never advances.
+  if (rows_per_block == 0) __trap();
   if (row0 >= p.rows) return;
+  if (split) InitClusterExchange(exchange);
 
   // This thread's first element of a row of `base` (row r of a tensor of
   // dtype D with row stride `stride`); slot i is at + i * slot_offset.
@@ -823,7 +984,11 @@ __global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
     }
     // The power-of-two shortcut of InvRms for the latency-bound K = 1; the
     // division (same bits) otherwise (numerics::InvRms says why).
-    const double total = RowTotal<K, kLean>(leaves, g, parity, warp_sums);
+    double total = RowTotal<K, kLean>(leaves, g, parity, warp_sums);
+    if (split) {
+      total = ClusterRowTotal(total, cluster, rank, parity, exchange_phases,
+                              exchange);
+    }
     const float inv_rms = K == 1
                               ? numerics::InvRms(total, p.cols, p.eps)
                               : numerics::InvRmsOfMean(

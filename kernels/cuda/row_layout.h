@@ -35,6 +35,12 @@
 //    512 threads with any power-of-two k, a binary-counter accumulator per
 //    thread, and a second pass that reads the row again.
 //
+// At K = 1 the plan may also split each row over a thread-block cluster of
+// CTAs on several SMs (decode-sized launches; kernels.cu, RowCluster): CTA c
+// of the cluster then owns the row's threads [c G / CS, (c + 1) G / CS),
+// an aligned subtree again, and the CTAs add their sums in rank order
+// (rms_norm_kernels.h, ClusterExchange).
+//
 // Which K: the fewest chunks per thread that fit (most threads per row, the
 // shortest critical path) while the launch is small (decode: a few rows, per
 // head norms of a few tokens); once rows x P fills the GPU many times over

@@ -162,9 +162,15 @@ class Data:
         return out
 
     def plan_replays(self):
-        """The decode-stack replays with the plan's own layout (no forced K)."""
+        """The decode-stack replays with the plan's own layout (no forced K or cluster)."""
         return [(k, b) for k, b in self.graph_entries("BM_DecodeStackReplay")
-                if k.get("k", 0) == 0 and not k.get("copy", 0)]
+                if k.get("k", 0) == 0 and not k.get("copy", 0) and not k.get("cluster", 0)]
+
+    def unsplit_replays(self):
+        """The plan's layout without rows split over clusters (cluster:1), by (batch, pdl)."""
+        return {(k["batch"], k["pdl"]): b
+                for k, b in self.graph_entries("BM_DecodeStackReplay")
+                if k.get("k", 0) == 0 and not k.get("copy", 0) and k.get("cluster", 0) == 1}
 
     def copy_floor(self):
         """The same graph of copy kernels, by (batch, pdl): the floor of a node."""
@@ -295,19 +301,25 @@ def stack_layout_table(data, lines):
     if not forced:
         return
     plan = {(k["batch"], k["pdl"]): b for k, b in data.plan_replays()}
+    unsplit = data.unsplit_replays()
     floor = data.copy_floor()
     lines.append("### The decode stack with forced layouts (K chunks per thread)\n")
-    lines.append("Copy floor: the same graph with each node a copy of its input "
+    lines.append("Plan without clusters: the plan's layout with no row split over a "
+                 "thread-block cluster; K = 1, 2, 4: forced, no clusters either. "
+                 "Copy floor: the same graph with each node a copy of its input "
                  "(absent from runs before the floor benchmark existed).\n")
-    lines.append("| batch | PDL | plan us/step | K=1 | K=2 | K=4 | copy floor us/step |")
-    lines.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    cells = {}
+    lines.append("| batch | PDL | plan us/step | plan without clusters | K=1 | K=2 | K=4 | "
+                 "copy floor us/step |")
+    lines.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    cells = {key: {} for key in unsplit}
     for k, b in forced:
         cells.setdefault((k["batch"], k["pdl"]), {})[k["k"]] = b
     for (batch, pdl), by_k in sorted(cells.items()):
         p = plan.get((batch, pdl))
+        u = unsplit.get((batch, pdl))
         lines.append(f"| {batch} | {'on' if pdl else 'off'} | "
                      f"{fmt(p['us_per_step']) if p else '-'} | "
+                     f"{fmt(u['us_per_step']) if u else '-'} | "
                      + " | ".join(fmt(by_k[k]["us_per_step"]) if k in by_k else "-"
                                   for k in (1, 2, 4))
                      + f" | {fmt(floor[(batch, pdl)]['us_per_step']) if (batch, pdl) in floor else '-'} |")
