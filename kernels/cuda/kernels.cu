@@ -167,9 +167,11 @@ constexpr int64_t kMinClusterCtaThreads = 64;
 // Most rows a launch may have for the automatic choice to split them over
 // clusters. The 256-norm decode stack of [batch, 4096] bf16 on the H200 with
 // programmatic dependent launch, us a step with the rows split / not: batch
-// 1: 366 / 414, 8: 376 / 414, 16: 427 / 420, 32: 600 / 585, 64: 652 / 595;
-// without programmatic dependent launch, batch 1: 550 / 515 (the clusters'
-// set-up no longer overlaps the previous node). Benchmarks/RESULTS.md.
+// 1: 346 / 394, 8: 366 / 402 (benchmarks/results/h200-2026-11-30); with an
+// earlier build that split up to 66 rows (..._call4.json), batch 16: 427 /
+// 420, 32: 600 / 585, 64: 652 / 595 (the SMs are busy anyway), and without
+// programmatic dependent launch batch 1: 550 / 555 (no gain: the clusters'
+// set-up no longer overlaps the previous node), so only with it.
 constexpr int64_t kMaxClusteredRows = 8;
 
 // How many CTAs each row of a K = 1 launch is split over
