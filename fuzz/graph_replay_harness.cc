@@ -370,19 +370,25 @@ class HostBytes {
  public:
   static absl::StatusOr<HostBytes> Of(const Tensor& t) {
     HostBytes h;
+    NG_RETURN_IF_ERROR(h.Read(t));
+    return h;
+  }
+  // The same into this object (the checks after every load read every
+  // parameter and derived buffer: no StatusOr or tensor copy on the CPU).
+  absl::Status Read(const Tensor& t) {
     if (!t.defined() || !t.is_contiguous()) {
       return absl::InternalError(
           absl::StrCat("cannot read ",
                        t.defined() ? t.DebugString() : "an undefined tensor"));
     }
     if (t.storage()->device() == Device::Cpu()) {
-      h.data_ = static_cast<const uint8_t*>(t.data());
+      data_ = static_cast<const uint8_t*>(t.data());
     } else {
-      NG_ASSIGN_OR_RETURN(h.copy_, ToHost(t));
-      h.data_ = static_cast<const uint8_t*>(h.copy_.data());
+      NG_ASSIGN_OR_RETURN(copy_, ToHost(t));
+      data_ = static_cast<const uint8_t*>(copy_.data());
     }
-    h.size_ = t.numel() * DTypeSize(t.dtype());
-    return h;
+    size_ = t.numel() * DTypeSize(t.dtype());
+    return absl::OkStatus();
   }
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
@@ -487,6 +493,13 @@ absl::StatusOr<std::unique_ptr<NormStack>> MakeModel(const Config& c) {
 
 // --- the harness ------------------------------------------------------------
 
+// What the harness knows of one storage (by id): its byte image (storages
+// parameters live in) and the writes it made to it.
+struct StorageRecord {
+  std::vector<uint8_t> image;
+  uint64_t writes = 0;
+};
+
 // One slot the faults can hit, with what the harness knows of it.
 struct SlotInfo {
   absl::string_view name;  // owners keep their slot names alive
@@ -497,9 +510,11 @@ struct SlotInfo {
   int source = -1;  // derived slots: the index of their source parameter
   int derived = -1;         // parameters: the index of the slot derived from it
   TensorIdentity expected;  // the identity the harness expects it to have
-  // Parameters: where the value lives in the harness's byte image.
+  // Parameters: where the value lives in the harness's byte image (the
+  // storage's record, kept so the hot paths need no lookup by id).
   uint64_t image_storage = 0;
   size_t image_offset = 0;
+  StorageRecord* image = nullptr;
   // Derived slots: the source identity and write count at the last refresh.
   TensorIdentity refreshed_source;
   uint64_t refreshed_writes = 0;
@@ -666,7 +681,8 @@ class Harness {
         const Tensor& t = slot.tensor();
         s.image_storage = t.storage()->id();
         s.image_offset = t.offset_bytes();
-        image_[s.image_storage].resize(t.storage()->bytes());
+        s.image = &Record(s.image_storage);
+        s.image->image.resize(t.storage()->bytes());
       }
       slots_.push_back(std::move(s));
     });
@@ -786,8 +802,16 @@ class Harness {
 
   // --- the harness's value image -------------------------------------------
 
+  // The record of storage `id` (made on first use; never removed, so
+  // pointers to it stay valid for the input).
+  StorageRecord& Record(uint64_t id) {
+    std::unique_ptr<StorageRecord>& r = storages_[id];
+    if (r == nullptr) r = std::make_unique<StorageRecord>();
+    return *r;
+  }
+
   uint8_t* ImageOf(const SlotInfo& s) {
-    return image_[s.image_storage].data() + s.image_offset;
+    return s.image->image.data() + s.image_offset;
   }
   int64_t Numel(const SlotInfo& s) const { return s.slot->tensor().numel(); }
   size_t Bytes(const SlotInfo& s) const {
@@ -800,14 +824,23 @@ class Harness {
     const Tensor& t = s.slot->tensor();
     s.image_storage = t.storage()->id();
     s.image_offset = t.offset_bytes();
-    std::vector<uint8_t>& img = image_[s.image_storage];
+    s.image = &Record(s.image_storage);
+    std::vector<uint8_t>& img = s.image->image;
     if (img.size() < t.storage()->bytes()) img.resize(t.storage()->bytes());
   }
 
   // --- freshness model ------------------------------------------------------
 
   void Wrote(const Tensor& t) {
-    if (t.defined()) ++writes_[t.storage()->id()];
+    if (t.defined()) ++Record(t.storage()->id()).writes;
+  }
+
+  // The harness's count of writes to the storage of `p`'s tensor (`p` a
+  // parameter): its image record when the tensor is where the harness put
+  // it (always, unless the product moved it), else by storage id.
+  uint64_t& WritesOf(const SlotInfo& p) {
+    const uint64_t id = p.slot->tensor().storage()->id();
+    return id == p.image_storage ? p.image->writes : Record(id).writes;
   }
 
   void MarkRefreshed(SlotInfo& d) {
@@ -816,7 +849,7 @@ class Harness {
     if (!SameIdentity(src, d.refreshed_source)) {
       d.refreshed_source = src.Identity();
     }
-    d.refreshed_writes = writes_[src.storage()->id()];
+    d.refreshed_writes = WritesOf(slots_[d.source]);
     d.ever_refreshed = true;
   }
 
@@ -828,7 +861,7 @@ class Harness {
     const Tensor& src = slots_[d.source].slot->tensor();
     if (!src.defined() || !d.ever_refreshed) return true;
     return !SameIdentity(src, d.refreshed_source) ||
-           writes_[src.storage()->id()] != d.refreshed_writes;
+           WritesOf(slots_[d.source]) != d.refreshed_writes;
   }
 
   // --- identities -----------------------------------------------------------
@@ -862,9 +895,10 @@ class Harness {
   // derived buffer the harness expects fresh holds 1 + w.
   absl::Status CheckValues(Describe after) {
     std::vector<std::string> wrong;
+    HostBytes now;
     for (int i : params_) {
       SlotInfo& s = slots_[i];
-      NG_ASSIGN_OR_RETURN(HostBytes now, HostBytes::Of(s.slot->tensor()));
+      NG_RETURN_IF_ERROR(now.Read(s.slot->tensor()));
       const uint8_t* want = ImageOf(s);
       if (std::memcmp(now.data(), want, Bytes(s)) == 0) continue;
       const DType dtype = s.slot->tensor().dtype();
@@ -893,7 +927,8 @@ class Harness {
 
   absl::Status DerivedHoldsOnePlusW(SlotInfo& d, std::string* why) {
     const SlotInfo& src = slots_[d.source];
-    NG_ASSIGN_OR_RETURN(HostBytes now, HostBytes::Of(d.slot->tensor()));
+    HostBytes now;
+    NG_RETURN_IF_ERROR(now.Read(d.slot->tensor()));
     const DType w_dtype = src.slot->tensor().dtype();
     const uint8_t* w = ImageOf(src);
     const int64_t n = Numel(src);
@@ -1136,7 +1171,8 @@ class Harness {
                      dst + j * out);
         }
       }
-      Wrote(s.slot->tensor());
+      // Wrote(s.slot->tensor()), without the lookup by id.
+      if (s.slot->tensor().defined()) ++WritesOf(s);
     }
     // The loader refreshed every derived buffer that was stale.
     MarkAllRefreshed();
@@ -1669,6 +1705,7 @@ class Harness {
     Rebind(to, t);
     to.image_storage = from.image_storage;
     to.image_offset = from.image_offset;
+    to.image = from.image;
     return absl::OkStatus();
   }
 
@@ -1783,10 +1820,9 @@ class Harness {
   absl::flat_hash_map<absl::string_view, int> index_;
   std::vector<RefLayer> ref_layers_;
   RefNorm ref_final_;
-  // The harness's byte image of every storage parameters live in, by id.
-  absl::flat_hash_map<uint64_t, std::vector<uint8_t>> image_;
-  // Writes the harness knows of, per storage id.
-  absl::flat_hash_map<uint64_t, uint64_t> writes_;
+  // Per storage id: the harness's byte image of every storage parameters
+  // live in, and the writes the harness knows of.
+  absl::flat_hash_map<uint64_t, std::unique_ptr<StorageRecord>> storages_;
   // Per bucket (1, 4), per slot: its identity when the graph last captured or
   // repaired it.
   std::vector<TensorIdentity> captured_[2];
