@@ -47,19 +47,17 @@ absl::StatusOr<WeightSet> WeightSet::FromTensors(
 absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
                                        const LoadOptions& options) {
   // Names are views of the model's cached full names and of the weight set's
-  // names, both alive and unchanged for the whole call. One map from name to
-  // the parameter's position in `ordered` serves the lookups and the record
-  // of which parameters the source named (fuzzers load tiny models hundreds
-  // of times per input, so the hashing is a visible share of a load).
-  std::vector<std::pair<absl::string_view, Parameter*>> ordered;
-  model.ForEachParameter([&](const std::string& name, Parameter& p) {
-    ordered.emplace_back(name, &p);
-  });
-  absl::flat_hash_map<absl::string_view, size_t> position;
-  position.reserve(ordered.size());
-  for (size_t i = 0; i < ordered.size(); ++i) {
-    position.try_emplace(ordered[i].first, i);
-  }
+  // names, both alive and unchanged for the whole call (nothing here changes
+  // the model's structure). The model's table from name to the parameter's
+  // position in `ordered` (kept between loads) serves the lookups and the
+  // record of which parameters the source named (fuzzers and trainers load
+  // the same model over and over: the walk and the hashing of every name
+  // were a visible share of a load).
+  const Module::ParameterTable& table = model.Parameters();
+  const std::vector<std::pair<absl::string_view, Parameter*>>& ordered =
+      table.ordered;
+  const absl::flat_hash_map<absl::string_view, size_t>& position =
+      table.position;
   std::vector<bool> named(ordered.size(), false);
 
   // Phase 1: validate everything, touching nothing.
