@@ -1217,8 +1217,11 @@ class Harness {
     std::vector<TensorIdentity>& ids = Captured(bucket);
     ids.resize(slots_.size());
     for (size_t i = 0; i < slots_.size(); ++i) {
-      if (Relevant(slots_[i], bucket))
-        ids[i] = slots_[i].slot->tensor().Identity();
+      const Tensor& t = slots_[i].slot->tensor();
+      // Most slots did not move since the last record: no new identity.
+      if (Relevant(slots_[i], bucket) && !SameIdentity(t, ids[i])) {
+        ids[i] = t.Identity();
+      }
     }
   }
 
