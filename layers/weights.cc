@@ -5,6 +5,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "layers/safetensors/format.h"
@@ -58,12 +59,15 @@ absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
       table.ordered;
   const absl::flat_hash_map<absl::string_view, size_t>& position =
       table.position;
-  std::vector<bool> named(ordered.size(), false);
+  // The per-call lists below live on the stack for models and sources of up
+  // to 32 tensors (up to 2 KiB of CPU backups): a load allocates nothing of
+  // its own then but the report's names.
+  absl::InlinedVector<bool, 64> named(ordered.size(), false);
 
   // Phase 1: validate everything, touching nothing.
   LoadReport report;
   std::vector<std::string> problems;
-  std::vector<std::pair<Parameter*, const SourceTensor*>> plan;
+  absl::InlinedVector<std::pair<Parameter*, const SourceTensor*>, 32> plan;
   plan.reserve(weights.tensors().size());
   // Source names that are no parameter, to find their duplicates.
   absl::flat_hash_set<absl::string_view> other_names;
@@ -138,11 +142,10 @@ absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
     const Tensor& t = param->tensor();
     if (in_arena(t)) arena_bytes += t.numel() * DTypeSize(t.dtype());
   }
-  std::vector<unsigned char> arena(arena_bytes);
-  std::vector<HostView> backups;
-  std::vector<Tensor> host_copies;
+  absl::InlinedVector<unsigned char, 2048> arena(arena_bytes);
+  absl::InlinedVector<HostView, 32> backups;
+  std::vector<Tensor> host_copies;  // (backups point at their storage)
   backups.reserve(plan.size());
-  host_copies.reserve(plan.size());
   size_t used = 0;
   for (const auto& [param, src] : plan) {
     const Tensor& t = param->tensor();
