@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/attributes.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
 #include "absl/strings/match.h"
@@ -376,6 +377,19 @@ class HostBytes {
   // The same into this object (the checks after every load read every
   // parameter and derived buffer: no StatusOr or tensor copy on the CPU).
   absl::Status Read(const Tensor& t) {
+    if (t.defined() && t.storage()->device() == Device::Cpu() &&
+        t.is_contiguous()) {  // inline: the usual case
+      data_ = static_cast<const uint8_t*>(t.data());
+      size_ = t.numel() * DTypeSize(t.dtype());
+      return absl::OkStatus();
+    }
+    return ReadSlow(t);
+  }
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  ABSL_ATTRIBUTE_NOINLINE absl::Status ReadSlow(const Tensor& t) {
     if (!t.defined() || !t.is_contiguous()) {
       return absl::InternalError(
           absl::StrCat("cannot read ",
@@ -390,10 +404,7 @@ class HostBytes {
     size_ = t.numel() * DTypeSize(t.dtype());
     return absl::OkStatus();
   }
-  const uint8_t* data() const { return data_; }
-  size_t size() const { return size_; }
 
- private:
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
   Tensor copy_;
