@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -142,7 +143,14 @@ absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
     const Tensor& t = param->tensor();
     if (in_arena(t)) arena_bytes += t.numel() * DTypeSize(t.dtype());
   }
-  absl::InlinedVector<unsigned char, 2048> arena(arena_bytes);
+  // Every byte of the arena is copied into before it is read: no zeroing.
+  unsigned char arena_on_stack[2048];
+  std::unique_ptr<unsigned char[]> arena_on_heap;
+  unsigned char* arena = arena_on_stack;
+  if (arena_bytes > sizeof(arena_on_stack)) {
+    arena_on_heap.reset(new unsigned char[arena_bytes]);
+    arena = arena_on_heap.get();
+  }
   absl::InlinedVector<HostView, 32> backups;
   std::vector<Tensor> host_copies;  // (backups point at their storage)
   backups.reserve(plan.size());
@@ -151,8 +159,8 @@ absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
     const Tensor& t = param->tensor();
     if (in_arena(t)) {
       const size_t n = t.numel() * DTypeSize(t.dtype());
-      if (n > 0) std::memcpy(arena.data() + used, t.data(), n);
-      backups.push_back(HostView{arena.data() + used, t.dtype(), t.shape()});
+      if (n > 0) std::memcpy(arena + used, t.data(), n);
+      backups.push_back(HostView{arena + used, t.dtype(), t.shape()});
       used += n;
       continue;
     }
