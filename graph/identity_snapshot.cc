@@ -59,7 +59,9 @@ std::string Violation::ToString() const {
 absl::StatusOr<IdentitySnapshot> IdentitySnapshot::Take(
     const ExecutableGraph& graph, absl::Span<TensorOwner* const> owners,
     bool allow_unowned) {
-  absl::flat_hash_map<uint64_t, std::vector<Candidate>> by_storage;
+  // Most storages hold one slot's tensor: a candidate list per storage that
+  // allocates nothing for one (every capture builds these maps).
+  absl::flat_hash_map<uint64_t, absl::InlinedVector<Candidate, 1>> by_storage;
   absl::flat_hash_map<const void*, Candidate> by_handle;
   IdentitySnapshot snapshot;
   for (TensorOwner* owner : owners) {
