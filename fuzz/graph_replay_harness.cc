@@ -541,6 +541,14 @@ struct RefNorm {
 struct RefLayer {
   bool full = true;  // q/k norms (else, Qwen3.5: the gated linear norm)
   RefNorm in, post, pre_ff, post_ff, q, k, linear;
+  // The step outputs of the layer's q/k and linear norms, by name.
+  std::string q_out, k_out, linear_out;
+};
+
+// One output of the reference step: its step tensor name and bytes.
+struct RefOutput {
+  std::string name;
+  std::vector<uint8_t> bytes;
 };
 
 class Harness {
@@ -771,6 +779,9 @@ class Harness {
     for (int64_t i = 0; i < config_.layers; ++i) {
       const std::string p = absl::StrCat("model.layers.", i, ".");
       RefLayer l;
+      l.q_out = absl::StrCat("layers.", i, ".q_normed");
+      l.k_out = absl::StrCat("layers.", i, ".k_normed");
+      l.linear_out = absl::StrCat("layers.", i, ".linear_out");
       l.full = config_.kind != StackKind::kQwen35 ||
                config_.layer_types[i] == Qwen35LayerType::kFullAttention;
       NG_RETURN_IF_ERROR(
@@ -1344,11 +1355,21 @@ class Harness {
     RmsNormCpu(p);
   }
 
+  // The next output of the reference step, `name`, of `bytes` bytes (its
+  // contents to be written). Outputs and their buffers are kept from step to
+  // step (a step computes the same outputs in the same order).
+  std::vector<uint8_t>& NextOutput(absl::string_view name, size_t bytes) {
+    if (reference_size_ == reference_.size()) reference_.emplace_back();
+    RefOutput& o = reference_[reference_size_++];
+    if (o.name != name) o.name.assign(name.data(), name.size());
+    o.bytes.resize(bytes);
+    return o.bytes;
+  }
+
   // The step computed from the image with RmsNormCpu, in the stack's forward
-  // order (see each stack's header): outputs by step tensor name.
-  void Reference(
-      int64_t batch,
-      std::vector<std::pair<std::string, std::vector<uint8_t>>>& out) {
+  // order (see each stack's header): the first reference_size_ entries of
+  // reference_, by step tensor name.
+  void Reference(int64_t batch) {
     const std::vector<StepTensorSpec>& specs = Specs(batch);
     const std::vector<std::vector<uint8_t>>& in = Inputs(batch);
     auto input = [&](absl::string_view name) -> const uint8_t* {
@@ -1360,19 +1381,25 @@ class Harness {
     const size_t es = DTypeSize(config_.dtype);
     const int64_t h = config_.hidden;
     const size_t row_bytes = batch * h * es;
-    std::vector<uint8_t> r(input("hidden_states"),
-                           input("hidden_states") + row_bytes);
-    std::vector<uint8_t> a(row_bytes), b(row_bytes);
-    out.clear();
-    auto qk = [&](size_t i, const RefLayer& l) {
-      std::vector<uint8_t> q(batch * config_.heads * config_.head_dim * es);
-      std::vector<uint8_t> k(batch * config_.kv_heads * config_.head_dim * es);
-      RefRun(l.q, input("q"), nullptr, nullptr, q.data(), batch * config_.heads,
-             config_.head_dim);
-      RefRun(l.k, input("k"), nullptr, nullptr, k.data(),
-             batch * config_.kv_heads, config_.head_dim);
-      out.emplace_back(absl::StrCat("layers.", i, ".q_normed"), std::move(q));
-      out.emplace_back(absl::StrCat("layers.", i, ".k_normed"), std::move(k));
+    // The residual stream and two activations, in buffers kept between steps
+    // (each written before it is read; zeroed as fresh ones would be).
+    std::vector<uint8_t>& r = ref_r_;
+    std::vector<uint8_t>& a = ref_a_;
+    std::vector<uint8_t>& b = ref_b_;
+    r.assign(input("hidden_states"), input("hidden_states") + row_bytes);
+    a.assign(row_bytes, 0);
+    b.assign(row_bytes, 0);
+    reference_size_ = 0;
+    auto qk = [&](const RefLayer& l) {
+      RefRun(l.q, input("q"), nullptr, nullptr,
+             NextOutput(l.q_out, batch * config_.heads * config_.head_dim * es)
+                 .data(),
+             batch * config_.heads, config_.head_dim);
+      RefRun(
+          l.k, input("k"), nullptr, nullptr,
+          NextOutput(l.k_out, batch * config_.kv_heads * config_.head_dim * es)
+              .data(),
+          batch * config_.kv_heads, config_.head_dim);
     };
     if (config_.kind == StackKind::kGemma3) {
       for (size_t i = 0; i < ref_layers_.size(); ++i) {
@@ -1382,15 +1409,14 @@ class Harness {
         } else {
           RefRun(l.in, b.data(), r.data(), nullptr, a.data(), batch, h);
         }
-        qk(i, l);
+        qk(l);
         RefRun(l.post, a.data(), nullptr, nullptr, b.data(), batch, h);
         RefRun(l.pre_ff, b.data(), r.data(), nullptr, a.data(), batch, h);
         RefRun(l.post_ff, a.data(), nullptr, nullptr, b.data(), batch, h);
       }
-      std::vector<uint8_t> o(row_bytes);
-      RefRun(ref_final_, b.data(), r.data(), nullptr, o.data(), batch, h);
-      out.emplace_back("out", std::move(o));
-      out.emplace_back("residual", std::move(r));
+      RefRun(ref_final_, b.data(), r.data(), nullptr,
+             NextOutput("out", row_bytes).data(), batch, h);
+      NextOutput("residual", row_bytes).swap(r);
       return;
     }
     // Qwen3.5 and Qwen3 / Llama: h in `a`, the fused add's output in `b`.
@@ -1402,32 +1428,30 @@ class Harness {
         RefRun(l.in, a.data(), r.data(), nullptr, b.data(), batch, h);
         std::swap(a, b);
       }
-      if (l.full && config_.qk_norm) qk(i, l);
+      if (l.full && config_.qk_norm) qk(l);
       if (!l.full) {
         const int64_t rows = batch * config_.value_heads;
-        std::vector<uint8_t> lin(rows * config_.value_head_dim * es);
-        RefRun(l.linear, input("linear_core"), nullptr, input("linear_gate"),
-               lin.data(), rows, config_.value_head_dim);
-        out.emplace_back(absl::StrCat("layers.", i, ".linear_out"),
-                         std::move(lin));
+        RefRun(
+            l.linear, input("linear_core"), nullptr, input("linear_gate"),
+            NextOutput(l.linear_out, rows * config_.value_head_dim * es).data(),
+            rows, config_.value_head_dim);
       }
       RefRun(l.post, a.data(), r.data(), nullptr, b.data(), batch, h);
       std::swap(a, b);
     }
-    std::vector<uint8_t> o(row_bytes);
-    RefRun(ref_final_, a.data(), r.data(), nullptr, o.data(), batch, h);
-    out.emplace_back("out", std::move(o));
-    out.emplace_back("residual", std::move(r));
+    RefRun(ref_final_, a.data(), r.data(), nullptr,
+           NextOutput("out", row_bytes).data(), batch, h);
+    NextOutput("residual", row_bytes).swap(r);
   }
 
   // Compares every output of `io` with the reference; "" if all are equal.
   absl::StatusOr<std::string> CompareWithReference(const StepBuffers& io) {
-    Reference(io.batch(), reference_);
+    Reference(io.batch());
     for (size_t i = 0; i < io.size(); ++i) {
       if (io.spec(i).role != StepRole::kOutput) continue;
       const std::vector<uint8_t>* want = nullptr;
-      for (const auto& [name, bytes] : reference_) {
-        if (name == io.spec(i).name) want = &bytes;
+      for (size_t k = 0; k < reference_size_; ++k) {
+        if (reference_[k].name == io.spec(i).name) want = &reference_[k].bytes;
       }
       if (want == nullptr) {
         return absl::StrCat("the step has an output ", io.spec(i).name,
@@ -1845,7 +1869,9 @@ class Harness {
   std::vector<std::vector<uint8_t>> inputs_;
   uint64_t inputs_seed_ = 0;
   int64_t inputs_batch_ = 0;
-  std::vector<std::pair<std::string, std::vector<uint8_t>>> reference_;
+  std::vector<RefOutput> reference_;  // the last reference step's outputs
+  size_t reference_size_ = 0;         // (the first reference_size_ of them)
+  std::vector<uint8_t> ref_r_, ref_a_, ref_b_;  // Reference's scratch
   std::vector<float> one_plus_w_;  // DerivedHoldsOnePlusW's scratch
   std::vector<float> ref_weight_;  // RefRun's 1 + w
   std::vector<Tensor> keep_;       // old storages kept alive, squatters
