@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <optional>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -72,17 +73,34 @@ absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
   plan.reserve(weights.tensors().size());
   // Source names that are no parameter, to find their duplicates.
   absl::flat_hash_set<absl::string_view> other_names;
+  // Sources usually list tensors in the model's order, or its reverse
+  // (checkpoints written from the model, in-memory pushes): the parameters
+  // next to the last one found are compared with the name before it is
+  // hashed. (Only when every parameter name is distinct, so that a match is
+  // the position the map gives.)
+  const bool unique_names = position.size() == ordered.size();
+  size_t last = ordered.size();  // none yet
+  auto find = [&](absl::string_view name) -> std::optional<size_t> {
+    if (unique_names && last < ordered.size()) {
+      if (last + 1 < ordered.size() && ordered[last + 1].first == name) {
+        return last + 1;
+      }
+      if (last > 0 && ordered[last - 1].first == name) return last - 1;
+    }
+    auto it = position.find(name);
+    if (it == position.end()) return std::nullopt;
+    return it->second;
+  };
   for (const SourceTensor& t : weights.tensors()) {
-    auto it = position.find(t.name);
-    const bool duplicate = it != position.end()
-                               ? named[it->second]
-                               : !other_names.insert(t.name).second;
+    const std::optional<size_t> found = find(t.name);
+    const bool duplicate =
+        found.has_value() ? named[*found] : !other_names.insert(t.name).second;
     if (duplicate) {
       problems.push_back(
           absl::StrCat(t.name, ": appears more than once in the source"));
       continue;
     }
-    if (it == position.end()) {
+    if (!found.has_value()) {
       if (options.ignore_unexpected) {
         report.unexpected.push_back(t.name);
       } else {
@@ -91,8 +109,9 @@ absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
       }
       continue;
     }
-    named[it->second] = true;
-    Parameter* param = ordered[it->second].second;
+    named[*found] = true;
+    last = *found;
+    Parameter* param = ordered[*found].second;
     if (!t.dtype) {
       problems.push_back(absl::StrCat(t.name, ": dtype ", t.dtype_name,
                                       " is not a float type (F32, BF16, F16)"));
