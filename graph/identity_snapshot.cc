@@ -80,7 +80,11 @@ absl::StatusOr<IdentitySnapshot> IdentitySnapshot::Take(
     snapshot.structures_.push_back(std::move(structure));
   }
 
+  // Every tracked tensor is one of the candidates (or an unowned storage):
+  // room for all of them up front.
   absl::flat_hash_map<const TensorSlot*, size_t> slot_index;
+  slot_index.reserve(by_handle.size());
+  snapshot.tensors_.reserve(by_handle.size());
   absl::flat_hash_map<uint64_t, size_t> unowned_index;
   std::vector<std::string> unowned_errors;
   std::vector<const Candidate*> matches;
