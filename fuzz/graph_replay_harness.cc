@@ -378,6 +378,18 @@ bool SameIdentity(const Tensor& t, const TensorIdentity& id) {
          SameDims(t.strides(), id.strides);  // the byte span follows
 }
 
+// t.Identity(), written into `id` in place (its shape and stride vectors keep
+// their storage): for the slots that move on every load (the pre-fix loader's
+// derived buffers).
+void AssignIdentity(const Tensor& t, TensorIdentity& id) {
+  id.storage_id = t.defined() ? t.storage()->id() : 0;
+  id.address = reinterpret_cast<uintptr_t>(t.data());
+  id.bytes = t.span_bytes();
+  id.dtype = t.dtype();
+  id.shape.assign(t.shape().begin(), t.shape().end());
+  id.strides.assign(t.strides().begin(), t.strides().end());
+}
+
 // --- host access to tensors -----------------------------------------------
 
 // The bytes of a contiguous tensor on the host: the tensor's own memory on the
@@ -884,7 +896,7 @@ class Harness {
     const Tensor& src = slots_[d.source].slot->tensor();
     if (!src.defined()) return;
     if (!SameIdentity(src, d.refreshed_source)) {
-      d.refreshed_source = src.Identity();
+      AssignIdentity(src, d.refreshed_source);
     }
     d.refreshed_writes = WritesOf(slots_[d.source]);
     d.ever_refreshed = true;
@@ -915,7 +927,7 @@ class Harness {
       const Tensor& t = s.slot->tensor();
       if (SameIdentity(t, s.expected)) continue;
       if (config_.legacy && s.source >= 0 && t.defined()) {
-        s.expected = t.Identity();
+        AssignIdentity(t, s.expected);
         continue;
       }
       moved.push_back(
@@ -1257,7 +1269,7 @@ class Harness {
       const Tensor& t = slots_[i].slot->tensor();
       // Most slots did not move since the last record: no new identity.
       if (Relevant(slots_[i], bucket) && !SameIdentity(t, ids[i])) {
-        ids[i] = t.Identity();
+        AssignIdentity(t, ids[i]);
       }
     }
   }
