@@ -102,8 +102,8 @@ class CachingCpuAllocator final : public Allocator {
 
 }  // namespace
 
-Storage::Storage(void* data, size_t bytes, Device device, Allocator* allocator,
-                 std::shared_ptr<const void> keep_alive)
+Storage::Storage(PrivateTag, void* data, size_t bytes, Device device,
+                 Allocator* allocator, std::shared_ptr<const void> keep_alive)
     : id_(next_storage_id.fetch_add(1, std::memory_order_relaxed)),
       data_(data),
       bytes_(bytes),
@@ -136,15 +136,15 @@ absl::StatusOr<std::shared_ptr<Storage>> Storage::Allocate(Allocator& allocator,
     if (!raw.ok()) return raw.status();
     data = *raw;
   }
-  return std::shared_ptr<Storage>(
-      new Storage(data, bytes, allocator.device(), &allocator, nullptr));
+  return std::make_shared<Storage>(PrivateTag(), data, bytes,
+                                   allocator.device(), &allocator, nullptr);
 }
 
 std::shared_ptr<Storage> Storage::WrapExternal(
     void* data, size_t bytes, Device device,
     std::shared_ptr<const void> keep_alive) {
-  return std::shared_ptr<Storage>(
-      new Storage(data, bytes, device, nullptr, std::move(keep_alive)));
+  return std::make_shared<Storage>(PrivateTag(), data, bytes, device, nullptr,
+                                   std::move(keep_alive));
 }
 
 std::string Storage::DebugString() const {

@@ -52,6 +52,18 @@ class Storage {
       void* data, size_t bytes, Device device,
       std::shared_ptr<const void> keep_alive);
 
+ private:
+  struct PrivateTag {
+    explicit PrivateTag() = default;
+  };
+
+ public:
+  // For Allocate and WrapExternal only (through std::make_shared, which puts
+  // the storage and its reference count in one allocation): the tag cannot be
+  // named outside the class.
+  Storage(PrivateTag, void* data, size_t bytes, Device device,
+          Allocator* allocator, std::shared_ptr<const void> keep_alive);
+
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -78,9 +90,6 @@ class Storage {
   std::string DebugString() const;
 
  private:
-  Storage(void* data, size_t bytes, Device device, Allocator* allocator,
-          std::shared_ptr<const void> keep_alive);
-
   const uint64_t id_;
   void* const data_;
   const size_t bytes_;

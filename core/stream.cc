@@ -151,6 +151,7 @@ absl::Status Stream::BeginCapture() {
   capturing_ = true;
   capture_error_ = absl::OkStatus();
   captured_.clear();
+  captured_.reserve(last_capture_size_);
   return absl::OkStatus();
 }
 
@@ -158,6 +159,7 @@ absl::StatusOr<std::unique_ptr<ExecutableGraph>> Stream::EndCapture() {
   if (!capturing_)
     return absl::FailedPreconditionError("EndCapture without BeginCapture");
   capturing_ = false;
+  last_capture_size_ = captured_.size();
   std::vector<LaunchRecord> nodes = std::move(captured_);
   captured_.clear();
   if (!capture_error_.ok()) {

@@ -164,6 +164,10 @@ class Stream {
   bool capturing_ = false;
   absl::Status capture_error_;
   std::vector<LaunchRecord> captured_;
+  // Launches the last capture recorded: room reserved for the next one (a
+  // step is usually captured again with the same launches), so recording
+  // does not move every record as the list grows.
+  size_t last_capture_size_ = 0;
   int64_t eager_launches_ = 0;
 };
 

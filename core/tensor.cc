@@ -84,9 +84,14 @@ absl::StatusOr<Tensor> Tensor::Empty(Allocator& allocator, Shape shape,
   absl::StatusOr<std::shared_ptr<Storage>> storage = Storage::Allocate(
       allocator, static_cast<size_t>(*numel) * DTypeSize(dtype));
   if (!storage.ok()) return storage.status();
-  Shape strides = ContiguousStrides(shape);
-  return FromStorage(*std::move(storage), 0, std::move(shape),
-                     std::move(strides), dtype);
+  // A contiguous view of all of a new storage of its size: valid by
+  // construction (FromStorage's checks would only repeat the ones above).
+  Tensor t;
+  t.storage_ = *std::move(storage);
+  t.strides_ = ContiguousStrides(shape);
+  t.shape_ = std::move(shape);
+  t.dtype_ = dtype;
+  return t;
 }
 
 size_t Tensor::span_bytes() const {

@@ -33,28 +33,40 @@ void TensorSlot::DeriveFrom(const TensorSlot* source,
   BumpIdentityEpoch();
 }
 
+namespace {
+
+bool SameDims(absl::Span<const int64_t> a, absl::Span<const int64_t> b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i] != b[i]) return false;
+  }
+  return true;
+}
+
+// The source is the tensor the last refresh read: same storage, address and
+// layout. (A view moved within one storage, e.g. onto a tied or packed
+// neighbour, keeps the storage id and version but not the values.) Compared
+// field by field on spans: every load asks every derived slot.
+bool SameView(const Tensor& t, const TensorIdentity& id) {
+  return t.storage()->id() == id.storage_id &&
+         reinterpret_cast<uintptr_t>(t.data()) == id.address &&
+         t.dtype() == id.dtype && SameDims(t.shape(), id.shape) &&
+         SameDims(t.strides(), id.strides);
+}
+
+}  // namespace
+
 void TensorSlot::MarkRefreshed() {
   if (source_ == nullptr || !source_->tensor().defined()) return;
-  refreshed_source_ = source_->tensor().Identity();
-  refreshed_source_version_ = source_->tensor().storage()->write_version();
+  const Tensor& src = source_->tensor();
+  // The usual refresh reads the same view as the last one (an in-place
+  // load): its identity is already recorded.
+  if (!SameView(src, refreshed_source_)) refreshed_source_ = src.Identity();
+  refreshed_source_version_ = src.storage()->write_version();
   // Writes to the source make this slot stale: they must move the epoch.
   source_->tensor().storage()->WatchWrites();
   BumpIdentityEpoch();
 }
-
-namespace {
-
-// The source is the tensor the last refresh read: same storage, address and
-// layout. (A view moved within one storage, e.g. onto a tied or packed
-// neighbour, keeps the storage id and version but not the values.)
-bool SameView(const Tensor& t, const TensorIdentity& id) {
-  return t.storage()->id() == id.storage_id &&
-         reinterpret_cast<uintptr_t>(t.data()) == id.address &&
-         t.dtype() == id.dtype && t.shape() == id.shape &&
-         t.strides() == id.strides;
-}
-
-}  // namespace
 
 bool TensorSlot::IsStale() const {
   if (source_ == nullptr) return false;

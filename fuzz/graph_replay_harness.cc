@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/attributes.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
 #include "absl/strings/match.h"
@@ -255,19 +256,34 @@ void StoreValue(DType dtype, float f, uint8_t* p) {
 // magnitudes in [2^(top - 6), 2^(top + 1)). `encode(sign, exponent,
 // mantissa)` gives one element's bits; one instance per dtype keeps the dtype
 // test out of the loop (this runs for every tensor of every load).
-template <typename Bits, typename Encode>
-void GenerateBits(uint64_t seed, bool around_one, int top, int64_t n,
-                  Encode encode, uint8_t* out) {
+// x % 7 for the 5-bit x the exponent is drawn from (a table instead of a
+// division per element; the same values).
+constexpr uint8_t kMod7[32] = {0, 1, 2, 3, 4, 5, 6, 0, 1, 2, 3, 4, 5, 6, 0, 1,
+                               2, 3, 4, 5, 6, 0, 1, 2, 3, 4, 5, 6, 0, 1, 2, 3};
+
+template <typename Bits, bool kAroundOne, typename Encode>
+void GenerateBitsOf(uint64_t seed, int top, int64_t n, Encode encode,
+                    uint8_t* out) {
   uint64_t state = Mix(seed);
   for (int64_t i = 0; i < n; ++i) {
     state = Mix(state);
     const uint32_t r = static_cast<uint32_t>(state);
-    const uint32_t sign = around_one ? 0 : (r >> 31);
-    const int exponent = around_one ? -1 + static_cast<int>((r >> 30) & 1)
-                                    : top - static_cast<int>((r >> 27) % 7);
+    const uint32_t sign = kAroundOne ? 0 : (r >> 31);
+    const int exponent = kAroundOne ? -1 + static_cast<int>((r >> 30) & 1)
+                                    : top - static_cast<int>(kMod7[r >> 27]);
     const uint32_t mantissa = static_cast<uint32_t>(state >> 32);
     const Bits bits = encode(sign, exponent, mantissa);
     std::memcpy(out + sizeof(Bits) * i, &bits, sizeof(Bits));
+  }
+}
+
+template <typename Bits, typename Encode>
+void GenerateBits(uint64_t seed, bool around_one, int top, int64_t n,
+                  Encode encode, uint8_t* out) {
+  if (around_one) {
+    GenerateBitsOf<Bits, true>(seed, top, n, encode, out);
+  } else {
+    GenerateBitsOf<Bits, false>(seed, top, n, encode, out);
   }
 }
 
@@ -362,6 +378,18 @@ bool SameIdentity(const Tensor& t, const TensorIdentity& id) {
          SameDims(t.strides(), id.strides);  // the byte span follows
 }
 
+// t.Identity(), written into `id` in place (its shape and stride vectors keep
+// their storage): for the slots that move on every load (the pre-fix loader's
+// derived buffers).
+void AssignIdentity(const Tensor& t, TensorIdentity& id) {
+  id.storage_id = t.defined() ? t.storage()->id() : 0;
+  id.address = reinterpret_cast<uintptr_t>(t.data());
+  id.bytes = t.span_bytes();
+  id.dtype = t.dtype();
+  id.shape.assign(t.shape().begin(), t.shape().end());
+  id.strides.assign(t.strides().begin(), t.strides().end());
+}
+
 // --- host access to tensors -----------------------------------------------
 
 // The bytes of a contiguous tensor on the host: the tensor's own memory on the
@@ -370,24 +398,40 @@ class HostBytes {
  public:
   static absl::StatusOr<HostBytes> Of(const Tensor& t) {
     HostBytes h;
+    NG_RETURN_IF_ERROR(h.Read(t));
+    return h;
+  }
+  // The same into this object (the checks after every load read every
+  // parameter and derived buffer: no StatusOr or tensor copy on the CPU).
+  absl::Status Read(const Tensor& t) {
+    if (t.defined() && t.storage()->device() == Device::Cpu() &&
+        t.is_contiguous()) {  // inline: the usual case
+      data_ = static_cast<const uint8_t*>(t.data());
+      size_ = t.numel() * DTypeSize(t.dtype());
+      return absl::OkStatus();
+    }
+    return ReadSlow(t);
+  }
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  ABSL_ATTRIBUTE_NOINLINE absl::Status ReadSlow(const Tensor& t) {
     if (!t.defined() || !t.is_contiguous()) {
       return absl::InternalError(
           absl::StrCat("cannot read ",
                        t.defined() ? t.DebugString() : "an undefined tensor"));
     }
     if (t.storage()->device() == Device::Cpu()) {
-      h.data_ = static_cast<const uint8_t*>(t.data());
+      data_ = static_cast<const uint8_t*>(t.data());
     } else {
-      NG_ASSIGN_OR_RETURN(h.copy_, ToHost(t));
-      h.data_ = static_cast<const uint8_t*>(h.copy_.data());
+      NG_ASSIGN_OR_RETURN(copy_, ToHost(t));
+      data_ = static_cast<const uint8_t*>(copy_.data());
     }
-    h.size_ = t.numel() * DTypeSize(t.dtype());
-    return h;
+    size_ = t.numel() * DTypeSize(t.dtype());
+    return absl::OkStatus();
   }
-  const uint8_t* data() const { return data_; }
-  size_t size() const { return size_; }
 
- private:
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
   Tensor copy_;
@@ -487,6 +531,13 @@ absl::StatusOr<std::unique_ptr<NormStack>> MakeModel(const Config& c) {
 
 // --- the harness ------------------------------------------------------------
 
+// What the harness knows of one storage (by id): its byte image (storages
+// parameters live in) and the writes it made to it.
+struct StorageRecord {
+  std::vector<uint8_t> image;
+  uint64_t writes = 0;
+};
+
 // One slot the faults can hit, with what the harness knows of it.
 struct SlotInfo {
   absl::string_view name;  // owners keep their slot names alive
@@ -497,9 +548,11 @@ struct SlotInfo {
   int source = -1;  // derived slots: the index of their source parameter
   int derived = -1;         // parameters: the index of the slot derived from it
   TensorIdentity expected;  // the identity the harness expects it to have
-  // Parameters: where the value lives in the harness's byte image.
+  // Parameters: where the value lives in the harness's byte image (the
+  // storage's record, kept so the hot paths need no lookup by id).
   uint64_t image_storage = 0;
   size_t image_offset = 0;
+  StorageRecord* image = nullptr;
   // Derived slots: the source identity and write count at the last refresh.
   TensorIdentity refreshed_source;
   uint64_t refreshed_writes = 0;
@@ -515,6 +568,14 @@ struct RefNorm {
 struct RefLayer {
   bool full = true;  // q/k norms (else, Qwen3.5: the gated linear norm)
   RefNorm in, post, pre_ff, post_ff, q, k, linear;
+  // The step outputs of the layer's q/k and linear norms, by name.
+  std::string q_out, k_out, linear_out;
+};
+
+// One output of the reference step: its step tensor name and bytes.
+struct RefOutput {
+  std::string name;
+  std::vector<uint8_t> bytes;
 };
 
 class Harness {
@@ -666,7 +727,8 @@ class Harness {
         const Tensor& t = slot.tensor();
         s.image_storage = t.storage()->id();
         s.image_offset = t.offset_bytes();
-        image_[s.image_storage].resize(t.storage()->bytes());
+        s.image = &Record(s.image_storage);
+        s.image->image.resize(t.storage()->bytes());
       }
       slots_.push_back(std::move(s));
     });
@@ -744,6 +806,9 @@ class Harness {
     for (int64_t i = 0; i < config_.layers; ++i) {
       const std::string p = absl::StrCat("model.layers.", i, ".");
       RefLayer l;
+      l.q_out = absl::StrCat("layers.", i, ".q_normed");
+      l.k_out = absl::StrCat("layers.", i, ".k_normed");
+      l.linear_out = absl::StrCat("layers.", i, ".linear_out");
       l.full = config_.kind != StackKind::kQwen35 ||
                config_.layer_types[i] == Qwen35LayerType::kFullAttention;
       NG_RETURN_IF_ERROR(
@@ -786,8 +851,16 @@ class Harness {
 
   // --- the harness's value image -------------------------------------------
 
+  // The record of storage `id` (made on first use; never removed, so
+  // pointers to it stay valid for the input).
+  StorageRecord& Record(uint64_t id) {
+    std::unique_ptr<StorageRecord>& r = storages_[id];
+    if (r == nullptr) r = std::make_unique<StorageRecord>();
+    return *r;
+  }
+
   uint8_t* ImageOf(const SlotInfo& s) {
-    return image_[s.image_storage].data() + s.image_offset;
+    return s.image->image.data() + s.image_offset;
   }
   int64_t Numel(const SlotInfo& s) const { return s.slot->tensor().numel(); }
   size_t Bytes(const SlotInfo& s) const {
@@ -800,23 +873,32 @@ class Harness {
     const Tensor& t = s.slot->tensor();
     s.image_storage = t.storage()->id();
     s.image_offset = t.offset_bytes();
-    std::vector<uint8_t>& img = image_[s.image_storage];
+    s.image = &Record(s.image_storage);
+    std::vector<uint8_t>& img = s.image->image;
     if (img.size() < t.storage()->bytes()) img.resize(t.storage()->bytes());
   }
 
   // --- freshness model ------------------------------------------------------
 
   void Wrote(const Tensor& t) {
-    if (t.defined()) ++writes_[t.storage()->id()];
+    if (t.defined()) ++Record(t.storage()->id()).writes;
+  }
+
+  // The harness's count of writes to the storage of `p`'s tensor (`p` a
+  // parameter): its image record when the tensor is where the harness put
+  // it (always, unless the product moved it), else by storage id.
+  uint64_t& WritesOf(const SlotInfo& p) {
+    const uint64_t id = p.slot->tensor().storage()->id();
+    return id == p.image_storage ? p.image->writes : Record(id).writes;
   }
 
   void MarkRefreshed(SlotInfo& d) {
     const Tensor& src = slots_[d.source].slot->tensor();
     if (!src.defined()) return;
     if (!SameIdentity(src, d.refreshed_source)) {
-      d.refreshed_source = src.Identity();
+      AssignIdentity(src, d.refreshed_source);
     }
-    d.refreshed_writes = writes_[src.storage()->id()];
+    d.refreshed_writes = WritesOf(slots_[d.source]);
     d.ever_refreshed = true;
   }
 
@@ -828,7 +910,7 @@ class Harness {
     const Tensor& src = slots_[d.source].slot->tensor();
     if (!src.defined() || !d.ever_refreshed) return true;
     return !SameIdentity(src, d.refreshed_source) ||
-           writes_[src.storage()->id()] != d.refreshed_writes;
+           WritesOf(slots_[d.source]) != d.refreshed_writes;
   }
 
   // --- identities -----------------------------------------------------------
@@ -845,7 +927,7 @@ class Harness {
       const Tensor& t = s.slot->tensor();
       if (SameIdentity(t, s.expected)) continue;
       if (config_.legacy && s.source >= 0 && t.defined()) {
-        s.expected = t.Identity();
+        AssignIdentity(t, s.expected);
         continue;
       }
       moved.push_back(
@@ -862,9 +944,10 @@ class Harness {
   // derived buffer the harness expects fresh holds 1 + w.
   absl::Status CheckValues(Describe after) {
     std::vector<std::string> wrong;
+    HostBytes now;
     for (int i : params_) {
       SlotInfo& s = slots_[i];
-      NG_ASSIGN_OR_RETURN(HostBytes now, HostBytes::Of(s.slot->tensor()));
+      NG_RETURN_IF_ERROR(now.Read(s.slot->tensor()));
       const uint8_t* want = ImageOf(s);
       if (std::memcmp(now.data(), want, Bytes(s)) == 0) continue;
       const DType dtype = s.slot->tensor().dtype();
@@ -893,7 +976,8 @@ class Harness {
 
   absl::Status DerivedHoldsOnePlusW(SlotInfo& d, std::string* why) {
     const SlotInfo& src = slots_[d.source];
-    NG_ASSIGN_OR_RETURN(HostBytes now, HostBytes::Of(d.slot->tensor()));
+    HostBytes now;
+    NG_RETURN_IF_ERROR(now.Read(d.slot->tensor()));
     const DType w_dtype = src.slot->tensor().dtype();
     const uint8_t* w = ImageOf(src);
     const int64_t n = Numel(src);
@@ -1136,7 +1220,8 @@ class Harness {
                      dst + j * out);
         }
       }
-      Wrote(s.slot->tensor());
+      // Wrote(s.slot->tensor()), without the lookup by id.
+      if (s.slot->tensor().defined()) ++WritesOf(s);
     }
     // The loader refreshed every derived buffer that was stale.
     MarkAllRefreshed();
@@ -1181,8 +1266,11 @@ class Harness {
     std::vector<TensorIdentity>& ids = Captured(bucket);
     ids.resize(slots_.size());
     for (size_t i = 0; i < slots_.size(); ++i) {
-      if (Relevant(slots_[i], bucket))
-        ids[i] = slots_[i].slot->tensor().Identity();
+      const Tensor& t = slots_[i].slot->tensor();
+      // Most slots did not move since the last record: no new identity.
+      if (Relevant(slots_[i], bucket) && !SameIdentity(t, ids[i])) {
+        AssignIdentity(t, ids[i]);
+      }
     }
   }
 
@@ -1294,11 +1382,21 @@ class Harness {
     RmsNormCpu(p);
   }
 
+  // The next output of the reference step, `name`, of `bytes` bytes (its
+  // contents to be written). Outputs and their buffers are kept from step to
+  // step (a step computes the same outputs in the same order).
+  std::vector<uint8_t>& NextOutput(absl::string_view name, size_t bytes) {
+    if (reference_size_ == reference_.size()) reference_.emplace_back();
+    RefOutput& o = reference_[reference_size_++];
+    if (o.name != name) o.name.assign(name.data(), name.size());
+    o.bytes.resize(bytes);
+    return o.bytes;
+  }
+
   // The step computed from the image with RmsNormCpu, in the stack's forward
-  // order (see each stack's header): outputs by step tensor name.
-  void Reference(
-      int64_t batch,
-      std::vector<std::pair<std::string, std::vector<uint8_t>>>& out) {
+  // order (see each stack's header): the first reference_size_ entries of
+  // reference_, by step tensor name.
+  void Reference(int64_t batch) {
     const std::vector<StepTensorSpec>& specs = Specs(batch);
     const std::vector<std::vector<uint8_t>>& in = Inputs(batch);
     auto input = [&](absl::string_view name) -> const uint8_t* {
@@ -1310,19 +1408,25 @@ class Harness {
     const size_t es = DTypeSize(config_.dtype);
     const int64_t h = config_.hidden;
     const size_t row_bytes = batch * h * es;
-    std::vector<uint8_t> r(input("hidden_states"),
-                           input("hidden_states") + row_bytes);
-    std::vector<uint8_t> a(row_bytes), b(row_bytes);
-    out.clear();
-    auto qk = [&](size_t i, const RefLayer& l) {
-      std::vector<uint8_t> q(batch * config_.heads * config_.head_dim * es);
-      std::vector<uint8_t> k(batch * config_.kv_heads * config_.head_dim * es);
-      RefRun(l.q, input("q"), nullptr, nullptr, q.data(), batch * config_.heads,
-             config_.head_dim);
-      RefRun(l.k, input("k"), nullptr, nullptr, k.data(),
-             batch * config_.kv_heads, config_.head_dim);
-      out.emplace_back(absl::StrCat("layers.", i, ".q_normed"), std::move(q));
-      out.emplace_back(absl::StrCat("layers.", i, ".k_normed"), std::move(k));
+    // The residual stream and two activations, in buffers kept between steps
+    // (each written before it is read; zeroed as fresh ones would be).
+    std::vector<uint8_t>& r = ref_r_;
+    std::vector<uint8_t>& a = ref_a_;
+    std::vector<uint8_t>& b = ref_b_;
+    r.assign(input("hidden_states"), input("hidden_states") + row_bytes);
+    a.assign(row_bytes, 0);
+    b.assign(row_bytes, 0);
+    reference_size_ = 0;
+    auto qk = [&](const RefLayer& l) {
+      RefRun(l.q, input("q"), nullptr, nullptr,
+             NextOutput(l.q_out, batch * config_.heads * config_.head_dim * es)
+                 .data(),
+             batch * config_.heads, config_.head_dim);
+      RefRun(
+          l.k, input("k"), nullptr, nullptr,
+          NextOutput(l.k_out, batch * config_.kv_heads * config_.head_dim * es)
+              .data(),
+          batch * config_.kv_heads, config_.head_dim);
     };
     if (config_.kind == StackKind::kGemma3) {
       for (size_t i = 0; i < ref_layers_.size(); ++i) {
@@ -1332,15 +1436,14 @@ class Harness {
         } else {
           RefRun(l.in, b.data(), r.data(), nullptr, a.data(), batch, h);
         }
-        qk(i, l);
+        qk(l);
         RefRun(l.post, a.data(), nullptr, nullptr, b.data(), batch, h);
         RefRun(l.pre_ff, b.data(), r.data(), nullptr, a.data(), batch, h);
         RefRun(l.post_ff, a.data(), nullptr, nullptr, b.data(), batch, h);
       }
-      std::vector<uint8_t> o(row_bytes);
-      RefRun(ref_final_, b.data(), r.data(), nullptr, o.data(), batch, h);
-      out.emplace_back("out", std::move(o));
-      out.emplace_back("residual", std::move(r));
+      RefRun(ref_final_, b.data(), r.data(), nullptr,
+             NextOutput("out", row_bytes).data(), batch, h);
+      NextOutput("residual", row_bytes).swap(r);
       return;
     }
     // Qwen3.5 and Qwen3 / Llama: h in `a`, the fused add's output in `b`.
@@ -1352,32 +1455,30 @@ class Harness {
         RefRun(l.in, a.data(), r.data(), nullptr, b.data(), batch, h);
         std::swap(a, b);
       }
-      if (l.full && config_.qk_norm) qk(i, l);
+      if (l.full && config_.qk_norm) qk(l);
       if (!l.full) {
         const int64_t rows = batch * config_.value_heads;
-        std::vector<uint8_t> lin(rows * config_.value_head_dim * es);
-        RefRun(l.linear, input("linear_core"), nullptr, input("linear_gate"),
-               lin.data(), rows, config_.value_head_dim);
-        out.emplace_back(absl::StrCat("layers.", i, ".linear_out"),
-                         std::move(lin));
+        RefRun(
+            l.linear, input("linear_core"), nullptr, input("linear_gate"),
+            NextOutput(l.linear_out, rows * config_.value_head_dim * es).data(),
+            rows, config_.value_head_dim);
       }
       RefRun(l.post, a.data(), r.data(), nullptr, b.data(), batch, h);
       std::swap(a, b);
     }
-    std::vector<uint8_t> o(row_bytes);
-    RefRun(ref_final_, a.data(), r.data(), nullptr, o.data(), batch, h);
-    out.emplace_back("out", std::move(o));
-    out.emplace_back("residual", std::move(r));
+    RefRun(ref_final_, a.data(), r.data(), nullptr,
+           NextOutput("out", row_bytes).data(), batch, h);
+    NextOutput("residual", row_bytes).swap(r);
   }
 
   // Compares every output of `io` with the reference; "" if all are equal.
   absl::StatusOr<std::string> CompareWithReference(const StepBuffers& io) {
-    Reference(io.batch(), reference_);
+    Reference(io.batch());
     for (size_t i = 0; i < io.size(); ++i) {
       if (io.spec(i).role != StepRole::kOutput) continue;
       const std::vector<uint8_t>* want = nullptr;
-      for (const auto& [name, bytes] : reference_) {
-        if (name == io.spec(i).name) want = &bytes;
+      for (size_t k = 0; k < reference_size_; ++k) {
+        if (reference_[k].name == io.spec(i).name) want = &reference_[k].bytes;
       }
       if (want == nullptr) {
         return absl::StrCat("the step has an output ", io.spec(i).name,
@@ -1669,6 +1770,7 @@ class Harness {
     Rebind(to, t);
     to.image_storage = from.image_storage;
     to.image_offset = from.image_offset;
+    to.image = from.image;
     return absl::OkStatus();
   }
 
@@ -1783,10 +1885,9 @@ class Harness {
   absl::flat_hash_map<absl::string_view, int> index_;
   std::vector<RefLayer> ref_layers_;
   RefNorm ref_final_;
-  // The harness's byte image of every storage parameters live in, by id.
-  absl::flat_hash_map<uint64_t, std::vector<uint8_t>> image_;
-  // Writes the harness knows of, per storage id.
-  absl::flat_hash_map<uint64_t, uint64_t> writes_;
+  // Per storage id: the harness's byte image of every storage parameters
+  // live in, and the writes the harness knows of.
+  absl::flat_hash_map<uint64_t, std::unique_ptr<StorageRecord>> storages_;
   // Per bucket (1, 4), per slot: its identity when the graph last captured or
   // repaired it.
   std::vector<TensorIdentity> captured_[2];
@@ -1795,7 +1896,9 @@ class Harness {
   std::vector<std::vector<uint8_t>> inputs_;
   uint64_t inputs_seed_ = 0;
   int64_t inputs_batch_ = 0;
-  std::vector<std::pair<std::string, std::vector<uint8_t>>> reference_;
+  std::vector<RefOutput> reference_;  // the last reference step's outputs
+  size_t reference_size_ = 0;         // (the first reference_size_ of them)
+  std::vector<uint8_t> ref_r_, ref_a_, ref_b_;  // Reference's scratch
   std::vector<float> one_plus_w_;  // DerivedHoldsOnePlusW's scratch
   std::vector<float> ref_weight_;  // RefRun's 1 + w
   std::vector<Tensor> keep_;       // old storages kept alive, squatters

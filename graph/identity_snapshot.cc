@@ -59,7 +59,9 @@ std::string Violation::ToString() const {
 absl::StatusOr<IdentitySnapshot> IdentitySnapshot::Take(
     const ExecutableGraph& graph, absl::Span<TensorOwner* const> owners,
     bool allow_unowned) {
-  absl::flat_hash_map<uint64_t, std::vector<Candidate>> by_storage;
+  // Most storages hold one slot's tensor: a candidate list per storage that
+  // allocates nothing for one (every capture builds these maps).
+  absl::flat_hash_map<uint64_t, absl::InlinedVector<Candidate, 1>> by_storage;
   absl::flat_hash_map<const void*, Candidate> by_handle;
   IdentitySnapshot snapshot;
   for (TensorOwner* owner : owners) {
@@ -78,7 +80,11 @@ absl::StatusOr<IdentitySnapshot> IdentitySnapshot::Take(
     snapshot.structures_.push_back(std::move(structure));
   }
 
+  // Every tracked tensor is one of the candidates (or an unowned storage):
+  // room for all of them up front.
   absl::flat_hash_map<const TensorSlot*, size_t> slot_index;
+  slot_index.reserve(by_handle.size());
+  snapshot.tensors_.reserve(by_handle.size());
   absl::flat_hash_map<uint64_t, size_t> unowned_index;
   std::vector<std::string> unowned_errors;
   std::vector<const Candidate*> matches;

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "core/source_location.h"
@@ -50,7 +51,9 @@ struct TrackedTensor {
       name;  // the owner's dotted name ("<unowned>" if no owner claimed it)
   TensorSlot* slot;  // null if unowned
   TensorIdentity captured;
-  std::vector<NodeArgUse> uses;
+  // Most tensors are used by a few arguments (captures take a snapshot
+  // each): those need no allocation of their own.
+  absl::InlinedVector<NodeArgUse, 4> uses;
   bool written = false;  // some node writes it (replays bump its version)
 };
 

@@ -42,6 +42,7 @@ void Module::ResetNameCaches() {
   buffer_names_.clear();
   flat_.clear();
   flat_version_ = ~uint64_t{0};
+  parameter_table_valid_ = false;
   for (auto& child : children_) child->ResetNameCaches();
 }
 
@@ -65,9 +66,7 @@ void Module::Flatten(std::vector<FlatSlot>& out) {
   for (auto& child : children_) child->Flatten(out);
 }
 
-void Module::Visit(
-    absl::FunctionRef<void(const std::string&, Parameter*, TensorSlot&)>
-        visit) {
+void Module::EnsureFlat() {
   // Any slot, child or name change below this module moves its subtree's
   // structure version (MarkStructureChanged, AddChild); re-attaching the
   // subtree clears the caches (ResetNameCaches).
@@ -75,8 +74,31 @@ void Module::Visit(
     flat_.clear();
     Flatten(flat_);
     flat_version_ = subtree_structure_version_;
+    parameter_table_valid_ = false;
   }
+}
+
+void Module::Visit(
+    absl::FunctionRef<void(const std::string&, Parameter*, TensorSlot&)>
+        visit) {
+  EnsureFlat();
   for (const FlatSlot& s : flat_) visit(*s.name, s.parameter, *s.slot);
+}
+
+const Module::ParameterTable& Module::Parameters() {
+  EnsureFlat();
+  if (!parameter_table_valid_) {
+    parameter_table_.ordered.clear();
+    parameter_table_.position.clear();
+    for (const FlatSlot& s : flat_) {
+      if (s.parameter == nullptr) continue;
+      parameter_table_.position.try_emplace(*s.name,
+                                            parameter_table_.ordered.size());
+      parameter_table_.ordered.emplace_back(*s.name, s.parameter);
+    }
+    parameter_table_valid_ = true;
+  }
+  return parameter_table_;
 }
 
 void Module::ForEachParameter(

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -79,6 +80,18 @@ class Module : public TensorOwner {
   // Every parameter and buffer slot, recursively (TensorOwner).
   void ForEachSlot(SlotVisitor visit) override;
 
+  // The parameters ForEachParameter visits, as a list, with each dotted
+  // path's position in it (the first, should two share a path). Built on
+  // first use and kept while the subtree's structure is unchanged: a loader,
+  // called on every weight update, then neither walks the tree nor hashes
+  // every parameter's name per call. The reference is valid until the
+  // structure changes.
+  struct ParameterTable {
+    std::vector<std::pair<absl::string_view, Parameter*>> ordered;
+    absl::flat_hash_map<absl::string_view, size_t> position;
+  };
+  const ParameterTable& Parameters();
+
   // The parameter or buffer slot at a dotted path below this module, or null.
   Parameter* FindParameter(absl::string_view path);
   TensorSlot* FindSlot(absl::string_view path);
@@ -127,6 +140,8 @@ class Module : public TensorOwner {
   // Appends this subtree's slots to `out` in visiting order, filling the
   // name caches on the way.
   void Flatten(std::vector<FlatSlot>& out);
+  // Rebuilds flat_ (and drops the parameter table) if the structure changed.
+  void EnsureFlat();
   void ResetNameCaches();
 
   std::string name_;
@@ -141,6 +156,9 @@ class Module : public TensorOwner {
   // list instead of walking the tree).
   std::vector<FlatSlot> flat_;
   uint64_t flat_version_ = ~uint64_t{0};
+  // Parameters(), built from flat_ (names point into the same caches).
+  ParameterTable parameter_table_;
+  bool parameter_table_valid_ = false;
   std::vector<std::pair<std::string, std::unique_ptr<Parameter>>> parameters_;
   std::vector<std::pair<std::string, std::unique_ptr<TensorSlot>>> buffers_;
   std::vector<std::unique_ptr<Module>> children_;

@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
+#include <optional>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "layers/safetensors/format.h"
@@ -47,39 +50,57 @@ absl::StatusOr<WeightSet> WeightSet::FromTensors(
 absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
                                        const LoadOptions& options) {
   // Names are views of the model's cached full names and of the weight set's
-  // names, both alive and unchanged for the whole call. One map from name to
-  // the parameter's position in `ordered` serves the lookups and the record
-  // of which parameters the source named (fuzzers load tiny models hundreds
-  // of times per input, so the hashing is a visible share of a load).
-  std::vector<std::pair<absl::string_view, Parameter*>> ordered;
-  model.ForEachParameter([&](const std::string& name, Parameter& p) {
-    ordered.emplace_back(name, &p);
-  });
-  absl::flat_hash_map<absl::string_view, size_t> position;
-  position.reserve(ordered.size());
-  for (size_t i = 0; i < ordered.size(); ++i) {
-    position.try_emplace(ordered[i].first, i);
-  }
-  std::vector<bool> named(ordered.size(), false);
+  // names, both alive and unchanged for the whole call (nothing here changes
+  // the model's structure). The model's table from name to the parameter's
+  // position in `ordered` (kept between loads) serves the lookups and the
+  // record of which parameters the source named (fuzzers and trainers load
+  // the same model over and over: the walk and the hashing of every name
+  // were a visible share of a load).
+  const Module::ParameterTable& table = model.Parameters();
+  const std::vector<std::pair<absl::string_view, Parameter*>>& ordered =
+      table.ordered;
+  const absl::flat_hash_map<absl::string_view, size_t>& position =
+      table.position;
+  // The per-call lists below live on the stack for models and sources of up
+  // to 32 tensors (up to 2 KiB of CPU backups): a load allocates nothing of
+  // its own then but the report's names.
+  absl::InlinedVector<bool, 64> named(ordered.size(), false);
 
   // Phase 1: validate everything, touching nothing.
   LoadReport report;
   std::vector<std::string> problems;
-  std::vector<std::pair<Parameter*, const SourceTensor*>> plan;
+  absl::InlinedVector<std::pair<Parameter*, const SourceTensor*>, 32> plan;
   plan.reserve(weights.tensors().size());
   // Source names that are no parameter, to find their duplicates.
   absl::flat_hash_set<absl::string_view> other_names;
+  // Sources usually list tensors in the model's order, or its reverse
+  // (checkpoints written from the model, in-memory pushes): the parameters
+  // next to the last one found are compared with the name before it is
+  // hashed. (Only when every parameter name is distinct, so that a match is
+  // the position the map gives.)
+  const bool unique_names = position.size() == ordered.size();
+  size_t last = ordered.size();  // none yet
+  auto find = [&](absl::string_view name) -> std::optional<size_t> {
+    if (unique_names && last < ordered.size()) {
+      if (last + 1 < ordered.size() && ordered[last + 1].first == name) {
+        return last + 1;
+      }
+      if (last > 0 && ordered[last - 1].first == name) return last - 1;
+    }
+    auto it = position.find(name);
+    if (it == position.end()) return std::nullopt;
+    return it->second;
+  };
   for (const SourceTensor& t : weights.tensors()) {
-    auto it = position.find(t.name);
-    const bool duplicate = it != position.end()
-                               ? named[it->second]
-                               : !other_names.insert(t.name).second;
+    const std::optional<size_t> found = find(t.name);
+    const bool duplicate =
+        found.has_value() ? named[*found] : !other_names.insert(t.name).second;
     if (duplicate) {
       problems.push_back(
           absl::StrCat(t.name, ": appears more than once in the source"));
       continue;
     }
-    if (it == position.end()) {
+    if (!found.has_value()) {
       if (options.ignore_unexpected) {
         report.unexpected.push_back(t.name);
       } else {
@@ -88,8 +109,9 @@ absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
       }
       continue;
     }
-    named[it->second] = true;
-    Parameter* param = ordered[it->second].second;
+    named[*found] = true;
+    last = *found;
+    Parameter* param = ordered[*found].second;
     if (!t.dtype) {
       problems.push_back(absl::StrCat(t.name, ": dtype ", t.dtype_name,
                                       " is not a float type (F32, BF16, F16)"));
@@ -140,18 +162,24 @@ absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
     const Tensor& t = param->tensor();
     if (in_arena(t)) arena_bytes += t.numel() * DTypeSize(t.dtype());
   }
-  std::vector<unsigned char> arena(arena_bytes);
-  std::vector<HostView> backups;
-  std::vector<Tensor> host_copies;
+  // Every byte of the arena is copied into before it is read: no zeroing.
+  unsigned char arena_on_stack[2048];
+  std::unique_ptr<unsigned char[]> arena_on_heap;
+  unsigned char* arena = arena_on_stack;
+  if (arena_bytes > sizeof(arena_on_stack)) {
+    arena_on_heap.reset(new unsigned char[arena_bytes]);
+    arena = arena_on_heap.get();
+  }
+  absl::InlinedVector<HostView, 32> backups;
+  std::vector<Tensor> host_copies;  // (backups point at their storage)
   backups.reserve(plan.size());
-  host_copies.reserve(plan.size());
   size_t used = 0;
   for (const auto& [param, src] : plan) {
     const Tensor& t = param->tensor();
     if (in_arena(t)) {
       const size_t n = t.numel() * DTypeSize(t.dtype());
-      if (n > 0) std::memcpy(arena.data() + used, t.data(), n);
-      backups.push_back(HostView{arena.data() + used, t.dtype(), t.shape()});
+      if (n > 0) std::memcpy(arena + used, t.data(), n);
+      backups.push_back(HostView{arena + used, t.dtype(), t.shape()});
       used += n;
       continue;
     }

@@ -1,16 +1,21 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "core/tensor.h"
 #include "core/tensor_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "layers/safetensors/format.h"
 #include "layers/safetensors/reader.h"
 #include "layers/safetensors/writer.h"
+#include "nlohmann/json.hpp"
 
 namespace normgraph::safetensors {
 namespace {
@@ -183,6 +188,74 @@ TEST(SafetensorsTest, WriterRejectsDuplicateNames) {
   Tensor a = *Tensor::Empty(CpuAllocator(), {1}, DType::kF32);
   EXPECT_FALSE(Serialize({{"x", ViewOf(a)}, {"x", ViewOf(a)}}).ok());
   EXPECT_FALSE(Serialize({{"__metadata__", ViewOf(a)}}).ok());
+}
+
+// The header the writer writes directly is the one nlohmann::ordered_json
+// dump()s for the same document (what the writer built before), byte for
+// byte, with names that need escaping; names that are not UTF-8 are refused
+// (dump() throws on them).
+TEST(SafetensorsTest, WriterHeaderIsTheJsonLibrarysDump) {
+  Tensor a = *Tensor::Empty(CpuAllocator(), {3, 5}, DType::kBF16);
+  Tensor b = *Tensor::Empty(CpuAllocator(), {7}, DType::kF32);
+  Tensor c = *Tensor::Empty(CpuAllocator(), {0}, DType::kF16);
+  Tensor d = *Tensor::Empty(CpuAllocator(), {}, DType::kF32);
+  for (const Tensor* t : {&a, &b, &c, &d}) {
+    ASSERT_TRUE(Fill(*t, 0.5f).ok());
+  }
+  const std::vector<std::string> names = {
+      "model.layers.0.input_layernorm.weight",
+      "quote\"back\\slash/",
+      std::string("ctl\x01\x08\x09\x0a\x0b\x0c\x0d\x1f\x7f", 13) + "end",
+      "\xc3\xbcnic\xc3\xb8"
+      "de \xe6\xbc\xa2 \xf0\x9f\x98\x80 \xef\xbf\xbf",
+      std::string("nul\0in", 6),
+      "x"};
+  std::vector<NamedView> views;
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  const std::map<std::string, std::string> metadata = {
+      {"format", "pt"}, {"k\"ey\n", "v\\al\x02ue \xc3\xa9"}, {"", ""}};
+  header["__metadata__"] = metadata;
+  size_t offset = 0;
+  for (size_t i = 0; i < names.size(); ++i) {
+    const Tensor& t = *std::vector<const Tensor*>{&a, &b, &c, &d}[i % 4];
+    views.push_back({names[i], ViewOf(t)});
+    const size_t bytes = t.numel() * DTypeSize(t.dtype());
+    header[names[i]] = {
+        {"dtype", std::string(DTypeToName(t.dtype()))},
+        {"shape", std::vector<int64_t>(t.shape().begin(), t.shape().end())},
+        {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string json = header.dump();
+  json.append((8 - json.size() % 8) % 8, ' ');
+  absl::StatusOr<std::string> bytes = Serialize(views, metadata);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  EXPECT_EQ(bytes->substr(8, json.size()), json);
+  uint64_t header_len = 0;
+  std::memcpy(&header_len, bytes->data(), 8);
+  EXPECT_EQ(header_len, json.size());
+  EXPECT_EQ(bytes->size(), 8 + json.size() + offset);
+  // No metadata: no "__metadata__" entry; no tensors: "{}".
+  nlohmann::ordered_json plain = nlohmann::ordered_json::object();
+  plain["x"] = {{"dtype", std::string("F32")},
+                {"shape", std::vector<int64_t>{7}},
+                {"data_offsets", std::vector<size_t>{0, 28}}};
+  EXPECT_EQ(Serialize({{"x", ViewOf(b)}})->substr(8, plain.dump().size()),
+            plain.dump());
+  EXPECT_EQ(Serialize({})->substr(8), "{}      ");
+
+  for (const std::string& bad :
+       {std::string("\xff"), std::string("a\xc0\x80"),
+        std::string("\xed\xa0\x80"), std::string("\xf4\x90\x80\x80"),
+        std::string("\xe2\x82"), std::string("\xc3"), std::string("\x80")}) {
+    const absl::StatusOr<std::string> refused = Serialize({{bad, ViewOf(b)}});
+    EXPECT_FALSE(refused.ok()) << absl::CHexEscape(bad);
+    EXPECT_THAT(refused.status().message(), HasSubstr("not valid UTF-8"));
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
+    j[bad] = 1;
+    EXPECT_ANY_THROW(j.dump()) << absl::CHexEscape(bad);
+    EXPECT_FALSE(Serialize({{"ok", ViewOf(b)}}, {{"k", bad}}).ok());
+  }
 }
 
 // Every prefix of a valid file is rejected cleanly (ASan checks nothing reads

@@ -1,0 +1,88 @@
+// Module's cached views of its tree: the parameter table follows structure
+// changes.
+
+#include "layers/module.h"
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace normgraph {
+namespace {
+
+class Node : public Module {
+ public:
+  using Module::Module;
+  Parameter* Param(std::string name) {
+    return AddParameter(std::move(name),
+                        *Tensor::Empty(CpuAllocator(), {2}, DType::kF32));
+  }
+  void Buffer(std::string name) {
+    AddBuffer(std::move(name),
+              *Tensor::Empty(CpuAllocator(), {2}, DType::kF32));
+  }
+  Node* Child(std::string name) {
+    return AddChild(std::make_unique<Node>(std::move(name)));
+  }
+  Node* Adopt(std::unique_ptr<Node> child) {
+    return AddChild(std::move(child));
+  }
+};
+
+// The table, checked against ForEachParameter.
+void ExpectTableMatchesTree(Module& m) {
+  std::vector<std::pair<std::string, Parameter*>> visited;
+  m.ForEachParameter([&](const std::string& name, Parameter& p) {
+    visited.emplace_back(name, &p);
+  });
+  const Module::ParameterTable& table = m.Parameters();
+  ASSERT_EQ(table.ordered.size(), visited.size());
+  ASSERT_EQ(table.position.size(), visited.size());
+  for (size_t i = 0; i < visited.size(); ++i) {
+    EXPECT_EQ(table.ordered[i].first, visited[i].first);
+    EXPECT_EQ(table.ordered[i].second, visited[i].second);
+    auto it = table.position.find(visited[i].first);
+    ASSERT_NE(it, table.position.end()) << visited[i].first;
+    EXPECT_EQ(it->second, i);
+  }
+}
+
+TEST(ModuleTest, ParameterTableFollowsStructureChanges) {
+  Node root("model");
+  root.Param("a");
+  Node* layer = root.Child("layer");
+  layer->Param("w");
+  layer->Buffer("derived");
+  ExpectTableMatchesTree(root);
+  EXPECT_EQ(root.Parameters().ordered[1].first, "model.layer.w");
+
+  // New parameters, children and grandchildren after the table was built.
+  layer->Param("v");
+  ExpectTableMatchesTree(root);
+  Node* inner = layer->Child("inner");
+  inner->Param("u");
+  root.Param("b");
+  ExpectTableMatchesTree(root);
+  EXPECT_EQ(root.Parameters().ordered.size(), 5u);
+  EXPECT_EQ(root.Parameters().position.count("model.layer.inner.u"), 1u);
+  // A subtree's own table names paths from the root too.
+  ExpectTableMatchesTree(*layer);
+  EXPECT_EQ(layer->Parameters().ordered[0].first, "model.layer.w");
+
+  // Attaching a built subtree under a new parent renames its paths.
+  auto orphan = std::make_unique<Node>("extra");
+  orphan->Param("x");
+  ExpectTableMatchesTree(*orphan);
+  EXPECT_EQ(orphan->Parameters().ordered[0].first, "extra.x");
+  Node* attached = root.Adopt(std::move(orphan));
+  ExpectTableMatchesTree(root);
+  ExpectTableMatchesTree(*attached);
+  EXPECT_EQ(attached->Parameters().ordered[0].first, "model.extra.x");
+  EXPECT_EQ(root.Parameters().position.count("model.extra.x"), 1u);
+}
+
+}  // namespace
+}  // namespace normgraph
