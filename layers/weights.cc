@@ -163,7 +163,7 @@ absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
     if (in_arena(t)) arena_bytes += t.numel() * DTypeSize(t.dtype());
   }
   // Every byte of the arena is copied into before it is read: no zeroing.
-  unsigned char arena_on_stack[2048];
+  alignas(16) unsigned char arena_on_stack[2048];
   std::unique_ptr<unsigned char[]> arena_on_heap;
   unsigned char* arena = arena_on_stack;
   if (arena_bytes > sizeof(arena_on_stack)) {
