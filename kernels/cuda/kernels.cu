@@ -24,8 +24,11 @@ namespace {
 using cuda_kernels::AllowDependentLaunch;
 using cuda_kernels::WaitForPriorGrids;
 
-const void* SelectRmsNorm(const RmsNormParams& p, int64_t k) {
-  const int form = cuda_kernels::FormOf(p);
+// The kernel of `p` with k chunks per thread (0: the streaming kernel), its
+// rows split over clusters if `split` (K = 1 only).
+const void* SelectRmsNorm(const RmsNormParams& p, int64_t k, bool split) {
+  const int form =
+      cuda_kernels::FormOf(p) | (split ? cuda_kernels::kSplitForm : 0);
   switch (p.x_dtype) {
     case DType::kF32:
       return SelectRmsNormF32(p.weight_dtype, p.out_dtype, k, form);
@@ -215,8 +218,17 @@ void PlanRmsNormCuda(const void* raw, CudaLaunch* launch) {
   if (blocks < 1) blocks = 1;
   if (blocks > kMaxBlocks) blocks = kMaxBlocks;
   *launch = CudaLaunch{};
-  launch->function =
-      SelectRmsNorm(p, layout.register_cached ? layout.chunks_per_thread : 0);
+  // Rows split over clusters (RowCluster). A forced block size keeps its
+  // blocks unless a cluster is forced too.
+  int64_t forced_cluster =
+      layout_override_cluster.load(std::memory_order_relaxed);
+  if (forced_cluster == 0 &&
+      layout_override_block.load(std::memory_order_relaxed) > 0) {
+    forced_cluster = 1;
+  }
+  const int64_t cluster = RowCluster(layout, p.rows, forced_cluster);
+  launch->function = SelectRmsNorm(
+      p, layout.register_cached ? layout.chunks_per_thread : 0, cluster > 1);
   // Throughput-bound launches of the register-cached kernel: persistent
   // blocks, as many as the GPU holds at once, each pipelining its rows.
   if (layout.register_cached && launch->function != nullptr &&
@@ -230,16 +242,8 @@ void PlanRmsNormCuda(const void* raw, CudaLaunch* launch) {
   if (layout.register_cached && max_blocks > 0 && blocks > max_blocks) {
     blocks = max_blocks;
   }
-  // Rows split over clusters: one row per cluster (up to the cap, after
-  // which clusters walk rows), G / cluster threads a CTA. A forced block size
-  // keeps its blocks unless a cluster is forced too.
-  int64_t forced_cluster =
-      layout_override_cluster.load(std::memory_order_relaxed);
-  if (forced_cluster == 0 &&
-      layout_override_block.load(std::memory_order_relaxed) > 0) {
-    forced_cluster = 1;
-  }
-  const int64_t cluster = RowCluster(layout, p.rows, forced_cluster);
+  // Split rows: one row per cluster (up to the cap, after which clusters walk
+  // rows), G / cluster threads a CTA.
   if (cluster > 1) {
     blocks = std::max<int64_t>(1, std::min(p.rows, kMaxBlocks / cluster));
     if (max_blocks > 0 && blocks > max_blocks) blocks = max_blocks;

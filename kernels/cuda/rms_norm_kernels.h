@@ -668,6 +668,14 @@ constexpr int kResidualForm = 1;  // fused residual add
 constexpr int kHfForm = 2;        // RoundingOrder::kHuggingFace
 constexpr int kScaleForm = 4;     // NormWeight::kScale (the f32 1 + w)
 constexpr int kGatedForm = 8;     // silu(gate)
+// Not a variant of the call but of the launch: K = 1 with each row split over
+// a thread-block cluster (ClusterExchange). Its own kernels, so that the
+// kernels that do not split compile none of it: with the split decided at
+// run time, they were 2-4% slower in decode chains (H200,
+// benchmarks/RESULTS.md).
+constexpr int kSplitForm = 16;
+constexpr int kLastForm =
+    kResidualForm | kHfForm | kScaleForm | kGatedForm | kSplitForm;
 
 // The form of `p`. The rounding order only matters with a residual or a
 // multiplied weight, so it is left out otherwise (fewer kernels).
@@ -683,8 +691,10 @@ inline int FormOf(const RmsNormParams& p) {
 }
 
 // Whether a form is one FormOf gives for weights of dtype W (the scale is
-// f32 and never gated; valid parameters have nothing else).
-constexpr bool FormIsCompiled(DType w, int form) {
+// f32 and never gated; valid parameters have nothing else), with K chunks per
+// thread (only K = 1 splits rows).
+constexpr bool FormIsCompiled(DType w, int k, int form) {
+  if ((form & kSplitForm) != 0 && k != 1) return false;
   const bool scale = (form & kScaleForm) != 0;
   if (!scale) return true;
   return w == DType::kF32 && (form & kGatedForm) == 0 &&
@@ -774,15 +784,12 @@ __global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
   // accesses to one slot are contiguous); blockDim.x / G rows per block. G is
   // a power of two, so shifts and masks instead of divisions; all of it from
   // the sizes alone, before waiting for the kernels this one depends on (with
-  // programmatic dependent launch, while they finish). At K = 1 a block of
-  // fewer threads than a row holds part of a row split over a cluster of G /
-  // blockDim.x CTAs (ClusterExchange), one row per CTA: told by the sizes,
-  // so the common case reads no cluster register and divides by nothing
-  // (without programmatic dependent launch, what a kernel does before its
-  // loads is on the decode chain's critical path).
+  // programmatic dependent launch, while they finish). The split kernels
+  // (kSplitForm, K = 1) hold part of a row per block, split over a cluster of
+  // G / blockDim.x CTAs (ClusterExchange), one row per CTA.
+  constexpr bool split = (kForm & kSplitForm) != 0;
   const int64_t g64 = cuda_layout::PaddedChunks(p.cols) / K;
   const int log2_row = cuda_layout::Log2OfPowerOfTwo(g64);
-  const bool split = K == 1 && blockDim.x < g64;
   const int log2_cluster =
       split ? log2_row - cuda_layout::Log2OfPowerOfTwo(blockDim.x) : 0;
   const int cluster = 1 << log2_cluster;
@@ -818,8 +825,9 @@ __global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
       static_cast<int64_t>(blockIdx.x >> log2_cluster) * rows_per_block;
   const int64_t step =
       static_cast<int64_t>(gridDim.x >> log2_cluster) * rows_per_block;
-  // A block of less than a row at K > 1 (no plan makes one): an error rather
-  // than a loop that never advances.
+  // A block of less than a row, not split (no plan makes one: a split plan
+  // launched with the wrong kernel): an error rather than a loop that never
+  // advances.
   if (rows_per_block == 0) __trap();
   if (row0 >= p.rows) return;
   if (split) InitClusterExchange(exchange);
@@ -1205,11 +1213,11 @@ constexpr bool RegisterCachedCombination(DType x, DType w, DType o) {
 // The register-cached kernel of form F or a later one, for `form`.
 template <DType X, DType W, int K, int F = 0>
 const void* RegisterKernelOfForm(int form) {
-  if constexpr (F > (kResidualForm | kHfForm | kScaleForm | kGatedForm)) {
+  if constexpr (F > kLastForm) {
     return nullptr;
   } else {
     if (form != F) return RegisterKernelOfForm<X, W, K, F + 1>(form);
-    if constexpr (FormIsCompiled(W, F)) {
+    if constexpr (FormIsCompiled(W, K, F)) {
       return reinterpret_cast<const void*>(&RmsNormRegisterKernel<X, W, K, F>);
     }
     return nullptr;
