@@ -2,7 +2,8 @@
 //
 // - BM_DecodeStackReplay / BM_DecodeStackEager: a 256-norm decode stack (a
 //   chain of 256 RMSNorm modules, bf16 [batch, 4096], each norm's output the
-//   next one's input: the same stack tools/bench/peers.py gives PyTorch),
+//   next one's input: the same stack tools/bench/peers.py gives PyTorch; also
+//   at other hidden sizes),
 //   replayed as a checked CapturedGraph (fail policy) back to back, with and
 //   without programmatic dependent launch, and run eagerly through the
 //   launcher. Per step and per node; CUDA events around 100 back-to-back steps.
@@ -75,13 +76,13 @@ DeviceRuntime& Cuda() {
   return *runtime;
 }
 
-// A chain of `n` RMSNorm modules over [batch, 4096] bf16, on cuda:0, with its
-// step buffers and a checked graph of one step.
+// A chain of `n` RMSNorm modules over [batch, hidden] bf16, on cuda:0, with
+// its step buffers and a checked graph of one step.
 struct Chain {
   // copy_only: each node copies its input row(s) instead of normalising them
   // (the same graph shape, buffers and launcher: the floor of a node).
   absl::Status Init(int n, int64_t batch, ReplayPolicy policy,
-                    bool copy_only = false) {
+                    bool copy_only = false, int64_t hidden = kHidden) {
     copy_only_ = copy_only;
     NormOptions options;
     options.weight_dtype = DType::kBF16;
@@ -89,12 +90,12 @@ struct Chain {
     model = std::make_unique<ModuleList>("model");
     for (int i = 0; i < n; ++i) {
       NG_ASSIGN_OR_RETURN(auto norm,
-                          RmsNorm::Create(absl::StrCat(i), kHidden, options));
+                          RmsNorm::Create(absl::StrCat(i), hidden, options));
       NG_RETURN_IF_ERROR(
           FillNormal(norm->weight().tensor(), 1000 + i, 1.0f, 0.1f));
       norms.push_back(model->Append(std::move(norm)));
     }
-    const Shape shape = {batch, kHidden};
+    const Shape shape = {batch, hidden};
     NG_ASSIGN_OR_RETURN(
         step,
         StepBuffers::Create(absl::StrCat("graph.b", batch),
@@ -176,12 +177,13 @@ void BM_DecodeStackReplay(benchmark::State& state) {
   const bool copy_only = state.range(3) != 0;
   // 0: the plan's choice of clusters (rows split over CTAs), 1: none.
   const int cluster = static_cast<int>(state.range(4));
+  const int64_t hidden = state.range(5);
   const bool was = ProgrammaticDependentLaunch();
   SetProgrammaticDependentLaunch(pdl);
   SetRmsNormLayoutOverride(layout_k, 0, 0, cluster);
   Chain chain;
   const absl::Status init =
-      chain.Init(256, batch, ReplayPolicy::kFail, copy_only);
+      chain.Init(256, batch, ReplayPolicy::kFail, copy_only, hidden);
   SetRmsNormLayoutOverride(0, 0);
   SetProgrammaticDependentLaunch(was);
   if (!Ok(state, init)) return;
@@ -213,18 +215,23 @@ void BM_DecodeStackReplay(benchmark::State& state) {
   state.counters["k"] = layout_k;
   state.counters["copy_only"] = copy_only ? 1 : 0;
   state.counters["cluster"] = cluster;
+  state.counters["hidden"] = static_cast<double>(hidden);
   state.counters["fast_checks"] =
       static_cast<double>(g.snapshot().fast_checks());
 }
 // The plan's layout at every batch, the same without rows split over clusters
 // (cluster:1), then each forced layout (K chunks per thread, no clusters) at a
-// few, then the floor: the same graph of copy kernels (copy:1).
+// few, then the floor: the same graph of copy kernels (copy:1); then other
+// hidden sizes (Qwen3.5's 2048, Gemma's 2304, 8192) with and without clusters
+// and their floors.
 BENCHMARK(BM_DecodeStackReplay)
-    ->ArgNames({"batch", "pdl", "k", "copy", "cluster"})
-    ->ArgsProduct({{1, 2, 4, 8, 16, 32, 64}, {0, 1}, {0}, {0}, {0}})
-    ->ArgsProduct({{1, 2, 4, 8, 16, 32, 64}, {1}, {0}, {0}, {1}})
-    ->ArgsProduct({{1, 8, 64}, {0, 1}, {1, 2, 4}, {0}, {1}})
-    ->ArgsProduct({{1, 8, 64}, {0, 1}, {0}, {1}, {0}})
+    ->ArgNames({"batch", "pdl", "k", "copy", "cluster", "hidden"})
+    ->ArgsProduct({{1, 2, 4, 8, 16, 32, 64}, {0, 1}, {0}, {0}, {0}, {kHidden}})
+    ->ArgsProduct({{1, 2, 4, 8, 16, 32, 64}, {1}, {0}, {0}, {1}, {kHidden}})
+    ->ArgsProduct({{1, 8, 64}, {0, 1}, {1, 2, 4}, {0}, {1}, {kHidden}})
+    ->ArgsProduct({{1, 8, 64}, {0, 1}, {0}, {1}, {0}, {kHidden}})
+    ->ArgsProduct({{1, 8}, {1}, {0}, {0}, {0, 1}, {2048, 2304, 8192}})
+    ->ArgsProduct({{1, 8}, {1}, {0}, {1}, {0}, {2048, 2304, 8192}})
     ->UseManualTime()
     ->Iterations(3)
     ->Unit(benchmark::kMicrosecond);

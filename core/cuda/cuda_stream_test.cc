@@ -136,7 +136,7 @@ TEST_F(CudaStreamTest, ClusterLaunchReplaysAndRebindsLikeEager) {
   };
   Tensor x = normal(1, kRows), weight = normal(2, 1);
   Tensor out = normal(3, kRows), expected = normal(4, kRows);
-  auto norm = [&](const Tensor& in, const Tensor& to) {
+  auto params = [&](const Tensor& in, const Tensor& to) {
     RmsNormParams p;
     p.x = in.data();
     p.weight = weight.data();
@@ -144,18 +144,16 @@ TEST_F(CudaStreamTest, ClusterLaunchReplaysAndRebindsLikeEager) {
     p.rows = kRows;
     p.cols = kCols;
     p.x_stride = p.out_stride = kCols;
+    return p;
+  };
+  auto norm = [&](const Tensor& in, const Tensor& to) {
+    RmsNormParams p = params(in, to);
     return stream_->Launch(RmsNormKernel(), p,
                            {{&p.x, &in, Access::kRead},
                             {&p.weight, &weight, Access::kRead},
                             {&p.out, &to, Access::kWrite}});
   };
-  RmsNormParams planned;
-  planned.x = x.data();
-  planned.weight = weight.data();
-  planned.out = out.data();
-  planned.rows = kRows;
-  planned.cols = kCols;
-  planned.x_stride = planned.out_stride = kCols;
+  RmsNormParams planned = params(x, out);
   const absl::StatusOr<CudaLaunch> plan =
       PlanCudaLaunch(RmsNormKernel(), &planned);
   ASSERT_TRUE(plan.ok()) << plan.status();

@@ -99,28 +99,57 @@ cuda_layout::RowLayout LayoutOf(const RmsNormParams& p) {
   return cuda_layout::PlanLayout(p.rows, p.cols, DTypeSize(p.x_dtype));
 }
 
+// What plans need to know of the current device, read once per device.
+// `sms` is 0 if the runtime cannot say (callers then assume nothing).
+struct DeviceFacts {
+  int device = -1;
+  int64_t sms = 0;
+  bool clusters = false;  // compute capability 9.0+: thread-block clusters
+};
+
+DeviceFacts CurrentDeviceFacts() {
+  DeviceFacts facts;
+  if (cudaGetDevice(&facts.device) != cudaSuccess) {
+    cudaGetLastError();  // not sticky: cleared, so no later check reports it
+    facts.device = -1;
+    return facts;
+  }
+  static std::mutex mu;
+  static std::map<int, DeviceFacts> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  const auto it = cache.find(facts.device);
+  if (it != cache.end()) return it->second;
+  int sms = 0, clusters = 0;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount,
+                             facts.device) == cudaSuccess &&
+      cudaDeviceGetAttribute(&clusters, cudaDevAttrClusterLaunch,
+                             facts.device) == cudaSuccess) {
+    facts.sms = sms;
+    facts.clusters = clusters != 0;
+  } else {
+    cudaGetLastError();  // not sticky: cleared, so no later check reports it
+  }
+  cache.emplace(facts.device, facts);
+  return facts;
+}
+
 // How many blocks of `function` (with `block_threads` threads) the current
 // device holds at once, or 0 if the runtime cannot say (the caller then does
 // not cap its grid). Cached: plans are made for every launch.
 int64_t ResidentBlocks(const void* function, int block_threads) {
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess) {
-    cudaGetLastError();  // not sticky: cleared, so no later check reports it
-    return 0;
-  }
+  const DeviceFacts facts = CurrentDeviceFacts();
+  if (facts.sms == 0) return 0;
   static std::mutex mu;
   static std::map<std::tuple<int, const void*, int>, int64_t> cache;
-  const auto key = std::make_tuple(device, function, block_threads);
+  const auto key = std::make_tuple(facts.device, function, block_threads);
   std::lock_guard<std::mutex> lock(mu);
   const auto it = cache.find(key);
   if (it != cache.end()) return it->second;
-  int sms = 0, per_sm = 0;
+  int per_sm = 0;
   int64_t resident = 0;
-  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) ==
-          cudaSuccess &&
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(
           &per_sm, function, block_threads, 0) == cudaSuccess) {
-    resident = static_cast<int64_t>(sms) * per_sm;
+    resident = facts.sms * per_sm;
   } else {
     cudaGetLastError();  // not sticky: cleared, so no later check reports it
   }
@@ -135,33 +164,6 @@ int64_t ResidentBlocks(const void* function, int block_threads) {
 // made the 256-norm decode stack slower at batch 32 and 64 on the H200
 // (benchmarks/RESULTS.md).
 constexpr int64_t kPdlMaxBlocks = 16;
-
-// The SMs of the current device if it can launch thread-block clusters
-// (compute capability 9.0 and later), else 0. Cached per device.
-int64_t ClusterCapableSms() {
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess) {
-    cudaGetLastError();  // not sticky: cleared, so no later check reports it
-    return 0;
-  }
-  static std::mutex mu;
-  static std::map<int, int64_t> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  const auto it = cache.find(device);
-  if (it != cache.end()) return it->second;
-  int sms = 0, clusters = 0;
-  int64_t capable = 0;
-  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) ==
-          cudaSuccess &&
-      cudaDeviceGetAttribute(&clusters, cudaDevAttrClusterLaunch, device) ==
-          cudaSuccess) {
-    capable = clusters != 0 ? sms : 0;
-  } else {
-    cudaGetLastError();  // not sticky: cleared, so no later check reports it
-  }
-  cache.emplace(device, capable);
-  return capable;
-}
 
 // Fewest threads a CTA of a split row has: RowTotalForLatency then has the
 // barrier that ClusterExchange's ordering relies on.
@@ -189,8 +191,9 @@ constexpr int64_t kMaxClusteredRows = 8;
 int64_t RowCluster(const cuda_layout::RowLayout& l, int64_t rows,
                    int64_t forced) {
   if (!l.register_cached || l.chunks_per_thread != 1 || forced == 1) return 1;
-  const int64_t sms = ClusterCapableSms();
-  if (sms == 0) return 1;
+  const DeviceFacts device = CurrentDeviceFacts();
+  if (!device.clusters || device.sms == 0) return 1;
+  const int64_t sms = device.sms;
   const int64_t g = l.threads_per_row;
   if (forced > 1) {
     const bool fits = forced <= cuda_kernels::kMaxCluster &&

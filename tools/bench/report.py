@@ -48,6 +48,10 @@ def load(path):
         return json.load(f)
 
 
+# The hidden size of the decode stack the targets name (1 x 4096).
+DECODE_HIDDEN = 4096
+
+
 def parse_name(name):
     """'BM_Norm/rms/bf16/prefill/rows:4096/hidden:4096/iterations:1/manual_time' ->
     (['BM_Norm', 'rms', 'bf16', 'prefill'], {'rows': 4096, 'hidden': 4096, ...})."""
@@ -153,11 +157,14 @@ class Data:
                        if k[0] == "normgraph" and k[1] == variant and k[2] == dtype
                        and k[3] == regime})
 
-    def graph_entries(self, prefix):
+    def graph_entries(self, prefix, hidden=DECODE_HIDDEN):
+        """(keys, entry) of the graph benchmark's `prefix` entries; decode stacks of `hidden`
+        only (runs before the hidden argument existed have 4096), None for every size."""
         out = []
         for b in ok_entries(self.graph):
             parts, keys = parse_name(b["name"])
-            if parts[0] == prefix:
+            if parts[0] == prefix and (
+                    hidden is None or keys.get("hidden", DECODE_HIDDEN) == hidden):
                 out.append((keys, b))
         return out
 
@@ -323,6 +330,33 @@ def stack_layout_table(data, lines):
                      + " | ".join(fmt(by_k[k]["us_per_step"]) if k in by_k else "-"
                                   for k in (1, 2, 4))
                      + f" | {fmt(floor[(batch, pdl)]['us_per_step']) if (batch, pdl) in floor else '-'} |")
+    lines.append("")
+
+
+def stack_hidden_table(data, lines):
+    """The decode stack at hidden sizes other than 4096: plan, without clusters, copy floor."""
+    cells = {}
+    for k, b in data.graph_entries("BM_DecodeStackReplay", hidden=None):
+        hidden = k.get("hidden", DECODE_HIDDEN)
+        if hidden == DECODE_HIDDEN or k.get("k", 0) or not k.get("pdl", 0):
+            continue
+        column = "copy" if k.get("copy", 0) else ("unsplit" if k.get("cluster", 0) else "plan")
+        cells.setdefault((hidden, k["batch"]), {})[column] = b
+    if not cells:
+        return
+    lines.append("### The decode stack at other hidden sizes (bf16, PDL)\n")
+    lines.append("The same 256-norm chain over [batch, hidden]; without clusters: no row split "
+                 "over a thread-block cluster; copy floor: each node a copy of its input.\n")
+    lines.append("| hidden | batch | plan us/step | us/node | without clusters us/step | "
+                 "split gain | copy floor us/step |")
+    lines.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for (hidden, batch), c in sorted(cells.items()):
+        p, u, f = c.get("plan"), c.get("unsplit"), c.get("copy")
+        gain = f"{u['us_per_step'] / p['us_per_step']:.2f}x" if p and u else "-"
+        lines.append(f"| {hidden} | {batch} | {fmt(p['us_per_step']) if p else '-'} | "
+                     f"{fmt(p['us_per_node']) if p else '-'} | "
+                     f"{fmt(u['us_per_step']) if u else '-'} | {gain} | "
+                     f"{fmt(f['us_per_step']) if f else '-'} |")
     lines.append("")
 
 
@@ -688,6 +722,7 @@ def main():
         lines.append(" ".join(charts) + "\n")
     stack_table(data, lines)
     stack_layout_table(data, lines)
+    stack_hidden_table(data, lines)
     check_table(data, lines)
     repair_table(data, lines)
     weights_table(data, lines)
