@@ -39,6 +39,16 @@ NG_HOST_DEVICE uint32_t FloatBits(float f) {
 #endif
 }
 
+NG_HOST_DEVICE uint64_t DoubleBits(double d) {
+#if defined(__CUDA_ARCH__)
+  return static_cast<uint64_t>(__double_as_longlong(d));
+#else
+  uint64_t u;
+  std::memcpy(&u, &d, sizeof u);
+  return u;
+#endif
+}
+
 NG_HOST_DEVICE float FloatFromBits(uint32_t u) {
 #if defined(__CUDA_ARCH__)
   return __uint_as_float(u);

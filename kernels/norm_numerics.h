@@ -199,15 +199,13 @@ NG_HOST_DEVICE float InvRmsOfMean(double mean, float eps) {
   return static_cast<float>(1.0 / sqrt(mean + static_cast<double>(eps)));
 }
 
-// 1 / sqrt(sum_of_squares / n + eps), in float64, rounded to float32 once.
-// For a power-of-two n the division is a multiplication by 2^-k: both give
-// the correctly rounded value of the same real number, so the same bits, and
-// the multiplication is a fraction of a float64 division's latency (the
-// critical path of a decode-sized CUDA norm). Callers may divide instead
-// (InvRmsOfMean(sum_of_squares / n, eps)): the same bits again, and the
-// throughput-bound CUDA kernels do, where the extra branch's registers made
-// a form spill.
-NG_HOST_DEVICE float InvRms(double sum_of_squares, int64_t n, float eps) {
+// sum_of_squares / n in float64. For a power-of-two n the division is a
+// multiplication by 2^-k: both give the correctly rounded value of the same
+// real number, so the same bits, and the multiplication is a fraction of a
+// float64 division's latency (the critical path of a decode-sized CUDA norm).
+// Callers may divide instead: the same bits again, and the throughput-bound
+// CUDA kernels do, where the extra branch's registers made a form spill.
+NG_HOST_DEVICE double MeanOfSquares(double sum_of_squares, int64_t n) {
   if (n > 0 && (n & (n - 1)) == 0) {
 #if defined(__CUDA_ARCH__)
     const int k = __ffsll(n) - 1;
@@ -216,9 +214,41 @@ NG_HOST_DEVICE float InvRms(double sum_of_squares, int64_t n, float eps) {
 #endif
     // 2^-k as a normal float32 (k <= 62), exactly converted.
     const float inverse = FloatFromBits(static_cast<uint32_t>(127 - k) << 23);
-    return InvRmsOfMean(sum_of_squares * static_cast<double>(inverse), eps);
+    return sum_of_squares * static_cast<double>(inverse);
   }
-  return InvRmsOfMean(sum_of_squares / static_cast<double>(n), eps);
+  return sum_of_squares / static_cast<double>(n);
+}
+
+// 1 / sqrt(sum_of_squares / n + eps), in float64, rounded to float32 once.
+NG_HOST_DEVICE float InvRms(double sum_of_squares, int64_t n, float eps) {
+  return InvRmsOfMean(MeanOfSquares(sum_of_squares, n), eps);
+}
+
+// How far, in float64 ulps, an approximation of a float64 result may be from
+// it for RoundsLikeNeighbours to vouch for the approximation's rounding.
+constexpr int kRoundingGuardUlps = 1024;
+
+// Whether every float64 within kRoundingGuardUlps ulps of y (y positive)
+// rounds to the same float32 as y: y is in float32's normal range and at
+// least that far from a midpoint between two adjacent float32 values, the only
+// places where rounding to nearest changes its result (a float32 value itself,
+// a power of two included, is not one). Lets a GPU compute 1 / sqrt with
+// rsqrt (within 1 float64 ulp of the correctly rounded value, CUDA's math
+// library says; the exact chain InvRmsOfMean is within 1.5) and keep
+// InvRmsOfMean's bits: where this says no, the caller runs the exact chain.
+// Not finite, zero, negative, subnormal or out of float32's range: no.
+NG_HOST_DEVICE bool RoundsLikeNeighbours(double y) {
+  const uint64_t bits = DoubleBits(y);
+  const int biased_exponent = static_cast<int>(bits >> 52);  // sign bit too
+  if (biased_exponent < 1023 - 126 || biased_exponent > 1023 + 127) {
+    return false;
+  }
+  // The 29 float64 mantissa bits below float32's 23: half of their range is
+  // a rounding midpoint.
+  const int64_t below = static_cast<int64_t>(bits & ((uint64_t{1} << 29) - 1));
+  const int64_t from_midpoint = below - (int64_t{1} << 28);
+  return from_midpoint > kRoundingGuardUlps ||
+         from_midpoint < -kRoundingGuardUlps;
 }
 
 // --- silu

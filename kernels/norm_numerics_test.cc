@@ -161,6 +161,92 @@ TEST(InvRmsTest, PowerOfTwoLengthsEqualTheDivision) {
   }
 }
 
+// y moved by k float64 ulps (k may be negative), staying finite.
+double MovedUlps(double y, int k) {
+  for (int i = 0; i < (k < 0 ? -k : k); ++i) {
+    y = std::nextafter(y, k < 0 ? 0.0 : INFINITY);
+  }
+  return y;
+}
+
+// The midpoint between float32 f and the next float32 up, exact in float64.
+double MidpointAbove(float f) {
+  return (static_cast<double>(f) +
+          static_cast<double>(std::nextafter(f, INFINITY))) /
+         2;
+}
+
+// What the GPU's rsqrt shortcut relies on: where RoundsLikeNeighbours says
+// yes, every float64 within kRoundingGuardUlps of y rounds to y's float32.
+TEST(RoundsLikeNeighboursTest, YesMeansEveryNeighbourRoundsTheSame) {
+  std::mt19937_64 rng(13);
+  std::uniform_real_distribution<double> mantissa(1.0, 2.0);
+  std::uniform_int_distribution<int> exponent(-160, 160);
+  std::uniform_int_distribution<uint32_t> float_bits(0x00800000u, 0x7F7FFFFFu);
+  std::uniform_int_distribution<int> offset(-3 * numerics::kRoundingGuardUlps,
+                                            3 * numerics::kRoundingGuardUlps);
+  constexpr int kGuard = numerics::kRoundingGuardUlps;
+  int64_t yes = 0, no = 0;
+  for (int i = 0; i < 200000; ++i) {
+    // Half spread over magnitudes, half within a few guards of a midpoint.
+    const double y =
+        i % 2 == 0 ? std::ldexp(mantissa(rng), exponent(rng))
+                   : MovedUlps(MidpointAbove(FloatFromBits(float_bits(rng))),
+                               offset(rng));
+    if (!numerics::RoundsLikeNeighbours(y)) {
+      ++no;
+      continue;
+    }
+    ++yes;
+    const float f = static_cast<float>(y);
+    for (const int k : {-kGuard, -kGuard / 2, -1, 1, kGuard / 2, kGuard}) {
+      const double d = MovedUlps(y, k);
+      ASSERT_EQ(FloatBits(static_cast<float>(d)), FloatBits(f))
+          << "y " << y << " moved " << k << " ulps rounds differently";
+    }
+  }
+  // Both answers occur (the midpoint half makes the no's).
+  EXPECT_GT(yes, 100000);
+  EXPECT_GT(no, 10000);
+}
+
+TEST(RoundsLikeNeighboursTest, NoNearMidpointsAndOutsideTheNormalRange) {
+  for (const float f :
+       {1.0f, 3.0f, 1.17549435e-38f, 1.5e-30f, 7.0e30f, 3.4028232e38f}) {
+    const double midpoint = MidpointAbove(f);
+    for (const int k : {-numerics::kRoundingGuardUlps, -1, 0, 1,
+                        numerics::kRoundingGuardUlps}) {
+      EXPECT_FALSE(numerics::RoundsLikeNeighbours(MovedUlps(midpoint, k)))
+          << "midpoint above " << f << " moved " << k;
+    }
+    // Float32 values themselves are safe, and just past the guard too.
+    EXPECT_TRUE(numerics::RoundsLikeNeighbours(static_cast<double>(f))) << f;
+    EXPECT_TRUE(numerics::RoundsLikeNeighbours(
+        MovedUlps(midpoint, numerics::kRoundingGuardUlps + 1)))
+        << f;
+  }
+  for (const double y :
+       {0.0, -0.0, -1.0, 1e-40, 0x1p-127, 0x1p128, 1e300,
+        static_cast<double>(INFINITY), static_cast<double>(NAN)}) {
+    EXPECT_FALSE(numerics::RoundsLikeNeighbours(y)) << y;
+  }
+  EXPECT_TRUE(numerics::RoundsLikeNeighbours(0x1p-126));
+  EXPECT_TRUE(numerics::RoundsLikeNeighbours(0x1p127));
+}
+
+TEST(MeanOfSquaresTest, EqualsTheDivisionForEveryLength) {
+  std::mt19937_64 rng(17);
+  std::uniform_real_distribution<double> mantissa(1.0, 2.0);
+  std::uniform_int_distribution<int> exponent(-1000, 1000);
+  for (int i = 0; i < 20000; ++i) {
+    const double sum = std::ldexp(mantissa(rng), exponent(rng));
+    for (const int64_t n : {int64_t{1}, int64_t{3}, int64_t{1536},
+                            int64_t{2048}, int64_t{2304}, int64_t{1} << 40}) {
+      EXPECT_EQ(numerics::MeanOfSquares(sum, n), sum / static_cast<double>(n));
+    }
+  }
+}
+
 TEST(ExpF32Test, WithinTwoUlpsOfTheMathLibrary) {
   int64_t worst = 0;
   auto check = [&](float x) {

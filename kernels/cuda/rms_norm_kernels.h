@@ -658,6 +658,22 @@ __device__ __forceinline__ double ClusterRowTotal(double part, int cluster,
 #endif
 }
 
+// --- 1 / rms on the critical path (decode)
+
+// numerics::InvRmsOfMean's bits, with rsqrt in place of its float64 square
+// root and division wherever rounding to float32 cannot tell the two apart
+// (numerics::RoundsLikeNeighbours: all but about 4 in a million means), the
+// exact chain elsewhere. On the H200 a 256-node decode chain of split rows
+// went from 1.29 to 1.18 us a node (benchmarks/RESULTS.md); the bits are
+// checked against the CPU's exact chain on adversarial means by
+// inv_rms_check.h.
+__device__ __forceinline__ float InvRmsOfMeanForLatency(double mean,
+                                                        float eps) {
+  const double y = rsqrt(mean + static_cast<double>(eps));
+  if (numerics::RoundsLikeNeighbours(y)) return static_cast<float>(y);
+  return numerics::InvRmsOfMean(mean, eps);
+}
+
 // --- the register-cached kernel
 // -------------------------------------------------
 
@@ -990,17 +1006,19 @@ __global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
     } else {
       sums_of_squares(std::false_type());
     }
-    // The power-of-two shortcut of InvRms for the latency-bound K = 1; the
-    // division (same bits) otherwise (numerics::InvRms says why).
     double total = RowTotal<K, kLean>(leaves, g, parity, warp_sums);
     if (split) {
       total = ClusterRowTotal(total, cluster, rank, parity, exchange_phases,
                               exchange);
     }
-    const float inv_rms = K == 1
-                              ? numerics::InvRms(total, p.cols, p.eps)
-                              : numerics::InvRmsOfMean(
-                                    total / static_cast<double>(p.cols), p.eps);
+    // The latency-bound K = 1: the power-of-two shortcut of the mean and
+    // rsqrt where it gives the same bits; the division and the exact chain
+    // (same bits) otherwise (numerics::MeanOfSquares says why).
+    const float inv_rms =
+        K == 1 ? InvRmsOfMeanForLatency(numerics::MeanOfSquares(total, p.cols),
+                                        p.eps)
+               : numerics::InvRmsOfMean(total / static_cast<double>(p.cols),
+                                        p.eps);
 
     auto write_outputs = [&](auto full) {
       char* out = lane_ptr(OTag(), p.out, r, p.out_stride);
