@@ -802,9 +802,13 @@ __global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
   // the sizes alone, before waiting for the kernels this one depends on (with
   // programmatic dependent launch, while they finish). The split kernels
   // (kSplitForm, K = 1) hold part of a row per block, split over a cluster of
-  // G / blockDim.x CTAs (ClusterExchange), one row per CTA.
-  constexpr bool split = (kForm & kSplitForm) != 0;
+  // G / blockDim.x CTAs (ClusterExchange), one row per CTA. Told by the sizes
+  // there too (a block of a whole row is not split): with the split a
+  // compile-time constant, the 256-norm decode stack of split rows was 3.5%
+  // slower on the H200 (355.0 against 342.8 us a step at batch 1, same run;
+  // benchmarks/results/h200-2026-11-30b).
   const int64_t g64 = cuda_layout::PaddedChunks(p.cols) / K;
+  const bool split = (kForm & kSplitForm) != 0 && blockDim.x < g64;
   const int log2_row = cuda_layout::Log2OfPowerOfTwo(g64);
   const int log2_cluster =
       split ? log2_row - cuda_layout::Log2OfPowerOfTwo(blockDim.x) : 0;

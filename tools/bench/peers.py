@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Times normgraph's peers on the same GPU and shapes as benchmarks/cuda_*_benchmark.
 
-    python3 tools/bench/peers.py --out peers.json [--budget-s 240] [--quick]
+    python3 tools/bench/peers.py --out peers.json [--budget-s 240] [--quick | --stack-only]
 
 Peers (PyTorch 2.11, transformers 5.17 on the GPU host):
   - torch_eager:   F.rms_norm (rms), and the expressions transformers' modules run, eagerly;
@@ -311,6 +311,8 @@ class Bench:
             compile_shapes = compile_shapes[:2]
         for batch in (1, 2, 4, 8, 16, 32, 64):
             self.guarded(self.decode_stack, batch)
+        if a.stack_only:
+            return
         for variant in ("rms", "zero_centred", "gated", "fused_add"):
             for regime, shapes in (("decode", decode), ("prefill", prefill)):
                 for rows, cols in shapes:
@@ -346,6 +348,8 @@ def main():
     parser.add_argument("--budget-s", type=float, default=240.0,
                         help="stop compiling new torch.compile shapes after this many seconds")
     parser.add_argument("--quick", action="store_true", help="a few shapes only (smoke run)")
+    parser.add_argument("--stack-only", action="store_true",
+                        help="only PyTorch's graph of the 256-norm decode stack (seconds)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("peers: no CUDA device")
