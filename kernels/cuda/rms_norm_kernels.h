@@ -943,6 +943,13 @@ __global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
   const RowPlan first = plan(row0);
   if (kFastPath) WaitForPriorGrids();
 
+  // The first row's operands before the weight: the row's reduction waits
+  // for them, the weight only for the reduction (H200, a 256-node decode
+  // chain of 1 x 4096 bf16: 342.3 -> 334 us a step with rows split over
+  // clusters, 401 -> 390 without; ab6 in benchmarks/results/h200-2026-11-30b).
+  RowOperands<X, K> cur;
+  int parity = 0;
+  issue(first, cur);
   Chunk<W> wc[K];
   if (kEarlyWeight) {
 #pragma unroll
@@ -956,9 +963,6 @@ __global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
     }
   }
 
-  RowOperands<X, K> cur;
-  int parity = 0;
-  issue(first, cur);
   while (true) {
     const int64_t next0 = row0 + step;
     const bool more = next0 < p.rows;
