@@ -59,7 +59,6 @@ __device__ __forceinline__ uint32_t MapRank(uint32_t a, unsigned rank) {
   return ra;
 }
 
-
 // float(1.0 / sqrt(m)) when `y` (an approximation of 1 / sqrt(m) within
 // `margin` float64 ulps of the exact chain's float64 result) is far from a
 // float32 rounding boundary and in the normal float range; else the exact
@@ -82,8 +81,9 @@ __device__ __forceinline__ float InvRmsVariant(double total, int64_t cols,
                                                float eps, int* slow) {
   if (INV == 0) return numerics::InvRms(total, cols, eps);
   const int k = __ffsll(cols) - 1;
-  const double m = total * static_cast<double>(__int_as_float((127 - k) << 23)) +
-                   static_cast<double>(eps);
+  const double m =
+      total * static_cast<double>(__int_as_float((127 - k) << 23)) +
+      static_cast<double>(eps);
   if (INV == 1) return Guarded(rsqrt(m), m, 64, slow);
   if (INV == 2) {
     const float mf = static_cast<float>(m);
@@ -333,9 +333,9 @@ int main() {
         // nudged by a few float64 ulps.
         const float f = std::ldexp(1.0f + (next() % (1u << 23)) * 0x1p-23f,
                                    static_cast<int>(next() % 24) - 20);
-        const double t =
-            (static_cast<double>(f) +
-             static_cast<double>(std::nextafter(f, 1e30f))) / 2;
+        const double t = (static_cast<double>(f) +
+                          static_cast<double>(std::nextafter(f, 1e30f))) /
+                         2;
         double m = 1.0 / (t * t);
         const int nudge = static_cast<int>(next() % 33) - 16;
         for (int j = 0; j < (nudge < 0 ? -nudge : nudge); ++j)

@@ -61,7 +61,6 @@ __device__ __forceinline__ uint32_t MapRank(uint32_t a, unsigned rank) {
   return ra;
 }
 
-
 // float(1.0 / sqrt(m)) when `y` (an approximation of 1 / sqrt(m) within
 // `margin` float64 ulps of the exact chain's float64 result) is far from a
 // float32 rounding boundary and in the normal float range; else the exact
@@ -84,8 +83,9 @@ __device__ __forceinline__ float InvRmsVariant(double total, int64_t cols,
                                                float eps, int* slow) {
   if (INV == 0) return numerics::InvRms(total, cols, eps);
   const int k = __ffsll(cols) - 1;
-  const double m = total * static_cast<double>(__int_as_float((127 - k) << 23)) +
-                   static_cast<double>(eps);
+  const double m =
+      total * static_cast<double>(__int_as_float((127 - k) << 23)) +
+      static_cast<double>(eps);
   if (INV == 1) return Guarded(rsqrt(m), m, 64, slow);
   if (INV == 2) {
     const float mf = static_cast<float>(m);
@@ -284,7 +284,6 @@ int main() {
        8},
       {"proto mbarrier 8 rsqrt64+guard", (const void*)&ClusterRms<8, 2, 1>, 8},
   };
-
 
   for (const V& v : vs)
     CK(cudaFuncSetAttribute(v.f, cudaFuncAttributeNonPortableClusterSizeAllowed,
