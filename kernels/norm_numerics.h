@@ -31,6 +31,8 @@
 // float32 once. It is therefore within one float32 ulp of the exact value of
 // the row (in practice the correctly rounded value), on every row family:
 // random, all-equal, wide dynamic range, huge and tiny magnitudes, any length.
+// (The CUDA decode kernels get the same bits sooner through rsqrt where the
+// rounding cannot tell it apart: RoundsLikeNeighbours.)
 //
 // Everything else is float32 arithmetic with one rounding per operation
 // (compiled without contraction into fused multiply-adds: -ffp-contract=off on
