@@ -663,10 +663,10 @@ __device__ __forceinline__ double ClusterRowTotal(double part, int cluster,
 // numerics::InvRmsOfMean's bits, with rsqrt in place of its float64 square
 // root and division wherever rounding to float32 cannot tell the two apart
 // (numerics::RoundsLikeNeighbours: all but about 4 in a million means), the
-// exact chain elsewhere. On the H200 a 256-node decode chain of split rows
-// went from 1.29 to 1.18 us a node (benchmarks/RESULTS.md); the bits are
-// checked against the CPU's exact chain on adversarial means by
-// inv_rms_check.h.
+// exact chain elsewhere. On the H200 a prototype's 256-node decode chain of
+// split rows went from 1.29 to 1.18 us a node (benchmarks/RESULTS.md, sixth
+// session); inv_rms_test checks the bits against the CPU's exact chain on
+// means next to float32 rounding midpoints.
 __device__ __forceinline__ float InvRmsOfMeanForLatency(double mean,
                                                         float eps) {
   const double y = rsqrt(mean + static_cast<double>(eps));
