@@ -172,9 +172,11 @@ constexpr int64_t kMinClusterCtaThreads = 64;
 // Most rows a launch may have for the automatic choice to split them over
 // clusters. The 256-norm decode stack of [batch, 4096] bf16 on the H200 with
 // programmatic dependent launch, us a step with the rows split / not: batch
-// 1: 346 / 394, 8: 366 / 402 (benchmarks/results/h200-2026-11-30); with an
-// earlier build that split up to 66 rows (..._call4.json), batch 16: 427 /
-// 420, 32: 600 / 585, 64: 652 / 595 (the SMs are busy anyway), and without
+// 1: 335 / 391, 8: 352 / 390 (benchmarks/results/h200-2026-11-30b; at hidden
+// 8192 batch 1: 354 / 554, at 2048: 320 / 321); with an earlier build that
+// split up to 66 rows (h200-2026-11-30/cuda_graph_benchmark_call4.json),
+// batch 16: 427 / 420, 32: 600 / 585, 64: 652 / 595 (the SMs are busy
+// anyway), and without
 // programmatic dependent launch batch 1: 550 / 555 (no gain: the clusters'
 // set-up no longer overlaps the previous node), so only with it.
 constexpr int64_t kMaxClusteredRows = 8;
