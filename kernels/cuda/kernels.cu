@@ -176,9 +176,9 @@ constexpr int64_t kMinClusterCtaThreads = 64;
 // 8192 batch 1: 354 / 554, at 2048: 320 / 321); with an earlier build that
 // split up to 66 rows (h200-2026-11-30/cuda_graph_benchmark_call4.json),
 // batch 16: 427 / 420, 32: 600 / 585, 64: 652 / 595 (the SMs are busy
-// anyway), and without
-// programmatic dependent launch batch 1: 550 / 555 (no gain: the clusters'
-// set-up no longer overlaps the previous node), so only with it.
+// anyway), and without programmatic dependent launch batch 1: 550 / 555 (no
+// gain: the clusters' set-up no longer overlaps the previous node), so only
+// with it.
 constexpr int64_t kMaxClusteredRows = 8;
 
 // How many CTAs each row of a K = 1 launch is split over
