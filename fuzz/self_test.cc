@@ -142,8 +142,9 @@ TEST(SelfTest, VerdictsDoNotDependOnTheInputsRunBefore) {
       findings += forward[i] != "OK";
     }
     // The bug modes find something here, so findings are compared too.
-    if (mode != FuzzMode::kDefault)
+    if (mode != FuzzMode::kDefault) {
       EXPECT_GT(findings, 0) << FuzzModeName(mode);
+    }
   }
 }
 
