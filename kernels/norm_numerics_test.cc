@@ -12,6 +12,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/cpu/rms_norm.h"
+#include "kernels/float_neighbours_testing.h"
 
 namespace normgraph {
 namespace {
@@ -159,21 +160,6 @@ TEST(InvRmsTest, PowerOfTwoLengthsEqualTheDivision) {
       }
     }
   }
-}
-
-// y moved by k float64 ulps (k may be negative), staying finite.
-double MovedUlps(double y, int k) {
-  for (int i = 0; i < (k < 0 ? -k : k); ++i) {
-    y = std::nextafter(y, k < 0 ? 0.0 : INFINITY);
-  }
-  return y;
-}
-
-// The midpoint between float32 f and the next float32 up, exact in float64.
-double MidpointAbove(float f) {
-  return (static_cast<double>(f) +
-          static_cast<double>(std::nextafter(f, INFINITY))) /
-         2;
 }
 
 // What the GPU's rsqrt shortcut relies on: where RoundsLikeNeighbours says

@@ -13,17 +13,11 @@
 #include "core/float_bits.h"
 #include "gtest/gtest.h"
 #include "kernels/cuda/inv_rms_check.h"
+#include "kernels/float_neighbours_testing.h"
 #include "kernels/norm_numerics.h"
 
 namespace normgraph {
 namespace {
-
-double MovedUlps(double y, int k) {
-  for (int i = 0; i < (k < 0 ? -k : k); ++i) {
-    y = std::nextafter(y, k < 0 ? 0.0 : INFINITY);
-  }
-  return y;
-}
 
 // Means whose 1 / sqrt(mean + eps) lands near the midpoint above a random
 // float32 (nudged by up to three guards either way), over 2^-60..2^60.
@@ -37,9 +31,7 @@ std::vector<double> MeansNearMidpoints(std::mt19937_64& rng, float eps,
   for (int i = 0; i < count; ++i) {
     const float f =
         std::ldexp(FloatFromBits(0x3F800000u | mantissa(rng)), exponent(rng));
-    const double midpoint = (static_cast<double>(f) +
-                             static_cast<double>(std::nextafter(f, INFINITY))) /
-                            2;
+    const double midpoint = MidpointAbove(f);
     // 1 / sqrt moves by half as many ulps as its argument, in the other
     // direction: nudging m by 2k ulps moves y by about k.
     const double m = MovedUlps(1.0 / (midpoint * midpoint), 2 * nudge(rng));
