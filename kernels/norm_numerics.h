@@ -261,13 +261,22 @@ NG_HOST_DEVICE bool RoundsLikeNeighbours(double y) {
 // the last bit between glibc and CUDA). Cody-Waite reduction x = n ln2 + r with
 // |r| <= ln2 / 2, a degree-7 Taylor polynomial (truncation error below 6e-9
 // relative), then scaling by 2^n. Within 2 ulps of the exact value.
-NG_HOST_DEVICE float ExpF32(float x) {
-  if (x != x) return x;
-  if (x > 88.72283935546875f) return FloatFromBits(0x7F800000u);  // +inf
-  if (x < -103.97208404541016f) return 0.0f;
-  const float n = floorf(x * 1.44269502162933349609375f + 0.5f);
+//
+// Written without branches (the special cases are selected by ExpF32), so
+// that a GPU thread computes several in one instruction stream: with a branch
+// a case, the gated kernels ran one exponential at a time.
+
+// exp(c) = p * 2^n before the scaling: n = round(c / ln2) and p = exp(r) by the
+// polynomial, for c in [-104, 89].
+struct ExpF32Split {
+  float n;  // an integer in [-150, 128]
+  float p;  // in [0.70, 1.42]
+};
+
+NG_HOST_DEVICE ExpF32Split SplitExpF32(float c) {
+  const float n = floorf(c * 1.44269502162933349609375f + 0.5f);
   // ln2 split so that n * kLn2Hi is exact for |n| <= 2^8.
-  const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187045e-06f;
+  const float r = (c - n * 0.693145751953125f) - n * 1.428606765330187045e-06f;
   float p = 1.0f / 5040.0f;
   p = p * r + 1.0f / 720.0f;
   p = p * r + 1.0f / 120.0f;
@@ -276,13 +285,37 @@ NG_HOST_DEVICE float ExpF32(float x) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
+  return {n, p};
+}
+
+// n + 1.5 * 2^23 is exact for an integer |n| < 2^22 and holds n + 2^22 in
+// its low mantissa bits: the integer without a conversion instruction.
+NG_HOST_DEVICE int32_t IntegerOfSmallFloat(float n) {
+  return static_cast<int32_t>(FloatBits(n + 12582912.0f) - 0x4B400000u);
+}
+
+// ExpF32's main path alone, for c in [-104, 89]: ExpF32(x) for x in
+// [-103.97, 88.72], +inf above, a value below 2^-149 under it.
+NG_HOST_DEVICE float ExpF32InRange(float c) {
+  const ExpF32Split s = SplitExpF32(c);
   // 2^n as two factors, each a normal float, so subnormal results come out
-  // right (n ranges over [-150, 128]).
-  const int ni = static_cast<int>(n);
-  const int half = ni / 2;
+  // right: (p * 2^h) is exact, and the second product rounds p * 2^n once,
+  // whichever way n is split.
+  const int32_t ni = IntegerOfSmallFloat(s.n);
+  const int32_t half = ni / 2;
   const float s1 = FloatFromBits(static_cast<uint32_t>(half + 127) << 23);
   const float s2 = FloatFromBits(static_cast<uint32_t>(ni - half + 127) << 23);
-  return (p * s1) * s2;
+  return (s.p * s1) * s2;
+}
+
+NG_HOST_DEVICE float ExpF32(float x) {
+  // Clamped (a NaN to -104) so that the main path stays in range; the values
+  // the clamp changed are replaced.
+  const float e = ExpF32InRange(fminf(fmaxf(x, -104.0f), 89.0f));
+  return x != x                     ? x
+         : x > 88.72283935546875f   ? FloatFromBits(0x7F800000u)  // +inf
+         : x < -103.97208404541016f ? 0.0f
+                                    : e;
 }
 
 // silu(g) = g / (1 + exp(-g)) in float32.

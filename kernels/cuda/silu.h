@@ -1,0 +1,69 @@
+#ifndef NORMGRAPH_KERNELS_CUDA_SILU_H_
+#define NORMGRAPH_KERNELS_CUDA_SILU_H_
+
+// silu(g) for the gated kernels: numerics::Silu's bits (g / (1 + exp(-g))
+// with numerics::ExpF32 and an IEEE division) without a branch. CUDA's
+// correctly rounded division is a reciprocal refinement plus a test (FCHK)
+// that branches to a slow subroutine for operands near the ends of the
+// exponent range; with one such branch per element, a thread computed its
+// elements' silu one after another, and the gated kernels ran at under half
+// the copy bandwidth (H200, benchmarks/RESULTS.md). Here the refinement runs
+// on operands scaled into a range where it needs no test, and the few inputs
+// outside it are selected. That this equals the IEEE division for every one
+// of the 2^32 float32 inputs is checked exhaustively on the GPU
+// (silu_check.h, silu_test), which is what vouches for it: the refinement's
+// first step uses the hardware's approximate reciprocal.
+//
+// Device code only; compiled with --fmad=false like the kernels (the fused
+// multiply-adds here are explicit).
+
+#include <cstdint>
+
+#include "core/float_bits.h"
+#include "kernels/norm_numerics.h"
+
+namespace normgraph {
+namespace cuda_kernels {
+
+__device__ __forceinline__ float SiluWithoutBranches(float g) {
+  // d = 1 + ExpF32(-g) for every g but a NaN. ExpF32's p * 2^n, as
+  // (p * 2^(n - 1)) * 2: the first product by adding n - 1 to p's exponent
+  // field (exact while it stays normal, which every g <= 64 keeps: n >= -93),
+  // the second rounding to +inf exactly where ExpF32's does. Above 64,
+  // exp(-g) < 2^-92 and 1 + it is 1, as is 1 + ExpF32(-g). (The bits of
+  // n + 1.5 * 2^23 shifted left by 23 leave n << 23: IntegerOfSmallFloat's
+  // offset shifts out.)
+  const numerics::ExpF32Split e = numerics::SplitExpF32(-g);
+  const uint32_t n_bits = FloatBits(e.n + 12582912.0f) << 23;
+  const float exp_neg_g =
+      FloatFromBits(FloatBits(e.p) + n_bits - 0x00800000u) * 2.0f;
+  const float d = g > 64.0f ? 1.0f : 1.0f + exp_neg_g;
+  // The quotient g / d by one Newton step on the reciprocal and one on the
+  // quotient (Markstein), on d and g scaled by the same power of two so that
+  // d is at most 2^64: the reciprocal and the remainder then stay normal.
+  // Scaling both by a power of two is exact here and leaves the quotient as
+  // it is.
+  const float scale = d > 0x1p64f ? 0x1p-64f : 1.0f;
+  const float ds = d * scale;
+  const float gs = g * scale;
+  float y;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(ds));
+  const float y1 = __fmaf_rn(y, __fmaf_rn(-ds, y, 1.0f), y);
+  const float q0 = __fmul_rn(gs, y1);
+  const float q = __fmaf_rn(y1, __fmaf_rn(-ds, q0, gs), q0);
+  // Selected: g <= -88.72 (-g past ExpF32's overflow threshold, or at it,
+  // where its main path overflows: d = +inf; the refinement would make a NaN
+  // of that): g / inf is g * 0 (-0, or NaN for g = -inf); |g| < 2^-60, where
+  // exp(-g) rounds to 1 so d = 2, and g = +inf (d = 1): g * 0.5, exact or (g
+  // subnormal) rounded once like the division. A NaN g gives a NaN through
+  // the refinement.
+  const float inf = FloatFromBits(0x7F800000u);
+  return g <= -88.72283935546875f            ? g * 0.0f
+         : (fabsf(g) < 0x1p-60f || g == inf) ? g * 0.5f
+                                             : q;
+}
+
+}  // namespace cuda_kernels
+}  // namespace normgraph
+
+#endif  // NORMGRAPH_KERNELS_CUDA_SILU_H_
