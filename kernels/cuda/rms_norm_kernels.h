@@ -22,11 +22,12 @@
 //    reduced); for big launches the grid is what the GPU holds at once, so
 //    every thread keeps two rows' loads in flight. The weight is loaded once
 //    per thread where registers allow (16-bit weights up to K = 2), otherwise
-//    after each reduction, as is the gate. Stores are packed conversions
-//    (cvt.rn.{bf16,f16}x2.f32); where the numerics round a sum or product of
-//    two 16-bit operands to the activation dtype (the residual, the HF-order
-//    weight product), packed 16-bit add / mul give the same bits with one
-//    instruction per two elements (PackedAdd); NaNs are canonicalised after
+//    after each reduction; the gate with the row (K = 1) or before its
+//    reduction, and its silu without branches (silu.h). Stores are packed
+//    conversions (cvt.rn.{bf16,f16}x2.f32); where the numerics round a sum or
+//    product of two 16-bit operands to the activation dtype (the residual, the
+//    HF-order weight product), packed 16-bit add / mul give the same bits with
+//    one instruction per two elements (PackedAdd); NaNs are canonicalised after
 //    a test on the encoded bits. Compiled for the dtype combinations models
 //    use (RegisterCachedCombination). At K = 1 (decode-sized launches) a
 //    row may be split over a thread-block cluster of CTAs on several SMs,
