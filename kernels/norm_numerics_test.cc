@@ -274,6 +274,42 @@ TEST(SiluTest, MatchesDoublePrecisionWithinThreeUlps) {
   EXPECT_EQ(FloatBits(numerics::Silu(-89.0f)), 0x80000000u);
 }
 
+// The GPU's branch-free silu takes its denominator from
+// SiluDenominatorAboveOverflow and selects g <= -88.72283935546875 (and NaN)
+// itself; kernels/cuda:silu_test checks the whole silu for every float32 on
+// the GPU. Here, without a GPU: the denominator equals 1 + ExpF32(-g) bit for
+// bit on a stride through all floats and on every float of the ranges where
+// its shortcuts switch (the overflow threshold, n = -93 at g = 64, tiny g).
+TEST(SiluDenominatorTest, EqualsOnePlusExpF32AboveTheOverflowThreshold) {
+  const float threshold = -88.72283935546875f;
+  int64_t checked = 0;
+  auto check = [&](float g) {
+    if (std::isnan(g) || !(g > threshold)) return;
+    ++checked;
+    const float want = 1.0f + numerics::ExpF32(-g);
+    const float got = numerics::SiluDenominatorAboveOverflow(g);
+    ASSERT_EQ(FloatBits(got), FloatBits(want))
+        << "g = " << g << " (0x" << std::hex << FloatBits(g) << ")";
+  };
+  for (uint64_t u = 0; u <= 0xFFFFFFFFull; u += 4099) {
+    check(FloatFromBits(static_cast<uint32_t>(u)));
+  }
+  // Every float within 2^17 ulps of each switch (both signs around 0).
+  for (const float centre :
+       {threshold, -87.33f, 64.0f, 0x1p-60f, -0x1p-60f, 0.0f, -0.0f}) {
+    const uint32_t bits = FloatBits(centre);
+    for (uint32_t k = 0; k < (1u << 17); ++k) {
+      check(FloatFromBits(bits + k));
+      if (bits >= k) check(FloatFromBits(bits - k));
+    }
+  }
+  EXPECT_GT(checked, 1500000);
+  // At the threshold itself ExpF32's main path overflows; the shortcut's
+  // doubling overflows with it.
+  EXPECT_TRUE(std::isinf(numerics::SiluDenominatorAboveOverflow(threshold)));
+  EXPECT_TRUE(std::isinf(1.0f + numerics::ExpF32(-threshold)));
+}
+
 TEST(EncodeOutputTest, EveryNanBecomesOneCanonicalNan) {
   const float nans[] = {FloatFromBits(0x7FC00000u), FloatFromBits(0xFFC00000u),
                         FloatFromBits(0x7F800001u), FloatFromBits(0xFFFFFFFFu)};

@@ -27,18 +27,8 @@ namespace normgraph {
 namespace cuda_kernels {
 
 __device__ __forceinline__ float SiluWithoutBranches(float g) {
-  // d = 1 + ExpF32(-g) for every g but a NaN. ExpF32's p * 2^n, as
-  // (p * 2^(n - 1)) * 2: the first product by adding n - 1 to p's exponent
-  // field (exact while it stays normal, which every g <= 64 keeps: n >= -93),
-  // the second rounding to +inf exactly where ExpF32's does. Above 64,
-  // exp(-g) < 2^-92 and 1 + it is 1, as is 1 + ExpF32(-g). (The bits of
-  // n + 1.5 * 2^23 shifted left by 23 leave n << 23: IntegerOfSmallFloat's
-  // offset shifts out.)
-  const numerics::ExpF32Split e = numerics::SplitExpF32(-g);
-  const uint32_t n_bits = FloatBits(e.n + 12582912.0f) << 23;
-  const float exp_neg_g =
-      FloatFromBits(FloatBits(e.p) + n_bits - 0x00800000u) * 2.0f;
-  const float d = g > 64.0f ? 1.0f : 1.0f + exp_neg_g;
+  // 1 + ExpF32(-g) where g > -88.72 (the rest is selected below).
+  const float d = numerics::SiluDenominatorAboveOverflow(g);
   // The quotient g / d by one Newton step on the reciprocal and one on the
   // quotient (Markstein), on d and g scaled by the same power of two so that
   // d is at most 2^64: the reciprocal and the remainder then stay normal.
