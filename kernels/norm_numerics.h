@@ -256,18 +256,8 @@ NG_HOST_DEVICE bool RoundsLikeNeighbours(double y) {
 // --- silu
 // ------------------------------------------------------------------------
 
-// exp(x) in float32 from +, -, *, / and exact bit operations only, so that it
-// gives the same bits on every platform (the math libraries' expf differ in
-// the last bit between glibc and CUDA). Cody-Waite reduction x = n ln2 + r with
-// |r| <= ln2 / 2, a degree-7 Taylor polynomial (truncation error below 6e-9
-// relative), then scaling by 2^n. Within 2 ulps of the exact value.
-//
-// Written without branches (the special cases are selected by ExpF32), so
-// that a GPU thread computes several in one instruction stream: with a branch
-// a case, the gated kernels ran one exponential at a time.
-
-// exp(c) = p * 2^n before the scaling: n = round(c / ln2) and p = exp(r) by the
-// polynomial, for c in [-104, 89].
+// exp(c) = p * 2^n before the scaling (ExpF32's main path, for c in
+// [-104, 89]): n = round(c / ln2) and p = exp(r) by the polynomial.
 struct ExpF32Split {
   float n;  // an integer in [-150, 128]
   float p;  // in [0.70, 1.42]
@@ -294,10 +284,19 @@ NG_HOST_DEVICE int32_t IntegerOfSmallFloat(float n) {
   return static_cast<int32_t>(FloatBits(n + 12582912.0f) - 0x4B400000u);
 }
 
-// ExpF32's main path alone, for c in [-104, 89]: ExpF32(x) for x in
-// [-103.97, 88.72], +inf above, a value below 2^-149 under it.
-NG_HOST_DEVICE float ExpF32InRange(float c) {
-  const ExpF32Split s = SplitExpF32(c);
+// exp(x) in float32 from +, -, *, / and exact bit operations only, so that it
+// gives the same bits on every platform (the math libraries' expf differ in
+// the last bit between glibc and CUDA). Cody-Waite reduction x = n ln2 + r with
+// |r| <= ln2 / 2, a degree-7 Taylor polynomial (truncation error below 6e-9
+// relative), then scaling by 2^n. Within 2 ulps of the exact value. Written
+// without branches (the special cases are selected from the result for a
+// clamped argument), so that a GPU thread computes several in one instruction
+// stream: with a branch a case, the gated kernels ran one exponential at a
+// time.
+NG_HOST_DEVICE float ExpF32(float x) {
+  // Clamped (a NaN to -104) so that the main path stays in range; the values
+  // the clamp changed are replaced below.
+  const ExpF32Split s = SplitExpF32(fminf(fmaxf(x, -104.0f), 89.0f));
   // 2^n as two factors, each a normal float, so subnormal results come out
   // right: (p * 2^h) is exact, and the second product rounds p * 2^n once,
   // whichever way n is split.
@@ -305,13 +304,7 @@ NG_HOST_DEVICE float ExpF32InRange(float c) {
   const int32_t half = ni / 2;
   const float s1 = FloatFromBits(static_cast<uint32_t>(half + 127) << 23);
   const float s2 = FloatFromBits(static_cast<uint32_t>(ni - half + 127) << 23);
-  return (s.p * s1) * s2;
-}
-
-NG_HOST_DEVICE float ExpF32(float x) {
-  // Clamped (a NaN to -104) so that the main path stays in range; the values
-  // the clamp changed are replaced.
-  const float e = ExpF32InRange(fminf(fmaxf(x, -104.0f), 89.0f));
+  const float e = (s.p * s1) * s2;
   return x != x                     ? x
          : x > 88.72283935546875f   ? FloatFromBits(0x7F800000u)  // +inf
          : x < -103.97208404541016f ? 0.0f
