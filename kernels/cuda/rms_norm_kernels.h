@@ -1059,7 +1059,6 @@ __global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
           }
         }
         if (!decltype(full)::value && cur.count[i] == 0) continue;
-        float o[kChunk];
         Chunk<O> oc;
         if constexpr (kHf && !kScale && kSize<X> == 2) {
           // NormOutput with R_X(v r) rounded two at a time (packed
@@ -1081,6 +1080,7 @@ __global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
               oc.w[q] = PackedMul<X>(wc[i].w[q], rounded.w[q]);
             }
             if constexpr (kGated) {
+              float o[kChunk];
 #pragma unroll
               for (int e = 0; e < kChunk; ++e) {
                 o[e] = oc.Value(e) * SiluWithoutBranches(cur.gc[i].Value(e));
@@ -1090,6 +1090,7 @@ __global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
               CanonicalizeNans<O>(oc);
             }
           } else {
+            float o[kChunk];
 #pragma unroll
             for (int e = 0; e < kChunk; ++e) {
               const float silu =
@@ -1100,6 +1101,7 @@ __global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
             EncodeOutputChunk<O>(o, oc);
           }
         } else {
+          float o[kChunk];
 #pragma unroll
           for (int e = 0; e < kChunk; ++e) {
             const float silu =
