@@ -3,7 +3,7 @@
 #include <cuda_runtime.h>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
+#include "core/cuda/cuda_status.h"
 #include "kernels/cuda/inv_rms_check.h"
 #include "kernels/cuda/rms_norm_kernels.h"
 
@@ -20,10 +20,9 @@ __global__ void Evaluate(const double* means, int64_t n, float eps,
   }
 }
 
+// The CUDA call `what`'s result as a status (core/cuda/cuda_status.h).
 absl::Status Check(cudaError_t e, const char* what) {
-  if (e == cudaSuccess) return absl::OkStatus();
-  return absl::InternalError(
-      absl::StrCat("inv_rms check: ", what, ": ", cudaGetErrorString(e)));
+  return CudaStatus(e, what, "inv_rms check");
 }
 
 }  // namespace

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
+#include "core/cuda/cuda_status.h"
 #include "kernels/cuda/packed_arithmetic_check.h"
 #include "kernels/cuda/rms_norm_kernels.h"
 
@@ -67,10 +67,9 @@ __global__ void CheckPairs(uint32_t* out) {
   }
 }
 
+// The CUDA call `what`'s result as a status (core/cuda/cuda_status.h).
 absl::Status Check(cudaError_t e, const char* what) {
-  if (e == cudaSuccess) return absl::OkStatus();
-  return absl::InternalError(absl::StrCat("packed arithmetic check: ", what,
-                                          ": ", cudaGetErrorString(e)));
+  return CudaStatus(e, what, "packed arithmetic check");
 }
 
 }  // namespace

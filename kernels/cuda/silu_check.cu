@@ -3,7 +3,7 @@
 #include <cuda_runtime.h>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
+#include "core/cuda/cuda_status.h"
 #include "core/float_bits.h"
 #include "kernels/cuda/silu.h"
 #include "kernels/cuda/silu_check.h"
@@ -48,10 +48,9 @@ __global__ void Evaluate(const float* inputs, int64_t n, uint32_t* bits) {
   }
 }
 
+// The CUDA call `what`'s result as a status (core/cuda/cuda_status.h).
 absl::Status Check(cudaError_t e, const char* what) {
-  if (e == cudaSuccess) return absl::OkStatus();
-  return absl::InternalError(
-      absl::StrCat("silu check: ", what, ": ", cudaGetErrorString(e)));
+  return CudaStatus(e, what, "silu check");
 }
 
 }  // namespace
