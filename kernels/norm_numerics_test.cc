@@ -278,8 +278,9 @@ TEST(SiluTest, MatchesDoublePrecisionWithinThreeUlps) {
 // SiluDenominatorAboveOverflow and selects g <= -88.72283935546875 (and NaN)
 // itself; kernels/cuda:silu_test checks the whole silu for every float32 on
 // the GPU. Here, without a GPU: the denominator equals 1 + ExpF32(-g) bit for
-// bit on a stride through all floats and on every float of the ranges where
-// its shortcuts switch (the overflow threshold, n = -93 at g = 64, tiny g).
+// bit on a stride through all floats and on every float near the places
+// where it is most fragile: the overflow threshold and g = -87.33 (n = 126:
+// the exponent field near its top), the switch at g = 64, and around 0.
 TEST(SiluDenominatorTest, EqualsOnePlusExpF32AboveTheOverflowThreshold) {
   const float threshold = -88.72283935546875f;
   int64_t checked = 0;
@@ -294,7 +295,8 @@ TEST(SiluDenominatorTest, EqualsOnePlusExpF32AboveTheOverflowThreshold) {
   for (uint64_t u = 0; u <= 0xFFFFFFFFull; u += 4099) {
     check(FloatFromBits(static_cast<uint32_t>(u)));
   }
-  // Every float within 2^17 ulps of each switch (both signs around 0).
+  // Every float within 2^17 ulps of each of those places (both signs
+  // around 0).
   for (const float centre :
        {threshold, -87.33f, 64.0f, 0x1p-60f, -0x1p-60f, 0.0f, -0.0f}) {
     const uint32_t bits = FloatBits(centre);

@@ -31,7 +31,8 @@ TEST(SiluWithoutBranchesTest, EveryFloatMatchesTheIeeeDivision) {
 TEST(SiluWithoutBranchesTest, MatchesTheCpuSilu) {
   std::vector<float> inputs;
   // Every 251st bit pattern (a prime stride: every exponent, both signs, many
-  // mantissas), then the values at the ends of the selected ranges.
+  // mantissas), then the values where the GPU path switches (its selects, its
+  // scaling at 2^64, the denominator's shortcuts) and tiny and subnormal g.
   for (uint64_t u = 0; u <= 0xFFFFFFFFull; u += 251) {
     inputs.push_back(FloatFromBits(static_cast<uint32_t>(u)));
   }
