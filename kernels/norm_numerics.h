@@ -36,8 +36,8 @@
 //
 // Everything else is float32 arithmetic with one rounding per operation
 // (compiled without contraction into fused multiply-adds: -ffp-contract=off on
-// the CPU, --fmad=false for CUDA), and the 16-bit conversions of
-// core/float_bits.h.
+// the CPU, --fmad=false for CUDA; the exponential's fused multiply-adds are
+// written out), and the 16-bit conversions of core/float_bits.h.
 
 #include <cmath>
 #include <cstdint>
@@ -257,42 +257,52 @@ NG_HOST_DEVICE bool RoundsLikeNeighbours(double y) {
 // ------------------------------------------------------------------------
 
 // exp(c) = p * 2^n before the scaling (ExpF32's main path, for c in
-// [-104, 89]): n = round(c / ln2) and p = exp(r) by the polynomial.
+// [-104, 89]): n = c / ln2 rounded to the nearest integer (ties to even) and
+// p = exp(c - n ln2) by the polynomial.
 struct ExpF32Split {
-  float n;  // an integer in [-150, 128]
-  float p;  // in [0.70, 1.42]
+  float n;         // an integer in [-150, 128]
+  float n_offset;  // n + 1.5 * 2^23 (n in its low mantissa bits)
+  float p;         // in [0.70, 1.42]
 };
 
+// Every step is a fused multiply-add (one rounding each), which every
+// backend has: std::fma / fmaf on the CPU (the vector paths' VFMADD), fmaf
+// on CUDA. n comes out of the first one as the float of the rounded sum
+// c / ln2 + 1.5 * 2^23, whose unit in the last place is 1: the nearest
+// integer to the exact product, with no floor or conversion instruction.
 NG_HOST_DEVICE ExpF32Split SplitExpF32(float c) {
-  const float n = floorf(c * 1.44269502162933349609375f + 0.5f);
+  constexpr float kOffset = 12582912.0f;  // 1.5 * 2^23
+  const float n_offset = fmaf(c, 1.44269502162933349609375f, kOffset);
+  const float n = n_offset - kOffset;  // exact
   // ln2 split so that n * kLn2Hi is exact for |n| <= 2^8.
-  const float r = (c - n * 0.693145751953125f) - n * 1.428606765330187045e-06f;
+  const float r =
+      fmaf(-n, 1.428606765330187045e-06f, fmaf(-n, 0.693145751953125f, c));
   float p = 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  return {n, p};
+  p = fmaf(p, r, 1.0f / 720.0f);
+  p = fmaf(p, r, 1.0f / 120.0f);
+  p = fmaf(p, r, 1.0f / 24.0f);
+  p = fmaf(p, r, 1.0f / 6.0f);
+  p = fmaf(p, r, 0.5f);
+  p = fmaf(p, r, 1.0f);
+  p = fmaf(p, r, 1.0f);
+  return {n, n_offset, p};
 }
 
-// n + 1.5 * 2^23 is exact for an integer |n| < 2^22 and holds n + 2^22 in
-// its low mantissa bits: the integer without a conversion instruction.
-NG_HOST_DEVICE int32_t IntegerOfSmallFloat(float n) {
-  return static_cast<int32_t>(FloatBits(n + 12582912.0f) - 0x4B400000u);
+// The integer n of a split, from n + 1.5 * 2^23's bits (n + 2^22 in the low
+// mantissa bits): no conversion instruction.
+NG_HOST_DEVICE int32_t IntegerOfSplit(const ExpF32Split& s) {
+  return static_cast<int32_t>(FloatBits(s.n_offset) - 0x4B400000u);
 }
 
-// exp(x) in float32 from +, -, *, / and exact bit operations only, so that it
-// gives the same bits on every platform (the math libraries' expf differ in
-// the last bit between glibc and CUDA). Cody-Waite reduction x = n ln2 + r with
-// |r| <= ln2 / 2, a degree-7 Taylor polynomial (truncation error below 6e-9
-// relative), then scaling by 2^n. Within 2 ulps of the exact value. Written
-// without branches (the special cases are selected from the result for a
-// clamped argument), so that a GPU thread computes several in one instruction
-// stream: with a branch a case, the gated kernels ran one exponential at a
-// time.
+// exp(x) in float32 from +, -, *, fused multiply-add and exact bit operations
+// only, so that it gives the same bits on every platform (the math libraries'
+// expf differ in the last bit between glibc and CUDA). Cody-Waite reduction
+// x = n ln2 + r with |r| <= ln2 / 2, a degree-7 Taylor polynomial by Horner's
+// rule (truncation error below 6e-9 relative), then scaling by 2^n. Within 2
+// ulps of the exact value. Written without branches (the special cases are
+// selected from the result for a clamped argument), so that a GPU thread
+// computes several in one instruction stream: with a branch a case, the gated
+// kernels ran one exponential at a time.
 NG_HOST_DEVICE float ExpF32(float x) {
   // Clamped (a NaN to -104) so that the main path stays in range; the values
   // the clamp changed are replaced below.
@@ -300,7 +310,7 @@ NG_HOST_DEVICE float ExpF32(float x) {
   // 2^n as two factors, each a normal float, so subnormal results come out
   // right: (p * 2^h) is exact, and the second product rounds p * 2^n once,
   // whichever way n is split.
-  const int32_t ni = IntegerOfSmallFloat(s.n);
+  const int32_t ni = IntegerOfSplit(s);
   const int32_t half = ni / 2;
   const float s1 = FloatFromBits(static_cast<uint32_t>(half + 127) << 23);
   const float s2 = FloatFromBits(static_cast<uint32_t>(ni - half + 127) << 23);
@@ -322,10 +332,10 @@ NG_HOST_DEVICE float Silu(float g) { return g / (1.0f + ExpF32(-g)); }
 // normal, which every g <= 64 keeps: n >= -93), the second rounding to +inf
 // exactly where ExpF32's does. Above 64, exp(-g) < 2^-92 and 1 + it is 1, as
 // is 1 + ExpF32(-g). (The bits of n + 1.5 * 2^23 shifted left by 23 leave
-// n << 23: IntegerOfSmallFloat's offset shifts out.)
+// n << 23: IntegerOfSplit's offset shifts out.)
 NG_HOST_DEVICE float SiluDenominatorAboveOverflow(float g) {
   const ExpF32Split e = SplitExpF32(-g);
-  const uint32_t n_bits = FloatBits(e.n + 12582912.0f) << 23;
+  const uint32_t n_bits = FloatBits(e.n_offset) << 23;
   const float exp_neg_g =
       FloatFromBits(FloatBits(e.p) + n_bits - 0x00800000u) * 2.0f;
   return g > 64.0f ? 1.0f : 1.0f + exp_neg_g;

@@ -121,9 +121,9 @@ void ApplyNormT(const RmsNormParams& p, int64_t row, const float* v, float r,
 // activation dtype (or the f32 scale): every norm of the decoder stacks. Same
 // numerics, bit for bit (kernels/norm_numerics.h); faster by
 // - working on 8 lanes at a time (GCC/Clang vector extensions compiled for
-//   AVX2, chosen at run time where the CPU has it but not the AVX-512 path
-//   below; elsewhere RmsNormCpuScalar runs), with branch-free 16-bit
-//   conversions (bf16: the same integer round-to-nearest-even as
+//   AVX2 with F16C and FMA, chosen at run time where the CPU has them but not
+//   the AVX-512 path below; elsewhere RmsNormCpuScalar runs), with branch-free
+//   16-bit conversions (bf16: the same integer round-to-nearest-even as
 //   core/float_bits.h, lanewise; f16: the F16C instructions, which agree with
 //   core/float_bits.h on every non-NaN value, checked exhaustively);
 // - loading 8 weights (and gate values) at a time as they are needed, silu
@@ -197,8 +197,8 @@ auto RowsFor(const RmsNormParams& p, Make make) {
 
 namespace avx2 {
 
-#define NG_FAST __attribute__((always_inline, target("avx2,f16c"))) inline
-#define NG_AVX2 __attribute__((target("avx2,f16c")))
+#define NG_FAST __attribute__((always_inline, target("avx2,f16c,fma"))) inline
+#define NG_AVX2 __attribute__((target("avx2,f16c,fma")))
 
 typedef float F8 __attribute__((vector_size(32)));
 typedef uint32_t U8 __attribute__((vector_size(32)));
@@ -423,8 +423,13 @@ NG_FAST F8 Weight8(const void* w, int64_t j) {
   }
 }
 
-// numerics::ExpF32, lanewise: the same operations in the same order (floor by
-// VROUNDPS), its three special cases as selects.
+// a * b + c, rounded once (VFMADD).
+NG_FAST F8 Fma(F8 a, F8 b, F8 c) {
+  return (F8)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+}
+
+// numerics::ExpF32, lanewise: the same operations in the same order, its
+// three special cases as selects.
 NG_FAST F8 Exp8(F8 x) {
   const U8 nan = (U8)(x != x);
   const U8 over = (U8)(x > 88.72283935546875f);
@@ -433,15 +438,17 @@ NG_FAST F8 Exp8(F8 x) {
   // are unchanged.
   const F8 c = (F8)_mm256_min_ps(
       _mm256_max_ps((__m256)x, _mm256_set1_ps(-104.0f)), _mm256_set1_ps(89.0f));
-  const F8 n =
-      (F8)_mm256_floor_ps((__m256)(c * 1.44269502162933349609375f + 0.5f));
-  const F8 r = (c - n * 0.693145751953125f) - n * 1.428606765330187045e-06f;
+  const F8 offset = F8{} + 12582912.0f;  // 1.5 * 2^23
+  const F8 n_offset = Fma(c, F8{} + 1.44269502162933349609375f, offset);
+  const F8 n = n_offset - offset;
+  const F8 r = Fma(-n, F8{} + 1.428606765330187045e-06f,
+                   Fma(-n, F8{} + 0.693145751953125f, c));
   F8 p = F8{} + 1.0f / 5040.0f;
   for (const float k : {1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f, 1.0f / 6.0f,
                         0.5f, 1.0f, 1.0f}) {
-    p = p * r + k;
+    p = Fma(p, r, F8{} + k);
   }
-  const I8 ni = __builtin_convertvector(n, I8);  // in [-150, 128]
+  const I8 ni = (I8)(Bits(n_offset) - 0x4B400000u);  // in [-150, 128]
   const I8 half = ni / 2;
   const F8 s1 = Floats((U8)((half + 127) << 23));
   const F8 s2 = Floats((U8)((ni - half + 127) << 23));
@@ -583,8 +590,8 @@ NG_AVX2 void Rows(const RmsNormParams& p, float* v, uint32_t* codes,
 // even like FloatToBf16Bits for every float but NaNs and subnormals (checked
 // over all 2^32 floats on a Zen 4); vectors holding either take the integer
 // rounding instead.
-// silu is numerics::ExpF32 lanewise: the same operations in the same order
-// (floor by VRNDSCALEPS), its three special cases as masks.
+// silu is numerics::ExpF32 lanewise: the same operations in the same order,
+// its three special cases as masks.
 
 namespace avx512 {
 
@@ -933,18 +940,17 @@ NG_AVX512_INLINE __m512 Exp(__m512 x) {
   // unchanged.
   const __m512 c = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)),
                                  _mm512_set1_ps(89.0f));
-  const __m512 n = _mm512_roundscale_ps(
-      _mm512_add_ps(
-          _mm512_mul_ps(c, _mm512_set1_ps(1.44269502162933349609375f)),
-          _mm512_set1_ps(0.5f)),
-      _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  const __m512 r = _mm512_sub_ps(
-      _mm512_sub_ps(c, _mm512_mul_ps(n, _mm512_set1_ps(0.693145751953125f))),
-      _mm512_mul_ps(n, _mm512_set1_ps(1.428606765330187045e-06f)));
+  const __m512 offset = _mm512_set1_ps(12582912.0f);  // 1.5 * 2^23
+  const __m512 n = _mm512_sub_ps(
+      _mm512_fmadd_ps(c, _mm512_set1_ps(1.44269502162933349609375f), offset),
+      offset);
+  const __m512 r = _mm512_fnmadd_ps(
+      n, _mm512_set1_ps(1.428606765330187045e-06f),
+      _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), c));
   __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
   for (const float k : {1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f, 1.0f / 6.0f,
                         0.5f, 1.0f, 1.0f}) {
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(k));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(k));
   }
   // (p * 2^(n/2)) * 2^(n - n/2), as ExpF32 computes it: the first product is
   // exact (a normal float times a power of two, in range), so the result is
@@ -1073,14 +1079,15 @@ NG_AVX512 void Rows(const RmsNormParams& p, float* sums, float* wide,
 
 }  // namespace avx512
 
-bool CpuHasAvx2AndF16c() {
+bool CpuHasAvx2F16cAndFma() {
   static const bool has = [] {
     __builtin_cpu_init();
-    // F16C is CPUID.1:ECX bit 29 (not every compiler's
-    // __builtin_cpu_supports knows it).
+    // F16C and FMA are CPUID.1:ECX bits 29 and 12 (not every compiler's
+    // __builtin_cpu_supports knows F16C).
     unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-    const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx >> 29) & 1;
-    return __builtin_cpu_supports("avx2") && f16c;
+    const bool f16c_and_fma = __get_cpuid(1, &eax, &ebx, &ecx, &edx) &&
+                              (ecx >> 29) & 1 && (ecx >> 12) & 1;
+    return __builtin_cpu_supports("avx2") && f16c_and_fma;
   }();
   return has;
 }
@@ -1091,7 +1098,7 @@ bool CpuHasAvx2AndF16c() {
 bool CpuHasAvx512() {
   static const bool has = [] {
     unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-    if (!CpuHasAvx2AndF16c() || !__get_cpuid(1, &eax, &ebx, &ecx, &edx) ||
+    if (!CpuHasAvx2F16cAndFma() || !__get_cpuid(1, &eax, &ebx, &ecx, &edx) ||
         !((ecx >> 27) & 1)) {  // OSXSAVE: XGETBV is there
       return false;
     }
@@ -1121,7 +1128,7 @@ bool Applies(CpuPath path, const RmsNormParams& p) {
     case CpuPath::kScalar:
       return true;
     case CpuPath::kAvx2:
-      return SixteenBitRows(p) && CpuHasAvx2AndF16c();
+      return SixteenBitRows(p) && CpuHasAvx2F16cAndFma();
     case CpuPath::kAvx512:
       return SixteenBitRows(p) && CpuHasAvx512();
   }
