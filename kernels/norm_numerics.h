@@ -329,16 +329,17 @@ NG_HOST_DEVICE float Silu(float g) { return g / (1.0f + ExpF32(-g)); }
 // it, and for a NaN, some value the caller replaces (the GPU's branch-free
 // silu, kernels/cuda/silu.h). ExpF32's p * 2^n as (p * 2^(n - 1)) * 2: the
 // first product by adding n - 1 to p's exponent field (exact while it stays
-// normal, which every g <= 64 keeps: n >= -93), the second rounding to +inf
-// exactly where ExpF32's does. Above 64, exp(-g) < 2^-92 and 1 + it is 1, as
-// is 1 + ExpF32(-g). (The bits of n + 1.5 * 2^23 shifted left by 23 leave
-// n << 23: IntegerOfSplit's offset shifts out.)
+// normal, which every g <= 64 keeps: n >= -93), the doubling and the 1 + in
+// one fused multiply-add, which rounds 2 (p * 2^(n - 1)) + 1 once as 1 + p *
+// 2^n does, to +inf exactly where ExpF32's scaling overflows. Above 64,
+// exp(-g) < 2^-92 and 1 + it is 1, so g is clamped to 64 (whose 1 + exp is 1
+// too). (The bits of n + 1.5 * 2^23 shifted left by 23 leave n << 23:
+// IntegerOfSplit's offset shifts out.)
 NG_HOST_DEVICE float SiluDenominatorAboveOverflow(float g) {
-  const ExpF32Split e = SplitExpF32(-g);
+  const ExpF32Split e = SplitExpF32(-fminf(g, 64.0f));
   const uint32_t n_bits = FloatBits(e.n_offset) << 23;
-  const float exp_neg_g =
-      FloatFromBits(FloatBits(e.p) + n_bits - 0x00800000u) * 2.0f;
-  return g > 64.0f ? 1.0f : 1.0f + exp_neg_g;
+  const float half_exp = FloatFromBits(FloatBits(e.p) + n_bits - 0x00800000u);
+  return fmaf(half_exp, 2.0f, 1.0f);
 }
 
 // --- the elementwise parts

@@ -41,17 +41,18 @@ __device__ __forceinline__ float SiluWithoutBranches(float g) {
   asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(ds));
   const float y1 = __fmaf_rn(y, __fmaf_rn(-ds, y, 1.0f), y);
   const float q0 = __fmul_rn(gs, y1);
-  const float q = __fmaf_rn(y1, __fmaf_rn(-ds, q0, gs), q0);
+  // The remainder gs - ds q0 as -(ds q0 - gs): the same value for every
+  // nonzero one, and -0 rather than +0 where both products are zero, so that
+  // g = -0 comes out -0 as from the division.
+  const float q = __fmaf_rn(y1, -__fmaf_rn(ds, q0, -gs), q0);
   // Selected: g <= -88.72 (-g past ExpF32's overflow threshold, or at it,
   // where its main path overflows: d = +inf; the refinement would make a NaN
   // of that): g / inf is g * 0 (-0, or NaN for g = -inf); g = +inf (d = 1;
-  // the remainder would be inf - inf) and g = -0 (the refinement's last sum
-  // gives +0): g itself. A NaN g gives a NaN through the refinement. (Tiny
-  // and subnormal g need no select: d = 2 there and the refinement rounds
-  // g / 2 like the division; H200, gated bf16 32768 x 4096: 395.1 -> 368.7
-  // us without that select; silu_test covers every input.)
+  // the remainder would be inf - inf): g itself. A NaN g gives a NaN through
+  // the refinement. (Tiny and subnormal g need no select: d = 2 there and the
+  // refinement rounds g / 2 like the division; silu_test covers every input.)
   const float inf = FloatFromBits(0x7F800000u);
-  return g <= -88.72283935546875f ? g * 0.0f : (g == inf || g == 0.0f) ? g : q;
+  return g <= -88.72283935546875f ? g * 0.0f : g == inf ? g : q;
 }
 
 }  // namespace cuda_kernels
