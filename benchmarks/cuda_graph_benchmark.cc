@@ -8,6 +8,10 @@
 //   without programmatic dependent launch, and run eagerly through the
 //   launcher. Per step and per node; CUDA events around 100 back-to-back steps.
 //   The same graph of copy kernels (copy:1) is the floor a node can reach.
+// - BM_GatedDecodeStackReplay: the same chain of 256 gated norms (Qwen3.5's
+//   linear-attention norm, the gate one more input of the step), over
+//   [rows, hidden]: per value head (hidden 128, rows = tokens x 32 heads) and
+//   whole rows.
 // - BM_Check: the identity check of chains of 16 to 1024 nodes, alone (the
 //   fast path when nothing moved, the full per-tensor compare, and the check
 //   when one slot moved) and as a share of the graph's replay.
@@ -46,6 +50,7 @@
 #include "kernels/cuda/kernels_cuda.h"
 #include "kernels/kernels.h"
 #include "kernels/rms_norm_params.h"
+#include "layers/gated_rms_norm.h"
 #include "layers/module.h"
 #include "layers/qwen3_5_norm_stack.h"
 #include "layers/rms_norm.h"
@@ -76,34 +81,47 @@ DeviceRuntime& Cuda() {
   return *runtime;
 }
 
-// A chain of `n` RMSNorm modules over [batch, hidden] bf16, on cuda:0, with
-// its step buffers and a checked graph of one step.
+// A chain of `n` RMSNorm modules (or GatedRmsNorm modules, all gated by one
+// more input of the step) over [batch, hidden] bf16, on cuda:0, with its step
+// buffers and a checked graph of one step.
 struct Chain {
   // copy_only: each node copies its input row(s) instead of normalising them
   // (the same graph shape, buffers and launcher: the floor of a node).
   absl::Status Init(int n, int64_t batch, ReplayPolicy policy,
-                    bool copy_only = false, int64_t hidden = kHidden) {
+                    bool copy_only = false, int64_t hidden = kHidden,
+                    bool gated = false) {
     copy_only_ = copy_only;
     NormOptions options;
     options.weight_dtype = DType::kBF16;
     options.allocator = &Cuda().allocator();
     model = std::make_unique<ModuleList>("model");
     for (int i = 0; i < n; ++i) {
-      NG_ASSIGN_OR_RETURN(auto norm,
-                          RmsNorm::Create(absl::StrCat(i), hidden, options));
+      const std::string name = absl::StrCat(i);
+      std::unique_ptr<NormModule> norm;
+      if (gated) {
+        NG_ASSIGN_OR_RETURN(norm, GatedRmsNorm::Create(name, hidden, options));
+      } else {
+        NG_ASSIGN_OR_RETURN(norm, RmsNorm::Create(name, hidden, options));
+      }
       NG_RETURN_IF_ERROR(
           FillNormal(norm->weight().tensor(), 1000 + i, 1.0f, 0.1f));
       norms.push_back(model->Append(std::move(norm)));
     }
     const Shape shape = {batch, hidden};
+    std::vector<StepTensorSpec> buffers = {
+        {"x", shape, DType::kBF16, StepRole::kInput},
+        {"a", shape, DType::kBF16, StepRole::kWorkspace},
+        {"b", shape, DType::kBF16, StepRole::kWorkspace}};
+    if (gated)
+      buffers.push_back({"gate", shape, DType::kBF16, StepRole::kInput});
     NG_ASSIGN_OR_RETURN(
-        step,
-        StepBuffers::Create(absl::StrCat("graph.b", batch),
-                            {{"x", shape, DType::kBF16, StepRole::kInput},
-                             {"a", shape, DType::kBF16, StepRole::kWorkspace},
-                             {"b", shape, DType::kBF16, StepRole::kWorkspace}},
-                            Cuda().allocator()));
+        step, StepBuffers::Create(absl::StrCat("graph.b", batch), buffers,
+                                  Cuda().allocator()));
     NG_RETURN_IF_ERROR(FillNormal(step->tensor(0), 7, 0.0f, 1.0f));
+    if (gated) {
+      gate_ = &step->tensor(3);
+      NG_RETURN_IF_ERROR(FillNormal(*gate_, 8, 0.0f, 2.0f));
+    }
     NG_ASSIGN_OR_RETURN(stream, Cuda().NewStream());
     GraphOptions graph_options;
     graph_options.policy = policy;
@@ -124,8 +142,12 @@ struct Chain {
         NG_RETURN_IF_ERROR(s.Launch(
             CopyKernel(), p,
             {{&p.src, in, Access::kRead}, {&p.dst, out, Access::kWrite}}));
+      } else if (gate_ != nullptr) {
+        NG_RETURN_IF_ERROR(static_cast<const GatedRmsNorm*>(norms[i])->Forward(
+            s, *in, *gate_, *out));
       } else {
-        NG_RETURN_IF_ERROR(norms[i]->Forward(s, *in, *out));
+        NG_RETURN_IF_ERROR(
+            static_cast<const RmsNorm*>(norms[i])->Forward(s, *in, *out));
       }
       in = out;
     }
@@ -133,11 +155,12 @@ struct Chain {
   }
 
   std::unique_ptr<ModuleList> model;
-  std::vector<RmsNorm*> norms;
+  std::vector<NormModule*> norms;
   std::unique_ptr<StepBuffers> step;
   std::unique_ptr<Stream> stream;
   std::unique_ptr<CapturedGraph> graph;
   bool copy_only_ = false;
+  const Tensor* gate_ = nullptr;  // the gated chain's gate
 };
 
 bool Ok(benchmark::State& state, const absl::Status& status) {
@@ -232,6 +255,40 @@ BENCHMARK(BM_DecodeStackReplay)
     ->ArgsProduct({{1, 8, 64}, {0, 1}, {0}, {1}, {0}, {kHidden}})
     ->ArgsProduct({{1, 8}, {1}, {0}, {0}, {0, 1}, {2048, 2304, 8192}})
     ->ArgsProduct({{1, 8}, {1}, {0}, {1}, {0}, {2048, 2304, 8192}})
+    ->UseManualTime()
+    ->Iterations(3)
+    ->Unit(benchmark::kMicrosecond);
+
+// The chain of 256 gated norms, replayed as in BM_DecodeStackReplay (PDL on,
+// the plan's layout).
+void BM_GatedDecodeStackReplay(benchmark::State& state) {
+  const int64_t rows = state.range(0);
+  const int64_t hidden = state.range(1);
+  Chain chain;
+  if (!Ok(state, chain.Init(256, rows, ReplayPolicy::kFail,
+                            /*copy_only=*/false, hidden, /*gated=*/true))) {
+    return;
+  }
+  CapturedGraph& g = *chain.graph;
+  for (int i = 0; i < 20; ++i) {
+    if (!Ok(state, g.Replay())) return;
+  }
+  double seconds = 0.0;
+  for (auto _ : state) {
+    seconds = EventSecondsPerStep(chain, 100, [&] { return g.Replay(); });
+    state.SetIterationTime(seconds);
+  }
+  state.counters["us_per_step"] = seconds * 1e6;
+  state.counters["us_per_node"] = seconds * 1e6 / 256;
+  state.counters["rows"] = static_cast<double>(rows);
+  state.counters["hidden"] = static_cast<double>(hidden);
+}
+// Per value head (Qwen3.5: 32 value heads of 128; tokens 1, 8, 64) and whole
+// rows of 4096 (batch 1, 8, 64).
+BENCHMARK(BM_GatedDecodeStackReplay)
+    ->ArgNames({"rows", "hidden"})
+    ->ArgsProduct({{32, 256, 2048}, {128}})
+    ->ArgsProduct({{1, 8, 64}, {kHidden}})
     ->UseManualTime()
     ->Iterations(3)
     ->Unit(benchmark::kMicrosecond);

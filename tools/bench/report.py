@@ -360,6 +360,23 @@ def stack_hidden_table(data, lines):
     lines.append("")
 
 
+def gated_stack_table(data, lines):
+    """The 256-node gated decode chain (BM_GatedDecodeStackReplay)."""
+    entries = sorted(((k["hidden"], k["rows"]), b)
+                     for k, b in data.graph_entries("BM_GatedDecodeStackReplay", hidden=None))
+    if not entries:
+        return
+    lines.append("### The gated decode chain (256 chained gated norms, bf16 [rows, hidden])\n")
+    lines.append("Qwen3.5's linear-attention norm per value head (hidden 128, rows = tokens x 32 "
+                 "heads) and over whole rows; PDL, the plan's layout, the gate one more input "
+                 "of the step.\n")
+    lines.append("| hidden | rows | us/step | us/node |")
+    lines.append("| ---: | ---: | ---: | ---: |")
+    for (hidden, rows), b in entries:
+        lines.append(f"| {hidden} | {rows} | {fmt(b['us_per_step'])} | {fmt(b['us_per_node'])} |")
+    lines.append("")
+
+
 def stack_table(data, lines):
     replays = data.plan_replays()
     eager = {k["batch"]: b for k, b in data.graph_entries("BM_DecodeStackEager")}
@@ -723,6 +740,7 @@ def main():
     stack_table(data, lines)
     stack_layout_table(data, lines)
     stack_hidden_table(data, lines)
+    gated_stack_table(data, lines)
     check_table(data, lines)
     repair_table(data, lines)
     weights_table(data, lines)
