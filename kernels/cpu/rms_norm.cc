@@ -127,7 +127,8 @@ void ApplyNormT(const RmsNormParams& p, int64_t row, const float* v, float r,
 //   core/float_bits.h, lanewise; f16: the F16C instructions, which agree with
 //   core/float_bits.h on every non-NaN value, checked exhaustively);
 // - loading 8 weights (and gate values) at a time as they are needed, silu
-//   being numerics::ExpF32 lanewise (the same operations in the same order);
+//   by numerics::ExpF32's operations lanewise, its special cases left to the
+//   division (Silu8);
 // - summing the squares of each 64-element block (an aligned subtree of the
 //   pairwise tree) in any order when that sum is provably exact: every square
 //   of a 16-bit value is a multiple of its block's grain g (the square of the
@@ -428,16 +429,17 @@ NG_FAST F8 Fma(F8 a, F8 b, F8 c) {
   return (F8)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
 }
 
-// numerics::ExpF32, lanewise: the same operations in the same order, its
-// three special cases as selects.
-NG_FAST F8 Exp8(F8 x) {
-  const U8 nan = (U8)(x != x);
-  const U8 over = (U8)(x > 88.72283935546875f);
-  const U8 under = (U8)(x < -103.97208404541016f);
-  // Clamped so that the lanes the selects replace stay in range; the others
-  // are unchanged.
-  const F8 c = (F8)_mm256_min_ps(
-      _mm256_max_ps((__m256)x, _mm256_set1_ps(-104.0f)), _mm256_set1_ps(89.0f));
+// numerics::Silu, lanewise: g / (1 + ExpF32(-g)), the denominator from
+// ExpF32's main path alone on g clamped to [-89, 64] (a NaN to -89), where it
+// equals 1 + ExpF32(-g) or leads the division to the same quotient: above 64,
+// exp(-g) < 2^-92 and 1 + it is 1, as at 64; at or below -88.72 the main path
+// overflows to +inf, as ExpF32 does (g / inf: -0, or NaN for g = -inf); a NaN
+// g makes a NaN whatever the denominator. The same operations as ExpF32's in
+// the same order (checked against the scalar Silu on all 2^32 inputs).
+NG_FAST F8 Silu8(F8 g) {
+  // VMAXPS gives its second operand where the first is a NaN.
+  const F8 c = -(F8)_mm256_min_ps(
+      _mm256_max_ps((__m256)g, _mm256_set1_ps(-89.0f)), _mm256_set1_ps(64.0f));
   const F8 offset = F8{} + 12582912.0f;  // 1.5 * 2^23
   const F8 n_offset = Fma(c, F8{} + 1.44269502162933349609375f, offset);
   const F8 n = n_offset - offset;
@@ -448,17 +450,12 @@ NG_FAST F8 Exp8(F8 x) {
                         0.5f, 1.0f, 1.0f}) {
     p = Fma(p, r, F8{} + k);
   }
-  const I8 ni = (I8)(Bits(n_offset) - 0x4B400000u);  // in [-150, 128]
+  const I8 ni = (I8)(Bits(n_offset) - 0x4B400000u);  // in [-93, 128]
   const I8 half = ni / 2;
   const F8 s1 = Floats((U8)((half + 127) << 23));
   const F8 s2 = Floats((U8)((ni - half + 127) << 23));
-  const U8 e = Bits((p * s1) * s2);
-  return Floats(Select(
-      nan, Bits(x), Select(under, U8{}, Select(over, U8{} + 0x7F800000u, e))));
+  return g / (1.0f + (p * s1) * s2);
 }
-
-// numerics::Silu, lanewise.
-NG_FAST F8 Silu8(F8 g) { return g / (1.0f + Exp8(-g)); }
 
 // 8 gate values from j as float.
 template <DType X>
@@ -590,8 +587,8 @@ NG_AVX2 void Rows(const RmsNormParams& p, float* v, uint32_t* codes,
 // even like FloatToBf16Bits for every float but NaNs and subnormals (checked
 // over all 2^32 floats on a Zen 4); vectors holding either take the integer
 // rounding instead.
-// silu is numerics::ExpF32 lanewise: the same operations in the same order,
-// its three special cases as masks.
+// silu is numerics::ExpF32's operations lanewise, its special cases left to
+// the division (Silu).
 
 namespace avx512 {
 
@@ -929,18 +926,19 @@ NG_AVX512 double SumOfSquares(const char* x, char* res, float* sums, int64_t n,
   return block_sums[0];
 }
 
-// numerics::ExpF32, lanewise.
-NG_AVX512_INLINE __m512 Exp(__m512 x) {
-  const __mmask16 nan = _mm512_fpclass_ps_mask(x, kNan);
-  const __mmask16 over =
-      _mm512_cmp_ps_mask(x, _mm512_set1_ps(88.72283935546875f), _CMP_GT_OQ);
-  const __mmask16 under =
-      _mm512_cmp_ps_mask(x, _mm512_set1_ps(-103.97208404541016f), _CMP_LT_OQ);
-  // Clamped so that the lanes the masks replace stay in range; the others are
-  // unchanged.
-  const __m512 c = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)),
-                                 _mm512_set1_ps(89.0f));
-  const __m512 offset = _mm512_set1_ps(12582912.0f);  // 1.5 * 2^23
+// numerics::Silu, lanewise: g / (1 + ExpF32(-g)), the denominator from
+// ExpF32's main path alone on g clamped to [-89, 64] (a NaN to -89), where it
+// equals 1 + ExpF32(-g) or leads the division to the same quotient: above 64,
+// exp(-g) < 2^-92 and 1 + it is 1, as at 64; at or below -88.72 the main path
+// overflows to +inf, as ExpF32 does (g / inf: -0, or NaN for g = -inf); a NaN
+// g makes a NaN whatever the denominator. (Checked against the scalar Silu on
+// all 2^32 inputs; kernels tests and the cpu_kernel_fuzzer compare every path
+// with the scalar definition.)
+NG_AVX512_INLINE __m512 Silu(__m512 g) {
+  const __m512 clamped = _mm512_min_ps(_mm512_max_ps(g, _mm512_set1_ps(-89.0f)),
+                                       _mm512_set1_ps(64.0f));
+  const __m512 c = _mm512_sub_ps(_mm512_setzero_ps(), clamped);  // -g
+  const __m512 offset = _mm512_set1_ps(12582912.0f);             // 1.5 * 2^23
   const __m512 n = _mm512_sub_ps(
       _mm512_fmadd_ps(c, _mm512_set1_ps(1.44269502162933349609375f), offset),
       offset);
@@ -955,24 +953,10 @@ NG_AVX512_INLINE __m512 Exp(__m512 x) {
   // (p * 2^(n/2)) * 2^(n - n/2), as ExpF32 computes it: the first product is
   // exact (a normal float times a power of two, in range), so the result is
   // p * 2^n rounded once, which is what VSCALEFPS gives (round to nearest
-  // even, subnormal results and overflow included): one instruction instead
-  // of the two factors' integer arithmetic and two multiplications. (Checked
-  // against the scalar ExpF32 on all 2^32 inputs; kernels tests and the
-  // cpu_kernel_fuzzer compare every path with the scalar definition.)
-  __m512 e = _mm512_scalef_ps(p, n);
-  e = _mm512_mask_mov_ps(
-      e, over,
-      _mm512_castsi512_ps(_mm512_set1_epi32(static_cast<int>(0x7F800000u))));
-  e = _mm512_mask_mov_ps(e, under, _mm512_setzero_ps());
-  return _mm512_mask_mov_ps(e, nan, x);
-}
-
-// numerics::Silu, lanewise.
-NG_AVX512_INLINE __m512 Silu(__m512 g) {
-  const __m512 minus_g = _mm512_castsi512_ps(
-      _mm512_xor_si512(_mm512_castps_si512(g),
-                       _mm512_set1_epi32(static_cast<int>(0x80000000u))));
-  return _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), Exp(minus_g)));
+  // even, overflow included): one instruction instead of the two factors'
+  // integer arithmetic and two multiplications.
+  const __m512 e = _mm512_scalef_ps(p, n);
+  return _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
 }
 
 // Where Output16 takes the weight from: the call's weight (16-bit, widened,
