@@ -233,7 +233,10 @@ TEST(MeanOfSquaresTest, EqualsTheDivisionForEveryLength) {
   }
 }
 
-TEST(ExpF32Test, WithinTwoUlpsOfTheMathLibrary) {
+// Within 1 ulp of float(exp(double(x))) for every float32 x (an exhaustive
+// check, run once when the fused form was introduced); here a stride through
+// the range and random arguments.
+TEST(ExpF32Test, WithinOneUlpOfTheMathLibrary) {
   int64_t worst = 0;
   auto check = [&](float x) {
     const double want = std::exp(static_cast<double>(x));
@@ -251,7 +254,7 @@ TEST(ExpF32Test, WithinTwoUlpsOfTheMathLibrary) {
     }
     const int64_t d = UlpDistanceF32(got, want_f);
     worst = std::max(worst, d);
-    EXPECT_LE(d, 2) << "x = " << x;
+    EXPECT_LE(d, 1) << "x = " << x;
   };
   for (float x = -104.0f; x <= 89.0f; x += 0.0137f) check(x);
   std::mt19937 rng(5);
