@@ -11,7 +11,7 @@
 // - BM_GatedDecodeStackReplay: the same chain of 256 gated norms (Qwen3.5's
 //   linear-attention norm, the gate one more input of the step), over
 //   [rows, hidden]: per value head (hidden 128, rows = tokens x 32 heads) and
-//   whole rows.
+//   whole rows; with and without the wide gated kernels.
 // - BM_Check: the identity check of chains of 16 to 1024 nodes, alone (the
 //   fast path when nothing moved, the full per-tensor compare, and the check
 //   when one slot moved) and as a share of the graph's replay.
@@ -260,15 +260,19 @@ BENCHMARK(BM_DecodeStackReplay)
     ->Unit(benchmark::kMicrosecond);
 
 // The chain of 256 gated norms, replayed as in BM_DecodeStackReplay (PDL on,
-// the plan's layout).
+// the plan's layout), with the wide gated kernels where the plan takes them
+// (wide:1, the default) or never (wide:0; SetWideGatedKernels).
 void BM_GatedDecodeStackReplay(benchmark::State& state) {
   const int64_t rows = state.range(0);
   const int64_t hidden = state.range(1);
+  const bool wide = state.range(2) != 0;
+  SetWideGatedKernels(wide);
   Chain chain;
-  if (!Ok(state, chain.Init(256, rows, ReplayPolicy::kFail,
-                            /*copy_only=*/false, hidden, /*gated=*/true))) {
-    return;
-  }
+  const absl::Status init = chain.Init(256, rows, ReplayPolicy::kFail,
+                                       /*copy_only=*/false, hidden,
+                                       /*gated=*/true);
+  SetWideGatedKernels(true);
+  if (!Ok(state, init)) return;
   CapturedGraph& g = *chain.graph;
   for (int i = 0; i < 20; ++i) {
     if (!Ok(state, g.Replay())) return;
@@ -282,13 +286,14 @@ void BM_GatedDecodeStackReplay(benchmark::State& state) {
   state.counters["us_per_node"] = seconds * 1e6 / 256;
   state.counters["rows"] = static_cast<double>(rows);
   state.counters["hidden"] = static_cast<double>(hidden);
+  state.counters["wide"] = wide ? 1 : 0;
 }
 // Per value head (Qwen3.5: 32 value heads of 128; tokens 1, 8, 64) and whole
 // rows of 4096 (batch 1, 8, 64).
 BENCHMARK(BM_GatedDecodeStackReplay)
-    ->ArgNames({"rows", "hidden"})
-    ->ArgsProduct({{32, 256, 2048}, {128}})
-    ->ArgsProduct({{1, 8, 64}, {kHidden}})
+    ->ArgNames({"rows", "hidden", "wide"})
+    ->ArgsProduct({{32, 256, 2048}, {128}, {1, 0}})
+    ->ArgsProduct({{1, 8, 64}, {kHidden}, {1, 0}})
     ->UseManualTime()
     ->Iterations(3)
     ->Unit(benchmark::kMicrosecond);

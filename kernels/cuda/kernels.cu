@@ -25,10 +25,13 @@ using cuda_kernels::AllowDependentLaunch;
 using cuda_kernels::WaitForPriorGrids;
 
 // The kernel of `p` with k chunks per thread (0: the streaming kernel), its
-// rows split over clusters if `split` (K = 1 only).
-const void* SelectRmsNorm(const RmsNormParams& p, int64_t k, bool split) {
-  const int form =
-      cuda_kernels::FormOf(p) | (split ? cuda_kernels::kSplitForm : 0);
+// rows split over clusters if `split` (K = 1 only), the wide form if `wide`
+// (gated K = 1 only).
+const void* SelectRmsNorm(const RmsNormParams& p, int64_t k, bool split,
+                          bool wide) {
+  const int form = cuda_kernels::FormOf(p) |
+                   (split ? cuda_kernels::kSplitForm : 0) |
+                   (wide ? cuda_kernels::kWideForm : 0);
   switch (p.x_dtype) {
     case DType::kF32:
       return SelectRmsNormF32(p.weight_dtype, p.out_dtype, k, form);
@@ -73,6 +76,7 @@ std::atomic<int> layout_override_k{0};
 std::atomic<int> layout_override_block{0};
 std::atomic<int> layout_override_max_blocks{0};
 std::atomic<int> layout_override_cluster{0};
+std::atomic<bool> wide_gated_kernels{true};
 
 bool PdlFromEnvironment() {
   const char* env = std::getenv("NORMGRAPH_CUDA_PDL");
@@ -162,7 +166,8 @@ int64_t ResidentBlocks(const void* function, int block_threads) {
 // hides the launch latency of small dependent kernels (decode), but a larger
 // dependent grid made resident early holds SM resources while it waits and
 // made the 256-norm decode stack slower at batch 32 and 64 on the H200
-// (benchmarks/RESULTS.md).
+// (benchmarks/RESULTS.md). Gated launches of the wide form are the exception
+// (WideGatedLaunch).
 constexpr int64_t kPdlMaxBlocks = 16;
 
 // Fewest threads a CTA of a split row has: RowTotalForLatency then has the
@@ -213,6 +218,30 @@ int64_t RowCluster(const cuda_layout::RowLayout& l, int64_t rows,
   return cluster;
 }
 
+// Whether a gated K = 1 launch of `blocks` row groups of `cta_threads`
+// threads (`cluster` CTAs each) takes the wide form (rms_norm_kernels.h,
+// kWideForm) and with it programmatic dependent launch: for launches of more
+// row groups than kPdlMaxBlocks (where the usual kernel runs without it) whose
+// CTAs all fit on the GPU at once at 128 registers a thread. There the wide
+// kernel with PDL beat the usual kernel with or without it in 256-node gated
+// chains on the H200: 64 tokens x 32 heads of 128, 2.14 us a node without PDL
+// (2.73 with) -> 1.84; 64 x 4096, 2.83 (3.05) -> 2.12; while at 16 row groups
+// or fewer (PDL on either way) it gained 1% (32 x 128) or lost 3% (256 x 128)
+// (benchmarks/results/h200-2026-11-30d, call 6). Only with PDL enabled.
+bool WideGatedLaunch(const RmsNormParams& p, const cuda_layout::RowLayout& l,
+                     int64_t cta_threads, int64_t blocks, int64_t cluster) {
+  if (p.gate == nullptr || !l.register_cached || l.chunks_per_thread != 1 ||
+      cta_threads > cuda_kernels::kWideMaxThreads || blocks <= kPdlMaxBlocks ||
+      !PdlEnabled().load() ||
+      !wide_gated_kernels.load(std::memory_order_relaxed)) {
+    return false;
+  }
+  const int64_t sms = CurrentDeviceFacts().sms;
+  constexpr int64_t kWideThreadsPerSm = 65536 / 128;
+  return sms > 0 && blocks * cluster * ((cta_threads + 31) / 32 * 32) <=
+                        sms * kWideThreadsPerSm;
+}
+
 }  // namespace
 
 void PlanRmsNormCuda(const void* raw, CudaLaunch* launch) {
@@ -232,34 +261,36 @@ void PlanRmsNormCuda(const void* raw, CudaLaunch* launch) {
     forced_cluster = 1;
   }
   const int64_t cluster = RowCluster(layout, p.rows, forced_cluster);
-  launch->function = SelectRmsNorm(
-      p, layout.register_cached ? layout.chunks_per_thread : 0, cluster > 1);
-  // Throughput-bound launches of the register-cached kernel: persistent
-  // blocks, as many as the GPU holds at once, each pipelining its rows.
-  if (layout.register_cached && launch->function != nullptr &&
-      p.rows * layout.padded_chunks >= cuda_layout::kThroughputChunks) {
-    const int64_t resident = ResidentBlocks(
-        launch->function, static_cast<int>(layout.block_threads));
-    if (resident > 0 && blocks > resident) blocks = resident;
+  // Split rows: one row per cluster (up to the cap, after which clusters walk
+  // rows), G / cluster threads a CTA.
+  if (cluster > 1) {
+    blocks = std::max<int64_t>(1, std::min(p.rows, kMaxBlocks / cluster));
   }
   const int64_t max_blocks =
       layout_override_max_blocks.load(std::memory_order_relaxed);
   if (layout.register_cached && max_blocks > 0 && blocks > max_blocks) {
     blocks = max_blocks;
   }
-  // Split rows: one row per cluster (up to the cap, after which clusters walk
-  // rows), G / cluster threads a CTA.
-  if (cluster > 1) {
-    blocks = std::max<int64_t>(1, std::min(p.rows, kMaxBlocks / cluster));
-    if (max_blocks > 0 && blocks > max_blocks) blocks = max_blocks;
-    launch->block[0] = static_cast<uint32_t>(layout.threads_per_row / cluster);
-    launch->cluster = static_cast<uint32_t>(cluster);
-  } else {
-    launch->block[0] = static_cast<uint32_t>(layout.block_threads);
+  const int64_t cta_threads =
+      cluster > 1 ? layout.threads_per_row / cluster : layout.block_threads;
+  const bool wide = WideGatedLaunch(p, layout, cta_threads, blocks, cluster);
+  launch->function =
+      SelectRmsNorm(p, layout.register_cached ? layout.chunks_per_thread : 0,
+                    cluster > 1, wide);
+  // Throughput-bound launches of the register-cached kernel (never split:
+  // clusters are for a few rows): persistent blocks, as many as the GPU holds
+  // at once, each pipelining its rows.
+  if (layout.register_cached && launch->function != nullptr &&
+      p.rows * layout.padded_chunks >= cuda_layout::kThroughputChunks) {
+    const int64_t resident = ResidentBlocks(
+        launch->function, static_cast<int>(layout.block_threads));
+    if (resident > 0 && blocks > resident) blocks = resident;
   }
+  launch->block[0] = static_cast<uint32_t>(cta_threads);
+  if (cluster > 1) launch->cluster = static_cast<uint32_t>(cluster);
   launch->grid[0] = static_cast<uint32_t>(blocks * cluster);
   launch->programmatic_dependency =
-      PdlEnabled().load() && blocks <= kPdlMaxBlocks;
+      PdlEnabled().load() && (blocks <= kPdlMaxBlocks || wide);
 }
 
 void PlanCopyCuda(const void* raw, CudaLaunch* launch) {
@@ -284,6 +315,8 @@ void SetRmsNormLayoutOverride(int chunks_per_thread, int block_threads,
   layout_override_cluster.store(cluster);
 }
 
+void SetWideGatedKernels(bool enabled) { wide_gated_kernels.store(enabled); }
+
 void SetProgrammaticDependentLaunch(bool enabled) {
   PdlEnabled().store(enabled);
 }
@@ -303,14 +336,17 @@ std::string DescribeRmsNormLaunch(const RmsNormParams& p) {
                   static_cast<long long>(l.block_threads), launch.grid[0],
                   launch.programmatic_dependency ? " pdl" : "");
   } else {
+    const bool wide =
+        launch.function != SelectRmsNorm(p, l.chunks_per_thread,
+                                         launch.cluster > 1, /*wide=*/false);
     std::snprintf(
         text, sizeof text,
-        "K=%lld G=%lld rows/block=%lld block=%u grid=%u cluster=%u%s",
+        "K=%lld G=%lld rows/block=%lld block=%u grid=%u cluster=%u%s%s",
         static_cast<long long>(l.chunks_per_thread),
         static_cast<long long>(l.threads_per_row),
         static_cast<long long>(launch.cluster > 1 ? 1 : l.rows_per_block),
         launch.block[0], launch.grid[0], launch.cluster,
-        launch.programmatic_dependency ? " pdl" : "");
+        launch.programmatic_dependency ? " pdl" : "", wide ? " wide" : "");
   }
   return text;
 }

@@ -43,8 +43,17 @@ void SetRmsNormLayoutOverride(int chunks_per_thread, int block_threads = 0,
 void SetProgrammaticDependentLaunch(bool enabled);
 bool ProgrammaticDependentLaunch();
 
-// "K=4 G=128 rows/block=2 block=256 grid=512 pdl": the launch the current
-// settings plan for `params`.
+// Whether later plans may give a gated K = 1 launch of more than 16 row
+// groups whose CTAs all fit on the GPU at once the kernel with 128 registers
+// a thread instead of 64, with programmatic dependent launch (the "wide"
+// form, kernels/cuda/rms_norm_kernels.h: faster decode). On by default; off
+// for comparisons. Process-wide, like the override above; as with PDL, a
+// graph keeps what it was captured with, and rebinding its nodes needs the
+// same setting as at capture.
+void SetWideGatedKernels(bool enabled);
+
+// "K=4 G=128 rows/block=2 block=256 grid=512 cluster=1 pdl": the launch the
+// current settings plan for `params` (" wide" at the end for the wide form).
 std::string DescribeRmsNormLaunch(const RmsNormParams& params);
 
 }  // namespace normgraph

@@ -7,6 +7,9 @@
 
 #include "kernels/cuda/kernels_cuda.h"
 
+#include <cuda_runtime.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -177,6 +180,8 @@ class CudaKernelsTest : public ::testing::Test {
   DeviceRuntime* runtime_ = nullptr;
   std::unique_ptr<Stream> stream_;
   int64_t elements_ = 0;
+  // Gated launches of K = 1 by kernel: the wide form and the usual one.
+  int wide_launches_ = 0, narrow_gated_k1_launches_ = 0;
 };
 
 // Runs case `c` on the device (through the launcher) and on the CPU
@@ -219,7 +224,12 @@ void CudaKernelsTest::RunCase(const Case& c, std::mt19937_64& rng) {
   d.out = out.device.data();
   d.gate = c.gated ? gate.device.data() : nullptr;
   d.residual = c.residual ? residual.device.data() : nullptr;
-  SCOPED_TRACE(DescribeRmsNormLaunch(d));
+  const std::string launch = DescribeRmsNormLaunch(d);
+  SCOPED_TRACE(launch);
+  if (c.gated && launch.rfind("K=1 ", 0) == 0) {
+    ++(launch.find(" wide") != std::string::npos ? wide_launches_
+                                                 : narrow_gated_k1_launches_);
+  }
   std::vector<ArgBinding> args = {{&d.x, &x.device, Access::kRead},
                                   {&d.weight, &w.device, Access::kRead},
                                   {&d.out, &out.device, Access::kWrite}};
@@ -339,7 +349,65 @@ TEST_F(CudaKernelsTest, EveryLaunchLayoutEqualsCpuReference) {
     if (HasFatalFailure()) return;
     ++cases;
   }
-  std::printf("%d layout cases bit-identical to the CPU reference\n", cases);
+  std::printf(
+      "%d layout cases bit-identical to the CPU reference (gated K = 1: %d "
+      "wide, %d not)\n",
+      cases, wide_launches_, narrow_gated_k1_launches_);
+  // Both kernels of the gated K = 1 forms ran (kWideForm).
+  EXPECT_GT(wide_launches_, 0);
+  EXPECT_GT(narrow_gated_k1_launches_, 0);
+}
+
+// The wide form (128 registers, with programmatic dependent launch) is
+// planned for gated K = 1 launches of more than 16 row groups whose CTAs all
+// fit on the GPU at once at 128 registers a thread (512 threads an SM), and
+// for no other: not for ungated norms, not for 16 row groups or fewer (which
+// have PDL anyway), not for blocks of more than 512 threads (the wide kernel
+// is compiled for at most 512), not for launches larger than the GPU holds,
+// and not when it or PDL is turned off.
+TEST_F(CudaKernelsTest, GatedDecodeLaunchesPlanTheWideKernel) {
+  int sms = 0;
+  ASSERT_EQ(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0),
+            cudaSuccess);
+  if (sms < 64) GTEST_SKIP() << "the cases below assume 64 SMs or more";
+  const bool pdl_was = ProgrammaticDependentLaunch();
+  SetProgrammaticDependentLaunch(true);
+  static char dummy[16];
+  auto describe = [&](int64_t rows, int64_t cols, bool gated) {
+    RmsNormParams p;
+    p.rows = rows;
+    p.cols = cols;
+    p.x_stride = p.out_stride = p.gate_stride = cols;
+    p.x_dtype = p.weight_dtype = p.out_dtype = DType::kBF16;
+    p.order = RoundingOrder::kHuggingFace;
+    p.x = p.weight = dummy;
+    p.out = dummy;
+    p.gate = gated ? dummy : nullptr;
+    return DescribeRmsNormLaunch(p);
+  };
+  auto wide = [](const std::string& launch) {
+    return launch.find(" wide") != std::string::npos;
+  };
+  // 64 tokens x 32 heads of 128: 128 blocks of 16 rows (256 threads).
+  EXPECT_TRUE(wide(describe(2048, 128, true))) << describe(2048, 128, true);
+  EXPECT_NE(describe(2048, 128, true).find(" pdl"), std::string::npos)
+      << describe(2048, 128, true);
+  // 64 rows of 4096: 64 blocks of 512 threads.
+  EXPECT_TRUE(wide(describe(64, 4096, true))) << describe(64, 4096, true);
+  EXPECT_FALSE(wide(describe(64, 4096, false))) << describe(64, 4096, false);
+  EXPECT_FALSE(wide(describe(256, 128, true))) << describe(256, 128, true);
+  EXPECT_FALSE(wide(describe(1, 4096, true))) << describe(1, 4096, true);
+  EXPECT_FALSE(wide(describe(sms + 1, 4096, true)))
+      << describe(sms + 1, 4096, true);
+  SetRmsNormLayoutOverride(1, 1024);  // two rows a block of 1024 threads
+  EXPECT_FALSE(wide(describe(64, 4096, true))) << describe(64, 4096, true);
+  SetRmsNormLayoutOverride(0, 0);
+  SetWideGatedKernels(false);
+  EXPECT_FALSE(wide(describe(64, 4096, true)));
+  SetWideGatedKernels(true);
+  SetProgrammaticDependentLaunch(false);
+  EXPECT_FALSE(wide(describe(64, 4096, true)));
+  SetProgrammaticDependentLaunch(pdl_was);
 }
 
 TEST_F(CudaKernelsTest, CopyKernelCopiesEveryByteAtAnyAlignment) {

@@ -692,8 +692,18 @@ constexpr int kGatedForm = 8;     // silu(gate)
 // run time, they were 2-4% slower in decode chains (H200,
 // benchmarks/RESULTS.md).
 constexpr int kSplitForm = 16;
+// Also of the launch: a gated K = 1 kernel with twice the registers (128 a
+// thread, so blocks of at most kWideMaxThreads), for decode launches whose
+// blocks all fit on the GPU at once, where it runs with programmatic
+// dependent launch (kernels.cu, WideGatedLaunch): a 256-node chain of gated
+// norms over 64 tokens x 32 heads of 128 took 2.14 us a node with the usual
+// kernel, 1.84 with this one (H200, benchmarks/RESULTS.md). Launches that
+// fill the GPU run the usual kernel (96 registers cost the gated K = 1 form
+// 368.9 -> 507.8 us at 32768 x 4096).
+constexpr int kWideForm = 32;
+constexpr int kWideMaxThreads = 512;
 constexpr int kLastForm =
-    kResidualForm | kHfForm | kScaleForm | kGatedForm | kSplitForm;
+    kResidualForm | kHfForm | kScaleForm | kGatedForm | kSplitForm | kWideForm;
 
 // The form of `p`. The rounding order only matters with a residual or a
 // multiplied weight, so it is left out otherwise (fewer kernels).
@@ -710,9 +720,13 @@ inline int FormOf(const RmsNormParams& p) {
 
 // Whether a form is one FormOf gives for weights of dtype W (the scale is
 // f32 and never gated; valid parameters have nothing else), with K chunks per
-// thread (only K = 1 splits rows).
+// thread (only K = 1 splits rows or has a wide form, and only gated forms are
+// wide).
 constexpr bool FormIsCompiled(DType w, int k, int form) {
   if ((form & kSplitForm) != 0 && k != 1) return false;
+  if ((form & kWideForm) != 0 && (k != 1 || (form & kGatedForm) == 0)) {
+    return false;
+  }
   const bool scale = (form & kScaleForm) != 0;
   if (!scale) return true;
   return w == DType::kF32 && (form & kGatedForm) == 0 &&
@@ -749,9 +763,16 @@ struct RowOperands {
 // holds 32 warps or more, enough loads in flight to cover memory latency);
 // 64 bytes of activations a thread (K = 4 of 16-bit, K = 2 of f32) up to 128
 // (16 warps, each with twice the loads in flight), where 64 would spill.
-constexpr int RegisterKernelMinBlocks(int k, int x_bytes) {
-  return k * x_bytes >= 8 ? 1
-                          : 65536 / (cuda_layout::MaxRegisterThreads(k) * 64);
+// The wide forms (kWideForm): 128 registers in blocks of up to
+// kWideMaxThreads.
+constexpr int RegisterKernelMaxThreads(int k, int form) {
+  return (form & kWideForm) != 0 ? kWideMaxThreads
+                                 : cuda_layout::MaxRegisterThreads(k);
+}
+constexpr int RegisterKernelMinBlocks(int k, int x_bytes, int form) {
+  return k * x_bytes >= 8 || (form & kWideForm) != 0
+             ? 1
+             : 65536 / (cuda_layout::MaxRegisterThreads(k) * 64);
 }
 
 // Each block walks its rows (one row group at a time, blockDim.x / G rows)
@@ -762,8 +783,8 @@ constexpr int RegisterKernelMinBlocks(int k, int x_bytes) {
 // launches (kernels.cu), so blocks are persistent and the pipeline runs; for
 // small ones every block has one row group.
 template <DType X, DType W, int K, int kForm>
-__global__ void __launch_bounds__(cuda_layout::MaxRegisterThreads(K),
-                                  RegisterKernelMinBlocks(K, kSize<X>))
+__global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
+                                  RegisterKernelMinBlocks(K, kSize<X>, kForm))
     RmsNormRegisterKernel(const RmsNormParams p) {
   constexpr DType O = X;
   constexpr bool kResidual = (kForm & kResidualForm) != 0;

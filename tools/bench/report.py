@@ -361,19 +361,28 @@ def stack_hidden_table(data, lines):
 
 
 def gated_stack_table(data, lines):
-    """The 256-node gated decode chain (BM_GatedDecodeStackReplay)."""
-    entries = sorted(((k["hidden"], k["rows"]), b)
-                     for k, b in data.graph_entries("BM_GatedDecodeStackReplay", hidden=None))
-    if not entries:
+    """The 256-node gated decode chain (BM_GatedDecodeStackReplay), with the wide gated
+    kernels where the plan takes them and without."""
+    cells = {}
+    for k, b in data.graph_entries("BM_GatedDecodeStackReplay", hidden=None):
+        cells.setdefault((k["hidden"], k["rows"]), {})[k.get("wide", 1)] = b
+    if not cells:
         return
     lines.append("### The gated decode chain (256 chained gated norms, bf16 [rows, hidden])\n")
     lines.append("Qwen3.5's linear-attention norm per value head (hidden 128, rows = tokens x 32 "
                  "heads) and over whole rows; PDL, the plan's layout, the gate one more input "
-                 "of the step.\n")
-    lines.append("| hidden | rows | us/step | us/node |")
-    lines.append("| ---: | ---: | ---: | ---: |")
-    for (hidden, rows), b in entries:
-        lines.append(f"| {hidden} | {rows} | {fmt(b['us_per_step'])} | {fmt(b['us_per_node'])} |")
+                 "of the step. Plan: the wide gated kernels where the plan takes them (the "
+                 "default); without: never.\n")
+    lines.append("| hidden | rows | plan us/step | us/node | without wide us/step | us/node | "
+                 "gain |")
+    lines.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for (hidden, rows), c in sorted(cells.items()):
+        w, n = c.get(1), c.get(0)
+        gain = f"{n['us_per_step'] / w['us_per_step']:.2f}x" if w and n else "-"
+        lines.append(f"| {hidden} | {rows} | {fmt(w['us_per_step']) if w else '-'} | "
+                     f"{fmt(w['us_per_node']) if w else '-'} | "
+                     f"{fmt(n['us_per_step']) if n else '-'} | "
+                     f"{fmt(n['us_per_node']) if n else '-'} | {gain} |")
     lines.append("")
 
 
