@@ -142,7 +142,10 @@ int main(int argc, char** argv) {
       {"gated chain 64x4096", 64, 4096, gk1, 64, 512, 1, true, false},
       {"gated chain 8x4096 split8 pdl", 8, 4096, gsplit, 64, 64, 8, true, true},
   };
-  (void)gk4; (void)gk2; (void)rk4; (void)rsplit;
+  (void)gk4;
+  (void)gk2;
+  (void)rk4;
+  (void)rsplit;
   for (int round = 0; round < 2; ++round) {
     for (const Shape& s : shapes) {
       RmsNormParams p;
