@@ -256,12 +256,21 @@ NG_HOST_DEVICE bool RoundsLikeNeighbours(double y) {
 // --- silu
 // ------------------------------------------------------------------------
 
+// ExpF32's constants, named once for every implementation of it (the CPU's
+// vector paths compute the same operations lanewise): 1 / ln2; ln2 split so
+// that n * kExpLn2Hi is exact for |n| <= 2^8; and 1.5 * 2^23, whose sum with
+// a float in (-2^22, 2^22) has a unit in the last place of 1.
+constexpr float kExpLog2e = 1.44269502162933349609375f;
+constexpr float kExpLn2Hi = 0.693145751953125f;
+constexpr float kExpLn2Lo = 1.428606765330187045e-06f;
+constexpr float kExpIntegerOffset = 12582912.0f;
+
 // exp(c) = p * 2^n before the scaling (ExpF32's main path, for c in
-// [-104, 89]): n = c / ln2 rounded to the nearest integer (ties to even) and
+// [-104, 89]): n = c / ln2 rounded to the nearest integer (ties to even),
+// held as n + kExpIntegerOffset (n in its low mantissa bits), and
 // p = exp(c - n ln2) by the polynomial.
 struct ExpF32Split {
-  float n;         // an integer in [-150, 128]
-  float n_offset;  // n + 1.5 * 2^23 (n in its low mantissa bits)
+  float n_offset;  // n + 1.5 * 2^23, n an integer in [-150, 128]
   float p;         // in [0.70, 1.42]
 };
 
@@ -271,12 +280,9 @@ struct ExpF32Split {
 // c / ln2 + 1.5 * 2^23, whose unit in the last place is 1: the nearest
 // integer to the exact product, with no floor or conversion instruction.
 NG_HOST_DEVICE ExpF32Split SplitExpF32(float c) {
-  constexpr float kOffset = 12582912.0f;  // 1.5 * 2^23
-  const float n_offset = fmaf(c, 1.44269502162933349609375f, kOffset);
-  const float n = n_offset - kOffset;  // exact
-  // ln2 split so that n * kLn2Hi is exact for |n| <= 2^8.
-  const float r =
-      fmaf(-n, 1.428606765330187045e-06f, fmaf(-n, 0.693145751953125f, c));
+  const float n_offset = fmaf(c, kExpLog2e, kExpIntegerOffset);
+  const float n = n_offset - kExpIntegerOffset;  // exact
+  const float r = fmaf(-n, kExpLn2Lo, fmaf(-n, kExpLn2Hi, c));
   float p = 1.0f / 5040.0f;
   p = fmaf(p, r, 1.0f / 720.0f);
   p = fmaf(p, r, 1.0f / 120.0f);
@@ -285,7 +291,7 @@ NG_HOST_DEVICE ExpF32Split SplitExpF32(float c) {
   p = fmaf(p, r, 0.5f);
   p = fmaf(p, r, 1.0f);
   p = fmaf(p, r, 1.0f);
-  return {n, n_offset, p};
+  return {n_offset, p};
 }
 
 // The integer n of a split, from n + 1.5 * 2^23's bits (n + 2^22 in the low

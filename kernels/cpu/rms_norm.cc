@@ -440,11 +440,11 @@ NG_FAST F8 Silu8(F8 g) {
   // VMAXPS gives its second operand where the first is a NaN.
   const F8 c = -(F8)_mm256_min_ps(
       _mm256_max_ps((__m256)g, _mm256_set1_ps(-89.0f)), _mm256_set1_ps(64.0f));
-  const F8 offset = F8{} + 12582912.0f;  // 1.5 * 2^23
-  const F8 n_offset = Fma(c, F8{} + 1.44269502162933349609375f, offset);
+  const F8 offset = F8{} + numerics::kExpIntegerOffset;
+  const F8 n_offset = Fma(c, F8{} + numerics::kExpLog2e, offset);
   const F8 n = n_offset - offset;
-  const F8 r = Fma(-n, F8{} + 1.428606765330187045e-06f,
-                   Fma(-n, F8{} + 0.693145751953125f, c));
+  const F8 r = Fma(-n, F8{} + numerics::kExpLn2Lo,
+                   Fma(-n, F8{} + numerics::kExpLn2Hi, c));
   F8 p = F8{} + 1.0f / 5040.0f;
   for (const float k : {1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f, 1.0f / 6.0f,
                         0.5f, 1.0f, 1.0f}) {
@@ -926,25 +926,20 @@ NG_AVX512 double SumOfSquares(const char* x, char* res, float* sums, int64_t n,
   return block_sums[0];
 }
 
-// numerics::Silu, lanewise: g / (1 + ExpF32(-g)), the denominator from
-// ExpF32's main path alone on g clamped to [-89, 64] (a NaN to -89), where it
-// equals 1 + ExpF32(-g) or leads the division to the same quotient: above 64,
-// exp(-g) < 2^-92 and 1 + it is 1, as at 64; at or below -88.72 the main path
-// overflows to +inf, as ExpF32 does (g / inf: -0, or NaN for g = -inf); a NaN
-// g makes a NaN whatever the denominator. (Checked against the scalar Silu on
-// all 2^32 inputs; kernels tests and the cpu_kernel_fuzzer compare every path
-// with the scalar definition.)
+// numerics::Silu, lanewise, as avx2::Silu8 computes it (g clamped to
+// [-89, 64], the special cases left to the division). (Checked against the
+// scalar Silu on all 2^32 inputs; kernels tests and the cpu_kernel_fuzzer
+// compare every path with the scalar definition.)
 NG_AVX512_INLINE __m512 Silu(__m512 g) {
   const __m512 clamped = _mm512_min_ps(_mm512_max_ps(g, _mm512_set1_ps(-89.0f)),
                                        _mm512_set1_ps(64.0f));
   const __m512 c = _mm512_sub_ps(_mm512_setzero_ps(), clamped);  // -g
-  const __m512 offset = _mm512_set1_ps(12582912.0f);             // 1.5 * 2^23
+  const __m512 offset = _mm512_set1_ps(numerics::kExpIntegerOffset);
   const __m512 n = _mm512_sub_ps(
-      _mm512_fmadd_ps(c, _mm512_set1_ps(1.44269502162933349609375f), offset),
-      offset);
+      _mm512_fmadd_ps(c, _mm512_set1_ps(numerics::kExpLog2e), offset), offset);
   const __m512 r = _mm512_fnmadd_ps(
-      n, _mm512_set1_ps(1.428606765330187045e-06f),
-      _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), c));
+      n, _mm512_set1_ps(numerics::kExpLn2Lo),
+      _mm512_fnmadd_ps(n, _mm512_set1_ps(numerics::kExpLn2Hi), c));
   __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
   for (const float k : {1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f, 1.0f / 6.0f,
                         0.5f, 1.0f, 1.0f}) {
