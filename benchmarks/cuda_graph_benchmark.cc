@@ -112,8 +112,9 @@ struct Chain {
         {"x", shape, DType::kBF16, StepRole::kInput},
         {"a", shape, DType::kBF16, StepRole::kWorkspace},
         {"b", shape, DType::kBF16, StepRole::kWorkspace}};
-    if (gated)
+    if (gated) {
       buffers.push_back({"gate", shape, DType::kBF16, StepRole::kInput});
+    }
     NG_ASSIGN_OR_RETURN(
         step, StepBuffers::Create(absl::StrCat("graph.b", batch), buffers,
                                   Cuda().allocator()));
