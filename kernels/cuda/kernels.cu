@@ -24,14 +24,10 @@ namespace {
 using cuda_kernels::AllowDependentLaunch;
 using cuda_kernels::WaitForPriorGrids;
 
-// The kernel of `p` with k chunks per thread (0: the streaming kernel), its
-// rows split over clusters if `split` (K = 1 only), the wide form if `wide`
-// (gated K = 1 only).
-const void* SelectRmsNorm(const RmsNormParams& p, int64_t k, bool split,
-                          bool wide) {
-  const int form = cuda_kernels::FormOf(p) |
-                   (split ? cuda_kernels::kSplitForm : 0) |
-                   (wide ? cuda_kernels::kWideForm : 0);
+// The kernel of `p` with k chunks per thread (0: the streaming kernel) of
+// form `form` (cuda_kernels::FormOf's bits and the launch's), or null if it
+// is not compiled.
+const void* SelectRmsNormForm(const RmsNormParams& p, int64_t k, int form) {
   switch (p.x_dtype) {
     case DType::kF32:
       return SelectRmsNormF32(p.weight_dtype, p.out_dtype, k, form);
@@ -41,6 +37,25 @@ const void* SelectRmsNorm(const RmsNormParams& p, int64_t k, bool split,
       return SelectRmsNormF16(p.weight_dtype, p.out_dtype, k, form);
   }
   return nullptr;
+}
+
+// The kernel of `p` with k chunks per thread (0: the streaming kernel), its
+// rows split over clusters if `split` (K = 1 only), the wide form if `wide`
+// (gated K = 1 only); for rows of C < P chunks whose length is a multiple of
+// a chunk, the empty-slots form where it is compiled (kEmptySlotsForm).
+const void* SelectRmsNorm(const RmsNormParams& p, int64_t k, bool split,
+                          bool wide) {
+  const int form = cuda_kernels::FormOf(p) |
+                   (split ? cuda_kernels::kSplitForm : 0) |
+                   (wide ? cuda_kernels::kWideForm : 0);
+  const int64_t chunks = (p.cols + numerics::kChunk - 1) / numerics::kChunk;
+  if (k > 1 && p.cols % numerics::kChunk == 0 &&
+      chunks < cuda_layout::PaddedChunks(p.cols)) {
+    const void* function =
+        SelectRmsNormForm(p, k, form | cuda_kernels::kEmptySlotsForm);
+    if (function != nullptr) return function;
+  }
+  return SelectRmsNormForm(p, k, form);
 }
 
 // --- the copy kernel
@@ -339,14 +354,20 @@ std::string DescribeRmsNormLaunch(const RmsNormParams& p) {
     const bool wide =
         launch.function != SelectRmsNorm(p, l.chunks_per_thread,
                                          launch.cluster > 1, /*wide=*/false);
+    const bool empty_slots =
+        launch.function != nullptr &&
+        launch.function == SelectRmsNormForm(p, l.chunks_per_thread,
+                                             cuda_kernels::FormOf(p) |
+                                                 cuda_kernels::kEmptySlotsForm);
     std::snprintf(
         text, sizeof text,
-        "K=%lld G=%lld rows/block=%lld block=%u grid=%u cluster=%u%s%s",
+        "K=%lld G=%lld rows/block=%lld block=%u grid=%u cluster=%u%s%s%s",
         static_cast<long long>(l.chunks_per_thread),
         static_cast<long long>(l.threads_per_row),
         static_cast<long long>(launch.cluster > 1 ? 1 : l.rows_per_block),
         launch.block[0], launch.grid[0], launch.cluster,
-        launch.programmatic_dependency ? " pdl" : "", wide ? " wide" : "");
+        launch.programmatic_dependency ? " pdl" : "", wide ? " wide" : "",
+        empty_slots ? " empty-slots" : "");
   }
   return text;
 }

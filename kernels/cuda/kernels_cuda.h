@@ -53,7 +53,9 @@ bool ProgrammaticDependentLaunch();
 void SetWideGatedKernels(bool enabled);
 
 // "K=4 G=128 rows/block=2 block=256 grid=512 cluster=1 pdl": the launch the
-// current settings plan for `params` (" wide" at the end for the wide form).
+// current settings plan for `params` (" wide" at the end for the wide form,
+// " empty-slots" for rows of C < P chunks whose K = 4 kernel checks its upper
+// slots for a chunk: rms_norm_kernels.h, kEmptySlotsForm).
 std::string DescribeRmsNormLaunch(const RmsNormParams& params);
 
 }  // namespace normgraph

@@ -182,6 +182,8 @@ class CudaKernelsTest : public ::testing::Test {
   int64_t elements_ = 0;
   // Gated launches of K = 1 by kernel: the wide form and the usual one.
   int wide_launches_ = 0, narrow_gated_k1_launches_ = 0;
+  int empty_slot_launches_ = 0;  // kernels of rms_norm_kernels.h's
+                                 // kEmptySlotsForm
 };
 
 // Runs case `c` on the device (through the launcher) and on the CPU
@@ -230,6 +232,7 @@ void CudaKernelsTest::RunCase(const Case& c, std::mt19937_64& rng) {
     ++(launch.find(" wide") != std::string::npos ? wide_launches_
                                                  : narrow_gated_k1_launches_);
   }
+  if (launch.find(" empty-slots") != std::string::npos) ++empty_slot_launches_;
   std::vector<ArgBinding> args = {{&d.x, &x.device, Access::kRead},
                                   {&d.weight, &w.device, Access::kRead},
                                   {&d.out, &out.device, Access::kWrite}};
@@ -351,11 +354,14 @@ TEST_F(CudaKernelsTest, EveryLaunchLayoutEqualsCpuReference) {
   }
   std::printf(
       "%d layout cases bit-identical to the CPU reference (gated K = 1: %d "
-      "wide, %d not)\n",
-      cases, wide_launches_, narrow_gated_k1_launches_);
-  // Both kernels of the gated K = 1 forms ran (kWideForm).
+      "wide, %d not; %d of the empty-slots kernels)\n",
+      cases, wide_launches_, narrow_gated_k1_launches_, empty_slot_launches_);
+  // Both kernels of the gated K = 1 forms ran (kWideForm), and the kernels
+  // for rows of C < P chunks (kEmptySlotsForm: hidden 1000, 1536, 8200,
+  // 12288 above).
   EXPECT_GT(wide_launches_, 0);
   EXPECT_GT(narrow_gated_k1_launches_, 0);
+  EXPECT_GT(empty_slot_launches_, 0);
 }
 
 // The wide form (128 registers, with programmatic dependent launch) is
@@ -408,6 +414,48 @@ TEST_F(CudaKernelsTest, GatedDecodeLaunchesPlanTheWideKernel) {
   SetProgrammaticDependentLaunch(false);
   EXPECT_FALSE(wide(describe(64, 4096, true)));
   SetProgrammaticDependentLaunch(pdl_was);
+}
+
+// Rows of C < P chunks whose length is a multiple of a chunk take the
+// empty-slots kernels (kEmptySlotsForm) where the K = 4 fast path exists: not
+// rows of P chunks, not rows ending in a partial chunk, not the forms with a
+// residual or the gated form with an f32 weight, not K = 1 or 2 (f32
+// activations, decode rows that fit K = 1).
+TEST_F(CudaKernelsTest, RowsWithEmptySlotsPlanTheirOwnKernels) {
+  static char dummy[16];
+  auto describe = [&](int64_t rows, int64_t cols, DType x, DType w, bool gated,
+                      bool residual) {
+    RmsNormParams p;
+    p.rows = rows;
+    p.cols = cols;
+    p.x_stride = p.out_stride = p.gate_stride = p.residual_stride = cols;
+    p.x_dtype = p.out_dtype = x;
+    p.weight_dtype = w;
+    p.order = RoundingOrder::kHuggingFace;
+    p.x = p.weight = p.out = dummy;
+    p.gate = gated ? dummy : nullptr;
+    p.residual = residual ? dummy : nullptr;
+    return DescribeRmsNormLaunch(p);
+  };
+  auto empty_slots = [](const std::string& launch) {
+    return launch.find(" empty-slots") != std::string::npos;
+  };
+  const DType bf16 = DType::kBF16, f16 = DType::kF16, f32 = DType::kF32;
+  for (int64_t cols : {1536, 2560, 5120, 12288}) {
+    SCOPED_TRACE(cols);
+    EXPECT_TRUE(empty_slots(describe(4096, cols, bf16, bf16, false, false)));
+    EXPECT_TRUE(empty_slots(describe(4096, cols, f16, f16, true, false)));
+    EXPECT_TRUE(empty_slots(describe(4096, cols, bf16, f32, false, false)));
+    EXPECT_FALSE(empty_slots(describe(4096, cols, bf16, bf16, false, true)));
+    EXPECT_FALSE(empty_slots(describe(4096, cols, bf16, f32, true, false)));
+    EXPECT_FALSE(empty_slots(describe(4096, cols, f32, f32, false, false)));
+    // One row: K = 1 up to 1024 padded chunks; 12288 (2048) needs K = 4.
+    EXPECT_EQ(empty_slots(describe(1, cols, bf16, bf16, false, false)),
+              cols == 12288);
+  }
+  EXPECT_FALSE(empty_slots(describe(4096, 2048, bf16, bf16, false, false)));
+  EXPECT_FALSE(empty_slots(describe(4096, 1537, bf16, bf16, false, false)));
+  EXPECT_FALSE(empty_slots(describe(4096, 1532, bf16, bf16, false, false)));
 }
 
 TEST_F(CudaKernelsTest, CopyKernelCopiesEveryByteAtAnyAlignment) {

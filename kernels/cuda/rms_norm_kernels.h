@@ -702,8 +702,18 @@ constexpr int kSplitForm = 16;
 // 368.9 -> 507.8 us at 32768 x 4096).
 constexpr int kWideForm = 32;
 constexpr int kWideMaxThreads = 512;
-constexpr int kLastForm =
-    kResidualForm | kHfForm | kScaleForm | kGatedForm | kSplitForm | kWideForm;
+// Also of the launch: rows of C < P chunks (row_layout.h) whose length is a
+// multiple of kChunk (hidden 1536, 2560, 5120, ...), whose threads' upper
+// slots may lie past the row's end. The forms with the whole-chunk fast path
+// at K = 4 (no residual) otherwise take the general path for every chunk of
+// such rows; with this form the fast path checks those slots for a chunk
+// (bf16 rms at 32768 x 1536 on the H200: 72.7 -> 58.8 us). Its own kernels:
+// the check compiled into every kernel cost the rows of P chunks 1-4.5%
+// (benchmarks/results/h200-2026-11-30e). Not for the gated form with an f32
+// weight (ptxas: 48 more bytes of spills).
+constexpr int kEmptySlotsForm = 64;
+constexpr int kLastForm = kResidualForm | kHfForm | kScaleForm | kGatedForm |
+                          kSplitForm | kWideForm | kEmptySlotsForm;
 
 // The form of `p`. The rounding order only matters with a residual or a
 // multiplied weight, so it is left out otherwise (fewer kernels).
@@ -721,10 +731,16 @@ inline int FormOf(const RmsNormParams& p) {
 // Whether a form is one FormOf gives for weights of dtype W (the scale is
 // f32 and never gated; valid parameters have nothing else), with K chunks per
 // thread (only K = 1 splits rows or has a wide form, and only gated forms are
-// wide).
+// wide; kEmptySlotsForm only at K = 4, 16-bit activations, for the forms with
+// the fast path).
 constexpr bool FormIsCompiled(DType w, int k, int form) {
   if ((form & kSplitForm) != 0 && k != 1) return false;
   if ((form & kWideForm) != 0 && (k != 1 || (form & kGatedForm) == 0)) {
+    return false;
+  }
+  if ((form & kEmptySlotsForm) != 0 &&
+      (k != 4 || (form & (kResidualForm | kSplitForm | kWideForm)) != 0 ||
+       ((form & kGatedForm) != 0 && w == DType::kF32))) {
     return false;
   }
   const bool scale = (form & kScaleForm) != 0;
@@ -747,11 +763,12 @@ __device__ __forceinline__ float InputValue(const Chunk<X>& xc,
 // One row's operands as a thread of the register-cached kernel holds them:
 // its K chunks of x, the residual and (K == 1) the gate, and how many
 // elements of each chunk exist (0 past the row's end or for a thread past
-// the last row). `full`: every chunk of the thread is whole and every row
+// the last row). `full`: every chunk of the thread is whole or past the
+// row's end (only slots that may lie past it are checked) and every row
 // pointer it uses (x, residual, gate, out, the weight) is 16-byte aligned,
-// so it reads and writes whole chunks without a check (the fast path; the
-// usual case, and a thread that is not takes the general path on its own:
-// neither holds a shuffle or a barrier).
+// so it reads and writes whole chunks without a per-element check (the fast
+// path; the usual case, and a thread that is not takes the general path on
+// its own: neither holds a shuffle or a barrier).
 template <DType X, int K>
 struct RowOperands {
   bool full;
@@ -817,7 +834,10 @@ __global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
   // K = 1 (decode) the fast path shortens a residual form's chain (a node of
   // the fused add 1.745 -> 1.555 us, zero-centred fused add 1.763 -> 1.648)
   // but lengthens the others' (rms 1.579 -> 1.610). K = 2 (64 registers):
-  // both made more forms spill, untimed, so it keeps the previous kernel.
+  // both made more forms spill, untimed, so it keeps the previous kernel; the
+  // f32 K = 2 forms without a residual (128 registers) spilled nothing with
+  // the fast path but ran 3-8% slower at 4096 x 2048-8192 (H200,
+  // benchmarks/results/h200-2026-11-30e).
   constexpr bool kLean = K == 4 && !kResidual;
   constexpr bool kFastPath = kLean || (K == 1 && kResidual);
   constexpr bool kPipeline = !(K == 4 && kResidual);
@@ -858,11 +878,36 @@ __global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
   const int64_t lane_offset = static_cast<int64_t>(lane_in_row) * kChunk;
   const int64_t slot_offset = g64 * kChunk;
   const char* weight = static_cast<const char*>(p.weight);
-  // Whether this thread's chunks are whole in every row (the last slot's
-  // chunk is its last), and the weight aligned: the row-independent part of
-  // RowOperands::full.
-  const bool whole_chunks =
-      chunk(K - 1) * kChunk + kChunk <= p.cols && Aligned16(weight);
+  // Whether every chunk of this thread is whole or past the row's end, and
+  // the weight aligned: the row-independent part of RowOperands::full.
+  // Without kEmptySlotsForm every slot must hold a whole chunk. With it (rows
+  // of C < P chunks, cols a multiple of kChunk) a slot may lie past the
+  // row's end, except those below kAlwaysPresent: the first K / 2 slots
+  // cover the chunks below P / 2 < C.
+  constexpr bool kAbsentSlots = (kForm & kEmptySlotsForm) != 0;
+  constexpr int kAlwaysPresent = kAbsentSlots ? K / 2 : K;
+  const bool whole_chunks = (chunk(K - 1) * kChunk + kChunk <= p.cols ||
+                             (kAbsentSlots && p.cols % kChunk == 0)) &&
+                            Aligned16(weight);
+  // Whether slot i of a row needs its accesses (`count` its elements there):
+  // on the general path every slot (its accesses check the count), as the
+  // code it was tuned with does; on the fast path (rows that exist) those
+  // holding a chunk, known at compile time for the low slots and told from
+  // the sizes for the others (not from the count: that would keep K more
+  // registers alive through the pipeline, and K = 4 spilled).
+  int slots_in_row = K;  // this thread's slots that hold a chunk of a row
+  if (kAbsentSlots) {
+    slots_in_row = 0;
+#pragma unroll
+    for (int i = 0; i < K; ++i) slots_in_row += chunk(i) * kChunk < p.cols;
+  }
+  auto accessed = [&](auto full, int i, int count) {
+    if constexpr (decltype(full)::value) {
+      return i < kAlwaysPresent || i < slots_in_row;
+    } else {
+      return true;
+    }
+  };
   __shared__ double warp_sums[2 * K * 32];
   __shared__ ClusterExchange exchange;
   uint32_t exchange_phases = 0;
@@ -922,7 +967,15 @@ __global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
     if (o.full) {
 #pragma unroll
       for (int i = 0; i < K; ++i) {
-        o.count[i] = kChunk;
+        // kChunk or 0 (the fast path reads neither: accessed tells).
+        o.count[i] = kAbsentSlots ? pl.count[i] : kChunk;
+        if (!accessed(std::true_type(), i, o.count[i])) {
+          // Zeros, as LoadChunk leaves an empty chunk: the tree's padding.
+          o.xc[i].Zero();
+          if (kResidual) o.rc[i].Zero();
+          if (kGated && kEarlyGate) o.gc[i].Zero();
+          continue;
+        }
         const int64_t j = i * slot_offset * kSize<X>;
         LoadFullChunk<X>(pl.x + j, o.xc[i]);
         if (kResidual) LoadFullChunk<X>(pl.res + j, o.rc[i]);
@@ -982,7 +1035,8 @@ __global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
 #pragma unroll
     for (int i = 0; i < K; ++i) {
       const char* w = weight + chunk(i) * kChunk * kSize<W>;
-      if (kFastPath && whole_chunks) {
+      if (kFastPath && whole_chunks &&
+          accessed(std::true_type(), i, weight_count[i])) {
         LoadFullChunk<W>(w, wc[i]);
       } else {
         LoadChunk<W>(w, weight_count[i], wc[i]);
@@ -1002,7 +1056,7 @@ __global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
 #pragma unroll
       for (int i = 0; i < K; ++i) {
         const char* g = gate + i * slot_offset * kSize<X>;
-        if (cur.full) {
+        if (cur.full && accessed(std::true_type(), i, cur.count[i])) {
           LoadFullChunk<X>(g, cur.gc[i]);
         } else {
           LoadChunk<X>(g, cur.count[i], cur.gc[i]);
@@ -1036,8 +1090,10 @@ __global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
             }
             EncodeOutputChunk<X>(sum, rounded);
           }
-          store(full, XTag(), res + i * slot_offset * kSize<X>, cur.count[i],
-                rounded);
+          if (accessed(full, i, cur.count[i])) {
+            store(full, XTag(), res + i * slot_offset * kSize<X>, cur.count[i],
+                  rounded);
+          }
           if (kHf) cur.rc[i] = rounded;
         }
         float v[kChunk];
@@ -1075,11 +1131,16 @@ __global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
         if (i % 2 == 0 && !kEarlyWeight) {
 #pragma unroll
           for (int q = i; q < i + 2 && q < K; ++q) {
-            load_chunk(full, std::integral_constant<DType, W>(),
-                       w + q * slot_offset * kSize<W>, cur.count[q], wc[q]);
+            if (accessed(full, q, cur.count[q])) {
+              load_chunk(full, std::integral_constant<DType, W>(),
+                         w + q * slot_offset * kSize<W>, cur.count[q], wc[q]);
+            }
           }
         }
-        if (!decltype(full)::value && cur.count[i] == 0) continue;
+        if (decltype(full)::value ? !accessed(full, i, cur.count[i])
+                                  : cur.count[i] == 0) {
+          continue;
+        }
         Chunk<O> oc;
         if constexpr (kHf && !kScale && kSize<X> == 2) {
           // NormOutput with R_X(v r) rounded two at a time (packed
