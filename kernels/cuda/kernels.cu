@@ -93,13 +93,20 @@ std::atomic<int> layout_override_max_blocks{0};
 std::atomic<int> layout_override_cluster{0};
 std::atomic<bool> wide_gated_kernels{true};
 
-bool PdlFromEnvironment() {
-  const char* env = std::getenv("NORMGRAPH_CUDA_PDL");
+// A setting that is on unless the environment variable `name` is "0".
+bool EnabledByEnvironment(const char* name) {
+  const char* env = std::getenv(name);
   return env == nullptr || std::strcmp(env, "0") != 0;
 }
 
 std::atomic<bool>& PdlEnabled() {
-  static std::atomic<bool> enabled{PdlFromEnvironment()};
+  static std::atomic<bool> enabled{EnabledByEnvironment("NORMGRAPH_CUDA_PDL")};
+  return enabled;
+}
+
+std::atomic<bool>& SpreadEnabled() {
+  static std::atomic<bool> enabled{
+      EnabledByEnvironment("NORMGRAPH_CUDA_SPREAD")};
   return enabled;
 }
 
@@ -181,8 +188,8 @@ int64_t ResidentBlocks(const void* function, int block_threads) {
 // hides the launch latency of small dependent kernels (decode), but a larger
 // dependent grid made resident early holds SM resources while it waits and
 // made the 256-norm decode stack slower at batch 32 and 64 on the H200
-// (benchmarks/RESULTS.md). Gated launches of the wide form are the exception
-// (WideGatedLaunch).
+// (benchmarks/RESULTS.md). Gated launches of the wide form and spread
+// launches are the exceptions (WideGatedLaunch, SpreadLaunch).
 constexpr int64_t kPdlMaxBlocks = 16;
 
 // Fewest threads a CTA of a split row has: RowTotalForLatency then has the
@@ -234,10 +241,11 @@ int64_t RowCluster(const cuda_layout::RowLayout& l, int64_t rows,
 }
 
 // Whether a gated K = 1 launch of `blocks` row groups of `cta_threads`
-// threads (`cluster` CTAs each) takes the wide form (rms_norm_kernels.h,
-// kWideForm) and with it programmatic dependent launch: for launches of more
-// row groups than kPdlMaxBlocks (where the usual kernel runs without it) whose
-// CTAs all fit on the GPU at once at 128 registers a thread. There the wide
+// threads (`cluster` CTAs each), not spread (SpreadLaunch), takes the wide
+// form (rms_norm_kernels.h, kWideForm) and with it programmatic dependent
+// launch: for launches of more row groups than kPdlMaxBlocks (where the
+// usual kernel runs without it) whose CTAs all fit on the GPU at once at 128
+// registers a thread. There the wide
 // kernel with PDL beat the usual kernel with or without it in 256-node gated
 // chains on the H200: 64 tokens x 32 heads of 128, 2.14 us a node without PDL
 // (2.73 with) -> 1.84; 64 x 4096, 2.83 (3.05) -> 2.12; while at 16 row groups
@@ -255,6 +263,76 @@ bool WideGatedLaunch(const RmsNormParams& p, const cuda_layout::RowLayout& l,
   constexpr int64_t kWideThreadsPerSm = 65536 / 128;
   return sms > 0 && blocks * cluster * ((cta_threads + 31) / 32 * 32) <=
                         sms * kWideThreadsPerSm;
+}
+
+// Whether a K = 1 launch of `blocks` row groups (not split) is spread:
+// programmatic dependent launch although it has more row groups than
+// kPdlMaxBlocks, with dynamic shared memory it does not use so that an SM
+// holds one of its CTAs at a time (SpreadSharedBytes). For launches whose
+// CTAs each get an SM of their own. In 256-node chains on the H200
+// (prototype, benchmarks/results/h200-2026-11-30e/wide_chain_ab.cu), us a
+// node without PDL / with it / spread with it: rms 32 x 4096 2.07 / 1.86 /
+// 1.56, 64 x 4096 2.12 / 1.96 / 1.61; fused add + zero-centred 64 x 4096
+// 2.51 / 2.14 / 1.78; per-head 2048 x 128 (128 blocks) 1.71 / 1.66 / 1.23:
+// the dependent CTAs, made resident early beside the running ones, slowed
+// them, which is why PDL alone stopped paying above 16 row groups; kept to
+// SMs of their own, they do not. The gated form's wide kernel (89 registers:
+// one CTA of 512 threads an SM) had found part of this; spread, its usual
+// kernel beat it (the product's gated chains, us a step, wide / spread: 64
+// tokens x 32 heads of 128 470 / 403, 64 x 4096 556 / 560), so the wide form
+// is left to the launches spreading cannot take.
+bool SpreadLaunch(const cuda_layout::RowLayout& l, int64_t blocks,
+                  int64_t cluster) {
+  if (!l.register_cached || l.chunks_per_thread != 1 || cluster != 1 ||
+      blocks <= kPdlMaxBlocks || !PdlEnabled().load() ||
+      !SpreadEnabled().load()) {
+    return false;
+  }
+  const int64_t sms = CurrentDeviceFacts().sms;
+  return sms > 0 && blocks <= sms;
+}
+
+// The dynamic shared memory that leaves an SM room for one CTA of `function`
+// with `block_threads` threads (half of an SM's, which the CTA may use:
+// cudaFuncAttributeMaxDynamicSharedMemorySize is raised to it), or 0 where
+// the device cannot do that (too little shared memory a block, or the
+// occupancy query does not confirm one CTA an SM). Cached per device,
+// function and block size.
+uint32_t SpreadSharedBytes(const void* function, int block_threads) {
+  const DeviceFacts facts = CurrentDeviceFacts();
+  if (facts.sms == 0 || function == nullptr) return 0;
+  static std::mutex mu;
+  static std::map<std::tuple<int, const void*, int>, uint32_t> cache;
+  const auto key = std::make_tuple(facts.device, function, block_threads);
+  std::lock_guard<std::mutex> lock(mu);
+  const auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  uint32_t bytes = 0;
+  int per_sm_bytes = 0, per_block_bytes = 0, per_sm_blocks = 0;
+  cudaFuncAttributes attributes;
+  if (cudaDeviceGetAttribute(&per_sm_bytes,
+                             cudaDevAttrMaxSharedMemoryPerMultiprocessor,
+                             facts.device) == cudaSuccess &&
+      cudaDeviceGetAttribute(&per_block_bytes,
+                             cudaDevAttrMaxSharedMemoryPerBlockOptin,
+                             facts.device) == cudaSuccess &&
+      cudaFuncGetAttributes(&attributes, function) == cudaSuccess) {
+    const int64_t half = per_sm_bytes / 2 + 1;
+    if (half + static_cast<int64_t>(attributes.sharedSizeBytes) <=
+            per_block_bytes &&
+        cudaFuncSetAttribute(function,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(half)) == cudaSuccess &&
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+            &per_sm_blocks, function, block_threads,
+            static_cast<size_t>(half)) == cudaSuccess &&
+        per_sm_blocks == 1) {
+      bytes = static_cast<uint32_t>(half);
+    }
+  }
+  cudaGetLastError();  // a failed query is not sticky: cleared, as above
+  cache.emplace(key, bytes);
+  return bytes;
 }
 
 }  // namespace
@@ -288,10 +366,16 @@ void PlanRmsNormCuda(const void* raw, CudaLaunch* launch) {
   }
   const int64_t cta_threads =
       cluster > 1 ? layout.threads_per_row / cluster : layout.block_threads;
-  const bool wide = WideGatedLaunch(p, layout, cta_threads, blocks, cluster);
-  launch->function =
-      SelectRmsNorm(p, layout.register_cached ? layout.chunks_per_thread : 0,
-                    cluster > 1, wide);
+  const int64_t k = layout.register_cached ? layout.chunks_per_thread : 0;
+  // A spread launch where it applies, else the wide form where that does.
+  uint32_t spread_bytes = 0;
+  if (SpreadLaunch(layout, blocks, cluster)) {
+    spread_bytes = SpreadSharedBytes(SelectRmsNorm(p, k, false, false),
+                                     static_cast<int>(cta_threads));
+  }
+  const bool wide = spread_bytes == 0 &&
+                    WideGatedLaunch(p, layout, cta_threads, blocks, cluster);
+  launch->function = SelectRmsNorm(p, k, cluster > 1, wide);
   // Throughput-bound launches of the register-cached kernel (never split:
   // clusters are for a few rows): persistent blocks, as many as the GPU holds
   // at once, each pipelining its rows.
@@ -304,8 +388,10 @@ void PlanRmsNormCuda(const void* raw, CudaLaunch* launch) {
   launch->block[0] = static_cast<uint32_t>(cta_threads);
   if (cluster > 1) launch->cluster = static_cast<uint32_t>(cluster);
   launch->grid[0] = static_cast<uint32_t>(blocks * cluster);
+  launch->shared_bytes = spread_bytes;
   launch->programmatic_dependency =
-      PdlEnabled().load() && (blocks <= kPdlMaxBlocks || wide);
+      PdlEnabled().load() &&
+      (blocks <= kPdlMaxBlocks || wide || spread_bytes > 0);
 }
 
 void PlanCopyCuda(const void* raw, CudaLaunch* launch) {
@@ -331,6 +417,8 @@ void SetRmsNormLayoutOverride(int chunks_per_thread, int block_threads,
 }
 
 void SetWideGatedKernels(bool enabled) { wide_gated_kernels.store(enabled); }
+
+void SetSpreadDecodeLaunches(bool enabled) { SpreadEnabled().store(enabled); }
 
 void SetProgrammaticDependentLaunch(bool enabled) {
   PdlEnabled().store(enabled);
@@ -361,12 +449,13 @@ std::string DescribeRmsNormLaunch(const RmsNormParams& p) {
                                                  cuda_kernels::kEmptySlotsForm);
     std::snprintf(
         text, sizeof text,
-        "K=%lld G=%lld rows/block=%lld block=%u grid=%u cluster=%u%s%s%s",
+        "K=%lld G=%lld rows/block=%lld block=%u grid=%u cluster=%u%s%s%s%s",
         static_cast<long long>(l.chunks_per_thread),
         static_cast<long long>(l.threads_per_row),
         static_cast<long long>(launch.cluster > 1 ? 1 : l.rows_per_block),
         launch.block[0], launch.grid[0], launch.cluster,
         launch.programmatic_dependency ? " pdl" : "", wide ? " wide" : "",
+        launch.shared_bytes > 0 ? " spread" : "",
         empty_slots ? " empty-slots" : "");
   }
   return text;

@@ -44,18 +44,30 @@ void SetProgrammaticDependentLaunch(bool enabled);
 bool ProgrammaticDependentLaunch();
 
 // Whether later plans may give a gated K = 1 launch of more than 16 row
-// groups whose CTAs all fit on the GPU at once the kernel with 128 registers
-// a thread instead of 64, with programmatic dependent launch (the "wide"
-// form, kernels/cuda/rms_norm_kernels.h: faster decode). On by default; off
+// groups whose CTAs all fit on the GPU at once, and that is not spread
+// (SetSpreadDecodeLaunches), the kernel with 128 registers a thread instead
+// of 64, with programmatic dependent launch (the "wide" form,
+// kernels/cuda/rms_norm_kernels.h: faster decode). On by default; off
 // for comparisons. Process-wide, like the override above; as with PDL, a
 // graph keeps what it was captured with, and rebinding its nodes needs the
 // same setting as at capture.
 void SetWideGatedKernels(bool enabled);
 
+// Whether later plans may spread a K = 1 launch of more than 16 row groups
+// that are at most one per SM: programmatic dependent launch with dynamic
+// shared memory the kernel does not use, so that an SM holds one of its CTAs
+// at a time (faster decode chains at batch 17-132: kernels.cu,
+// SpreadLaunch). On by default, with programmatic dependent launch; the
+// environment variable NORMGRAPH_CUDA_SPREAD=0 turns the default off.
+// Process-wide; a graph keeps what it was captured with, and rebinding its
+// nodes needs the same setting as at capture.
+void SetSpreadDecodeLaunches(bool enabled);
+
 // "K=4 G=128 rows/block=2 block=256 grid=512 cluster=1 pdl": the launch the
-// current settings plan for `params` (" wide" at the end for the wide form,
-// " empty-slots" for rows of C < P chunks whose K = 4 kernel checks its upper
-// slots for a chunk: rms_norm_kernels.h, kEmptySlotsForm).
+// current settings plan for `params` (" wide" for the wide form, " spread"
+// for a spread launch, " empty-slots" for rows of C < P chunks whose K = 4
+// kernel checks its upper slots for a chunk: rms_norm_kernels.h,
+// kEmptySlotsForm).
 std::string DescribeRmsNormLaunch(const RmsNormParams& params);
 
 }  // namespace normgraph

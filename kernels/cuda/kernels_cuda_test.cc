@@ -184,6 +184,7 @@ class CudaKernelsTest : public ::testing::Test {
   int wide_launches_ = 0, narrow_gated_k1_launches_ = 0;
   int empty_slot_launches_ = 0;  // kernels of rms_norm_kernels.h's
                                  // kEmptySlotsForm
+  int spread_launches_ = 0;      // kernels.cu's SpreadLaunch
 };
 
 // Runs case `c` on the device (through the launcher) and on the CPU
@@ -233,6 +234,7 @@ void CudaKernelsTest::RunCase(const Case& c, std::mt19937_64& rng) {
                                                  : narrow_gated_k1_launches_);
   }
   if (launch.find(" empty-slots") != std::string::npos) ++empty_slot_launches_;
+  if (launch.find(" spread") != std::string::npos) ++spread_launches_;
   std::vector<ArgBinding> args = {{&d.x, &x.device, Access::kRead},
                                   {&d.weight, &w.device, Access::kRead},
                                   {&d.out, &out.device, Access::kWrite}};
@@ -352,30 +354,52 @@ TEST_F(CudaKernelsTest, EveryLaunchLayoutEqualsCpuReference) {
     if (HasFatalFailure()) return;
     ++cases;
   }
+  // Gated decode launches of both kinds beside the usual kernel: the wide
+  // form (128 tokens x 32 heads of 128: more row groups than SMs) and the
+  // usual kernel spread (64 tokens).
+  for (int64_t rows : {4096, 2048}) {
+    Case c = RandomCase(rng);
+    c.kind = NormWeight::kMultiply;
+    c.gated = true;
+    c.residual = false;
+    c.w = c.out = c.x;
+    c.rows = rows;
+    c.cols = 128;
+    c.x_stride = c.out_stride = c.gate_stride = c.residual_stride = c.cols;
+    RunCase(c, rng);
+    if (HasFatalFailure()) return;
+    ++cases;
+  }
   std::printf(
       "%d layout cases bit-identical to the CPU reference (gated K = 1: %d "
-      "wide, %d not; %d of the empty-slots kernels)\n",
-      cases, wide_launches_, narrow_gated_k1_launches_, empty_slot_launches_);
+      "wide, %d not; %d of the empty-slots kernels; %d spread)\n",
+      cases, wide_launches_, narrow_gated_k1_launches_, empty_slot_launches_,
+      spread_launches_);
   // Both kernels of the gated K = 1 forms ran (kWideForm), and the kernels
   // for rows of C < P chunks (kEmptySlotsForm: hidden 1000, 1536, 8200,
   // 12288 above).
   EXPECT_GT(wide_launches_, 0);
   EXPECT_GT(narrow_gated_k1_launches_, 0);
   EXPECT_GT(empty_slot_launches_, 0);
+  // K = 1 launches of 17 to 132 row groups with PDL (64 and 300 rows above).
+  EXPECT_GT(spread_launches_, 0);
 }
 
 // The wide form (128 registers, with programmatic dependent launch) is
 // planned for gated K = 1 launches of more than 16 row groups whose CTAs all
-// fit on the GPU at once at 128 registers a thread (512 threads an SM), and
-// for no other: not for ungated norms, not for 16 row groups or fewer (which
-// have PDL anyway), not for blocks of more than 512 threads (the wide kernel
-// is compiled for at most 512), not for launches larger than the GPU holds,
-// and not when it or PDL is turned off.
+// fit on the GPU at once at 128 registers a thread (512 threads an SM) and
+// that are not spread (at most one row group an SM: kernels.cu,
+// SpreadLaunch), and for no other: not for ungated norms, not for 16 row
+// groups or fewer (which have PDL anyway), not for blocks of more than 512
+// threads (the wide kernel is compiled for at most 512), not for launches
+// larger than the GPU holds, and not when it or PDL is turned off.
 TEST_F(CudaKernelsTest, GatedDecodeLaunchesPlanTheWideKernel) {
   int sms = 0;
   ASSERT_EQ(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0),
             cudaSuccess);
-  if (sms < 64) GTEST_SKIP() << "the cases below assume 64 SMs or more";
+  if (sms < 64 || sms > 256) {
+    GTEST_SKIP() << "the cases below assume 64 to 256 SMs";
+  }
   const bool pdl_was = ProgrammaticDependentLaunch();
   SetProgrammaticDependentLaunch(true);
   static char dummy[16];
@@ -394,10 +418,16 @@ TEST_F(CudaKernelsTest, GatedDecodeLaunchesPlanTheWideKernel) {
   auto wide = [](const std::string& launch) {
     return launch.find(" wide") != std::string::npos;
   };
-  // 64 tokens x 32 heads of 128: 128 blocks of 16 rows (256 threads).
+  // 128 tokens x 32 heads of 128: 256 blocks of 16 rows (256 threads), more
+  // than the SMs (not spread), 256 x 256 threads within 512 an SM.
+  EXPECT_TRUE(wide(describe(4096, 128, true))) << describe(4096, 128, true);
+  EXPECT_NE(describe(4096, 128, true).find(" pdl"), std::string::npos)
+      << describe(4096, 128, true);
+  // Spread instead where spreading applies (at most one row group an SM).
+  EXPECT_FALSE(wide(describe(2048, 128, true))) << describe(2048, 128, true);
+  EXPECT_FALSE(wide(describe(64, 4096, true))) << describe(64, 4096, true);
+  SetSpreadDecodeLaunches(false);
   EXPECT_TRUE(wide(describe(2048, 128, true))) << describe(2048, 128, true);
-  EXPECT_NE(describe(2048, 128, true).find(" pdl"), std::string::npos)
-      << describe(2048, 128, true);
   // 64 rows of 4096: 64 blocks of 512 threads.
   EXPECT_TRUE(wide(describe(64, 4096, true))) << describe(64, 4096, true);
   EXPECT_FALSE(wide(describe(64, 4096, false))) << describe(64, 4096, false);
@@ -411,7 +441,9 @@ TEST_F(CudaKernelsTest, GatedDecodeLaunchesPlanTheWideKernel) {
   SetWideGatedKernels(false);
   EXPECT_FALSE(wide(describe(64, 4096, true)));
   SetWideGatedKernels(true);
+  SetSpreadDecodeLaunches(true);
   SetProgrammaticDependentLaunch(false);
+  EXPECT_FALSE(wide(describe(4096, 128, true)));
   EXPECT_FALSE(wide(describe(64, 4096, true)));
   SetProgrammaticDependentLaunch(pdl_was);
 }
@@ -456,6 +488,74 @@ TEST_F(CudaKernelsTest, RowsWithEmptySlotsPlanTheirOwnKernels) {
   EXPECT_FALSE(empty_slots(describe(4096, 2048, bf16, bf16, false, false)));
   EXPECT_FALSE(empty_slots(describe(4096, 1537, bf16, bf16, false, false)));
   EXPECT_FALSE(empty_slots(describe(4096, 1532, bf16, bf16, false, false)));
+}
+
+// K = 1 launches of more than 16 row groups, at most one per SM, are spread
+// (programmatic dependent launch, one CTA an SM through dynamic shared
+// memory), gated ones too: not 16 or fewer (PDL without it), not more than
+// the SMs, not rows split over clusters, not K > 1, and not with PDL or
+// spreading turned off.
+TEST_F(CudaKernelsTest, DecodeLaunchesOfMoreThan16RowGroupsAreSpread) {
+  int sms = 0;
+  ASSERT_EQ(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0),
+            cudaSuccess);
+  if (sms < 64) GTEST_SKIP() << "the cases below assume 64 SMs or more";
+  const bool pdl_was = ProgrammaticDependentLaunch();
+  SetProgrammaticDependentLaunch(true);
+  static char dummy[16];
+  auto plan = [&](int64_t rows, int64_t cols, bool gated) {
+    RmsNormParams p;
+    p.rows = rows;
+    p.cols = cols;
+    p.x_stride = p.out_stride = p.gate_stride = cols;
+    p.x_dtype = p.weight_dtype = p.out_dtype = DType::kBF16;
+    p.order = RoundingOrder::kHuggingFace;
+    p.x = p.weight = p.out = dummy;
+    p.gate = gated ? dummy : nullptr;
+    CudaLaunch launch;
+    PlanRmsNormCuda(&p, &launch);
+    SCOPED_TRACE(DescribeRmsNormLaunch(p));
+    EXPECT_EQ(DescribeRmsNormLaunch(p).find(" spread") != std::string::npos,
+              launch.shared_bytes > 0);
+    return launch;
+  };
+  auto spread = [&](int64_t rows, int64_t cols, bool gated) {
+    const CudaLaunch launch = plan(rows, cols, gated);
+    if (launch.shared_bytes == 0) return false;
+    // One CTA an SM: the occupancy the dynamic shared memory leaves.
+    int per_sm = 0;
+    EXPECT_EQ(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                  &per_sm, launch.function, static_cast<int>(launch.block[0]),
+                  launch.shared_bytes),
+              cudaSuccess);
+    EXPECT_EQ(per_sm, 1);
+    EXPECT_TRUE(launch.programmatic_dependency);
+    return true;
+  };
+  for (int64_t rows : {int64_t{17}, int64_t{32}, int64_t{64}, int64_t{sms}}) {
+    SCOPED_TRACE(rows);
+    EXPECT_TRUE(spread(rows, 4096, false));
+  }
+  EXPECT_TRUE(spread(2048, 128, false));  // 64 tokens x 32 heads: 128 blocks
+  EXPECT_TRUE(spread(2048, 128, true));   // gated: spread, not wide
+  EXPECT_TRUE(spread(64, 8192, true));
+  EXPECT_FALSE(spread(16, 4096, false));
+  EXPECT_TRUE(plan(16, 4096, false).programmatic_dependency);
+  EXPECT_FALSE(spread(sms + 1, 4096, false));
+  EXPECT_FALSE(plan(sms + 1, 4096, false).programmatic_dependency);
+  EXPECT_FALSE(spread(4096, 128, true));     // 256 blocks: the wide form
+  EXPECT_FALSE(spread(1, 4096, false));      // split over a cluster
+  EXPECT_FALSE(spread(32768, 4096, false));  // prefill, K = 4
+  SetRmsNormLayoutOverride(2, 0);
+  EXPECT_FALSE(spread(64, 4096, false));  // K = 2
+  SetRmsNormLayoutOverride(0, 0);
+  SetSpreadDecodeLaunches(false);
+  EXPECT_FALSE(spread(64, 4096, false));
+  EXPECT_FALSE(plan(64, 4096, false).programmatic_dependency);
+  SetSpreadDecodeLaunches(true);
+  SetProgrammaticDependentLaunch(false);
+  EXPECT_FALSE(spread(64, 4096, false));
+  SetProgrammaticDependentLaunch(pdl_was);
 }
 
 TEST_F(CudaKernelsTest, CopyKernelCopiesEveryByteAtAnyAlignment) {
