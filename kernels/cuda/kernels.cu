@@ -245,11 +245,11 @@ int64_t RowCluster(const cuda_layout::RowLayout& l, int64_t rows,
 // form (rms_norm_kernels.h, kWideForm) and with it programmatic dependent
 // launch: for launches of more row groups than kPdlMaxBlocks (where the
 // usual kernel runs without it) whose CTAs all fit on the GPU at once at 128
-// registers a thread. There the wide
-// kernel with PDL beat the usual kernel with or without it in 256-node gated
-// chains on the H200: 64 tokens x 32 heads of 128, 2.14 us a node without PDL
-// (2.73 with) -> 1.84; 64 x 4096, 2.83 (3.05) -> 2.12; while at 16 row groups
-// or fewer (PDL on either way) it gained 1% (32 x 128) or lost 3% (256 x 128)
+// registers a thread. There the wide kernel with PDL beat the usual kernel
+// with or without it in 256-node gated chains on the H200: 64 tokens x 32
+// heads of 128, 2.14 us a node without PDL (2.73 with) -> 1.84; 64 x 4096,
+// 2.83 (3.05) -> 2.12; while at 16 row groups or fewer (PDL on either way) it
+// gained 1% (32 x 128) or lost 3% (256 x 128)
 // (benchmarks/results/h200-2026-11-30d, call 6). Only with PDL enabled.
 bool WideGatedLaunch(const RmsNormParams& p, const cuda_layout::RowLayout& l,
                      int64_t cta_threads, int64_t blocks, int64_t cluster) {
@@ -330,7 +330,9 @@ uint32_t SpreadSharedBytes(const void* function, int block_threads) {
       bytes = static_cast<uint32_t>(half);
     }
   }
-  cudaGetLastError();  // a failed query is not sticky: cleared, as above
+  // A failed query or setting is not sticky: cleared, so that no later check
+  // reports it (the launch then is not spread).
+  cudaGetLastError();
   cache.emplace(key, bytes);
   return bytes;
 }

@@ -889,19 +889,19 @@ __global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
   const bool whole_chunks = (chunk(K - 1) * kChunk + kChunk <= p.cols ||
                              (kAbsentSlots && p.cols % kChunk == 0)) &&
                             Aligned16(weight);
-  // Whether slot i of a row needs its accesses (`count` its elements there):
-  // on the general path every slot (its accesses check the count), as the
-  // code it was tuned with does; on the fast path (rows that exist) those
-  // holding a chunk, known at compile time for the low slots and told from
-  // the sizes for the others (not from the count: that would keep K more
-  // registers alive through the pipeline, and K = 4 spilled).
+  // Whether slot i of a row needs its accesses: on the general path every
+  // slot (its accesses check the count), as the code it was tuned with does;
+  // on the fast path (rows that exist) those holding a chunk, known at
+  // compile time for the low slots and told from the sizes for the others
+  // (not from the row's counts: that would keep K more registers alive
+  // through the pipeline, and K = 4 spilled).
   int slots_in_row = K;  // this thread's slots that hold a chunk of a row
   if (kAbsentSlots) {
     slots_in_row = 0;
 #pragma unroll
     for (int i = 0; i < K; ++i) slots_in_row += chunk(i) * kChunk < p.cols;
   }
-  auto accessed = [&](auto full, int i, int count) {
+  auto accessed = [&](auto full, int i) {
     if constexpr (decltype(full)::value) {
       return i < kAlwaysPresent || i < slots_in_row;
     } else {
@@ -969,7 +969,7 @@ __global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
       for (int i = 0; i < K; ++i) {
         // kChunk or 0 (the fast path reads neither: accessed tells).
         o.count[i] = kAbsentSlots ? pl.count[i] : kChunk;
-        if (!accessed(std::true_type(), i, o.count[i])) {
+        if (!accessed(std::true_type(), i)) {
           // Zeros, as LoadChunk leaves an empty chunk: the tree's padding.
           o.xc[i].Zero();
           if (kResidual) o.rc[i].Zero();
@@ -1035,8 +1035,7 @@ __global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
 #pragma unroll
     for (int i = 0; i < K; ++i) {
       const char* w = weight + chunk(i) * kChunk * kSize<W>;
-      if (kFastPath && whole_chunks &&
-          accessed(std::true_type(), i, weight_count[i])) {
+      if (kFastPath && whole_chunks && accessed(std::true_type(), i)) {
         LoadFullChunk<W>(w, wc[i]);
       } else {
         LoadChunk<W>(w, weight_count[i], wc[i]);
@@ -1056,7 +1055,7 @@ __global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
 #pragma unroll
       for (int i = 0; i < K; ++i) {
         const char* g = gate + i * slot_offset * kSize<X>;
-        if (cur.full && accessed(std::true_type(), i, cur.count[i])) {
+        if (cur.full && accessed(std::true_type(), i)) {
           LoadFullChunk<X>(g, cur.gc[i]);
         } else {
           LoadChunk<X>(g, cur.count[i], cur.gc[i]);
@@ -1090,7 +1089,7 @@ __global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
             }
             EncodeOutputChunk<X>(sum, rounded);
           }
-          if (accessed(full, i, cur.count[i])) {
+          if (accessed(full, i)) {
             store(full, XTag(), res + i * slot_offset * kSize<X>, cur.count[i],
                   rounded);
           }
@@ -1131,14 +1130,13 @@ __global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
         if (i % 2 == 0 && !kEarlyWeight) {
 #pragma unroll
           for (int q = i; q < i + 2 && q < K; ++q) {
-            if (accessed(full, q, cur.count[q])) {
+            if (accessed(full, q)) {
               load_chunk(full, std::integral_constant<DType, W>(),
                          w + q * slot_offset * kSize<W>, cur.count[q], wc[q]);
             }
           }
         }
-        if (decltype(full)::value ? !accessed(full, i, cur.count[i])
-                                  : cur.count[i] == 0) {
+        if (decltype(full)::value ? !accessed(full, i) : cur.count[i] == 0) {
           continue;
         }
         Chunk<O> oc;
