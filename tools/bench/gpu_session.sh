@@ -13,8 +13,9 @@
 #   3. the peers (tools/bench/peers.py: PyTorch eager, transformers, torch.compile, PyTorch's CUDA
 #      graph of the decode stack), at most $PEERS_TIMEOUT s (torch.compile stops after
 #      $PEERS_BUDGET s).
-# OUTDIR gets cuda_norm_benchmark.json, cuda_graph_benchmark.json, peers.json, summary.txt
-# (tests), session.log and logs.tar.gz (every log). Never changes the GPU's settings.
+# OUTDIR gets cuda_norm_benchmark.json, cuda_graph_benchmark.json,
+# cuda_graph_benchmark_spread0.json (its decode stacks without spread launches), peers.json,
+# summary.txt (tests), session.log and logs.tar.gz (every log). Never changes the GPU's settings.
 set -uo pipefail
 
 out="${1:?usage: gpu_session.sh OUTDIR}"
@@ -65,6 +66,16 @@ for name in cuda_graph_benchmark cuda_norm_benchmark; do
     >"$work/$name.log" 2>&1)
   echo "$name exit $? ($(grep -c '"name"' "$out/$name.json" 2>/dev/null) results)"
   tail -n 4 "$work/$name.log"
+  # The decode stacks again without spread launches (NORMGRAPH_CUDA_SPREAD=0): report.py's
+  # spread table compares the two.
+  left=$((deadline - $(date +%s)))
+  if [[ $name == cuda_graph_benchmark ]] && ((left > 40)); then
+    (cd "$bundle/runfiles/"* && NORMGRAPH_CUDA_SPREAD=0 TEST_TMPDIR="$work" timeout 40 \
+      "$bundle/bin/benchmarks/$name" --benchmark_filter=DecodeStackReplay \
+      --benchmark_out="$out/${name}_spread0.json" --benchmark_out_format=json \
+      >"$work/${name}_spread0.log" 2>&1)
+    echo "$name (spread off) exit $?"
+  fi
   # Errors with PDL on: the graph suite again with it off (its pdl:0 cases set it themselves).
   if [[ $name == cuda_graph_benchmark ]] && grep -q '"error_occurred": true' "$out/$name.json"; then
     say "$name had errors: again with NORMGRAPH_CUDA_PDL=0"

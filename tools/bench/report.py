@@ -124,6 +124,9 @@ class Data:
     def __init__(self, results, cpu):
         self.norm = load_with_overlay(results, "cuda_norm_benchmark")
         self.graph = load_with_overlay(results, "cuda_graph_benchmark")
+        # Optional: the decode stacks again with NORMGRAPH_CUDA_SPREAD=0 (same call).
+        self.graph_spread_off = load(
+            os.path.join(results, "cuda_graph_benchmark_spread0.json"))
         self.peers = load(os.path.join(results, "peers.json"))
         self.cpu_norm = load(os.path.join(cpu, "cpu_norm_benchmark.json")) if cpu else None
         self.cpu_graph = load(os.path.join(cpu, "graph_check_benchmark.json")) if cpu else None
@@ -383,6 +386,41 @@ def gated_stack_table(data, lines):
                      f"{fmt(w['us_per_node']) if w else '-'} | "
                      f"{fmt(n['us_per_step']) if n else '-'} | "
                      f"{fmt(n['us_per_node']) if n else '-'} | {gain} |")
+    lines.append("")
+
+
+def spread_table(data, lines):
+    """The decode stacks with spread launches (the default) and without
+    (cuda_graph_benchmark_spread0.json, the same binary with NORMGRAPH_CUDA_SPREAD=0)."""
+    off = {b["name"]: b for b in ok_entries(data.graph_spread_off)}
+    rows = []
+    for b in ok_entries(data.graph):
+        parts, keys = parse_name(b["name"])
+        o = off.get(b["name"])
+        if o is None:
+            continue
+        if parts[0] == "BM_DecodeStackReplay" and keys.get("pdl") == 1 and \
+                keys.get("k", 0) == 0 and not keys.get("copy", 0) and \
+                not keys.get("cluster", 0):
+            what = (0, "rms", keys.get("hidden", DECODE_HIDDEN), keys["batch"])
+        elif parts[0] == "BM_GatedDecodeStackReplay" and keys.get("wide", 1) == 1:
+            what = (1, "gated", keys["hidden"], keys["rows"])
+        else:
+            continue
+        rows.append((what, b, o))
+    if not rows:
+        return
+    lines.append("### Spread decode launches on and off (256-node stacks, bf16, PDL)\n")
+    lines.append("Spread: K = 1 launches of 17 row groups up to one per SM get programmatic "
+                 "dependent launch and one CTA an SM (kernels/cuda/kernels.cu, SpreadLaunch); "
+                 "off: the same binary with NORMGRAPH_CUDA_SPREAD=0 in the same call (gated "
+                 "launches then take the wide form where it applies).\n")
+    lines.append("| norm | hidden | rows | spread us/step | off us/step | gain |")
+    lines.append("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for (_, norm, hidden, n), b, o in sorted(rows, key=lambda r: r[0]):
+        gain = o["us_per_step"] / b["us_per_step"]
+        lines.append(f"| {norm} | {hidden} | {n} | {fmt(b['us_per_step'])} | "
+                     f"{fmt(o['us_per_step'])} | {gain:.2f}x |")
     lines.append("")
 
 
@@ -750,6 +788,7 @@ def main():
     stack_layout_table(data, lines)
     stack_hidden_table(data, lines)
     gated_stack_table(data, lines)
+    spread_table(data, lines)
     check_table(data, lines)
     repair_table(data, lines)
     weights_table(data, lines)
