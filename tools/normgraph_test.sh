@@ -87,6 +87,9 @@ assert j["graph"]["nodes_per_step"] == 15 and j["graph"]["nodes_total"] == 60, j
 r = j["runs"][0]
 assert r["policy"] == "refuse" and r["equal_to_eager"] == 6 and len(r["cycles"]) == 2, r
 assert r["cycles"][0]["batches"] and "check_share_of_replay" in r, r
+# Each of the 6 replays timed to its completion, which includes its check and launch.
+assert r["mean_replay_completed_us"] > 0, r
+assert 0 < r["check_share_of_replay"] < 1, r
 assert 0 < j["peak_rss_bytes"] <= j["memory"]["estimate_bytes"], j["memory"]
 EOF
 echo PASS
