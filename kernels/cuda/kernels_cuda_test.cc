@@ -448,6 +448,54 @@ TEST_F(CudaKernelsTest, GatedDecodeLaunchesPlanTheWideKernel) {
   SetProgrammaticDependentLaunch(pdl_was);
 }
 
+// Rows of C < P chunks (hidden 1536 and 2560) in the prefill regime, for
+// every form and 16-bit activation dtype, aligned (the fast path) and not:
+// bit-identical to the CPU reference, and run by an empty-slots kernel
+// (kEmptySlotsForm) exactly where one is compiled (no residual, not the gated
+// form with an f32 weight).
+TEST_F(CudaKernelsTest, EmptySlotRowsEqualCpuReferenceInEveryForm) {
+  std::mt19937_64 rng(31);
+  int cases = 0;
+  for (DType x : {DType::kBF16, DType::kF16}) {
+    for (int bits = 0; bits < 16; ++bits) {
+      const bool residual = (bits & 1) != 0, hf = (bits & 2) != 0,
+                 scale = (bits & 4) != 0, gated = (bits & 8) != 0;
+      if (gated && (scale || residual)) continue;  // no such norm
+      for (bool f32_weight : {false, true}) {
+        if (scale && !f32_weight) continue;  // the scale is f32
+        for (int64_t cols : {1536, 2560}) {
+          for (bool aligned : {true, false}) {
+            Case c = RandomCase(rng);
+            c.x = c.out = x;
+            c.w = f32_weight ? DType::kF32 : x;
+            c.kind = scale ? NormWeight::kScale : NormWeight::kMultiply;
+            c.order = hf ? RoundingOrder::kHuggingFace : RoundingOrder::kEngine;
+            c.gated = gated;
+            c.residual = residual;
+            c.cols = cols;
+            c.rows = (int64_t{1} << 21) / cols + 3;
+            c.x_stride = c.out_stride = c.gate_stride = c.residual_stride =
+                cols;
+            c.x_off = aligned ? 0 : 2;
+            c.w_off = c.out_off = c.gate_off = c.residual_off = 0;
+            const int before = empty_slot_launches_;
+            RunCase(c, rng);
+            if (HasFatalFailure()) return;
+            EXPECT_EQ(empty_slot_launches_ - before,
+                      !residual && !(gated && f32_weight) ? 1 : 0)
+                << c.ToString();
+            ++cases;
+          }
+        }
+      }
+    }
+  }
+  std::printf(
+      "%d cases of rows with empty slots bit-identical to the CPU "
+      "reference (%d by the empty-slots kernels)\n",
+      cases, empty_slot_launches_);
+}
+
 // Rows of C < P chunks whose length is a multiple of a chunk take the
 // empty-slots kernels (kEmptySlotsForm) where the K = 4 fast path exists: not
 // rows of P chunks, not rows ending in a partial chunk, not the forms with a
