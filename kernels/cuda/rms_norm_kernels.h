@@ -699,7 +699,8 @@ constexpr int kSplitForm = 16;
 // norms over 64 tokens x 32 heads of 128 took 2.14 us a node with the usual
 // kernel, 1.84 with this one (H200, benchmarks/RESULTS.md). Launches that
 // fill the GPU run the usual kernel (96 registers cost the gated K = 1 form
-// 368.9 -> 507.8 us at 32768 x 4096).
+// 368.9 -> 507.8 us at 32768 x 4096), and so do those of at most one row
+// group an SM, spread (kernels.cu, SpreadLaunch), which beat this form.
 constexpr int kWideForm = 32;
 constexpr int kWideMaxThreads = 512;
 // Also of the launch: rows of C < P chunks (row_layout.h) whose length is a
