@@ -369,15 +369,16 @@ void PlanRmsNormCuda(const void* raw, CudaLaunch* launch) {
   const int64_t cta_threads =
       cluster > 1 ? layout.threads_per_row / cluster : layout.block_threads;
   const int64_t k = layout.register_cached ? layout.chunks_per_thread : 0;
+  launch->function = SelectRmsNorm(p, k, cluster > 1, /*wide=*/false);
   // A spread launch where it applies, else the wide form where that does.
   uint32_t spread_bytes = 0;
   if (SpreadLaunch(layout, blocks, cluster)) {
-    spread_bytes = SpreadSharedBytes(SelectRmsNorm(p, k, false, false),
-                                     static_cast<int>(cta_threads));
+    spread_bytes =
+        SpreadSharedBytes(launch->function, static_cast<int>(cta_threads));
   }
   const bool wide = spread_bytes == 0 &&
                     WideGatedLaunch(p, layout, cta_threads, blocks, cluster);
-  launch->function = SelectRmsNorm(p, k, cluster > 1, wide);
+  if (wide) launch->function = SelectRmsNorm(p, k, cluster > 1, wide);
   // Throughput-bound launches of the register-cached kernel (never split:
   // clusters are for a few rows): persistent blocks, as many as the GPU holds
   // at once, each pipelining its rows.

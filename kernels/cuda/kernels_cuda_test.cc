@@ -53,6 +53,31 @@ struct Case {
   }
 };
 
+// Parameters for planning only (PlanRmsNormCuda, DescribeRmsNormLaunch):
+// rows x cols, HF order, every pointer a dummy the planner never follows.
+RmsNormParams PlanningParams(int64_t rows, int64_t cols, bool gated,
+                             DType x = DType::kBF16, DType w = DType::kBF16,
+                             bool residual = false) {
+  static char dummy[16];
+  RmsNormParams p;
+  p.rows = rows;
+  p.cols = cols;
+  p.x_stride = p.out_stride = p.gate_stride = p.residual_stride = cols;
+  p.x_dtype = p.out_dtype = x;
+  p.weight_dtype = w;
+  p.order = RoundingOrder::kHuggingFace;
+  p.x = p.weight = p.out = dummy;
+  p.gate = gated ? dummy : nullptr;
+  p.residual = residual ? dummy : nullptr;
+  return p;
+}
+
+// Whether a DescribeRmsNormLaunch text carries `tag` (" wide", " spread",
+// " empty-slots", " pdl").
+bool Says(const std::string& launch, const char* tag) {
+  return launch.find(tag) != std::string::npos;
+}
+
 const int64_t kSpecialCols[] = {
     1,    2,    3,    7,    8,    9,    15,   16,    17,    31,   32,   33,
     63,   64,   65,   127,  128,  129,  255,  256,   257,   1000, 1536, 2304,
@@ -230,11 +255,10 @@ void CudaKernelsTest::RunCase(const Case& c, std::mt19937_64& rng) {
   const std::string launch = DescribeRmsNormLaunch(d);
   SCOPED_TRACE(launch);
   if (c.gated && launch.rfind("K=1 ", 0) == 0) {
-    ++(launch.find(" wide") != std::string::npos ? wide_launches_
-                                                 : narrow_gated_k1_launches_);
+    ++(Says(launch, " wide") ? wide_launches_ : narrow_gated_k1_launches_);
   }
-  if (launch.find(" empty-slots") != std::string::npos) ++empty_slot_launches_;
-  if (launch.find(" spread") != std::string::npos) ++spread_launches_;
+  if (Says(launch, " empty-slots")) ++empty_slot_launches_;
+  if (Says(launch, " spread")) ++spread_launches_;
   std::vector<ArgBinding> args = {{&d.x, &x.device, Access::kRead},
                                   {&d.weight, &w.device, Access::kRead},
                                   {&d.out, &out.device, Access::kWrite}};
@@ -402,26 +426,14 @@ TEST_F(CudaKernelsTest, GatedDecodeLaunchesPlanTheWideKernel) {
   }
   const bool pdl_was = ProgrammaticDependentLaunch();
   SetProgrammaticDependentLaunch(true);
-  static char dummy[16];
-  auto describe = [&](int64_t rows, int64_t cols, bool gated) {
-    RmsNormParams p;
-    p.rows = rows;
-    p.cols = cols;
-    p.x_stride = p.out_stride = p.gate_stride = cols;
-    p.x_dtype = p.weight_dtype = p.out_dtype = DType::kBF16;
-    p.order = RoundingOrder::kHuggingFace;
-    p.x = p.weight = dummy;
-    p.out = dummy;
-    p.gate = gated ? dummy : nullptr;
-    return DescribeRmsNormLaunch(p);
+  auto describe = [](int64_t rows, int64_t cols, bool gated) {
+    return DescribeRmsNormLaunch(PlanningParams(rows, cols, gated));
   };
-  auto wide = [](const std::string& launch) {
-    return launch.find(" wide") != std::string::npos;
-  };
+  auto wide = [](const std::string& launch) { return Says(launch, " wide"); };
   // 128 tokens x 32 heads of 128: 256 blocks of 16 rows (256 threads), more
   // than the SMs (not spread), 256 x 256 threads within 512 an SM.
   EXPECT_TRUE(wide(describe(4096, 128, true))) << describe(4096, 128, true);
-  EXPECT_NE(describe(4096, 128, true).find(" pdl"), std::string::npos)
+  EXPECT_TRUE(Says(describe(4096, 128, true), " pdl"))
       << describe(4096, 128, true);
   // Spread instead where spreading applies (at most one row group an SM).
   EXPECT_FALSE(wide(describe(2048, 128, true))) << describe(2048, 128, true);
@@ -502,23 +514,13 @@ TEST_F(CudaKernelsTest, EmptySlotRowsEqualCpuReferenceInEveryForm) {
 // residual or the gated form with an f32 weight, not K = 1 or 2 (f32
 // activations, decode rows that fit K = 1).
 TEST_F(CudaKernelsTest, RowsWithEmptySlotsPlanTheirOwnKernels) {
-  static char dummy[16];
-  auto describe = [&](int64_t rows, int64_t cols, DType x, DType w, bool gated,
-                      bool residual) {
-    RmsNormParams p;
-    p.rows = rows;
-    p.cols = cols;
-    p.x_stride = p.out_stride = p.gate_stride = p.residual_stride = cols;
-    p.x_dtype = p.out_dtype = x;
-    p.weight_dtype = w;
-    p.order = RoundingOrder::kHuggingFace;
-    p.x = p.weight = p.out = dummy;
-    p.gate = gated ? dummy : nullptr;
-    p.residual = residual ? dummy : nullptr;
-    return DescribeRmsNormLaunch(p);
+  auto describe = [](int64_t rows, int64_t cols, DType x, DType w, bool gated,
+                     bool residual) {
+    return DescribeRmsNormLaunch(
+        PlanningParams(rows, cols, gated, x, w, residual));
   };
   auto empty_slots = [](const std::string& launch) {
-    return launch.find(" empty-slots") != std::string::npos;
+    return Says(launch, " empty-slots");
   };
   const DType bf16 = DType::kBF16, f16 = DType::kF16, f32 = DType::kF32;
   for (int64_t cols : {1536, 2560, 5120, 12288}) {
@@ -550,21 +552,13 @@ TEST_F(CudaKernelsTest, DecodeLaunchesOfMoreThan16RowGroupsAreSpread) {
   if (sms < 64) GTEST_SKIP() << "the cases below assume 64 SMs or more";
   const bool pdl_was = ProgrammaticDependentLaunch();
   SetProgrammaticDependentLaunch(true);
-  static char dummy[16];
-  auto plan = [&](int64_t rows, int64_t cols, bool gated) {
-    RmsNormParams p;
-    p.rows = rows;
-    p.cols = cols;
-    p.x_stride = p.out_stride = p.gate_stride = cols;
-    p.x_dtype = p.weight_dtype = p.out_dtype = DType::kBF16;
-    p.order = RoundingOrder::kHuggingFace;
-    p.x = p.weight = p.out = dummy;
-    p.gate = gated ? dummy : nullptr;
+  auto plan = [](int64_t rows, int64_t cols, bool gated) {
+    const RmsNormParams p = PlanningParams(rows, cols, gated);
     CudaLaunch launch;
     PlanRmsNormCuda(&p, &launch);
-    SCOPED_TRACE(DescribeRmsNormLaunch(p));
-    EXPECT_EQ(DescribeRmsNormLaunch(p).find(" spread") != std::string::npos,
-              launch.shared_bytes > 0);
+    const std::string described = DescribeRmsNormLaunch(p);
+    SCOPED_TRACE(described);
+    EXPECT_EQ(Says(described, " spread"), launch.shared_bytes > 0);
     return launch;
   };
   auto spread = [&](int64_t rows, int64_t cols, bool gated) {
