@@ -1259,6 +1259,10 @@ struct Outcome {
   // device (check, launch and the device's work; synchronized).
   double replay_completed_ns_total = 0;
   int64_t replays_completed = 0;
+  double MeanReplayCompletedNs() const {
+    return replays_completed ? replay_completed_ns_total / replays_completed
+                             : 0.0;
+  }
   double capture_ns = 0;
   std::vector<CycleResult> cycles;
   std::string verdict;
@@ -1623,9 +1627,7 @@ Json ToJson(const Outcome& o) {
   j["refreshes"] = st.refreshes;
   j["graph_replays"] = st.replays;
   j["mean_replay_us"] = st.replays ? st.replay_ns / 1e3 / st.replays : 0.0;
-  const double completed_ns =
-      o.replays_completed ? o.replay_completed_ns_total / o.replays_completed
-                          : 0.0;
+  const double completed_ns = o.MeanReplayCompletedNs();
   j["mean_replay_completed_us"] = completed_ns / 1e3;
   if (st.checks > 0) {
     j["mean_check_us"] = st.check_ns / 1e3 / st.checks;
@@ -1679,9 +1681,7 @@ void PrintSummary(const Setup& s, const Outcome& o) {
       o.launches_per_step, s.buckets.size(), checks, RepairsText(st));
   if (st.replays > 0) {
     const double replay_ns = static_cast<double>(st.replay_ns) / st.replays;
-    const double completed_ns =
-        o.replays_completed ? o.replay_completed_ns_total / o.replays_completed
-                            : 0.0;
+    const double completed_ns = o.MeanReplayCompletedNs();
     const bool cpu = s.runtime->device() == Device::Cpu();
     std::string check_text;
     if (st.checks > 0) {
