@@ -267,7 +267,7 @@ void Register() {
     }
   }
   // Layout sweep: K chunks per thread x block size, on bf16 prefill shapes
-  // and a few f32 ones.
+  // (and the fused add, which holds two operands a chunk) and a few f32 ones.
   struct Sweep {
     const Variant* variant;
     DType dtype;
@@ -280,9 +280,17 @@ void Register() {
   const std::vector<Sweep> sweeps = {
       {&kVariants[0], DType::kBF16, bf16_shapes},
       {&kVariants[2], DType::kBF16, bf16_shapes},
+      {&kVariants[4],
+       DType::kBF16,
+       {{4096, 1536, "prefill"},
+        {32768, 1536, "prefill"},
+        {32768, 4096, "prefill"},
+        {4096, 16384, "prefill"}}},
       {&kVariants[0],
        DType::kF32,
-       {{4096, 1536, "prefill"}, {32768, 4096, "prefill"}}},
+       {{4096, 1536, "prefill"},
+        {32768, 4096, "prefill"},
+        {4096, 16384, "prefill"}}},
   };
   for (const Sweep& sweep : sweeps) {
     for (const Shape& s : sweep.shapes) {
@@ -290,7 +298,6 @@ void Register() {
         for (int block : {128, 256, 512, 1024}) {
           if (block == 1024 && k > 1) continue;  // compiled for 512 at most
           if (block == 128 && k == 1) continue;
-          if (k == 4 && sweep.dtype == DType::kF32) continue;
           const std::string name = absl::StrCat(
               "BM_Layout/", sweep.variant->name, "/", DTypeTag(sweep.dtype),
               "/", s.regime, "/rows:", s.rows, "/hidden:", s.cols, "/K:", k,

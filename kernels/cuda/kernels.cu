@@ -118,7 +118,7 @@ cuda_layout::RowLayout LayoutOf(const RmsNormParams& p) {
   }
   if (k > 0) {
     const cuda_layout::RowLayout forced = cuda_layout::RegisterLayout(
-        p.rows, p.cols, DTypeSize(p.x_dtype), k,
+        p.rows, p.cols, k,
         layout_override_block.load(std::memory_order_relaxed));
     if (forced.register_cached) return forced;
   }

@@ -22,7 +22,7 @@ void PlanCopyCuda(const void* params, CudaLaunch* launch);
 // -------------------------------------------------
 
 // Forces the row-norm launch layout (kernels/cuda/row_layout.h) of every
-// later plan: `chunks_per_thread` K (1, 2, or for 16-bit activations 4: the
+// later plan: `chunks_per_thread` K (1, 2 or 4: the
 // register-cached kernel, with blocks of about `block_threads` threads, 0: the
 // default), -1 for the streaming kernel, 0 for the automatic choice (the
 // default). A K that does not fit a row falls back to the automatic choice.

@@ -364,12 +364,13 @@ TEST_F(CudaKernelsTest, EveryLaunchLayoutEqualsCpuReference) {
     }
   }
   // Prefill-sized launches with the automatic layout (K = 4 for 16-bit, 2 for
-  // f32), aligned and not; every sixth large enough (2^24 elements) that the
-  // grid is capped at the blocks the GPU holds at once and blocks loop.
+  // f32 up to 8192 and 4 above), aligned and not; every sixth large enough
+  // (2^24 elements) that the grid is capped at the blocks the GPU holds at
+  // once and blocks loop.
   for (int i = 0; i < 24; ++i) {
     Case c = RandomCase(rng);
-    const int64_t cols[] = {128, 256, 1536, 4096, 5120, 8192};
-    c.cols = cols[rng() % 6];
+    const int64_t cols[] = {128, 256, 1536, 4096, 5120, 8192, 12288, 16384};
+    c.cols = cols[rng() % 8];
     const int64_t elements = int64_t{1} << (i % 6 == 5 ? 24 : 21);
     c.rows = std::max<int64_t>(1, elements / c.cols) +
              static_cast<int64_t>(rng() % 7);
@@ -460,22 +461,27 @@ TEST_F(CudaKernelsTest, GatedDecodeLaunchesPlanTheWideKernel) {
   SetProgrammaticDependentLaunch(pdl_was);
 }
 
-// Rows of C < P chunks (hidden 1536 and 2560) in the prefill regime, for
-// every form and 16-bit activation dtype, aligned (the fast path) and not:
+// Rows of C < P chunks (hidden 1536 and 2560; 12288 for f32 activations,
+// whose K = 4 starts above 8192) in the prefill regime, for every form and
+// activation dtype, aligned (the fast path) and not:
 // bit-identical to the CPU reference, and run by an empty-slots kernel
 // (kEmptySlotsForm) exactly where one is compiled (no residual, not the gated
 // form with an f32 weight).
 TEST_F(CudaKernelsTest, EmptySlotRowsEqualCpuReferenceInEveryForm) {
   std::mt19937_64 rng(31);
   int cases = 0;
-  for (DType x : {DType::kBF16, DType::kF16}) {
+  for (DType x : {DType::kBF16, DType::kF16, DType::kF32}) {
     for (int bits = 0; bits < 16; ++bits) {
       const bool residual = (bits & 1) != 0, hf = (bits & 2) != 0,
                  scale = (bits & 4) != 0, gated = (bits & 8) != 0;
       if (gated && (scale || residual)) continue;  // no such norm
       for (bool f32_weight : {false, true}) {
-        if (scale && !f32_weight) continue;  // the scale is f32
-        for (int64_t cols : {1536, 2560}) {
+        // The scale is f32, and so is the weight of f32 activations.
+        if ((scale || x == DType::kF32) && !f32_weight) continue;
+        const std::vector<int64_t> cols_list =
+            x == DType::kF32 ? std::vector<int64_t>{12288}
+                             : std::vector<int64_t>{1536, 2560};
+        for (int64_t cols : cols_list) {
           for (bool aligned : {true, false}) {
             Case c = RandomCase(rng);
             c.x = c.out = x;
@@ -512,7 +518,7 @@ TEST_F(CudaKernelsTest, EmptySlotRowsEqualCpuReferenceInEveryForm) {
 // empty-slots kernels (kEmptySlotsForm) where the K = 4 fast path exists: not
 // rows of P chunks, not rows ending in a partial chunk, not the forms with a
 // residual or the gated form with an f32 weight, not K = 1 or 2 (f32
-// activations, decode rows that fit K = 1).
+// activations up to 8192, decode rows that fit K = 1).
 TEST_F(CudaKernelsTest, RowsWithEmptySlotsPlanTheirOwnKernels) {
   auto describe = [](int64_t rows, int64_t cols, DType x, DType w, bool gated,
                      bool residual) {
@@ -530,7 +536,8 @@ TEST_F(CudaKernelsTest, RowsWithEmptySlotsPlanTheirOwnKernels) {
     EXPECT_TRUE(empty_slots(describe(4096, cols, bf16, f32, false, false)));
     EXPECT_FALSE(empty_slots(describe(4096, cols, bf16, bf16, false, true)));
     EXPECT_FALSE(empty_slots(describe(4096, cols, bf16, f32, true, false)));
-    EXPECT_FALSE(empty_slots(describe(4096, cols, f32, f32, false, false)));
+    EXPECT_EQ(empty_slots(describe(4096, cols, f32, f32, false, false)),
+              cols == 12288);
     // One row: K = 1 up to 1024 padded chunks; 12288 (2048) needs K = 4.
     EXPECT_EQ(empty_slots(describe(1, cols, bf16, bf16, false, false)),
               cols == 12288);

@@ -11,8 +11,8 @@
 // Compiled with --fmad=false.
 //
 // Two kernels:
-//  - RmsNormRegisterKernel<X, W, K, kForm> (rows of up to 16384 16-bit or
-//    8192 f32 elements, output in the activation dtype): one kernel per form
+//  - RmsNormRegisterKernel<X, W, K, kForm> (rows of up to 16384 elements,
+//    output in the activation dtype): one kernel per form
 //    (residual, rounding order, scale, gate: FormOf), so no thread holds
 //    registers or branches for paths its form never takes. Each thread loads
 //    its K chunks (strided slots, row_layout.h: coalesced) of x and the
@@ -732,8 +732,7 @@ inline int FormOf(const RmsNormParams& p) {
 // Whether a form is one FormOf gives for weights of dtype W (the scale is
 // f32 and never gated; valid parameters have nothing else), with K chunks per
 // thread (only K = 1 splits rows or has a wide form, and only gated forms are
-// wide; kEmptySlotsForm only at K = 4, 16-bit activations, for the forms with
-// the fast path).
+// wide; kEmptySlotsForm only at K = 4, for the forms with the fast path).
 constexpr bool FormIsCompiled(DType w, int k, int form) {
   if ((form & kSplitForm) != 0 && k != 1) return false;
   if ((form & kWideForm) != 0 && (k != 1 || (form & kGatedForm) == 0)) {
@@ -831,8 +830,11 @@ __global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
   // 200 bytes) and run slower, and without the pipeline they ran 1-1.5%
   // faster (and spill nothing), so they take none of the three; the gated
   // form spills 68 bytes with the first two and still runs 6% faster (502
-  // against 536 us); the rms and zero-centred forms gain 8% and 12%. At
-  // K = 1 (decode) the fast path shortens a residual form's chain (a node of
+  // against 536 us); the rms and zero-centred forms gain 8% and 12%. f32
+  // activations at K = 4 (rows of 8193-16384 elements) hold twice the
+  // registers a chunk: with the pipeline the forms without a residual spilled
+  // 108 bytes (ptxas), without it nothing, so no f32 K = 4 form pipelines.
+  // At K = 1 (decode) the fast path shortens a residual form's chain (a node of
   // the fused add 1.745 -> 1.555 us, zero-centred fused add 1.763 -> 1.648)
   // but lengthens the others' (rms 1.579 -> 1.610). K = 2 (64 registers):
   // both made more forms spill, untimed, so it keeps the previous kernel; the
@@ -841,7 +843,7 @@ __global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
   // benchmarks/results/h200-2026-11-30e).
   constexpr bool kLean = K == 4 && !kResidual;
   constexpr bool kFastPath = kLean || (K == 1 && kResidual);
-  constexpr bool kPipeline = !(K == 4 && kResidual);
+  constexpr bool kPipeline = !(K == 4 && (kResidual || kSize<X> == 4));
   AllowDependentLaunch();
   // The layout (row_layout.h): G threads per row, each owning K chunks
   // (slot i of a thread is chunk i * G + its lane in the row: a warp's
@@ -1344,7 +1346,7 @@ const void* RegisterKernelOfForm(int form) {
 }
 
 // The kernel for (X, W, O): the register-cached one of `form` (FormOf) with k
-// chunks per thread (1, 2, or for 16-bit activations 4), or (k == 0) the
+// chunks per thread (1, 2 or 4), or (k == 0) the
 // streaming one; null if that kernel is not compiled.
 template <DType X, DType W, DType O>
 const void* RmsNormFunction(int64_t k, int form) {
@@ -1358,10 +1360,7 @@ const void* RmsNormFunction(int64_t k, int form) {
       case 2:
         return RegisterKernelOfForm<X, W, 2>(form);
       case 4:
-        if constexpr (X != DType::kF32) {
-          return RegisterKernelOfForm<X, W, 4>(form);
-        }
-        return nullptr;
+        return RegisterKernelOfForm<X, W, 4>(form);
     }
   }
   return nullptr;

@@ -24,12 +24,11 @@
 //
 // The kernels:
 //  - the register-cached kernel (the fast path): k is a compile-time constant
-//    K (1, 2, or for 16-bit activations 4); a thread loads its K chunks of
+//    K (1, 2 or 4); a thread loads its K chunks of
 //    every operand once, keeps them in registers through the reduction and
 //    writes its outputs from them: one pass over device memory. Several rows
 //    share a block when G is small (rows_per_block = block / G). It takes rows
-//    of up to 2048 padded chunks (16384 elements) of 16-bit activations and
-//    1024 (8192 elements) of f32 ones: K <= 4 (f32: 2) at 128 registers a
+//    of up to 2048 padded chunks (16384 elements): K <= 4 at 128 registers a
 //    thread, and at most 512 threads per row for K > 1, 1024 for K = 1.
 //  - the streaming kernel (rows longer than that): G up to
 //    512 threads with any power-of-two k, a binary-counter accumulator per
@@ -58,14 +57,12 @@
 namespace normgraph {
 namespace cuda_layout {
 
-// The register-cached kernel's largest K and row (in padded chunks), by the
-// size of an activation element.
-NG_HOST_DEVICE constexpr int64_t MaxRegisterK(int64_t x_bytes) {
-  return x_bytes == 4 ? 2 : 4;
-}
-NG_HOST_DEVICE constexpr int64_t MaxRegisterChunks(int64_t x_bytes) {
-  return x_bytes == 4 ? 1024 : 2048;
-}
+// The register-cached kernel's largest K and row (in padded chunks): 64
+// bytes of 16-bit activations a thread, 128 of f32 ones (the f32 K = 4 forms
+// also keep the threads' 128 registers; rows of 8193-16384 f32 elements ran
+// the streaming kernel at a third of the copy bandwidth before).
+constexpr int64_t kMaxRegisterK = 4;
+constexpr int64_t kMaxRegisterChunks = 2048;
 // Most threads per row of the streaming kernel.
 constexpr int64_t kMaxThreadsPerRow = 512;
 // Block size of the streaming kernel when several rows share a block (rows of
@@ -150,15 +147,14 @@ NG_HOST_DEVICE RowLayout StreamingLayout(int64_t cols) {
 // The register-cached layout with K = `k` chunks per thread and blocks of
 // about `block` threads (0: the default), or a layout with register_cached
 // false if K does not fit the row (K > P, a K the kernel is not compiled for,
-// or more threads per row than it is compiled for). `x_bytes` is the size of
-// an activation element.
-inline RowLayout RegisterLayout(int64_t rows, int64_t cols, int64_t x_bytes,
-                                int64_t k, int64_t block) {
+// or more threads per row than it is compiled for).
+inline RowLayout RegisterLayout(int64_t rows, int64_t cols, int64_t k,
+                                int64_t block) {
   RowLayout l;
   l.padded_chunks = PaddedChunks(cols);
   l.chunks_per_thread = k;
-  if (l.padded_chunks > MaxRegisterChunks(x_bytes) || k > l.padded_chunks ||
-      (k != 1 && k != 2 && k != 4) || k > MaxRegisterK(x_bytes) ||
+  if (l.padded_chunks > kMaxRegisterChunks || k > l.padded_chunks ||
+      (k != 1 && k != 2 && k != 4) ||
       l.padded_chunks / k > MaxRegisterThreads(static_cast<int>(k))) {
     l.register_cached = false;
     return l;
@@ -185,7 +181,7 @@ inline RowLayout RegisterLayout(int64_t rows, int64_t cols, int64_t x_bytes,
 // The automatic choice (see the top of this file).
 inline RowLayout PlanLayout(int64_t rows, int64_t cols, int64_t x_bytes) {
   const int64_t p = PaddedChunks(cols);
-  if (p > MaxRegisterChunks(x_bytes)) return StreamingLayout(cols);
+  if (p > kMaxRegisterChunks) return StreamingLayout(cols);
   int64_t min_k = 1;
   while (p / min_k > MaxRegisterThreads(static_cast<int>(min_k))) min_k *= 2;
   int64_t k = min_k;
@@ -200,7 +196,7 @@ inline RowLayout PlanLayout(int64_t rows, int64_t cols, int64_t x_bytes) {
     if (k < min_k) k = min_k;
     block = 128;
   }
-  return RegisterLayout(rows, cols, x_bytes, k, block);
+  return RegisterLayout(rows, cols, k, block);
 }
 
 }  // namespace cuda_layout

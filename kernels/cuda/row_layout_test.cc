@@ -140,27 +140,25 @@ TEST(RowLayoutTest, EveryRegisterLayoutComputesTheCpuSumBitForBit) {
   }
   int layouts = 0;
   for (int64_t cols : cols_list) {
-    for (int64_t x_bytes : {2, 4}) {
-      for (int64_t k : {1, 2, 4}) {
-        const RowLayout l = RegisterLayout(1, cols, x_bytes, k, 0);
-        if (!l.register_cached) continue;
-        ++layouts;
-        for (int family = 0; family < 3; ++family) {
-          const std::vector<float> v = RandomRow(rng, cols, family);
-          numerics::PairwiseAccumulator<> cpu;
-          for (int64_t j = 0; j < cols; j += kChunk) {
-            cpu.Add(numerics::ChunkSumOfSquares(
-                &v[j], static_cast<int>(std::min<int64_t>(kChunk, cols - j))));
-          }
-          const std::vector<double> totals = KernelTotals(v, l);
-          for (size_t t = 0; t < totals.size(); ++t) {
-            ASSERT_EQ(totals[t], cpu.Total())
-                << "cols " << cols << " K " << k << " thread " << t
-                << " family " << family;
-          }
-          ASSERT_EQ(numerics::InvRms(totals[0], cols, 1e-6f),
-                    InvRms(v.data(), cols, 1e-6f));
+    for (int64_t k : {1, 2, 4}) {
+      const RowLayout l = RegisterLayout(1, cols, k, 0);
+      if (!l.register_cached) continue;
+      ++layouts;
+      for (int family = 0; family < 3; ++family) {
+        const std::vector<float> v = RandomRow(rng, cols, family);
+        numerics::PairwiseAccumulator<> cpu;
+        for (int64_t j = 0; j < cols; j += kChunk) {
+          cpu.Add(numerics::ChunkSumOfSquares(
+              &v[j], static_cast<int>(std::min<int64_t>(kChunk, cols - j))));
         }
+        const std::vector<double> totals = KernelTotals(v, l);
+        for (size_t t = 0; t < totals.size(); ++t) {
+          ASSERT_EQ(totals[t], cpu.Total())
+              << "cols " << cols << " K " << k << " thread " << t << " family "
+              << family;
+        }
+        ASSERT_EQ(numerics::InvRms(totals[0], cols, 1e-6f),
+                  InvRms(v.data(), cols, 1e-6f));
       }
     }
   }
@@ -179,10 +177,10 @@ TEST(RowLayoutTest, PlannedLaunchesAreValid) {
         ASSERT_EQ(l.padded_chunks, p);
         ASSERT_EQ(l.threads_per_row * l.chunks_per_thread, p);
         if (!l.register_cached) {
-          ASSERT_GT(p, MaxRegisterChunks(x_bytes));
+          ASSERT_GT(p, kMaxRegisterChunks);
           continue;
         }
-        ASSERT_LE(l.chunks_per_thread, MaxRegisterK(x_bytes));
+        ASSERT_LE(l.chunks_per_thread, kMaxRegisterK);
         ASSERT_EQ(l.block_threads, l.rows_per_block * l.threads_per_row);
         ASSERT_EQ(l.block_threads % 32, 0);
         ASSERT_LE(l.block_threads,
@@ -208,7 +206,10 @@ TEST(RowLayoutTest, PlannedLaunchesAreValid) {
   EXPECT_EQ(PlanLayout(131072, 128, 2).chunks_per_thread, 2);
   EXPECT_EQ(PlanLayout(131072, 128, 4).chunks_per_thread, 1);
   EXPECT_EQ(PlanLayout(1, 16384, 2).chunks_per_thread, 4);
-  EXPECT_FALSE(PlanLayout(1, 16384, 4).register_cached);
+  EXPECT_EQ(PlanLayout(1, 16384, 4).chunks_per_thread, 4);
+  EXPECT_EQ(PlanLayout(4096, 16384, 4).chunks_per_thread, 4);
+  EXPECT_EQ(PlanLayout(4096, 8192, 4).chunks_per_thread, 2);
+  EXPECT_FALSE(PlanLayout(1, 16385, 4).register_cached);
   EXPECT_FALSE(PlanLayout(1, 16385, 2).register_cached);
 }
 

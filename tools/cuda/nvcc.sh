@@ -38,7 +38,14 @@ log="$1"
 shift
 
 raw="$log.raw"
-"$root/bin/nvcc" "$@" 2>"$raw"
+# nvcc names its intermediate files in $TMPDIR after its process id
+# (tmpxft_<pid>_...). Bazel's linux-sandbox gives every action its own pid
+# namespace but a shared /tmp, so two CUDA compiles running at once both run as
+# pid 3 and overwrite each other's files ("cudafe1.cpp: No such file or
+# directory"). A private directory per action keeps them apart.
+scratch="$(mktemp -d "${TMPDIR:-/tmp}/nvcc.XXXXXX")" || exit 1
+trap 'rm -rf "$scratch"' EXIT
+TMPDIR="$scratch" "$root/bin/nvcc" "$@" 2>"$raw"
 rc=$?
 if [[ $rc -ne 0 ]]; then
   cat "$raw" >&2
