@@ -89,9 +89,14 @@ absl::Status CapturedGraph::Replay() {
   const int64_t start = NowNs();
   // Nothing moved since the last clean check (graph/identity_snapshot.h): no
   // per-tensor work.
-  snapshot_.VerifyFast(violations_, options_.check_freshness);
+  const bool fast = snapshot_.VerifyFast(violations_, options_.check_freshness);
+  const int64_t elapsed = NowNs() - start;
   ++stats_.checks;
-  stats_.check_ns += NowNs() - start;
+  stats_.check_ns += elapsed;
+  if (fast) {
+    ++stats_.fast_checks;
+    stats_.fast_check_ns += elapsed;
+  }
   if (!violations_.empty()) {
     stats_.violations += static_cast<int64_t>(violations_.size());
     for (const Violation& v : violations_)

@@ -73,6 +73,17 @@ TEST_P(CapturedGraphTest,
   EXPECT_EQ(stats.replays, 5);
   EXPECT_EQ(stats.violations, 0);
   EXPECT_EQ(stats.captures, 1);
+  // The first check after the capture is a full one, the others take the
+  // fast path; the stats count them apart.
+  EXPECT_EQ(stats.fast_checks, 4);
+  EXPECT_EQ(stats.fast_checks, (*graph)->snapshot().fast_checks());
+  EXPECT_LE(stats.fast_check_ns, stats.check_ns);
+  // Any storage freed (it may have been an argument) makes the next check a
+  // full one again.
+  { const Tensor scratch = Empty({8}, DType::kF32); }
+  ASSERT_TRUE((*graph)->Replay().ok());
+  EXPECT_EQ(stats.checks, 6);
+  EXPECT_EQ(stats.fast_checks, 4);
   EXPECT_TRUE((*graph)->Check().empty());
 }
 

@@ -87,9 +87,13 @@ assert j["graph"]["nodes_per_step"] == 15 and j["graph"]["nodes_total"] == 60, j
 r = j["runs"][0]
 assert r["policy"] == "refuse" and r["equal_to_eager"] == 6 and len(r["cycles"]) == 2, r
 assert r["cycles"][0]["batches"] and "check_share_of_replay" in r, r
-# Each of the 6 replays timed to its completion, which includes its check and launch.
+# Each replay timed to its completion, which includes its check and launch.
 assert r["mean_replay_completed_us"] > 0, r
 assert 0 < r["check_share_of_replay"] < 1, r
+# The 16 steady-state replays after the cycles: the first checked in full (the
+# cycles' buffers were freed before it), the other 15 on the fast path.
+assert r["graph_replays"] == 6 + 16 and r["fast_checks"] == 15, r
+assert r["mean_fast_check_us"] is not None, r
 assert 0 < j["peak_rss_bytes"] <= j["memory"]["estimate_bytes"], j["memory"]
 EOF
 echo PASS
