@@ -267,7 +267,9 @@ void Register() {
     }
   }
   // Layout sweep: K chunks per thread x block size, on bf16 prefill shapes
-  // (and the fused add, which holds two operands a chunk) and a few f32 ones.
+  // (and the fused add, which holds two operands a chunk, on rows of C < P
+  // chunks too: 1536, 2560 and 5120 fill 3/4 and 5/8 of P, 3584 and 7168 7/8)
+  // and a few f32 ones.
   struct Sweep {
     const Variant* variant;
     DType dtype;
@@ -284,7 +286,11 @@ void Register() {
        DType::kBF16,
        {{4096, 1536, "prefill"},
         {32768, 1536, "prefill"},
+        {32768, 2560, "prefill"},
+        {32768, 3584, "prefill"},
         {32768, 4096, "prefill"},
+        {16384, 5120, "prefill"},
+        {16384, 7168, "prefill"},
         {4096, 16384, "prefill"}}},
       {&kVariants[0],
        DType::kF32,

@@ -122,7 +122,8 @@ cuda_layout::RowLayout LayoutOf(const RmsNormParams& p) {
         layout_override_block.load(std::memory_order_relaxed));
     if (forced.register_cached) return forced;
   }
-  return cuda_layout::PlanLayout(p.rows, p.cols, DTypeSize(p.x_dtype));
+  return cuda_layout::PlanLayout(p.rows, p.cols, DTypeSize(p.x_dtype),
+                                 p.residual != nullptr);
 }
 
 // What plans need to know of the current device, read once per device.

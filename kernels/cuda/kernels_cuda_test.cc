@@ -541,6 +541,10 @@ TEST_F(CudaKernelsTest, RowsWithEmptySlotsPlanTheirOwnKernels) {
     // One row: K = 1 up to 1024 padded chunks; 12288 (2048) needs K = 4.
     EXPECT_EQ(empty_slots(describe(1, cols, bf16, bf16, false, false)),
               cols == 12288);
+    // With a residual such rows take K = 2 in prefill where a row fits 512
+    // threads (row_layout.h, PlanLayout), 12288 K = 4 (the general path).
+    EXPECT_TRUE(Says(describe(4096, cols, bf16, bf16, false, true),
+                     cols == 12288 ? "K=4 " : "K=2 "));
   }
   EXPECT_FALSE(empty_slots(describe(4096, 2048, bf16, bf16, false, false)));
   EXPECT_FALSE(empty_slots(describe(4096, 1537, bf16, bf16, false, false)));

@@ -45,9 +45,9 @@
 // head norms of a few tokens); once rows x P fills the GPU many times over
 // (prefill), 64 bytes of each operand per thread (K = 4 of 16-bit
 // activations, 2 of f32) in blocks of 128 threads, 32 bytes for rows shorter
-// than 512 elements (per-head norms): the best or within a few percent of the
-// best of the layouts measured on the H200 (benchmarks/RESULTS.md,
-// BM_Layout).
+// than 512 elements (per-head norms) and for 16-bit rows of C < P chunks with
+// a residual: the best or within a few percent of the best of the layouts
+// measured on the H200 (benchmarks/RESULTS.md, BM_Layout).
 
 #include <cstdint>
 
@@ -178,8 +178,10 @@ inline RowLayout RegisterLayout(int64_t rows, int64_t cols, int64_t k,
   return l;
 }
 
-// The automatic choice (see the top of this file).
-inline RowLayout PlanLayout(int64_t rows, int64_t cols, int64_t x_bytes) {
+// The automatic choice (see the top of this file) for rows of `x_bytes`
+// elements, with a residual operand or not.
+inline RowLayout PlanLayout(int64_t rows, int64_t cols, int64_t x_bytes,
+                            bool residual) {
   const int64_t p = PaddedChunks(cols);
   if (p > kMaxRegisterChunks) return StreamingLayout(cols);
   int64_t min_k = 1;
@@ -189,8 +191,17 @@ inline RowLayout PlanLayout(int64_t rows, int64_t cols, int64_t x_bytes) {
   if (rows * p >= kThroughputChunks) {
     // 64 bytes of each operand per thread (K = 4 of 16-bit activations, 2 of
     // f32) in blocks of 128 threads; 32 bytes for rows of fewer than 64
-    // chunks (per-head norms).
-    const int64_t bytes = p >= 64 ? 64 : 32;
+    // chunks (per-head norms), and for 16-bit rows of C < P chunks with a
+    // residual: those forms hold two operands a chunk and at K = 4 take
+    // neither the whole-chunk fast path nor the pipeline (rms_norm_kernels.h),
+    // and the threads of K = 4 own a slot past the row's end (H200, fused add
+    // bf16, K = 2 against 4: 4096 x 1536 19.0 against 20.0 us, 32768 x 1536
+    // 115 against 127; rows of P chunks the other way, 32768 x 4096 296
+    // against 281).
+    const bool residual_row_with_empty_slots =
+        residual && x_bytes == 2 &&
+        (cols + numerics::kChunk - 1) / numerics::kChunk < p;
+    const int64_t bytes = p >= 64 && !residual_row_with_empty_slots ? 64 : 32;
     const int64_t target = bytes / (numerics::kChunk * x_bytes);
     k = target < p ? target : p;
     if (k < min_k) k = min_k;

@@ -167,50 +167,64 @@ TEST(RowLayoutTest, EveryRegisterLayoutComputesTheCpuSumBitForBit) {
 
 TEST(RowLayoutTest, PlannedLaunchesAreValid) {
   for (int64_t x_bytes : {2, 4}) {
-    for (int64_t cols = 1; cols <= 20000; cols += cols < 300 ? 1 : 97) {
-      for (int64_t rows :
-           {1, 2, 3, 16, 33, 64, 100, 1024, 4096, 32768, 1 << 20}) {
-        const RowLayout l = PlanLayout(rows, cols, x_bytes);
-        SCOPED_TRACE(testing::Message() << "rows " << rows << " cols " << cols
-                                        << " x_bytes " << x_bytes);
-        const int64_t p = PaddedChunks(cols);
-        ASSERT_EQ(l.padded_chunks, p);
-        ASSERT_EQ(l.threads_per_row * l.chunks_per_thread, p);
-        if (!l.register_cached) {
-          ASSERT_GT(p, kMaxRegisterChunks);
-          continue;
-        }
-        ASSERT_LE(l.chunks_per_thread, kMaxRegisterK);
-        ASSERT_EQ(l.block_threads, l.rows_per_block * l.threads_per_row);
-        ASSERT_EQ(l.block_threads % 32, 0);
-        ASSERT_LE(l.block_threads,
-                  MaxRegisterThreads(static_cast<int>(l.chunks_per_thread)));
-        ASSERT_GE(l.rows_per_block, 1);
-        // Small launches: the most threads per row.
-        if (rows * p < kThroughputChunks) {
-          ASSERT_EQ(l.chunks_per_thread, p > 1024 ? 4 : 1);
+    for (bool residual : {false, true}) {
+      for (int64_t cols = 1; cols <= 20000; cols += cols < 300 ? 1 : 97) {
+        for (int64_t rows :
+             {1, 2, 3, 16, 33, 64, 100, 1024, 4096, 32768, 1 << 20}) {
+          const RowLayout l = PlanLayout(rows, cols, x_bytes, residual);
+          SCOPED_TRACE(testing::Message()
+                       << "rows " << rows << " cols " << cols << " x_bytes "
+                       << x_bytes << " residual " << residual);
+          const int64_t p = PaddedChunks(cols);
+          ASSERT_EQ(l.padded_chunks, p);
+          ASSERT_EQ(l.threads_per_row * l.chunks_per_thread, p);
+          if (!l.register_cached) {
+            ASSERT_GT(p, kMaxRegisterChunks);
+            continue;
+          }
+          ASSERT_LE(l.chunks_per_thread, kMaxRegisterK);
+          ASSERT_EQ(l.block_threads, l.rows_per_block * l.threads_per_row);
+          ASSERT_EQ(l.block_threads % 32, 0);
+          ASSERT_LE(l.block_threads,
+                    MaxRegisterThreads(static_cast<int>(l.chunks_per_thread)));
+          ASSERT_GE(l.rows_per_block, 1);
+          // Small launches: the most threads per row.
+          if (rows * p < kThroughputChunks) {
+            ASSERT_EQ(l.chunks_per_thread, p > 1024 ? 4 : 1);
+          }
         }
       }
     }
   }
   // The regimes the benchmarks name.
-  EXPECT_EQ(PlanLayout(1, 4096, 2).chunks_per_thread, 1);
-  EXPECT_EQ(PlanLayout(1, 4096, 2).block_threads, 512);
+  EXPECT_EQ(PlanLayout(1, 4096, 2, false).chunks_per_thread, 1);
+  EXPECT_EQ(PlanLayout(1, 4096, 2, false).block_threads, 512);
   // Prefill: 64 bytes of each operand per thread, blocks of 128 threads;
   // 32 bytes for per-head rows.
-  EXPECT_EQ(PlanLayout(4096, 4096, 2).chunks_per_thread, 4);
-  EXPECT_EQ(PlanLayout(4096, 4096, 2).block_threads, 128);
-  EXPECT_EQ(PlanLayout(4096, 4096, 4).chunks_per_thread, 2);
-  EXPECT_EQ(PlanLayout(4096, 16384, 2).chunks_per_thread, 4);
-  EXPECT_EQ(PlanLayout(4096, 16384, 2).block_threads, 512);  // G = 512
-  EXPECT_EQ(PlanLayout(131072, 128, 2).chunks_per_thread, 2);
-  EXPECT_EQ(PlanLayout(131072, 128, 4).chunks_per_thread, 1);
-  EXPECT_EQ(PlanLayout(1, 16384, 2).chunks_per_thread, 4);
-  EXPECT_EQ(PlanLayout(1, 16384, 4).chunks_per_thread, 4);
-  EXPECT_EQ(PlanLayout(4096, 16384, 4).chunks_per_thread, 4);
-  EXPECT_EQ(PlanLayout(4096, 8192, 4).chunks_per_thread, 2);
-  EXPECT_FALSE(PlanLayout(1, 16385, 4).register_cached);
-  EXPECT_FALSE(PlanLayout(1, 16385, 2).register_cached);
+  EXPECT_EQ(PlanLayout(4096, 4096, 2, false).chunks_per_thread, 4);
+  EXPECT_EQ(PlanLayout(4096, 4096, 2, false).block_threads, 128);
+  EXPECT_EQ(PlanLayout(4096, 4096, 4, false).chunks_per_thread, 2);
+  EXPECT_EQ(PlanLayout(4096, 16384, 2, false).chunks_per_thread, 4);
+  EXPECT_EQ(PlanLayout(4096, 16384, 2, false).block_threads, 512);  // G = 512
+  EXPECT_EQ(PlanLayout(131072, 128, 2, false).chunks_per_thread, 2);
+  EXPECT_EQ(PlanLayout(131072, 128, 4, false).chunks_per_thread, 1);
+  EXPECT_EQ(PlanLayout(1, 16384, 2, false).chunks_per_thread, 4);
+  EXPECT_EQ(PlanLayout(1, 16384, 4, false).chunks_per_thread, 4);
+  EXPECT_EQ(PlanLayout(4096, 16384, 4, false).chunks_per_thread, 4);
+  EXPECT_EQ(PlanLayout(4096, 8192, 4, false).chunks_per_thread, 2);
+  EXPECT_FALSE(PlanLayout(1, 16385, 4, false).register_cached);
+  // 16-bit rows of C < P chunks with a residual: 32 bytes (K = 2) in
+  // prefill; rows of P chunks, f32 rows and decode launches as without one.
+  EXPECT_EQ(PlanLayout(4096, 1536, 2, true).chunks_per_thread, 2);
+  EXPECT_EQ(PlanLayout(4096, 1536, 2, true).block_threads, 128);
+  EXPECT_EQ(PlanLayout(32768, 5120, 2, true).chunks_per_thread, 2);
+  EXPECT_EQ(PlanLayout(4096, 1536, 2, false).chunks_per_thread, 4);
+  EXPECT_EQ(PlanLayout(4096, 4096, 2, true).chunks_per_thread, 4);
+  EXPECT_EQ(PlanLayout(4096, 1536, 4, true).chunks_per_thread, 2);
+  EXPECT_EQ(PlanLayout(1, 1536, 2, true).chunks_per_thread, 1);
+  // 12288 (1536 of 2048 chunks) needs K = 4 (K = 2 would take 1024 threads).
+  EXPECT_EQ(PlanLayout(4096, 12288, 2, true).chunks_per_thread, 4);
+  EXPECT_FALSE(PlanLayout(1, 16385, 2, false).register_cached);
 }
 
 }  // namespace
