@@ -46,8 +46,8 @@
 // (prefill), 64 bytes of each operand per thread (K = 4 of 16-bit
 // activations, 2 of f32) in blocks of 128 threads, 32 bytes for rows shorter
 // than 512 elements (per-head norms) and for 16-bit rows of C < P chunks with
-// a residual: the best or within a few percent of the best of the layouts
-// measured on the H200 (benchmarks/RESULTS.md, BM_Layout).
+// a residual in big launches: the best or within a few percent of the best of
+// the layouts measured on the H200 (benchmarks/RESULTS.md, BM_Layout).
 
 #include <cstdint>
 
@@ -71,6 +71,9 @@ constexpr int64_t kSmallRowBlock = 256;
 // rows x P at or above which a launch counts as throughput-bound (prefill):
 // 2^18 chunks is 4 MiB of 16-bit activations, enough to fill the GPU.
 constexpr int64_t kThroughputChunks = int64_t{1} << 18;
+// rows x P from which 16-bit rows of C < P chunks with a residual take
+// K = 2 (PlanLayout).
+constexpr int64_t kResidualK2Chunks = int64_t{1} << 20;
 
 // The smallest power of two >= v (1 for v <= 1). Bit arithmetic, not a
 // loop: the kernels compute their layout from it before every row.
@@ -192,14 +195,16 @@ inline RowLayout PlanLayout(int64_t rows, int64_t cols, int64_t x_bytes,
     // 64 bytes of each operand per thread (K = 4 of 16-bit activations, 2 of
     // f32) in blocks of 128 threads; 32 bytes for rows of fewer than 64
     // chunks (per-head norms), and for 16-bit rows of C < P chunks with a
-    // residual: those forms hold two operands a chunk and at K = 4 take
-    // neither the whole-chunk fast path nor the pipeline (rms_norm_kernels.h),
-    // and the threads of K = 4 own a slot past the row's end (H200, fused add
-    // bf16, K = 2 against 4: 4096 x 1536 19.0 against 20.0 us, 32768 x 1536
-    // 115 against 127; rows of P chunks the other way, 32768 x 4096 296
-    // against 281).
+    // residual in launches of kResidualK2Chunks or more: those forms hold two
+    // operands a chunk and at K = 4 take neither the whole-chunk fast path nor
+    // the pipeline (rms_norm_kernels.h), and the threads of K = 4 own a slot
+    // past the row's end (H200, fused add bf16, K = 2 against 4: 4096 x 1536
+    // 19.1 against 20.0 us, 32768 x 1536 115 against 127, 32768 x 2560 224
+    // against 256, 16384 x 5120 224 against 265; but 1024 x 1536, a quarter
+    // of kResidualK2Chunks, 7.0 against 6.7, and rows of P chunks the other
+    // way, 32768 x 4096 299 against 283).
     const bool residual_row_with_empty_slots =
-        residual && x_bytes == 2 &&
+        residual && x_bytes == 2 && rows * p >= kResidualK2Chunks &&
         (cols + numerics::kChunk - 1) / numerics::kChunk < p;
     const int64_t bytes = p >= 64 && !residual_row_with_empty_slots ? 64 : 32;
     const int64_t target = bytes / (numerics::kChunk * x_bytes);

@@ -222,6 +222,8 @@ TEST(RowLayoutTest, PlannedLaunchesAreValid) {
   EXPECT_EQ(PlanLayout(4096, 4096, 2, true).chunks_per_thread, 4);
   EXPECT_EQ(PlanLayout(4096, 1536, 4, true).chunks_per_thread, 2);
   EXPECT_EQ(PlanLayout(1, 1536, 2, true).chunks_per_thread, 1);
+  // Below kResidualK2Chunks (rows x P = 2^18 here), K = 4 as without one.
+  EXPECT_EQ(PlanLayout(1024, 1536, 2, true).chunks_per_thread, 4);
   // 12288 (1536 of 2048 chunks) needs K = 4 (K = 2 would take 1024 threads).
   EXPECT_EQ(PlanLayout(4096, 12288, 2, true).chunks_per_thread, 4);
   EXPECT_FALSE(PlanLayout(1, 16385, 2, false).register_cached);
