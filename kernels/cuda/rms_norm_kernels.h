@@ -778,8 +778,9 @@ struct RowOperands {
 
 // Registers: 16-bit activations with K <= 2 at most 64 a thread (an SM then
 // holds 32 warps or more, enough loads in flight to cover memory latency);
-// 64 bytes of activations a thread (K = 4 of 16-bit, K = 2 of f32) up to 128
-// (16 warps, each with twice the loads in flight), where 64 would spill.
+// 64 bytes of activations a thread or more (K = 4 of 16-bit, K = 2 and 4 of
+// f32) up to 128 (16 warps, each with twice the loads in flight), where 64
+// would spill.
 // The wide forms (kWideForm): 128 registers in blocks of up to
 // kWideMaxThreads.
 constexpr int RegisterKernelMaxThreads(int k, int form) {
