@@ -833,18 +833,20 @@ __global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
   // form spills 68 bytes with the first two and still runs 6% faster (502
   // against 536 us); the rms and zero-centred forms gain 8% and 12%. f32
   // activations at K = 4 (rows of 8193-16384 elements) hold twice the
-  // registers a chunk: with the pipeline the forms without a residual spilled
-  // 108 bytes (ptxas), without it nothing, so no f32 K = 4 form pipelines.
-  // At K = 1 (decode) the fast path shortens a residual form's chain (a node of
-  // the fused add 1.745 -> 1.555 us, zero-centred fused add 1.763 -> 1.648)
-  // but lengthens the others' (rms 1.579 -> 1.610). K = 2 (64 registers):
-  // both made more forms spill, untimed, so it keeps the previous kernel; the
-  // f32 K = 2 forms without a residual (128 registers) spilled nothing with
-  // the fast path but ran 3-8% slower at 4096 x 2048-8192 (H200,
+  // registers a chunk: with the pipeline the forms without a residual spill
+  // 108 bytes (ptxas), and still ran 3-10% faster than without it (rms f32
+  // x 16384: 1024 rows 60.9 -> 55.1 us, 32768 rows 1628 -> 1585;
+  // benchmarks/results/h200-2026-11-30f, calls 3 and 7). At K = 1 (decode) the
+  // fast path shortens a residual form's chain (a node of the fused add 1.745
+  // -> 1.555 us, zero-centred fused add 1.763 -> 1.648) but lengthens the
+  // others' (rms 1.579 -> 1.610). K = 2 (64 registers): both made more forms
+  // spill, untimed, so it keeps the previous kernel; the f32 K = 2 forms
+  // without a residual (128 registers) spilled nothing with the fast path but
+  // ran 3-8% slower at 4096 x 2048-8192 (H200,
   // benchmarks/results/h200-2026-11-30e).
   constexpr bool kLean = K == 4 && !kResidual;
   constexpr bool kFastPath = kLean || (K == 1 && kResidual);
-  constexpr bool kPipeline = !(K == 4 && (kResidual || kSize<X> == 4));
+  constexpr bool kPipeline = !(K == 4 && kResidual);
   AllowDependentLaunch();
   // The layout (row_layout.h): G threads per row, each owning K chunks
   // (slot i of a thread is chunk i * G + its lane in the row: a warp's
