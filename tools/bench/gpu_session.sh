@@ -7,7 +7,9 @@
 # .gpu/bundle.tar.gz. Steps, each bounded by its own time limit so one slow step cannot lose the
 # others' results:
 #   1. the GPU tests (run_all.sh; NORMGRAPH_AUDIT_CHECK=1 audits the check fast path), filtered by
-#      $TEST_FILTER (default: every test; empty string: none), at most $TEST_TIMEOUT s;
+#      $TEST_FILTER (default: every test; empty string: none), at most $TEST_TIMEOUT s (default
+#      240: kernels_cuda_test alone takes 90-120 s on the H200; $RUN_ALL_TIMEOUT, default 180, per
+#      test);
 #   2. normgraph's GPU benchmarks (cuda_norm_benchmark, cuda_graph_benchmark), JSON, at most
 #      $BENCH_TIMEOUT s;
 #   3. the peers (tools/bench/peers.py: PyTorch eager, transformers, torch.compile, PyTorch's CUDA
@@ -38,7 +40,7 @@ python3 -c 'import torch, transformers, triton; print("torch", torch.__version__
 
 if [[ -n "${TEST_FILTER-.}" ]]; then
   say "tests (filter '${TEST_FILTER-.}')"
-  NORMGRAPH_AUDIT_CHECK=1 RUN_ALL_TIMEOUT="${RUN_ALL_TIMEOUT:-90}" timeout "${TEST_TIMEOUT:-150}" \
+  NORMGRAPH_AUDIT_CHECK=1 RUN_ALL_TIMEOUT="${RUN_ALL_TIMEOUT:-180}" timeout "${TEST_TIMEOUT:-240}" \
     "$bundle/run_all.sh" --out "$work/tests" \
     --filter "${TEST_FILTER-.}" --no-gpu-check
   echo "tests exit $?"
@@ -48,7 +50,7 @@ if [[ -n "${TEST_FILTER-.}" ]]; then
     paste -sd'|')"
   if [[ -n "$failed" ]]; then
     say "failed tests again with NORMGRAPH_CUDA_PDL=0: $failed"
-    NORMGRAPH_CUDA_PDL=0 NORMGRAPH_AUDIT_CHECK=1 timeout "${TEST_TIMEOUT:-150}" \
+    NORMGRAPH_CUDA_PDL=0 NORMGRAPH_AUDIT_CHECK=1 timeout "${TEST_TIMEOUT:-240}" \
       "$bundle/run_all.sh" --out "$work/tests_nopdl" --filter "$failed" --no-gpu-check
     cp "$work/tests_nopdl/summary.txt" "$out/summary_nopdl.txt" 2>/dev/null
   fi
