@@ -48,9 +48,8 @@ const void* SelectRmsNorm(const RmsNormParams& p, int64_t k, bool split,
   const int form = cuda_kernels::FormOf(p) |
                    (split ? cuda_kernels::kSplitForm : 0) |
                    (wide ? cuda_kernels::kWideForm : 0);
-  const int64_t chunks = (p.cols + numerics::kChunk - 1) / numerics::kChunk;
   if (k > 1 && p.cols % numerics::kChunk == 0 &&
-      chunks < cuda_layout::PaddedChunks(p.cols)) {
+      cuda_layout::RowChunks(p.cols) < cuda_layout::PaddedChunks(p.cols)) {
     const void* function =
         SelectRmsNormForm(p, k, form | cuda_kernels::kEmptySlotsForm);
     if (function != nullptr) return function;

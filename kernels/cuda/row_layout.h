@@ -96,9 +96,14 @@ NG_HOST_DEVICE int Log2OfPowerOfTwo(int64_t v) {
 #endif
 }
 
-// P: ceil(cols / 8) rounded up to a power of two.
+// C: the chunks of a row of `cols` elements, ceil(cols / 8).
+NG_HOST_DEVICE int64_t RowChunks(int64_t cols) {
+  return (cols + numerics::kChunk - 1) / numerics::kChunk;
+}
+
+// P: C rounded up to a power of two.
 NG_HOST_DEVICE int64_t PaddedChunks(int64_t cols) {
-  return NextPowerOfTwo((cols + 7) / 8);
+  return NextPowerOfTwo(RowChunks(cols));
 }
 
 // Most threads per block (and so per row) the register-cached kernel with K
@@ -203,9 +208,9 @@ inline RowLayout PlanLayout(int64_t rows, int64_t cols, int64_t x_bytes,
     // against 256, 16384 x 5120 224 against 265; but 1024 x 1536, a quarter
     // of kResidualK2Chunks, 7.0 against 6.7, and rows of P chunks the other
     // way, 32768 x 4096 299 against 283).
-    const bool residual_row_with_empty_slots =
-        residual && x_bytes == 2 && rows * p >= kResidualK2Chunks &&
-        (cols + numerics::kChunk - 1) / numerics::kChunk < p;
+    const bool residual_row_with_empty_slots = residual && x_bytes == 2 &&
+                                               rows * p >= kResidualK2Chunks &&
+                                               RowChunks(cols) < p;
     const int64_t bytes = p >= 64 && !residual_row_with_empty_slots ? 64 : 32;
     const int64_t target = bytes / (numerics::kChunk * x_bytes);
     k = target < p ? target : p;
