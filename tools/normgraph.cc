@@ -1355,6 +1355,15 @@ std::string LoadText(const CheckpointReport& r) {
   return out;
 }
 
+// Waits for the replay launched at `start_ns` to end on the device and adds
+// its time, launch to completion, to the outcome's completed replays.
+absl::Status WaitForReplay(Stream& stream, int64_t start_ns, Outcome& outcome) {
+  NG_RETURN_IF_ERROR(stream.Synchronize());
+  outcome.replay_completed_ns_total += static_cast<double>(NowNs() - start_ns);
+  ++outcome.replays_completed;
+  return absl::OkStatus();
+}
+
 // Replays in a steady state, as in a server's decode loop: back to back, at
 // the last cycle's last batch, nothing moved between them, so that their
 // checks take the fast path (each replay of the cycles follows a weight
@@ -1379,9 +1388,7 @@ absl::Status SteadyReplays(const NormStack& model, BucketedGraphs& graphs,
     const absl::Status replayed = graphs.Run(*io);
     if (replayed.code() == absl::StatusCode::kFailedPrecondition) break;
     NG_RETURN_IF_ERROR(replayed);
-    NG_RETURN_IF_ERROR(stream.Synchronize());
-    outcome.replay_completed_ns_total += static_cast<double>(NowNs() - start);
-    ++outcome.replays_completed;
+    NG_RETURN_IF_ERROR(WaitForReplay(stream, start, outcome));
   }
   return absl::OkStatus();
 }
@@ -1552,10 +1559,7 @@ absl::StatusOr<Outcome> RunScenario(const Setup& s, ReplayPolicy policy,
       const int64_t replay_start = NowNs();
       absl::Status replayed = graphs->Run(*io);
       if (replayed.ok()) {
-        NG_RETURN_IF_ERROR(stream.Synchronize());
-        outcome.replay_completed_ns_total +=
-            static_cast<double>(NowNs() - replay_start);
-        ++outcome.replays_completed;
+        NG_RETURN_IF_ERROR(WaitForReplay(stream, replay_start, outcome));
       }
       if (!replayed.ok()) {
         if (replayed.code() != absl::StatusCode::kFailedPrecondition) {
