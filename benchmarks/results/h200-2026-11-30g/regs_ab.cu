@@ -108,8 +108,7 @@ int main() {
       {"rms 4096x16384 K=4", rms4, 4, 4096, 16384, false, false, false},
       {"rms 32768x16384 K=4", rms4, 4, 8192, 16384, false, false, false},
       {"rms 4096x1536 K=4 empty", rmse4, 4, 4096, 1536, false, false, false},
-      {"rms 32768x1536 K=4 empty", rmse4, 4, 32768, 1536, false, false,
-       false},
+      {"rms 32768x1536 K=4 empty", rmse4, 4, 32768, 1536, false, false, false},
       {"zc 4096x16384 K=4", zc4, 4, 4096, 16384, false, false, true},
       {"gated 32768x4096 K=4", g4, 4, 32768, 4096, false, true, false},
       {"gated 4096x16384 K=4", g4, 4, 4096, 16384, false, true, false},
@@ -117,8 +116,8 @@ int main() {
   for (const Case& c : cases) {
     cudaFuncAttributes a;
     CK(cudaFuncGetAttributes(&a, c.f));
-    std::printf("%s %-26s regs %d local %zu\n", STR(VARIANT), c.name,
-                a.numRegs, a.localSizeBytes);
+    std::printf("%s %-26s regs %d local %zu\n", STR(VARIANT), c.name, a.numRegs,
+                a.localSizeBytes);
   }
   cudaStream_t st;
   CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
@@ -131,8 +130,7 @@ int main() {
           cuda_layout::RegisterLayout(c.rows, c.cols, c.k, 128);
       const int block = (int)l.block_threads;
       int per_sm = 0;
-      CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, c.f, block,
-                                                       0));
+      CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, c.f, block, 0));
       const int64_t groups = (c.rows + l.rows_per_block - 1) / l.rows_per_block;
       const int grid = (int)std::min<int64_t>(groups, (int64_t)per_sm * sms);
       RmsNormParams p;
