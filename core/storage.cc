@@ -60,23 +60,35 @@ LiveStorages& Live() {
 
 constexpr size_t kAlignment = 64;
 
+// Host blocks are cached by size for the process's lifetime (never returned),
+// so a freed block is reused at the same address by the next allocation of its
+// size, as CUDA's caching allocator does. Small blocks are carved from 1 MiB
+// slabs rather than allocated one by one: std::aligned_alloc splits a chunk of
+// the general heap for each block and leaves fragments that the program's
+// other small allocations then wade through (glibc's unlink_chunk and
+// malloc_consolidate took 13% of the graph-replay fuzzer's time; with slabs
+// the fuzzer runs its corpus in about 0.75x the time). Under AddressSanitizer
+// every block keeps its own allocation, so that its redzones still catch a
+// write past one block into the next.
 class CachingCpuAllocator final : public Allocator {
  public:
   Device device() const override { return Device::Cpu(); }
 
   absl::StatusOr<void*> AllocateRaw(size_t bytes) override {
     const size_t rounded = RoundUp(bytes);
+    void* p = nullptr;
     {
       absl::MutexLock lock(&mu_);
       auto it = cache_.find(rounded);
       if (it != cache_.end() && !it->second.empty()) {
-        void* p = it->second.back();
+        p = it->second.back();
         it->second.pop_back();
         NG_UNPOISON(p, rounded);
         return p;
       }
+      if (kUseSlabs && rounded <= kLargestSlabBlock) p = CarveLocked(rounded);
     }
-    void* p = std::aligned_alloc(kAlignment, rounded);
+    if (p == nullptr) p = std::aligned_alloc(kAlignment, rounded);
     if (p == nullptr) {
       return absl::ResourceExhaustedError(absl::StrFormat(
           "cpu allocator: out of memory allocating %d bytes", bytes));
@@ -92,12 +104,37 @@ class CachingCpuAllocator final : public Allocator {
   }
 
  private:
+#ifdef NORMGRAPH_ASAN
+  static constexpr bool kUseSlabs = false;
+#else
+  static constexpr bool kUseSlabs = true;
+#endif
+  static constexpr size_t kSlabBytes = size_t{1} << 20;
+  static constexpr size_t kLargestSlabBlock = kSlabBytes / 16;
+
   static size_t RoundUp(size_t bytes) {
     return (bytes + kAlignment - 1) / kAlignment * kAlignment;
   }
 
+  // The next `rounded` bytes of the current slab (a new slab when it has too
+  // few left; the rest of the old one stays unused), or null when no slab can
+  // be allocated.
+  void* CarveLocked(size_t rounded) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (slab_left_ < rounded) {
+      slab_ = static_cast<char*>(std::aligned_alloc(kAlignment, kSlabBytes));
+      slab_left_ = slab_ == nullptr ? 0 : kSlabBytes;
+      if (slab_ == nullptr) return nullptr;
+    }
+    void* p = slab_;
+    slab_ += rounded;
+    slab_left_ -= rounded;
+    return p;
+  }
+
   absl::Mutex mu_;
   absl::flat_hash_map<size_t, std::vector<void*>> cache_ ABSL_GUARDED_BY(mu_);
+  char* slab_ ABSL_GUARDED_BY(mu_) = nullptr;
+  size_t slab_left_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace
