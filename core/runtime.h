@@ -45,6 +45,31 @@ class DeviceRuntime {
                                     size_t bytes) = 0;
   virtual absl::Status CopyToHost(void* host_dst, const void* device_src,
                                   size_t bytes) = 0;
+
+  // Transfer batches, for many small copies (a weight update copies every
+  // parameter in, reads back what it replaces and what derived buffers are
+  // computed from): between BeginTransfers() and EndTransfers() the runtime
+  // may queue copies rather than complete each one before returning.
+  //  - BeginTransfers waits for all queued device work, once (outside a batch
+  //    every copy does);
+  //  - CopyFromHost returns once the source bytes are staged (the caller may
+  //    reuse its buffer at once); the device memory holds them by
+  //    EndTransfers;
+  //  - CopyToHost returns what the memory holds after every copy queued
+  //    before it; a range the batch wrote is answered from the staged bytes,
+  //    without the device;
+  //  - PrefetchToHost queues a read of a range that a later CopyToHost will
+  //    ask for, so that many reads wait for the device once;
+  //  - EndTransfers waits for every queued copy and reports their errors.
+  // Batches nest (only the outermost begins and ends). While one is open,
+  // nothing but the batch may write the device memory it copies to or from
+  // (no kernel launches), and it is used from one thread. The CPU runtime
+  // copies at once and ignores them.
+  virtual absl::Status BeginTransfers() { return absl::OkStatus(); }
+  virtual absl::Status PrefetchToHost(const void* device_src, size_t bytes) {
+    return absl::OkStatus();
+  }
+  virtual absl::Status EndTransfers() { return absl::OkStatus(); }
 };
 
 // The CPU runtime: the caching CPU allocator, CpuStream, memcpy.

@@ -68,13 +68,20 @@ absl::Status ZeroCenteredRmsNorm::ComputeOnePlusWeight(
     return absl::OkStatus();
   }
   // On a device: compute on the host from the weight's current contents, then
-  // write the buffer in place.
-  std::vector<float> one_plus_w = ToFloats(w);
-  if (static_cast<int64_t>(one_plus_w.size()) != w.numel()) {
-    return absl::InternalError(
-        absl::StrCat(full_name(), ": cannot read the weight back"));
+  // write the buffer in place. (In a weight update's transfer batch the read
+  // is answered from the bytes the update just staged, and the write is
+  // queued: core/runtime.h.)
+  absl::StatusOr<Tensor> host_w = ToHost(w);
+  if (!host_w.ok()) {
+    return absl::Status(host_w.status().code(),
+                        absl::StrCat(full_name(), ": reading the weight back: ",
+                                     host_w.status().message()));
   }
-  for (float& v : one_plus_w) v = 1.0f + v;
+  std::vector<float> one_plus_w(w.numel());
+  WithStorageType(w.dtype(), [&](auto element) {
+    OnePlusWeight<decltype(element)>(host_w->data(), w.numel(),
+                                     one_plus_w.data());
+  });
   return CopyInto(HostView{one_plus_w.data(), DType::kF32, dst.shape()}, dst);
 }
 

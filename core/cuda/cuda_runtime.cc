@@ -48,6 +48,11 @@ class CudaDeviceRuntime final : public DeviceRuntime {
                           size_t bytes) override {
     return staging_.ToHost(host_dst, device_src, bytes);
   }
+  absl::Status BeginTransfers() override { return staging_.BeginBatch(); }
+  absl::Status PrefetchToHost(const void* device_src, size_t bytes) override {
+    return staging_.Prefetch(device_src, bytes);
+  }
+  absl::Status EndTransfers() override { return staging_.EndBatch(); }
 
  private:
   const int index_;

@@ -2,12 +2,14 @@
 // graph, the stale read a rebound tensor causes, rebind through
 // cudaGraphExecKernelNodeSetParams, the second inventory read back from the
 // driver, refusal of work captured from outside the launcher, the caching
-// allocator's address reuse, and errors that name the CUDA call.
+// allocator's address reuse, errors that name the CUDA call, and transfer
+// batches (queued host <-> device copies).
 
 #include "core/cuda/cuda_stream.h"
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -292,6 +294,93 @@ TEST_F(CudaStreamTest, HostRoundTripThroughPinnedStagingIsExact) {
     Tensor back = *ToHost(t);
     EXPECT_EQ(std::memcmp(back.data(), host.data(), n * 2), 0) << n;
   }
+}
+
+// Transfer batches (DeviceRuntime::BeginTransfers): queued copies, reads
+// answered from the staged bytes, and everything on the device by the end.
+class TransferBatchTest : public CudaStreamTest {
+ protected:
+  std::vector<float> Read(const Tensor& t) {
+    std::vector<float> out(t.numel());
+    EXPECT_TRUE(
+        runtime_->CopyToHost(out.data(), t.data(), out.size() * 4).ok());
+    return out;
+  }
+  absl::Status Write(const Tensor& t, const std::vector<float>& values,
+                     int64_t first = 0) {
+    return runtime_->CopyFromHost(static_cast<float*>(t.data()) + first,
+                                  values.data(), values.size() * 4);
+  }
+};
+
+TEST_F(TransferBatchTest, ReadsBackWhatItWroteAndLandsByItsEnd) {
+  Tensor t = Filled(1.0f);
+  ASSERT_TRUE(runtime_->BeginTransfers().ok());
+  std::vector<float> twos(1024, 2.0f);
+  ASSERT_TRUE(Write(t, twos).ok());
+  twos.assign(1024, -7.0f);  // the caller's buffer is free once Write returns
+  EXPECT_EQ(Read(t), std::vector<float>(1024, 2.0f));
+  // The second half overwritten: the whole range then mixes two copies and is
+  // read from the device behind them; each half alone is staged.
+  ASSERT_TRUE(Write(t, std::vector<float>(512, 3.0f), 512).ok());
+  std::vector<float> expected(1024, 2.0f);
+  std::fill(expected.begin() + 512, expected.end(), 3.0f);
+  EXPECT_EQ(Read(t), expected);
+  std::vector<float> half(512);
+  ASSERT_TRUE(
+      runtime_
+          ->CopyToHost(half.data(), static_cast<float*>(t.data()) + 512, 2048)
+          .ok());
+  EXPECT_EQ(half, std::vector<float>(512, 3.0f));
+  ASSERT_TRUE(runtime_->EndTransfers().ok());
+  // On the device for a kernel after the batch.
+  Tensor copy = Filled(0.0f);
+  ASSERT_TRUE(Copy(t, copy).ok());
+  EXPECT_EQ(ToFloats(copy), expected);
+}
+
+TEST_F(TransferBatchTest, StartsAfterQueuedKernelsAndPrefetchedReadsSeeThem) {
+  Tensor a = Filled(5.0f), b = Filled(0.0f), c = Filled(6.0f);
+  ASSERT_TRUE(Copy(a, b).ok());  // queued, maybe still running
+  ASSERT_TRUE(runtime_->BeginTransfers().ok());
+  ASSERT_TRUE(runtime_->PrefetchToHost(b.data(), 4096).ok());
+  ASSERT_TRUE(runtime_->PrefetchToHost(c.data(), 4096).ok());
+  // A write after the prefetch of c: the newer copy answers.
+  ASSERT_TRUE(Write(c, std::vector<float>(1024, 8.0f)).ok());
+  EXPECT_EQ(Read(b), std::vector<float>(1024, 5.0f));
+  EXPECT_EQ(Read(c), std::vector<float>(1024, 8.0f));
+  ASSERT_TRUE(runtime_->EndTransfers().ok());
+  EXPECT_EQ(ToFloats(c), std::vector<float>(1024, 8.0f));
+}
+
+TEST_F(TransferBatchTest, OutgrowsItsArenaAndNests) {
+  // 48 tensors of 64 KiB: more than the first arena (1 MiB) holds, so the
+  // batch waits for its copies and starts the arena over on the way; one
+  // write larger than the arena grows it.
+  std::vector<Tensor> tensors;
+  ASSERT_TRUE(runtime_->BeginTransfers().ok());
+  ASSERT_TRUE(runtime_->BeginTransfers().ok());  // nested: one batch
+  for (int i = 0; i < 48; ++i) {
+    tensors.push_back(Filled(0.0f, 16384));
+    ASSERT_TRUE(Write(tensors.back(), std::vector<float>(16384, i)).ok());
+  }
+  Tensor big = Filled(0.0f, 1 << 20);  // 4 MiB
+  ASSERT_TRUE(Write(big, std::vector<float>(1 << 20, -1.0f)).ok());
+  for (int i = 0; i < 48; ++i) {
+    EXPECT_EQ(Read(tensors[i]), std::vector<float>(16384, i)) << i;
+  }
+  ASSERT_TRUE(runtime_->EndTransfers().ok());  // the inner end: still open
+  ASSERT_TRUE(Write(tensors[0], std::vector<float>(16384, 100.0f)).ok());
+  ASSERT_TRUE(runtime_->EndTransfers().ok());
+  for (int i = 0; i < 48; ++i) {
+    EXPECT_EQ(ToFloats(tensors[i]), std::vector<float>(16384, i ? i : 100))
+        << i;
+  }
+  EXPECT_EQ(ToFloats(big), std::vector<float>(1 << 20, -1.0f));
+  // Unbalanced: an error, not a silent batch.
+  absl::Status unbalanced = runtime_->EndTransfers();
+  EXPECT_EQ(unbalanced.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(unbalanced.message(), HasSubstr("without BeginTransfers"));
 }
 
 }  // namespace

@@ -7,6 +7,18 @@
 #include "core/cuda/cuda_status.h"
 
 namespace normgraph {
+namespace {
+
+// Arena offsets are multiples of this (whole DMA-friendly lines).
+constexpr size_t kArenaAlignment = 256;
+// The smallest arena a batch makes.
+constexpr size_t kMinArena = size_t{1} << 20;
+
+size_t AlignUp(size_t n) {
+  return (n + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment;
+}
+
+}  // namespace
 
 PinnedStaging::~PinnedStaging() {
   absl::MutexLock lock(&mu_);
@@ -34,14 +46,9 @@ absl::Status PinnedStaging::Reserve(size_t bytes) {
   return absl::OkStatus();
 }
 
-absl::Status PinnedStaging::ToDevice(void* device_dst, const void* host_src,
-                                     size_t bytes) {
-  if (bytes == 0) return absl::OkStatus();
-  absl::MutexLock lock(&mu_);
-  const std::string context = absl::StrCat(
-      "copying ", bytes, " B from the host to cuda:", device_index_);
-  NG_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_index_), context);
-  NG_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize(), context);
+absl::Status PinnedStaging::CopyToDevice(void* device_dst, const void* host_src,
+                                         size_t bytes,
+                                         const std::string& context) {
   const size_t chunk = std::min(bytes, kMaxChunk);
   absl::Status reserved = Reserve(chunk);
   if (!reserved.ok()) return reserved;
@@ -57,14 +64,9 @@ absl::Status PinnedStaging::ToDevice(void* device_dst, const void* host_src,
   return absl::OkStatus();
 }
 
-absl::Status PinnedStaging::ToHost(void* host_dst, const void* device_src,
-                                   size_t bytes) {
-  if (bytes == 0) return absl::OkStatus();
-  absl::MutexLock lock(&mu_);
-  const std::string context = absl::StrCat(
-      "copying ", bytes, " B from cuda:", device_index_, " to the host");
-  NG_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_index_), context);
-  NG_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize(), context);
+absl::Status PinnedStaging::CopyToHost(void* host_dst, const void* device_src,
+                                       size_t bytes,
+                                       const std::string& context) {
   const size_t chunk = std::min(bytes, kMaxChunk);
   absl::Status reserved = Reserve(chunk);
   if (!reserved.ok()) return reserved;
@@ -78,6 +80,152 @@ absl::Status PinnedStaging::ToHost(void* host_dst, const void* device_src,
     std::memcpy(static_cast<char*>(host_dst) + done, pinned_, n);
   }
   return absl::OkStatus();
+}
+
+absl::Status PinnedStaging::CompleteQueued(const std::string& context) {
+  if (copy_stream_ != nullptr) {
+    NG_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(copy_stream_), context);
+  }
+  staged_.Clear();
+  arena_used_ = 0;
+  reads_queued_ = false;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> PinnedStaging::ArenaSlot(size_t bytes,
+                                                const std::string& context) {
+  if (arena_used_ + bytes > capacity_) {
+    absl::Status completed = CompleteQueued(context);
+    if (!completed.ok()) return completed;
+    if (bytes > capacity_) {
+      absl::Status reserved = Reserve(
+          std::min(kMaxChunk, std::max({bytes, 2 * capacity_, kMinArena})));
+      if (!reserved.ok()) return reserved;
+    }
+  }
+  const size_t offset = arena_used_;
+  arena_used_ = std::min(capacity_, arena_used_ + AlignUp(bytes));
+  return offset;
+}
+
+absl::Status PinnedStaging::ToDevice(void* device_dst, const void* host_src,
+                                     size_t bytes) {
+  if (bytes == 0) return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  const std::string context = absl::StrCat(
+      "copying ", bytes, " B from the host to cuda:", device_index_);
+  NG_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_index_), context);
+  if (batch_depth_ == 0) {
+    NG_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize(), context);
+    return CopyToDevice(device_dst, host_src, bytes, context);
+  }
+  if (bytes > kMaxChunk) {
+    absl::Status completed = CompleteQueued(context);
+    if (!completed.ok()) return completed;
+    return CopyToDevice(device_dst, host_src, bytes, context);
+  }
+  absl::StatusOr<size_t> offset = ArenaSlot(bytes, context);
+  if (!offset.ok()) return offset.status();
+  char* staged = static_cast<char*>(pinned_) + *offset;
+  std::memcpy(staged, host_src, bytes);
+  NG_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(device_dst, staged, bytes,
+                                          cudaMemcpyHostToDevice, copy_stream_),
+                          context);
+  staged_.Add(device_dst, bytes, *offset, StagedTransfers::Kind::kWritten);
+  return absl::OkStatus();
+}
+
+absl::Status PinnedStaging::ToHost(void* host_dst, const void* device_src,
+                                   size_t bytes) {
+  if (bytes == 0) return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  const std::string context = absl::StrCat(
+      "copying ", bytes, " B from cuda:", device_index_, " to the host");
+  NG_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_index_), context);
+  if (batch_depth_ == 0) {
+    NG_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize(), context);
+    return CopyToHost(host_dst, device_src, bytes, context);
+  }
+  if (const auto hit = staged_.Find(device_src, bytes); hit.has_value()) {
+    // Staged bytes: what the batch wrote there, or a queued read's result
+    // once the queued copies are done.
+    if (hit->kind == StagedTransfers::Kind::kFetched && reads_queued_) {
+      NG_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(copy_stream_), context);
+      reads_queued_ = false;
+    }
+    std::memcpy(host_dst, static_cast<const char*>(pinned_) + hit->arena_offset,
+                bytes);
+    return absl::OkStatus();
+  }
+  if (bytes > kMaxChunk) {
+    absl::Status completed = CompleteQueued(context);
+    if (!completed.ok()) return completed;
+    return CopyToHost(host_dst, device_src, bytes, context);
+  }
+  // Queued behind the batch's earlier copies, then waited for with them.
+  absl::StatusOr<size_t> offset = ArenaSlot(bytes, context);
+  if (!offset.ok()) return offset.status();
+  char* staged = static_cast<char*>(pinned_) + *offset;
+  NG_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(staged, device_src, bytes,
+                                          cudaMemcpyDeviceToHost, copy_stream_),
+                          context);
+  NG_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(copy_stream_), context);
+  reads_queued_ = false;
+  std::memcpy(host_dst, staged, bytes);
+  staged_.Add(device_src, bytes, *offset, StagedTransfers::Kind::kFetched);
+  return absl::OkStatus();
+}
+
+absl::Status PinnedStaging::BeginBatch() {
+  absl::MutexLock lock(&mu_);
+  if (batch_depth_ > 0) {
+    ++batch_depth_;
+    return absl::OkStatus();
+  }
+  const std::string context =
+      absl::StrCat("beginning a transfer batch on cuda:", device_index_);
+  NG_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_index_), context);
+  NG_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize(), context);
+  absl::Status reserved = Reserve(kMinArena);
+  if (!reserved.ok()) return reserved;
+  staged_.Clear();
+  arena_used_ = 0;
+  reads_queued_ = false;
+  batch_depth_ = 1;  // only once begun: a failed begin needs no end
+  return absl::OkStatus();
+}
+
+absl::Status PinnedStaging::Prefetch(const void* device_src, size_t bytes) {
+  absl::MutexLock lock(&mu_);
+  if (batch_depth_ == 0 || bytes == 0 || bytes > kMaxChunk ||
+      staged_.Find(device_src, bytes).has_value()) {
+    return absl::OkStatus();
+  }
+  const std::string context = absl::StrCat("queueing a read of ", bytes,
+                                           " B from cuda:", device_index_);
+  NG_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_index_), context);
+  absl::StatusOr<size_t> offset = ArenaSlot(bytes, context);
+  if (!offset.ok()) return offset.status();
+  NG_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(static_cast<char*>(pinned_) + *offset, device_src, bytes,
+                      cudaMemcpyDeviceToHost, copy_stream_),
+      context);
+  staged_.Add(device_src, bytes, *offset, StagedTransfers::Kind::kFetched);
+  reads_queued_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status PinnedStaging::EndBatch() {
+  absl::MutexLock lock(&mu_);
+  if (batch_depth_ == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cuda:", device_index_, ": EndTransfers without BeginTransfers"));
+  }
+  if (--batch_depth_ > 0) return absl::OkStatus();
+  const std::string context =
+      absl::StrCat("completing a transfer batch on cuda:", device_index_);
+  NG_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_index_), context);
+  return CompleteQueued(context);
 }
 
 }  // namespace normgraph
