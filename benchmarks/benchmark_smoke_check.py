@@ -26,6 +26,11 @@ EXPECTED = {
         "BM_RepairByRebind/": ["nodes", "rebound_args"],
         "BM_RepairByRecapture/": ["nodes", "rebound_args"],
     },
+    "weight_load_benchmark": {
+        "BM_SafetensorsOpen/": ["items_per_second", "tensors"],
+        "BM_LoadCheckpoint/": ["items_per_second", "bytes_per_second", "tensors"],
+        "BM_LoadCheckpoint256x4096": ["items_per_second", "bytes_per_second", "tensors"],
+    },
 }
 
 

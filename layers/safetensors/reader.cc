@@ -8,9 +8,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <set>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -67,6 +67,47 @@ std::optional<uint64_t> AsUnsigned(const Json& j) {
   return j.get<uint64_t>();
 }
 
+// The first key that repeats within one JSON object (a SAX handler).
+class DuplicateKeyFinder {
+ public:
+  bool null() { return true; }
+  bool boolean(bool) { return true; }
+  bool number_integer(Json::number_integer_t) { return true; }
+  bool number_unsigned(Json::number_unsigned_t) { return true; }
+  bool number_float(Json::number_float_t, const Json::string_t&) {
+    return true;
+  }
+  bool string(Json::string_t&) { return true; }
+  bool binary(Json::binary_t&) { return true; }
+  bool start_object(std::size_t) {
+    open_objects_.emplace_back();
+    return true;
+  }
+  bool key(Json::string_t& key) {
+    if (!open_objects_.empty() && !open_objects_.back().insert(key).second &&
+        duplicate_.empty()) {
+      duplicate_ = key;
+    }
+    return true;
+  }
+  bool end_object() {
+    if (!open_objects_.empty()) open_objects_.pop_back();
+    return true;
+  }
+  bool start_array(std::size_t) { return true; }
+  bool end_array() { return true; }
+  bool parse_error(std::size_t, const std::string&,
+                   const nlohmann::detail::exception&) {
+    return false;
+  }
+
+  const std::string& duplicate() const { return duplicate_; }
+
+ private:
+  std::vector<absl::flat_hash_set<std::string>> open_objects_;
+  std::string duplicate_;
+};
+
 struct Parsed {
   std::vector<TensorEntry> tensors;
   std::map<std::string, std::string> metadata;
@@ -79,37 +120,21 @@ absl::StatusOr<Parsed> ParseHeader(absl::string_view header,
     return Corrupt(
         source, absl::StrCat("header JSON is nested deeper than ", kMaxDepth));
   }
-  // nlohmann keeps the last of duplicate keys silently; a callback sees every
-  // key as it is parsed.
-  std::vector<std::set<std::string>> open_objects;
-  std::string duplicate;
-  auto on_event = [&](int depth, Json::parse_event_t event, Json& parsed) {
-    switch (event) {
-      case Json::parse_event_t::object_start:
-        open_objects.emplace_back();
-        break;
-      case Json::parse_event_t::object_end:
-        if (!open_objects.empty()) open_objects.pop_back();
-        break;
-      case Json::parse_event_t::key:
-        if (!open_objects.empty() && parsed.is_string() &&
-            !open_objects.back().insert(parsed.get<std::string>()).second &&
-            duplicate.empty()) {
-          duplicate = parsed.get<std::string>();
-        }
-        break;
-      default:
-        break;
-    }
-    return true;
-  };
-  Json root = Json::parse(header.begin(), header.end(), on_event,
+  // nlohmann keeps the last of duplicate keys silently, so a first pass of its
+  // SAX parser looks at every key (a parse callback would do it in the same
+  // pass, but nlohmann's callback parser walks the enclosing object at the
+  // end of every nested one: quadratic in the number of tensors).
+  DuplicateKeyFinder keys;
+  if (!Json::sax_parse(header.begin(), header.end(), &keys)) {
+    return Corrupt(source, "header is not valid JSON");
+  }
+  if (!keys.duplicate().empty()) {
+    return Corrupt(source, absl::StrCat("header has duplicate key '",
+                                        keys.duplicate(), "'"));
+  }
+  Json root = Json::parse(header.begin(), header.end(), /*cb=*/nullptr,
                           /*allow_exceptions=*/false);
   if (root.is_discarded()) return Corrupt(source, "header is not valid JSON");
-  if (!duplicate.empty()) {
-    return Corrupt(source,
-                   absl::StrCat("header has duplicate key '", duplicate, "'"));
-  }
   if (!root.is_object()) return Corrupt(source, "header JSON is not an object");
 
   Parsed out;
