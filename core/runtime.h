@@ -61,10 +61,11 @@ class DeviceRuntime {
   //  - PrefetchToHost queues a read of a range that a later CopyToHost will
   //    ask for, so that many reads wait for the device once;
   //  - EndTransfers waits for every queued copy and reports their errors.
-  // Batches nest (only the outermost begins and ends). While one is open,
-  // nothing but the batch may write the device memory it copies to or from
-  // (no kernel launches), and it is used from one thread. The CPU runtime
-  // copies at once and ignores them.
+  // Batches nest (only the outermost begins and ends) and belong to the
+  // thread that began them: another thread's copies and batches on the device
+  // wait until the batch ends. While one is open, nothing but the batch may
+  // write the device memory it copies to or from (no kernel launches). The
+  // CPU runtime copies at once and ignores them.
   virtual absl::Status BeginTransfers() { return absl::OkStatus(); }
   virtual absl::Status PrefetchToHost(const void* device_src, size_t bytes) {
     return absl::OkStatus();

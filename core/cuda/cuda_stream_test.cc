@@ -10,7 +10,10 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "core/cuda/cuda_allocator.h"
@@ -163,7 +166,9 @@ TEST_F(CudaStreamTest, ClusterLaunchReplaysAndRebindsLikeEager) {
   ASSERT_EQ(
       cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0),
       cudaSuccess);
-  if (major >= 9) EXPECT_EQ(plan->cluster, 4u);
+  if (major >= 9) {
+    EXPECT_EQ(plan->cluster, 4u);
+  }
 
   ASSERT_TRUE(norm(x, expected).ok());
   ASSERT_TRUE(stream_->BeginCapture().ok());
@@ -351,6 +356,25 @@ TEST_F(TransferBatchTest, StartsAfterQueuedKernelsAndPrefetchedReadsSeeThem) {
   EXPECT_EQ(Read(c), std::vector<float>(1024, 8.0f));
   ASSERT_TRUE(runtime_->EndTransfers().ok());
   EXPECT_EQ(ToFloats(c), std::vector<float>(1024, 8.0f));
+}
+
+TEST_F(TransferBatchTest, BelongsToTheThreadThatBeganIt) {
+  Tensor t = Filled(1.0f);
+  ASSERT_TRUE(runtime_->BeginTransfers().ok());
+  ASSERT_TRUE(Write(t, std::vector<float>(1024, 2.0f)).ok());
+  std::atomic<bool> done{false};
+  std::vector<float> seen;
+  // Another thread's read waits for the batch to end (it does not join it).
+  std::thread other([&] {
+    seen = Read(t);
+    done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(done.load());
+  ASSERT_TRUE(runtime_->EndTransfers().ok());
+  other.join();
+  EXPECT_TRUE(done.load());
+  EXPECT_EQ(seen, std::vector<float>(1024, 2.0f));
 }
 
 TEST_F(TransferBatchTest, OutgrowsItsArenaAndNests) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "core/cuda/cuda_status.h"
@@ -19,6 +20,30 @@ size_t AlignUp(size_t n) {
 }
 
 }  // namespace
+
+// Holds mu_ once no other thread's batch is open: a batch belongs to the
+// thread that began it, and another thread's copies (and batches) wait for it
+// to end rather than join it (they would be queued in it, and that thread's
+// end of its own nested batch would return before they are done).
+class PinnedStaging::TransferLock {
+ public:
+  explicit TransferLock(PinnedStaging& staging)
+      ABSL_EXCLUSIVE_LOCK_FUNCTION(staging.mu_)
+      : staging_(staging), self_(std::this_thread::get_id()) {
+    staging_.mu_.LockWhen(absl::Condition(this, &TransferLock::Free));
+  }
+  ~TransferLock() ABSL_UNLOCK_FUNCTION() { staging_.mu_.Unlock(); }
+  TransferLock(const TransferLock&) = delete;
+  TransferLock& operator=(const TransferLock&) = delete;
+
+ private:
+  bool Free() const ABSL_NO_THREAD_SAFETY_ANALYSIS {  // called with mu_ held
+    return staging_.batch_depth_ == 0 || staging_.batch_owner_ == self_;
+  }
+
+  PinnedStaging& staging_;
+  const std::thread::id self_;
+};
 
 PinnedStaging::~PinnedStaging() {
   absl::MutexLock lock(&mu_);
@@ -111,7 +136,7 @@ absl::StatusOr<size_t> PinnedStaging::ArenaSlot(size_t bytes,
 absl::Status PinnedStaging::ToDevice(void* device_dst, const void* host_src,
                                      size_t bytes) {
   if (bytes == 0) return absl::OkStatus();
-  absl::MutexLock lock(&mu_);
+  TransferLock lock(*this);
   const std::string context = absl::StrCat(
       "copying ", bytes, " B from the host to cuda:", device_index_);
   NG_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_index_), context);
@@ -138,7 +163,7 @@ absl::Status PinnedStaging::ToDevice(void* device_dst, const void* host_src,
 absl::Status PinnedStaging::ToHost(void* host_dst, const void* device_src,
                                    size_t bytes) {
   if (bytes == 0) return absl::OkStatus();
-  absl::MutexLock lock(&mu_);
+  TransferLock lock(*this);
   const std::string context = absl::StrCat(
       "copying ", bytes, " B from cuda:", device_index_, " to the host");
   NG_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_index_), context);
@@ -177,7 +202,7 @@ absl::Status PinnedStaging::ToHost(void* host_dst, const void* device_src,
 }
 
 absl::Status PinnedStaging::BeginBatch() {
-  absl::MutexLock lock(&mu_);
+  TransferLock lock(*this);
   if (batch_depth_ > 0) {
     ++batch_depth_;
     return absl::OkStatus();
@@ -192,11 +217,12 @@ absl::Status PinnedStaging::BeginBatch() {
   arena_used_ = 0;
   reads_queued_ = false;
   batch_depth_ = 1;  // only once begun: a failed begin needs no end
+  batch_owner_ = std::this_thread::get_id();
   return absl::OkStatus();
 }
 
 absl::Status PinnedStaging::Prefetch(const void* device_src, size_t bytes) {
-  absl::MutexLock lock(&mu_);
+  TransferLock lock(*this);
   if (batch_depth_ == 0 || bytes == 0 || bytes > kMaxChunk ||
       staged_.Find(device_src, bytes).has_value()) {
     return absl::OkStatus();
@@ -216,7 +242,7 @@ absl::Status PinnedStaging::Prefetch(const void* device_src, size_t bytes) {
 }
 
 absl::Status PinnedStaging::EndBatch() {
-  absl::MutexLock lock(&mu_);
+  TransferLock lock(*this);
   if (batch_depth_ == 0) {
     return absl::FailedPreconditionError(absl::StrCat(
         "cuda:", device_index_, ": EndTransfers without BeginTransfers"));

@@ -16,12 +16,15 @@
 // is answered from the staged bytes (StagedTransfers); reads can be queued
 // ahead (Prefetch) so that many of them wait once; EndBatch waits for the
 // queued copies. When the arena is full, the queued copies are waited for and
-// it starts over (a larger one when a single copy needs it).
+// it starts over (a larger one when a single copy needs it). A batch belongs
+// to the thread that began it: other threads' copies and batches wait until
+// it ends.
 
 #include <cuda_runtime.h>
 
 #include <cstddef>
 #include <string>
+#include <thread>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -70,12 +73,15 @@ class PinnedStaging {
   absl::StatusOr<size_t> ArenaSlot(size_t bytes, const std::string& context)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  class TransferLock;
+
   const int device_index_;
   absl::Mutex mu_;
   void* pinned_ ABSL_GUARDED_BY(mu_) = nullptr;
   size_t capacity_ ABSL_GUARDED_BY(mu_) = 0;
   cudaStream_t copy_stream_ ABSL_GUARDED_BY(mu_) = nullptr;
   int batch_depth_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread::id batch_owner_ ABSL_GUARDED_BY(mu_);
   size_t arena_used_ ABSL_GUARDED_BY(mu_) = 0;
   // Device-to-host copies queued and not yet waited for.
   bool reads_queued_ ABSL_GUARDED_BY(mu_) = false;
