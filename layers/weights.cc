@@ -10,6 +10,7 @@
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/types/span.h"
 #include "core/runtime.h"
 #include "layers/safetensors/format.h"
 
@@ -44,6 +45,106 @@ class TransferBatches {
  private:
   absl::InlinedVector<DeviceRuntime*, 2> open_;
 };
+
+// Phase 2 of LoadWeights: backs up what `plan` will write (CPU parameters
+// into one host buffer, others through ToHost), copies every source into its
+// parameter in place, counting into `report`, and refreshes the derived
+// buffers left stale; on a failed write, restores what was written. Device
+// parameters move in one transfer batch per device (core/runtime.h), begun
+// in `batches`: their backups are read with one wait for the device, their
+// writes are queued, and the read-backs that derived buffers are computed
+// from are answered from the staged bytes. The caller ends the batches.
+absl::Status WriteInPlace(
+    Module& model,
+    absl::Span<const std::pair<Parameter*, const SourceTensor*>> plan,
+    absl::string_view source, TransferBatches& batches, LoadReport& report) {
+  auto in_arena = [](const Tensor& t) {
+    return t.defined() && t.storage()->device() == Device::Cpu() &&
+           t.is_contiguous();
+  };
+  // Each device's batch, and the reads of the device backups queued ahead.
+  for (const auto& [param, src] : plan) {
+    const Tensor& t = param->tensor();
+    if (!t.defined() || t.storage()->device() == Device::Cpu()) continue;
+    absl::StatusOr<DeviceRuntime*> runtime = RuntimeOf(*t.storage());
+    if (!runtime.ok()) return runtime.status();
+    absl::Status ready = batches.Begin(*runtime);
+    if (ready.ok() && t.is_contiguous()) {
+      ready = (*runtime)->PrefetchToHost(t.data(),
+                                         t.numel() * DTypeSize(t.dtype()));
+    }
+    if (!ready.ok()) return ready;
+  }
+  size_t arena_bytes = 0;
+  for (const auto& [param, src] : plan) {
+    const Tensor& t = param->tensor();
+    if (in_arena(t)) arena_bytes += t.numel() * DTypeSize(t.dtype());
+  }
+  // Every byte of the arena is copied into before it is read: no zeroing.
+  alignas(16) unsigned char arena_on_stack[2048];
+  std::unique_ptr<unsigned char[]> arena_on_heap;
+  unsigned char* arena = arena_on_stack;
+  if (arena_bytes > sizeof(arena_on_stack)) {
+    arena_on_heap.reset(new unsigned char[arena_bytes]);
+    arena = arena_on_heap.get();
+  }
+  absl::InlinedVector<HostView, 32> backups;
+  std::vector<Tensor> host_copies;  // (backups point at their storage)
+  backups.reserve(plan.size());
+  size_t used = 0;
+  for (const auto& [param, src] : plan) {
+    const Tensor& t = param->tensor();
+    if (in_arena(t)) {
+      const size_t n = t.numel() * DTypeSize(t.dtype());
+      if (n > 0) std::memcpy(arena + used, t.data(), n);
+      backups.push_back(HostView{arena + used, t.dtype(), t.shape()});
+      used += n;
+      continue;
+    }
+    absl::StatusOr<Tensor> copy = ToHost(t);
+    if (!copy.ok()) return copy.status();
+    host_copies.push_back(*std::move(copy));
+    backups.push_back(ViewOf(host_copies.back()));
+  }
+  for (size_t i = 0; i < plan.size(); ++i) {
+    absl::Status loaded = plan[i].first->Load(plan[i].second->view);
+    if (!loaded.ok()) {
+      for (size_t j = 0; j <= i;
+           ++j) {  // restore, and refresh derived buffers again
+        absl::Status restored = plan[j].first->Load(backups[j]);
+        if (!restored.ok()) {
+          return absl::InternalError(absl::StrCat(
+              "loading ", plan[i].second->name, " failed (", loaded.message(),
+              ") and restoring ", plan[j].second->name,
+              " failed too: ", restored.message()));
+        }
+      }
+      return absl::Status(loaded.code(),
+                          absl::StrCat("loading ", plan[i].second->name,
+                                       " failed: ", loaded.message(),
+                                       "; all weights were restored"));
+    }
+    ++report.loaded;
+    if (plan[i].second->view.dtype != plan[i].first->tensor().dtype())
+      ++report.converted;
+  }
+  // Each parameter's loader refreshed what derives from it right after its
+  // own write. A later write in this load can still have touched the storage
+  // of another source (tied weights, views of one packed buffer): refresh
+  // every derived buffer that is stale now, so an in-place update never
+  // leaves one behind.
+  absl::Status refreshed;
+  model.ForEachSlot([&](absl::string_view name, TensorSlot& slot) {
+    if (!refreshed.ok() || slot.source() == nullptr || !slot.IsStale()) return;
+    absl::Status ok = slot.Refresh();
+    if (!ok.ok()) {
+      refreshed = absl::Status(
+          ok.code(), absl::StrCat("refreshing ", name, " after loading from ",
+                                  source, ": ", ok.message()));
+    }
+  });
+  return refreshed;
+}
 
 }  // namespace
 
@@ -179,111 +280,19 @@ absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
         "; no weight was changed:\n  ", absl::StrJoin(problems, "\n  ")));
   }
 
-  // Phase 2: back up what will be written (CPU parameters into one host
-  // buffer, others through ToHost), then copy in place. Device parameters
-  // move in one transfer batch per device (core/runtime.h): their backups
-  // are read with one wait for the device, their writes are queued, and the
-  // read-backs that derived buffers are computed from are answered from the
-  // staged bytes; the batches end, all copies done, before this returns.
+  // Phase 2: write in place; every copy is done (the transfer batches
+  // ended) before this returns.
   TransferBatches batches;
-  absl::StatusOr<LoadReport> committed = [&]() -> absl::StatusOr<LoadReport> {
-    auto in_arena = [](const Tensor& t) {
-      return t.defined() && t.storage()->device() == Device::Cpu() &&
-             t.is_contiguous();
-    };
-    // Each device's batch, and the reads of the device backups queued ahead.
-    for (const auto& [param, src] : plan) {
-      const Tensor& t = param->tensor();
-      if (!t.defined() || t.storage()->device() == Device::Cpu()) continue;
-      absl::StatusOr<DeviceRuntime*> runtime = RuntimeOf(*t.storage());
-      if (!runtime.ok()) return runtime.status();
-      absl::Status ready = batches.Begin(*runtime);
-      if (ready.ok() && t.is_contiguous()) {
-        ready = (*runtime)->PrefetchToHost(t.data(),
-                                           t.numel() * DTypeSize(t.dtype()));
-      }
-      if (!ready.ok()) return ready;
-    }
-    size_t arena_bytes = 0;
-    for (const auto& [param, src] : plan) {
-      const Tensor& t = param->tensor();
-      if (in_arena(t)) arena_bytes += t.numel() * DTypeSize(t.dtype());
-    }
-    // Every byte of the arena is copied into before it is read: no zeroing.
-    alignas(16) unsigned char arena_on_stack[2048];
-    std::unique_ptr<unsigned char[]> arena_on_heap;
-    unsigned char* arena = arena_on_stack;
-    if (arena_bytes > sizeof(arena_on_stack)) {
-      arena_on_heap.reset(new unsigned char[arena_bytes]);
-      arena = arena_on_heap.get();
-    }
-    absl::InlinedVector<HostView, 32> backups;
-    std::vector<Tensor> host_copies;  // (backups point at their storage)
-    backups.reserve(plan.size());
-    size_t used = 0;
-    for (const auto& [param, src] : plan) {
-      const Tensor& t = param->tensor();
-      if (in_arena(t)) {
-        const size_t n = t.numel() * DTypeSize(t.dtype());
-        if (n > 0) std::memcpy(arena + used, t.data(), n);
-        backups.push_back(HostView{arena + used, t.dtype(), t.shape()});
-        used += n;
-        continue;
-      }
-      absl::StatusOr<Tensor> copy = ToHost(t);
-      if (!copy.ok()) return copy.status();
-      host_copies.push_back(*std::move(copy));
-      backups.push_back(ViewOf(host_copies.back()));
-    }
-    for (size_t i = 0; i < plan.size(); ++i) {
-      absl::Status loaded = plan[i].first->Load(plan[i].second->view);
-      if (!loaded.ok()) {
-        for (size_t j = 0; j <= i;
-             ++j) {  // restore, and refresh derived buffers again
-          absl::Status restored = plan[j].first->Load(backups[j]);
-          if (!restored.ok()) {
-            return absl::InternalError(absl::StrCat(
-                "loading ", plan[i].second->name, " failed (", loaded.message(),
-                ") and restoring ", plan[j].second->name,
-                " failed too: ", restored.message()));
-          }
-        }
-        return absl::Status(loaded.code(),
-                            absl::StrCat("loading ", plan[i].second->name,
-                                         " failed: ", loaded.message(),
-                                         "; all weights were restored"));
-      }
-      ++report.loaded;
-      if (plan[i].second->view.dtype != plan[i].first->tensor().dtype())
-        ++report.converted;
-    }
-    // Each parameter's loader refreshed what derives from it right after its
-    // own write. A later write in this load can still have touched the storage
-    // of another source (tied weights, views of one packed buffer): refresh
-    // every derived buffer that is stale now, so an in-place update never
-    // leaves one behind.
-    absl::Status refreshed;
-    model.ForEachSlot([&](absl::string_view name, TensorSlot& slot) {
-      if (!refreshed.ok() || slot.source() == nullptr || !slot.IsStale())
-        return;
-      absl::Status ok = slot.Refresh();
-      if (!ok.ok()) {
-        refreshed = absl::Status(
-            ok.code(), absl::StrCat("refreshing ", name, " after loading from ",
-                                    weights.source(), ": ", ok.message()));
-      }
-    });
-    if (!refreshed.ok()) return refreshed;
-    return report;
-  }();
-  absl::Status ended = batches.EndAll();
-  if (!committed.ok()) {
-    if (ended.ok()) return committed.status();
-    return absl::Status(committed.status().code(),
-                        absl::StrCat(committed.status().message(),
-                                     "; completing the queued copies failed "
-                                     "too: ",
-                                     ended.message()));
+  const absl::Status written =
+      WriteInPlace(model, plan, weights.source(), batches, report);
+  const absl::Status ended = batches.EndAll();
+  if (!written.ok()) {
+    if (ended.ok()) return written;
+    return absl::Status(
+        written.code(),
+        absl::StrCat(
+            written.message(),
+            "; completing the queued copies failed too: ", ended.message()));
   }
   if (!ended.ok()) {
     return absl::Status(
@@ -291,7 +300,7 @@ absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
         absl::StrCat("loading from ", weights.source(),
                      ": completing the copies failed: ", ended.message()));
   }
-  return committed;
+  return report;
 }
 
 absl::StatusOr<LoadReport> LoadCheckpoint(Module& model,
