@@ -65,11 +65,11 @@ constexpr size_t kAlignment = 64;
 // size, as CUDA's caching allocator does. Small blocks are carved from 1 MiB
 // slabs rather than allocated one by one: std::aligned_alloc splits a chunk of
 // the general heap for each block and leaves fragments that the program's
-// other small allocations then wade through (glibc's unlink_chunk and
-// malloc_consolidate took 13% of the graph-replay fuzzer's time; with slabs
-// the fuzzer runs its corpus in about 0.75x the time). Under AddressSanitizer
-// every block keeps its own allocation, so that its redzones still catch a
-// write past one block into the next.
+// other small allocations then wade through (glibc's allocator took 20% of
+// the graph-replay fuzzer's time; with slabs its fixed work over its corpus
+// takes 0.85x the time, over random inputs 0.78x: fuzz/README.md). Under
+// AddressSanitizer every block keeps its own allocation, so that its redzones
+// still catch a write past one block into the next.
 class CachingCpuAllocator final : public Allocator {
  public:
   Device device() const override { return Device::Cpu(); }
