@@ -67,7 +67,8 @@ class DeviceRuntime {
   // write the device memory it copies to or from (no kernel launches). The
   // CPU runtime copies at once and ignores them.
   virtual absl::Status BeginTransfers() { return absl::OkStatus(); }
-  virtual absl::Status PrefetchToHost(const void* device_src, size_t bytes) {
+  virtual absl::Status PrefetchToHost(const void* /*device_src*/,
+                                      size_t /*bytes*/) {
     return absl::OkStatus();
   }
   virtual absl::Status EndTransfers() { return absl::OkStatus(); }
