@@ -40,6 +40,7 @@
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
 #include "benchmarks/bench_cuda.h"
+#include "benchmarks/checkpoint_files.h"
 #include "core/cuda/cuda_stream.h"
 #include "core/runtime.h"
 #include "core/status_macros.h"
@@ -54,7 +55,6 @@
 #include "layers/module.h"
 #include "layers/qwen3_5_norm_stack.h"
 #include "layers/rms_norm.h"
-#include "layers/safetensors/writer.h"
 #include "layers/weights.h"
 
 namespace normgraph {
@@ -454,26 +454,6 @@ BENCHMARK(BM_RepairByRecapture)
 // --- weight updates
 // -----------------------------------------------------------------------
 
-std::string TempPath(const std::string& name) {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  if (dir == nullptr) dir = std::getenv("TMPDIR");
-  return absl::StrCat(dir != nullptr ? dir : "/tmp", "/", name);
-}
-
-// Writes `model`'s parameters (with `seed`-random values) to a safetensors
-// file; returns its size.
-absl::StatusOr<int64_t> WriteCheckpoint(Module& model, const std::string& path,
-                                        uint64_t seed) {
-  NG_ASSIGN_OR_RETURN(NamedTensors tensors, RandomWeights(model, seed));
-  std::vector<safetensors::NamedView> views;
-  for (const auto& [name, tensor] : tensors) {
-    views.push_back({name, ViewOf(tensor)});
-  }
-  NG_RETURN_IF_ERROR(safetensors::WriteFile(path, views));
-  std::ifstream f(path, std::ios::binary | std::ios::ate);
-  return static_cast<int64_t>(f.tellg());
-}
-
 // stack 0: the 256-norm chain; 1: the Qwen3.5-shaped stack (32 layers,
 // hidden 4096: zero-centred norms with derived f32 buffers, refreshed on the
 // device).
@@ -495,9 +475,9 @@ void BM_WeightUpdate(benchmark::State& state) {
   absl::Status status;
   std::unique_ptr<Module> model = MakeStack(state.range(0), status);
   if (!Ok(state, status)) return;
-  const std::string path =
-      TempPath(absl::StrCat("weight_update_", state.range(0), ".safetensors"));
-  absl::StatusOr<int64_t> bytes = WriteCheckpoint(*model, path, 5);
+  const std::string path = BenchmarkTempPath(
+      absl::StrCat("weight_update_", state.range(0), ".safetensors"));
+  absl::StatusOr<int64_t> bytes = WriteRandomCheckpoint(*model, path, 5);
   if (!Ok(state, bytes.status())) return;
   for (auto _ : state) {
     absl::StatusOr<LoadReport> r = LoadCheckpoint(*model, path);
@@ -518,9 +498,9 @@ void BM_FileRead(benchmark::State& state) {
   absl::Status status;
   std::unique_ptr<Module> model = MakeStack(state.range(0), status);
   if (!Ok(state, status)) return;
-  const std::string path =
-      TempPath(absl::StrCat("file_read_", state.range(0), ".safetensors"));
-  absl::StatusOr<int64_t> bytes = WriteCheckpoint(*model, path, 5);
+  const std::string path = BenchmarkTempPath(
+      absl::StrCat("file_read_", state.range(0), ".safetensors"));
+  absl::StatusOr<int64_t> bytes = WriteRandomCheckpoint(*model, path, 5);
   if (!Ok(state, bytes.status())) return;
   std::vector<char> buffer(*bytes);
   for (auto _ : state) {

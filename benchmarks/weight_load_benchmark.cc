@@ -11,28 +11,19 @@
 //   (hidden 4096, bf16, 2 MiB), loaded on the CPU backend.
 // Run: bazel run -c opt //benchmarks:weight_load_benchmark
 
-#include <cstdlib>
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
-#include "core/tensor_util.h"
+#include "benchmarks/checkpoint_files.h"
 #include "layers/module.h"
 #include "layers/rms_norm.h"
 #include "layers/safetensors/reader.h"
-#include "layers/safetensors/writer.h"
 #include "layers/weights.h"
 
 namespace normgraph {
 namespace {
-
-std::string TempPath(const std::string& name) {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  if (dir == nullptr) dir = std::getenv("TMPDIR");
-  return absl::StrCat(dir != nullptr ? dir : "/tmp", "/", name);
-}
 
 // A ModuleList of `n` RMSNorms of `hidden` (bf16 weights) and a checkpoint of
 // random weights for it at `path`.
@@ -51,16 +42,9 @@ std::unique_ptr<ModuleList> ChainWithCheckpoint(benchmark::State& state, int n,
     }
     model->Append(*std::move(norm));
   }
-  absl::StatusOr<NamedTensors> tensors = RandomWeights(*model, 5);
-  if (!tensors.ok()) {
-    state.SkipWithError(std::string(tensors.status().message()).c_str());
-    return nullptr;
-  }
-  std::vector<safetensors::NamedView> views;
-  for (const auto& [name, t] : *tensors) views.push_back({name, ViewOf(t)});
-  absl::Status written = safetensors::WriteFile(path, views);
+  absl::StatusOr<int64_t> written = WriteRandomCheckpoint(*model, path, 5);
   if (!written.ok()) {
-    state.SkipWithError(std::string(written.message()).c_str());
+    state.SkipWithError(std::string(written.status().message()).c_str());
     return nullptr;
   }
   return model;
@@ -68,7 +52,8 @@ std::unique_ptr<ModuleList> ChainWithCheckpoint(benchmark::State& state, int n,
 
 void BM_SafetensorsOpen(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
-  const std::string path = TempPath(absl::StrCat("open_", n, ".safetensors"));
+  const std::string path =
+      BenchmarkTempPath(absl::StrCat("open_", n, ".safetensors"));
   if (ChainWithCheckpoint(state, n, 64, path) == nullptr) return;
   for (auto _ : state) {
     absl::StatusOr<safetensors::SafetensorsFile> file =
@@ -91,7 +76,7 @@ BENCHMARK(BM_SafetensorsOpen)
 
 void LoadLoop(benchmark::State& state, int n, int64_t hidden) {
   const std::string path =
-      TempPath(absl::StrCat("load_", n, "x", hidden, ".safetensors"));
+      BenchmarkTempPath(absl::StrCat("load_", n, "x", hidden, ".safetensors"));
   std::unique_ptr<ModuleList> model =
       ChainWithCheckpoint(state, n, hidden, path);
   if (model == nullptr) return;

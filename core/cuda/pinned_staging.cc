@@ -108,12 +108,15 @@ absl::Status PinnedStaging::CopyToHost(void* host_dst, const void* device_src,
 }
 
 absl::Status PinnedStaging::CompleteQueued(const std::string& context) {
-  if (copy_stream_ != nullptr) {
-    NG_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(copy_stream_), context);
-  }
+  // The arena starts over even when the wait fails (the records would name
+  // copies in an unknown state): outside a batch it is always empty, so a
+  // batch begins with no records.
   staged_.Clear();
   arena_used_ = 0;
   reads_queued_ = false;
+  if (copy_stream_ != nullptr) {
+    NG_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(copy_stream_), context);
+  }
   return absl::OkStatus();
 }
 
@@ -213,9 +216,7 @@ absl::Status PinnedStaging::BeginBatch() {
   NG_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize(), context);
   absl::Status reserved = Reserve(kMinArena);
   if (!reserved.ok()) return reserved;
-  staged_.Clear();
-  arena_used_ = 0;
-  reads_queued_ = false;
+  // The arena is empty: the last batch's end (CompleteQueued) started it over.
   batch_depth_ = 1;  // only once begun: a failed begin needs no end
   batch_owner_ = std::this_thread::get_id();
   return absl::OkStatus();
