@@ -109,6 +109,12 @@ std::atomic<bool>& SpreadEnabled() {
   return enabled;
 }
 
+std::atomic<bool>& StagedEnabled() {
+  static std::atomic<bool> enabled{
+      EnabledByEnvironment("NORMGRAPH_CUDA_STAGED")};
+  return enabled;
+}
+
 cuda_layout::RowLayout LayoutOf(const RmsNormParams& p) {
   const int k = layout_override_k.load(std::memory_order_relaxed);
   if (k == -1 || !cuda_kernels::RegisterCachedCombination(
@@ -159,22 +165,25 @@ DeviceFacts CurrentDeviceFacts() {
   return facts;
 }
 
-// How many blocks of `function` (with `block_threads` threads) the current
-// device holds at once, or 0 if the runtime cannot say (the caller then does
-// not cap its grid). Cached: plans are made for every launch.
-int64_t ResidentBlocks(const void* function, int block_threads) {
+// How many blocks of `function` (with `block_threads` threads and
+// `shared_bytes` of dynamic shared memory) the current device holds at once,
+// or 0 if the runtime cannot say (the caller then does not cap its grid).
+// Cached: plans are made for every launch.
+int64_t ResidentBlocks(const void* function, int block_threads,
+                       uint32_t shared_bytes) {
   const DeviceFacts facts = CurrentDeviceFacts();
   if (facts.sms == 0) return 0;
   static std::mutex mu;
-  static std::map<std::tuple<int, const void*, int>, int64_t> cache;
-  const auto key = std::make_tuple(facts.device, function, block_threads);
+  static std::map<std::tuple<int, const void*, int, uint32_t>, int64_t> cache;
+  const auto key =
+      std::make_tuple(facts.device, function, block_threads, shared_bytes);
   std::lock_guard<std::mutex> lock(mu);
   const auto it = cache.find(key);
   if (it != cache.end()) return it->second;
   int per_sm = 0;
   int64_t resident = 0;
   if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-          &per_sm, function, block_threads, 0) == cudaSuccess) {
+          &per_sm, function, block_threads, shared_bytes) == cudaSuccess) {
     resident = facts.sms * per_sm;
   } else {
     cudaGetLastError();  // not sticky: cleared, so no later check reports it
@@ -337,6 +346,49 @@ uint32_t SpreadSharedBytes(const void* function, int block_threads) {
   return bytes;
 }
 
+// The staged form's kernel (rms_norm_kernels.h, kStagedForm) of a launch
+// that takes it, with its dynamic shared memory in `shared_bytes`; null for
+// the others: K = 4 with a residual, 16-bit activations, rows of at least
+// kStagedMinRowThreads threads, staging not turned off
+// (SetStagedResidualRows), and a device that gives a block that much
+// shared memory. cudaFuncAttributeMaxDynamicSharedMemorySize is a property
+// of the function, which launches of rows of 256 and of 512 threads share:
+// it is only ever raised (the most set so far is kept per device and
+// function), since setting it for a smaller block would lower it under a
+// larger block planned before (which then failed to launch).
+const void* StagedFunction(const RmsNormParams& p,
+                           const cuda_layout::RowLayout& l,
+                           uint32_t* shared_bytes) {
+  if (!StagedEnabled().load() || !l.register_cached ||
+      l.chunks_per_thread != 4 || p.residual == nullptr ||
+      DTypeSize(p.x_dtype) != 2 ||
+      l.threads_per_row < cuda_kernels::kStagedMinRowThreads) {
+    return nullptr;
+  }
+  const void* function = SelectRmsNormForm(
+      p, 4, cuda_kernels::FormOf(p) | cuda_kernels::kStagedForm);
+  const DeviceFacts facts = CurrentDeviceFacts();
+  if (function == nullptr || facts.sms == 0) return nullptr;
+  const uint32_t bytes = cuda_kernels::StagedSharedBytes(l.block_threads);
+  static std::mutex mu;
+  static std::map<std::pair<int, const void*>, uint32_t> most_set;
+  std::lock_guard<std::mutex> lock(mu);
+  uint32_t& most = most_set[std::make_pair(facts.device, function)];
+  if (bytes > most) {
+    if (cudaFuncSetAttribute(function,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(bytes)) != cudaSuccess) {
+      // Not sticky: cleared, so that no later check reports it (the launch
+      // then is not staged).
+      cudaGetLastError();
+      return nullptr;
+    }
+    most = bytes;
+  }
+  *shared_bytes = bytes;
+  return function;
+}
+
 }  // namespace
 
 void PlanRmsNormCuda(const void* raw, CudaLaunch* launch) {
@@ -379,19 +431,24 @@ void PlanRmsNormCuda(const void* raw, CudaLaunch* launch) {
   const bool wide = spread_bytes == 0 &&
                     WideGatedLaunch(p, layout, cta_threads, blocks, cluster);
   if (wide) launch->function = SelectRmsNorm(p, k, cluster > 1, wide);
+  // Dynamic shared memory: a spread (K = 1) or staged (K = 4) launch's.
+  uint32_t shared_bytes = spread_bytes;
+  if (const void* staged = StagedFunction(p, layout, &shared_bytes)) {
+    launch->function = staged;
+  }
   // Throughput-bound launches of the register-cached kernel (never split:
   // clusters are for a few rows): persistent blocks, as many as the GPU holds
   // at once, each pipelining its rows.
   if (layout.register_cached && launch->function != nullptr &&
       p.rows * layout.padded_chunks >= cuda_layout::kThroughputChunks) {
     const int64_t resident = ResidentBlocks(
-        launch->function, static_cast<int>(layout.block_threads));
+        launch->function, static_cast<int>(layout.block_threads), shared_bytes);
     if (resident > 0 && blocks > resident) blocks = resident;
   }
   launch->block[0] = static_cast<uint32_t>(cta_threads);
   if (cluster > 1) launch->cluster = static_cast<uint32_t>(cluster);
   launch->grid[0] = static_cast<uint32_t>(blocks * cluster);
-  launch->shared_bytes = spread_bytes;
+  launch->shared_bytes = shared_bytes;
   launch->programmatic_dependency =
       PdlEnabled().load() &&
       (blocks <= kPdlMaxBlocks || wide || spread_bytes > 0);
@@ -423,6 +480,8 @@ void SetWideGatedKernels(bool enabled) { wide_gated_kernels.store(enabled); }
 
 void SetSpreadDecodeLaunches(bool enabled) { SpreadEnabled().store(enabled); }
 
+void SetStagedResidualRows(bool enabled) { StagedEnabled().store(enabled); }
+
 void SetProgrammaticDependentLaunch(bool enabled) {
   PdlEnabled().store(enabled);
 }
@@ -433,7 +492,7 @@ std::string DescribeRmsNormLaunch(const RmsNormParams& p) {
   const cuda_layout::RowLayout l = LayoutOf(p);
   CudaLaunch launch;
   PlanRmsNormCuda(&p, &launch);
-  char text[160];
+  char text[176];
   if (!l.register_cached) {
     std::snprintf(text, sizeof text,
                   "streaming G=%lld k=%lld block=%lld grid=%u%s",
@@ -442,24 +501,27 @@ std::string DescribeRmsNormLaunch(const RmsNormParams& p) {
                   static_cast<long long>(l.block_threads), launch.grid[0],
                   launch.programmatic_dependency ? " pdl" : "");
   } else {
+    auto of_form = [&](int form) {
+      return launch.function != nullptr &&
+             launch.function ==
+                 SelectRmsNormForm(p, l.chunks_per_thread,
+                                   cuda_kernels::FormOf(p) | form);
+    };
+    const bool empty_slots = of_form(cuda_kernels::kEmptySlotsForm);
+    const bool staged = of_form(cuda_kernels::kStagedForm);
     const bool wide =
-        launch.function != SelectRmsNorm(p, l.chunks_per_thread,
-                                         launch.cluster > 1, /*wide=*/false);
-    const bool empty_slots =
-        launch.function != nullptr &&
-        launch.function == SelectRmsNormForm(p, l.chunks_per_thread,
-                                             cuda_kernels::FormOf(p) |
-                                                 cuda_kernels::kEmptySlotsForm);
+        of_form(cuda_kernels::kWideForm |
+                (launch.cluster > 1 ? cuda_kernels::kSplitForm : 0));
     std::snprintf(
         text, sizeof text,
-        "K=%lld G=%lld rows/block=%lld block=%u grid=%u cluster=%u%s%s%s%s",
+        "K=%lld G=%lld rows/block=%lld block=%u grid=%u cluster=%u%s%s%s%s%s",
         static_cast<long long>(l.chunks_per_thread),
         static_cast<long long>(l.threads_per_row),
         static_cast<long long>(launch.cluster > 1 ? 1 : l.rows_per_block),
         launch.block[0], launch.grid[0], launch.cluster,
         launch.programmatic_dependency ? " pdl" : "", wide ? " wide" : "",
-        launch.shared_bytes > 0 ? " spread" : "",
-        empty_slots ? " empty-slots" : "");
+        launch.shared_bytes > 0 && !staged ? " spread" : "",
+        empty_slots ? " empty-slots" : "", staged ? " staged" : "");
   }
   return text;
 }

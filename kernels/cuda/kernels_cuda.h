@@ -63,11 +63,20 @@ void SetWideGatedKernels(bool enabled);
 // nodes needs the same setting as at capture.
 void SetSpreadDecodeLaunches(bool enabled);
 
+// Whether later plans may give a prefill launch with a residual, 16-bit
+// activations and rows of 256 threads or more (K = 4, hidden over 4096) the
+// staged kernel, which copies each row ahead into shared memory instead of
+// registers (rms_norm_kernels.h, kStagedForm: fused add at hidden 8192-16384
+// 1.03-1.10x faster on the H200). On by default; the environment variable
+// NORMGRAPH_CUDA_STAGED=0 turns the default off. Process-wide; a graph keeps
+// what it was captured with.
+void SetStagedResidualRows(bool enabled);
+
 // "K=4 G=128 rows/block=2 block=256 grid=512 cluster=1 pdl": the launch the
 // current settings plan for `params` (" wide" for the wide form, " spread"
 // for a spread launch, " empty-slots" for rows of C < P chunks whose K = 4
 // kernel checks its upper slots for a chunk: rms_norm_kernels.h,
-// kEmptySlotsForm).
+// kEmptySlotsForm; " staged" for the staged kernels).
 std::string DescribeRmsNormLaunch(const RmsNormParams& params);
 
 }  // namespace normgraph

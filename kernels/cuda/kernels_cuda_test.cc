@@ -73,7 +73,7 @@ RmsNormParams PlanningParams(int64_t rows, int64_t cols, bool gated,
 }
 
 // Whether a DescribeRmsNormLaunch text carries `tag` (" wide", " spread",
-// " empty-slots", " pdl").
+// " empty-slots", " staged", " pdl").
 bool Says(const std::string& launch, const char* tag) {
   return launch.find(tag) != std::string::npos;
 }
@@ -210,6 +210,7 @@ class CudaKernelsTest : public ::testing::Test {
   int empty_slot_launches_ = 0;  // kernels of rms_norm_kernels.h's
                                  // kEmptySlotsForm
   int spread_launches_ = 0;      // kernels.cu's SpreadLaunch
+  int staged_launches_ = 0;      // kernels of rms_norm_kernels.h's kStagedForm
 };
 
 // Runs case `c` on the device (through the launcher) and on the CPU
@@ -259,6 +260,7 @@ void CudaKernelsTest::RunCase(const Case& c, std::mt19937_64& rng) {
   }
   if (Says(launch, " empty-slots")) ++empty_slot_launches_;
   if (Says(launch, " spread")) ++spread_launches_;
+  if (Says(launch, " staged")) ++staged_launches_;
   std::vector<ArgBinding> args = {{&d.x, &x.device, Access::kRead},
                                   {&d.weight, &w.device, Access::kRead},
                                   {&d.out, &out.device, Access::kWrite}};
@@ -549,6 +551,126 @@ TEST_F(CudaKernelsTest, RowsWithEmptySlotsPlanTheirOwnKernels) {
   EXPECT_FALSE(empty_slots(describe(4096, 2048, bf16, bf16, false, false)));
   EXPECT_FALSE(empty_slots(describe(4096, 1537, bf16, bf16, false, false)));
   EXPECT_FALSE(empty_slots(describe(4096, 1532, bf16, bf16, false, false)));
+}
+
+// Prefill launches with a residual whose rows take 256 threads or more (K = 4,
+// hidden over 4096) and 16-bit activations run the staged kernels
+// (kStagedForm: the next row through shared memory): bit-identical to the
+// CPU reference in every form with a residual, for rows the staged copies
+// take (whole, aligned) and rows they do not (a partial last chunk, slots
+// past the row's end, unaligned operands or row strides), with the planned
+// blocks and with blocks of several rows (a forced layout), in either order
+// of block sizes, and only there.
+TEST_F(CudaKernelsTest, StagedResidualRowsEqualCpuReference) {
+  std::mt19937_64 rng(47);
+  int cases = 0;
+  for (DType x : {DType::kBF16, DType::kF16, DType::kF32}) {
+    for (int bits = 0; bits < 4; ++bits) {
+      const bool hf = (bits & 1) != 0, scale = (bits & 2) != 0;
+      // Rows of 512 threads (64 KiB of shared memory) before and after rows
+      // of 256 (32 KiB) on each kernel: planning the smaller block must not
+      // lower the kernel's shared memory limit under the larger one's.
+      for (int64_t cols : {16384, 4096, 4104, 8192, 12288, 16383}) {
+        // Where the operands lie: aligned, x two bytes off, every row's
+        // residual off by an odd row stride.
+        for (int where = 0; where < 3; ++where) {
+          Case c = RandomCase(rng);
+          c.x = c.out = x;
+          c.w = scale || x == DType::kF32 ? DType::kF32 : x;
+          c.kind = scale ? NormWeight::kScale : NormWeight::kMultiply;
+          c.order = hf ? RoundingOrder::kHuggingFace : RoundingOrder::kEngine;
+          c.gated = false;
+          c.residual = true;
+          c.cols = cols;
+          // Enough rows that every persistent block walks several.
+          c.rows = (int64_t{1} << 22) / cols + 3;
+          c.x_stride = c.out_stride = c.gate_stride = cols;
+          c.residual_stride = where == 2 ? cols + 1 : cols;
+          c.x_off = where == 1 ? 2 : 0;
+          c.w_off = c.out_off = c.gate_off = c.residual_off = 0;
+          if (c.family == 3 || c.family == 4) c.family = 0;  // keep it quick
+          const int before = staged_launches_;
+          RunCase(c, rng);
+          if (HasFatalFailure()) return;
+          // K = 4 from 8192 (4104 is a row of C < P chunks: K = 2 with a
+          // residual, row_layout.h).
+          EXPECT_EQ(staged_launches_ - before,
+                    x != DType::kF32 && cols >= 8192 ? 1 : 0)
+              << c.ToString();
+          ++cases;
+        }
+      }
+    }
+  }
+  // Blocks of several rows: 1024 threads, four rows of 8192 (G = 256).
+  SetRmsNormLayoutOverride(4, 1024);
+  for (bool hf : {false, true}) {
+    Case c = RandomCase(rng);
+    c.x = c.out = c.w = DType::kBF16;
+    c.kind = NormWeight::kMultiply;
+    c.order = hf ? RoundingOrder::kHuggingFace : RoundingOrder::kEngine;
+    c.gated = false;
+    c.residual = true;
+    c.cols = 8192;
+    c.rows = 2049;
+    c.x_stride = c.out_stride = c.gate_stride = c.residual_stride = c.cols;
+    c.x_off = c.w_off = c.out_off = c.gate_off = c.residual_off = 0;
+    const int before = staged_launches_;
+    RunCase(c, rng);
+    EXPECT_EQ(staged_launches_ - before, 1);
+    if (HasFatalFailure()) break;
+    ++cases;
+  }
+  SetRmsNormLayoutOverride(0, 0);
+  std::printf(
+      "%d cases with a residual bit-identical to the CPU reference (%d by "
+      "the staged kernels)\n",
+      cases, staged_launches_);
+}
+
+// The staged kernels are planned with their shared memory (128 bytes a
+// thread) for launches with a residual, K = 4, rows of 256 threads or more
+// and 16-bit activations, and for no other.
+TEST_F(CudaKernelsTest, ResidualRowsOfManyThreadsPlanTheStagedKernels) {
+  auto plan = [](int64_t rows, int64_t cols, DType x, DType w, bool residual) {
+    const RmsNormParams p =
+        PlanningParams(rows, cols, /*gated=*/false, x, w, residual);
+    CudaLaunch launch;
+    PlanRmsNormCuda(&p, &launch);
+    const std::string described = DescribeRmsNormLaunch(p);
+    const bool staged = Says(described, " staged");
+    EXPECT_FALSE(Says(described, " spread")) << described;
+    if (staged) {
+      EXPECT_EQ(launch.shared_bytes, 128 * launch.block[0]) << described;
+      int per_sm = 0;
+      EXPECT_EQ(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                    &per_sm, launch.function, static_cast<int>(launch.block[0]),
+                    launch.shared_bytes),
+                cudaSuccess);
+      EXPECT_GE(per_sm, 1) << described;
+    } else {
+      EXPECT_EQ(launch.shared_bytes, 0u) << described;
+    }
+    return staged;
+  };
+  const DType bf16 = DType::kBF16, f16 = DType::kF16, f32 = DType::kF32;
+  for (int64_t cols : {8192, 12288, 16384}) {
+    SCOPED_TRACE(cols);
+    EXPECT_TRUE(plan(4096, cols, bf16, bf16, true));
+    EXPECT_TRUE(plan(4096, cols, f16, f32, true));
+    // One row: K = 1 up to 1024 padded chunks.
+    EXPECT_EQ(plan(1, cols, bf16, bf16, true), cols > 8192);
+    EXPECT_FALSE(plan(4096, cols, bf16, bf16, false));
+    EXPECT_FALSE(plan(4096, cols, f32, f32, true));
+  }
+  // K = 4 in rows of 128 threads or fewer, or K = 2 (rows of C < P chunks).
+  for (int64_t cols : {1536, 2048, 4096, 4097, 5120}) {
+    SCOPED_TRACE(cols);
+    EXPECT_FALSE(plan(4096, cols, bf16, bf16, true));
+  }
+  SetStagedResidualRows(false);
+  EXPECT_FALSE(plan(4096, 16384, bf16, bf16, true));
+  SetStagedResidualRows(true);
 }
 
 // K = 1 launches of more than 16 row groups, at most one per SM, are spread

@@ -58,6 +58,7 @@
 
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 #include "core/dtype.h"
 #include "kernels/cuda/row_layout.h"
@@ -213,6 +214,36 @@ __device__ __forceinline__ void StoreChunk(char* p, int count,
   for (int i = 0; i < kChunk; ++i) {
     if (i < count) StoreBits<D>(p + i * kSize<D>, c.Bits(i));
   }
+}
+
+// --- operands staged in shared memory (kStagedForm) -------------------------
+
+// Copies the 16 bytes at `src` (16-byte aligned, device memory) to `dst` in
+// shared memory without holding them in registers: cp.async, which completes
+// at the next WaitForStaged (a plain copy before sm_80).
+__device__ __forceinline__ void StageAsync16(uint4* dst, const char* src) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned to = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(to), "l"(src)
+               : "memory");
+#else
+  *dst = *reinterpret_cast<const uint4*>(src);
+#endif
+}
+
+// Waits until every StageAsync16 of this thread has landed (they are then
+// visible to this thread, which is the only one that reads them).
+__device__ __forceinline__ void WaitForStaged() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_all;" ::: "memory");
+#endif
+}
+
+// The dynamic shared memory this block was launched with.
+__device__ __forceinline__ uint32_t DynamicSharedBytes() {
+  uint32_t bytes;
+  asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(bytes));
+  return bytes;
 }
 
 // Two float32 values rounded to nearest even into one word of 16-bit elements
@@ -713,8 +744,32 @@ constexpr int kWideMaxThreads = 512;
 // (benchmarks/results/h200-2026-11-30e). Not for the gated form with an f32
 // weight (ptxas: 48 more bytes of spills).
 constexpr int kEmptySlotsForm = 64;
+// Also of the launch: K = 4 forms with a residual, 16-bit activations, for
+// rows of 256 threads or more (hidden over 4096): each thread's operands of
+// the block's next row (x and the residual) are copied into shared memory by
+// cp.async while the current row is reduced and written, instead of being
+// held in registers (the K = 4 residual forms have no room for that: they
+// spilled and ran slower with the register pipeline) or not loaded until the
+// row is done. The zero-centred fused add on the H200, bf16, us a launch
+// without / with (benchmarks/RESULTS.md, twelfth session): 1024 x 16384 45.2
+// -> 38.6, 4096 x 16384 157.8 -> 141.3, 32768 x 16384 1195 -> 1112, 4096 x
+// 8192 78.3 -> 75.2 (f16 alike; the HF-order fused add 1.03-1.07x in the
+// prototype); at rows of 128 threads (hidden up to 4096) the prototype ran
+// 0.98-0.99x, so not there. Its own kernels, with one buffer of
+// StagedSharedBytes a block.
+constexpr int kStagedForm = 128;
+constexpr int kStagedMinRowThreads = 256;
 constexpr int kLastForm = kResidualForm | kHfForm | kScaleForm | kGatedForm |
-                          kSplitForm | kWideForm | kEmptySlotsForm;
+                          kSplitForm | kWideForm | kEmptySlotsForm |
+                          kStagedForm;
+
+// The dynamic shared memory a block of `block_threads` threads of a staged
+// kernel (kStagedForm) needs: a chunk of x and one of the residual for each
+// of its threads' 4 slots (16-bit activations: 16 bytes a chunk).
+__host__ __device__ constexpr uint32_t StagedSharedBytes(
+    int64_t block_threads) {
+  return static_cast<uint32_t>(block_threads) * 4 * 2 * 16;
+}
 
 // The form of `p`. The rounding order only matters with a residual or a
 // multiplied weight, so it is left out otherwise (fewer kernels).
@@ -732,7 +787,9 @@ inline int FormOf(const RmsNormParams& p) {
 // Whether a form is one FormOf gives for weights of dtype W (the scale is
 // f32 and never gated; valid parameters have nothing else), with K chunks per
 // thread (only K = 1 splits rows or has a wide form, and only gated forms are
-// wide; kEmptySlotsForm only at K = 4, for the forms with the fast path).
+// wide; kEmptySlotsForm only at K = 4, for the forms with the fast path;
+// kStagedForm only at K = 4 with a residual, and for 16-bit activations:
+// RegisterKernelOfForm).
 constexpr bool FormIsCompiled(DType w, int k, int form) {
   if ((form & kSplitForm) != 0 && k != 1) return false;
   if ((form & kWideForm) != 0 && (k != 1 || (form & kGatedForm) == 0)) {
@@ -741,6 +798,11 @@ constexpr bool FormIsCompiled(DType w, int k, int form) {
   if ((form & kEmptySlotsForm) != 0 &&
       (k != 4 || (form & (kResidualForm | kSplitForm | kWideForm)) != 0 ||
        ((form & kGatedForm) != 0 && w == DType::kF32))) {
+    return false;
+  }
+  if ((form & kStagedForm) != 0 &&
+      (k != 4 || (form & kResidualForm) == 0 ||
+       (form & (kSplitForm | kWideForm | kEmptySlotsForm)) != 0)) {
     return false;
   }
   const bool scale = (form & kScaleForm) != 0;
@@ -844,8 +906,13 @@ __global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
   // without a residual (128 registers) spilled nothing with the fast path but
   // ran 3-8% slower at 4096 x 2048-8192 (H200,
   // benchmarks/results/h200-2026-11-30e).
+  //  - kStaged (kStagedForm, K = 4 with a residual): the next row through
+  //    shared memory instead (its own kernels; the fast path, which the
+  //    staged copies need, only there).
+  constexpr bool kStaged = (kForm & kStagedForm) != 0;
+  static_assert(!kStaged || (K == 4 && kResidual && kSize<X> == 2));
   constexpr bool kLean = K == 4 && !kResidual;
-  constexpr bool kFastPath = kLean || (K == 1 && kResidual);
+  constexpr bool kFastPath = kLean || kStaged || (K == 1 && kResidual);
   constexpr bool kPipeline = !(K == 4 && kResidual);
   AllowDependentLaunch();
   // The layout (row_layout.h): G threads per row, each owning K chunks
@@ -925,8 +992,11 @@ __global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
       static_cast<int64_t>(gridDim.x >> log2_cluster) * rows_per_block;
   // A block of less than a row, not split (no plan makes one: a split plan
   // launched with the wrong kernel): an error rather than a loop that never
-  // advances.
+  // advances. Likewise a staged kernel launched without its buffer.
   if (rows_per_block == 0) __trap();
+  if (kStaged && DynamicSharedBytes() < StagedSharedBytes(blockDim.x)) {
+    __trap();
+  }
   if (row0 >= p.rows) return;
   if (split) InitClusterExchange(exchange);
 
@@ -999,6 +1069,49 @@ __global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
     }
   };
   auto load = [&](int64_t row0, RowOperands<X, K>& o) { issue(plan(row0), o); };
+  // kStaged: slot i of thread t's x chunk at staged[2 i][t], its residual
+  // chunk at staged[2 i + 1][t] (a warp's accesses contiguous). Rows off the
+  // fast path are not staged: read from device memory when they are due.
+  extern __shared__ uint4 staged[];
+  auto staged_chunk = [&](int i, int operand) -> uint4& {
+    return staged[(2 * i + operand) * blockDim.x + threadIdx.x];
+  };
+  auto stage = [&](const RowPlan& pl) {
+    if (!pl.full) return;
+#pragma unroll
+    for (int i = 0; i < K; ++i) {
+      if (!accessed(std::true_type(), i)) continue;
+      const int64_t j = i * slot_offset * kSize<X>;
+      StageAsync16(&staged_chunk(i, 0), pl.x + j);
+      StageAsync16(&staged_chunk(i, 1), pl.res + j);
+    }
+  };
+  auto read_staged = [&](const RowPlan& pl, RowOperands<X, K>& o) {
+    if (!pl.full) {
+      issue(pl, o);
+      return;
+    }
+    WaitForStaged();
+    o.full = true;
+#pragma unroll
+    for (int i = 0; i < K; ++i) {
+      o.count[i] = kChunk;
+      if (!accessed(std::true_type(), i)) {
+        o.xc[i].Zero();
+        o.rc[i].Zero();
+        continue;
+      }
+      const uint4 x = staged_chunk(i, 0), res = staged_chunk(i, 1);
+      o.xc[i].w[0] = x.x;
+      o.xc[i].w[1] = x.y;
+      o.xc[i].w[2] = x.z;
+      o.xc[i].w[3] = x.w;
+      o.rc[i].w[0] = res.x;
+      o.rc[i].w[1] = res.y;
+      o.rc[i].w[2] = res.z;
+      o.rc[i].w[3] = res.w;
+    }
+  };
 
   // A chunk of `c` stored at `p`: whole (fast path) or the first `count`
   // elements.
@@ -1114,6 +1227,10 @@ __global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
     } else {
       sums_of_squares(std::false_type());
     }
+    // The staged buffer is free once the sums above have used every value
+    // read from it: the next row into it, while this one is reduced and
+    // written.
+    if (kStaged && more) stage(plan(next0));
     double total = RowTotal<K, kLean>(leaves, g, parity, warp_sums);
     if (split) {
       total = ClusterRowTotal(total, cluster, rank, parity, exchange_phases,
@@ -1209,6 +1326,8 @@ __global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
     if (!more) break;
     if (kPipeline) {
       cur = next;
+    } else if (kStaged) {
+      read_staged(plan(next0), cur);
     } else {
       load(next0, cur);
     }
@@ -1334,18 +1453,32 @@ constexpr bool RegisterCachedCombination(DType x, DType w, DType o) {
   return o == x && (w == x || w == DType::kF32);
 }
 
-// The register-cached kernel of form F or a later one, for `form`.
-template <DType X, DType W, int K, int F = 0>
-const void* RegisterKernelOfForm(int form) {
-  if constexpr (F > kLastForm) {
-    return nullptr;
-  } else {
-    if (form != F) return RegisterKernelOfForm<X, W, K, F + 1>(form);
-    if constexpr (FormIsCompiled(W, K, F)) {
-      return reinterpret_cast<const void*>(&RmsNormRegisterKernel<X, W, K, F>);
-    }
-    return nullptr;
+// The register-cached kernel of form F, or null if it is not compiled.
+template <DType X, DType W, int K, int F>
+const void* RegisterKernelIfCompiled() {
+  if constexpr (FormIsCompiled(W, K, F) &&
+                ((F & kStagedForm) == 0 || kSize<X> == 2)) {
+    return reinterpret_cast<const void*>(&RmsNormRegisterKernel<X, W, K, F>);
   }
+  return nullptr;
+}
+
+// The register-cached kernel of `form`, one of Forms (a fold rather than a
+// recursion over the forms, which would pass nvcc's instantiation depth).
+template <DType X, DType W, int K, int... Forms>
+const void* RegisterKernelOfForm(int form,
+                                 std::integer_sequence<int, Forms...>) {
+  const void* function = nullptr;
+  static_cast<void>(
+      ((form == Forms &&
+        (function = RegisterKernelIfCompiled<X, W, K, Forms>(), true)) ||
+       ...));
+  return function;
+}
+template <DType X, DType W, int K>
+const void* RegisterKernelOfForm(int form) {
+  return RegisterKernelOfForm<X, W, K>(
+      form, std::make_integer_sequence<int, kLastForm + 1>());
 }
 
 // The kernel for (X, W, O): the register-cached one of `form` (FormOf) with k
