@@ -8,7 +8,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
@@ -60,58 +63,294 @@ bool NestingWithin(absl::string_view text, int max_depth) {
   return true;
 }
 
-// Reads a non-negative integer that fits in uint64 (JSON floats, negatives and
-// strings fail).
-std::optional<uint64_t> AsUnsigned(const Json& j) {
-  if (!j.is_number_unsigned()) return std::nullopt;
-  return j.get<uint64_t>();
-}
+// The kind of a JSON value the header pass saw (it builds none): a field's
+// value, an array element.
+enum class ValueKind : uint8_t { kAbsent, kUnsigned, kString, kArray, kOther };
 
-// The first key that repeats within one JSON object (a SAX handler).
-class DuplicateKeyFinder {
+// One entry of the header's root object as the pass saw it, before it is
+// validated: the fields the format knows (their values' kinds, the dtype
+// string, the array elements that are integers of uint64, nullopt for any
+// other element) and the smallest unknown field name.
+struct RawEntry {
+  std::string name;
+  bool is_object = false;
+  ValueKind dtype_kind = ValueKind::kAbsent;
+  std::string dtype;
+  ValueKind shape_kind = ValueKind::kAbsent;
+  std::vector<std::optional<uint64_t>> shape;
+  ValueKind offsets_kind = ValueKind::kAbsent;
+  std::vector<std::optional<uint64_t>> offsets;
+  std::optional<std::string> first_unknown_field;
+};
+
+// One pass of nlohmann's SAX parser over the header that keeps what the
+// reader needs, instead of a JSON document (whose map nodes cost a multiple
+// of the parse) and a second pass for duplicate keys. It records whether the
+// header is valid JSON (the parse's result), the first key that repeats within
+// any one object (nlohmann's document would keep the last silently), whether
+// the root is an object, its entries (RawEntry) and __metadata__ (each value
+// a string, or nullopt). Validation happens afterwards, in the order the
+// checks have always run (entries by name), so a header with several faults
+// reports the same one.
+class HeaderPass {
  public:
-  bool null() { return true; }
-  bool boolean(bool) { return true; }
-  bool number_integer(Json::number_integer_t) { return true; }
-  bool number_unsigned(Json::number_unsigned_t) { return true; }
-  bool number_float(Json::number_float_t, const Json::string_t&) {
-    return true;
+  bool null() { return Value(ValueKind::kOther); }
+  bool boolean(bool) { return Value(ValueKind::kOther); }
+  bool number_integer(Json::number_integer_t) {
+    return Value(ValueKind::kOther);
   }
-  bool string(Json::string_t&) { return true; }
-  bool binary(Json::binary_t&) { return true; }
+  bool number_unsigned(Json::number_unsigned_t v) {
+    return Value(ValueKind::kUnsigned, v);
+  }
+  bool number_float(Json::number_float_t, const Json::string_t&) {
+    return Value(ValueKind::kOther);
+  }
+  bool string(Json::string_t& v) { return Value(ValueKind::kString, 0, &v); }
+  bool binary(Json::binary_t&) { return Value(ValueKind::kOther); }
   bool start_object(std::size_t) {
-    open_objects_.emplace_back();
+    Role role = Role::kIgnored;
+    if (depth_ == 0) {
+      role = Role::kRoot;
+      root_is_object_ = true;
+    } else if (Top().role == Role::kRoot) {
+      role = IsMetadata() ? Role::kMetadata : Role::kEntry;
+      if (role == Role::kEntry) entries_.back().is_object = true;
+      if (role == Role::kMetadata) metadata_is_object_ = true;
+    } else {
+      Value(ValueKind::kOther);
+    }
+    Push(role);
     return true;
   }
   bool key(Json::string_t& key) {
-    if (!open_objects_.empty() && !open_objects_.back().insert(key).second &&
-        duplicate_.empty()) {
-      duplicate_ = key;
+    Frame& frame = Top();
+    // Root keys in a hash set; an entry's or another object's few by a scan.
+    if (frame.role == Role::kRoot) {
+      if (!root_keys_.insert(key).second) NoteDuplicate(key);
+      if (key == kMetadataKey) {
+        metadata_seen_ = true;
+      } else {
+        entries_.emplace_back();
+        entries_.back().name = key;
+      }
+    } else {
+      if (std::find(frame.keys.begin(), frame.keys.end(), key) !=
+          frame.keys.end()) {
+        NoteDuplicate(key);
+      }
+      frame.keys.push_back(key);
     }
+    frame.key = key;
     return true;
   }
   bool end_object() {
-    if (!open_objects_.empty()) open_objects_.pop_back();
+    --depth_;
     return true;
   }
-  bool start_array(std::size_t) { return true; }
-  bool end_array() { return true; }
+  bool start_array(std::size_t) {
+    Role role = Role::kIgnored;
+    if (depth_ > 0 && Top().role == Role::kEntry) {
+      if (Top().key == "shape") role = Role::kShape;
+      if (Top().key == "data_offsets") role = Role::kOffsets;
+    }
+    Value(ValueKind::kArray);
+    Push(role);
+    return true;
+  }
+  bool end_array() {
+    --depth_;
+    return true;
+  }
   bool parse_error(std::size_t, const std::string&,
                    const nlohmann::detail::exception&) {
     return false;
   }
 
-  const std::string& duplicate() const { return duplicate_; }
+  static constexpr absl::string_view kMetadataKey = "__metadata__";
+
+  const std::optional<std::string>& duplicate() const { return duplicate_; }
+  bool root_is_object() const { return root_is_object_; }
+  std::vector<RawEntry>& entries() { return entries_; }
+  bool metadata_seen() const { return metadata_seen_; }
+  bool metadata_is_object() const { return metadata_is_object_; }
+  std::vector<std::pair<std::string, std::optional<std::string>>>& metadata() {
+    return metadata_;
+  }
 
  private:
-  std::vector<absl::flat_hash_set<std::string>> open_objects_;
-  std::string duplicate_;
+  enum class Role : uint8_t {
+    kRoot,
+    kEntry,
+    kMetadata,
+    kShape,
+    kOffsets,
+    kIgnored
+  };
+  struct Frame {
+    Role role = Role::kIgnored;
+    std::string key;                // an object's current key
+    std::vector<std::string> keys;  // its keys so far (not the root's)
+  };
+
+  // The open containers, innermost last: frames_[0, depth_), whose storage
+  // (keys' strings) is reused from one entry to the next.
+  Frame& Top() { return frames_[depth_ - 1]; }
+  void Push(Role role) {
+    if (depth_ == frames_.size()) frames_.emplace_back();
+    Frame& frame = frames_[depth_++];
+    frame.role = role;
+    frame.key.clear();
+    frame.keys.clear();
+  }
+  bool IsMetadata() { return Top().key == kMetadataKey; }
+
+  void NoteDuplicate(const std::string& key) {
+    if (!duplicate_) duplicate_ = key;
+  }
+
+  // A value (or the start of a container: kArray, or kOther for an object
+  // that is not an entry) inside the innermost open container.
+  bool Value(ValueKind kind, uint64_t number = 0,
+             const std::string* text = nullptr) {
+    if (depth_ == 0) return true;  // a root that is not an object
+    Frame& frame = Top();
+    switch (frame.role) {
+      case Role::kRoot:
+        // An entry or __metadata__ that is not an object: is_object and
+        // metadata_is_object stay false.
+        break;
+      case Role::kMetadata:
+        metadata_.emplace_back(frame.key,
+                               kind == ValueKind::kString
+                                   ? std::optional<std::string>(*text)
+                                   : std::nullopt);
+        break;
+      case Role::kEntry: {
+        RawEntry& entry = entries_.back();
+        if (frame.key == "dtype") {
+          entry.dtype_kind = kind;
+          if (kind == ValueKind::kString) entry.dtype = *text;
+        } else if (frame.key == "shape") {
+          entry.shape_kind = kind;
+        } else if (frame.key == "data_offsets") {
+          entry.offsets_kind = kind;
+        } else if (!entry.first_unknown_field ||
+                   frame.key < *entry.first_unknown_field) {
+          entry.first_unknown_field = frame.key;
+        }
+        break;
+      }
+      case Role::kShape:
+      case Role::kOffsets: {
+        std::vector<std::optional<uint64_t>>& elements =
+            frame.role == Role::kShape ? entries_.back().shape
+                                       : entries_.back().offsets;
+        elements.push_back(kind == ValueKind::kUnsigned
+                               ? std::optional<uint64_t>(number)
+                               : std::nullopt);
+        break;
+      }
+      case Role::kIgnored:
+        break;
+    }
+    return true;
+  }
+
+  std::vector<Frame> frames_;
+  size_t depth_ = 0;
+  absl::flat_hash_set<std::string> root_keys_;
+  std::optional<std::string> duplicate_;
+  bool root_is_object_ = false;
+  std::vector<RawEntry> entries_;
+  bool metadata_seen_ = false;
+  bool metadata_is_object_ = false;
+  std::vector<std::pair<std::string, std::optional<std::string>>> metadata_;
 };
 
 struct Parsed {
   std::vector<TensorEntry> tensors;
   std::map<std::string, std::string> metadata;
 };
+
+// Validates one entry and, if it is well formed, returns it.
+absl::StatusOr<TensorEntry> ValidateEntry(RawEntry& raw, const uint8_t* data,
+                                          size_t data_len,
+                                          absl::string_view source) {
+  const std::string& name = raw.name;
+  if (name.empty()) return Corrupt(source, "a tensor has an empty name");
+  if (!raw.is_object) {
+    return CorruptTensor(source, name, "entry is not an object");
+  }
+  if (raw.first_unknown_field) {
+    return CorruptTensor(
+        source, name,
+        absl::StrCat("unknown field '", *raw.first_unknown_field, "'"));
+  }
+  TensorEntry entry;
+  entry.name = std::move(raw.name);
+  if (raw.dtype_kind != ValueKind::kString) {
+    return CorruptTensor(source, entry.name, "missing or non-string dtype");
+  }
+  entry.dtype_name = std::move(raw.dtype);
+  const std::optional<size_t> element_size = ElementSize(entry.dtype_name);
+  if (!element_size) {
+    return CorruptTensor(
+        source, entry.name,
+        absl::StrCat("unknown dtype '", entry.dtype_name, "'"));
+  }
+  entry.dtype = ToDType(entry.dtype_name);
+
+  if (raw.shape_kind != ValueKind::kArray) {
+    return CorruptTensor(source, entry.name, "missing or non-array shape");
+  }
+  uint64_t numel = 1;
+  entry.shape.reserve(raw.shape.size());
+  for (const std::optional<uint64_t>& dim : raw.shape) {
+    if (!dim || *dim > static_cast<uint64_t>(INT64_MAX)) {
+      return CorruptTensor(
+          source, entry.name,
+          "shape has a dimension that is not a non-negative int64");
+    }
+    if (*dim != 0 && numel > UINT64_MAX / *dim) {
+      return CorruptTensor(source, entry.name, "element count overflows");
+    }
+    numel *= *dim;
+    entry.shape.push_back(static_cast<int64_t>(*dim));
+  }
+  if (numel > UINT64_MAX / *element_size) {
+    return CorruptTensor(source, entry.name, "byte count overflows");
+  }
+  const uint64_t want_bytes = numel * *element_size;
+
+  if (raw.offsets_kind != ValueKind::kArray || raw.offsets.size() != 2) {
+    return CorruptTensor(source, entry.name,
+                         "data_offsets must be an array [begin, end]");
+  }
+  const std::optional<uint64_t> begin = raw.offsets[0];
+  const std::optional<uint64_t> end = raw.offsets[1];
+  if (!begin || !end) {
+    return CorruptTensor(source, entry.name,
+                         "data_offsets are not non-negative integers");
+  }
+  if (*begin > *end || *end > data_len) {
+    return CorruptTensor(
+        source, entry.name,
+        absl::StrFormat(
+            "data_offsets [%d, %d] outside the %d-byte data section", *begin,
+            *end, data_len));
+  }
+  if (*end - *begin != want_bytes) {
+    return CorruptTensor(
+        source, entry.name,
+        absl::StrFormat(
+            "data_offsets [%d, %d] hold %d bytes, but %s%s needs %d", *begin,
+            *end, *end - *begin, entry.dtype_name, ShapeToString(entry.shape),
+            want_bytes));
+  }
+  entry.data = data + *begin;
+  entry.bytes = static_cast<size_t>(want_bytes);
+  return entry;
+}
 
 absl::StatusOr<Parsed> ParseHeader(absl::string_view header,
                                    const uint8_t* data, size_t data_len,
@@ -120,116 +359,58 @@ absl::StatusOr<Parsed> ParseHeader(absl::string_view header,
     return Corrupt(
         source, absl::StrCat("header JSON is nested deeper than ", kMaxDepth));
   }
-  // nlohmann keeps the last of duplicate keys silently, so a first pass of its
-  // SAX parser looks at every key (a parse callback would do it in the same
-  // pass, but nlohmann's callback parser walks the enclosing object at the
-  // end of every nested one: quadratic in the number of tensors).
-  DuplicateKeyFinder keys;
-  if (!Json::sax_parse(header.begin(), header.end(), &keys)) {
+  HeaderPass pass;
+  if (!Json::sax_parse(header.begin(), header.end(), &pass)) {
     return Corrupt(source, "header is not valid JSON");
   }
-  if (!keys.duplicate().empty()) {
+  if (pass.duplicate()) {
     return Corrupt(source, absl::StrCat("header has duplicate key '",
-                                        keys.duplicate(), "'"));
+                                        *pass.duplicate(), "'"));
   }
-  Json root = Json::parse(header.begin(), header.end(), /*cb=*/nullptr,
-                          /*allow_exceptions=*/false);
-  if (root.is_discarded()) return Corrupt(source, "header is not valid JSON");
-  if (!root.is_object()) return Corrupt(source, "header JSON is not an object");
+  if (!pass.root_is_object()) {
+    return Corrupt(source, "header JSON is not an object");
+  }
 
+  // Names in the order of their bytes, as a JSON document's map keeps them:
+  // the first faulty entry in that order is the one reported. __metadata__
+  // takes its place in that order too.
+  std::vector<RawEntry>& entries = pass.entries();
+  std::sort(
+      entries.begin(), entries.end(),
+      [](const RawEntry& a, const RawEntry& b) { return a.name < b.name; });
   Parsed out;
-  for (auto it = root.begin(); it != root.end(); ++it) {
-    const std::string& name = it.key();
-    const Json& value = it.value();
-    if (name == "__metadata__") {
-      if (!value.is_object())
-        return Corrupt(source, "__metadata__ is not an object");
-      for (auto m = value.begin(); m != value.end(); ++m) {
-        if (!m.value().is_string()) {
-          return Corrupt(source, absl::StrCat("__metadata__ value '", m.key(),
-                                              "' is not a string"));
-        }
-        out.metadata[m.key()] = m.value().get<std::string>();
+  out.tensors.reserve(entries.size());
+  bool metadata_done = !pass.metadata_seen();
+  auto take_metadata = [&]() -> absl::Status {
+    metadata_done = true;
+    if (!pass.metadata_is_object()) {
+      return Corrupt(source, "__metadata__ is not an object");
+    }
+    auto& metadata = pass.metadata();
+    std::sort(metadata.begin(), metadata.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (auto& [key, value] : metadata) {
+      if (!value) {
+        return Corrupt(source, absl::StrCat("__metadata__ value '", key,
+                                            "' is not a string"));
       }
-      continue;
+      out.metadata[key] = std::move(*value);
     }
-    if (name.empty()) return Corrupt(source, "a tensor has an empty name");
-    if (!value.is_object())
-      return CorruptTensor(source, name, "entry is not an object");
-    for (auto f = value.begin(); f != value.end(); ++f) {
-      if (f.key() != "dtype" && f.key() != "shape" &&
-          f.key() != "data_offsets") {
-        return CorruptTensor(source, name,
-                             absl::StrCat("unknown field '", f.key(), "'"));
-      }
+    return absl::OkStatus();
+  };
+  for (RawEntry& raw : entries) {
+    if (!metadata_done && !(raw.name < HeaderPass::kMetadataKey)) {
+      absl::Status status = take_metadata();
+      if (!status.ok()) return status;
     }
-    TensorEntry entry;
-    entry.name = name;
-    auto dtype = value.find("dtype");
-    if (dtype == value.end() || !dtype->is_string()) {
-      return CorruptTensor(source, name, "missing or non-string dtype");
-    }
-    entry.dtype_name = dtype->get<std::string>();
-    const std::optional<size_t> element_size = ElementSize(entry.dtype_name);
-    if (!element_size) {
-      return CorruptTensor(
-          source, name, absl::StrCat("unknown dtype '", entry.dtype_name, "'"));
-    }
-    entry.dtype = ToDType(entry.dtype_name);
-
-    auto shape = value.find("shape");
-    if (shape == value.end() || !shape->is_array()) {
-      return CorruptTensor(source, name, "missing or non-array shape");
-    }
-    uint64_t numel = 1;
-    for (const Json& d : *shape) {
-      const std::optional<uint64_t> dim = AsUnsigned(d);
-      if (!dim || *dim > static_cast<uint64_t>(INT64_MAX)) {
-        return CorruptTensor(
-            source, name,
-            "shape has a dimension that is not a non-negative int64");
-      }
-      if (*dim != 0 && numel > UINT64_MAX / *dim) {
-        return CorruptTensor(source, name, "element count overflows");
-      }
-      numel *= *dim;
-      entry.shape.push_back(static_cast<int64_t>(*dim));
-    }
-    if (numel > UINT64_MAX / *element_size) {
-      return CorruptTensor(source, name, "byte count overflows");
-    }
-    const uint64_t want_bytes = numel * *element_size;
-
-    auto offsets = value.find("data_offsets");
-    if (offsets == value.end() || !offsets->is_array() ||
-        offsets->size() != 2) {
-      return CorruptTensor(source, name,
-                           "data_offsets must be an array [begin, end]");
-    }
-    const std::optional<uint64_t> begin = AsUnsigned((*offsets)[0]);
-    const std::optional<uint64_t> end = AsUnsigned((*offsets)[1]);
-    if (!begin || !end) {
-      return CorruptTensor(source, name,
-                           "data_offsets are not non-negative integers");
-    }
-    if (*begin > *end || *end > data_len) {
-      return CorruptTensor(
-          source, name,
-          absl::StrFormat(
-              "data_offsets [%d, %d] outside the %d-byte data section", *begin,
-              *end, data_len));
-    }
-    if (*end - *begin != want_bytes) {
-      return CorruptTensor(
-          source, name,
-          absl::StrFormat(
-              "data_offsets [%d, %d] hold %d bytes, but %s%s needs %d", *begin,
-              *end, *end - *begin, entry.dtype_name, ShapeToString(entry.shape),
-              want_bytes));
-    }
-    entry.data = data + *begin;
-    entry.bytes = static_cast<size_t>(want_bytes);
-    out.tensors.push_back(std::move(entry));
+    absl::StatusOr<TensorEntry> entry =
+        ValidateEntry(raw, data, data_len, source);
+    if (!entry.ok()) return entry.status();
+    out.tensors.push_back(*std::move(entry));
+  }
+  if (!metadata_done) {
+    absl::Status status = take_metadata();
+    if (!status.ok()) return status;
   }
 
   // The tensors must tile the data section exactly: no overlaps, no gaps.

@@ -166,6 +166,28 @@ TEST(SafetensorsTest, RejectsEveryMalformedHeaderWithANamedError) {
       {R"({"__metadata__":[]})", "", "__metadata__ is not an object"},
       {R"({"":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", data8,
        "empty name"},
+      // An empty key repeated is a duplicate too (once accepted silently in
+      // __metadata__, the last value kept).
+      {R"({"__metadata__":{"":"x","":"y"}})", "", "duplicate key ''"},
+      {"{\"\":" + ok_entry + ",\"\":" + ok_entry + "}", data8,
+       "duplicate key ''"},
+      // Of several faults, the one of the first entry in byte order of the
+      // names, __metadata__ among them ('Z' < '_' < 'a'), and within an entry
+      // the checks' order: unknown field, dtype, shape, data_offsets.
+      {R"({"b":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}})",
+       data8, "tensor 'a': shape has a dimension"},
+      {R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"__metadata__":{"k":1},"Z":5})",
+       data8, "tensor 'Z': entry is not an object"},
+      {R"({"z":5,"__metadata__":{"k":1,"j":2}})", "",
+       "__metadata__ value 'j' is not a string"},
+      {R"({"a":{"zz":1,"dtype":"Q4","yy":2,"shape":[2],"data_offsets":[0,8]}})",
+       data8, "unknown field 'yy'"},
+      {R"({"a":{"data_offsets":[0],"shape":2,"dtype":"Q4"}})", data8,
+       "unknown dtype 'Q4'"},
+      {R"({"a":{"data_offsets":[0],"shape":[[2]],"dtype":"F32"}})", data8,
+       "not a non-negative int64"},
+      {R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,{"x":8}]}})", data8,
+       "not non-negative integers"},
   };
   for (const Bad& bad : cases) {
     absl::Status s = ParseError(bad.header, bad.data);
