@@ -347,9 +347,11 @@ uint32_t SpreadSharedBytes(const void* function, int block_threads) {
 }
 
 // The staged form's kernel (rms_norm_kernels.h, kStagedForm) of a launch
-// that takes it, with its dynamic shared memory in `shared_bytes`; null for
-// the others: K = 4 with a residual, 16-bit activations, rows of at least
-// kStagedMinRowThreads threads, staging not turned off
+// that may take it, with its dynamic shared memory in `shared_bytes`; null
+// for the others: K = 4 with a residual and no gate, 16-bit activations,
+// rows of at least kStagedMinRowThreads threads whose slots all hold a chunk
+// (C = P: on rows of C < P chunks no thread takes the fast path the staged
+// copies need), staging not turned off
 // (SetStagedResidualRows), and a device that gives a block that much
 // shared memory. cudaFuncAttributeMaxDynamicSharedMemorySize is a property
 // of the function, which launches of rows of 256 and of 512 threads share:
@@ -360,9 +362,10 @@ const void* StagedFunction(const RmsNormParams& p,
                            const cuda_layout::RowLayout& l,
                            uint32_t* shared_bytes) {
   if (!StagedEnabled().load() || !l.register_cached ||
-      l.chunks_per_thread != 4 || p.residual == nullptr ||
+      l.chunks_per_thread != 4 || p.residual == nullptr || p.gate != nullptr ||
       DTypeSize(p.x_dtype) != 2 ||
-      l.threads_per_row < cuda_kernels::kStagedMinRowThreads) {
+      l.threads_per_row < cuda_kernels::kStagedMinRowThreads ||
+      cuda_layout::RowChunks(p.cols) != l.padded_chunks) {
     return nullptr;
   }
   const void* function = SelectRmsNormForm(
@@ -433,6 +436,7 @@ void PlanRmsNormCuda(const void* raw, CudaLaunch* launch) {
   if (wide) launch->function = SelectRmsNorm(p, k, cluster > 1, wide);
   // Dynamic shared memory: a spread (K = 1) or staged (K = 4) launch's.
   uint32_t shared_bytes = spread_bytes;
+  const void* unstaged = launch->function;
   if (const void* staged = StagedFunction(p, layout, &shared_bytes)) {
     launch->function = staged;
   }
@@ -444,6 +448,14 @@ void PlanRmsNormCuda(const void* raw, CudaLaunch* launch) {
     const int64_t resident = ResidentBlocks(
         launch->function, static_cast<int>(layout.block_threads), shared_bytes);
     if (resident > 0 && blocks > resident) blocks = resident;
+  }
+  // A staged kernel stages only the row groups after a block's first: not
+  // for launches whose blocks have one each.
+  const int64_t row_groups =
+      (p.rows + layout.rows_per_block - 1) / layout.rows_per_block;
+  if (launch->function != unstaged && blocks >= row_groups) {
+    launch->function = unstaged;
+    shared_bytes = spread_bytes;
   }
   launch->block[0] = static_cast<uint32_t>(cta_threads);
   if (cluster > 1) launch->cluster = static_cast<uint32_t>(cluster);

@@ -63,13 +63,14 @@ void SetWideGatedKernels(bool enabled);
 // nodes needs the same setting as at capture.
 void SetSpreadDecodeLaunches(bool enabled);
 
-// Whether later plans may give a prefill launch with a residual, 16-bit
-// activations and rows of 256 threads or more (K = 4, hidden over 4096) the
-// staged kernel, which copies each row ahead into shared memory instead of
-// registers (rms_norm_kernels.h, kStagedForm: fused add at hidden 8192-16384
-// 1.03-1.10x faster on the H200). On by default; the environment variable
-// NORMGRAPH_CUDA_STAGED=0 turns the default off. Process-wide; a graph keeps
-// what it was captured with.
+// Whether later plans may give a prefill launch with a residual (no gate),
+// 16-bit activations and K = 4 rows of 1024 or 2048 chunks (hidden 8185-8192
+// and 16377-16384), whose blocks walk several rows, the staged kernel, which
+// copies each block's next row into shared memory instead of registers
+// (rms_norm_kernels.h, kStagedForm: the fused add 1.04-1.18x faster there on
+// the H200). On by default; the environment variable NORMGRAPH_CUDA_STAGED=0
+// turns the default off. Process-wide; a graph keeps what it was captured
+// with, and rebinding its nodes needs the same setting as at capture.
 void SetStagedResidualRows(bool enabled);
 
 // "K=4 G=128 rows/block=2 block=256 grid=512 cluster=1 pdl": the launch the

@@ -24,6 +24,7 @@
 #include "core/tensor_util.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/rms_norm.h"
+#include "kernels/cuda/row_layout.h"
 #include "kernels/kernels.h"
 #include "kernels/rms_norm_params.h"
 
@@ -553,17 +554,24 @@ TEST_F(CudaKernelsTest, RowsWithEmptySlotsPlanTheirOwnKernels) {
   EXPECT_FALSE(empty_slots(describe(4096, 1532, bf16, bf16, false, false)));
 }
 
-// Prefill launches with a residual whose rows take 256 threads or more (K = 4,
-// hidden over 4096) and 16-bit activations run the staged kernels
-// (kStagedForm: the next row through shared memory): bit-identical to the
-// CPU reference in every form with a residual, for rows the staged copies
-// take (whole, aligned) and rows they do not (a partial last chunk, slots
-// past the row's end, unaligned operands or row strides), with the planned
-// blocks and with blocks of several rows (a forced layout), in either order
-// of block sizes, and only there.
+// Prefill launches with a residual (no gate), 16-bit activations and K = 4
+// rows of 1024 or 2048 chunks, whose blocks walk several rows, run the staged
+// kernels (kStagedForm: the next row through shared memory): bit-identical
+// to the CPU reference in every such form, for rows the staged copies take
+// (whole chunks, aligned) and rows they do not (a partial last chunk, an
+// unaligned x or residual row stride: the kernel's fallback), with the
+// planned blocks (capped, so that each walks several rows) and with blocks of
+// two rows (a forced layout), in either order of block sizes; and the
+// launches next to them (hidden 4096, 4104 and 12288, f32) bit-identical and
+// not staged.
 TEST_F(CudaKernelsTest, StagedResidualRowsEqualCpuReference) {
   std::mt19937_64 rng(47);
-  int cases = 0;
+  int cases = 0, staged_aligned = 0;
+  // The layout overrides below are process-wide: undone however this ends.
+  struct ClearOverride {
+    ~ClearOverride() { SetRmsNormLayoutOverride(0, 0); }
+  } clear_override;
+  SetRmsNormLayoutOverride(0, 0, /*max_blocks=*/8);
   for (DType x : {DType::kBF16, DType::kF16, DType::kF32}) {
     for (int bits = 0; bits < 4; ++bits) {
       const bool hf = (bits & 1) != 0, scale = (bits & 2) != 0;
@@ -582,28 +590,31 @@ TEST_F(CudaKernelsTest, StagedResidualRowsEqualCpuReference) {
           c.gated = false;
           c.residual = true;
           c.cols = cols;
-          // Enough rows that every persistent block walks several.
-          c.rows = (int64_t{1} << 22) / cols + 3;
+          // Enough rows for the throughput layout (K = 4: row_layout.h,
+          // PlanLayout), which the 8 blocks walk.
+          c.rows =
+              cuda_layout::kThroughputChunks / cuda_layout::PaddedChunks(cols) +
+              3;
           c.x_stride = c.out_stride = c.gate_stride = cols;
           c.residual_stride = where == 2 ? cols + 1 : cols;
           c.x_off = where == 1 ? 2 : 0;
           c.w_off = c.out_off = c.gate_off = c.residual_off = 0;
-          if (c.family == 3 || c.family == 4) c.family = 0;  // keep it quick
           const int before = staged_launches_;
           RunCase(c, rng);
           if (HasFatalFailure()) return;
-          // K = 4 from 8192 (4104 is a row of C < P chunks: K = 2 with a
-          // residual, row_layout.h).
-          EXPECT_EQ(staged_launches_ - before,
-                    x != DType::kF32 && cols >= 8192 ? 1 : 0)
-              << c.ToString();
+          // K = 4 with rows of 1024 or 2048 chunks (4104 and 12288 are rows
+          // of C < P chunks, 4096 one of 128 threads).
+          const bool staged = x != DType::kF32 &&
+                              (cols == 8192 || cols == 16383 || cols == 16384);
+          EXPECT_EQ(staged_launches_ - before, staged ? 1 : 0) << c.ToString();
+          if (staged && where == 0 && cols != 16383) ++staged_aligned;
           ++cases;
         }
       }
     }
   }
-  // Blocks of several rows: 1024 threads, four rows of 8192 (G = 256).
-  SetRmsNormLayoutOverride(4, 1024);
+  // Blocks of two rows: 512 threads (the most K = 4 takes), rows of 8192.
+  SetRmsNormLayoutOverride(4, 512);
   for (bool hf : {false, true}) {
     Case c = RandomCase(rng);
     c.x = c.out = c.w = DType::kBF16;
@@ -618,29 +629,29 @@ TEST_F(CudaKernelsTest, StagedResidualRowsEqualCpuReference) {
     const int before = staged_launches_;
     RunCase(c, rng);
     EXPECT_EQ(staged_launches_ - before, 1);
-    if (HasFatalFailure()) break;
+    if (HasFatalFailure()) return;
     ++cases;
   }
-  SetRmsNormLayoutOverride(0, 0);
   std::printf(
       "%d cases with a residual bit-identical to the CPU reference (%d by "
-      "the staged kernels)\n",
-      cases, staged_launches_);
+      "the staged kernels, %d of them on rows they stage whole)\n",
+      cases, staged_launches_, staged_aligned + 2);
 }
 
 // The staged kernels are planned with their shared memory (128 bytes a
-// thread) for launches with a residual, K = 4, rows of 256 threads or more
-// and 16-bit activations, and for no other.
+// thread) for launches with a residual and no gate, K = 4 rows of 1024 or
+// 2048 chunks, 16-bit activations and more row groups than blocks, and for
+// no other.
 TEST_F(CudaKernelsTest, ResidualRowsOfManyThreadsPlanTheStagedKernels) {
-  auto plan = [](int64_t rows, int64_t cols, DType x, DType w, bool residual) {
-    const RmsNormParams p =
-        PlanningParams(rows, cols, /*gated=*/false, x, w, residual);
+  auto plan = [](int64_t rows, int64_t cols, DType x, DType w, bool residual,
+                 bool gated = false) {
+    const RmsNormParams p = PlanningParams(rows, cols, gated, x, w, residual);
     CudaLaunch launch;
     PlanRmsNormCuda(&p, &launch);
     const std::string described = DescribeRmsNormLaunch(p);
     const bool staged = Says(described, " staged");
-    EXPECT_FALSE(Says(described, " spread")) << described;
     if (staged) {
+      EXPECT_FALSE(Says(described, " spread")) << described;
       EXPECT_EQ(launch.shared_bytes, 128 * launch.block[0]) << described;
       int per_sm = 0;
       EXPECT_EQ(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
@@ -648,23 +659,29 @@ TEST_F(CudaKernelsTest, ResidualRowsOfManyThreadsPlanTheStagedKernels) {
                     launch.shared_bytes),
                 cudaSuccess);
       EXPECT_GE(per_sm, 1) << described;
+      EXPECT_LT(static_cast<int64_t>(launch.grid[0]), rows) << described;
     } else {
-      EXPECT_EQ(launch.shared_bytes, 0u) << described;
+      // None, or a spread decode launch's (K = 1: 64 rows of 8192).
+      EXPECT_EQ(launch.shared_bytes > 0, Says(described, " spread"))
+          << described;
     }
     return staged;
   };
   const DType bf16 = DType::kBF16, f16 = DType::kF16, f32 = DType::kF32;
-  for (int64_t cols : {8192, 12288, 16384}) {
+  for (int64_t cols : {8192, 8185, 16377, 16384}) {
     SCOPED_TRACE(cols);
     EXPECT_TRUE(plan(4096, cols, bf16, bf16, true));
-    EXPECT_TRUE(plan(4096, cols, f16, f32, true));
-    // One row: K = 1 up to 1024 padded chunks.
-    EXPECT_EQ(plan(1, cols, bf16, bf16, true), cols > 8192);
+    EXPECT_TRUE(plan(1024, cols, f16, f32, true));
+    // As many blocks as row groups (the GPU holds them all): none to stage.
+    EXPECT_FALSE(plan(1, cols, bf16, bf16, true));
+    EXPECT_FALSE(plan(64, cols, bf16, bf16, true));
     EXPECT_FALSE(plan(4096, cols, bf16, bf16, false));
     EXPECT_FALSE(plan(4096, cols, f32, f32, true));
+    EXPECT_FALSE(plan(4096, cols, bf16, bf16, true, /*gated=*/true));
   }
-  // K = 4 in rows of 128 threads or fewer, or K = 2 (rows of C < P chunks).
-  for (int64_t cols : {1536, 2048, 4096, 4097, 5120}) {
+  // K = 4 in rows of 128 threads or fewer, K = 2 (rows of C < P chunks with
+  // a residual), or K = 4 rows of C < P chunks.
+  for (int64_t cols : {1536, 2048, 4096, 4097, 5120, 8184, 12288, 16376}) {
     SCOPED_TRACE(cols);
     EXPECT_FALSE(plan(4096, cols, bf16, bf16, true));
   }

@@ -744,8 +744,10 @@ constexpr int kWideMaxThreads = 512;
 // (benchmarks/results/h200-2026-11-30e). Not for the gated form with an f32
 // weight (ptxas: 48 more bytes of spills).
 constexpr int kEmptySlotsForm = 64;
-// Also of the launch: K = 4 forms with a residual, 16-bit activations, for
-// rows of 256 threads or more (hidden over 4096): each thread's operands of
+// Also of the launch: K = 4 forms with a residual (not gated), 16-bit
+// activations, for rows of 256 threads or more whose slots all hold a chunk
+// (rows of 1024 or 2048 chunks: kernels.cu, StagedFunction), in launches
+// whose blocks walk several row groups: each thread's operands of
 // the block's next row (x and the residual) are copied into shared memory by
 // cp.async while the current row is reduced and written, instead of being
 // held in registers (the K = 4 residual forms have no room for that: they
@@ -788,8 +790,8 @@ inline int FormOf(const RmsNormParams& p) {
 // f32 and never gated; valid parameters have nothing else), with K chunks per
 // thread (only K = 1 splits rows or has a wide form, and only gated forms are
 // wide; kEmptySlotsForm only at K = 4, for the forms with the fast path;
-// kStagedForm only at K = 4 with a residual, and for 16-bit activations:
-// RegisterKernelOfForm).
+// kStagedForm only at K = 4 with a residual and no gate, and for 16-bit
+// activations: RegisterKernelOfForm).
 constexpr bool FormIsCompiled(DType w, int k, int form) {
   if ((form & kSplitForm) != 0 && k != 1) return false;
   if ((form & kWideForm) != 0 && (k != 1 || (form & kGatedForm) == 0)) {
@@ -802,7 +804,7 @@ constexpr bool FormIsCompiled(DType w, int k, int form) {
   }
   if ((form & kStagedForm) != 0 &&
       (k != 4 || (form & kResidualForm) == 0 ||
-       (form & (kSplitForm | kWideForm | kEmptySlotsForm)) != 0)) {
+       (form & (kGatedForm | kSplitForm | kWideForm | kEmptySlotsForm)) != 0)) {
     return false;
   }
   const bool scale = (form & kScaleForm) != 0;

@@ -124,21 +124,15 @@ class HeaderPass {
   }
   bool key(Json::string_t& key) {
     Frame& frame = Top();
-    // Root keys in a hash set; an entry's or another object's few by a scan.
+    // A hash set per object, however many keys a hostile header gives it.
+    if (!frame.keys.insert(key).second) NoteDuplicate(key);
     if (frame.role == Role::kRoot) {
-      if (!root_keys_.insert(key).second) NoteDuplicate(key);
       if (key == kMetadataKey) {
         metadata_seen_ = true;
       } else {
         entries_.emplace_back();
         entries_.back().name = key;
       }
-    } else {
-      if (std::find(frame.keys.begin(), frame.keys.end(), key) !=
-          frame.keys.end()) {
-        NoteDuplicate(key);
-      }
-      frame.keys.push_back(key);
     }
     frame.key = key;
     return true;
@@ -188,8 +182,8 @@ class HeaderPass {
   };
   struct Frame {
     Role role = Role::kIgnored;
-    std::string key;                // an object's current key
-    std::vector<std::string> keys;  // its keys so far (not the root's)
+    std::string key;                        // an object's current key
+    absl::flat_hash_set<std::string> keys;  // its keys so far
   };
 
   // The open containers, innermost last: frames_[0, depth_), whose storage
@@ -258,7 +252,6 @@ class HeaderPass {
 
   std::vector<Frame> frames_;
   size_t depth_ = 0;
-  absl::flat_hash_set<std::string> root_keys_;
   std::optional<std::string> duplicate_;
   bool root_is_object_ = false;
   std::vector<RawEntry> entries_;

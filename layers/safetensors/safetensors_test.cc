@@ -197,6 +197,22 @@ TEST(SafetensorsTest, RejectsEveryMalformedHeaderWithANamedError) {
   }
 }
 
+// A duplicate among many keys of a nested object is found, in time linear in
+// the keys (a hostile header may give any object hundreds of thousands; a
+// scan of the earlier keys per key would take minutes here).
+TEST(SafetensorsTest, FindsADuplicateAmongManyNestedKeys) {
+  std::string header = R"({"__metadata__":{)";
+  constexpr int kKeys = 200000;
+  for (int i = 0; i < kKeys; ++i) {
+    absl::StrAppend(&header, "\"k", i, "\":\"\",");
+  }
+  absl::StrAppend(&header, "\"k", kKeys / 2, "\":\"\"}}");
+  absl::Status s = ParseError(header, "");
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(s.message(),
+              HasSubstr(absl::StrCat("duplicate key 'k", kKeys / 2, "'")));
+}
+
 TEST(SafetensorsTest, AcceptsPaddedHeaderAndNonFloatDtypes) {
   absl::StatusOr<SafetensorsFile> file = SafetensorsFile::FromBytes(
       Build(R"({"ids":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}     )",
