@@ -1103,15 +1103,10 @@ __global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
         o.rc[i].Zero();
         continue;
       }
-      const uint4 x = staged_chunk(i, 0), res = staged_chunk(i, 1);
-      o.xc[i].w[0] = x.x;
-      o.xc[i].w[1] = x.y;
-      o.xc[i].w[2] = x.z;
-      o.xc[i].w[3] = x.w;
-      o.rc[i].w[0] = res.x;
-      o.rc[i].w[1] = res.y;
-      o.rc[i].w[2] = res.z;
-      o.rc[i].w[3] = res.w;
+      LoadFullChunk<X>(reinterpret_cast<const char*>(&staged_chunk(i, 0)),
+                       o.xc[i]);
+      LoadFullChunk<X>(reinterpret_cast<const char*>(&staged_chunk(i, 1)),
+                       o.rc[i]);
     }
   };
 
