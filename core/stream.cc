@@ -33,10 +33,21 @@ absl::Status ExecutableGraph::RebindArg(size_t node, size_t arg,
                         node, record.kernel->name, arg, fresh.ToString(),
                         recorded.identity.ToString()));
   }
+  // Patch the record, write it to the backend, and put the record back if the
+  // backend refused: the record then still says what the launcher last wrote
+  // successfully (the backend's copy may be half written; callers stop
+  // replaying this graph on any error).
   void* address = tensor.data();
+  void* before;
+  std::memcpy(&before, record.params.data() + recorded.offset, sizeof before);
   std::memcpy(record.params.data() + recorded.offset, &address, sizeof address);
-  recorded.identity = std::move(fresh);
-  return WriteNodeParams(node);
+  std::swap(recorded.identity, fresh);
+  absl::Status written = WriteNodeParams(node);
+  if (!written.ok()) {
+    std::memcpy(record.params.data() + recorded.offset, &before, sizeof before);
+    std::swap(recorded.identity, fresh);
+  }
+  return written;
 }
 
 absl::Status Stream::Validate(const KernelDef& kernel, const void* params,
@@ -134,10 +145,10 @@ absl::Status Stream::LaunchRaw(const KernelDef& kernel, const void* params,
   const auto* bytes = static_cast<const uint8_t*>(params);
   record.params.assign(bytes, bytes + params_size);
   for (const ArgBinding& arg : args) {
-    record.args.push_back(
-        RecordedArg{static_cast<uint16_t>(static_cast<const char*>(arg.field) -
-                                          static_cast<const char*>(params)),
-                    arg.access, arg.tensor->Identity(), arg.tensor});
+    record.args.push_back(RecordedArg{
+        static_cast<uint16_t>(static_cast<const char*>(arg.field) -
+                              static_cast<const char*>(params)),
+        arg.access, arg.tensor->Identity(), arg.tensor, arg.tensor->storage()});
   }
   captured_.push_back(std::move(record));
   return absl::OkStatus();

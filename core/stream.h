@@ -51,6 +51,9 @@ struct RecordedArg {
   // (tied weights, views of one packed buffer). Only ever compared, never
   // dereferenced.
   const void* handle = nullptr;
+  // The bound storage, not kept alive: lets a replay bump the write version of
+  // a storage no owner claims (GraphOptions::allow_unowned).
+  std::weak_ptr<Storage> storage;
 };
 
 // One launch as recorded during capture.
@@ -72,9 +75,11 @@ class ExecutableGraph {
   const std::vector<LaunchRecord>& nodes() const { return nodes_; }
 
   // Points argument `arg` of node `node` at `tensor`, which must have the same
-  // layout (dtype, shape, strides, bytes) as the tensor recorded there. Updates
-  // the launcher's record and the backend's copy of the node's parameters;
-  // never touches anything else.
+  // device and layout (dtype, shape, strides, bytes) as the tensor recorded
+  // there. Updates the launcher's record and the backend's copy of the node's
+  // parameters; never touches anything else. On an error the record is as it
+  // was, but the backend's copy may be half written: a graph whose rebind
+  // failed must not be launched again (CapturedGraph recaptures it).
   absl::Status RebindArg(size_t node, size_t arg, const Tensor& tensor);
 
   // The independent inventory: for every node (or the nodes listed), the value

@@ -40,9 +40,10 @@ Shape ContiguousStrides(absl::Span<const int64_t> shape) {
 }
 
 std::string TensorIdentity::ToString() const {
-  return absl::StrFormat("storage #%d @%#x %s%s strides %s (%d B)", storage_id,
-                         address, DTypeName(dtype), ShapeToString(shape),
-                         ShapeToString(strides), bytes);
+  return absl::StrFormat(
+      "storage #%d @%#x %s%s strides %s (%d B)%s", storage_id, address,
+      DTypeName(dtype), ShapeToString(shape), ShapeToString(strides), bytes,
+      device.type == DeviceType::kCpu ? "" : " on " + device.ToString());
 }
 
 absl::StatusOr<Tensor> Tensor::FromStorage(std::shared_ptr<Storage> storage,
@@ -104,7 +105,10 @@ size_t Tensor::span_bytes() const {
 
 TensorIdentity Tensor::Identity() const {
   TensorIdentity id;
-  if (storage_ != nullptr) id.storage_id = storage_->id();
+  if (storage_ != nullptr) {
+    id.storage_id = storage_->id();
+    id.device = storage_->device();
+  }
   id.address = reinterpret_cast<uintptr_t>(data());
   id.bytes = span_bytes();
   id.dtype = dtype_;

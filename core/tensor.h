@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "core/device.h"
 #include "core/dtype.h"
 #include "core/storage.h"
 
@@ -36,6 +37,9 @@ absl::StatusOr<int64_t> CheckedNumel(absl::Span<const int64_t> shape,
 // identities are interchangeable for a replay.
 struct TensorIdentity {
   uint64_t storage_id = 0;
+  // Where the storage lives: an address is only meaningful on its device, and a
+  // graph node may only be pointed at memory of the graph's device.
+  Device device;
   uintptr_t address = 0;
   size_t bytes = 0;  // bytes the view spans
   DType dtype = DType::kF32;
@@ -43,18 +47,19 @@ struct TensorIdentity {
   Shape strides;
 
   bool operator==(const TensorIdentity& o) const {
-    return storage_id == o.storage_id && address == o.address &&
-           bytes == o.bytes && dtype == o.dtype && shape == o.shape &&
-           strides == o.strides;
+    return storage_id == o.storage_id && device == o.device &&
+           address == o.address && bytes == o.bytes && dtype == o.dtype &&
+           shape == o.shape && strides == o.strides;
   }
   bool operator!=(const TensorIdentity& o) const { return !(*this == o); }
-  // True if the layout (dtype, shape, strides, bytes) matches: a graph node
-  // could be pointed at `o` instead by changing only its address.
+  // True if the device and layout (dtype, shape, strides, bytes) match: a
+  // graph node could be pointed at `o` instead by changing only its address.
   bool SameLayout(const TensorIdentity& o) const {
-    return dtype == o.dtype && shape == o.shape && strides == o.strides &&
-           bytes == o.bytes;
+    return device == o.device && dtype == o.dtype && shape == o.shape &&
+           strides == o.strides && bytes == o.bytes;
   }
-  // "storage #12 @0x55d0c0a1b000 bf16[4096] strides [1] (8192 B)".
+  // "storage #12 @0x55d0c0a1b000 bf16[4096] strides [1] (8192 B)", with " on
+  // cuda:0" after the bytes for a storage that is not on the CPU.
   std::string ToString() const;
 };
 

@@ -383,6 +383,7 @@ bool SameIdentity(const Tensor& t, const TensorIdentity& id) {
 // derived buffers).
 void AssignIdentity(const Tensor& t, TensorIdentity& id) {
   id.storage_id = t.defined() ? t.storage()->id() : 0;
+  id.device = t.defined() ? t.storage()->device() : Device();
   id.address = reinterpret_cast<uintptr_t>(t.data());
   id.bytes = t.span_bytes();
   id.dtype = t.dtype();

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "core/status_macros.h"
 
 namespace normgraph {
@@ -16,6 +17,12 @@ int64_t NowNs() {
 }
 
 }  // namespace
+
+absl::Status CapturedGraph::Named(const absl::Status& status) const {
+  if (status.ok()) return status;
+  return absl::Status(status.code(),
+                      absl::StrCat("graph '", name_, "': ", status.message()));
+}
 
 CapturedGraph::CapturedGraph(std::string name, Stream& stream,
                              CaptureFunction capture,
@@ -38,7 +45,7 @@ absl::StatusOr<std::unique_ptr<CapturedGraph>> CapturedGraph::Capture(
 
 absl::Status CapturedGraph::DoCapture() {
   const int64_t start = NowNs();
-  NG_RETURN_IF_ERROR(stream_.BeginCapture());
+  NG_RETURN_IF_ERROR(Named(stream_.BeginCapture()));
   absl::Status captured = capture_(stream_);
   absl::StatusOr<std::unique_ptr<ExecutableGraph>> exec = stream_.EndCapture();
   if (!captured.ok()) {
@@ -46,15 +53,11 @@ absl::Status CapturedGraph::DoCapture() {
                         absl::StrCat("graph '", name_, "': capture failed: ",
                                      captured.message()));
   }
-  if (!exec.ok()) return exec.status();
+  if (!exec.ok()) return Named(exec.status());
   absl::StatusOr<IdentitySnapshot> snapshot =
       IdentitySnapshot::Take(**exec, owners_, options_.allow_unowned);
-  if (!snapshot.ok()) {
-    return absl::Status(
-        snapshot.status().code(),
-        absl::StrCat("graph '", name_, "': ", snapshot.status().message()));
-  }
-  NG_RETURN_IF_ERROR(CrossCheckNodePointers(**exec));
+  if (!snapshot.ok()) return Named(snapshot.status());
+  NG_RETURN_IF_ERROR(Named(CrossCheckNodePointers(**exec)));
   exec_ = *std::move(exec);
   snapshot_ = *std::move(snapshot);
   ++stats_.captures;
@@ -70,9 +73,12 @@ std::vector<Violation> CapturedGraph::Check() const {
 
 absl::Status CapturedGraph::Launch() {
   const int64_t start = NowNs();
-  NG_RETURN_IF_ERROR(exec_->Replay());
+  NG_RETURN_IF_ERROR(Named(exec_->Replay()));
   ++stats_.replays;
   stats_.replay_ns += NowNs() - start;
+  // What the graph wrote is newer than any buffer derived from it, whatever
+  // the policy (other graphs' freshness checks depend on it).
+  snapshot_.MarkWritten();
   return absl::OkStatus();
 }
 
@@ -84,6 +90,12 @@ absl::Status CapturedGraph::Recapture() {
 }
 
 absl::Status CapturedGraph::Replay() {
+  if (stream_.is_capturing()) {
+    // Graphs do not nest: a replay now would run (CPU) or be refused at
+    // instantiation (CUDA) instead of becoming part of the capture.
+    return Named(absl::FailedPreconditionError(
+        "replay while its stream is capturing (graphs do not nest)"));
+  }
   if (invalidated_) NG_RETURN_IF_ERROR(Recapture());
   if (options_.policy == ReplayPolicy::kUnchecked) return Launch();
   const int64_t start = NowNs();
@@ -108,9 +120,7 @@ absl::Status CapturedGraph::Replay() {
     }
     NG_RETURN_IF_ERROR(Repair());
   }
-  NG_RETURN_IF_ERROR(Launch());
-  snapshot_.MarkWritten();
-  return absl::OkStatus();
+  return Launch();
 }
 
 absl::Status CapturedGraph::Repair() {
@@ -133,11 +143,14 @@ absl::Status CapturedGraph::Repair() {
   bool recapture = false;
   const int64_t rebind_start = NowNs();
   std::vector<uint32_t> patched;
+  absl::Status rebind_error;
   for (const Violation& v : violations_) {
     if (v.kind == ViolationKind::kStale) continue;
-    if (options_.policy != ReplayPolicy::kRebind ||
+    if (options_.policy != ReplayPolicy::kRebind || !rebind_error.ok() ||
         v.kind != ViolationKind::kMoved || !v.current.SameLayout(v.captured)) {
-      recapture = true;  // freed, structure changed, or a new layout
+      // Freed, structure changed, another device or layout, or an earlier
+      // rebind failed.
+      recapture = true;
       continue;
     }
     const TrackedTensor& tracked = snapshot_.tensors()[v.tracked];
@@ -149,31 +162,65 @@ absl::Status CapturedGraph::Repair() {
       recapture = true;
       continue;
     }
-    const Tensor& now = tracked.slot->tensor();
-    for (const NodeArgUse& use : tracked.uses) {
-      const TensorIdentity& arg =
-          exec_->nodes()[use.node].args[use.arg].identity;
-      NG_ASSIGN_OR_RETURN(
-          Tensor view,
-          Tensor::FromStorage(now.storage(),
-                              now.offset_bytes() + use.offset_in_slot,
-                              arg.shape, arg.strides, arg.dtype));
-      NG_RETURN_IF_ERROR(exec_->RebindArg(use.node, use.arg, view));
-      patched.push_back(use.node);
-      ++stats_.rebound_args;
+    rebind_error = RebindUses(tracked, patched);
+    if (!rebind_error.ok()) {
+      recapture = true;
+      continue;
     }
     snapshot_.Accept(v.tracked);
   }
-  if (!patched.empty()) {
-    NG_RETURN_IF_ERROR(CrossCheckNodePointers(*exec_, patched));
-    ++stats_.rebinds;
-    stats_.rebind_ns += NowNs() - rebind_start;
+  if (!patched.empty() && rebind_error.ok()) {
+    rebind_error = CrossCheckNodePointers(*exec_, patched);
+    if (rebind_error.ok()) {
+      ++stats_.rebinds;
+      stats_.rebind_ns += NowNs() - rebind_start;
+    } else {
+      recapture = true;
+    }
   }
-  if (recapture) NG_RETURN_IF_ERROR(Recapture());
+  if (!rebind_error.ok()) {
+    // The graph may hold some patched nodes and not others: it must never be
+    // launched again. A recapture replaces it (and clears this).
+    invalidated_ = true;
+  }
+  if (recapture) {
+    absl::Status recaptured = Recapture();
+    if (!recaptured.ok()) {
+      if (rebind_error.ok()) return recaptured;
+      return absl::Status(
+          recaptured.code(),
+          absl::StrCat(recaptured.message(), " (recapturing because a rebind ",
+                       "failed: ", rebind_error.message(), ")"));
+    }
+  }
   snapshot_.Verify(violations_, options_.check_freshness);
   if (!violations_.empty()) {
     return absl::InternalError(absl::StrCat(
         "repair did not converge: ", DescribeViolations(name_, violations_)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CapturedGraph::RebindUses(const TrackedTensor& tracked,
+                                       std::vector<uint32_t>& patched) {
+  const Tensor& now = tracked.slot->tensor();
+  for (const NodeArgUse& use : tracked.uses) {
+    const LaunchRecord& node = exec_->nodes()[use.node];
+    const TensorIdentity& arg = node.args[use.arg].identity;
+    absl::StatusOr<Tensor> view = Tensor::FromStorage(
+        now.storage(), now.offset_bytes() + use.offset_in_slot, arg.shape,
+        arg.strides, arg.dtype);
+    absl::Status rebound =
+        view.ok() ? exec_->RebindArg(use.node, use.arg, *view) : view.status();
+    if (!rebound.ok()) {
+      return Named(absl::Status(
+          rebound.code(),
+          absl::StrFormat("rebinding %s in node %d (%s) failed: %s",
+                          tracked.name, use.node, node.kernel->name,
+                          rebound.message())));
+    }
+    patched.push_back(use.node);
+    ++stats_.rebound_args;
   }
   return absl::OkStatus();
 }

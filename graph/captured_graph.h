@@ -49,7 +49,10 @@ class CapturedGraph {
 
   // Checks, repairs or refuses per the policy, then launches the graph. A
   // replay that launched bumps the write version of every storage the graph
-  // writes, as eager launches do.
+  // writes, as eager launches do (under every policy, kUnchecked included).
+  // Under kRebind, a moved tensor whose rebind the backend refuses (a launch
+  // planned differently now) is repaired by a recapture instead. An error if
+  // the stream is capturing: graphs do not nest.
   absl::Status Replay();
 
   // Recaptures now (re-runs the capture function), whatever the policy.
@@ -75,7 +78,14 @@ class CapturedGraph {
 
   absl::Status DoCapture();
   absl::Status Repair();
+  // Points every node argument that uses `tracked` at its slot's current
+  // tensor; appends the patched nodes to `patched`.
+  absl::Status RebindUses(const TrackedTensor& tracked,
+                          std::vector<uint32_t>& patched);
+  // Launches the graph and bumps the write version of what it writes.
   absl::Status Launch();
+  // `status` with "graph '<name>': " in front (OK stays OK).
+  absl::Status Named(const absl::Status& status) const;
 
   const std::string name_;
   Stream& stream_;

@@ -4,6 +4,7 @@
 
 #include "graph/captured_graph.h"
 
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -347,6 +348,138 @@ TEST_P(CapturedGraphTest, ReplaysMakeTheSourcesTheyWriteStale) {
     EXPECT_THAT(ToFloats(o.out.tensor()), Each(4.0f))
         << "the refreshed derived buffer holds what the writer graph wrote";
   }
+}
+
+// Whatever checks the writer graph skips, its replays still count as writes:
+// an unchecked writer, or one whose destination no owner of it claims, makes
+// the derived buffers of what it wrote stale for every other graph.
+TEST_P(CapturedGraphTest, UncheckedAndUnownedWritersMakeSourcesStale) {
+  for (const bool unowned : {false, true}) {
+    SCOPED_TRACE(unowned ? "unowned writer" : "unchecked writer");
+    DerivedFromMid o(allocator());
+    ASSERT_TRUE(Fill(o.src.tensor(), 4.0f).ok());
+    ASSERT_TRUE(Fill(o.mid.tensor(), 0.0f).ok());
+    ASSERT_TRUE(o.derived.Refresh().ok());
+    GraphOptions writer_options;
+    std::vector<TensorOwner*> writer_owners = {&o};
+    if (unowned) {
+      writer_options.allow_unowned = true;
+      writer_owners.clear();
+    } else {
+      writer_options.policy = ReplayPolicy::kUnchecked;
+    }
+    auto writer = CapturedGraph::Capture(
+        "writer", stream(),
+        [&](Stream& s) { return Copy(s, o.src.tensor(), o.mid.tensor()); },
+        writer_owners, writer_options);
+    ASSERT_TRUE(writer.ok()) << writer.status();
+    auto reader = *CapturedGraph::Capture(
+        "reader", stream(),
+        [&](Stream& s) { return Copy(s, o.derived.tensor(), o.out.tensor()); },
+        {&o});
+    ASSERT_TRUE(reader->Replay().ok());
+    const uint64_t mid_before = o.mid.tensor().storage()->write_version();
+    ASSERT_TRUE((*writer)->Replay().ok());
+    EXPECT_EQ(o.mid.tensor().storage()->write_version(), mid_before + 1);
+    EXPECT_TRUE(o.derived.IsStale());
+    absl::Status s = reader->Replay();
+    ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+    EXPECT_THAT(ViolationNames(s.message()),
+                ::testing::ElementsAre("o.derived"));
+  }
+}
+
+// An owner listed twice offers each slot twice: still one candidate per slot,
+// so a moved tensor is rebound (an ambiguous use would force a recapture).
+TEST_P(CapturedGraphTest, OwnerListedTwiceStillRebinds) {
+  TwoSlots owner(allocator());
+  GraphOptions options;
+  options.policy = ReplayPolicy::kRebind;
+  auto graph = CapturedGraph::Capture(
+      "copy", stream(),
+      [&](Stream& s) {
+        return Copy(s, owner.src.tensor(), owner.dst.tensor());
+      },
+      {&owner, &owner}, options);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ((*graph)->snapshot().tensors().size(), 2u);
+  for (const TrackedTensor& t : (*graph)->snapshot().tensors()) {
+    ASSERT_EQ(t.uses.size(), 1u) << t.name;
+    EXPECT_FALSE(t.uses[0].ambiguous) << t.name;
+  }
+  owner.src.Rebind(FromFloats({8}, DType::kF32, {1, 2, 3, 4, 5, 6, 7, 8}));
+  ASSERT_TRUE((*graph)->Replay().ok());
+  EXPECT_EQ((*graph)->stats().rebinds, 1);
+  EXPECT_EQ((*graph)->stats().recaptures, 0);
+  EXPECT_THAT(ToFloats(owner.dst.tensor()),
+              ::testing::ElementsAre(1, 2, 3, 4, 5, 6, 7, 8));
+}
+
+// Host memory that says it lives on another device: what a tensor moved to
+// another GPU (or offloaded) looks like to the graph.
+class ElsewhereAllocator : public Allocator {
+ public:
+  Device device() const override { return Device::Cuda(7); }
+  absl::StatusOr<void*> AllocateRaw(size_t bytes) override {
+    return std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+  }
+  void FreeRaw(void* ptr, size_t) override { std::free(ptr); }
+};
+
+// A node may only be pointed at memory of its graph's device: a slot rebound
+// to a tensor elsewhere is not rebound (whatever its layout) but recaptured,
+// and the recapture refuses it, naming both devices. Nothing is launched.
+TEST_P(CapturedGraphTest, TensorOnAnotherDeviceIsNeverRebound) {
+  TwoSlots owner(allocator());
+  ASSERT_TRUE(Fill(owner.src.tensor(), 3.0f).ok());
+  GraphOptions options;
+  options.policy = ReplayPolicy::kRebind;
+  auto graph = *CapturedGraph::Capture(
+      "copy", stream(),
+      [&](Stream& s) {
+        return Copy(s, owner.src.tensor(), owner.dst.tensor());
+      },
+      {&owner}, options);
+  ElsewhereAllocator elsewhere;
+  Tensor away = *Tensor::Empty(elsewhere, {8}, DType::kF32);
+  EXPECT_FALSE(away.Identity().SameLayout(owner.src.tensor().Identity()));
+  EXPECT_THAT(away.Identity().ToString(), HasSubstr(" on cuda:7"));
+  const Tensor before = owner.src.tensor();
+  owner.src.Rebind(away);
+  ASSERT_TRUE(Poison(owner.dst.tensor()).ok());
+  absl::Status s = graph->Replay();
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.message(), HasSubstr("graph 'copy'"));
+  EXPECT_THAT(s.message(), HasSubstr("is on cuda:7"));
+  EXPECT_EQ(graph->stats().rebinds, 0);
+  EXPECT_EQ(graph->stats().replays, 0);
+  ASSERT_TRUE(stream().Synchronize().ok());
+  EXPECT_THAT(ToFloats(owner.dst.tensor()), Each(::testing::IsNan()));
+  // Back on the graph's device, the graph replays as captured.
+  owner.src.Rebind(before);
+  ASSERT_TRUE(graph->Replay().ok());
+  EXPECT_THAT(ToFloats(owner.dst.tensor()), Each(3.0f));
+}
+
+// Graphs do not nest: replaying one while its stream captures another is
+// refused (on the CPU it would run now and leave nothing in the capture).
+TEST_P(CapturedGraphTest, ReplayWhileCapturingIsRefused) {
+  TwoSlots owner(allocator());
+  auto inner = *CapturedGraph::Capture("inner", stream(),
+                                       [&](Stream& s) {
+                                         return Copy(s, owner.src.tensor(),
+                                                     owner.dst.tensor());
+                                       },
+                                       {&owner});
+  auto outer = CapturedGraph::Capture(
+      "outer", stream(), [&](Stream&) { return inner->Replay(); }, {&owner});
+  ASSERT_FALSE(outer.ok());
+  EXPECT_THAT(outer.status().message(), HasSubstr("graph 'inner'"));
+  EXPECT_THAT(outer.status().message(),
+              HasSubstr("replay while its stream is capturing"));
+  EXPECT_FALSE(stream().is_capturing());
+  EXPECT_EQ(inner->stats().replays, 0);
+  EXPECT_TRUE(inner->Replay().ok());
 }
 
 NG_INSTANTIATE_BACKEND_TEST(CapturedGraphTest);

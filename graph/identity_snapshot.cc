@@ -70,8 +70,10 @@ absl::StatusOr<IdentitySnapshot> IdentitySnapshot::Take(
       if (!t.defined()) return;
       const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data());
       const Candidate c{name, &slot, begin, begin + t.span_bytes()};
+      // An owner listed twice (or a module beside its parent) offers the same
+      // slot again: one candidate per slot, or every use would look ambiguous.
+      if (!by_handle.emplace(&t, c).second) return;
       by_storage[t.storage()->id()].push_back(c);
-      by_handle.emplace(&t, c);
     });
     OwnerStructure structure{owner, owner->StructureVersion(), {}};
     owner->ForEachStructure([&](absl::string_view name, uint64_t version) {
@@ -91,8 +93,12 @@ absl::StatusOr<IdentitySnapshot> IdentitySnapshot::Take(
   auto track = [&](const Candidate& c) -> TrackedTensor& {
     auto [s, inserted] = slot_index.emplace(c.slot, snapshot.tensors_.size());
     if (inserted) {
-      snapshot.tensors_.push_back(TrackedTensor{
-          std::string(c.name), c.slot, c.slot->tensor().Identity(), {}});
+      snapshot.tensors_.push_back(TrackedTensor{std::string(c.name),
+                                                c.slot,
+                                                c.slot->tensor().Identity(),
+                                                {},
+                                                false,
+                                                {}});
     }
     return snapshot.tensors_[s->second];
   };
@@ -125,10 +131,13 @@ absl::StatusOr<IdentitySnapshot> IdentitySnapshot::Take(
         }
         auto [u, inserted] =
             unowned_index.emplace(arg.storage_id, snapshot.tensors_.size());
-        if (inserted)
-          snapshot.tensors_.push_back(
-              TrackedTensor{"<unowned>", nullptr, arg, {}});
-        snapshot.tensors_[u->second].uses.push_back(NodeArgUse{n, a, 0});
+        if (inserted) {
+          snapshot.tensors_.push_back(TrackedTensor{
+              "<unowned>", nullptr, arg, {}, false, recorded.storage});
+        }
+        TrackedTensor& t = snapshot.tensors_[u->second];
+        t.uses.push_back(NodeArgUse{n, a, 0});
+        t.written |= Writes(recorded.access);
         continue;
       }
       for (const Candidate* c : matches) {
@@ -286,8 +295,12 @@ void IdentitySnapshot::VerifyStructure(const OwnerStructure& s,
 
 void IdentitySnapshot::MarkWritten() const {
   for (const TrackedTensor& t : tensors_) {
-    if (t.written && t.slot != nullptr && t.slot->tensor().defined()) {
-      t.slot->tensor().storage()->BumpWriteVersion();
+    if (!t.written) continue;
+    if (t.slot != nullptr) {
+      if (t.slot->tensor().defined())
+        t.slot->tensor().storage()->BumpWriteVersion();
+    } else if (std::shared_ptr<Storage> storage = t.unowned_storage.lock()) {
+      storage->BumpWriteVersion();
     }
   }
 }

@@ -22,6 +22,7 @@
 // added, a forward-path switch).
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,8 @@ struct TrackedTensor {
   // each): those need no allocation of their own.
   absl::InlinedVector<NodeArgUse, 4> uses;
   bool written = false;  // some node writes it (replays bump its version)
+  // An unowned tensor's storage (not kept alive), for those bumps.
+  std::weak_ptr<Storage> unowned_storage;
 };
 
 enum class ViolationKind {

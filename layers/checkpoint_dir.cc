@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -118,6 +119,46 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path,
   return text;
 }
 
+// A SAX pass that finds the first key repeated within one object, which a
+// JSON document keeps only the last of (so an index could name a tensor twice,
+// and the value that loses is never checked). A hash set per open object:
+// linear however many keys or objects a hostile index holds.
+class DuplicateKeyPass {
+ public:
+  bool null() { return true; }
+  bool boolean(bool) { return true; }
+  bool number_integer(Json::number_integer_t) { return true; }
+  bool number_unsigned(Json::number_unsigned_t) { return true; }
+  bool number_float(Json::number_float_t, const Json::string_t&) {
+    return true;
+  }
+  bool string(Json::string_t&) { return true; }
+  bool binary(Json::binary_t&) { return true; }
+  bool start_object(std::size_t) {
+    keys_.emplace_back();
+    return true;
+  }
+  bool key(Json::string_t& key) {
+    if (!keys_.back().insert(key).second && !duplicate_) duplicate_ = key;
+    return true;
+  }
+  bool end_object() {
+    keys_.pop_back();
+    return true;
+  }
+  bool start_array(std::size_t) { return true; }
+  bool end_array() { return true; }
+  bool parse_error(std::size_t, const std::string&,
+                   const nlohmann::detail::exception&) {
+    return false;
+  }
+  const std::optional<std::string>& duplicate() const { return duplicate_; }
+
+ private:
+  std::vector<absl::flat_hash_set<std::string>> keys_;
+  std::optional<std::string> duplicate_;
+};
+
 absl::Status ReadIndex(CheckpointLocation& loc) {
   absl::StatusOr<std::string> text =
       ReadSmallFile(loc.path, kMaxIndexJsonBytes, "checkpoint index");
@@ -126,6 +167,14 @@ absl::Status ReadIndex(CheckpointLocation& loc) {
     return absl::DataLossError(
         absl::StrCat("checkpoint index ", loc.path, ": ", what));
   };
+  DuplicateKeyPass keys;
+  if (!Json::sax_parse(text->begin(), text->end(), &keys)) {
+    return corrupt("not valid JSON");
+  }
+  if (keys.duplicate()) {
+    return corrupt(absl::StrCat("key '", *keys.duplicate(),
+                                "' appears twice in one object"));
+  }
   Json root = Json::parse(text->begin(), text->end(), nullptr,
                           /*allow_exceptions=*/false);
   if (root.is_discarded()) return corrupt("not valid JSON");
@@ -168,25 +217,27 @@ absl::Status ReadIndex(CheckpointLocation& loc) {
   return absl::OkStatus();
 }
 
-int64_t CountNonFinite(const safetensors::TensorEntry& e, int64_t* first) {
+// The NaN and infinite values of a contiguous host tensor; `first` gets the
+// index of the first.
+int64_t CountNonFinite(const Tensor& t, int64_t* first) {
   int64_t n = 0;
-  const size_t size = DTypeSize(*e.dtype);
-  const size_t count = size == 0 ? 0 : e.bytes / size;
-  for (size_t i = 0; i < count; ++i) {
-    const uint8_t* p = e.data + i * size;
+  const size_t size = DTypeSize(t.dtype());
+  const auto* data = static_cast<const uint8_t*>(t.data());
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    const uint8_t* p = data + i * size;
     bool finite = true;
-    if (*e.dtype == DType::kF32) {
+    if (t.dtype() == DType::kF32) {
       float f;
       std::memcpy(&f, p, 4);
       finite = std::isfinite(f);
     } else {
       uint16_t bits;
       std::memcpy(&bits, p, 2);
-      finite = *e.dtype == DType::kBF16 ? ((bits >> 7) & 0xFF) != 0xFF
-                                        : ((bits >> 10) & 0x1F) != 0x1F;
+      finite = t.dtype() == DType::kBF16 ? ((bits >> 7) & 0xFF) != 0xFF
+                                         : ((bits >> 10) & 0x1F) != 0x1F;
     }
     if (!finite) {
-      if (n == 0) *first = static_cast<int64_t>(i);
+      if (n == 0) *first = i;
       ++n;
     }
   }
@@ -336,11 +387,13 @@ absl::StatusOr<CheckpointLocation> LocateCheckpoint(const std::string& path) {
     loc.directory = path;
     std::string chosen;
     bool sharded = false;
-    if (TypeOf(Join(path, kIndexName)) == FileType::kFile) {
+    // transformers' order (modeling_utils): the single file first, so an
+    // index left over from an earlier sharded save does not win over it.
+    if (TypeOf(Join(path, kSingleName)) == FileType::kFile) {
+      chosen = kSingleName;
+    } else if (TypeOf(Join(path, kIndexName)) == FileType::kFile) {
       chosen = kIndexName;
       sharded = true;
-    } else if (TypeOf(Join(path, kSingleName)) == FileType::kFile) {
-      chosen = kSingleName;
     } else {
       absl::StatusOr<std::vector<std::string>> entries = ListDirectory(path);
       if (!entries.ok()) return entries.status();
@@ -367,7 +420,7 @@ absl::StatusOr<CheckpointLocation> LocateCheckpoint(const std::string& path) {
             "checkpoint ", path,
             ": no checkpoint in this directory: looked "
             "for ",
-            kIndexName, ", then ", kSingleName, ", then a single *",
+            kSingleName, ", then ", kIndexName, ", then a single *",
             kIndexSuffix, " or *", kSafetensorsSuffix, "; ", found));
       }
     }
@@ -522,26 +575,39 @@ absl::StatusOr<PreparedCheckpoint> PrepareCheckpoint(
         problems.push_back(std::string(loadable.message()));
         continue;
       }
+      const DType target = it->second->tensor().dtype();
+      // The copy the load will read, in the parameter's dtype: checked
+      // below, so what is checked is what is loaded (a file rewritten under
+      // the mapping cannot slip values past the check).
+      absl::StatusOr<Tensor> copy =
+          Tensor::Empty(CpuAllocator(), e.shape, target);
+      absl::Status copied = copy.ok() ? CopyInto(view, *copy) : copy.status();
+      if (!copied.ok()) {
+        return absl::Status(
+            copied.code(),
+            absl::StrCat("reading ", e.name, " from ", file.source(), ": ",
+                         copied.message(), "; no weight was changed"));
+      }
       if (options.check_finite) {
+        // After the conversion: a finite value can round to infinity in a
+        // narrower dtype (70000 in F16).
         int64_t first = 0;
-        const int64_t bad = CountNonFinite(e, &first);
+        const int64_t bad = CountNonFinite(*copy, &first);
         if (bad > 0) {
           problems.push_back(absl::StrCat(
-              e.name, ": ", bad, " of ", e.bytes / DTypeSize(*e.dtype),
-              " values are NaN or infinite (the first at index ", first, ")"));
+              e.name, ": ", bad, " of ", copy->numel(),
+              " values are NaN or infinite",
+              target == *e.dtype
+                  ? ""
+                  : absl::StrCat(" in ", safetensors::DTypeToName(target)),
+              " (the first at index ", first, ")"));
           continue;
         }
       }
-      const DType target = it->second->tensor().dtype();
       if (*e.dtype != target) {
         ++report.conversions[absl::StrCat(e.dtype_name, " -> ",
                                           safetensors::DTypeToName(target))];
       }
-      absl::StatusOr<Tensor> copy =
-          Tensor::Empty(CpuAllocator(), e.shape, *e.dtype);
-      if (!copy.ok()) return copy.status();
-      absl::Status copied = CopyInto(view, *copy);
-      if (!copied.ok()) return copied;
       report.bytes += static_cast<int64_t>(e.bytes);
       copies.emplace_back(mapped, *std::move(copy));
     }
@@ -630,6 +696,12 @@ absl::StatusOr<CheckpointReport> LoadPrepared(
   }
   CheckpointReport report = prepared.report;
   report.load = *loaded;
+  // The prepared copies were converted to the parameters' dtypes already
+  // (PrepareCheckpoint checks the converted values): count those conversions
+  // from the file's dtypes.
+  report.load.converted = 0;
+  for (const auto& [conversion, n] : report.conversions)
+    report.load.converted += n;
   return report;
 }
 

@@ -313,6 +313,40 @@ TEST_P(CheckpointDirTest, IndexMustDescribeTheShards) {
     ASSERT_FALSE(loc.ok()) << text;
     EXPECT_EQ(loc.status().code(), absl::StatusCode::kDataLoss) << text;
   }
+  // A tensor named twice: a JSON document would keep the last value and
+  // never check the first (here one outside the directory).
+  ASSERT_TRUE(testing::WriteFileBytes(
+                  index, R"({"weight_map": {"model.norm.weight": )"
+                         R"("../../etc/passwd", "model.norm.weight": )"
+                         R"("model-00001-of-00002.safetensors"}})")
+                  .ok());
+  loc = LocateCheckpoint(dir);
+  ASSERT_FALSE(loc.ok());
+  EXPECT_EQ(loc.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(loc.status().message(),
+              HasSubstr("key 'model.norm.weight' appears twice"));
+}
+
+// transformers loads model.safetensors when a directory holds it and an index
+// (one left over from an earlier sharded save): so does LocateCheckpoint.
+TEST_P(CheckpointDirTest, SingleFileWinsOverAnIndexBesideIt) {
+  auto model = Qwen();
+  const NamedTensors w = Weights(*model, 2);
+  const std::string dir = FreshDir("both");
+  HfLayout layout;
+  layout.max_shard_bytes = 300;
+  ASSERT_TRUE(WriteHfCheckpoint(dir, w, layout).ok());
+  const std::string single = FreshDir("both_single");
+  HfLayout one_file;
+  ASSERT_TRUE(WriteHfCheckpoint(single, Weights(*model, 3), one_file).ok());
+  ASSERT_EQ(std::system(
+                absl::StrCat("cp '", single, "/model.safetensors' '", dir, "/'")
+                    .c_str()),
+            0);
+  absl::StatusOr<CheckpointLocation> loc = LocateCheckpoint(dir);
+  ASSERT_TRUE(loc.ok()) << loc.status();
+  EXPECT_EQ(loc->kind, CheckpointLocation::Kind::kFile);
+  EXPECT_EQ(loc->path, dir + "/model.safetensors");
 }
 
 TEST_P(CheckpointDirTest, LocateSaysWhatItLookedFor) {
@@ -322,8 +356,8 @@ TEST_P(CheckpointDirTest, LocateSaysWhatItLookedFor) {
   ASSERT_FALSE(loc.ok());
   EXPECT_EQ(loc.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(loc.status().message(),
-              HasSubstr("looked for model.safetensors.index.json, then "
-                        "model.safetensors"));
+              HasSubstr("looked for model.safetensors, then "
+                        "model.safetensors.index.json"));
 
   loc = LocateCheckpoint(dir + "/nothing.safetensors");
   ASSERT_FALSE(loc.ok());
@@ -465,6 +499,39 @@ TEST_P(CheckpointDirTest, NonFiniteWeightsAreRefused) {
   options.check_finite = false;
   r = LoadCheckpointFrom(*model, *loc, options);
   EXPECT_TRUE(r.ok()) << r.status();
+}
+
+// The check looks at the values the model would get: a finite F32 value
+// that rounds to infinity in the model's F16 is refused like an infinity.
+TEST_P(CheckpointDirTest, ValuesThatOverflowTheModelDtypeAreRefused) {
+  auto f32_model = Qwen(DType::kF32);
+  NamedTensors w = Weights(*f32_model, 9);
+  for (auto& [name, t] : w) t = *ToHost(t);
+  std::vector<float> v = ToFloats(w[1].second);
+  v[3] = 70000.0f;  // F16's largest finite value is 65504
+  ASSERT_TRUE(CopyInto(HostView{v.data(), DType::kF32, w[1].second.shape()},
+                       w[1].second)
+                  .ok());
+  const std::string dir = FreshDir("overflow");
+  HfLayout layout;
+  layout.extras = false;
+  ASSERT_TRUE(WriteHfCheckpoint(dir, w, layout).ok());
+  absl::StatusOr<CheckpointLocation> loc = LocateCheckpoint(dir);
+  ASSERT_TRUE(loc.ok());
+  // Into an F32 model the value is finite: loaded.
+  absl::StatusOr<CheckpointReport> r =
+      LoadCheckpointFrom(*f32_model, *loc, CheckpointOptions());
+  EXPECT_TRUE(r.ok()) << r.status();
+  auto f16_model = Qwen(DType::kF16);
+  const std::vector<SlotState> before = SlotStates(*f16_model);
+  r = LoadCheckpointFrom(*f16_model, *loc, CheckpointOptions());
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(),
+              HasSubstr(absl::StrCat(w[1].first, ": 1 of ")));
+  EXPECT_THAT(r.status().message(),
+              HasSubstr("NaN or infinite in F16 (the first at index 3)"));
+  EXPECT_THAT(r.status().message(), HasSubstr("no weight was changed"));
+  ExpectUntouched(*f16_model, before);
 }
 
 TEST_P(CheckpointDirTest, ConversionsAreReported) {

@@ -277,6 +277,25 @@ TEST_P(ZeroCenteredRmsNormTest, LoaderWritesWeightAndGemmaWeightInPlace) {
   EXPECT_EQ(m->gemma_weight().tensor().Identity(), gemma_id);
 }
 
+// 1 + w is computed over the weight's elements in order: a weight rebound to
+// a strided view (one column of a packed buffer) is refused, naming the
+// module, and gemma_weight keeps its values and stays stale.
+TEST_P(ZeroCenteredRmsNormTest, StridedWeightIsRefusedNotMisread) {
+  auto m = *ZeroCenteredRmsNorm::Create("input_layernorm", 4, Options());
+  const std::vector<float> before = ToFloats(m->gemma_weight().tensor());
+  Tensor packed = FromFloats({4, 2}, DType::kBF16,
+                             {0.5f, 100, 0.25f, 100, -0.5f, 100, 0.125f, 100});
+  m->weight().slot().Rebind(*Tensor::FromStorage(
+      packed.storage(), packed.offset_bytes(), {4}, {2}, DType::kBF16));
+  EXPECT_TRUE(m->gemma_weight().IsStale());
+  absl::Status s = m->gemma_weight().Refresh();
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.message(), HasSubstr("input_layernorm"));
+  EXPECT_THAT(s.message(), HasSubstr("not contiguous"));
+  EXPECT_EQ(ToFloats(m->gemma_weight().tensor()), before);
+  EXPECT_TRUE(m->gemma_weight().IsStale());
+}
+
 NG_INSTANTIATE_BACKEND_TEST(ZeroCenteredRmsNormTest);
 
 using LegacyZeroCenteredRmsNormTest = NormModulesTest;

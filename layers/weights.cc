@@ -106,23 +106,29 @@ absl::Status WriteInPlace(
     host_copies.push_back(*std::move(copy));
     backups.push_back(ViewOf(host_copies.back()));
   }
+  // Puts the backups of plan[0, count) back (their loaders refresh what
+  // derives from them) after `what` failed with `cause`.
+  auto restore = [&](size_t count, const absl::Status& cause,
+                     absl::string_view what) {
+    for (size_t j = 0; j < count; ++j) {
+      absl::Status restored = plan[j].first->Load(backups[j]);
+      if (!restored.ok()) {
+        return absl::InternalError(absl::StrCat(
+            what, " failed (", cause.message(), ") and restoring ",
+            plan[j].second->name, " failed too: ", restored.message(), "; ",
+            count - j, " of the ", count,
+            " parameters written may hold new values"));
+      }
+    }
+    return absl::Status(cause.code(),
+                        absl::StrCat(what, " failed: ", cause.message(),
+                                     "; all weights were restored"));
+  };
   for (size_t i = 0; i < plan.size(); ++i) {
     absl::Status loaded = plan[i].first->Load(plan[i].second->view);
     if (!loaded.ok()) {
-      for (size_t j = 0; j <= i;
-           ++j) {  // restore, and refresh derived buffers again
-        absl::Status restored = plan[j].first->Load(backups[j]);
-        if (!restored.ok()) {
-          return absl::InternalError(absl::StrCat(
-              "loading ", plan[i].second->name, " failed (", loaded.message(),
-              ") and restoring ", plan[j].second->name,
-              " failed too: ", restored.message()));
-        }
-      }
-      return absl::Status(loaded.code(),
-                          absl::StrCat("loading ", plan[i].second->name,
-                                       " failed: ", loaded.message(),
-                                       "; all weights were restored"));
+      return restore(i + 1, loaded,
+                     absl::StrCat("loading ", plan[i].second->name));
     }
     ++report.loaded;
     if (plan[i].second->view.dtype != plan[i].first->tensor().dtype())
@@ -132,18 +138,21 @@ absl::Status WriteInPlace(
   // own write. A later write in this load can still have touched the storage
   // of another source (tied weights, views of one packed buffer): refresh
   // every derived buffer that is stale now, so an in-place update never
-  // leaves one behind.
+  // leaves one behind. If one cannot be refreshed, the load is undone like a
+  // failed write.
   absl::Status refreshed;
+  std::string refreshed_name;
   model.ForEachSlot([&](absl::string_view name, TensorSlot& slot) {
     if (!refreshed.ok() || slot.source() == nullptr || !slot.IsStale()) return;
-    absl::Status ok = slot.Refresh();
-    if (!ok.ok()) {
-      refreshed = absl::Status(
-          ok.code(), absl::StrCat("refreshing ", name, " after loading from ",
-                                  source, ": ", ok.message()));
-    }
+    refreshed = slot.Refresh();
+    if (!refreshed.ok()) refreshed_name = std::string(name);
   });
-  return refreshed;
+  if (!refreshed.ok()) {
+    return restore(plan.size(), refreshed,
+                   absl::StrCat("refreshing ", refreshed_name,
+                                " after loading from ", source));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -292,13 +301,16 @@ absl::StatusOr<LoadReport> LoadWeights(Module& model, const WeightSet& weights,
         written.code(),
         absl::StrCat(
             written.message(),
-            "; completing the queued copies failed too: ", ended.message()));
+            "; but completing the queued copies (the restores among them) "
+            "failed: ",
+            ended.message(), "; the device weights may be partly updated"));
   }
   if (!ended.ok()) {
     return absl::Status(
         ended.code(),
         absl::StrCat("loading from ", weights.source(),
-                     ": completing the copies failed: ", ended.message()));
+                     ": completing the copies failed: ", ended.message(),
+                     "; the device weights may be partly updated"));
   }
   return report;
 }

@@ -58,6 +58,14 @@ absl::Status ZeroCenteredRmsNorm::ComputeOnePlusWeight(
         full_name(),
         ": gemma_weight has the wrong layout: ", dst.DebugString()));
   }
+  if (!w.is_contiguous()) {
+    // 1 + w is computed over the weight's bytes in order: a strided weight
+    // (a view rebound into the slot) would give the wrong values, or read
+    // past a short storage.
+    return absl::FailedPreconditionError(
+        absl::StrCat(full_name(), ": weight is not contiguous (",
+                     w.DebugString(), "): gemma_weight cannot be computed"));
+  }
   if (w.storage()->device() == Device::Cpu() &&
       dst.storage()->device() == Device::Cpu()) {
     float* out = dst.data_as<float>();

@@ -3,7 +3,9 @@
 #include <cuda_runtime.h>
 
 #include "absl/strings/str_cat.h"
+#include "core/cuda/cuda_device_scope.h"
 #include "core/cuda/cuda_status.h"
+#include "core/status_macros.h"
 
 namespace normgraph {
 namespace {
@@ -34,7 +36,8 @@ absl::StatusOr<void*> CachingCudaAllocator::AllocateRaw(size_t bytes) {
   }
   const std::string context =
       absl::StrCat("cuda:", device_index_, " allocator, ", bytes, " B");
-  NG_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_index_), context);
+  NG_ASSIGN_OR_RETURN(CudaDeviceScope device,
+                      CudaDeviceScope::Enter(device_index_, context));
   void* p = nullptr;
   cudaError_t error = cudaMalloc(&p, rounded);
   if (error == cudaErrorMemoryAllocation) {

@@ -7,10 +7,12 @@
 
 #include "absl/strings/str_format.h"
 #include "core/cuda/cuda_allocator.h"
+#include "core/cuda/cuda_device_scope.h"
 #include "core/cuda/cuda_status.h"
 #include "core/cuda/cuda_stream.h"
 #include "core/cuda/pinned_staging.h"
 #include "core/runtime.h"
+#include "core/status_macros.h"
 
 namespace normgraph {
 namespace {
@@ -35,7 +37,8 @@ class CudaDeviceRuntime final : public DeviceRuntime {
   }
 
   absl::Status Synchronize() override {
-    NG_CUDA_RETURN_IF_ERROR(cudaSetDevice(index_), description_);
+    NG_ASSIGN_OR_RETURN(CudaDeviceScope device,
+                        CudaDeviceScope::Enter(index_, description_));
     NG_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize(), description_);
     return absl::OkStatus();
   }
@@ -71,7 +74,10 @@ absl::StatusOr<DeviceRuntime*> MakeCudaRuntime(int index) {
         "device %s does not exist: this machine has %d CUDA device%s", what,
         count, count == 1 ? "" : "s"));
   }
-  NG_CUDA_RETURN_IF_ERROR(cudaSetDevice(index), absl::StrCat("opening ", what));
+  // Entering the device creates its context; the caller's device stays.
+  NG_ASSIGN_OR_RETURN(
+      CudaDeviceScope device,
+      CudaDeviceScope::Enter(index, absl::StrCat("opening ", what)));
   cudaDeviceProp prop;
   NG_CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, index),
                           absl::StrCat("opening ", what));

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "core/cuda/cuda_device_scope.h"
 #include "core/cuda/cuda_launch.h"
 #include "core/cuda/cuda_status.h"
 #include "core/status_macros.h"
@@ -85,13 +86,15 @@ class CudaGraph final : public ExecutableGraph {
  public:
   CudaGraph(std::vector<LaunchRecord> nodes, cudaGraph_t graph,
             cudaGraphExec_t exec, std::vector<cudaGraphNode_t> handles,
-            std::vector<CudaLaunch> plans, cudaStream_t stream)
+            std::vector<CudaLaunch> plans, cudaStream_t stream,
+            int device_index)
       : ExecutableGraph(std::move(nodes)),
         graph_(graph),
         exec_(exec),
         handles_(std::move(handles)),
         plans_(std::move(plans)),
-        stream_(stream) {}
+        stream_(stream),
+        device_index_(device_index) {}
 
   ~CudaGraph() override {
     // Destruction cannot report; a failure here leaks a graph at worst.
@@ -100,9 +103,12 @@ class CudaGraph final : public ExecutableGraph {
   }
 
   absl::Status Replay() override {
-    NG_CUDA_RETURN_IF_ERROR(
-        cudaGraphLaunch(exec_, stream_),
-        absl::StrCat("a graph of ", nodes_.size(), " nodes"));
+    NG_ASSIGN_OR_RETURN(
+        CudaDeviceScope device,
+        CudaDeviceScope::Enter(device_index_, "replaying a graph"));
+    NG_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(exec_, stream_),
+                            absl::StrCat("a graph of ", nodes_.size(),
+                                         " nodes on cuda:", device_index_));
     return absl::OkStatus();
   }
 
@@ -150,6 +156,9 @@ class CudaGraph final : public ExecutableGraph {
     LaunchRecord& record = nodes_[node];
     const std::string context =
         absl::StrFormat("rebinding node %d (%s)", node, record.kernel->name);
+    // Plans read the current device's attributes: the graph's device.
+    NG_ASSIGN_OR_RETURN(CudaDeviceScope device,
+                        CudaDeviceScope::Enter(device_index_, context));
     absl::StatusOr<CudaLaunch> plan =
         PlanCudaLaunch(*record.kernel, record.params.data());
     if (!plan.ok()) return plan.status();
@@ -174,6 +183,7 @@ class CudaGraph final : public ExecutableGraph {
   std::vector<cudaGraphNode_t> handles_;
   std::vector<CudaLaunch> plans_;
   cudaStream_t stream_;
+  int device_index_;
 };
 
 }  // namespace
@@ -198,7 +208,8 @@ absl::StatusOr<CudaLaunch> PlanCudaLaunch(const KernelDef& kernel,
 absl::StatusOr<std::unique_ptr<CudaStream>> CudaStream::Create(
     int device_index) {
   const std::string context = absl::StrCat("a stream on cuda:", device_index);
-  NG_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_index), context);
+  NG_ASSIGN_OR_RETURN(CudaDeviceScope device,
+                      CudaDeviceScope::Enter(device_index, context));
   cudaStream_t stream = nullptr;
   NG_CUDA_RETURN_IF_ERROR(
       cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), context);
@@ -217,6 +228,9 @@ absl::Status CudaStream::Synchronize() {
 }
 
 absl::Status CudaStream::Execute(const KernelDef& kernel, const void* params) {
+  // Plans read the current device's attributes, and launches go to it.
+  NG_ASSIGN_OR_RETURN(CudaDeviceScope device,
+                      CudaDeviceScope::Enter(device_index_, kernel.name));
   absl::StatusOr<CudaLaunch> plan = PlanCudaLaunch(kernel, params);
   if (!plan.ok()) return plan.status();
   void* args[] = {const_cast<void*>(params)};
@@ -226,6 +240,8 @@ absl::Status CudaStream::Execute(const KernelDef& kernel, const void* params) {
 }
 
 absl::Status CudaStream::CopyBytes(void* dst, const void* src, size_t bytes) {
+  NG_ASSIGN_OR_RETURN(CudaDeviceScope device,
+                      CudaDeviceScope::Enter(device_index_, "a copy"));
   NG_CUDA_RETURN_IF_ERROR(
       cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_),
       absl::StrCat(bytes, " B on cuda:", device_index_));
@@ -233,6 +249,8 @@ absl::Status CudaStream::CopyBytes(void* dst, const void* src, size_t bytes) {
 }
 
 absl::Status CudaStream::ZeroBytes(void* dst, size_t bytes) {
+  NG_ASSIGN_OR_RETURN(CudaDeviceScope device,
+                      CudaDeviceScope::Enter(device_index_, "a fill"));
   NG_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(dst, 0, bytes, stream_),
                           absl::StrCat(bytes, " B on cuda:", device_index_));
   return absl::OkStatus();
@@ -249,6 +267,8 @@ absl::Status CudaStream::BeginBackendCapture() {
 
 absl::Status CudaStream::CaptureLaunch(const KernelDef& kernel,
                                        const void* params) {
+  NG_ASSIGN_OR_RETURN(CudaDeviceScope device,
+                      CudaDeviceScope::Enter(device_index_, kernel.name));
   absl::StatusOr<CudaLaunch> plan = PlanCudaLaunch(kernel, params);
   if (!plan.ok()) return plan.status();
   const std::string context = absl::StrFormat(
@@ -352,7 +372,7 @@ absl::StatusOr<std::unique_ptr<ExecutableGraph>> CudaStream::Instantiate(
   }
   return std::unique_ptr<ExecutableGraph>(
       new CudaGraph(std::move(nodes), graph, exec, std::move(handles),
-                    std::move(plans), stream_));
+                    std::move(plans), stream_, device_index_));
 }
 
 }  // namespace normgraph

@@ -5,7 +5,9 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "core/cuda/cuda_device_scope.h"
 #include "core/cuda/cuda_status.h"
+#include "core/status_macros.h"
 
 namespace normgraph {
 namespace {
@@ -54,7 +56,8 @@ PinnedStaging::~PinnedStaging() {
 absl::Status PinnedStaging::Reserve(size_t bytes) {
   const std::string context =
       absl::StrCat("cuda:", device_index_, " pinned staging, ", bytes, " B");
-  NG_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_index_), context);
+  NG_ASSIGN_OR_RETURN(CudaDeviceScope device,
+                      CudaDeviceScope::Enter(device_index_, context));
   if (copy_stream_ == nullptr) {
     NG_CUDA_RETURN_IF_ERROR(
         cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking),
@@ -142,7 +145,8 @@ absl::Status PinnedStaging::ToDevice(void* device_dst, const void* host_src,
   TransferLock lock(*this);
   const std::string context = absl::StrCat(
       "copying ", bytes, " B from the host to cuda:", device_index_);
-  NG_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_index_), context);
+  NG_ASSIGN_OR_RETURN(CudaDeviceScope device,
+                      CudaDeviceScope::Enter(device_index_, context));
   if (batch_depth_ == 0) {
     NG_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize(), context);
     return CopyToDevice(device_dst, host_src, bytes, context);
@@ -169,7 +173,8 @@ absl::Status PinnedStaging::ToHost(void* host_dst, const void* device_src,
   TransferLock lock(*this);
   const std::string context = absl::StrCat(
       "copying ", bytes, " B from cuda:", device_index_, " to the host");
-  NG_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_index_), context);
+  NG_ASSIGN_OR_RETURN(CudaDeviceScope device,
+                      CudaDeviceScope::Enter(device_index_, context));
   if (batch_depth_ == 0) {
     NG_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize(), context);
     return CopyToHost(host_dst, device_src, bytes, context);
@@ -212,7 +217,8 @@ absl::Status PinnedStaging::BeginBatch() {
   }
   const std::string context =
       absl::StrCat("beginning a transfer batch on cuda:", device_index_);
-  NG_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_index_), context);
+  NG_ASSIGN_OR_RETURN(CudaDeviceScope device,
+                      CudaDeviceScope::Enter(device_index_, context));
   NG_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize(), context);
   absl::Status reserved = Reserve(kMinArena);
   if (!reserved.ok()) return reserved;
@@ -230,7 +236,8 @@ absl::Status PinnedStaging::Prefetch(const void* device_src, size_t bytes) {
   }
   const std::string context = absl::StrCat("queueing a read of ", bytes,
                                            " B from cuda:", device_index_);
-  NG_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_index_), context);
+  NG_ASSIGN_OR_RETURN(CudaDeviceScope device,
+                      CudaDeviceScope::Enter(device_index_, context));
   absl::StatusOr<size_t> offset = ArenaSlot(bytes, context);
   if (!offset.ok()) return offset.status();
   NG_CUDA_RETURN_IF_ERROR(
@@ -251,7 +258,15 @@ absl::Status PinnedStaging::EndBatch() {
   if (--batch_depth_ > 0) return absl::OkStatus();
   const std::string context =
       absl::StrCat("completing a transfer batch on cuda:", device_index_);
-  NG_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_index_), context);
+  absl::StatusOr<CudaDeviceScope> device =
+      CudaDeviceScope::Enter(device_index_, context);
+  if (!device.ok()) {
+    // The batch is over either way: no record of it may answer a later read.
+    staged_.Clear();
+    arena_used_ = 0;
+    reads_queued_ = false;
+    return device.status();
+  }
   return CompleteQueued(context);
 }
 
