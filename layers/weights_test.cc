@@ -390,6 +390,41 @@ TEST_P(WeightsTest, AFailingLoaderIsRolledBack) {
     EXPECT_EQ(after[i].identity, states[i].identity) << i;
 }
 
+// The last step of a load refreshes every derived buffer left stale (here one
+// made stale before the load, by a direct write to its source that the load
+// does not touch). If that refresh fails, the load is undone like a failed
+// write: every weight it wrote is restored.
+TEST_P(WeightsTest, AFailedFinalRefreshIsRolledBack) {
+  auto model = Model();
+  ASSERT_NE(model, nullptr);
+  ASSERT_TRUE(
+      LoadWeights(*model, *WeightSet::FromTensors(TestWeights(*model, 10)))
+          .ok());
+  Parameter* source = model->FindParameter("layers.2.input_layernorm.weight");
+  TensorSlot* derived =
+      model->FindSlot("layers.2.input_layernorm.gemma_weight");
+  ASSERT_NE(source, nullptr);
+  ASSERT_NE(derived, nullptr);
+  derived->DeriveFrom(&source->slot(),
+                      [] { return absl::InternalError("refresh broke"); });
+  ASSERT_TRUE(Fill(source->tensor(), 0.5f).ok());
+  ASSERT_TRUE(derived->IsStale());
+  const std::vector<Tensor> before = SnapshotAllSlots(*model);
+  std::vector<std::pair<std::string, Tensor>> others;
+  for (auto& [name, t] : TestWeights(*model, 11)) {
+    if (name != "model.layers.2.input_layernorm.weight")
+      others.emplace_back(name, t);
+  }
+  LoadOptions lenient;
+  lenient.allow_missing = true;
+  absl::Status s =
+      LoadWeights(*model, *WeightSet::FromTensors(others), lenient).status();
+  EXPECT_THAT(s.message(), HasSubstr("input_layernorm.gemma_weight"));
+  EXPECT_THAT(s.message(), HasSubstr("refresh broke"));
+  EXPECT_THAT(s.message(), HasSubstr("all weights were restored"));
+  ExpectUnchanged(*model, before);
+}
+
 NG_INSTANTIATE_BACKEND_TEST(WeightsTest);
 
 using RandomWeightsTest = WeightsTest;

@@ -289,6 +289,49 @@ TEST_F(CudaApiErrorTest, OutOfMemoryNamesTheCallAndTheSize) {
   EXPECT_EQ(First(dst), 5.0f);
 }
 
+// Every backend call on cuda:0 (allocation, copies, launches, capture,
+// replay) runs on cuda:0 and leaves the calling thread's current device as it
+// found it, however the thread switches devices in between. Needs two GPUs.
+TEST_F(CudaStreamTest, CallsOnOneDeviceLeaveTheThreadsDeviceAlone) {
+  int count = 0;
+  ASSERT_EQ(cudaGetDeviceCount(&count), cudaSuccess);
+  if (count < 2) GTEST_SKIP() << "one CUDA device: nothing to switch to";
+  absl::StatusOr<DeviceRuntime*> other = GetRuntime(Device::Cuda(1));
+  ASSERT_TRUE(other.ok()) << other.status();
+  struct Back {
+    ~Back() { cudaSetDevice(0); }
+  } back;
+  ASSERT_EQ(cudaSetDevice(1), cudaSuccess);
+  auto current = [] {
+    int d = -1;
+    EXPECT_EQ(cudaGetDevice(&d), cudaSuccess);
+    return d;
+  };
+  Tensor elsewhere = *Tensor::Empty((*other)->allocator(), {1024}, DType::kF32);
+  Tensor a = Filled(2.0f), b = Filled(0.0f);
+  EXPECT_EQ(current(), 1);
+  cudaPointerAttributes attributes;
+  ASSERT_EQ(cudaPointerGetAttributes(&attributes, a.data()), cudaSuccess);
+  EXPECT_EQ(attributes.device, 0);
+  ASSERT_EQ(cudaPointerGetAttributes(&attributes, elsewhere.data()),
+            cudaSuccess);
+  EXPECT_EQ(attributes.device, 1);
+  ASSERT_TRUE(Copy(a, b).ok());
+  EXPECT_EQ(current(), 1);
+  EXPECT_EQ(First(b), 2.0f);
+  ASSERT_TRUE(stream_->BeginCapture().ok());
+  ASSERT_TRUE(Copy(b, a).ok());
+  auto graph = stream_->EndCapture();
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  ASSERT_TRUE(Fill(b, 7.0f).ok());
+  ASSERT_EQ(cudaSetDevice(1), cudaSuccess);
+  ASSERT_TRUE((*graph)->Replay().ok());
+  ASSERT_TRUE(stream_->Synchronize().ok());
+  EXPECT_EQ(current(), 1);
+  EXPECT_EQ(First(a), 7.0f);
+  EXPECT_EQ(current(), 1);
+}
+
 TEST_F(CudaStreamTest, HostRoundTripThroughPinnedStagingIsExact) {
   for (int64_t n : {1, 7, 1000, 3 << 20, 40 << 20}) {
     std::vector<uint16_t> host(n);

@@ -39,7 +39,8 @@ void SetRmsNormLayoutOverride(int chunks_per_thread, int block_threads = 0,
 // Whether later plans ask for programmatic dependent launch
 // (CudaLaunch::programmatic_dependency). On by default; the environment
 // variable NORMGRAPH_CUDA_PDL=0 turns the default off. A graph keeps what it
-// was captured with; rebinding its nodes needs the same setting as at capture.
+// was captured with; rebinding its nodes needs the same setting as at capture
+// (under ReplayPolicy::kRebind, CapturedGraph recaptures instead).
 void SetProgrammaticDependentLaunch(bool enabled);
 bool ProgrammaticDependentLaunch();
 

@@ -490,7 +490,9 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::FromBytes(
 }
 
 absl::StatusOr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO in a file's place must not block the open (it is
+  // refused below, as anything but a regular file is).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     return absl::NotFoundError(absl::StrCat(
         "safetensors ", path, ": cannot open: ", std::strerror(errno)));
@@ -501,6 +503,12 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
     ::close(fd);
     return absl::InternalError(
         absl::StrCat("safetensors ", path, ": fstat: ", std::strerror(err)));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return absl::InvalidArgumentError(absl::StrCat(
+        "safetensors ", path, ": not a regular file (",
+        S_ISDIR(st.st_mode) ? "a directory" : "a device, FIFO or socket", ")"));
   }
   const size_t size = static_cast<size_t>(st.st_size);
   if (size < 8) {

@@ -1,3 +1,8 @@
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -89,6 +94,48 @@ TEST(SafetensorsTest, OpenMemoryMapsAFile) {
   absl::Status missing = SafetensorsFile::Open(path + ".nope").status();
   EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(missing.message(), HasSubstr("open_test.safetensors.nope"));
+}
+
+// Only regular files are read: a directory or a FIFO in a file's place is
+// refused at once (a FIFO would otherwise block the open forever).
+TEST(SafetensorsTest, OpenRefusesWhatIsNotARegularFile) {
+  const std::string dir = absl::StrCat(testing::TempDir(), "/a_directory");
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755) == 0 || errno == EEXIST, true);
+  absl::Status s = SafetensorsFile::Open(dir).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("not a regular file (a directory)"));
+  const std::string fifo = absl::StrCat(testing::TempDir(), "/a_fifo");
+  ::unlink(fifo.c_str());
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  s = SafetensorsFile::Open(fifo).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("a_fifo: not a regular file"));
+}
+
+// The writer reports what failed and leaves no temporary file behind; a
+// written file is complete and alone in its directory.
+TEST(SafetensorsTest, WriterFailsCleanlyAndLeavesNoTemporaryFile) {
+  Tensor a = *Tensor::Empty(CpuAllocator(), {4}, DType::kF32);
+  ASSERT_TRUE(Fill(a, 1.5f).ok());
+  const std::string dir = absl::StrCat(testing::TempDir(), "/writer_dir");
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755) == 0 || errno == EEXIST, true);
+  const std::string path = dir + "/w.safetensors";
+  ASSERT_TRUE(WriteFile(path, {{"w", ViewOf(a)}}).ok());
+  ASSERT_TRUE(WriteFile(path, {{"w", ViewOf(a)}}).ok());  // over the old one
+  std::vector<std::string> names;
+  DIR* d = ::opendir(dir.c_str());
+  ASSERT_NE(d, nullptr);
+  while (const dirent* e = ::readdir(d)) {
+    if (e->d_name[0] != '.') names.push_back(e->d_name);
+  }
+  ::closedir(d);
+  EXPECT_THAT(names, ::testing::ElementsAre("w.safetensors"));
+  EXPECT_TRUE(SafetensorsFile::Open(path).ok());
+
+  absl::Status s =
+      WriteFile(dir + "/no/such/dir/w.safetensors", {{"w", ViewOf(a)}});
+  EXPECT_FALSE(s.ok());
+  EXPECT_THAT(s.message(), HasSubstr("no/such/dir/w.safetensors"));
 }
 
 TEST(SafetensorsTest, RejectsShortFiles) {

@@ -1,7 +1,12 @@
 #include "layers/safetensors/writer.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
-#include <fstream>
+#include <cstdlib>
+#include <cstring>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
@@ -162,17 +167,41 @@ absl::Status WriteFile(const std::string& path,
                        const std::map<std::string, std::string>& metadata) {
   absl::StatusOr<std::string> bytes = Serialize(tensors, metadata);
   if (!bytes.ok()) return bytes.status();
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f)
-      return absl::PermissionDeniedError(absl::StrCat("cannot write ", tmp));
-    f.write(bytes->data(), static_cast<std::streamsize>(bytes->size()));
-    if (!f) return absl::DataLossError(absl::StrCat("short write to ", tmp));
+  // A temporary name of its own beside `path` (concurrent writers do not
+  // share one), written, flushed to disk and closed with every error checked,
+  // then renamed over `path`: readers see the old file or the new one, never
+  // a part. On any error the temporary file is removed.
+  std::string tmp = path + ".XXXXXX";
+  const int fd = ::mkstemp(tmp.data());
+  if (fd < 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot create a temporary file beside ", path, ": ",
+                     std::strerror(errno)));
   }
+  auto fail = [&](absl::string_view what, int err) {
+    ::unlink(tmp.c_str());
+    return absl::DataLossError(absl::StrCat(what, " ", tmp, " (for ", path,
+                                            "): ", std::strerror(err)));
+  };
+  size_t done = 0;
+  while (done < bytes->size()) {
+    const ssize_t n = ::write(fd, bytes->data() + done, bytes->size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : EIO;
+      ::close(fd);
+      return fail("writing", err);
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fchmod(fd, 0644) != 0 || ::fsync(fd) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return fail("flushing", err);
+  }
+  if (::close(fd) != 0) return fail("closing", errno);
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(
-        absl::StrCat("cannot rename ", tmp, " to ", path));
+    return fail("renaming", errno);
   }
   return absl::OkStatus();
 }
