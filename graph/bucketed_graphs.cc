@@ -60,15 +60,36 @@ absl::Status BucketedGraphs::Run(const StepBuffers& io) {
   NG_ASSIGN_OR_RETURN(int64_t bucket, BucketFor(batch));
   Entry& entry = entries_.at(bucket);
   StepBuffers& statics = *entry.buffers;
+  // Checked before anything is copied: the same tensors, by name and role,
+  // in the captured order (two inputs of one shape must not trade places).
+  const std::string graph = entry.graph->name();
   if (statics.size() != io.size()) {
     return absl::InvalidArgumentError(
-        "step buffers do not match the captured step");
+        absl::StrCat("graph '", graph, "': ", io.size(),
+                     " step tensors given, the step was ", "captured with ",
+                     statics.size()));
   }
+  for (size_t i = 0; i < io.size(); ++i) {
+    if (io.spec(i).name != statics.spec(i).name ||
+        io.spec(i).role != statics.spec(i).role) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("graph '", graph, "': step tensor ", i, " is '",
+                       io.spec(i).name, "', the step was captured with '",
+                       statics.spec(i).name, "' there (or another role)"));
+    }
+  }
+  auto named = [&](size_t i, const absl::Status& s) {
+    return s.ok() ? s
+                  : absl::Status(
+                        s.code(),
+                        absl::StrCat("graph '", graph, "': step tensor '",
+                                     io.spec(i).name, "': ", s.message()));
+  };
   for (size_t i = 0; i < io.size(); ++i) {
     if (io.spec(i).role != StepRole::kInput) continue;
     const Tensor& s = statics.tensor(i);
     NG_ASSIGN_OR_RETURN(Tensor rows, s.Narrow(0, 0, batch));
-    NG_RETURN_IF_ERROR(stream_.Copy(io.tensor(i), rows));
+    NG_RETURN_IF_ERROR(named(i, stream_.Copy(io.tensor(i), rows)));
     if (batch < bucket) {
       NG_ASSIGN_OR_RETURN(Tensor pad, s.Narrow(0, batch, bucket - batch));
       NG_RETURN_IF_ERROR(stream_.Zero(pad));
@@ -78,7 +99,7 @@ absl::Status BucketedGraphs::Run(const StepBuffers& io) {
   for (size_t i = 0; i < io.size(); ++i) {
     if (io.spec(i).role != StepRole::kOutput) continue;
     NG_ASSIGN_OR_RETURN(Tensor rows, statics.tensor(i).Narrow(0, 0, batch));
-    NG_RETURN_IF_ERROR(stream_.Copy(rows, io.tensor(i)));
+    NG_RETURN_IF_ERROR(named(i, stream_.Copy(rows, io.tensor(i))));
   }
   return absl::OkStatus();
 }

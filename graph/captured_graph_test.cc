@@ -521,6 +521,18 @@ TEST_P(BucketedGraphsTest, BucketsPadAndRouteBatches) {
 
   auto too_big = *StepBuffers::Create("io", step.specs(5), allocator());
   EXPECT_EQ((*graphs)->Run(*too_big).code(), absl::StatusCode::kOutOfRange);
+  // Step tensors of the same shapes in another order (or under other names)
+  // would be copied into the wrong inputs: refused before any copy, naming
+  // both.
+  std::vector<StepTensorSpec> swapped = step.specs(3);
+  std::swap(swapped[0], swapped[1]);
+  auto wrong = *StepBuffers::Create("io", swapped, allocator());
+  absl::Status s = (*graphs)->Run(*wrong);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("graph 'copy/b4'"));
+  EXPECT_THAT(s.message(), HasSubstr("step tensor 0 is 'out'"));
+  EXPECT_THAT(s.message(), HasSubstr("captured with 'in'"));
+  EXPECT_EQ((*graphs)->TotalStats().replays, 1);
   EXPECT_FALSE(
       BucketedGraphs::Create("x", stream(), step, {0, 2}, {}, allocator())
           .ok());

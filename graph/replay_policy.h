@@ -18,13 +18,14 @@ enum class ReplayPolicy {
   // recapturing cannot fix a stale value).
   kRecapture,
   // Repair by patching the affected node arguments of the instantiated graph in
-  // place; fall back
-  // to recapture when the new tensor's layout (dtype, shape, strides, bytes)
-  // differs. Stale derived
-  // buffers are refreshed.
+  // place; fall back to recapture when the new tensor's device or layout
+  // (dtype, shape, strides, bytes) differs, when its bytes are shared with
+  // another slot, or when the backend refuses the patch. Stale derived buffers
+  // are refreshed.
   kRebind,
-  // Check nothing, as today's engines do. Exists only to show what goes wrong
-  // (fuzzer self-tests).
+  // Check nothing, as today's engines do (replays still bump the write
+  // versions of what they write). Exists only to show what goes wrong (fuzzer
+  // self-tests).
   kUnchecked,
 };
 
