@@ -63,8 +63,14 @@ void TensorSlot::MarkRefreshed() {
   // load): its identity is already recorded.
   if (!SameView(src, refreshed_source_)) refreshed_source_ = src.Identity();
   refreshed_source_version_ = src.storage()->write_version();
-  // Writes to the source make this slot stale: they must move the epoch.
+  // Writes to the source make this slot stale, and so do writes to this
+  // slot's own storage: both must move the epoch.
   source_->tensor().storage()->WatchWrites();
+  if (tensor_.defined()) {
+    refreshed_storage_ = tensor_.storage()->id();
+    refreshed_version_ = tensor_.storage()->write_version();
+    tensor_.storage()->WatchWrites();
+  }
   BumpIdentityEpoch();
 }
 
@@ -73,7 +79,14 @@ bool TensorSlot::IsStale() const {
   const Tensor& src = source_->tensor();
   if (!src.defined()) return true;
   return !SameView(src, refreshed_source_) ||
-         src.storage()->write_version() != refreshed_source_version_;
+         src.storage()->write_version() != refreshed_source_version_ ||
+         OwnStorageWritten();
+}
+
+bool TensorSlot::OwnStorageWritten() const {
+  return tensor_.defined() &&
+         (tensor_.storage()->id() != refreshed_storage_ ||
+          tensor_.storage()->write_version() != refreshed_version_);
 }
 
 std::string TensorSlot::StaleReason() const {
@@ -84,11 +97,22 @@ std::string TensorSlot::StaleReason() const {
     return absl::StrCat("source is now ", src.Identity().ToString(),
                         ", last refreshed from ", refreshed_source_.ToString());
   }
+  if (src.storage()->write_version() != refreshed_source_version_) {
+    return absl::StrFormat(
+        "source storage #%d written (write version %d) after the last refresh "
+        "(at version %d)",
+        src.storage()->id(), src.storage()->write_version(),
+        refreshed_source_version_);
+  }
+  if (tensor_.storage()->id() != refreshed_storage_) {
+    return absl::StrCat("now ", tensor_.Identity().ToString(),
+                        ", not refreshed since");
+  }
   return absl::StrFormat(
-      "source storage #%d written (write version %d) after the last refresh "
-      "(at version %d)",
-      src.storage()->id(), src.storage()->write_version(),
-      refreshed_source_version_);
+      "its own storage #%d written (write version %d) after the last refresh "
+      "(at version %d), not by the refresh",
+      tensor_.storage()->id(), tensor_.storage()->write_version(),
+      refreshed_version_);
 }
 
 absl::Status TensorSlot::Refresh() {

@@ -62,10 +62,13 @@ class TensorSlot {
                   std::function<absl::Status()> refresh);
   const TensorSlot* source() const { return source_; }
   // Records that the contents now reflect the source's current storage and
-  // write version.
+  // write version (and that this slot's own storage holds what the refresh
+  // wrote: its write version now).
   void MarkRefreshed();
-  // True if derived and the source's tensor (storage, address, layout) or its
-  // storage's write version changed since the last refresh.
+  // True if derived and, since the last refresh, the source's tensor (storage,
+  // address, layout) or its storage's write version changed, or this slot's
+  // own storage was written by anything else (its values may no longer be
+  // what the source gives).
   bool IsStale() const;
   // "source written: storage #3 write version 5, refreshed at version 4" (empty
   // if fresh).
@@ -74,6 +77,8 @@ class TensorSlot {
   absl::Status Refresh();
 
  private:
+  bool OwnStorageWritten() const;
+
   const SlotKind kind_;
   Tensor tensor_;
   int64_t rebind_count_ = 0;
@@ -82,6 +87,8 @@ class TensorSlot {
   std::function<absl::Status()> refresh_;
   TensorIdentity refreshed_source_;  // the source tensor the refresh read
   uint64_t refreshed_source_version_ = 0;
+  uint64_t refreshed_storage_ = 0;  // this slot's storage at the refresh
+  uint64_t refreshed_version_ = 0;  // and its write version then
 };
 
 using SlotVisitor =

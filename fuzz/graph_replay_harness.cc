@@ -554,9 +554,13 @@ struct SlotInfo {
   uint64_t image_storage = 0;
   size_t image_offset = 0;
   StorageRecord* image = nullptr;
-  // Derived slots: the source identity and write count at the last refresh.
+  // Derived slots: the source identity and write count at the last refresh,
+  // and their own storage and its write count then (a write by anything but
+  // the refresh makes them stale too).
   TensorIdentity refreshed_source;
   uint64_t refreshed_writes = 0;
+  uint64_t refreshed_storage = 0;
+  uint64_t refreshed_own_writes = 0;
   bool ever_refreshed = false;
 };
 
@@ -900,6 +904,11 @@ class Harness {
       AssignIdentity(src, d.refreshed_source);
     }
     d.refreshed_writes = WritesOf(slots_[d.source]);
+    const Tensor& own = d.slot->tensor();
+    if (own.defined()) {
+      d.refreshed_storage = own.storage()->id();
+      d.refreshed_own_writes = Record(d.refreshed_storage).writes;
+    }
     d.ever_refreshed = true;
   }
 
@@ -910,6 +919,12 @@ class Harness {
   bool ExpectStale(const SlotInfo& d) {
     const Tensor& src = slots_[d.source].slot->tensor();
     if (!src.defined() || !d.ever_refreshed) return true;
+    const Tensor& own = d.slot->tensor();
+    if (own.defined() &&
+        (own.storage()->id() != d.refreshed_storage ||
+         Record(d.refreshed_storage).writes != d.refreshed_own_writes)) {
+      return true;
+    }
     return !SameIdentity(src, d.refreshed_source) ||
            WritesOf(slots_[d.source]) != d.refreshed_writes;
   }

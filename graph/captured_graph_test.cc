@@ -350,6 +350,40 @@ TEST_P(CapturedGraphTest, ReplaysMakeTheSourcesTheyWriteStale) {
   }
 }
 
+// A derived buffer written by anything but its refresh (a direct fill, a
+// copy into it) may no longer hold what its source gives: it is stale, and
+// the next checked replay refuses or refreshes it.
+TEST_P(CapturedGraphTest, DerivedBufferWrittenDirectlyIsStale) {
+  for (ReplayPolicy policy : {ReplayPolicy::kFail, ReplayPolicy::kRecapture}) {
+    SCOPED_TRACE(ReplayPolicyName(policy));
+    DerivedFromMid o(allocator());
+    ASSERT_TRUE(Fill(o.mid.tensor(), 2.0f).ok());
+    ASSERT_TRUE(o.derived.Refresh().ok());
+    ASSERT_FALSE(o.derived.IsStale());
+    GraphOptions options;
+    options.policy = policy;
+    auto reader = *CapturedGraph::Capture(
+        "reader", stream(),
+        [&](Stream& s) { return Copy(s, o.derived.tensor(), o.out.tensor()); },
+        {&o}, options);
+    ASSERT_TRUE(reader->Replay().ok());
+    ASSERT_TRUE(Fill(o.derived.tensor(), 5.0f).ok());
+    EXPECT_TRUE(o.derived.IsStale());
+    EXPECT_THAT(o.derived.StaleReason(), HasSubstr("its own storage"));
+    ASSERT_TRUE(Poison(o.out.tensor()).ok());
+    absl::Status s = reader->Replay();
+    if (policy == ReplayPolicy::kFail) {
+      ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+      EXPECT_THAT(ViolationNames(s.message()),
+                  ::testing::ElementsAre("o.derived"));
+      continue;
+    }
+    ASSERT_TRUE(s.ok()) << s;
+    EXPECT_EQ(reader->stats().refreshes, 1);
+    EXPECT_THAT(ToFloats(o.out.tensor()), Each(2.0f));
+  }
+}
+
 // Whatever checks the writer graph skips, its replays still count as writes:
 // an unchecked writer, or one whose destination no owner of it claims, makes
 // the derived buffers of what it wrote stale for every other graph.
