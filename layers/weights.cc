@@ -62,18 +62,26 @@ absl::Status WriteInPlace(
     return t.defined() && t.storage()->device() == Device::Cpu() &&
            t.is_contiguous();
   };
+  // Before anything is written: an error names the parameter it hit.
+  auto unchanged = [&](const SourceTensor& src, absl::string_view step,
+                       const absl::Status& error) {
+    return absl::Status(
+        error.code(),
+        absl::StrCat("loading ", src.name, " from ", source, ": ", step, ": ",
+                     error.message(), "; no weight was changed"));
+  };
   // Each device's batch, and the reads of the device backups queued ahead.
   for (const auto& [param, src] : plan) {
     const Tensor& t = param->tensor();
     if (!t.defined() || t.storage()->device() == Device::Cpu()) continue;
     absl::StatusOr<DeviceRuntime*> runtime = RuntimeOf(*t.storage());
-    if (!runtime.ok()) return runtime.status();
+    if (!runtime.ok()) return unchanged(*src, "its device", runtime.status());
     absl::Status ready = batches.Begin(*runtime);
     if (ready.ok() && t.is_contiguous()) {
       ready = (*runtime)->PrefetchToHost(t.data(),
                                          t.numel() * DTypeSize(t.dtype()));
     }
-    if (!ready.ok()) return ready;
+    if (!ready.ok()) return unchanged(*src, "reading its backup", ready);
   }
   size_t arena_bytes = 0;
   for (const auto& [param, src] : plan) {
@@ -102,7 +110,7 @@ absl::Status WriteInPlace(
       continue;
     }
     absl::StatusOr<Tensor> copy = ToHost(t);
-    if (!copy.ok()) return copy.status();
+    if (!copy.ok()) return unchanged(*src, "reading its backup", copy.status());
     host_copies.push_back(*std::move(copy));
     backups.push_back(ViewOf(host_copies.back()));
   }
