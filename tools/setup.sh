@@ -20,6 +20,7 @@ PACKAGES=(
   clang-format         # C++ formatting (Google style, see .clang-format)
   clang-tidy
   zip                  # <name>_seed_corpus.zip for OSS-Fuzz packages
+  xz-utils             # tools/gpu_bundle.sh --tar
   unzip
   python3              # tools/fuzz_campaign.py, fuzz/make_seed_corpus.py
   python3-matplotlib   # tools/bench/report.py (benchmarks/RESULTS.md charts)

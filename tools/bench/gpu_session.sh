@@ -4,7 +4,7 @@
 #   tools/bench/gpu_session.sh OUTDIR
 #
 # From the repository root, with the bundle made here by `tools/gpu_bundle.sh --tar` at
-# .gpu/bundle.tar.gz. Steps, each bounded by its own time limit so one slow step cannot lose the
+# .gpu/bundle.tar.xz. Steps, each bounded by its own time limit so one slow step cannot lose the
 # others' results:
 #   1. the GPU tests (run_all.sh; NORMGRAPH_AUDIT_CHECK=1 audits the check fast path), filtered by
 #      $TEST_FILTER (default: every test; empty string: none), at most $TEST_TIMEOUT s (default
@@ -30,8 +30,8 @@ log="$out/session.log"
 exec > >(tee -a "$log") 2>&1
 say() { echo "== $(date -u +%H:%M:%S) $*"; }
 
-say "unpacking .gpu/bundle.tar.gz"
-tar xzf .gpu/bundle.tar.gz -C "$work" || exit 2
+say "unpacking .gpu/bundle.tar.xz"
+tar xJf .gpu/bundle.tar.xz -C "$work" || exit 2
 bundle="$work/$(ls "$work" | head -1)"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,power.draw \
   --format=csv | tee "$work/nvidia-smi.txt"
