@@ -52,6 +52,11 @@ struct KernelDef {
   // Checks a params struct before any launch (eager or captured); kernels
   // assume valid params.
   absl::Status (*validate)(const void* params) = nullptr;
+  // For valid params: how many bytes from the address in pointer field
+  // `index` (pointer_offsets order) the kernel may read or write. The launcher
+  // checks that the tensor bound to the field spans at least that much. Null:
+  // not checked.
+  size_t (*arg_bytes)(const void* params, size_t index) = nullptr;
   // Runs the kernel on the CPU. The params pointer may be unaligned.
   void (*cpu_entry)(const void* params) = nullptr;
   // Chooses the CUDA function and launch shape for valid `params`; null if the
@@ -71,6 +76,14 @@ void CpuEntry(const void* raw) {
   Params p;
   std::memcpy(&p, raw, sizeof p);
   Fn(p);
+}
+
+// Adapts `size_t Fn(const Params&, size_t)` to KernelDef::arg_bytes.
+template <typename Params, size_t (*Fn)(const Params&, size_t)>
+size_t ArgBytesEntry(const void* raw, size_t index) {
+  Params p;
+  std::memcpy(&p, raw, sizeof p);
+  return Fn(p, index);
 }
 
 // Adapts `absl::Status Fn(const Params&)` to KernelDef::validate.

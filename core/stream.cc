@@ -105,6 +105,25 @@ absl::Status Stream::Validate(const KernelDef& kernel, const void* params,
           ok.code(), absl::StrCat("kernel ", kernel.name, ": ", ok.message()));
     }
   }
+  if (kernel.arg_bytes != nullptr) {
+    // The bound tensor must cover every byte the kernel touches from its
+    // address (params whose sizes exceed their tensors would read or write
+    // past them).
+    for (const ArgBinding& arg : args) {
+      const ptrdiff_t offset = static_cast<const char*>(arg.field) - base;
+      size_t index = 0;
+      while (static_cast<ptrdiff_t>(kernel.pointer_offsets[index]) != offset)
+        ++index;
+      const size_t needed = kernel.arg_bytes(params, index);
+      const size_t spanned = arg.tensor->span_bytes();
+      if (needed > spanned) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "kernel %s: the pointer field at byte offset %d reaches %d bytes "
+            "from its address, but is bound to %s, which spans %d",
+            kernel.name, offset, needed, arg.tensor->DebugString(), spanned));
+      }
+    }
+  }
   for (size_t i = 0; i < kernel.pointer_offsets.size(); ++i) {
     const void* p = PointerAt(params, kernel.pointer_offsets[i]);
     if (!bound[i] && p != nullptr) {

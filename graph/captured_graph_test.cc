@@ -350,6 +350,44 @@ TEST_P(CapturedGraphTest, ReplaysMakeTheSourcesTheyWriteStale) {
   }
 }
 
+// Params that reach past the tensors bound to them are refused at launch,
+// eager or captured, before anything runs: each pointer's tensor must span
+// every byte the kernel touches from it.
+TEST_P(CapturedGraphTest, LaunchesMayNotReachPastTheirTensors) {
+  Tensor a = Empty({8}, DType::kF32), b = Empty({8}, DType::kF32);
+  CopyParams c{a.data(), b.data(), 64};  // 16 floats from tensors of 8
+  absl::Status s = stream().Launch(
+      CopyKernel(), c,
+      {{&c.src, &a, Access::kRead}, {&c.dst, &b, Access::kWrite}});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("reaches 64 bytes"));
+  EXPECT_THAT(s.message(), HasSubstr("which spans 32"));
+  Tensor x = Empty({1, 8}, DType::kBF16), w = Empty({8}, DType::kBF16);
+  Tensor out = Empty({1, 8}, DType::kBF16);
+  RmsNormParams p;
+  p.x = x.data();
+  p.weight = w.data();
+  p.out = out.data();
+  p.rows = 4;  // the tensors hold one row
+  p.cols = 8;
+  p.x_stride = p.out_stride = 8;
+  auto launch = [&] {
+    return stream().Launch(RmsNormKernel(), p,
+                           {{&p.x, &x, Access::kRead},
+                            {&p.weight, &w, Access::kRead},
+                            {&p.out, &out, Access::kWrite}});
+  };
+  s = launch();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("reaches 64 bytes"));
+  ASSERT_TRUE(stream().BeginCapture().ok());
+  EXPECT_FALSE(launch().ok());
+  EXPECT_FALSE(stream().EndCapture().ok());
+  EXPECT_EQ(stream().eager_launches(), 0);
+  p.rows = 1;
+  EXPECT_TRUE(launch().ok());
+}
+
 // A derived buffer written by anything but its refresh (a direct fill, a
 // copy into it) may no longer hold what its source gives: it is stale, and
 // the next checked replay refuses or refreshes it.

@@ -19,6 +19,7 @@ const KernelDef& RmsNormKernel() {
         offsetof(RmsNormParams, gate), offsetof(RmsNormParams, residual),
         offsetof(RmsNormParams, out)};
     d->validate = ValidateEntry<RmsNormParams, ValidateRmsNormParams>;
+    d->arg_bytes = ArgBytesEntry<RmsNormParams, RmsNormArgBytes>;
     d->cpu_entry = CpuEntry<RmsNormParams, RmsNormCpu>;
 #ifdef NORMGRAPH_WITH_CUDA
     d->cuda_plan = PlanRmsNormCuda;
@@ -35,6 +36,7 @@ const KernelDef& CopyKernel() {
     d->params_size = sizeof(CopyParams);
     d->pointer_offsets = {offsetof(CopyParams, src), offsetof(CopyParams, dst)};
     d->validate = ValidateEntry<CopyParams, ValidateCopyParams>;
+    d->arg_bytes = ArgBytesEntry<CopyParams, CopyArgBytes>;
     d->cpu_entry = CpuEntry<CopyParams, CopyCpu>;
 #ifdef NORMGRAPH_WITH_CUDA
     d->cuda_plan = PlanCopyCuda;

@@ -17,15 +17,18 @@ struct Span {
   uintptr_t begin = 0;
   uintptr_t end = 0;  // one past the last byte
   int64_t stride = 0;
+  int64_t rows = 0;
   size_t elem = 0;
   bool present() const { return begin != 0; }
   bool Overlaps(const Span& o) const {
     return present() && o.present() && begin < o.end && o.begin < end;
   }
   // Element (i, j) of both lies at the same address: each element is read and
-  // written by the same step of either backend's kernel, which is safe.
+  // written by the same step of either backend's kernel, which is safe. (One
+  // row has no stride to compare.)
   bool SameElements(const Span& o) const {
-    return begin == o.begin && stride == o.stride && elem == o.elem;
+    return begin == o.begin && elem == o.elem &&
+           (stride == o.stride || (rows == 1 && o.rows == 1));
   }
 };
 
@@ -37,6 +40,7 @@ Span SpanOf(const char* name, const void* p, int64_t rows, int64_t stride,
   s.begin = reinterpret_cast<uintptr_t>(p);
   s.elem = DTypeSize(dtype);
   s.stride = stride;
+  s.rows = rows;
   s.end = s.begin + static_cast<uintptr_t>((rows - 1) * stride + cols) * s.elem;
   return s;
 }
@@ -77,8 +81,10 @@ absl::Status ValidateRmsNormParams(const RmsNormParams& p) {
   if (p.gate != nullptr && p.out_dtype != p.x_dtype) {
     return Invalid("the gated norm writes the activation dtype");
   }
-  // Sizes that overflow the address arithmetic below cannot be real tensors.
+  // Sizes that overflow the address arithmetic below cannot be real tensors
+  // (nor can rows that long, whatever the row count).
   const int64_t kMaxSpan = int64_t{1} << 56;
+  if (p.cols > kMaxSpan) return Invalid("rows are too long");
   for (int64_t stride :
        {p.x_stride, p.out_stride, p.residual_stride, p.gate_stride}) {
     if (p.rows > 0 && stride > kMaxSpan / p.rows) {
@@ -98,6 +104,14 @@ absl::Status ValidateRmsNormParams(const RmsNormParams& p) {
   const Span weight = SpanOf(
       "weight", p.weight, 1, p.cols, p.cols,
       p.weight_kind == NormWeight::kScale ? DType::kF32 : p.weight_dtype);
+  // The residual is written in the pass that sums the row; the gate is read
+  // in the pass that writes the output, which one backend runs after the
+  // whole row's sum and the other with each thread's own elements: sharing
+  // memory, they would read different gates.
+  if (residual.Overlaps(gate)) {
+    return Invalid(
+        "the gate shares memory with the residual (which the kernel writes)");
+  }
   for (const Span* written : {&out, &residual}) {
     if (written->Overlaps(weight)) {
       return Invalid(absl::StrCat(written->name, " overlaps the weight"));
@@ -112,6 +126,33 @@ absl::Status ValidateRmsNormParams(const RmsNormParams& p) {
     }
   }
   return absl::OkStatus();
+}
+
+size_t RmsNormArgBytes(const RmsNormParams& p, size_t index) {
+  if (p.rows == 0) return 0;
+  auto rows = [&](int64_t stride, DType dtype) {
+    return static_cast<size_t>((p.rows - 1) * stride + p.cols) *
+           DTypeSize(dtype);
+  };
+  switch (index) {
+    case 0:
+      return rows(p.x_stride, p.x_dtype);
+    case 1:
+      return static_cast<size_t>(p.cols) *
+             DTypeSize(p.weight_kind == NormWeight::kScale ? DType::kF32
+                                                           : p.weight_dtype);
+    case 2:
+      return p.gate == nullptr ? 0 : rows(p.gate_stride, p.x_dtype);
+    case 3:
+      return p.residual == nullptr ? 0 : rows(p.residual_stride, p.x_dtype);
+    case 4:
+      return rows(p.out_stride, p.out_dtype);
+  }
+  return 0;
+}
+
+size_t CopyArgBytes(const CopyParams& p, size_t) {
+  return static_cast<size_t>(p.bytes);
 }
 
 absl::Status ValidateCopyParams(const CopyParams& p) {

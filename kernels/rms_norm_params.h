@@ -73,6 +73,9 @@ struct RmsNormParams {
 // Checks pointers, sizes, strides and dtype combinations; the kernels assume
 // valid params.
 absl::Status ValidateRmsNormParams(const RmsNormParams& p);
+// For valid params: the bytes the kernel reaches from pointer field `index`
+// (x, weight, gate, residual, out: RmsNormKernel's pointer_offsets order).
+size_t RmsNormArgBytes(const RmsNormParams& p, size_t index);
 
 // A plain device copy (the residual stream's first write in a decode step).
 struct CopyParams {
@@ -82,6 +85,8 @@ struct CopyParams {
 };
 
 absl::Status ValidateCopyParams(const CopyParams& p);
+// `bytes` from either pointer.
+size_t CopyArgBytes(const CopyParams& p, size_t index);
 
 }  // namespace normgraph
 

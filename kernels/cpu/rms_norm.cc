@@ -1200,6 +1200,7 @@ void ApplyNorm(const RmsNormParams& p, int64_t row, const float* v,
 }
 
 void RmsNormCpu(const RmsNormParams& p) {
+  if (p.rows == 0) return;  // nothing to do (and no scratch to size)
   for (const CpuPath path : {CpuPath::kAvx512, CpuPath::kAvx2}) {
     if (RmsNormCpuOnPath(path, p)) return;
   }
@@ -1208,6 +1209,7 @@ void RmsNormCpu(const RmsNormParams& p) {
 
 bool RmsNormCpuOnPath(CpuPath path, const RmsNormParams& p) {
   if (!Applies(path, p)) return false;
+  if (p.rows == 0) return true;
   switch (path) {
     case CpuPath::kScalar:
       RmsNormCpuScalar(p);
@@ -1223,6 +1225,7 @@ bool RmsNormCpuOnPath(CpuPath path, const RmsNormParams& p) {
 }
 
 void RmsNormCpuScalar(const RmsNormParams& p) {
+  if (p.rows == 0) return;
   // Per-thread scratch that only grows: a replayed graph allocates nothing
   // after warm-up.
   thread_local std::vector<float> v;

@@ -306,6 +306,36 @@ TEST(RmsNormTest, ValidationAllowsInPlaceButNotPartialOverlap) {
   residual_is_x.residual = x.data();  // x + x, written back in place: allowed
   residual_is_x.residual_stride = 8;
   EXPECT_TRUE(ValidateRmsNormParams(residual_is_x).ok());
+  // The gate may not share memory with the residual, not even element for
+  // element: the residual is written before the gate is read on the CPU and
+  // after it on CUDA.
+  Buffer residual(DType::kBF16, 64);
+  RmsNormParams gated = p;
+  gated.residual = residual.data();
+  gated.residual_stride = 8;
+  gated.gate = residual.data();
+  gated.gate_stride = 8;
+  s = ValidateRmsNormParams(gated);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("gate shares memory with the residual"),
+            std::string::npos)
+      << s;
+  // One row in place: its strides are never used, so they need not agree.
+  RmsNormParams one_row = in_place;
+  one_row.rows = 1;
+  one_row.out_stride = 16;
+  EXPECT_TRUE(ValidateRmsNormParams(one_row).ok());
+  one_row.rows = 2;
+  EXPECT_FALSE(ValidateRmsNormParams(one_row).ok());
+  // No rows: nothing is read, whatever the sizes say (and the CPU kernel
+  // sizes nothing from them).
+  RmsNormParams none = p;
+  none.rows = 0;
+  none.cols = none.x_stride = none.out_stride = int64_t{1} << 40;
+  ASSERT_TRUE(ValidateRmsNormParams(none).ok());
+  RmsNormCpu(none);
+  none.cols = none.x_stride = none.out_stride = int64_t{1} << 60;
+  EXPECT_FALSE(ValidateRmsNormParams(none).ok());
   CopyParams c{x.data(), static_cast<char*>(x.data()) + 4, 16};
   EXPECT_FALSE(ValidateCopyParams(c).ok());
   c.dst = const_cast<void*>(c.src);

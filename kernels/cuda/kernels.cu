@@ -461,8 +461,11 @@ void PlanRmsNormCuda(const void* raw, CudaLaunch* launch) {
   if (cluster > 1) launch->cluster = static_cast<uint32_t>(cluster);
   launch->grid[0] = static_cast<uint32_t>(blocks * cluster);
   launch->shared_bytes = shared_bytes;
+  // Not for a launch of no rows: its CTAs return before waiting for the grid
+  // before them (griddepcontrol.wait), so it could complete first, and the
+  // next kernel's wait would no longer cover that grid.
   launch->programmatic_dependency =
-      PdlEnabled().load() &&
+      PdlEnabled().load() && p.rows > 0 &&
       (blocks <= kPdlMaxBlocks || wide || spread_bytes > 0);
 }
 
