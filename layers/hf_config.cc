@@ -126,6 +126,11 @@ absl::Status ReadDType(const Json& obj, HfModelConfig& c) {
       c.dtype = DType::kF16;
     } else if (c.dtype_name == "float32") {
       c.dtype = DType::kF32;
+    } else {
+      return Bad(c.source,
+                 absl::StrCat(key, " '", c.dtype_name,
+                              "' is not a dtype normgraph runs (bfloat16, "
+                              "float16, float32)"));
     }
     c.keys_read.push_back(key);
     return absl::OkStatus();

@@ -150,6 +150,10 @@ TEST(HfConfigTest, BadValuesAreRefusedWithTheKey) {
                         "linear_attention, full_attention"));
   EXPECT_THAT(Error(R"({"model_type": "qwen3_5_text", "dtype": 3})"),
               HasSubstr("dtype is not a string"));
+  // An unknown name is refused, never replaced by the default.
+  EXPECT_THAT(
+      Error(R"({"model_type": "qwen3_5_text", "torch_dtype": "float64"})"),
+      HasSubstr("torch_dtype 'float64' is not a dtype normgraph runs"));
 }
 
 TEST(HfConfigTest, ReadFromFile) {

@@ -293,20 +293,28 @@ std::optional<bool> ParseBool(absl::string_view v) {
   return std::nullopt;
 }
 
-absl::StatusOr<CommandLine> ParseCommandLine(int argc, char** argv) {
-  CommandLine cl;
-  // A first pass for --json, so that even a flag error is reported as JSON.
+// Whether the command line asks for JSON output: a first pass, so that even a
+// flag error is reported as JSON. Every spelling the flag parser takes
+// (--json, -json, --json=V for any V ParseBool reads, --nojson); the last
+// one wins.
+bool JsonRequested(int argc, char** argv) {
+  bool json = false;
   for (int i = 1; i < argc; ++i) {
-    const absl::string_view a = argv[i];
+    absl::string_view a = argv[i];
     if (a == "--") break;
-    if (a == "--json" || a == "-json" || a == "--json=true" ||
-        a == "--json=1") {
-      cl.json = true;
-    }
-    if (a == "--nojson" || a == "--json=false" || a == "--json=0") {
-      cl.json = false;
+    if (!absl::ConsumePrefix(&a, "--")) absl::ConsumePrefix(&a, "-");
+    if (a == "json") json = true;
+    if (a == "nojson") json = false;
+    if (absl::ConsumePrefix(&a, "json=")) {
+      if (std::optional<bool> b = ParseBool(a)) json = *b;
     }
   }
+  return json;
+}
+
+absl::StatusOr<CommandLine> ParseCommandLine(int argc, char** argv) {
+  CommandLine cl;
+  cl.json = JsonRequested(argc, argv);
   for (int i = 1; i < argc; ++i) {
     absl::string_view arg = argv[i];
     if (arg == "--") {
@@ -600,8 +608,10 @@ std::string ResolvePath(const std::string& path, std::string* against) {
   std::string p = path;
   if (absl::StartsWith(p, "~/")) {
     const char* home = std::getenv("HOME");
-    if (home != nullptr && *home != '\0')
+    if (home != nullptr && *home != '\0') {
+      *against = absl::StrCat("$HOME (", home, ")");
       return absl::StrCat(home, p.substr(1));
+    }
   }
   const char* bwd = std::getenv("BUILD_WORKING_DIRECTORY");
   std::string base;
@@ -1018,6 +1028,13 @@ absl::Status ValidateSetup(const CommandLine& cl, Setup& s) {
   s.checkpoint_options.prefix = prefix;
   s.checkpoint_options.check_finite = cl.Get("check_finite") == "true";
   s.checkpoint_given = cl.Get("checkpoint");
+  if (cl.Has("prefix") && s.checkpoint_given.empty() && !model_dir_location &&
+      cl.Get("update_checkpoint").empty()) {
+    return absl::InvalidArgumentError(
+        "--prefix names where a checkpoint keeps the text model; it needs "
+        "--checkpoint, --model_dir or --update_checkpoint (the synthetic "
+        "checkpoint is written under model.)");
+  }
   if (s.checkpoint_given.empty() && model_dir_location) {
     s.checkpoint = model_dir_location;
     s.checkpoint_given = model_dir_given;
@@ -1059,6 +1076,25 @@ absl::Status ValidateSetup(const CommandLine& cl, Setup& s) {
     const std::string resolved = ResolvePath(s.save_checkpoint, &against);
     if (!against.empty()) s.resolved_against = against;
     s.save_checkpoint = resolved;
+    // Never over a checkpoint this run reads.
+    if (s.update) {
+      char* saved = ::realpath(resolved.c_str(), nullptr);
+      for (const std::string& file : s.update->files) {
+        char* read = ::realpath(file.c_str(), nullptr);
+        const bool same = saved != nullptr && read != nullptr &&
+                          std::string(saved) == std::string(read);
+        std::free(read);
+        if (same) {
+          std::free(saved);
+          return absl::InvalidArgumentError(
+              absl::StrCat("--save_checkpoint=", resolved,
+                           " is the --update_checkpoint "
+                           "file ",
+                           file, ": saving would overwrite it"));
+        }
+      }
+      std::free(saved);
+    }
   }
 
   // The device.
@@ -1116,7 +1152,8 @@ absl::Status CheckMemory(const Setup& s, const MemoryEstimate& m) {
     return absl::StrCat("parameters ", FormatBytes(m.parameters),
                         ", step buffers ", FormatBytes(m.step_buffers),
                         ", graphs ", FormatBytes(m.graphs),
-                        ", host copies of the weights ", FormatBytes(m.host));
+                        ", host copies of the weights ", FormatBytes(m.host),
+                        ", the process itself ", FormatBytes(m.base));
   };
   if (host > s.max_memory) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -1935,6 +1972,7 @@ int Run(const CommandLine& cl, Json& json) {
                     {"step_buffers_bytes", memory.step_buffers},
                     {"graphs_bytes", memory.graphs},
                     {"host_weights_bytes", memory.host},
+                    {"process_bytes", memory.base},
                     {"available_bytes", s.max_memory},
                     {"available_source", s.max_memory_source}};
   absl::Status fits = CheckMemory(s, memory);
@@ -2112,12 +2150,7 @@ int Main(int argc, char** argv) {
     absl::StatusOr<CommandLine> cl = ParseCommandLine(argc, argv);
     if (!cl.ok()) {
       // A flag error: --json is known from the first pass.
-      for (int i = 1; i < argc; ++i) {
-        const absl::string_view a = argv[i];
-        if (a == "--json" || a == "--json=true" || a == "--json=1") {
-          as_json = true;
-        }
-      }
+      as_json = JsonRequested(argc, argv);
       json["exit_code"] = kExitBadInput;
       json["error"] = {{"code", StatusCodeName(cl.status().code())},
                        {"message", std::string(cl.status().message())},

@@ -131,6 +131,12 @@ out=$(cd "$tmp" && "$bin" --checkpoint=./qwen/model.safetensors --ignore_unexpec
 (cd / && BUILD_WORKING_DIRECTORY="$tmp" "$bin" --layers=2 --hidden=32 "${run[@]}" \
    --save_checkpoint=saved.safetensors >/dev/null 2>&1) || fail "relative --save_checkpoint"
 [[ -s "$tmp/saved.safetensors" ]] || fail "--save_checkpoint not resolved against BUILD_WORKING_DIRECTORY"
+# Saving over the checkpoint the run updates from is refused, and the file stays as it was.
+before=$(md5sum <"$tmp/saved.safetensors")
+expect 2 "--save_checkpoint=$tmp/saved.safetensors is the --update_checkpoint file" --layers=2 \
+  --hidden=32 "${run[@]}" --update_checkpoint="$tmp/saved.safetensors" \
+  --save_checkpoint="$tmp/saved.safetensors"
+[[ "$(md5sum <"$tmp/saved.safetensors")" == "$before" ]] || fail "the update checkpoint changed"
 
 # Concurrent runs with synthetic checkpoints: unique temporary files, nothing left behind.
 conc="$tmp/concurrent"

@@ -52,6 +52,13 @@ expect 2 "unknown flag --layer \(did you mean --layers\?\)" --layer=3
 expect 2 "--cycles needs a value" --cycles
 expect 2 "--help takes no value" --help=1
 expect 2 "--layers conflicts with --model_dir" --model_dir=/nonexistent --layers=2
+expect 2 "--prefix names where a checkpoint keeps the text model; it needs --checkpoint" \
+  "${small[@]}" --prefix=model.language_model.
+# A path under ~ is expanded against $HOME, and the message says so.
+HOME=/no_such_home expect 2 "resolved to /no_such_home/nope.safetensors against \\\$HOME" \
+  "${small[@]}" '--checkpoint=~/nope.safetensors'
+# A memory estimate names every part, the process itself included.
+expect 2 "the process itself 48.0 MiB\) but 16.0 MiB is available" "${small[@]}" --max_memory=16M
 # A CPU-only build says so for --device=cuda.
 if ! grep -q "backends: cpu, cuda" <<<"$("$bin" --version)"; then
   expect 2 "--device=cuda: device cuda:0 is not available: this binary was built without the CUDA backend" \
@@ -111,6 +118,14 @@ assert j["error"]["code"] == "RESOURCE_EXHAUSTED", j
 assert j["config"]["num_hidden_layers"] == 2 and j["config"]["buckets"] == [1, 2], j
 assert j["memory"]["estimate_bytes"] > j["memory"]["available_bytes"] == 16 << 20, j
 EOF
+# Every spelling of true the flag parser takes asks for JSON; the last --json flag wins, also when
+# another flag is bad.
+for spelling in --json=yes --json=on --json=TRUE -json; do
+  json=$("$bin" --layers=0 "$spelling" 2>/dev/null)
+  grep -q '"exit_code": 2' <<<"$json" || fail "$spelling: no JSON: $json"
+done
+json=$("$bin" --json --nojson --bogus 2>/dev/null)
+grep -q '"exit_code"' <<<"$json" && fail "--json --nojson: JSON anyway: $json"
 json=$("$bin" "${small[@]}" --checkpoint=/nonexistent/x.safetensors --json 2>/dev/null); rc=$?
 [[ $rc == 2 ]] || fail "--json missing checkpoint exit $rc"
 grep -q '"code": "NOT_FOUND"' <<<"$json" || fail "--json missing checkpoint: $json"
