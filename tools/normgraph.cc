@@ -17,6 +17,7 @@
 
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -922,6 +923,18 @@ absl::Status ValidateSetup(const CommandLine& cl, Setup& s) {
     std::string against;
     const std::string dir = ResolvePath(model_dir_given, &against);
     if (!against.empty()) s.resolved_against = against;
+    // A directory first: LocateCheckpoint would take a file for a checkpoint
+    // and speak of one.
+    struct stat st;
+    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      const bool exists = ::stat(dir.c_str(), &st) == 0;
+      return PathError(
+          "model_dir", model_dir_given, dir, against,
+          exists ? absl::InvalidArgumentError(
+                       "not a directory (a model directory holds config.json "
+                       "and the checkpoint)")
+                 : absl::NotFoundError("no such directory"));
+    }
     absl::StatusOr<CheckpointLocation> loc = LocateCheckpoint(dir);
     if (!loc.ok()) {
       return PathError("model_dir", model_dir_given, dir, against,

@@ -43,6 +43,10 @@ grep -q "1 problem; no weight was changed" <<<"$out" || fail "unchanged: $out"
 expect 0 "^verdict: every replay equal" --checkpoint="$tmp/qwen/model.safetensors" \
   --ignore_unexpected --layers=4 --hidden=48 "${run[@]}"
 expect 2 "no parameter for" --model_dir="$tmp/qwen" --noignore_unexpected "${run[@]}"
+# --model_dir takes a directory, and says so for a file or nothing there.
+expect 2 "--model_dir=$tmp/qwen/config.json: .*not a directory \(a model directory holds" \
+  --model_dir="$tmp/qwen/config.json" "${run[@]}"
+expect 2 "--model_dir=$tmp/nothing_here: .*no such directory" --model_dir="$tmp/nothing_here" "${run[@]}"
 # Sizes that do not match: the message points at config.json.
 expect 2 "exists: --model_dir=$tmp/qwen takes the model's sizes from it" \
   --checkpoint="$tmp/qwen" --layers=4 "${run[@]}"
@@ -97,7 +101,9 @@ out=$("$bin" --model_dir="$tmp/nan" --nocheck_finite "${run[@]}" 2>&1); rc=$?
 mkdir -p "$tmp/noconfig" && cp "$tmp/qwen/model.safetensors" "$tmp/noconfig/"
 expect 2 "--model_dir=$tmp/noconfig: no config.json \(looked at $tmp/noconfig/config.json\)" \
   --model_dir="$tmp/noconfig" "${run[@]}"
-expect 2 "checkpoint $tmp/empty: no such file or directory" --model_dir="$tmp/empty" "${run[@]}"
+mkdir -p "$tmp/empty"
+expect 2 "--model_dir=$tmp/empty: checkpoint $tmp/empty: no checkpoint in this directory" \
+  --model_dir="$tmp/empty" "${run[@]}"
 # A bad update checkpoint is found before the run, and the message says the model is unchanged.
 cp "$tmp/qwen/model.safetensors" "$tmp/truncated.safetensors"
 truncate -s 100 "$tmp/truncated.safetensors"
