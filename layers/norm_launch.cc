@@ -30,16 +30,23 @@ absl::StatusOr<Rows> RowsOf(absl::string_view module, absl::string_view what,
         absl::StrCat(module, ": ", what, " rows must be contiguous, strides ",
                      ShapeToString(t.strides())));
   }
-  Rows rows{1, dim >= 2 ? t.strides()[dim - 2] : cols};
-  for (int d = 0; d < dim - 1; ++d) {
+  // The leading dimensions collapse into rows of one stride. Those of size 1
+  // add no rows: their strides are never used ([T, 1, D] with strides
+  // [3 D, D, 1] is T rows 3 D apart).
+  Rows rows{1, cols};
+  int last = -1;  // the innermost leading dimension of size > 1 seen
+  for (int d = dim - 2; d >= 0; --d) {
     rows.count *= t.size(d);
-    if (d + 1 < dim - 1 && t.size(d) > 1 &&
-        t.strides()[d] != t.strides()[d + 1] * t.size(d + 1)) {
+    if (t.size(d) == 1) continue;
+    if (last < 0) {
+      rows.stride = t.strides()[d];
+    } else if (t.strides()[d] != t.strides()[last] * t.size(last)) {
       return absl::InvalidArgumentError(absl::StrCat(
           module, ": ", what, " with shape ", ShapeToString(t.shape()),
           " and strides ", ShapeToString(t.strides()),
           " does not collapse into evenly strided rows"));
     }
+    last = d;
   }
   if (rows.count <= 1) rows.stride = std::max(rows.stride, cols);
   return rows;

@@ -418,6 +418,26 @@ TEST_P(NormModulesTest, ErrorsNameTheModuleAndTheTensor) {
   EXPECT_EQ(stream().eager_launches(), 0);
 }
 
+// Leading dimensions collapse into rows; one of size 1 adds none, so its
+// stride is never used.
+TEST_P(NormModulesTest, SizeOneDimensionsAddNoRows) {
+  auto m = *RmsNorm::Create("post_attention_layernorm", 8, Options());
+  // A dimension of size 1 adds no rows, whatever its stride: one column of a
+  // [2, 3, 8] tensor, [2, 1, 8] with strides [24, 8, 1], is 2 rows 24 apart,
+  // normed like the same rows copied out.
+  Tensor wide_x = Random({2, 3, 8}, DType::kBF16, 21);
+  Tensor column = *wide_x.Narrow(1, 1, 1);
+  Tensor column_out = Empty({2, 1, 8}, DType::kBF16);
+  ASSERT_TRUE(m->Forward(stream(), column, column_out).ok());
+  const std::vector<float> all = ToFloats(wide_x);  // [2, 3, 8]
+  std::vector<float> rows(all.begin() + 8, all.begin() + 16);
+  rows.insert(rows.end(), all.begin() + 32, all.begin() + 40);
+  Tensor packed = FromFloats({2, 1, 8}, DType::kBF16, rows);
+  Tensor packed_out = Empty({2, 1, 8}, DType::kBF16);
+  ASSERT_TRUE(m->Forward(stream(), packed, packed_out).ok());
+  EXPECT_TRUE(BitwiseEqual(column_out, packed_out));
+}
+
 TEST_P(NormModulesTest, EngineOrderRmsNormWritesTheActivationDtype) {
   NormOptions options = Options();
   options.weight_dtype = DType::kF32;
