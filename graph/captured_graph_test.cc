@@ -47,19 +47,29 @@ class TwoSlots : public TensorOwner {
   TensorSlot src, dst;
 };
 
-class CapturedGraphTest : public BackendTest {};
+class CapturedGraphTest : public BackendTest {
+ protected:
+  // A graph of one copy, owner.src -> owner.dst, owned by `owners` (by
+  // default the owner alone).
+  absl::StatusOr<std::unique_ptr<CapturedGraph>> CaptureCopy(
+      TwoSlots& owner, GraphOptions options = {},
+      std::vector<TensorOwner*> owners = {}, std::string name = "copy") {
+    if (owners.empty()) owners = {&owner};
+    return CapturedGraph::Capture(
+        std::move(name), stream(),
+        [&owner](Stream& s) {
+          return Copy(s, owner.src.tensor(), owner.dst.tensor());
+        },
+        std::move(owners), options);
+  }
+};
 
 TEST_P(CapturedGraphTest,
        SnapshotNamesEveryTouchedTensorAndNothingMovedMeansNoWork) {
   TwoSlots owner(allocator());
   ASSERT_TRUE(Fill(owner.src.tensor(), 3.0f).ok());
   ASSERT_TRUE(Poison(owner.dst.tensor()).ok());
-  auto graph = CapturedGraph::Capture("copy", stream(),
-                                      [&](Stream& s) {
-                                        return Copy(s, owner.src.tensor(),
-                                                    owner.dst.tensor());
-                                      },
-                                      {&owner});
+  auto graph = CaptureCopy(owner);
   ASSERT_TRUE(graph.ok()) << graph.status();
   const auto& tracked = (*graph)->snapshot().tensors();
   ASSERT_EQ(tracked.size(), 2u);
@@ -129,12 +139,7 @@ TEST_P(CapturedGraphTest, UnownedArgumentsAreRefusedAtCapture) {
 
 TEST_P(CapturedGraphTest, CheckHasNoSideEffectsAndPolicyCanChange) {
   TwoSlots owner(allocator());
-  auto graph = *CapturedGraph::Capture("copy", stream(),
-                                       [&](Stream& s) {
-                                         return Copy(s, owner.src.tensor(),
-                                                     owner.dst.tensor());
-                                       },
-                                       {&owner});
+  auto graph = *CaptureCopy(owner);
   owner.src.Rebind(FromFloats({8}, DType::kF32, {1, 2, 3, 4, 5, 6, 7, 8}));
   ASSERT_TRUE(Poison(owner.dst.tensor()).ok());
   EXPECT_EQ(graph->Check().size(), 1u);
@@ -467,12 +472,7 @@ TEST_P(CapturedGraphTest, OwnerListedTwiceStillRebinds) {
   TwoSlots owner(allocator());
   GraphOptions options;
   options.policy = ReplayPolicy::kRebind;
-  auto graph = CapturedGraph::Capture(
-      "copy", stream(),
-      [&](Stream& s) {
-        return Copy(s, owner.src.tensor(), owner.dst.tensor());
-      },
-      {&owner, &owner}, options);
+  auto graph = CaptureCopy(owner, options, {&owner, &owner});
   ASSERT_TRUE(graph.ok()) << graph.status();
   EXPECT_EQ((*graph)->snapshot().tensors().size(), 2u);
   for (const TrackedTensor& t : (*graph)->snapshot().tensors()) {
@@ -506,12 +506,7 @@ TEST_P(CapturedGraphTest, TensorOnAnotherDeviceIsNeverRebound) {
   ASSERT_TRUE(Fill(owner.src.tensor(), 3.0f).ok());
   GraphOptions options;
   options.policy = ReplayPolicy::kRebind;
-  auto graph = *CapturedGraph::Capture(
-      "copy", stream(),
-      [&](Stream& s) {
-        return Copy(s, owner.src.tensor(), owner.dst.tensor());
-      },
-      {&owner}, options);
+  auto graph = *CaptureCopy(owner, options);
   ElsewhereAllocator elsewhere;
   Tensor away = *Tensor::Empty(elsewhere, {8}, DType::kF32);
   EXPECT_FALSE(away.Identity().SameLayout(owner.src.tensor().Identity()));
@@ -537,12 +532,7 @@ TEST_P(CapturedGraphTest, TensorOnAnotherDeviceIsNeverRebound) {
 // refused (on the CPU it would run now and leave nothing in the capture).
 TEST_P(CapturedGraphTest, ReplayWhileCapturingIsRefused) {
   TwoSlots owner(allocator());
-  auto inner = *CapturedGraph::Capture("inner", stream(),
-                                       [&](Stream& s) {
-                                         return Copy(s, owner.src.tensor(),
-                                                     owner.dst.tensor());
-                                       },
-                                       {&owner});
+  auto inner = *CaptureCopy(owner, GraphOptions(), {}, "inner");
   auto outer = CapturedGraph::Capture(
       "outer", stream(), [&](Stream&) { return inner->Replay(); }, {&owner});
   ASSERT_FALSE(outer.ok());
