@@ -60,6 +60,8 @@ absl::Status Stream::Validate(const KernelDef& kernel, const void* params,
   }
   const char* base = static_cast<const char*>(params);
   absl::InlinedVector<bool, 8> bound(kernel.pointer_offsets.size(), false);
+  // Each binding's pointer field (its index in pointer_offsets).
+  absl::InlinedVector<size_t, 8> fields;
   for (const ArgBinding& arg : args) {
     const ptrdiff_t offset = static_cast<const char*>(arg.field) - base;
     size_t index = 0;
@@ -78,6 +80,7 @@ absl::Status Stream::Validate(const KernelDef& kernel, const void* params,
           offset));
     }
     bound[index] = true;
+    fields.push_back(index);
     if (arg.tensor == nullptr || !arg.tensor->defined()) {
       return absl::InvalidArgumentError(
           absl::StrFormat("kernel %s: pointer field at byte offset %d bound to "
@@ -109,18 +112,15 @@ absl::Status Stream::Validate(const KernelDef& kernel, const void* params,
     // The bound tensor must cover every byte the kernel touches from its
     // address (params whose sizes exceed their tensors would read or write
     // past them).
-    for (const ArgBinding& arg : args) {
-      const ptrdiff_t offset = static_cast<const char*>(arg.field) - base;
-      size_t index = 0;
-      while (static_cast<ptrdiff_t>(kernel.pointer_offsets[index]) != offset)
-        ++index;
-      const size_t needed = kernel.arg_bytes(params, index);
-      const size_t spanned = arg.tensor->span_bytes();
+    for (size_t i = 0; i < args.size(); ++i) {
+      const size_t needed = kernel.arg_bytes(params, fields[i]);
+      const size_t spanned = args[i].tensor->span_bytes();
       if (needed > spanned) {
         return absl::InvalidArgumentError(absl::StrFormat(
             "kernel %s: the pointer field at byte offset %d reaches %d bytes "
             "from its address, but is bound to %s, which spans %d",
-            kernel.name, offset, needed, arg.tensor->DebugString(), spanned));
+            kernel.name, kernel.pointer_offsets[fields[i]], needed,
+            args[i].tensor->DebugString(), spanned));
       }
     }
   }

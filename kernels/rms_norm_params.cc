@@ -1,5 +1,6 @@
 #include "kernels/rms_norm_params.h"
 
+#include <array>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -43,6 +44,19 @@ Span SpanOf(const char* name, const void* p, int64_t rows, int64_t stride,
   s.rows = rows;
   s.end = s.begin + static_cast<uintptr_t>((rows - 1) * stride + cols) * s.elem;
   return s;
+}
+
+// Every operand's span, in RmsNormKernel's pointer-field order: x, weight,
+// gate, residual, out (an absent operand's span is empty).
+std::array<Span, 5> OperandSpans(const RmsNormParams& p) {
+  return {SpanOf("x", p.x, p.rows, p.x_stride, p.cols, p.x_dtype),
+          SpanOf("weight", p.weight, 1, p.cols, p.cols,
+                 p.weight_kind == NormWeight::kScale ? DType::kF32
+                                                     : p.weight_dtype),
+          SpanOf("gate", p.gate, p.rows, p.gate_stride, p.cols, p.x_dtype),
+          SpanOf("residual", p.residual, p.rows, p.residual_stride, p.cols,
+                 p.x_dtype),
+          SpanOf("out", p.out, p.rows, p.out_stride, p.cols, p.out_dtype)};
 }
 
 }  // namespace
@@ -94,16 +108,12 @@ absl::Status ValidateRmsNormParams(const RmsNormParams& p) {
   // Operands the kernel writes (out, residual) may share memory with another
   // operand only element for element (in place); any other overlap would
   // make the result depend on the order in which a backend visits elements.
-  const Span x = SpanOf("x", p.x, p.rows, p.x_stride, p.cols, p.x_dtype);
-  const Span out =
-      SpanOf("out", p.out, p.rows, p.out_stride, p.cols, p.out_dtype);
-  const Span residual = SpanOf("residual", p.residual, p.rows,
-                               p.residual_stride, p.cols, p.x_dtype);
-  const Span gate =
-      SpanOf("gate", p.gate, p.rows, p.gate_stride, p.cols, p.x_dtype);
-  const Span weight = SpanOf(
-      "weight", p.weight, 1, p.cols, p.cols,
-      p.weight_kind == NormWeight::kScale ? DType::kF32 : p.weight_dtype);
+  const std::array<Span, 5> spans = OperandSpans(p);
+  const Span& x = spans[0];
+  const Span& weight = spans[1];
+  const Span& gate = spans[2];
+  const Span& residual = spans[3];
+  const Span& out = spans[4];
   // The residual is written in the pass that sums the row; the gate is read
   // in the pass that writes the output, which one backend runs after the
   // whole row's sum and the other with each thread's own elements: sharing
@@ -129,26 +139,9 @@ absl::Status ValidateRmsNormParams(const RmsNormParams& p) {
 }
 
 size_t RmsNormArgBytes(const RmsNormParams& p, size_t index) {
-  if (p.rows == 0) return 0;
-  auto rows = [&](int64_t stride, DType dtype) {
-    return static_cast<size_t>((p.rows - 1) * stride + p.cols) *
-           DTypeSize(dtype);
-  };
-  switch (index) {
-    case 0:
-      return rows(p.x_stride, p.x_dtype);
-    case 1:
-      return static_cast<size_t>(p.cols) *
-             DTypeSize(p.weight_kind == NormWeight::kScale ? DType::kF32
-                                                           : p.weight_dtype);
-    case 2:
-      return p.gate == nullptr ? 0 : rows(p.gate_stride, p.x_dtype);
-    case 3:
-      return p.residual == nullptr ? 0 : rows(p.residual_stride, p.x_dtype);
-    case 4:
-      return rows(p.out_stride, p.out_dtype);
-  }
-  return 0;
+  if (p.rows == 0 || index >= 5) return 0;
+  const Span s = OperandSpans(p)[index];
+  return static_cast<size_t>(s.end - s.begin);
 }
 
 size_t CopyArgBytes(const CopyParams& p, size_t) {

@@ -110,13 +110,17 @@ absl::Status PinnedStaging::CopyToHost(void* host_dst, const void* device_src,
   return absl::OkStatus();
 }
 
+void PinnedStaging::ForgetStaged() {
+  staged_.Clear();
+  arena_used_ = 0;
+  reads_queued_ = false;
+}
+
 absl::Status PinnedStaging::CompleteQueued(const std::string& context) {
   // The arena starts over even when the wait fails (the records would name
   // copies in an unknown state): outside a batch it is always empty, so a
   // batch begins with no records.
-  staged_.Clear();
-  arena_used_ = 0;
-  reads_queued_ = false;
+  ForgetStaged();
   if (copy_stream_ != nullptr) {
     NG_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(copy_stream_), context);
   }
@@ -262,9 +266,7 @@ absl::Status PinnedStaging::EndBatch() {
       CudaDeviceScope::Enter(device_index_, context);
   if (!device.ok()) {
     // The batch is over either way: no record of it may answer a later read.
-    staged_.Clear();
-    arena_used_ = 0;
-    reads_queued_ = false;
+    ForgetStaged();
     return device.status();
   }
   return CompleteQueued(context);

@@ -65,6 +65,8 @@ class PinnedStaging {
   absl::Status CopyToHost(void* host_dst, const void* device_src, size_t bytes,
                           const std::string& context)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops the batch's records: the arena starts over.
+  void ForgetStaged() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Waits for the batch's queued copies; the arena starts over.
   absl::Status CompleteQueued(const std::string& context)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

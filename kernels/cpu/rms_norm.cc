@@ -1200,7 +1200,6 @@ void ApplyNorm(const RmsNormParams& p, int64_t row, const float* v,
 }
 
 void RmsNormCpu(const RmsNormParams& p) {
-  if (p.rows == 0) return;  // nothing to do (and no scratch to size)
   for (const CpuPath path : {CpuPath::kAvx512, CpuPath::kAvx2}) {
     if (RmsNormCpuOnPath(path, p)) return;
   }
