@@ -41,13 +41,14 @@ const void* SelectRmsNormForm(const RmsNormParams& p, int64_t k, int form) {
 
 // The kernel of `p` with k chunks per thread (0: the streaming kernel), its
 // rows split over clusters if `split` (K = 1 only), the wide form if `wide`
-// (gated K = 1 only); for rows of C < P chunks whose length is a multiple of
-// a chunk, the empty-slots form where it is compiled (kEmptySlotsForm).
+// (gated K = 1 only), with `launch_form`'s bits (kSiluTableForm); for rows of
+// C < P chunks whose length is a multiple of a chunk, the empty-slots form
+// where it is compiled (kEmptySlotsForm).
 const void* SelectRmsNorm(const RmsNormParams& p, int64_t k, bool split,
-                          bool wide) {
+                          bool wide, int launch_form = 0) {
   const int form = cuda_kernels::FormOf(p) |
                    (split ? cuda_kernels::kSplitForm : 0) |
-                   (wide ? cuda_kernels::kWideForm : 0);
+                   (wide ? cuda_kernels::kWideForm : 0) | launch_form;
   if (k > 1 && p.cols % numerics::kChunk == 0 &&
       cuda_layout::RowChunks(p.cols) < cuda_layout::PaddedChunks(p.cols)) {
     const void* function =
@@ -112,6 +113,12 @@ std::atomic<bool>& SpreadEnabled() {
 std::atomic<bool>& StagedEnabled() {
   static std::atomic<bool> enabled{
       EnabledByEnvironment("NORMGRAPH_CUDA_STAGED")};
+  return enabled;
+}
+
+std::atomic<bool>& SiluTableEnabled() {
+  static std::atomic<bool> enabled{
+      EnabledByEnvironment("NORMGRAPH_CUDA_SILU_TABLE")};
   return enabled;
 }
 
@@ -457,6 +464,23 @@ void PlanRmsNormCuda(const void* raw, CudaLaunch* launch) {
     launch->function = unstaged;
     shared_bytes = spread_bytes;
   }
+  // Gated bf16 launches of K = 4 (prefill): the kernels with the silu table,
+  // with no more blocks than the GPU holds of them. Faster from launches of
+  // one row group a block up (H200, gated bf16, us without / with: 1024 x
+  // 1536 6.69 / 6.15, 4096 x 4096 41.2 / 36.5, 32768 x 4096 300.8 / 255.6;
+  // benchmarks/RESULTS.md, fourteenth session).
+  if (SiluTableEnabled().load() && p.gate != nullptr &&
+      p.x_dtype == DType::kBF16 && k == 4 && cluster == 1 &&
+      launch->function != nullptr) {
+    const void* table = SelectRmsNorm(p, k, /*split=*/false, /*wide=*/false,
+                                      cuda_kernels::kSiluTableForm);
+    if (table != nullptr) {
+      launch->function = table;
+      const int64_t resident =
+          ResidentBlocks(table, static_cast<int>(cta_threads), shared_bytes);
+      if (resident > 0 && blocks > resident) blocks = resident;
+    }
+  }
   launch->block[0] = static_cast<uint32_t>(cta_threads);
   if (cluster > 1) launch->cluster = static_cast<uint32_t>(cluster);
   launch->grid[0] = static_cast<uint32_t>(blocks * cluster);
@@ -497,6 +521,8 @@ void SetSpreadDecodeLaunches(bool enabled) { SpreadEnabled().store(enabled); }
 
 void SetStagedResidualRows(bool enabled) { StagedEnabled().store(enabled); }
 
+void SetSiluTableRows(bool enabled) { SiluTableEnabled().store(enabled); }
+
 void SetProgrammaticDependentLaunch(bool enabled) {
   PdlEnabled().store(enabled);
 }
@@ -524,19 +550,21 @@ std::string DescribeRmsNormLaunch(const RmsNormParams& p) {
     };
     const bool empty_slots = of_form(cuda_kernels::kEmptySlotsForm);
     const bool staged = of_form(cuda_kernels::kStagedForm);
+    const bool silu_table = of_form(cuda_kernels::kSiluTableForm);
     const bool wide =
         of_form(cuda_kernels::kWideForm |
                 (launch.cluster > 1 ? cuda_kernels::kSplitForm : 0));
     std::snprintf(
         text, sizeof text,
-        "K=%lld G=%lld rows/block=%lld block=%u grid=%u cluster=%u%s%s%s%s%s",
+        "K=%lld G=%lld rows/block=%lld block=%u grid=%u cluster=%u%s%s%s%s%s%s",
         static_cast<long long>(l.chunks_per_thread),
         static_cast<long long>(l.threads_per_row),
         static_cast<long long>(launch.cluster > 1 ? 1 : l.rows_per_block),
         launch.block[0], launch.grid[0], launch.cluster,
         launch.programmatic_dependency ? " pdl" : "", wide ? " wide" : "",
         launch.shared_bytes > 0 && !staged ? " spread" : "",
-        empty_slots ? " empty-slots" : "", staged ? " staged" : "");
+        empty_slots ? " empty-slots" : "", staged ? " staged" : "",
+        silu_table ? " silu-table" : "");
   }
   return text;
 }

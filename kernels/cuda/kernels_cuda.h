@@ -74,11 +74,20 @@ void SetSpreadDecodeLaunches(bool enabled);
 // with, and rebinding its nodes needs the same setting as at capture.
 void SetStagedResidualRows(bool enabled);
 
+// Whether later plans may give a gated launch with bf16 activations and K = 4
+// whose blocks walk many row groups (prefill) the kernels that take silu from
+// a table in shared memory (rms_norm_kernels.h, kSiluTableForm; the same
+// bits). On by default; the environment variable NORMGRAPH_CUDA_SILU_TABLE=0
+// turns the default off. Process-wide; a graph keeps what it was captured
+// with, and rebinding its nodes needs the same setting as at capture.
+void SetSiluTableRows(bool enabled);
+
 // "K=4 G=128 rows/block=2 block=256 grid=512 cluster=1 pdl": the launch the
 // current settings plan for `params` (" wide" for the wide form, " spread"
 // for a spread launch, " empty-slots" for rows of C < P chunks whose K = 4
 // kernel checks its upper slots for a chunk: rms_norm_kernels.h,
-// kEmptySlotsForm; " staged" for the staged kernels).
+// kEmptySlotsForm; " staged" for the staged kernels, " silu-table" for those
+// with the silu table).
 std::string DescribeRmsNormLaunch(const RmsNormParams& params);
 
 }  // namespace normgraph

@@ -40,6 +40,8 @@ struct Case {
   int64_t x_stride, out_stride, gate_stride, residual_stride;
   size_t x_off, w_off, out_off, gate_off, residual_off;  // byte offsets
   int family;                                            // input values
+  // The gate holds every 16-bit encoding in turn (scrambled), not `family`.
+  bool every_gate_encoding = false;
 
   std::string ToString() const {
     return absl::StrFormat(
@@ -212,6 +214,7 @@ class CudaKernelsTest : public ::testing::Test {
                                  // kEmptySlotsForm
   int spread_launches_ = 0;      // kernels.cu's SpreadLaunch
   int staged_launches_ = 0;      // kernels of rms_norm_kernels.h's kStagedForm
+  int silu_table_launches_ = 0;  // and of its kSiluTableForm
 };
 
 // Runs case `c` on the device (through the launcher) and on the CPU
@@ -230,6 +233,23 @@ void CudaKernelsTest::RunCase(const Case& c, std::mt19937_64& rng) {
   if (c.gated) {
     gate = Make(c.x, c.rows, c.cols, c.gate_stride, c.gate_off, rng,
                 c.family == 6 ? 6 : 0, false, 0.0f, 3.0f);
+    if (c.every_gate_encoding) {
+      ASSERT_EQ(DTypeSize(c.x), 2u);
+      // Element k of the row-major order holds encoding k * 40503 mod 2^16
+      // (odd: every encoding once in each 2^16 elements).
+      for (int64_t i = 0; i < c.rows; ++i) {
+        for (int64_t j = 0; j < c.cols; ++j) {
+          const uint16_t bits = static_cast<uint16_t>(
+              static_cast<uint64_t>(i * c.cols + j) * 40503u);
+          std::memcpy(
+              gate.host.data() + gate.offset + (i * c.gate_stride + j) * 2,
+              &bits, 2);
+        }
+      }
+      absl::Status copied = runtime_->CopyFromHost(
+          gate.device.storage()->data(), gate.host.data(), gate.host.size());
+      ASSERT_TRUE(copied.ok()) << copied;
+    }
   }
   if (c.residual) {
     residual = Make(c.x, c.rows, c.cols, c.residual_stride, c.residual_off, rng,
@@ -262,6 +282,7 @@ void CudaKernelsTest::RunCase(const Case& c, std::mt19937_64& rng) {
   if (Says(launch, " empty-slots")) ++empty_slot_launches_;
   if (Says(launch, " spread")) ++spread_launches_;
   if (Says(launch, " staged")) ++staged_launches_;
+  if (Says(launch, " silu-table")) ++silu_table_launches_;
   std::vector<ArgBinding> args = {{&d.x, &x.device, Access::kRead},
                                   {&d.weight, &w.device, Access::kRead},
                                   {&d.out, &out.device, Access::kWrite}};
@@ -636,6 +657,100 @@ TEST_F(CudaKernelsTest, StagedResidualRowsEqualCpuReference) {
       "%d cases with a residual bit-identical to the CPU reference (%d by "
       "the staged kernels, %d of them on rows they stage whole)\n",
       cases, staged_launches_, staged_aligned + 2);
+}
+
+// The gated bf16 kernels of K = 4 with the silu table (kSiluTableForm) look
+// silu up for gates of magnitude in [2^-24, 2^8) and compute it for the
+// others (zeros, subnormals, tiny and large values, infinities, NaNs:
+// silu_table.h): gates holding every bf16 encoding, in launches with the
+// table (K = 4: blocks of one row group, and capped so that each walks many;
+// rows of 128 and 512 threads, with and without empty slots; aligned rows and
+// an unaligned gate, which takes the general path) and without it (K = 2 and
+// 1), with bf16 and f32 weights in both orders, bit-identical to the CPU
+// reference.
+TEST_F(CudaKernelsTest, GatedRowsOfEveryBf16GateEqualCpuReference) {
+  std::mt19937_64 rng(53);
+  struct ClearOverride {
+    ~ClearOverride() { SetRmsNormLayoutOverride(0, 0); }
+  } clear_override;
+  // {K, block threads, grid cap}.
+  const int kLayouts[][3] = {{4, 0, 2}, {4, 512, 3}, {4, 0, 1},
+                             {4, 0, 0}, {2, 0, 2},   {1, 0, 0}};
+  int cases = 0;
+  const int table_before = silu_table_launches_;
+  for (const auto& layout : kLayouts) {
+    for (int64_t cols : {1536, 4096, 8200, 16384}) {
+      if (cols == 16384 && layout[0] == 2) continue;  // rows of K = 2 <= 8192
+      for (int where = 0; where < 2; ++where) {
+        Case c = RandomCase(rng);
+        c.x = c.out = DType::kBF16;
+        c.w = rng() % 2 == 0 ? DType::kBF16 : DType::kF32;
+        c.kind = NormWeight::kMultiply;
+        c.order = rng() % 2 == 0 ? RoundingOrder::kHuggingFace
+                                 : RoundingOrder::kEngine;
+        c.gated = true;
+        c.residual = false;
+        c.family = 0;
+        c.every_gate_encoding = true;
+        c.cols = cols;
+        c.rows = 2 * 65536 / cols + 1;
+        c.x_stride = c.out_stride = c.residual_stride = cols;
+        c.gate_stride = where == 1 ? cols + 1 : cols;
+        c.x_off = c.w_off = c.out_off = c.residual_off = 0;
+        c.gate_off = where == 1 ? 2 : 0;
+        SetRmsNormLayoutOverride(layout[0], layout[1], layout[2]);
+        RunCase(c, rng);
+        if (HasFatalFailure()) return;
+        ++cases;
+      }
+    }
+  }
+  const int table = silu_table_launches_ - table_before;
+  std::printf(
+      "%d gated cases with every bf16 gate bit-identical to the CPU "
+      "reference (%d with the silu table)\n",
+      cases, table);
+  // The four layouts of K = 4.
+  EXPECT_EQ(table, 4 * 4 * 2);
+}
+
+// The silu-table kernels are planned for gated launches of K = 4 with bf16
+// activations (prefill), within the blocks the GPU holds of them, and for no
+// other: not f16 or f32, not ungated, not K = 1 (decode) or K = 2 (per-head
+// prefill), not with SetSiluTableRows(false).
+TEST_F(CudaKernelsTest, GatedBf16PrefillPlansTheSiluTable) {
+  auto table = [](int64_t rows, int64_t cols, bool gated,
+                  DType x = DType::kBF16) {
+    const RmsNormParams p = PlanningParams(rows, cols, gated, x, x);
+    CudaLaunch launch;
+    PlanRmsNormCuda(&p, &launch);
+    const std::string described = DescribeRmsNormLaunch(p);
+    const bool with_table = Says(described, " silu-table");
+    if (with_table) {
+      EXPECT_EQ(described.rfind("K=4 ", 0), 0u) << described;
+      int per_sm = 0;
+      EXPECT_EQ(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                    &per_sm, launch.function, static_cast<int>(launch.block[0]),
+                    launch.shared_bytes),
+                cudaSuccess);
+      EXPECT_GE(per_sm, 1) << described;
+    }
+    return with_table;
+  };
+  for (int64_t cols : {1536, 2048, 4096, 8192, 16384}) {
+    SCOPED_TRACE(cols);
+    EXPECT_TRUE(table(1024, cols, true));
+    EXPECT_TRUE(table(32768, cols, true));
+    EXPECT_FALSE(table(32768, cols, false));
+    EXPECT_FALSE(table(32768, cols, true, DType::kF16));
+    EXPECT_FALSE(table(32768, cols, true, DType::kF32));
+    EXPECT_FALSE(table(1, cols, true));
+    EXPECT_FALSE(table(64, cols, true));
+  }
+  EXPECT_FALSE(table(131072, 128, true));  // per value head: K = 2
+  SetSiluTableRows(false);
+  EXPECT_FALSE(table(32768, 4096, true));
+  SetSiluTableRows(true);
 }
 
 // The staged kernels are planned with their shared memory (128 bytes a

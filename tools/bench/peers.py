@@ -2,6 +2,7 @@
 """Times normgraph's peers on the same GPU and shapes as benchmarks/cuda_*_benchmark.
 
     python3 tools/bench/peers.py --out peers.json [--budget-s 240] [--quick | --stack-only]
+                                 [--variants rms,zero_centred,gated,fused_add]
 
 Peers (PyTorch 2.11, transformers 5.17 on the GPU host):
   - torch_eager:   F.rms_norm (rms), and the expressions transformers' modules run, eagerly;
@@ -313,18 +314,19 @@ class Bench:
             self.guarded(self.decode_stack, batch)
         if a.stack_only:
             return
-        for variant in ("rms", "zero_centred", "gated", "fused_add"):
+        variants = a.variants.split(",")
+        for variant in variants:
             for regime, shapes in (("decode", decode), ("prefill", prefill)):
                 for rows, cols in shapes:
                     self.guarded(self.norm, "torch_eager", variant, "bf16", regime, rows, cols)
                     self.guarded(self.norm, "hf_eager", variant, "bf16", regime, rows, cols)
-        for dtype_name in ("f16", "f32"):
+        for dtype_name in ("f16", "f32") if "rms" in variants else ():
             for rows, cols in prefill:
                 self.guarded(self.norm, "torch_eager", "rms", dtype_name, "prefill", rows, cols)
         torch._dynamo.config.recompile_limit = 1024
         torch._dynamo.config.cache_size_limit = 1024
         for regime, rows, cols in compile_shapes:
-            for variant in ("rms", "zero_centred", "gated", "fused_add"):
+            for variant in variants:
                 if self.over_budget():
                     self.skipped.append(f"torch_compile/{variant}/{regime}/{rows}x{cols}")
                     continue
@@ -342,6 +344,9 @@ class Bench:
                                  "error_occurred": True, "error_message": msg[-500:]})
 
 
+VARIANTS = ("rms", "zero_centred", "gated", "fused_add")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="JSON output (Google Benchmark's format)")
@@ -350,7 +355,13 @@ def main():
     parser.add_argument("--quick", action="store_true", help="a few shapes only (smoke run)")
     parser.add_argument("--stack-only", action="store_true",
                         help="only PyTorch's graph of the 256-norm decode stack (seconds)")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated variants to time (default: all; the decode stack "
+                             "is always timed)")
     args = parser.parse_args()
+    unknown = set(args.variants.split(",")) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
     if not torch.cuda.is_available():
         sys.exit("peers: no CUDA device")
     import transformers
