@@ -464,14 +464,19 @@ void PlanRmsNormCuda(const void* raw, CudaLaunch* launch) {
     launch->function = unstaged;
     shared_bytes = spread_bytes;
   }
-  // Gated bf16 launches of K = 4 (prefill): the kernels with the silu table,
-  // with no more blocks than the GPU holds of them. Faster from launches of
-  // one row group a block up (H200, gated bf16, us without / with: 1024 x
+  // Gated bf16 launches of K = 4 that are throughput-sized (prefill) or whose
+  // blocks walk several row groups: the kernels with the silu table, with no
+  // more blocks than the GPU holds of them. Faster from the smallest
+  // throughput-sized launches up (H200, gated bf16, us without / with: 1024 x
   // 1536 6.69 / 6.15, 4096 x 4096 41.2 / 36.5, 32768 x 4096 300.8 / 255.6;
-  // benchmarks/RESULTS.md, fourteenth session).
+  // benchmarks/RESULTS.md, fourteenth session); not for the decode-sized
+  // launches of rows of 16384 (K = 4 too), whose one row group a block would
+  // not repay the table's copy.
   if (SiluTableEnabled().load() && p.gate != nullptr &&
       p.x_dtype == DType::kBF16 && k == 4 && cluster == 1 &&
-      launch->function != nullptr) {
+      launch->function != nullptr &&
+      (p.rows * layout.padded_chunks >= cuda_layout::kThroughputChunks ||
+       blocks < row_groups)) {
     const void* table = SelectRmsNorm(p, k, /*split=*/false, /*wide=*/false,
                                       cuda_kernels::kSiluTableForm);
     if (table != nullptr) {
@@ -542,18 +547,27 @@ std::string DescribeRmsNormLaunch(const RmsNormParams& p) {
                   static_cast<long long>(l.block_threads), launch.grid[0],
                   launch.programmatic_dependency ? " pdl" : "");
   } else {
-    auto of_form = [&](int form) {
-      return launch.function != nullptr &&
-             launch.function ==
-                 SelectRmsNormForm(p, l.chunks_per_thread,
-                                   cuda_kernels::FormOf(p) | form);
-    };
-    const bool empty_slots = of_form(cuda_kernels::kEmptySlotsForm);
-    const bool staged = of_form(cuda_kernels::kStagedForm);
-    const bool silu_table = of_form(cuda_kernels::kSiluTableForm);
-    const bool wide =
-        of_form(cuda_kernels::kWideForm |
-                (launch.cluster > 1 ? cuda_kernels::kSplitForm : 0));
+    // The launch's bits of the planned kernel: the subset of them (with the
+    // split of a clustered launch) whose kernel it is.
+    const int kLaunchBits[] = {
+        cuda_kernels::kEmptySlotsForm, cuda_kernels::kStagedForm,
+        cuda_kernels::kSiluTableForm, cuda_kernels::kWideForm};
+    const int split = launch.cluster > 1 ? cuda_kernels::kSplitForm : 0;
+    int bits = 0;
+    for (int subset = 0; subset < 16 && launch.function != nullptr; ++subset) {
+      int form = split;
+      for (int b = 0; b < 4; ++b) {
+        if ((subset >> b) & 1) form |= kLaunchBits[b];
+      }
+      if (launch.function ==
+          SelectRmsNormForm(p, l.chunks_per_thread,
+                            cuda_kernels::FormOf(p) | form)) {
+        bits = form;
+        break;
+      }
+    }
+    auto has = [&](int bit) { return (bits & bit) != 0; };
+    const bool staged = has(cuda_kernels::kStagedForm);
     std::snprintf(
         text, sizeof text,
         "K=%lld G=%lld rows/block=%lld block=%u grid=%u cluster=%u%s%s%s%s%s%s",
@@ -561,10 +575,12 @@ std::string DescribeRmsNormLaunch(const RmsNormParams& p) {
         static_cast<long long>(l.threads_per_row),
         static_cast<long long>(launch.cluster > 1 ? 1 : l.rows_per_block),
         launch.block[0], launch.grid[0], launch.cluster,
-        launch.programmatic_dependency ? " pdl" : "", wide ? " wide" : "",
+        launch.programmatic_dependency ? " pdl" : "",
+        has(cuda_kernels::kWideForm) ? " wide" : "",
         launch.shared_bytes > 0 && !staged ? " spread" : "",
-        empty_slots ? " empty-slots" : "", staged ? " staged" : "",
-        silu_table ? " silu-table" : "");
+        has(cuda_kernels::kEmptySlotsForm) ? " empty-slots" : "",
+        staged ? " staged" : "",
+        has(cuda_kernels::kSiluTableForm) ? " silu-table" : "");
   }
   return text;
 }

@@ -663,11 +663,11 @@ TEST_F(CudaKernelsTest, StagedResidualRowsEqualCpuReference) {
 // silu up for gates of magnitude in [2^-24, 2^8) and compute it for the
 // others (zeros, subnormals, tiny and large values, infinities, NaNs:
 // silu_table.h): gates holding every bf16 encoding, in launches with the
-// table (K = 4: blocks of one row group, and capped so that each walks many;
+// table (K = 4 with blocks capped so that each walks several row groups;
 // rows of 128 and 512 threads, with and without empty slots; aligned rows and
-// an unaligned gate, which takes the general path) and without it (K = 2 and
-// 1), with bf16 and f32 weights in both orders, bit-identical to the CPU
-// reference.
+// an unaligned gate, which takes the general path) and without it (K = 4 with
+// a block a row group, 2 and 1), with bf16 and f32 weights in both orders,
+// bit-identical to the CPU reference.
 TEST_F(CudaKernelsTest, GatedRowsOfEveryBf16GateEqualCpuReference) {
   std::mt19937_64 rng(53);
   struct ClearOverride {
@@ -699,8 +699,16 @@ TEST_F(CudaKernelsTest, GatedRowsOfEveryBf16GateEqualCpuReference) {
         c.x_off = c.w_off = c.out_off = c.residual_off = 0;
         c.gate_off = where == 1 ? 2 : 0;
         SetRmsNormLayoutOverride(layout[0], layout[1], layout[2]);
+        // The table where the launch is K = 4 (forced, or the automatic
+        // choice where a forced K does not fit the row) with capped blocks.
+        const bool k4 =
+            DescribeRmsNormLaunch(PlanningParams(c.rows, cols, true))
+                .rfind("K=4 ", 0) == 0;
+        const int before = silu_table_launches_;
         RunCase(c, rng);
         if (HasFatalFailure()) return;
+        EXPECT_EQ(silu_table_launches_ - before, k4 && layout[2] > 0 ? 1 : 0)
+            << c.ToString();
         ++cases;
       }
     }
@@ -710,14 +718,16 @@ TEST_F(CudaKernelsTest, GatedRowsOfEveryBf16GateEqualCpuReference) {
       "%d gated cases with every bf16 gate bit-identical to the CPU "
       "reference (%d with the silu table)\n",
       cases, table);
-  // The four layouts of K = 4.
-  EXPECT_EQ(table, 4 * 4 * 2);
+  // The three capped layouts of K = 4, and K = 2 capped at 8200 (its rows of
+  // 1024 threads do not fit K = 2: K = 4).
+  EXPECT_EQ(table, 3 * 4 * 2 + 2);
 }
 
-// The silu-table kernels are planned for gated launches of K = 4 with bf16
-// activations (prefill), within the blocks the GPU holds of them, and for no
-// other: not f16 or f32, not ungated, not K = 1 (decode) or K = 2 (per-head
-// prefill), not with SetSiluTableRows(false).
+// The silu-table kernels are planned for throughput-sized gated launches of
+// K = 4 with bf16 activations (prefill), within the blocks the GPU holds of
+// them, and for no other: not f16 or f32, not ungated, not decode-sized (K = 1,
+// or K = 4 for rows of 16384), not K = 2 (per-head prefill), not with
+// SetSiluTableRows(false).
 TEST_F(CudaKernelsTest, GatedBf16PrefillPlansTheSiluTable) {
   auto table = [](int64_t rows, int64_t cols, bool gated,
                   DType x = DType::kBF16) {
