@@ -221,9 +221,29 @@ NG_HOST_DEVICE double MeanOfSquares(double sum_of_squares, int64_t n) {
   return sum_of_squares / static_cast<double>(n);
 }
 
-// 1 / sqrt(sum_of_squares / n + eps), in float64, rounded to float32 once.
+// The smallest sum that float32 rounds to +inf: halfway between FLT_MAX
+// (2^128 - 2^104) and 2^128, where rounding to nearest even goes up.
+constexpr double kFloat32OverflowSum = 0x1p128 - 0x1p103;
+
+// A row's sum of squares as float32 accumulation ends where it overflows:
+// +inf from kFloat32OverflowSum up (some element's float32 square overflows,
+// |v| >= 2^64, or the squares add up past FLT_MAX), the float64 sum itself
+// below (and a NaN stays a NaN). Hugging Face's xf.pow(2).mean() (and the
+// engines' float32 reductions) is +inf there, rsqrt(inf) = 0, and the row's
+// outputs are zeros (x * 0, signed as x; NaN where x or the weight is
+// infinite): normgraph's exact float64 sum would keep the true factor, which
+// no HF model computes. Applied to every row total before its mean.
+NG_HOST_DEVICE double SumAsFloat32Accumulates(double sum_of_squares) {
+  return sum_of_squares >= kFloat32OverflowSum
+             ? static_cast<double>(FloatFromBits(0x7F800000u))
+             : sum_of_squares;
+}
+
+// 1 / sqrt(sum_of_squares / n + eps), in float64, rounded to float32 once;
+// 0 where float32 accumulation overflows (SumAsFloat32Accumulates).
 NG_HOST_DEVICE float InvRms(double sum_of_squares, int64_t n, float eps) {
-  return InvRmsOfMean(MeanOfSquares(sum_of_squares, n), eps);
+  return InvRmsOfMean(MeanOfSquares(SumAsFloat32Accumulates(sum_of_squares), n),
+                      eps);
 }
 
 // How far, in float64 ulps, an approximation of a float64 result may be from

@@ -57,7 +57,9 @@ TEST(PairwiseAccumulatorTest, ChunkedRowEqualsElementTree) {
   }
 }
 
-// The exact factor in long double (exact squares, compensated sum).
+// The exact factor in long double (exact squares, compensated sum), 0 where
+// the exact sum of squares rounds to +inf in float32 (as float32 accumulation
+// gives it, and Hugging Face's factor then is: SumAsFloat32Accumulates).
 double ExactInvRms(const std::vector<float>& v, float eps) {
   long double sum = 0, compensation = 0;
   for (float f : v) {
@@ -66,6 +68,7 @@ double ExactInvRms(const std::vector<float>& v, float eps) {
     compensation += std::fabs(sum) >= sq ? (sum - t) + sq : (sq - t) + sum;
     sum = t;
   }
+  if (std::isinf(static_cast<float>(sum + compensation))) return 0.0;
   const long double mean = (sum + compensation) / v.size();
   return static_cast<double>(1.0L / std::sqrt(mean + eps));
 }
@@ -103,7 +106,7 @@ TEST(InvRmsTest, WithinOneUlpOfExactOnHardRowFamilies) {
           case 3:  // wide dynamic range
             v[j] = normal(rng) * std::exp2(exponent(rng));
             break;
-          case 4:  // huge magnitudes (squares overflow float32)
+          case 4:  // huge magnitudes (squares overflow float32: factor 0)
             v[j] = normal(rng) * 1e30f;
             break;
           case 5:  // tiny magnitudes (squares underflow float32; eps dominates)
@@ -149,7 +152,8 @@ TEST(InvRmsTest, PowerOfTwoLengthsEqualTheDivision) {
     for (int k = 0; k <= 62; ++k) {
       const int64_t n = int64_t{1} << k;
       for (const double sum : sums) {
-        const double mean = sum / static_cast<double>(n);
+        const double mean =
+            numerics::SumAsFloat32Accumulates(sum) / static_cast<double>(n);
         const float want = static_cast<float>(
             1.0 / std::sqrt(mean + static_cast<double>(eps)));
         const float got = numerics::InvRms(sum, n, eps);
@@ -158,6 +162,57 @@ TEST(InvRmsTest, PowerOfTwoLengthsEqualTheDivision) {
             << "sum " << sum << " n 2^" << k << " eps " << eps << ": " << got
             << " vs " << want;
       }
+    }
+  }
+}
+
+// SumAsFloat32Accumulates makes a sum +inf exactly where float32 rounds it to
+// +inf (rounding to nearest even: from halfway between FLT_MAX and 2^128),
+// and leaves every other sum (NaN too) as it is; a row of bf16 values whose
+// float32 squares overflow, or whose squares add past FLT_MAX, then gets the
+// factor 0, and its outputs are zeros signed as x times the weight, as in
+// Hugging Face's float32 arithmetic.
+TEST(InvRmsTest, SumsThatOverflowFloat32GiveFactorZero) {
+  const double threshold = numerics::kFloat32OverflowSum;
+  const double below = std::nextafter(threshold, 0.0);
+  EXPECT_TRUE(std::isinf(static_cast<float>(threshold)));
+  EXPECT_FALSE(std::isinf(static_cast<float>(below)));
+  EXPECT_EQ(numerics::SumAsFloat32Accumulates(below), below);
+  EXPECT_EQ(numerics::SumAsFloat32Accumulates(3.4028234663852886e38),
+            3.4028234663852886e38);  // FLT_MAX
+  EXPECT_TRUE(std::isinf(numerics::SumAsFloat32Accumulates(threshold)));
+  EXPECT_TRUE(std::isinf(numerics::SumAsFloat32Accumulates(1e300)));
+  EXPECT_TRUE(std::isinf(numerics::SumAsFloat32Accumulates(INFINITY)));
+  EXPECT_TRUE(std::isnan(numerics::SumAsFloat32Accumulates(NAN)));
+  EXPECT_EQ(numerics::SumAsFloat32Accumulates(0.0), 0.0);
+  auto agrees = [](double sum) {
+    return std::isinf(numerics::SumAsFloat32Accumulates(sum)) ==
+           std::isinf(static_cast<float>(sum));
+  };
+  double up = threshold, down = threshold;
+  for (int k = 0; k < 64; ++k) {
+    EXPECT_TRUE(agrees(up) && agrees(down)) << up << " " << down;
+    up = std::nextafter(up, INFINITY);
+    down = std::nextafter(down, 0.0);
+  }
+  std::mt19937_64 rng(17);
+  std::uniform_real_distribution<double> relative(-1e-6, 1e-6);
+  for (int i = 0; i < 100000; ++i) {
+    const double sum = threshold * (1.0 + relative(rng));
+    ASSERT_TRUE(agrees(sum)) << sum;
+  }
+  EXPECT_EQ(numerics::InvRms(threshold, 4096, 1e-6f), 0.0f);
+  EXPECT_GT(numerics::InvRms(below, 4096, 1e-6f), 0.0f);
+  // Rows: 2^64 squared is 2^128 (one element); 4096 elements of 2^60 add up
+  // to 2^132; 4096 of 2^57 to 2^126 (finite: the exact factor).
+  for (const float big : {0x1p64f, 0x1p60f, 0x1p57f}) {
+    const int64_t n = big == 0x1p64f ? 1 : 4096;
+    const std::vector<float> row(n, big);
+    const float r = InvRms(row.data(), n, 1e-6f);
+    if (big == 0x1p57f) {
+      EXPECT_EQ(r, 0x1p-57f);
+    } else {
+      EXPECT_EQ(r, 0.0f) << big;
     }
   }
 }

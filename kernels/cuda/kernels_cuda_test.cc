@@ -113,7 +113,7 @@ Case RandomCase(std::mt19937_64& rng) {
   c.out_off = offset();
   c.gate_off = offset();
   c.residual_off = offset();
-  c.family = pick(7);
+  c.family = pick(8);
   return c;
 }
 
@@ -139,6 +139,8 @@ float Value(std::mt19937_64& rng, std::normal_distribution<float>& normal,
       return normal(rng) * 1e-6f;  // f16 subnormals
     case 5:
       return j == 3 ? 100.0f : normal(rng) * 1e-2f;
+    case 7:  // float32 squares overflow (bf16, f32: factor 0; f16: inf)
+      return normal(rng) * 1e30f;
     case 6:  // NaNs, infinities and subnormals among normal values
       if (j % 53 == 11) return std::numeric_limits<float>::quiet_NaN();
       if (j % 61 == 5) return std::numeric_limits<float>::infinity();

@@ -1302,7 +1302,9 @@ __global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
     }
     // The latency-bound K = 1: the power-of-two shortcut of the mean and
     // rsqrt where it gives the same bits; the division and the exact chain
-    // (same bits) otherwise (numerics::MeanOfSquares says why).
+    // (same bits) otherwise (numerics::MeanOfSquares says why). 0 where
+    // float32 accumulation overflows (numerics::SumAsFloat32Accumulates).
+    total = numerics::SumAsFloat32Accumulates(total);
     const float inv_rms =
         K == 1 ? InvRmsOfMeanForLatency(numerics::MeanOfSquares(total, p.cols),
                                         p.eps)
