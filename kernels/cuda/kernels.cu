@@ -464,14 +464,15 @@ void PlanRmsNormCuda(const void* raw, CudaLaunch* launch) {
     launch->function = unstaged;
     shared_bytes = spread_bytes;
   }
-  // Gated bf16 launches of K = 4 that are throughput-sized (prefill) or whose
-  // blocks walk several row groups: the kernels with the silu table, with no
-  // more blocks than the GPU holds of them. Faster from the smallest
-  // throughput-sized launches up (H200, gated bf16, us without / with: 1024 x
-  // 1536 6.69 / 6.15, 4096 x 4096 41.2 / 36.5, 32768 x 4096 300.8 / 255.6;
-  // benchmarks/RESULTS.md, fourteenth session); not for the decode-sized
-  // launches of rows of 16384 (K = 4 too), whose one row group a block would
-  // not repay the table's copy.
+  // Gated bf16 launches of K = 4 that are throughput-sized (prefill), or whose
+  // blocks walk several row groups (which only a capped grid,
+  // SetRmsNormLayoutOverride, gives a launch of another size): the kernels
+  // with the silu table, with no more blocks than the GPU holds of them. Faster
+  // from the smallest throughput-sized launches up (H200, gated bf16, us
+  // without / with: 1024 x 1536 6.69 / 6.15, 4096 x 4096 41.2 / 36.5, 32768 x
+  // 4096 300.8 / 255.6; benchmarks/RESULTS.md, fourteenth session); not for the
+  // decode-sized launches of rows of 16384 (K = 4 too), whose one row group a
+  // block would not repay the table's copy.
   if (SiluTableEnabled().load() && p.gate != nullptr &&
       p.x_dtype == DType::kBF16 && k == 4 && cluster == 1 &&
       launch->function != nullptr &&

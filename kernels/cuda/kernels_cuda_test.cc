@@ -671,6 +671,7 @@ TEST_F(CudaKernelsTest, StagedResidualRowsEqualCpuReference) {
 // a block a row group, 2 and 1), with bf16 and f32 weights in both orders,
 // bit-identical to the CPU reference.
 TEST_F(CudaKernelsTest, GatedRowsOfEveryBf16GateEqualCpuReference) {
+  SetSiluTableRows(true);  // whatever NORMGRAPH_CUDA_SILU_TABLE says
   std::mt19937_64 rng(53);
   struct ClearOverride {
     ~ClearOverride() { SetRmsNormLayoutOverride(0, 0); }
@@ -731,6 +732,7 @@ TEST_F(CudaKernelsTest, GatedRowsOfEveryBf16GateEqualCpuReference) {
 // or K = 4 for rows of 16384), not K = 2 (per-head prefill), not with
 // SetSiluTableRows(false).
 TEST_F(CudaKernelsTest, GatedBf16PrefillPlansTheSiluTable) {
+  SetSiluTableRows(true);  // whatever NORMGRAPH_CUDA_SILU_TABLE says
   auto table = [](int64_t rows, int64_t cols, bool gated,
                   DType x = DType::kBF16) {
     const RmsNormParams p = PlanningParams(rows, cols, gated, x, x);
