@@ -726,6 +726,18 @@ TEST_F(CudaKernelsTest, GatedRowsOfEveryBf16GateEqualCpuReference) {
   EXPECT_EQ(table, 3 * 4 * 2 + 2);
 }
 
+// That an SM holds at least one block of `launch` (its function, block and
+// dynamic shared memory).
+void ExpectABlockFitsAnSm(const CudaLaunch& launch,
+                          const std::string& described) {
+  int per_sm = 0;
+  EXPECT_EQ(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                &per_sm, launch.function, static_cast<int>(launch.block[0]),
+                launch.shared_bytes),
+            cudaSuccess);
+  EXPECT_GE(per_sm, 1) << described;
+}
+
 // The silu-table kernels are planned for throughput-sized gated launches of
 // K = 4 with bf16 activations (prefill), within the blocks the GPU holds of
 // them, and for no other: not f16 or f32, not ungated, not decode-sized (K = 1,
@@ -742,12 +754,7 @@ TEST_F(CudaKernelsTest, GatedBf16PrefillPlansTheSiluTable) {
     const bool with_table = Says(described, " silu-table");
     if (with_table) {
       EXPECT_EQ(described.rfind("K=4 ", 0), 0u) << described;
-      int per_sm = 0;
-      EXPECT_EQ(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                    &per_sm, launch.function, static_cast<int>(launch.block[0]),
-                    launch.shared_bytes),
-                cudaSuccess);
-      EXPECT_GE(per_sm, 1) << described;
+      ExpectABlockFitsAnSm(launch, described);
     }
     return with_table;
   };
@@ -782,12 +789,7 @@ TEST_F(CudaKernelsTest, ResidualRowsOfManyThreadsPlanTheStagedKernels) {
     if (staged) {
       EXPECT_FALSE(Says(described, " spread")) << described;
       EXPECT_EQ(launch.shared_bytes, 128 * launch.block[0]) << described;
-      int per_sm = 0;
-      EXPECT_EQ(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                    &per_sm, launch.function, static_cast<int>(launch.block[0]),
-                    launch.shared_bytes),
-                cudaSuccess);
-      EXPECT_GE(per_sm, 1) << described;
+      ExpectABlockFitsAnSm(launch, described);
       EXPECT_LT(static_cast<int64_t>(launch.grid[0]), rows) << described;
     } else {
       // None, or a spread decode launch's (K = 1: 64 rows of 8192).

@@ -1051,12 +1051,10 @@ __global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
   // loads are issued, so that its copy overlaps them).
   constexpr bool kTable = (kForm & kSiluTableForm) != 0;
   static_assert(!kTable || (K == 4 && kGated && X == DType::kBF16));
-  const float* silu_lookup = nullptr;
   uint4* silu_table_words = nullptr;
   if constexpr (kTable) {
     __shared__ uint4 table[silu_table::kBytes / sizeof(uint4)];
     silu_table_words = table;
-    silu_lookup = reinterpret_cast<const float*>(table);
   }
 
   // This thread's first element of a row of `base` (row r of a tensor of
@@ -1338,7 +1336,10 @@ __global__ void __launch_bounds__(RegisterKernelMaxThreads(K, kForm),
         Chunk<O> oc;
         // With the table, the chunk's silu from its lookups.
         [[maybe_unused]] float table_silu[kChunk];
-        if constexpr (kTable) TableSilus(cur.gc[i], silu_lookup, table_silu);
+        if constexpr (kTable)
+          TableSilus(cur.gc[i],
+                     reinterpret_cast<const float*>(silu_table_words),
+                     table_silu);
         if constexpr (kHf && !kScale && kSize<X> == 2) {
           // NormOutput with R_X(v r) rounded two at a time (packed
           // conversions; a NaN stays a NaN and is canonicalised on store).

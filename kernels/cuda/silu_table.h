@@ -17,6 +17,8 @@
 
 #include <cstdint>
 
+#include "core/float_bits.h"  // NG_HOST_DEVICE
+
 namespace normgraph {
 namespace silu_table {
 
@@ -26,27 +28,19 @@ constexpr uint32_t kExponents = 32;
 constexpr uint32_t kEntries = 2 * kExponents * 128;  // 8192
 constexpr uint32_t kBytes = kEntries * 4;
 
-#if defined(__CUDACC__)
-#define NG_SILU_TABLE_HD __host__ __device__
-#else
-#define NG_SILU_TABLE_HD
-#endif
-
 // The entry of the bf16 value with encoding `bits` (16 bits), or kEntries
 // when the table does not hold it: magnitude bits minus the first exponent's
 // (an unsigned compare rejects both sides of the window), the sign above.
-NG_SILU_TABLE_HD inline uint32_t IndexOfBf16(uint32_t bits) {
+NG_HOST_DEVICE uint32_t IndexOfBf16(uint32_t bits) {
   const uint32_t magnitude = (bits & 0x7FFFu) - (kFirstExponent << 7);
   if (magnitude >= kExponents * 128) return kEntries;
   return magnitude | ((bits >> 3) & 0x1000u);
 }
 
 // The bf16 encoding entry `index` holds silu of (the inverse of IndexOfBf16).
-NG_SILU_TABLE_HD inline uint32_t Bf16OfIndex(uint32_t index) {
+NG_HOST_DEVICE uint32_t Bf16OfIndex(uint32_t index) {
   return ((index & 0x1000u) << 3) | ((index & 0x0FFFu) + (kFirstExponent << 7));
 }
-
-#undef NG_SILU_TABLE_HD
 
 }  // namespace silu_table
 }  // namespace normgraph
