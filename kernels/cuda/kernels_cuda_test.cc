@@ -1,9 +1,10 @@
 // The CUDA kernels against the CPU reference, bit for bit: a sweep over random
 // shapes (hidden 1..16384 with odd and non-multiple-of-8 sizes, rows up to
 // 4096, row strides, byte offsets that break every alignment), every variant
-// (Llama order, zero-centred scale, gated, fused residual add), both rounding
-// orders, and every activation / weight / output dtype combination. Also the
-// copy kernel. Runs on a GPU host (tagged gpu).
+// (Llama order, zero-centred scale, gated, fused residual add, the gated norm
+// with a residual, which the kernels take though no model uses it), both
+// rounding orders, and every activation / weight / output dtype combination.
+// Also the copy kernel. Runs on a GPU host (tagged gpu).
 
 #include "kernels/cuda/kernels_cuda.h"
 
@@ -93,7 +94,7 @@ Case RandomCase(std::mt19937_64& rng) {
   c.x = dtypes[pick(3)];
   c.kind = pick(3) == 0 ? NormWeight::kScale : NormWeight::kMultiply;
   c.gated = c.kind == NormWeight::kMultiply && pick(3) == 0;
-  c.residual = !c.gated && pick(2) == 0;
+  c.residual = pick(2) == 0;  // gated too: the kernels take both
   c.order = pick(2) == 0 ? RoundingOrder::kHuggingFace : RoundingOrder::kEngine;
   c.w = c.kind == NormWeight::kScale ? DType::kF32 : dtypes[pick(3)];
   const DType promoted = PromoteTypes(c.x, c.w);
@@ -500,7 +501,7 @@ TEST_F(CudaKernelsTest, EmptySlotRowsEqualCpuReferenceInEveryForm) {
     for (int bits = 0; bits < 16; ++bits) {
       const bool residual = (bits & 1) != 0, hf = (bits & 2) != 0,
                  scale = (bits & 4) != 0, gated = (bits & 8) != 0;
-      if (gated && (scale || residual)) continue;  // no such norm
+      if (gated && scale) continue;  // a scale is never gated
       for (bool f32_weight : {false, true}) {
         // The scale is f32, and so is the weight of f32 activations.
         if ((scale || x == DType::kF32) && !f32_weight) continue;
@@ -669,7 +670,7 @@ TEST_F(CudaKernelsTest, StagedResidualRowsEqualCpuReference) {
 // rows of 128 and 512 threads, with and without empty slots; aligned rows and
 // an unaligned gate, which takes the general path) and without it (K = 4 with
 // a block a row group, 2 and 1), with bf16 and f32 weights in both orders,
-// bit-identical to the CPU reference.
+// with and without a residual, bit-identical to the CPU reference.
 TEST_F(CudaKernelsTest, GatedRowsOfEveryBf16GateEqualCpuReference) {
   SetSiluTableRows(true);  // whatever NORMGRAPH_CUDA_SILU_TABLE says
   std::mt19937_64 rng(53);
@@ -692,7 +693,7 @@ TEST_F(CudaKernelsTest, GatedRowsOfEveryBf16GateEqualCpuReference) {
         c.order = rng() % 2 == 0 ? RoundingOrder::kHuggingFace
                                  : RoundingOrder::kEngine;
         c.gated = true;
-        c.residual = false;
+        c.residual = rng() % 2 == 0;
         c.family = 0;
         c.every_gate_encoding = true;
         c.cols = cols;
@@ -704,9 +705,10 @@ TEST_F(CudaKernelsTest, GatedRowsOfEveryBf16GateEqualCpuReference) {
         SetRmsNormLayoutOverride(layout[0], layout[1], layout[2]);
         // The table where the launch is K = 4 (forced, or the automatic
         // choice where a forced K does not fit the row) with capped blocks.
-        const bool k4 =
-            DescribeRmsNormLaunch(PlanningParams(c.rows, cols, true))
-                .rfind("K=4 ", 0) == 0;
+        const bool k4 = DescribeRmsNormLaunch(
+                            PlanningParams(c.rows, cols, true, DType::kBF16,
+                                           DType::kBF16, c.residual))
+                            .rfind("K=4 ", 0) == 0;
         const int before = silu_table_launches_;
         RunCase(c, rng);
         if (HasFatalFailure()) return;

@@ -3,6 +3,8 @@
 
     python3 tools/bench/peers.py --out peers.json [--budget-s 240] [--quick | --stack-only]
                                  [--variants rms,zero_centred,gated,fused_add]
+                                 [--peers torch_eager,hf_eager,torch_compile]
+                                 [--outputs ring|reuse|both] [--prefill-shapes 4096x1536,...]
 
 Peers (PyTorch 2.11, transformers 5.17 on the GPU host):
   - torch_eager:   F.rms_norm (rms), and the expressions transformers' modules run, eagerly;
@@ -18,8 +20,13 @@ Peers (PyTorch 2.11, transformers 5.17 on the GPU host):
 Method, as normgraph's benchmarks (benchmarks/cuda_norm_benchmark.cc): every call is captured
 `reps` times into a CUDA graph rotating over input sets larger than the 60 MiB L2 where the shape
 allows, replayed twice to warm up, then seven times between CUDA events; the time per call is the
-median replay over reps. Inputs are random normal (never zeros). A device-to-device copy of the
-same bytes (Tensor.copy_) is timed the same way in the same run. Output: Google Benchmark's JSON
+median replay over reps. Inputs are random normal (never zeros). Each call's outputs are kept
+alive for `sets` calls, so they rotate over as many buffers as normgraph's outputs do (--outputs
+ring, the default): left to PyTorch's allocator, every call would write the block the previous
+call freed, which stays in L2 where a shape's working set is near its size (4096 x 1536 bf16:
+torch.compile's rms 10.64 us with the ring, 8.75 us without; benchmarks/RESULTS.md, fifteenth
+session). A device-to-device copy of the same bytes (Tensor.copy_) is timed the same way in the
+same run. Output: Google Benchmark's JSON
 format, with the same counters (bytes_per_second, copy_bytes_per_second, share_of_copy,
 us_per_call, rows, hidden) and names "<peer>/<variant>/<dtype>/<regime>/rows:R/hidden:H".
 """
@@ -47,8 +54,13 @@ def now_iso():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def median_seconds_per_call(fn, reps, sets, warmup=2, timed=7):
-    """Captures reps calls fn(i % sets) into a CUDA graph and times replays with events."""
+def median_seconds_per_call(fn, reps, sets, warmup=2, timed=7, ring=False):
+    """Captures reps calls fn(i % sets) into a CUDA graph and times replays with events.
+
+    ring=True keeps each call's outputs alive until the call `sets` later replaces them, so the
+    outputs rotate over `sets` (+1) buffers as normgraph's benchmark's do; otherwise PyTorch's
+    allocator hands every call the block the previous call's outputs just freed (one buffer)."""
+    kept = [None] * sets
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
@@ -59,7 +71,10 @@ def median_seconds_per_call(fn, reps, sets, warmup=2, timed=7):
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         for i in range(reps):
-            fn(i % sets)
+            out = fn(i % sets)
+            if ring:
+                kept[i % sets] = out
+            del out
     for _ in range(warmup):
         graph.replay()
     torch.cuda.synchronize()
@@ -72,7 +87,7 @@ def median_seconds_per_call(fn, reps, sets, warmup=2, timed=7):
         end.record()
         end.synchronize()
         times.append(begin.elapsed_time(end) * 1e-3 / reps)
-    del graph
+    del graph, kept
     return statistics.median(times)
 
 
@@ -223,8 +238,11 @@ class Bench:
         estimate = bytes_moved / 3e12 + 5e-6
         reps = int(max(8, min(1024, 2e-3 / estimate)))
         t_compile = time.time()
+        outputs = self.args.outputs
         with torch.no_grad():
-            seconds = median_seconds_per_call(fn, reps, sets)
+            seconds = median_seconds_per_call(fn, reps, sets, ring=outputs != "reuse")
+            reused = (median_seconds_per_call(fn, reps, sets, ring=False)
+                      if outputs == "both" else None)
             launch = (launch_seconds_per_call(fn, 50, sets) if regime == "decode" else None)
         compile_s = time.time() - t_compile
         # The ceiling: a copy of the same bytes (half read, half written).
@@ -247,8 +265,12 @@ class Bench:
             counters["us_per_call_launched"] = launch * 1e6
         if peer == "torch_compile":
             counters["compile_and_time_s"] = compile_s
-        self.add(f"{peer}/{variant}/{dtype_name}/{regime}/rows:{rows}/hidden:{cols}", seconds,
-                 counters)
+        name = f"{variant}/{dtype_name}/{regime}/rows:{rows}/hidden:{cols}"
+        self.add(f"{peer}/{name}", seconds, counters)
+        if reused is not None:  # a peer name report.py does not read: for comparison only
+            self.add(f"{peer}_outputs_reused/{name}", reused, dict(
+                counters, bytes_per_second=bytes_moved / reused, us_per_call=reused * 1e6,
+                share_of_copy=bytes_moved / reused / copy_bw))
         del xs, res, gates, src, dst
         torch.cuda.empty_cache()
 
@@ -310,22 +332,29 @@ class Bench:
         if a.quick:
             decode, prefill = decode[:2], prefill[:2]
             compile_shapes = compile_shapes[:2]
-        for batch in (1, 2, 4, 8, 16, 32, 64):
-            self.guarded(self.decode_stack, batch)
+        if a.prefill_shapes:
+            prefill = [tuple(int(v) for v in s.split("x")) for s in a.prefill_shapes.split(",")]
+            decode = []
+            compile_shapes = [("prefill", r, c) for r, c in prefill]
+        else:
+            for batch in (1, 2, 4, 8, 16, 32, 64):
+                self.guarded(self.decode_stack, batch)
         if a.stack_only:
             return
         variants = a.variants.split(",")
+        peers = a.peers.split(",")
+        eager = [p for p in ("torch_eager", "hf_eager") if p in peers]
         for variant in variants:
             for regime, shapes in (("decode", decode), ("prefill", prefill)):
                 for rows, cols in shapes:
-                    self.guarded(self.norm, "torch_eager", variant, "bf16", regime, rows, cols)
-                    self.guarded(self.norm, "hf_eager", variant, "bf16", regime, rows, cols)
-        for dtype_name in ("f16", "f32") if "rms" in variants else ():
+                    for peer in eager:
+                        self.guarded(self.norm, peer, variant, "bf16", regime, rows, cols)
+        for dtype_name in ("f16", "f32") if "rms" in variants and "torch_eager" in peers else ():
             for rows, cols in prefill:
                 self.guarded(self.norm, "torch_eager", "rms", dtype_name, "prefill", rows, cols)
         torch._dynamo.config.recompile_limit = 1024
         torch._dynamo.config.cache_size_limit = 1024
-        for regime, rows, cols in compile_shapes:
+        for regime, rows, cols in compile_shapes if "torch_compile" in peers else ():
             for variant in variants:
                 if self.over_budget():
                     self.skipped.append(f"torch_compile/{variant}/{regime}/{rows}x{cols}")
@@ -345,6 +374,7 @@ class Bench:
 
 
 VARIANTS = ("rms", "zero_centred", "gated", "fused_add")
+PEERS = ("torch_eager", "hf_eager", "torch_compile")
 
 
 def main():
@@ -358,10 +388,23 @@ def main():
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help="comma-separated variants to time (default: all; the decode stack "
                              "is always timed)")
+    parser.add_argument("--outputs", choices=("ring", "reuse", "both"), default="ring",
+                        help="ring (default): each call's outputs stay alive for `sets` calls, so "
+                             "they rotate over as many buffers as normgraph's benchmark writes; "
+                             "reuse: every call writes the block the previous one freed (it can "
+                             "stay in L2); both: time both, the second as <peer>_outputs_reused")
+    parser.add_argument("--prefill-shapes", default="",
+                        help="comma-separated RxC prefill shapes to time instead of the default "
+                             "lists (decode shapes and the decode stack are then skipped)")
+    parser.add_argument("--peers", default="torch_eager,hf_eager,torch_compile",
+                        help="comma-separated single-norm peers to time")
     args = parser.parse_args()
     unknown = set(args.variants.split(",")) - set(VARIANTS)
     if unknown:
         parser.error(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
+    unknown = set(args.peers.split(",")) - set(PEERS)
+    if unknown:
+        parser.error(f"unknown peers {sorted(unknown)}; known: {', '.join(PEERS)}")
     if not torch.cuda.is_available():
         sys.exit("peers: no CUDA device")
     import transformers
