@@ -268,8 +268,8 @@ void Register() {
   }
   // Layout sweep: K chunks per thread x block size, on bf16 prefill shapes
   // (and the fused add, which holds two operands a chunk, on rows of C < P
-  // chunks too: 1536, 2560 and 5120 fill 3/4 and 5/8 of P, 3584 and 7168 7/8)
-  // and a few f32 ones.
+  // chunks too: 1536, 2560 and 5120 fill 3/4 and 5/8 of P, 3584 and 7168 7/8),
+  // a few f32 ones and the gated norm's.
   struct Sweep {
     const Variant* variant;
     DType dtype;
@@ -295,6 +295,14 @@ void Register() {
       {&kVariants[0],
        DType::kF32,
        {{4096, 1536, "prefill"},
+        {32768, 4096, "prefill"},
+        {4096, 16384, "prefill"}}},
+      // The gated norm: three operands and silu an element, of which only
+      // K = 4 takes the silu table.
+      {&kVariants[3],
+       DType::kBF16,
+       {{4096, 1536, "prefill"},
+        {4096, 4096, "prefill"},
         {32768, 4096, "prefill"},
         {4096, 16384, "prefill"}}},
   };

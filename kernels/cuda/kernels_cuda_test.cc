@@ -3,8 +3,10 @@
 // 4096, row strides, byte offsets that break every alignment), every variant
 // (Llama order, zero-centred scale, gated, fused residual add, the gated norm
 // with a residual, which the kernels take though no model uses it), both
-// rounding orders, and every activation / weight / output dtype combination.
-// Also the copy kernel. Runs on a GPU host (tagged gpu).
+// rounding orders, every activation / weight / output dtype combination,
+// several eps (0 included) and operands in place (out over x, the residual
+// or the gate; the residual or the gate over x); rows longer than 16384 (the
+// streaming kernel). Also the copy kernel. Runs on a GPU host (tagged gpu).
 
 #include "kernels/cuda/kernels_cuda.h"
 
@@ -41,19 +43,31 @@ struct Case {
   int64_t x_stride, out_stride, gate_stride, residual_stride;
   size_t x_off, w_off, out_off, gate_off, residual_off;  // byte offsets
   int family;                                            // input values
+  float eps = 1e-6f;
+  // Operands sharing memory element for element, as ValidateRmsNormParams
+  // allows (in place): AliasOf's names.
+  enum class Alias {
+    kNone,
+    kOutIsX,
+    kResidualIsX,
+    kOutIsResidual,
+    kGateIsX,
+    kOutIsGate
+  };
+  Alias alias = Alias::kNone;
   // The gate holds every 16-bit encoding in turn (scrambled), not `family`.
   bool every_gate_encoding = false;
 
   std::string ToString() const {
     return absl::StrFormat(
         "x %s w %s out %s %s %s%s%s rows %d cols %d strides x%d o%d g%d r%d "
-        "offsets x%d w%d o%d g%d r%d family %d",
+        "offsets x%d w%d o%d g%d r%d family %d eps %g alias %d",
         DTypeName(x), DTypeName(w), DTypeName(out),
         kind == NormWeight::kScale ? "scale" : "multiply",
         order == RoundingOrder::kHuggingFace ? "hf" : "engine",
         gated ? " gated" : "", residual ? " residual" : "", rows, cols,
         x_stride, out_stride, gate_stride, residual_stride, x_off, w_off,
-        out_off, gate_off, residual_off, family);
+        out_off, gate_off, residual_off, family, eps, static_cast<int>(alias));
   }
 };
 
@@ -114,8 +128,53 @@ Case RandomCase(std::mt19937_64& rng) {
   c.out_off = offset();
   c.gate_off = offset();
   c.residual_off = offset();
-  c.family = pick(8);
+  c.family = pick(9);
+  // Gemma's and Qwen's 1e-6 mostly, Llama's 1e-5, none (a zero row's factor
+  // is then infinite) and a large one.
+  const float kEps[] = {1e-6f, 1e-6f, 1e-5f, 0.0f, 0.25f};
+  c.eps = kEps[pick(5)];
   return c;
+}
+
+// Makes a third of random cases run in place: one operand sharing another's
+// memory element for element (same dtype, row stride and offset), where the
+// case's variant and dtypes allow it.
+void MaybeAlias(Case& c, std::mt19937_64& rng) {
+  using Alias = Case::Alias;
+  std::vector<Alias> allowed;
+  if (c.out == c.x) allowed.push_back(Alias::kOutIsX);
+  if (c.residual) allowed.push_back(Alias::kResidualIsX);
+  if (c.residual && c.out == c.x) allowed.push_back(Alias::kOutIsResidual);
+  if (c.gated) {
+    allowed.push_back(Alias::kGateIsX);
+    allowed.push_back(Alias::kOutIsGate);
+  }
+  if (allowed.empty() || rng() % 3 != 0) return;
+  c.alias = allowed[rng() % allowed.size()];
+  switch (c.alias) {
+    case Alias::kOutIsX:
+      c.out_stride = c.x_stride;
+      c.out_off = c.x_off;
+      break;
+    case Alias::kResidualIsX:
+      c.residual_stride = c.x_stride;
+      c.residual_off = c.x_off;
+      break;
+    case Alias::kOutIsResidual:
+      c.out_stride = c.residual_stride;
+      c.out_off = c.residual_off;
+      break;
+    case Alias::kGateIsX:
+      c.gate_stride = c.x_stride;
+      c.gate_off = c.x_off;
+      break;
+    case Alias::kOutIsGate:
+      c.out_stride = c.gate_stride;
+      c.out_off = c.gate_off;
+      break;
+    case Alias::kNone:
+      break;
+  }
 }
 
 // A row-strided operand: the same bytes on the host (for the CPU reference)
@@ -142,6 +201,8 @@ float Value(std::mt19937_64& rng, std::normal_distribution<float>& normal,
       return j == 3 ? 100.0f : normal(rng) * 1e-2f;
     case 7:  // float32 squares overflow (bf16, f32: factor 0; f16: inf)
       return normal(rng) * 1e30f;
+    case 8:  // zeros: with eps 0 the factor is infinite, the outputs NaN
+      return 0.0f;
     case 6:  // NaNs, infinities and subnormals among normal values
       if (j % 53 == 11) return std::numeric_limits<float>::quiet_NaN();
       if (j % 61 == 5) return std::numeric_limits<float>::infinity();
@@ -218,6 +279,7 @@ class CudaKernelsTest : public ::testing::Test {
   int spread_launches_ = 0;      // kernels.cu's SpreadLaunch
   int staged_launches_ = 0;      // kernels of rms_norm_kernels.h's kStagedForm
   int silu_table_launches_ = 0;  // and of its kSiluTableForm
+  int streaming_launches_ = 0;   // RmsNormStreamingKernel
 };
 
 // Runs case `c` on the device (through the launcher) and on the CPU
@@ -258,6 +320,14 @@ void CudaKernelsTest::RunCase(const Case& c, std::mt19937_64& rng) {
     residual = Make(c.x, c.rows, c.cols, c.residual_stride, c.residual_off, rng,
                     c.family, false);
   }
+  // The operands each parameter names (one of them another's, in place).
+  using Alias = Case::Alias;
+  Operand* out_op = c.alias == Alias::kOutIsX          ? &x
+                    : c.alias == Alias::kOutIsResidual ? &residual
+                    : c.alias == Alias::kOutIsGate     ? &gate
+                                                       : &out;
+  Operand* residual_op = c.alias == Alias::kResidualIsX ? &x : &residual;
+  Operand* gate_op = c.alias == Alias::kGateIsX ? &x : &gate;
   RmsNormParams p;
   p.rows = c.rows;
   p.cols = c.cols;
@@ -270,13 +340,14 @@ void CudaKernelsTest::RunCase(const Case& c, std::mt19937_64& rng) {
   p.out_dtype = c.out;
   p.weight_kind = c.kind;
   p.order = c.order;
+  p.eps = c.eps;
   // Device launch through the launcher.
   RmsNormParams d = p;
   d.x = x.device.data();
   d.weight = w.device.data();
-  d.out = out.device.data();
-  d.gate = c.gated ? gate.device.data() : nullptr;
-  d.residual = c.residual ? residual.device.data() : nullptr;
+  d.out = out_op->device.data();
+  d.gate = c.gated ? gate_op->device.data() : nullptr;
+  d.residual = c.residual ? residual_op->device.data() : nullptr;
   const std::string launch = DescribeRmsNormLaunch(d);
   SCOPED_TRACE(launch);
   if (c.gated && launch.rfind("K=1 ", 0) == 0) {
@@ -286,12 +357,13 @@ void CudaKernelsTest::RunCase(const Case& c, std::mt19937_64& rng) {
   if (Says(launch, " spread")) ++spread_launches_;
   if (Says(launch, " staged")) ++staged_launches_;
   if (Says(launch, " silu-table")) ++silu_table_launches_;
+  if (launch.rfind("streaming ", 0) == 0) ++streaming_launches_;
   std::vector<ArgBinding> args = {{&d.x, &x.device, Access::kRead},
                                   {&d.weight, &w.device, Access::kRead},
-                                  {&d.out, &out.device, Access::kWrite}};
-  if (c.gated) args.push_back({&d.gate, &gate.device, Access::kRead});
+                                  {&d.out, &out_op->device, Access::kWrite}};
+  if (c.gated) args.push_back({&d.gate, &gate_op->device, Access::kRead});
   if (c.residual) {
-    args.push_back({&d.residual, &residual.device, Access::kReadWrite});
+    args.push_back({&d.residual, &residual_op->device, Access::kReadWrite});
   }
   absl::Status launched =
       stream_->LaunchRaw(RmsNormKernel(), &d, sizeof d, args);
@@ -300,28 +372,29 @@ void CudaKernelsTest::RunCase(const Case& c, std::mt19937_64& rng) {
   RmsNormParams h = p;
   h.x = x.host_data();
   h.weight = w.host_data();
-  h.out = out.host_data();
-  h.gate = c.gated ? gate.host_data() : nullptr;
-  h.residual = c.residual ? residual.host_data() : nullptr;
+  h.out = out_op->host_data();
+  h.gate = c.gated ? gate_op->host_data() : nullptr;
+  h.residual = c.residual ? residual_op->host_data() : nullptr;
   ASSERT_TRUE(ValidateRmsNormParams(h).ok()) << ValidateRmsNormParams(h);
   RmsNormCpu(h);
   // Every byte of the spans (written elements, and the gaps between rows,
   // which must stay as they were).
-  const std::vector<unsigned char> got_out = Read(out);
+  const std::vector<unsigned char> got_out = Read(*out_op);
   for (size_t b = 0; b < got_out.size(); ++b) {
-    if (got_out[b] != out.host[b]) {
-      const size_t e = (b - out.offset) / DTypeSize(c.out);
+    if (got_out[b] != out_op->host[b]) {
+      const size_t e = (b - out_op->offset) / DTypeSize(c.out);
       FAIL() << "out byte " << b << " (element " << e << ", row "
              << e / c.out_stride << ", col " << e % c.out_stride
              << ") differs: cuda "
-             << LoadAsFloat(got_out.data() + out.offset, c.out, e) << ", cpu "
-             << LoadAsFloat(out.host_data(), c.out, e);
+             << LoadAsFloat(got_out.data() + out_op->offset, c.out, e)
+             << ", cpu " << LoadAsFloat(out_op->host_data(), c.out, e);
     }
   }
   if (c.residual) {
-    const std::vector<unsigned char> got_res = Read(residual);
-    ASSERT_EQ(std::memcmp(got_res.data(), residual.host.data(), got_res.size()),
-              0)
+    const std::vector<unsigned char> got_res = Read(*residual_op);
+    ASSERT_EQ(
+        std::memcmp(got_res.data(), residual_op->host.data(), got_res.size()),
+        0)
         << "residual written back differs";
   }
   elements_ += c.rows * c.cols;
@@ -334,12 +407,43 @@ TEST_F(CudaKernelsTest, RmsNormEqualsCpuReferenceBitForBitOnRandomShapes) {
   const int kCases =
       env != nullptr && std::atoi(env) > 0 ? std::atoi(env) : 400;
   for (int i = 0; i < kCases; ++i) {
-    const Case c = RandomCase(rng);
+    Case c = RandomCase(rng);
+    MaybeAlias(c, rng);
     RunCase(c, rng);
     if (HasFatalFailure()) return;
   }
   std::printf("%d cases, %lld elements bit-identical to the CPU reference\n",
               kCases, static_cast<long long>(elements_));
+}
+
+// Rows longer than the register-cached kernel takes (more than 16384
+// elements, so more than 2048 padded chunks: up to 32 a thread of the
+// streaming kernel's 512), in every variant, dtype combination, stride,
+// alignment, value family and eps the random cases draw: the streaming
+// kernel, bit-identical to the CPU reference.
+TEST_F(CudaKernelsTest, RowsLongerThan16384EqualCpuReference) {
+  std::mt19937_64 rng(61);
+  const int before = streaming_launches_;
+  int cases = 0;
+  for (int64_t cols : {16385, 16391, 20480, 32768, 65536, 100003}) {
+    for (int i = 0; i < 8; ++i) {
+      Case c = RandomCase(rng);
+      c.cols = cols;
+      c.rows = 1 + static_cast<int64_t>(rng() % 24);
+      for (int64_t* stride :
+           {&c.x_stride, &c.out_stride, &c.gate_stride, &c.residual_stride}) {
+        *stride = cols + (rng() % 3 == 0 ? static_cast<int64_t>(rng() % 9) : 0);
+      }
+      MaybeAlias(c, rng);
+      RunCase(c, rng);
+      if (HasFatalFailure()) return;
+      ++cases;
+    }
+  }
+  EXPECT_EQ(streaming_launches_ - before, cases);
+  std::printf(
+      "%d cases of rows longer than 16384 bit-identical to the CPU reference\n",
+      cases);
 }
 
 // Every launch layout the kernels support (kernels/cuda/row_layout.h), forced
