@@ -32,6 +32,7 @@ namespace {
 
 std::atomic<uint64_t> next_storage_id{1};
 std::atomic<uint64_t> identity_epoch{1};
+thread_local int refresh_writes_depth = 0;
 
 class LiveStorages {
  public:
@@ -149,6 +150,10 @@ Storage::Storage(PrivateTag, void* data, size_t bytes, Device device,
       keep_alive_(std::move(keep_alive)) {
   Live().Add(id_);
 }
+
+RefreshWrites::RefreshWrites() { ++refresh_writes_depth; }
+RefreshWrites::~RefreshWrites() { --refresh_writes_depth; }
+bool RefreshWrites::Active() { return refresh_writes_depth > 0; }
 
 uint64_t IdentityEpoch() {
   return identity_epoch.load(std::memory_order_acquire);

@@ -39,6 +39,23 @@ class Allocator {
 uint64_t IdentityEpoch();
 void BumpIdentityEpoch();
 
+// While one is alive on a thread, the in-place writes that thread makes are a
+// derived buffer's refresh (TensorSlot::DeriveFrom): they move a storage's
+// write_version() but not its writes_outside_refreshes(), which is what a
+// derived slot's staleness compares. So refreshing one derived buffer makes
+// neither the derived buffers that share its storage stale (views of one
+// packed buffer) nor the sources packed there. A refresh writes its own
+// slot's view and nothing else. Nests.
+class RefreshWrites {
+ public:
+  RefreshWrites();
+  ~RefreshWrites();
+  RefreshWrites(const RefreshWrites&) = delete;
+  RefreshWrites& operator=(const RefreshWrites&) = delete;
+  // Whether one is alive on this thread.
+  static bool Active();
+};
+
 class Storage {
  public:
   // Allocates `bytes` bytes (zero is allowed and allocates nothing) from
@@ -77,8 +94,16 @@ class Storage {
   uint64_t write_version() const {
     return write_version_.load(std::memory_order_acquire);
   }
+  // Of those, the writes not made by a derived buffer's refresh
+  // (RefreshWrites).
+  uint64_t writes_outside_refreshes() const {
+    return writes_outside_refreshes_.load(std::memory_order_acquire);
+  }
   void BumpWriteVersion() {
     write_version_.fetch_add(1, std::memory_order_acq_rel);
+    if (!RefreshWrites::Active()) {
+      writes_outside_refreshes_.fetch_add(1, std::memory_order_acq_rel);
+    }
     if (watched_.load(std::memory_order_acquire)) BumpIdentityEpoch();
   }
   // Marks this storage as read by a derived buffer (the source of a
@@ -97,6 +122,7 @@ class Storage {
   Allocator* const allocator_;  // null for external memory
   const std::shared_ptr<const void> keep_alive_;
   std::atomic<uint64_t> write_version_{0};
+  std::atomic<uint64_t> writes_outside_refreshes_{0};
   std::atomic<bool> watched_{false};
 };
 

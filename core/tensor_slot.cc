@@ -62,13 +62,14 @@ void TensorSlot::MarkRefreshed() {
   // The usual refresh reads the same view as the last one (an in-place
   // load): its identity is already recorded.
   if (!SameView(src, refreshed_source_)) refreshed_source_ = src.Identity();
-  refreshed_source_version_ = src.storage()->write_version();
+  refreshed_source_writes_ = src.storage()->writes_outside_refreshes();
   // Writes to the source make this slot stale, and so do writes to this
   // slot's own storage: both must move the epoch.
   source_->tensor().storage()->WatchWrites();
   if (tensor_.defined()) {
-    refreshed_storage_ = tensor_.storage()->id();
-    refreshed_version_ = tensor_.storage()->write_version();
+    if (!SameView(tensor_, refreshed_self_))
+      refreshed_self_ = tensor_.Identity();
+    refreshed_writes_ = tensor_.storage()->writes_outside_refreshes();
     tensor_.storage()->WatchWrites();
   }
   BumpIdentityEpoch();
@@ -79,14 +80,15 @@ bool TensorSlot::IsStale() const {
   const Tensor& src = source_->tensor();
   if (!src.defined()) return true;
   return !SameView(src, refreshed_source_) ||
-         src.storage()->write_version() != refreshed_source_version_ ||
+         src.storage()->writes_outside_refreshes() !=
+             refreshed_source_writes_ ||
          OwnStorageWritten();
 }
 
 bool TensorSlot::OwnStorageWritten() const {
   return tensor_.defined() &&
-         (tensor_.storage()->id() != refreshed_storage_ ||
-          tensor_.storage()->write_version() != refreshed_version_);
+         (!SameView(tensor_, refreshed_self_) ||
+          tensor_.storage()->writes_outside_refreshes() != refreshed_writes_);
 }
 
 std::string TensorSlot::StaleReason() const {
@@ -97,27 +99,29 @@ std::string TensorSlot::StaleReason() const {
     return absl::StrCat("source is now ", src.Identity().ToString(),
                         ", last refreshed from ", refreshed_source_.ToString());
   }
-  if (src.storage()->write_version() != refreshed_source_version_) {
+  if (src.storage()->writes_outside_refreshes() != refreshed_source_writes_) {
     return absl::StrFormat(
-        "source storage #%d written (write version %d) after the last refresh "
-        "(at version %d)",
-        src.storage()->id(), src.storage()->write_version(),
-        refreshed_source_version_);
+        "source storage #%d written after the last refresh (%d writes other "
+        "than refreshes, %d at the refresh)",
+        src.storage()->id(), src.storage()->writes_outside_refreshes(),
+        refreshed_source_writes_);
   }
-  if (tensor_.storage()->id() != refreshed_storage_) {
+  if (!SameView(tensor_, refreshed_self_)) {
     return absl::StrCat("now ", tensor_.Identity().ToString(),
-                        ", not refreshed since");
+                        ", not refreshed since (last refreshed as ",
+                        refreshed_self_.ToString(), ")");
   }
   return absl::StrFormat(
-      "its own storage #%d written (write version %d) after the last refresh "
-      "(at version %d), not by the refresh",
-      tensor_.storage()->id(), tensor_.storage()->write_version(),
-      refreshed_version_);
+      "its own storage #%d written after the last refresh (%d writes other "
+      "than refreshes, %d at the refresh), not by the refresh",
+      tensor_.storage()->id(), tensor_.storage()->writes_outside_refreshes(),
+      refreshed_writes_);
 }
 
 absl::Status TensorSlot::Refresh() {
   if (!refresh_)
     return absl::FailedPreconditionError("slot has no refresh function");
+  RefreshWrites refreshing;
   return refresh_();
 }
 

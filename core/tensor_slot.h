@@ -61,19 +61,21 @@ class TensorSlot {
   void DeriveFrom(const TensorSlot* source,
                   std::function<absl::Status()> refresh);
   const TensorSlot* source() const { return source_; }
-  // Records that the contents now reflect the source's current storage and
-  // write version (and that this slot's own storage holds what the refresh
-  // wrote: its write version now).
+  // Records that the contents now reflect the source's current tensor and
+  // writes (and that this slot's own tensor holds what the refresh wrote).
+  // A refresh's writes are made under RefreshWrites (core/storage.h).
   void MarkRefreshed();
-  // True if derived and, since the last refresh, the source's tensor (storage,
-  // address, layout) or its storage's write version changed, or this slot's
-  // own storage was written by anything else (its values may no longer be
+  // True if derived and, since the last refresh, the source's tensor
+  // (storage, address, layout) changed or its storage was written other than
+  // by a refresh, or this slot's own tensor changed (another storage, or
+  // another view of its storage, which the refresh never wrote) or its
+  // storage was written other than by a refresh (its values may no longer be
   // what the source gives).
   bool IsStale() const;
   // "source written: storage #3 write version 5, refreshed at version 4" (empty
   // if fresh).
   std::string StaleReason() const;
-  // Runs the refresh function given to DeriveFrom.
+  // Runs the refresh function given to DeriveFrom (under RefreshWrites).
   absl::Status Refresh();
 
  private:
@@ -85,10 +87,12 @@ class TensorSlot {
   SourceLocation last_rebind_;
   const TensorSlot* source_ = nullptr;
   std::function<absl::Status()> refresh_;
-  TensorIdentity refreshed_source_;  // the source tensor the refresh read
-  uint64_t refreshed_source_version_ = 0;
-  uint64_t refreshed_storage_ = 0;  // this slot's storage at the refresh
-  uint64_t refreshed_version_ = 0;  // and its write version then
+  // At the last refresh: the source tensor it read and its storage's writes
+  // outside refreshes, this slot's tensor and its storage's.
+  TensorIdentity refreshed_source_;
+  uint64_t refreshed_source_writes_ = 0;
+  TensorIdentity refreshed_self_;
+  uint64_t refreshed_writes_ = 0;
 };
 
 using SlotVisitor =

@@ -150,6 +150,74 @@ TEST(TensorSlotTest, SourceMovedWithinItsStorageMakesTheDerivedSlotStale) {
   EXPECT_FALSE(derived.IsStale());
 }
 
+// A derived slot re-pointed to another view of its own storage (which its
+// refresh never wrote) is stale, like one moved to another storage.
+TEST(TensorSlotTest, DerivedSlotMovedWithinItsOwnStorageIsStale) {
+  auto storage = *Storage::Allocate(CpuAllocator(), 64);
+  TensorSlot source(SlotKind::kParameter,
+                    *Tensor::Empty(CpuAllocator(), {4}, DType::kF32));
+  TensorSlot derived(SlotKind::kBuffer,
+                     *Tensor::FromStorage(storage, 0, {4}, {1}, DType::kF32));
+  derived.DeriveFrom(&source, [] { return absl::OkStatus(); });
+  derived.MarkRefreshed();
+  EXPECT_FALSE(derived.IsStale());
+  derived.Rebind(*Tensor::FromStorage(storage, 16, {4}, {1}, DType::kF32));
+  EXPECT_TRUE(derived.IsStale());
+  EXPECT_THAT(derived.StaleReason(), HasSubstr("not refreshed since"));
+  derived.MarkRefreshed();
+  EXPECT_FALSE(derived.IsStale());
+}
+
+// Derived buffers packed into one storage with their sources (views of one
+// arena, as engines build for stacked norms): a refresh's writes
+// (RefreshWrites) leave the other derived buffers and the sources there as
+// they were, so refreshing them all converges; any other write to the storage
+// makes every derived buffer in it stale (staleness has no byte ranges).
+TEST(TensorSlotTest, RefreshesInOneStorageLeaveTheOtherDerivedSlotsFresh) {
+  auto arena = *Storage::Allocate(CpuAllocator(), 96);
+  auto view = [&](size_t offset) {
+    return *Tensor::FromStorage(arena, offset, {4}, {1}, DType::kF32);
+  };
+  TensorSlot source_a(SlotKind::kParameter, view(0));
+  TensorSlot source_b(SlotKind::kParameter, view(16));
+  TensorSlot derived_a(SlotKind::kBuffer, view(32));
+  TensorSlot derived_b(SlotKind::kBuffer, view(48));
+  auto derive = [](TensorSlot& derived, TensorSlot& source) {
+    derived.DeriveFrom(&source, [&derived, &source]() -> absl::Status {
+      absl::Status copied =  // "1 + w"
+          CopyInto(ViewOf(*ToHost(source.tensor())), derived.tensor());
+      if (copied.ok()) derived.MarkRefreshed();
+      return copied;
+    });
+  };
+  derive(derived_a, source_a);
+  derive(derived_b, source_b);
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_TRUE(derived_a.Refresh().ok());
+    ASSERT_TRUE(derived_b.Refresh().ok());
+    EXPECT_FALSE(derived_a.IsStale()) << derived_a.StaleReason();
+    EXPECT_FALSE(derived_b.IsStale()) << derived_b.StaleReason();
+  }
+  // A load into source_a (not a refresh): both derived slots go stale, as
+  // their storage was written; each refresh then leaves the other fresh.
+  const uint64_t version = arena->write_version();
+  ASSERT_TRUE(Fill(source_a.tensor(), 2.0f).ok());
+  EXPECT_EQ(arena->write_version(), version + 1);
+  EXPECT_TRUE(derived_a.IsStale());
+  EXPECT_TRUE(derived_b.IsStale());
+  ASSERT_TRUE(derived_a.Refresh().ok());
+  ASSERT_TRUE(derived_b.Refresh().ok());
+  EXPECT_FALSE(derived_a.IsStale()) << derived_a.StaleReason();
+  EXPECT_FALSE(derived_b.IsStale()) << derived_b.StaleReason();
+  EXPECT_EQ(arena->write_version(), version + 3);  // refreshes still count
+  // Written other than by a refresh, a derived buffer is stale (and so is
+  // everything derived from or into its storage).
+  ASSERT_TRUE(Fill(derived_b.tensor(), 5.0f).ok());
+  EXPECT_TRUE(derived_b.IsStale());
+  EXPECT_TRUE(derived_a.IsStale());
+  EXPECT_THAT(derived_b.StaleReason(), HasSubstr("after the last refresh"));
+}
+
 TEST(TensorSlotTest, RebindRecordsTheCallersLine) {
   TensorSlot slot(SlotKind::kBuffer,
                   *Tensor::Empty(CpuAllocator(), {4}, DType::kF32));

@@ -736,6 +736,90 @@ TEST_P(PackedBuffer, PackedSourcesStayFreshThroughInPlaceLoads) {
   EXPECT_EQ(inc.graphs().TotalStats().violations, 0);
 }
 
+// The zero-centred weights and their derived `1 + w` buffers all views of one
+// arena (bf16 weights and f32 buffers in one storage): each refresh writes the
+// storage the others live in, which must leave them fresh (RefreshWrites), or
+// the fail policy refuses every replay and the repairs never converge. Loads
+// full and partial, under every checked policy: no violation, no repair, the
+// graph equal to eager. A write into the arena other than a load or refresh
+// (bypassing the loader) then makes every buffer there stale (no byte
+// ranges): refused, or refreshed once and converged.
+TEST_P(PackedBuffer, DerivedBuffersPackedWithTheirSourcesStayFresh) {
+  for (ReplayPolicy policy : kCheckedPolicies) {
+    SCOPED_TRACE(ReplayPolicyName(policy));
+    std::unique_ptr<NormStack> model = Qwen(false);
+    std::vector<std::pair<TensorSlot*, TensorSlot*>> pairs;  // weight, 1 + w
+    size_t bytes = 0;
+    for (int layer = 0; layer < 4; ++layer) {
+      for (const char* norm : {"input_layernorm", "post_attention_layernorm"}) {
+        const std::string prefix =
+            absl::StrCat("model.layers.", layer, ".", norm, ".");
+        pairs.emplace_back(Slot(*model, prefix + "weight"),
+                           Slot(*model, prefix + "gemma_weight"));
+        for (TensorSlot* slot : {pairs.back().first, pairs.back().second}) {
+          bytes += slot->tensor().span_bytes();
+        }
+      }
+    }
+    Tensor arena = Empty({static_cast<int64_t>(bytes / 2)}, DType::kBF16);
+    size_t offset = 0;
+    for (auto& [weight, derived] : pairs) {
+      for (TensorSlot* slot : {weight, derived}) {
+        const Tensor t = slot->tensor();
+        Tensor view = *Tensor::FromStorage(arena.storage(), offset, t.shape(),
+                                           t.strides(), t.dtype());
+        ASSERT_TRUE(CopyInto(ViewOf(*ToHost(t)), view).ok());
+        slot->Rebind(view);
+        offset += t.span_bytes();
+      }
+    }
+    for (auto& [weight, derived] : pairs) ASSERT_TRUE(derived->Refresh().ok());
+    for (auto& [weight, derived] : pairs) {
+      EXPECT_FALSE(derived->IsStale()) << derived->StaleReason();
+    }
+    Incident inc = MakeIncident(std::move(model), policy);
+    for (uint64_t seed = 50; seed < 54; ++seed) {
+      NamedTensors update = Weights(inc.model(), seed);
+      if (seed % 2 == 1) update.resize(update.size() / 3);  // a partial update
+      inc.Load(update);
+      ASSERT_TRUE(inc.RunBoth(2, seed).ok());
+      EXPECT_TRUE(inc.GraphEqualsEager());
+    }
+    const GraphStats stats = inc.graphs().TotalStats();
+    EXPECT_EQ(stats.violations, 0);
+    EXPECT_EQ(stats.recaptures + stats.rebinds, 0);
+    // Layer 1's weight written in the arena behind the loader's back: its
+    // gemma_weight is stale (and so is every buffer of the arena, which has
+    // no byte ranges: all of them are named, or refreshed).
+    TensorSlot* weight = pairs[2].first;
+    ASSERT_TRUE(CopyInto(ViewOf(*ToHost(Random(weight->tensor().shape(),
+                                               weight->tensor().dtype(), 91,
+                                               0.0f, 0.3f))),
+                         weight->tensor())
+                    .ok());
+    absl::Status s = inc.RunBoth(2, 60);
+    if (policy == ReplayPolicy::kFail) {
+      ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+      EXPECT_THAT(
+          s.message(),
+          testing::HasSubstr("model.layers.1.input_layernorm.gemma_weight"));
+      EXPECT_TRUE(inc.NothingLaunched(2));
+    } else {
+      // The repair refreshed every buffer of the arena (eager, which ran
+      // before it, read the stale ones); then it converged: the next replay
+      // needs none and agrees with eager.
+      ASSERT_TRUE(s.ok()) << s;
+      const GraphStats before = inc.graphs().TotalStats();
+      EXPECT_EQ(before.refreshes, static_cast<int64_t>(pairs.size()));
+      ASSERT_TRUE(inc.RunBoth(2, 61).ok());
+      EXPECT_TRUE(inc.GraphEqualsEager());
+      const GraphStats after = inc.graphs().TotalStats();
+      EXPECT_EQ(after.refreshes, before.refreshes);
+      EXPECT_EQ(after.violations, before.violations);
+    }
+  }
+}
+
 NG_INSTANTIATE_BACKEND_TEST(TiedWeights);
 NG_INSTANTIATE_BACKEND_TEST(PackedBuffer);
 NG_INSTANTIATE_BACKEND_TEST(SglangQwen35Incident);

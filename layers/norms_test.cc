@@ -296,6 +296,36 @@ TEST_P(ZeroCenteredRmsNormTest, StridedWeightIsRefusedNotMisread) {
   EXPECT_TRUE(m->gemma_weight().IsStale());
 }
 
+// An offloaded weight (its slot bound to no tensor) or gemma_weight: the
+// refresh says which has no tensor, leaves the buffer as it was, and stays
+// stale (hidden 1 included, where the layout checks alone would pass).
+TEST_P(ZeroCenteredRmsNormTest, UnboundWeightOrBufferIsAClearError) {
+  for (int64_t hidden : {1, 4}) {
+    SCOPED_TRACE(hidden);
+    auto m = *ZeroCenteredRmsNorm::Create("input_layernorm", hidden, Options());
+    const Tensor weight = m->weight().tensor();
+    const std::vector<float> before = ToFloats(m->gemma_weight().tensor());
+    m->weight().slot().Rebind(Tensor());
+    EXPECT_TRUE(m->gemma_weight().IsStale());
+    absl::Status s = m->gemma_weight().Refresh();
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+    EXPECT_THAT(s.message(),
+                HasSubstr("input_layernorm: weight has no tensor"));
+    EXPECT_EQ(ToFloats(m->gemma_weight().tensor()), before);
+    EXPECT_TRUE(m->gemma_weight().IsStale());
+
+    m->weight().slot().Rebind(weight);
+    const Tensor buffer = m->gemma_weight().tensor();
+    m->gemma_weight().Rebind(Tensor());
+    s = m->gemma_weight().Refresh();
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+    EXPECT_THAT(s.message(), HasSubstr("gemma_weight has no tensor"));
+    m->gemma_weight().Rebind(buffer);
+    EXPECT_TRUE(m->gemma_weight().Refresh().ok());
+    EXPECT_FALSE(m->gemma_weight().IsStale());
+  }
+}
+
 NG_INSTANTIATE_BACKEND_TEST(ZeroCenteredRmsNormTest);
 
 using LegacyZeroCenteredRmsNormTest = NormModulesTest;

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/storage.h"
 #include "core/tensor_util.h"
 
 namespace normgraph {
@@ -52,6 +53,16 @@ absl::Status ZeroCenteredRmsNorm::Init() {
 absl::Status ZeroCenteredRmsNorm::ComputeOnePlusWeight(
     const Tensor& dst) const {
   const Tensor& w = weight().tensor();
+  // An offloaded weight (or buffer) has no tensor: say so, rather than blame
+  // the layout or read through a null storage.
+  if (!w.defined() || !dst.defined()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(full_name(), ": ", w.defined() ? "gemma_weight" : "weight",
+                     " has no tensor bound: gemma_weight cannot be computed"));
+  }
+  // Its writes are a refresh's (core/storage.h): they leave the derived
+  // buffers and sources that share the buffer's storage as they were.
+  RefreshWrites refreshing;
   if (dst.dtype() != DType::kF32 || dst.numel() != w.numel() ||
       !dst.is_contiguous()) {
     return absl::InternalError(absl::StrCat(
