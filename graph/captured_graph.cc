@@ -170,6 +170,10 @@ absl::Status CapturedGraph::Repair() {
     snapshot_.Accept(v.tracked);
   }
   if (!patched.empty() && rebind_error.ok()) {
+    rebind_error = ValidatePatchedNodes(patched);
+    if (!rebind_error.ok()) recapture = true;
+  }
+  if (!patched.empty() && rebind_error.ok()) {
     rebind_error = CrossCheckNodePointers(*exec_, patched);
     if (rebind_error.ok()) {
       ++stats_.rebinds;
@@ -197,6 +201,23 @@ absl::Status CapturedGraph::Repair() {
   if (!violations_.empty()) {
     return absl::InternalError(absl::StrCat(
         "repair did not converge: ", DescribeViolations(name_, violations_)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CapturedGraph::ValidatePatchedNodes(
+    absl::Span<const uint32_t> patched) const {
+  for (uint32_t n : patched) {
+    const LaunchRecord& node = exec_->nodes()[n];
+    if (node.kernel->validate == nullptr) continue;
+    absl::Status valid = node.kernel->validate(node.params.data());
+    if (!valid.ok()) {
+      return Named(absl::Status(
+          valid.code(),
+          absl::StrFormat("node %d (%s) rebound to parameters its kernel "
+                          "refuses: %s",
+                          n, node.kernel->name, valid.message())));
+    }
   }
   return absl::OkStatus();
 }

@@ -82,6 +82,11 @@ class CapturedGraph {
   // tensor; appends the patched nodes to `patched`.
   absl::Status RebindUses(const TrackedTensor& tracked,
                           std::vector<uint32_t>& patched);
+  // The kernel's own parameter check (KernelDef::validate, what every eager
+  // launch and capture runs) on each patched node: a rebind must not launch
+  // what the launcher would refuse (an output moved over an input, say).
+  // Errors make the repair recapture instead, which reports the refusal.
+  absl::Status ValidatePatchedNodes(absl::Span<const uint32_t> patched) const;
   // Launches the graph and bumps the write version of what it writes.
   absl::Status Launch();
   // `status` with "graph '<name>': " in front (OK stays OK).

@@ -487,6 +487,37 @@ TEST_P(CapturedGraphTest, OwnerListedTwiceStillRebinds) {
               ::testing::ElementsAre(1, 2, 3, 4, 5, 6, 7, 8));
 }
 
+// Slots moved so that the copy's source and destination partially overlap:
+// eager refuses that launch (ValidateCopyParams), so a rebind must not patch
+// the node into it; the repair recaptures instead, and the capture reports
+// the kernel's refusal. Nothing is launched.
+TEST_P(CapturedGraphTest, RebindNeverLaunchesParametersTheKernelRefuses) {
+  TwoSlots owner(allocator());
+  GraphOptions options;
+  options.policy = ReplayPolicy::kRebind;
+  auto graph = CaptureCopy(owner, options);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  ASSERT_TRUE((*graph)->Replay().ok());
+  Tensor arena =
+      FromFloats({12}, DType::kF32, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12});
+  owner.src.Rebind(*arena.Narrow(0, 0, 8));
+  owner.dst.Rebind(*arena.Narrow(0, 4, 8));
+  EXPECT_FALSE(Copy(stream(), owner.src.tensor(), owner.dst.tensor()).ok());
+  absl::Status s = (*graph)->Replay();
+  EXPECT_FALSE(s.ok());
+  EXPECT_THAT(s.message(), HasSubstr("overlap"));
+  EXPECT_EQ((*graph)->stats().rebinds, 0);
+  ASSERT_TRUE(stream().Synchronize().ok());
+  EXPECT_THAT(ToFloats(arena),
+              ::testing::ElementsAre(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12));
+  // Moved apart again, the graph repairs and replays.
+  owner.dst.Rebind(*Tensor::Empty(allocator(), {8}, DType::kF32));
+  ASSERT_TRUE((*graph)->Replay().ok());
+  ASSERT_TRUE(stream().Synchronize().ok());
+  EXPECT_THAT(ToFloats(owner.dst.tensor()),
+              ::testing::ElementsAre(1, 2, 3, 4, 5, 6, 7, 8));
+}
+
 // Host memory that says it lives on another device: what a tensor moved to
 // another GPU (or offloaded) looks like to the graph.
 class ElsewhereAllocator : public Allocator {
