@@ -1,5 +1,8 @@
 #include "layers/module.h"
 
+#include <cstdio>
+#include <cstdlib>
+
 #include "absl/strings/str_cat.h"
 
 namespace normgraph {
@@ -132,7 +135,28 @@ TensorSlot* Module::FindSlot(absl::string_view path) {
   return found;
 }
 
+void Module::RequireNewName(absl::string_view name, const char* what) const {
+  const char* taken = nullptr;
+  for (const auto& [n, p] : parameters_) {
+    if (n == name) taken = "a parameter";
+  }
+  for (const auto& [n, b] : buffers_) {
+    if (n == name) taken = "a buffer";
+  }
+  for (const auto& child : children_) {
+    if (child->name() == name) taken = "a child module";
+  }
+  if (taken == nullptr) return;
+  std::fprintf(stderr,
+               "normgraph: module '%s' already has %s named '%.*s'; adding %s "
+               "of that name would give two slots one dotted name\n",
+               full_name().c_str(), taken, static_cast<int>(name.size()),
+               name.data(), what);
+  std::abort();
+}
+
 Parameter* Module::AddParameter(std::string name, Tensor tensor) {
+  RequireNewName(name, "a parameter");
   parameters_.emplace_back(std::move(name),
                            std::make_unique<Parameter>(std::move(tensor)));
   MarkStructureChanged();
@@ -140,6 +164,7 @@ Parameter* Module::AddParameter(std::string name, Tensor tensor) {
 }
 
 TensorSlot* Module::AddBuffer(std::string name, Tensor tensor) {
+  RequireNewName(name, "a buffer");
   buffers_.emplace_back(
       std::move(name),
       std::make_unique<TensorSlot>(SlotKind::kBuffer, std::move(tensor)));

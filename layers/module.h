@@ -112,8 +112,13 @@ class Module : public TensorOwner {
  protected:
   Parameter* AddParameter(std::string name, Tensor tensor);
   TensorSlot* AddBuffer(std::string name, Tensor tensor);
+  // Each name must be new in this module (among its parameters, buffers and
+  // children), as torch's register_parameter / add_module require: two
+  // slots of one dotted name would load and check as one. A repeated name is
+  // a programming error: it stops the process, naming both.
   template <typename M>
   M* AddChild(std::unique_ptr<M> child) {
+    RequireNewName(child->name(), "a child module");
     M* raw = child.get();
     child->parent_ = this;
     child->ResetNameCaches();
@@ -134,6 +139,7 @@ class Module : public TensorOwner {
     TensorSlot* slot;
   };
 
+  void RequireNewName(absl::string_view name, const char* what) const;
   void Visit(
       absl::FunctionRef<void(const std::string&, Parameter*, TensorSlot&)>
           visit);

@@ -50,6 +50,37 @@ void ExpectTableMatchesTree(Module& m) {
   }
 }
 
+// Two slots of one dotted name would load and be checked as one (a loader
+// finds the first, a lookup the last): a repeated name among a module's
+// parameters, buffers and children stops the process, naming both.
+TEST(ModuleDeathTest, RepeatedNamesAreRefused) {
+  auto make = [] {
+    auto root = std::make_unique<Node>("model");
+    Node* layer = root->Child("layers");
+    layer->Param("weight");
+    layer->Buffer("gemma_weight");
+    layer->Child("norm");
+    return root;
+  };
+  EXPECT_DEATH(make()->Child("layers"),
+               "module 'model' already has a child module named 'layers'");
+  EXPECT_DEATH(make()->Child("layers")->Param("weight"),
+               "already has a child module named 'layers'");
+  {
+    auto root = make();
+    Node* layer = root->Child("other");
+    layer->Param("weight");
+    EXPECT_DEATH(layer->Param("weight"),
+                 "module 'model.other' already has a parameter named 'weight'");
+    EXPECT_DEATH(layer->Buffer("weight"), "a parameter named 'weight'");
+    EXPECT_DEATH(layer->Child("weight"), "a parameter named 'weight'");
+    layer->Buffer("gemma_weight");
+    EXPECT_DEATH(layer->Param("gemma_weight"), "a buffer named 'gemma_weight'");
+    // Names repeat freely across modules.
+    layer->Child("norm")->Param("weight");
+  }
+}
+
 TEST(ModuleTest, ParameterTableFollowsStructureChanges) {
   Node root("model");
   root.Param("a");
