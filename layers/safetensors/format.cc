@@ -5,17 +5,24 @@
 namespace normgraph::safetensors {
 namespace {
 
+// Every dtype the format defines, with its bits per element: the sub-byte
+// and scale types of quantized checkpoints too (MX formats: F4 = E2M1 two to
+// a byte, F6, the E8M0 scales), so that such a file opens and its norm
+// weights load; normgraph computes in F32, BF16 and F16 only (ToDType).
 constexpr std::pair<absl::string_view, size_t> kDTypes[] = {
-    {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1},
-    {"I16", 2},  {"U16", 2}, {"F16", 2}, {"BF16", 2},    {"I32", 4},
-    {"U32", 4},  {"F32", 4}, {"F64", 8}, {"I64", 8},     {"U64", 8},
+    {"BOOL", 8},    {"U8", 8},      {"I8", 8},          {"F8_E5M2", 8},
+    {"F8_E4M3", 8}, {"F8_E8M0", 8}, {"F8_E4M3FNUZ", 8}, {"F8_E5M2FNUZ", 8},
+    {"F4", 4},      {"F6_E2M3", 6}, {"F6_E3M2", 6},     {"I16", 16},
+    {"U16", 16},    {"F16", 16},    {"BF16", 16},       {"I32", 32},
+    {"U32", 32},    {"F32", 32},    {"F64", 64},        {"I64", 64},
+    {"U64", 64},    {"C64", 64},
 };
 
 }  // namespace
 
-std::optional<size_t> ElementSize(absl::string_view dtype_name) {
-  for (const auto& [name, size] : kDTypes) {
-    if (name == dtype_name) return size;
+std::optional<size_t> ElementBits(absl::string_view dtype_name) {
+  for (const auto& [name, bits] : kDTypes) {
+    if (name == dtype_name) return bits;
   }
   return std::nullopt;
 }

@@ -20,9 +20,9 @@ namespace normgraph::safetensors {
 // The largest header a reader accepts (the reference implementation's limit).
 inline constexpr size_t kMaxHeaderBytes = 100 * 1000 * 1000;
 
-// Bytes per element of a safetensors dtype name ("BF16" -> 2), or nullopt if
-// unknown.
-std::optional<size_t> ElementSize(absl::string_view dtype_name);
+// Bits per element of a safetensors dtype name ("BF16" -> 16, "F4" -> 4), or
+// nullopt if unknown. A tensor of a sub-byte dtype fills whole bytes.
+std::optional<size_t> ElementBits(absl::string_view dtype_name);
 
 // The normgraph dtype of a safetensors dtype name, if normgraph computes in it.
 std::optional<DType> ToDType(absl::string_view dtype_name);

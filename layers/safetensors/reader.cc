@@ -285,8 +285,8 @@ absl::StatusOr<TensorEntry> ValidateEntry(RawEntry& raw, const uint8_t* data,
     return CorruptTensor(source, entry.name, "missing or non-string dtype");
   }
   entry.dtype_name = std::move(raw.dtype);
-  const std::optional<size_t> element_size = ElementSize(entry.dtype_name);
-  if (!element_size) {
+  const std::optional<size_t> element_bits = ElementBits(entry.dtype_name);
+  if (!element_bits) {
     return CorruptTensor(
         source, entry.name,
         absl::StrCat("unknown dtype '", entry.dtype_name, "'"));
@@ -310,10 +310,17 @@ absl::StatusOr<TensorEntry> ValidateEntry(RawEntry& raw, const uint8_t* data,
     numel *= *dim;
     entry.shape.push_back(static_cast<int64_t>(*dim));
   }
-  if (numel > UINT64_MAX / *element_size) {
+  if (numel > UINT64_MAX / *element_bits) {
     return CorruptTensor(source, entry.name, "byte count overflows");
   }
-  const uint64_t want_bytes = numel * *element_size;
+  if (numel * *element_bits % 8 != 0) {
+    return CorruptTensor(
+        source, entry.name,
+        absl::StrFormat("%d elements of %s (%d bits each) do not fill whole "
+                        "bytes",
+                        numel, entry.dtype_name, *element_bits));
+  }
+  const uint64_t want_bytes = numel * *element_bits / 8;
 
   if (raw.offsets_kind != ValueKind::kArray || raw.offsets.size() != 2) {
     return CorruptTensor(source, entry.name,

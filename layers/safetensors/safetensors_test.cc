@@ -269,6 +269,62 @@ TEST(SafetensorsTest, AcceptsPaddedHeaderAndNonFloatDtypes) {
   EXPECT_EQ(file->Find("ids")->dtype_name, "I64");
 }
 
+// The dtypes of quantized checkpoints (MX formats, FNUZ float8, complex):
+// the file opens with its sizes checked in bits (F4 two to a byte, F6 four to
+// three bytes), and its normgraph-dtype tensors load; a sub-byte tensor that
+// does not fill whole bytes is corrupt, named.
+TEST(SafetensorsTest, AcceptsQuantizedCheckpointDtypes) {
+  struct Entry {
+    const char* dtype;
+    int elements;
+    int bytes;
+  };
+  const Entry kEntries[] = {{"F4", 2, 1},          {"F6_E2M3", 4, 3},
+                            {"F6_E3M2", 4, 3},     {"F8_E8M0", 4, 4},
+                            {"F8_E4M3FNUZ", 4, 4}, {"F8_E5M2FNUZ", 4, 4},
+                            {"C64", 2, 16}};
+  std::string header = "{";
+  int offset = 0;
+  for (const Entry& e : kEntries) {
+    absl::StrAppend(&header, "\"", e.dtype, "\":{\"dtype\":\"", e.dtype,
+                    "\",\"shape\":[", e.elements, "],\"data_offsets\":[",
+                    offset, ",", offset + e.bytes, "]},");
+    offset += e.bytes;
+  }
+  absl::StrAppend(&header, R"("norm.weight":{"dtype":"BF16","shape":[2],)",
+                  R"("data_offsets":[)", offset, ",", offset + 4, "]}}");
+  std::string data(offset, '\x11');
+  data += std::string("\x80\x3f\x00\x40", 4);  // bf16 1.0, 2.0
+  absl::StatusOr<SafetensorsFile> file =
+      SafetensorsFile::FromBytes(Build(header, data));
+  ASSERT_TRUE(file.ok()) << file.status();
+  for (const Entry& e : kEntries) {
+    const TensorEntry* t = file->Find(e.dtype);
+    ASSERT_NE(t, nullptr) << e.dtype;
+    EXPECT_FALSE(t->dtype.has_value()) << e.dtype;
+    EXPECT_EQ(t->bytes, static_cast<size_t>(e.bytes)) << e.dtype;
+  }
+  const TensorEntry* norm = file->Find("norm.weight");
+  ASSERT_NE(norm, nullptr);
+  ASSERT_EQ(norm->dtype, DType::kBF16);
+  EXPECT_EQ(norm->bytes, 4u);
+
+  EXPECT_THAT(
+      ParseError(R"({"q":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}})",
+                 std::string(2, 'x'))
+          .message(),
+      ::testing::AllOf(
+          HasSubstr("tensor 'q'"),
+          HasSubstr("3 elements of F4 (4 bits each) do not fill whole "
+                    "bytes")));
+  EXPECT_THAT(
+      ParseError(
+          R"({"q":{"dtype":"F6_E2M3","shape":[4],"data_offsets":[0,4]}})",
+          std::string(4, 'x'))
+          .message(),
+      HasSubstr("tensor 'q'"));
+}
+
 TEST(SafetensorsTest, WriterRejectsDuplicateNames) {
   Tensor a = *Tensor::Empty(CpuAllocator(), {1}, DType::kF32);
   EXPECT_FALSE(Serialize({{"x", ViewOf(a)}, {"x", ViewOf(a)}}).ok());
