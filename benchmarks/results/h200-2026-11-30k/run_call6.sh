@@ -1,0 +1,17 @@
+# Session 29 call 6 (bundle .gpu/s29f): the CUDA twins of the tests the review fixes touched
+# (freshness with refresh writes, rebind validation, module names, unbound weights) and the main job.
+set -u
+T0=$(date +%s); el() { echo "+$(( $(date +%s) - T0 ))s"; }
+W=$(mktemp -d); R="$W/r"; mkdir -p "$R"; L="$R/log.txt"
+tar xJf .gpu/s29f.tar.xz -C "$W" && B="$W/s29f"
+export LD_LIBRARY_PATH="$B/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+RUN_ALL_TIMEOUT=120 timeout 200 "$B/run_all.sh" --out "$W/tests" --no-gpu-check > "$R/run_all.txt" 2>&1
+echo "tests exit $? $(el)" >> "$L"; cp "$W/tests/summary.txt" "$R/gpu_tests.txt" 2>/dev/null; cat "$R/gpu_tests.txt" >> "$L" 2>/dev/null
+mkdir -p "$R/test_logs" && tar xzf "$W/tests/logs.tar.gz" -C "$R/test_logs" 2>/dev/null
+grep -rhE "^\[  FAILED|Failure" -A6 "$R/test_logs" | head -40 >> "$L"
+tar czf "$OUT/results.tar.gz" -C "$W" r
+NG=$(find "$B" -type f -name normgraph -perm -u+x | head -1)
+(cd "$B/runfiles/"* && timeout 60 "$NG" --device=cuda --cycles=3 > "$R/main_job_cuda.txt" 2>&1; echo "main job exit $? $(el)" >> "$L"; timeout 60 "$NG" --device=cuda --inject=legacy-loader --cycles=2 > "$R/main_job_cuda_legacy.txt" 2>&1; echo "main job (legacy loader) exit $? $(el)" >> "$L")
+tail -4 "$R/main_job_cuda.txt" >> "$L"; tail -6 "$R/main_job_cuda_legacy.txt" >> "$L"
+tar czf "$OUT/results.tar.gz" -C "$W" r
+cat "$L"
