@@ -151,29 +151,26 @@ void MaybeAlias(Case& c, std::mt19937_64& rng) {
   }
   if (allowed.empty() || rng() % 3 != 0) return;
   c.alias = allowed[rng() % allowed.size()];
+  // The aliased operand takes the other's row stride and offset.
+  auto same_place = [](int64_t& stride, size_t& off, int64_t other_stride,
+                       size_t other_off) {
+    stride = other_stride;
+    off = other_off;
+  };
   switch (c.alias) {
     case Alias::kOutIsX:
-      c.out_stride = c.x_stride;
-      c.out_off = c.x_off;
-      break;
+      return same_place(c.out_stride, c.out_off, c.x_stride, c.x_off);
     case Alias::kResidualIsX:
-      c.residual_stride = c.x_stride;
-      c.residual_off = c.x_off;
-      break;
+      return same_place(c.residual_stride, c.residual_off, c.x_stride, c.x_off);
     case Alias::kOutIsResidual:
-      c.out_stride = c.residual_stride;
-      c.out_off = c.residual_off;
-      break;
+      return same_place(c.out_stride, c.out_off, c.residual_stride,
+                        c.residual_off);
     case Alias::kGateIsX:
-      c.gate_stride = c.x_stride;
-      c.gate_off = c.x_off;
-      break;
+      return same_place(c.gate_stride, c.gate_off, c.x_stride, c.x_off);
     case Alias::kOutIsGate:
-      c.out_stride = c.gate_stride;
-      c.out_off = c.gate_off;
-      break;
+      return same_place(c.out_stride, c.out_off, c.gate_stride, c.gate_off);
     case Alias::kNone:
-      break;
+      return;
   }
 }
 
