@@ -24,6 +24,38 @@ struct Span {
   bool Overlaps(const Span& o) const {
     return present() && o.present() && begin < o.end && o.begin < end;
   }
+  // Whether a byte of one operand's rows is a byte of the other's. Rows of
+  // one byte stride whose bytes fit within it (column slices of one buffer,
+  // e.g. x and gate halves of a fused projection's output) are told apart
+  // exactly; anything else counts as sharing wherever the spans overlap.
+  bool SharesBytes(const Span& o) const {
+    if (!Overlaps(o)) return false;
+    const int64_t s = RowBytes(), os = o.RowBytes();
+    const int64_t w = Width(), ow = o.Width();
+    // One row has no stride of its own: it takes the other's.
+    const int64_t step = rows > 1 ? s : os;
+    if (step <= 0 || (rows > 1 && o.rows > 1 && s != os) || w > step ||
+        ow > step) {
+      return true;
+    }
+    // Byte x of row i equals byte y of the other's row i' iff
+    // x - y = d + k step, k = i' - i: some d + k step in (-ow, w), for k in
+    // [-(rows - 1), o.rows - 1]. Only the two values congruent to d modulo
+    // step nearest zero can lie in that window (it is at most 2 step wide).
+    const int64_t d = static_cast<int64_t>(o.begin - begin);
+    const int64_t r = ((d % step) + step) % step;
+    for (const int64_t v : {r, r - step}) {
+      if (v <= -ow || v >= w) continue;
+      const int64_t k = (v - d) / step;
+      if (k >= -(rows - 1) && k <= o.rows - 1) return true;
+    }
+    return false;
+  }
+  int64_t RowBytes() const { return stride * static_cast<int64_t>(elem); }
+  // The bytes of one row.
+  int64_t Width() const {
+    return static_cast<int64_t>(end - begin) - (rows - 1) * RowBytes();
+  }
   // Element (i, j) of both lies at the same address: each element is read and
   // written by the same step of either backend's kernel, which is safe. (One
   // row has no stride to compare.)
@@ -108,6 +140,8 @@ absl::Status ValidateRmsNormParams(const RmsNormParams& p) {
   // Operands the kernel writes (out, residual) may share memory with another
   // operand only element for element (in place); any other overlap would
   // make the result depend on the order in which a backend visits elements.
+  // Rows that interleave without sharing a byte (column slices of one buffer)
+  // do not overlap.
   const std::array<Span, 5> spans = OperandSpans(p);
   const Span& x = spans[0];
   const Span& weight = spans[1];
@@ -118,7 +152,7 @@ absl::Status ValidateRmsNormParams(const RmsNormParams& p) {
   // in the pass that writes the output, which one backend runs after the
   // whole row's sum and the other with each thread's own elements: sharing
   // memory, they would read different gates.
-  if (residual.Overlaps(gate)) {
+  if (residual.SharesBytes(gate)) {
     return Invalid(
         "the gate shares memory with the residual (which the kernel writes)");
   }
@@ -127,7 +161,7 @@ absl::Status ValidateRmsNormParams(const RmsNormParams& p) {
       return Invalid(absl::StrCat(written->name, " overlaps the weight"));
     }
     for (const Span* other : {&x, &gate, &residual}) {
-      if (other == written || !written->Overlaps(*other)) continue;
+      if (other == written || !written->SharesBytes(*other)) continue;
       if (!written->SameElements(*other)) {
         return Invalid(absl::StrCat(
             written->name, " partially overlaps ", other->name,

@@ -137,6 +137,49 @@ RmsNormParams Contiguous(Buffer& x, Buffer& w, Buffer& out, int64_t rows,
   return p;
 }
 
+// A gated norm in place on the left half of a fused buffer whose right half
+// is the gate (and one writing the right half from the left): the same
+// outputs as on separate buffers, and the other half untouched. Every CPU
+// path (the vector paths' tails are masked: no byte past a row is written).
+TEST(RmsNormTest, ColumnSlicesOfOneBufferComputeAsSeparateBuffers) {
+  const int64_t rows = 5;
+  for (int64_t cols : {8, 61, 4096}) {
+    SCOPED_TRACE(cols);
+    std::mt19937 rng(static_cast<unsigned>(cols));
+    std::normal_distribution<float> normal;
+    Buffer fused(DType::kBF16, rows * 2 * cols), w(DType::kBF16, cols);
+    for (int64_t i = 0; i < rows * 2 * cols; ++i) fused.Set(i, normal(rng));
+    for (int64_t j = 0; j < cols; ++j) w.Set(j, 1.0f + 0.1f * normal(rng));
+    Buffer x(DType::kBF16, rows * cols), gate(DType::kBF16, rows * cols),
+        out(DType::kBF16, rows * cols);
+    for (int64_t i = 0; i < rows; ++i) {
+      for (int64_t j = 0; j < cols; ++j) {
+        x.Set(i * cols + j, fused.Get(i * 2 * cols + j));
+        gate.Set(i * cols + j, fused.Get(i * 2 * cols + cols + j));
+      }
+    }
+    RmsNormParams separate = Contiguous(x, w, out, rows, cols);
+    separate.gate = gate.data();
+    separate.gate_stride = cols;
+    separate.order = RoundingOrder::kHuggingFace;
+    RmsNormCpu(separate);
+    RmsNormParams in_place = separate;
+    in_place.x = in_place.out = fused.data();
+    in_place.gate = static_cast<char*>(fused.data()) + 2 * cols;
+    in_place.x_stride = in_place.out_stride = in_place.gate_stride = 2 * cols;
+    ASSERT_TRUE(ValidateRmsNormParams(in_place).ok())
+        << ValidateRmsNormParams(in_place);
+    RmsNormCpu(in_place);
+    for (int64_t i = 0; i < rows; ++i) {
+      for (int64_t j = 0; j < cols; ++j) {
+        ASSERT_EQ(fused.Get(i * 2 * cols + j), out.Get(i * cols + j))
+            << i << ", " << j;
+        ASSERT_EQ(fused.Get(i * 2 * cols + cols + j), gate.Get(i * cols + j));
+      }
+    }
+  }
+}
+
 TEST(RmsNormTest, ResidualIsWrittenBackAsRoundedSum) {
   const int64_t rows = 3, cols = 77;
   std::mt19937 rng(3);
@@ -320,6 +363,31 @@ TEST(RmsNormTest, ValidationAllowsInPlaceButNotPartialOverlap) {
   EXPECT_NE(s.message().find("gate shares memory with the residual"),
             std::string::npos)
       << s;
+  // Column slices of one buffer [rows, 2 x 8] share no byte, though their
+  // spans interleave: x in the left half written in place, the gate (or the
+  // output) in the right half. One element more of width and they would.
+  Buffer fused(DType::kBF16, 128);
+  RmsNormParams halves = p;
+  halves.x = halves.out = fused.data();
+  halves.x_stride = halves.out_stride = 16;
+  halves.gate = static_cast<char*>(fused.data()) + 16;
+  halves.gate_stride = 16;
+  EXPECT_TRUE(ValidateRmsNormParams(halves).ok())
+      << ValidateRmsNormParams(halves);
+  RmsNormParams out_right = p;
+  out_right.x = fused.data();
+  out_right.out = static_cast<char*>(fused.data()) + 16;
+  out_right.x_stride = out_right.out_stride = 16;
+  EXPECT_TRUE(ValidateRmsNormParams(out_right).ok());
+  RmsNormParams one_more = halves;
+  one_more.gate = static_cast<char*>(fused.data()) + 14;  // column 7 too
+  EXPECT_NE(ValidateRmsNormParams(one_more).message().find(
+                "out partially overlaps gate"),
+            std::string::npos);
+  RmsNormParams next_row = out_right;  // row r's output over row r + 1's x
+  next_row.out = static_cast<char*>(fused.data()) + 32;
+  next_row.rows = 3;
+  EXPECT_FALSE(ValidateRmsNormParams(next_row).ok());
   // One row in place: its strides are never used, so they need not agree.
   RmsNormParams one_row = in_place;
   one_row.rows = 1;

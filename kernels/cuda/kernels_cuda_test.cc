@@ -443,6 +443,70 @@ TEST_F(CudaKernelsTest, RowsLongerThan16384EqualCpuReference) {
       cases);
 }
 
+// Column slices of one buffer [rows, 2 x cols], as a fused projection's
+// output holds x and the gate: the gated norm in place on the left half with
+// the gate in the right half (and, ungated, the output written into the right
+// half from the left), decode and prefill launches, every 16-bit dtype and
+// f32: every byte of the buffer equal to the CPU reference's (so nothing of
+// the other half is touched).
+TEST_F(CudaKernelsTest, ColumnSlicesOfOneBufferEqualCpuReference) {
+  std::mt19937_64 rng(67);
+  int cases = 0;
+  for (DType dtype : {DType::kBF16, DType::kF16, DType::kF32}) {
+    for (int64_t cols : {61, 1536, 4096, 16384}) {
+      for (int64_t rows : {int64_t{3}, (int64_t{1} << 21) / cols + 5}) {
+        for (bool gated : {true, false}) {
+          SCOPED_TRACE(absl::StrFormat("%s %d x %d %s", DTypeName(dtype), rows,
+                                       cols, gated ? "gated" : "out right"));
+          Operand fused =
+              Make(dtype, rows, 2 * cols, 2 * cols, 0, rng, 0, false);
+          Operand w = Make(dtype, 1, cols, cols, 0, rng, 0, false, 1.0f, 0.3f);
+          const size_t half = static_cast<size_t>(cols) * DTypeSize(dtype);
+          auto view = [&](size_t at) {
+            return *Tensor::FromStorage(fused.device.storage(), at,
+                                        {rows, cols}, {2 * cols, 1}, dtype);
+          };
+          Tensor left = view(0), right = view(half);
+          RmsNormParams p;
+          p.rows = rows;
+          p.cols = cols;
+          p.x_stride = p.out_stride = p.gate_stride = 2 * cols;
+          p.x_dtype = p.weight_dtype = p.out_dtype = dtype;
+          p.order = RoundingOrder::kHuggingFace;
+          RmsNormParams d = p;
+          d.x = left.data();
+          d.weight = w.device.data();
+          d.out = gated ? left.data() : right.data();
+          d.gate = gated ? right.data() : nullptr;
+          std::vector<ArgBinding> args = {
+              {&d.x, &left, Access::kRead},
+              {&d.weight, &w.device, Access::kRead},
+              {&d.out, gated ? &left : &right, Access::kWrite}};
+          if (gated) args.push_back({&d.gate, &right, Access::kRead});
+          absl::Status launched =
+              stream_->LaunchRaw(RmsNormKernel(), &d, sizeof d, args);
+          ASSERT_TRUE(launched.ok()) << launched;
+          RmsNormParams h = p;
+          char* host = reinterpret_cast<char*>(fused.host_data());
+          h.x = host;
+          h.weight = w.host_data();
+          h.out = gated ? host : host + half;
+          h.gate = gated ? host + half : nullptr;
+          ASSERT_TRUE(ValidateRmsNormParams(h).ok())
+              << ValidateRmsNormParams(h);
+          RmsNormCpu(h);
+          EXPECT_TRUE(Read(fused) == fused.host) << DescribeRmsNormLaunch(d);
+          ++cases;
+        }
+      }
+    }
+  }
+  std::printf(
+      "%d cases on column slices of one buffer bit-identical to the CPU "
+      "reference\n",
+      cases);
+}
+
 // Every launch layout the kernels support (kernels/cuda/row_layout.h), forced
 // on random variants, dtypes, strides and alignments: the register-cached
 // kernel with K = 1, 2, 4 chunks per thread and several block sizes (several
