@@ -21,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "core/errno_status.h"
 #include "core/storage.h"
 #include "layers/safetensors/format.h"
 #include "layers/safetensors/reader.h"
@@ -97,8 +98,10 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path,
                                           absl::string_view what) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat(what, " ", path, ": cannot open for reading"));
+    const int err = errno;
+    return ErrnoStatus(
+        err, absl::StrCat(what, " ", path,
+                          ": cannot open for reading: ", std::strerror(err)));
   }
   in.seekg(0, std::ios::end);
   const std::streamoff size = in.tellg();
@@ -457,6 +460,15 @@ absl::StatusOr<PreparedCheckpoint> PrepareCheckpoint(
                         absl::StrCat(s.message(), "; ", kNothingChanged));
   };
 
+  // A location made by hand rather than by LocateCheckpoint may name no file
+  // (or, for a single file, more than one).
+  if (location.files.empty() || (!sharded && location.files.size() != 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint ", location.path.empty() ? "(no path)" : location.path,
+        ": the location names ", location.files.size(), " files for a ",
+        location.kind_name(), " checkpoint (LocateCheckpoint fills it); ",
+        kNothingChanged));
+  }
   std::map<std::string, Parameter*> params;
   model.ForEachParameter(
       [&](const std::string& name, Parameter& p) { params[name] = &p; });

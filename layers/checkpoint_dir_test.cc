@@ -378,6 +378,24 @@ TEST_P(CheckpointDirTest, LocateSaysWhatItLookedFor) {
   EXPECT_EQ(loc->path, dir + "/a.safetensors");
 }
 
+// A location built by hand (not by LocateCheckpoint) that names no file, or
+// several for one file, is an error, not a read past its list.
+TEST_P(CheckpointDirTest, HandMadeLocationWithoutItsFilesIsAnError) {
+  auto model = Qwen();
+  for (size_t files : {0, 2}) {
+    CheckpointLocation loc;
+    loc.path = "/nowhere/model.safetensors";
+    loc.files.assign(files, loc.path);
+    absl::StatusOr<PreparedCheckpoint> prepared =
+        PrepareCheckpoint(*model, loc, CheckpointOptions());
+    ASSERT_FALSE(prepared.ok());
+    EXPECT_EQ(prepared.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(prepared.status().message(),
+                HasSubstr(absl::StrCat("names ", files,
+                                       " files for a file checkpoint")));
+  }
+}
+
 TEST_P(CheckpointDirTest, NestedTextModelPrefixes) {
   auto model = Qwen();
   const NamedTensors w = Weights(*model, 6);

@@ -82,6 +82,7 @@ constexpr int64_t kMaxBucket = 4096;
 constexpr int64_t kMaxBuckets = 64;
 constexpr int64_t kMaxCycles = 100000;
 constexpr int64_t kMaxReplaysPerCycle = 10000;
+constexpr int64_t kMaxReplays = 1000000;  // cycles x replays per cycle
 constexpr int64_t kMinMaxMemory = 16 << 20;
 // Replays after the cycles with nothing moved between them (SteadyReplays).
 constexpr int kSteadyReplays = 16;
@@ -198,7 +199,8 @@ const std::vector<FlagDef>& FlagDefs() {
        "Checkpoints"},
       {"save_checkpoint", "PATH", "",
        "Also write the synthetic checkpoint to PATH and keep it (only "
-       "without --checkpoint).",
+       "without --checkpoint; never over or beside the "
+       "--update_checkpoint's files).",
        "Checkpoints"},
       // Run.
       {"cycles", "N", "5",
@@ -206,7 +208,8 @@ const std::vector<FlagDef>& FlagDefs() {
        "--replays_per_cycle replays.",
        "Run"},
       {"replays_per_cycle", "N", "4",
-       "Graph replays per cycle, 1 to 10000, each at a random batch size.",
+       "Graph replays per cycle, 1 to 10000, each at a random batch size "
+       "(at most 1000000 replays in all).",
        "Run"},
       {"buckets", "LIST", "1,2,4,8,16,32,64",
        "Batch-size buckets to capture, comma separated, distinct, each 1 to "
@@ -935,31 +938,39 @@ absl::Status ValidateSetup(const CommandLine& cl, Setup& s) {
                        "and the checkpoint)")
                  : absl::NotFoundError("no such directory"));
     }
-    absl::StatusOr<CheckpointLocation> loc = LocateCheckpoint(dir);
-    if (!loc.ok()) {
-      return PathError("model_dir", model_dir_given, dir, against,
-                       loc.status());
+    // With --checkpoint the weights come from there: the directory needs
+    // only its config.json.
+    std::string config_json = absl::StrCat(dir, "/config.json");
+    if (cl.Get("checkpoint").empty()) {
+      absl::StatusOr<CheckpointLocation> loc = LocateCheckpoint(dir);
+      if (!loc.ok()) {
+        return PathError("model_dir", model_dir_given, dir, against,
+                         loc.status());
+      }
+      if (!loc->from_directory) {
+        return PathError("model_dir", model_dir_given, dir, against,
+                         absl::InvalidArgumentError(
+                             "not a directory (a model directory holds "
+                             "config.json and the checkpoint)"));
+      }
+      config_json = loc->config_json;
+      model_dir_location = *loc;
+    } else if (::stat(config_json.c_str(), &st) != 0) {
+      config_json.clear();
     }
-    if (!loc->from_directory) {
-      return PathError(
-          "model_dir", model_dir_given, dir, against,
-          absl::InvalidArgumentError("not a directory (a model directory holds "
-                                     "config.json and the checkpoint)"));
-    }
-    if (loc->config_json.empty()) {
+    if (config_json.empty()) {
       return PathError(
           "model_dir", model_dir_given, dir, against,
           absl::NotFoundError(absl::StrCat(
               "no config.json (looked at ", dir,
               "/config.json); --checkpoint loads the weights alone")));
     }
-    absl::StatusOr<HfModelConfig> hf = ReadHfConfig(loc->config_json);
+    absl::StatusOr<HfModelConfig> hf = ReadHfConfig(config_json);
     if (!hf.ok()) return hf.status();
     s.hf = *hf;
     s.model = std::string(hf->family_name());
     s.qwen = hf->qwen;
     s.gemma = hf->gemma;
-    model_dir_location = *loc;
   } else {
     s.model = cl.Get("model");
     if (s.model != "qwen3_5" && s.model != "gemma3") {
@@ -977,6 +988,12 @@ absl::Status ValidateSetup(const CommandLine& cl, Setup& s) {
   NG_ASSIGN_OR_RETURN(int64_t cycles, IntFlag(cl, "cycles", 1, kMaxCycles, 5));
   NG_ASSIGN_OR_RETURN(int64_t replays, IntFlag(cl, "replays_per_cycle", 1,
                                                kMaxReplaysPerCycle, 4));
+  if (cycles * replays > kMaxReplays) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--cycles=", cycles, " x --replays_per_cycle=", replays, " is ",
+        cycles * replays, " replays: at most ", kMaxReplays,
+        " (each replay's batch is drawn and reported)"));
+  }
   s.cycles = static_cast<int>(cycles);
   s.replays_per_cycle = static_cast<int>(replays);
   const std::string buckets = cl.Get("buckets");
@@ -1063,6 +1080,9 @@ absl::Status ValidateSetup(const CommandLine& cl, Setup& s) {
     s.update = loc;
   }
   s.update_options = s.checkpoint_options;
+  // --prefix names where the given checkpoints keep the text model; the
+  // synthetic one (no --checkpoint / --model_dir) is written under model.
+  if (!s.checkpoint) s.checkpoint_options.prefix = std::string(kAutoPrefix);
   const bool full_model = [](const std::optional<CheckpointLocation>& l) {
     return l &&
            (l->from_directory || l->kind == CheckpointLocation::Kind::kSharded);
@@ -1089,24 +1109,37 @@ absl::Status ValidateSetup(const CommandLine& cl, Setup& s) {
     const std::string resolved = ResolvePath(s.save_checkpoint, &against);
     if (!against.empty()) s.resolved_against = against;
     s.save_checkpoint = resolved;
-    // Never over a checkpoint this run reads.
+    // Never over a checkpoint this run reads (a shard or the index), nor
+    // into its directory (a new model.safetensors there would change what
+    // the directory loads).
     if (s.update) {
-      char* saved = ::realpath(resolved.c_str(), nullptr);
-      for (const std::string& file : s.update->files) {
-        char* read = ::realpath(file.c_str(), nullptr);
-        const bool same = saved != nullptr && read != nullptr &&
-                          std::string(saved) == std::string(read);
-        std::free(read);
-        if (same) {
-          std::free(saved);
+      auto real = [](const std::string& path) {
+        char* r = ::realpath(path.c_str(), nullptr);
+        std::string out = r != nullptr ? r : "";
+        std::free(r);
+        return out;
+      };
+      const std::string saved = real(resolved);
+      std::vector<std::string> read = s.update->files;
+      read.push_back(s.update->path);
+      for (const std::string& file : read) {
+        if (!saved.empty() && saved == real(file)) {
           return absl::InvalidArgumentError(
               absl::StrCat("--save_checkpoint=", resolved,
-                           " is the --update_checkpoint "
-                           "file ",
-                           file, ": saving would overwrite it"));
+                           " is a file of the --update_checkpoint (", file,
+                           "): saving would overwrite it"));
         }
       }
-      std::free(saved);
+      const size_t slash = resolved.find_last_of('/');
+      const std::string saved_dir =
+          real(slash == std::string::npos ? "." : resolved.substr(0, slash));
+      if (s.update->from_directory && !saved_dir.empty() &&
+          saved_dir == real(s.update->directory)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--save_checkpoint=", resolved,
+            " is in the --update_checkpoint directory ", s.update->directory,
+            ": a checkpoint saved there would change what it loads"));
+      }
     }
   }
 
@@ -2150,6 +2183,13 @@ int Run(const CommandLine& cl, Json& json) {
   return code;
 }
 
+// The report as text. Paths, flag values and messages may hold bytes that
+// are not UTF-8 (a Latin-1 file name): they are written as U+FFFD instead of
+// making the dump throw, so --json always prints one JSON object.
+std::string JsonText(const nlohmann::json& json) {
+  return json.dump(1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 int Main(int argc, char** argv) {
   // Progress lines appear as they happen, also through a pipe.
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
@@ -2169,7 +2209,7 @@ int Main(int argc, char** argv) {
                        {"message", std::string(cl.status().message())},
                        {"stage", "parsing the command line"}};
       if (as_json) {
-        std::cout << json.dump(1) << "\n";
+        std::cout << JsonText(json) << "\n";
       } else {
         std::cerr << "normgraph: " << StatusCodeName(cl.status().code()) << ": "
                   << cl.status().message() << "\n";
@@ -2212,7 +2252,7 @@ int Main(int argc, char** argv) {
                 << e.what() << "\n";
     }
   }
-  if (as_json) std::cout << json.dump(1) << "\n";
+  if (as_json) std::cout << JsonText(json) << "\n";
   return code;
 }
 

@@ -139,10 +139,30 @@ out=$(cd "$tmp" && "$bin" --checkpoint=./qwen/model.safetensors --ignore_unexpec
 [[ -s "$tmp/saved.safetensors" ]] || fail "--save_checkpoint not resolved against BUILD_WORKING_DIRECTORY"
 # Saving over the checkpoint the run updates from is refused, and the file stays as it was.
 before=$(md5sum <"$tmp/saved.safetensors")
-expect 2 "--save_checkpoint=$tmp/saved.safetensors is the --update_checkpoint file" --layers=2 \
-  --hidden=32 "${run[@]}" --update_checkpoint="$tmp/saved.safetensors" \
+expect 2 "--save_checkpoint=$tmp/saved.safetensors is a file of the --update_checkpoint" \
+  --layers=2 --hidden=32 "${run[@]}" --update_checkpoint="$tmp/saved.safetensors" \
   --save_checkpoint="$tmp/saved.safetensors"
 [[ "$(md5sum <"$tmp/saved.safetensors")" == "$before" ]] || fail "the update checkpoint changed"
+# So is saving over a sharded update's index, or into the directory an update is read from.
+index="$tmp/qwen_b/model.safetensors.index.json"
+before=$(md5sum <"$index")
+expect 2 "is a file of the --update_checkpoint \($index\)" --layers=4 --hidden=48 "${run[@]}" \
+  --update_checkpoint="$index" --save_checkpoint="$index"
+expect 2 "is in the --update_checkpoint directory $tmp/qwen_b" --layers=4 --hidden=48 \
+  "${run[@]}" --update_checkpoint="$tmp/qwen_b" --save_checkpoint="$tmp/qwen_b/model.safetensors"
+[[ "$(md5sum <"$index")" == "$before" && ! -e "$tmp/qwen_b/model.safetensors" ]] \
+  || fail "the sharded update checkpoint changed"
+# --prefix with only --update_checkpoint names the update's prefix: the synthetic first checkpoint
+# keeps Hugging Face's model. names.
+mkdir -p "$tmp/vl"
+make --out="$tmp/vl" --model=gemma3 --layers=2 --hidden=32 --prefix=model.language_model.
+expect 0 "^verdict: every replay equal" --model=gemma3 --layers=2 --hidden=32 "${run[@]}" \
+  --update_checkpoint="$tmp/vl" --prefix=model.language_model.
+# --model_dir with --checkpoint needs only the directory's config.json.
+mkdir -p "$tmp/config_only"
+cp "$tmp/qwen/config.json" "$tmp/config_only/"
+expect 0 "^verdict: every replay equal" --model_dir="$tmp/config_only" \
+  --checkpoint="$tmp/qwen/model.safetensors" --ignore_unexpected "${run[@]}"
 
 # Concurrent runs with synthetic checkpoints: unique temporary files, nothing left behind.
 conc="$tmp/concurrent"

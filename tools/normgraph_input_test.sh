@@ -33,6 +33,17 @@ expect 2 "--hidden=0: expected an integer from 1 to 65536" --hidden=0
 expect 2 "--hidden=-64: expected an integer from 1 to 65536" --hidden=-64
 expect 2 "--cycles=0: expected an integer from 1 to 100000" --cycles=0
 expect 2 "--replays_per_cycle=-1: expected an integer from 1 to 10000" --replays_per_cycle=-1
+expect 2 "--cycles=100000 x --replays_per_cycle=10000 is 1000000000 replays: at most 1000000" \
+  --cycles=100000 --replays_per_cycle=10000
+# --json prints one valid JSON object whatever bytes a value holds (a Latin-1 file name).
+json=$("$bin" --json --dtype=$'\xff' 2>/dev/null)
+[[ $? == 2 ]] || fail "--json --dtype=\\xff: exit code"
+python3 -c 'import json, sys; j = json.loads(sys.stdin.read()); assert j["exit_code"] == 2, j' \
+  <<<"$json" || fail "--json with a non-UTF-8 value: $json"
+json=$("$bin" --json "${small[@]}" --checkpoint=$'/tmp/caf\xe9.safetensors' 2>/dev/null)
+[[ $? == 2 ]] || fail "--json --checkpoint=caf\\xe9: exit code"
+python3 -c 'import json, sys; j = json.loads(sys.stdin.read()); assert not j["ok"], j' \
+  <<<"$json" || fail "--json with a non-UTF-8 path: $json"
 expect 2 "--buckets=0: '0' is not a bucket" --buckets=0
 expect 2 "bucket 2 is given twice" --buckets=1,2,2
 expect 2 "'x' is not a bucket" --buckets=1,x

@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/errno_status.h"
 #include "layers/safetensors/format.h"
 #include "nlohmann/json.hpp"
 
@@ -501,8 +502,10 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
   // refused below, as anything but a regular file is).
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
-    return absl::NotFoundError(absl::StrCat(
-        "safetensors ", path, ": cannot open: ", std::strerror(errno)));
+    const int err = errno;
+    return ErrnoStatus(err,
+                       absl::StrCat("safetensors ", path,
+                                    ": cannot open: ", std::strerror(err)));
   }
   struct stat st;
   if (::fstat(fd, &st) != 0) {
