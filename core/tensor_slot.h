@@ -15,7 +15,10 @@
 // Refreshing it records the source tensor's identity (storage, address,
 // layout) and its storage's write version; if the source is written or
 // re-pointed afterwards (even at another view of the same storage), IsStale()
-// is true: right address, stale value.
+// is true: right address, stale value. Writes made by a refresh count for no
+// slot (derived buffers packed into one storage, or beside their sources, do
+// not make each other stale), so a derived buffer's bytes must not overlap
+// another slot's: a refresh would change that slot's values unseen.
 
 #include <cstdint>
 #include <functional>

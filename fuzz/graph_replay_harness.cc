@@ -674,6 +674,8 @@ class Harness {
         return RebindAlive(a % slots_.size(), Mix(b + 31 * steps_));
       case kFreeRealloc:
         if (!r.Byte(&a) || !r.Byte(&b)) return absl::OkStatus();
+        // The op byte's bit 4: the same memory in a new storage instead.
+        if (op_byte & 0x10) return Rewrap(a % slots_.size(), b & 1);
         return FreeRealloc(a % slots_.size(), b & 1);
       case kStale:
         if (!r.Byte(&a) || !r.Byte(&b)) return absl::OkStatus();
@@ -686,6 +688,9 @@ class Harness {
         return Tie(a, b);
       case kPack:
         if (!r.Byte(&a) || !r.Byte(&b)) return absl::OkStatus();
+        // The op byte's bit 4: derived buffers (bit 5: with parameters of
+        // their dtype) instead.
+        if (op_byte & 0x10) return PackDerived(a, b, op_byte & 0x20);
         return Pack(a, b);
       case kUpdates: {
         // The high nibble of the op byte picks the count: mostly a few, and
@@ -1735,6 +1740,43 @@ class Harness {
     return absl::OkStatus();
   }
 
+  // Fault: the slot's memory, unchanged, wrapped in a new storage (as code
+  // building a tensor over another tensor's data pointer does): the same
+  // address and layout, another storage, which the identity model counts as a
+  // move. With `whole`, the new storage spans the old one and the view keeps
+  // its offset; else it spans the view alone. Skipped while another slot
+  // shares the storage: the harness keeps one value image per storage, and
+  // two storages over one memory would need one image for both.
+  absl::Status Rewrap(size_t index, bool whole) {
+    SlotInfo& s = slots_[index];
+    const Tensor current = s.slot->tensor();
+    if (!current.defined()) return absl::OkStatus();
+    const std::shared_ptr<Storage>& old = current.storage();
+    for (const SlotInfo& other : slots_) {
+      const Tensor& t = other.slot->tensor();
+      if (&other != &s && t.defined() && t.storage() == old) {
+        return absl::OkStatus();
+      }
+    }
+    std::shared_ptr<Storage> wrapped =
+        whole ? Storage::WrapExternal(old->data(), old->bytes(), old->device(),
+                                      old)
+              : Storage::WrapExternal(current.data(), current.span_bytes(),
+                                      old->device(), old);
+    NG_ASSIGN_OR_RETURN(
+        Tensor view, Tensor::FromStorage(
+                         std::move(wrapped), whole ? current.offset_bytes() : 0,
+                         current.shape(), current.strides(), current.dtype()));
+    std::vector<uint8_t> values;
+    if (s.is_parameter) values.assign(ImageOf(s), ImageOf(s) + Bytes(s));
+    Rebind(s, view);
+    if (s.is_parameter) {
+      Relocate(s);
+      std::memcpy(ImageOf(s), values.data(), values.size());
+    }
+    return absl::OkStatus();
+  }
+
   // Fault: a source weight written in place without refreshing its derived
   // buffer, or (`derived_itself`) the derived buffer written in place by
   // something other than its refresh. Either leaves it stale.
@@ -1764,8 +1806,26 @@ class Harness {
     return absl::OkStatus();
   }
 
+  // Whether slot `s` shares its storage with a derived buffer, or is one and
+  // shares it with any slot. A re-slice there could move a view onto a derived
+  // buffer's bytes (or a derived buffer onto others'), which the product does
+  // not allow for: a refresh writes its own buffer only, and its writes make
+  // nothing else stale (TensorSlot::IsStale).
+  bool SharesStorageWithDerived(const SlotInfo& s) const {
+    const Storage* storage = s.slot->tensor().storage().get();
+    for (const SlotInfo& other : slots_) {
+      if (&other != &s && (s.source >= 0 || other.source >= 0) &&
+          other.slot->tensor().defined() &&
+          other.slot->tensor().storage().get() == storage) {
+        return true;
+      }
+    }
+    return false;
+  }
+
   // Fault: the slot becomes a view at another offset; within its current
-  // storage if that has room (a re-slice), else inside a new, larger one.
+  // storage if that has room (a re-slice), else (or where it could land on a
+  // derived buffer) inside a new, larger one.
   absl::Status Reslice(size_t index, uint8_t where) {
     SlotInfo& s = slots_[index];
     const Tensor current = s.slot->tensor();
@@ -1773,7 +1833,7 @@ class Harness {
     const size_t span = current.span_bytes();
     std::shared_ptr<Storage> storage = current.storage();
     size_t places = (storage->bytes() - span) / elem + 1;
-    if (places < 2) {
+    if (places < 2 || SharesStorageWithDerived(s)) {
       NG_ASSIGN_OR_RETURN(
           storage, Storage::Allocate(DeviceAllocator(), 2 * span + 8 * elem));
       places = (storage->bytes() - span) / elem + 1;
@@ -1855,6 +1915,62 @@ class Harness {
       Rebind(s, view);
       Relocate(s);
       std::memcpy(ImageOf(s), values.data(), values.size());
+    }
+    return absl::OkStatus();
+  }
+
+  // Fault (or design): the derived buffers picked by `mask` (bit i % 8 picks
+  // derived buffer i) and, `with_params`, the parameters of their dtype move
+  // into disjoint views of one new storage, in an order `where` rotates.
+  // Then a refresh of one writes a storage the others (and, with parameters,
+  // sources) live in: it must not make them stale, and a write by anything
+  // else must make every derived buffer there stale.
+  absl::Status PackDerived(uint8_t mask, uint8_t where, bool with_params) {
+    std::vector<int> picked;
+    DType dtype = DType::kF32;
+    for (size_t i = 0; i < derived_.size(); ++i) {
+      const Tensor& t = slots_[derived_[i]].slot->tensor();
+      if (((mask >> (i % 8)) & 1) && t.defined() &&
+          (picked.empty() || t.dtype() == dtype)) {
+        dtype = t.dtype();
+        picked.push_back(derived_[i]);
+      }
+    }
+    if (picked.empty()) return absl::OkStatus();
+    if (with_params) {
+      for (int i : params_) {
+        const Tensor& t = slots_[i].slot->tensor();
+        if (t.defined() && t.dtype() == dtype) picked.push_back(i);
+      }
+    }
+    int64_t longest = 0;
+    for (int i : picked) longest = std::max(longest, Numel(slots_[i]));
+    const int64_t places = static_cast<int64_t>(picked.size());
+    NG_ASSIGN_OR_RETURN(
+        Tensor packed,
+        Tensor::Empty(DeviceAllocator(), {places * longest}, dtype));
+    for (int64_t k = 0; k < places; ++k) {
+      SlotInfo& s = slots_[picked[k]];
+      const Tensor current = s.slot->tensor();
+      std::vector<uint8_t> values(Bytes(s));
+      if (s.is_parameter) {
+        std::memcpy(values.data(), ImageOf(s), values.size());
+      } else {
+        NG_ASSIGN_OR_RETURN(HostBytes now, HostBytes::Of(current));
+        std::memcpy(values.data(), now.data(), values.size());
+      }
+      const int64_t place = (k + where) % places;
+      NG_ASSIGN_OR_RETURN(Tensor view,
+                          packed.Narrow(0, place * longest, current.numel()));
+      NG_ASSIGN_OR_RETURN(view, view.Reshape(current.shape()));
+      NG_RETURN_IF_ERROR(WriteBytes(view, values.data()));
+      Wrote(view);
+      keep_.push_back(current);
+      Rebind(s, view);
+      if (s.is_parameter) {
+        Relocate(s);
+        std::memcpy(ImageOf(s), values.data(), values.size());
+      }
     }
     return absl::OkStatus();
   }

@@ -14,11 +14,12 @@
 // changes, injected faults (rebind while the old storage lives, free and
 // reallocate with or without another tensor taking the block, a source weight
 // written without refreshing its derived buffer, a view re-sliced within its
-// storage, tied weights, packed views), UPDATES (a trainer's update loop: up
-// to 128 full loads from one byte) and REPEAT, which runs the next few ops up
-// to 128 times (so one input loads the same modules hundreds of times, up to
-// kMaxSteps ops in all). A final replay ends every input. See
-// make_seed_corpus.py for the byte format.
+// storage, the same memory wrapped in a new storage, tied weights, packed
+// views of parameters, derived buffers packed alone or with their sources),
+// UPDATES (a trainer's update loop: up to 128 full loads from one byte) and
+// REPEAT, which runs the next few ops up to 128 times (so one input loads the
+// same modules hundreds of times, up to kMaxSteps ops in all). A final replay
+// ends every input. See make_seed_corpus.py for the byte format.
 //
 // Every input builds its own model and graphs and drops them at the end:
 // nothing carries over from one input to the next, so every finding

@@ -12,6 +12,10 @@ graph_replay_fuzzer inputs are a 2-byte header then ops (see graph_replay_harnes
   ops (byte % 16): LOAD mask seed flags | SWAP ab | INPUTS seed | BATCH b | REPLAY | EAGER |
        RECAPTURE | POLICY p | REBIND_ALIVE slot seed | FREE_REALLOC slot squat | STALE pick seed |
        RESLICE slot where | TIE from to | PACK mask where | REPEAT times length | UPDATES flags
+  FREE_REALLOC with the op byte's bit 4 set: the slot's memory, unchanged, in a new storage (same
+       address and layout; squat: the new storage spans the old one); PACK with bit 4: derived
+       buffers (mask picks them) into disjoint views of one storage, bit 5: with the parameters of
+       their dtype
   LOAD flags: bit 0 via a safetensors image, bit 1 source dtype (flags >> 2) % 3 (f32, bf16, f16)
        (a conversion unless it is the parameter's), bit 4 reverse order, bit 5 one tensor of a wrong
        shape (refused, nothing changes), bit 6 an unexpected extra tensor (ignored)
@@ -70,6 +74,16 @@ def updates(nibble):
     return UPDATES | nibble << 4
 
 
+def rewrap():
+    """The FREE_REALLOC op byte that rewraps the slot's memory in a new storage instead."""
+    return FREE_REALLOC | 0x10
+
+
+def pack_derived(with_params=False):
+    """The PACK op byte that packs derived buffers (with their dtype's parameters) instead."""
+    return PACK | 0x10 | int(with_params) << 5
+
+
 def ops(*seq):
     out = bytearray()
     for op in seq:
@@ -111,6 +125,18 @@ GRAPH_SEEDS = {
                                           (POLICY, REBIND), REPLAY, EAGER),
     "pack_overlapping": header(stack=QWEN3, size=20) + ops((PACK, 0xFF, 0x55), (POLICY, RECAP), REPLAY,
                                                            (LOAD, 0xFF, 4, REVERSE), REPLAY),
+    # The same memory in a new storage (same address and layout), and derived buffers packed into
+    # one storage, alone or with their sources (the op byte's bits 4 and 5).
+    "rewrap_param_and_derived": header(gemma=True, size=9) + ops(
+        (rewrap(), 2, 0), REPLAY, (POLICY, REBIND), (rewrap(), 1, 1), REPLAY, (LOAD, 0xFF, 3, 0), REPLAY),
+    "rewrap_under_recapture": header(policy=RECAP, size=21) + ops(
+        (rewrap(), 0, 1), (BATCH, 3), REPLAY, (rewrap(), 4, 0), EAGER, REPLAY),
+    "pack_derived": header(gemma=True, size=13) + ops(
+        (pack_derived(), 0xFF, 1), REPLAY, (POLICY, REBIND), REPLAY, (LOAD, 0x0F, 4, 0), REPLAY,
+        (STALE, 1, 1), (POLICY, RECAP), REPLAY),
+    "pack_derived_with_sources_f32": header(dtype=2, size=10) + ops(
+        (pack_derived(with_params=True), 0xFF, 2), (POLICY, REBIND), REPLAY,
+        (LOAD, 0x33, 5, 0), REPLAY, (STALE, 0, 2), (POLICY, FAIL), REPLAY, (POLICY, REBIND), REPLAY),
     # The Qwen3 / Llama stacks (plain RMSNorm) and every loader path.
     "qwen3_loads": header(stack=QWEN3, size=23) + ops(
         (LOAD, 0xFF, 1, SAFETENSORS), REPLAY, (LOAD, 0x0F, 2, convert(F32)), (BATCH, 2), REPLAY,
@@ -223,6 +249,7 @@ DICTS = {
     "graph_replay_fuzzer": [header(stack=QWEN3)[:1], header(gemma=True)[:1]] +
                            [bytes([op]) for op in range(16)] + [
         bytes([updates(14), 0]), bytes([updates(12), SAFETENSORS]), bytes([updates(11), convert(F32)]),
+        bytes([rewrap()]), bytes([pack_derived()]), bytes([pack_derived(with_params=True)]),
         ops((REPEAT, 0xE0, 1), (SWAP, 1), (SWAP, 0)),
         ops((REPEAT, 0xE0, 1), (LOAD, 0xFF, 1, 0), REPLAY),
         ops((REPEAT, 0x01, 2), (LOAD, 0x0F, 3, convert(F32)), EAGER, REPLAY),
