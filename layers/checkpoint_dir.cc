@@ -170,6 +170,10 @@ absl::Status ReadIndex(CheckpointLocation& loc) {
     return absl::DataLossError(
         absl::StrCat("checkpoint index ", loc.path, ": ", what));
   };
+  // nlohmann's parser would stop at a NUL byte, accepting whatever follows.
+  if (text->find('\0') != std::string::npos) {
+    return corrupt("not valid JSON (it holds a NUL byte)");
+  }
   DuplicateKeyPass keys;
   if (!Json::sax_parse(text->begin(), text->end(), &keys)) {
     return corrupt("not valid JSON");
@@ -692,6 +696,32 @@ absl::StatusOr<PreparedCheckpoint> PrepareCheckpoint(
 absl::StatusOr<CheckpointReport> LoadPrepared(
     Module& model, const PreparedCheckpoint& prepared,
     const CheckpointOptions& options) {
+  // The copies are in the dtypes of the model they were prepared against, and
+  // their values were checked there: a model whose parameters differ would
+  // convert them a second time, unchecked (70000 prepared for F32 is infinite
+  // in F16) and rounded twice.
+  absl::flat_hash_map<absl::string_view, DType> prepared_dtypes;
+  for (const SourceTensor& t : prepared.weights.tensors())
+    prepared_dtypes.emplace(t.name, t.view.dtype);
+  std::vector<std::string> mismatched;
+  std::string example;
+  model.ForEachParameter([&](const std::string& name, Parameter& p) {
+    auto it = prepared_dtypes.find(name);
+    if (it == prepared_dtypes.end() || it->second == p.tensor().dtype()) return;
+    if (mismatched.empty()) {
+      example = absl::StrCat(
+          name, " was prepared as ", safetensors::DTypeToName(it->second),
+          ", the model's is ", safetensors::DTypeToName(p.tensor().dtype()));
+    }
+    mismatched.push_back(name);
+  });
+  if (!mismatched.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "checkpoint ", prepared.report.source, " was prepared for a model ",
+        "with other parameter dtypes (", example, "; ", mismatched.size(),
+        " in all: ", SummarizeNames(mismatched),
+        "): prepare it for this model; ", kNothingChanged));
+  }
   LoadOptions load;
   load.ignore_unexpected = false;  // the prepared set holds only parameters
   load.allow_missing = options.allow_missing;

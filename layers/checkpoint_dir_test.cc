@@ -10,6 +10,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <string>
@@ -265,6 +267,21 @@ TEST_P(CheckpointDirTest, IndexMustDescribeTheShards) {
   layout.max_shard_bytes = 300;
   ASSERT_TRUE(WriteHfCheckpoint(dir, w, layout).ok());
   const std::string index = dir + "/model.safetensors.index.json";
+
+  // The index followed by a NUL and anything (a JSON parser reading to the
+  // NUL alone would accept it).
+  {
+    std::ifstream in(index, std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+    ASSERT_TRUE(LocateCheckpoint(dir).ok());
+    text += std::string("\0{{{ not json", 14);
+    ASSERT_TRUE(testing::WriteFileBytes(index, text).ok());
+    absl::StatusOr<CheckpointLocation> loc = LocateCheckpoint(dir);
+    ASSERT_FALSE(loc.ok());
+    EXPECT_EQ(loc.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_THAT(loc.status().message(), HasSubstr("holds a NUL byte"));
+  }
 
   // The index puts a tensor in the wrong shard.
   {
@@ -548,6 +565,21 @@ TEST_P(CheckpointDirTest, ValuesThatOverflowTheModelDtypeAreRefused) {
               HasSubstr(absl::StrCat(w[1].first, ": 1 of ")));
   EXPECT_THAT(r.status().message(),
               HasSubstr("NaN or infinite in F16 (the first at index 3)"));
+  EXPECT_THAT(r.status().message(), HasSubstr("no weight was changed"));
+  ExpectUntouched(*f16_model, before);
+
+  // Prepared (and checked) for the F32 model, the copies cannot go into the
+  // F16 one: they would be converted again, unchecked.
+  absl::StatusOr<PreparedCheckpoint> prepared =
+      PrepareCheckpoint(*f32_model, *loc, CheckpointOptions());
+  ASSERT_TRUE(prepared.ok()) << prepared.status();
+  r = LoadPrepared(*f16_model, *prepared, CheckpointOptions());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(r.status().message(),
+              HasSubstr("prepared for a model with other parameter dtypes"));
+  EXPECT_THAT(r.status().message(),
+              HasSubstr(" was prepared as F32, the model's is F16"));
   EXPECT_THAT(r.status().message(), HasSubstr("no weight was changed"));
   ExpectUntouched(*f16_model, before);
 }

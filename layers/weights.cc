@@ -4,12 +4,16 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/container/inlined_vector.h"
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "core/runtime.h"
 #include "layers/safetensors/format.h"
@@ -45,6 +49,20 @@ class TransferBatches {
  private:
   absl::InlinedVector<DeviceRuntime*, 2> open_;
 };
+
+// Refreshes every derived buffer of `model` that is stale, in slot order. A
+// refresh that fails goes to `failed(name, error)`, which says whether to go
+// on with the others.
+void RefreshStale(
+    Module& model,
+    absl::FunctionRef<bool(absl::string_view, const absl::Status&)> failed) {
+  bool going = true;
+  model.ForEachSlot([&](absl::string_view name, TensorSlot& slot) {
+    if (!going || slot.source() == nullptr || !slot.IsStale()) return;
+    const absl::Status refreshed = slot.Refresh();
+    if (!refreshed.ok()) going = failed(name, refreshed);
+  });
+}
 
 // Phase 2 of LoadWeights: backs up what `plan` will write (CPU parameters
 // into one host buffer, others through ToHost), copies every source into its
@@ -115,7 +133,10 @@ absl::Status WriteInPlace(
     backups.push_back(ViewOf(host_copies.back()));
   }
   // Puts the backups of plan[0, count) back (their loaders refresh what
-  // derives from them) after `what` failed with `cause`.
+  // derives from them) after `what` failed with `cause`, then refreshes every
+  // derived buffer left stale: a restored write to a tied or packed storage
+  // makes its neighbours' buffers stale, and one the final pass refreshed
+  // from a neighbour's new values must go back to the old ones.
   auto restore = [&](size_t count, const absl::Status& cause,
                      absl::string_view what) {
     for (size_t j = 0; j < count; ++j) {
@@ -128,9 +149,20 @@ absl::Status WriteInPlace(
             " parameters written may hold new values"));
       }
     }
-    return absl::Status(cause.code(),
-                        absl::StrCat(what, " failed: ", cause.message(),
-                                     "; all weights were restored"));
+    std::vector<std::string> still_stale;
+    RefreshStale(model, [&](absl::string_view name, const absl::Status&) {
+      still_stale.emplace_back(name);
+      return true;  // keep going: refresh every other one
+    });
+    return absl::Status(
+        cause.code(),
+        absl::StrCat(
+            what, " failed: ", cause.message(), "; all weights were restored",
+            still_stale.empty()
+                ? ""
+                : absl::StrCat(" (derived buffers left stale, their "
+                               "refresh failing: ",
+                               absl::StrJoin(still_stale, ", "), ")")));
   };
   for (size_t i = 0; i < plan.size(); ++i) {
     absl::Status loaded = plan[i].first->Load(plan[i].second->view);
@@ -150,10 +182,10 @@ absl::Status WriteInPlace(
   // failed write.
   absl::Status refreshed;
   std::string refreshed_name;
-  model.ForEachSlot([&](absl::string_view name, TensorSlot& slot) {
-    if (!refreshed.ok() || slot.source() == nullptr || !slot.IsStale()) return;
-    refreshed = slot.Refresh();
-    if (!refreshed.ok()) refreshed_name = std::string(name);
+  RefreshStale(model, [&](absl::string_view name, const absl::Status& error) {
+    refreshed = error;
+    refreshed_name = std::string(name);
+    return false;  // stop: the load is undone
   });
   if (!refreshed.ok()) {
     return restore(plan.size(), refreshed,

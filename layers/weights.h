@@ -11,7 +11,13 @@
 // source's storage was written, e.g. through a tied or packed neighbour) is
 // refreshed too. On any error nothing changes, and the error lists every
 // problem by tensor name. (Should a loader itself fail half-way, the parameters
-// it already wrote are restored from backups taken before the first write.)
+// it already wrote are restored from backups taken before the first write,
+// and every derived buffer left stale is refreshed again.)
+//
+// Tensors are written in the source's order: two names of tied parameters
+// (one storage) end with the later one's values, and a source that is a view
+// of one of the model's own parameters is read when its turn comes, not as it
+// was when the load began (swap two parameters through host copies).
 
 #include <memory>
 #include <optional>

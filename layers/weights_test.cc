@@ -425,6 +425,55 @@ TEST_P(WeightsTest, AFailedFinalRefreshIsRolledBack) {
   ExpectUnchanged(*model, before);
 }
 
+// A rollback over tied weights: layer 1's input norm weight is layer 0's
+// tensor, so the load's write to layer 0 makes layer 1's gemma_weight stale
+// and the final pass refreshes it from the new values before another refresh
+// fails. Undoing the load must leave every slot as it was, layer 1's
+// gemma_weight included (1 + the old value, and fresh), with the buffer whose
+// refresh fails named as left stale.
+TEST_P(WeightsTest, ARollbackRestoresTiedNeighboursDerivedBuffers) {
+  auto model = Model();
+  ASSERT_NE(model, nullptr);
+  ASSERT_TRUE(
+      LoadWeights(*model, *WeightSet::FromTensors(TestWeights(*model, 10)))
+          .ok());
+  Parameter* first = model->FindParameter("layers.0.input_layernorm.weight");
+  Parameter* tied = model->FindParameter("layers.1.input_layernorm.weight");
+  TensorSlot* tied_derived =
+      model->FindSlot("layers.1.input_layernorm.gemma_weight");
+  ASSERT_TRUE(first != nullptr && tied != nullptr && tied_derived != nullptr);
+  tied->slot().Rebind(first->tensor());
+  ASSERT_TRUE(tied_derived->Refresh().ok());
+  Parameter* broken = model->FindParameter("layers.3.input_layernorm.weight");
+  TensorSlot* broken_derived =
+      model->FindSlot("layers.3.input_layernorm.gemma_weight");
+  ASSERT_TRUE(broken != nullptr && broken_derived != nullptr);
+  broken_derived->DeriveFrom(
+      &broken->slot(), [] { return absl::InternalError("refresh broke"); });
+  ASSERT_TRUE(Fill(broken->tensor(), 0.5f).ok());
+  ASSERT_TRUE(broken_derived->IsStale());
+  const std::vector<Tensor> before = SnapshotAllSlots(*model);
+
+  std::vector<std::pair<std::string, Tensor>> only_first;
+  for (auto& [name, t] : TestWeights(*model, 11)) {
+    if (name == "model.layers.0.input_layernorm.weight")
+      only_first.emplace_back(name, t);
+  }
+  ASSERT_EQ(only_first.size(), 1u);
+  LoadOptions lenient;
+  lenient.allow_missing = true;
+  absl::Status s =
+      LoadWeights(*model, *WeightSet::FromTensors(only_first), lenient)
+          .status();
+  EXPECT_THAT(s.message(), HasSubstr("refresh broke"));
+  EXPECT_THAT(s.message(), HasSubstr("all weights were restored"));
+  EXPECT_THAT(s.message(), HasSubstr("left stale, their refresh failing: "));
+  EXPECT_THAT(s.message(), HasSubstr("layers.3.input_layernorm.gemma_weight)"));
+  ExpectUnchanged(*model, before);
+  EXPECT_FALSE(tied_derived->IsStale()) << tied_derived->StaleReason();
+  EXPECT_TRUE(broken_derived->IsStale());
+}
+
 NG_INSTANTIATE_BACKEND_TEST(WeightsTest);
 
 using RandomWeightsTest = WeightsTest;

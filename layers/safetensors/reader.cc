@@ -95,7 +95,13 @@ struct RawEntry {
 // reports the same one.
 class HeaderPass {
  public:
-  bool null() { return Value(ValueKind::kOther); }
+  bool null() {
+    // `"__metadata__": null` is no metadata (the reference's Option).
+    if (depth_ == 1 && Top().role == Role::kRoot && IsMetadata()) {
+      metadata_is_null_ = true;
+    }
+    return Value(ValueKind::kOther);
+  }
   bool boolean(bool) { return Value(ValueKind::kOther); }
   bool number_integer(Json::number_integer_t) {
     return Value(ValueKind::kOther);
@@ -168,6 +174,7 @@ class HeaderPass {
   std::vector<RawEntry>& entries() { return entries_; }
   bool metadata_seen() const { return metadata_seen_; }
   bool metadata_is_object() const { return metadata_is_object_; }
+  bool metadata_is_null() const { return metadata_is_null_; }
   std::vector<std::pair<std::string, std::optional<std::string>>>& metadata() {
     return metadata_;
   }
@@ -258,6 +265,7 @@ class HeaderPass {
   std::vector<RawEntry> entries_;
   bool metadata_seen_ = false;
   bool metadata_is_object_ = false;
+  bool metadata_is_null_ = false;
   std::vector<std::pair<std::string, std::optional<std::string>>> metadata_;
 };
 
@@ -360,6 +368,16 @@ absl::StatusOr<Parsed> ParseHeader(absl::string_view header,
     return Corrupt(
         source, absl::StrCat("header JSON is nested deeper than ", kMaxDepth));
   }
+  // The format's header begins with '{' and is JSON to its last byte (spaces
+  // pad it). nlohmann's parser would skip a UTF-8 byte order mark and stop
+  // at a NUL byte, accepting whatever follows.
+  if (header.empty() || header.front() != '{') {
+    return Corrupt(source, "header does not begin with '{'");
+  }
+  if (const size_t nul = header.find('\0'); nul != header.npos) {
+    return Corrupt(source, absl::StrCat("header holds a NUL byte at offset ",
+                                        8 + nul, " (not JSON)"));
+  }
   HeaderPass pass;
   if (!Json::sax_parse(header.begin(), header.end(), &pass)) {
     return Corrupt(source, "header is not valid JSON");
@@ -384,6 +402,7 @@ absl::StatusOr<Parsed> ParseHeader(absl::string_view header,
   bool metadata_done = !pass.metadata_seen();
   auto take_metadata = [&]() -> absl::Status {
     metadata_done = true;
+    if (pass.metadata_is_null()) return absl::OkStatus();
     if (!pass.metadata_is_object()) {
       return Corrupt(source, "__metadata__ is not an object");
     }

@@ -10,7 +10,11 @@
 // exactly tiled by the tensors (no overlaps, no gaps), as the reference
 // implementation requires. Errors name the file, the tensor and the field.
 // Tensors are zero-copy views into the memory-mapped file (or the caller's
-// bytes); their data may be unaligned.
+// bytes); their data may be unaligned. A file another process truncates
+// while it is mapped makes reads past its new end fault (SIGBUS), as with any
+// mapping: a writer must replace a checkpoint (write elsewhere, rename), not
+// rewrite it in place. (PrepareCheckpoint copies every tensor once, which
+// narrows that window to its own read.)
 
 #include <cstdint>
 #include <map>

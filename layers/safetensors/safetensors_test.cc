@@ -173,7 +173,13 @@ TEST(SafetensorsTest, RejectsEveryMalformedHeaderWithANamedError) {
   };
   const Bad cases[] = {
       {"{not json", data8, "not valid JSON"},
-      {"[1,2]", "", "not an object"},
+      {"[1,2]", "", "header does not begin with '{'"},
+      // What nlohmann's parser alone would accept: a byte order mark or a
+      // space before the object, bytes after a NUL.
+      {"\xEF\xBB\xBF{}", "", "header does not begin with '{'"},
+      {" {}", "", "header does not begin with '{'"},
+      {std::string("{}\0\xFF\xFE not json {{{", 20), "",
+       "header holds a NUL byte at offset 10"},
       {"{\"a\":" + ok_entry + ",\"a\":" + ok_entry + "}", data8,
        "duplicate key 'a'"},
       {R"({"a":{"dtype":"F32","dtype":"F16","shape":[2],"data_offsets":[0,8]}})",
@@ -258,6 +264,17 @@ TEST(SafetensorsTest, FindsADuplicateAmongManyNestedKeys) {
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(s.message(),
               HasSubstr(absl::StrCat("duplicate key 'k", kKeys / 2, "'")));
+}
+
+// `"__metadata__": null` is a file without metadata, as the reference reads
+// it (an optional field).
+TEST(SafetensorsTest, AcceptsNullMetadata) {
+  absl::StatusOr<SafetensorsFile> file = SafetensorsFile::FromBytes(Build(
+      R"({"__metadata__":null,"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
+      std::string(8, '\0')));
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_TRUE(file->metadata().empty());
+  ASSERT_EQ(file->tensors().size(), 1u);
 }
 
 TEST(SafetensorsTest, AcceptsPaddedHeaderAndNonFloatDtypes) {
