@@ -1,5 +1,6 @@
 #include "core/storage.h"
 
+#include <cstdint>
 #include <cstdlib>
 #include <utility>
 #include <vector>
@@ -172,6 +173,13 @@ Storage::~Storage() {
 
 absl::StatusOr<std::shared_ptr<Storage>> Storage::Allocate(Allocator& allocator,
                                                            size_t bytes) {
+  // No allocator can give more (and rounding a size near SIZE_MAX up to an
+  // alignment would wrap to a few bytes).
+  if (bytes > static_cast<size_t>(PTRDIFF_MAX)) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "cannot allocate %d bytes on %s: more than any address space holds",
+        bytes, allocator.device().ToString()));
+  }
   void* data = nullptr;
   if (bytes > 0) {
     absl::StatusOr<void*> raw = allocator.AllocateRaw(bytes);

@@ -1,7 +1,9 @@
 #include "core/tensor.h"
 
+#include <cstdint>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 
@@ -68,6 +70,29 @@ absl::StatusOr<Tensor> Tensor::FromStorage(std::shared_ptr<Storage> storage,
     if (s < 0)
       return absl::InvalidArgumentError("negative strides are not supported");
   }
+  // The span in checked arithmetic: span_bytes() trusts a view it describes
+  // to fit in its storage, which a wrapped sum would fake.
+  if (*numel > 0) {
+    uint64_t last = 0;
+    bool overflow = false;
+    for (size_t i = 0; i < t.shape_.size() && !overflow; ++i) {
+      uint64_t step;
+      overflow =
+          __builtin_mul_overflow(static_cast<uint64_t>(t.shape_[i] - 1),
+                                 static_cast<uint64_t>(t.strides_[i]), &step) ||
+          __builtin_add_overflow(last, step, &last);
+    }
+    uint64_t span;
+    overflow = overflow || __builtin_add_overflow(last, 1, &last) ||
+               __builtin_mul_overflow(last, DTypeSize(dtype), &span) ||
+               span > static_cast<uint64_t>(PTRDIFF_MAX);
+    if (overflow) {
+      return absl::OutOfRangeError(absl::StrFormat(
+          "view %s%s strides %s spans more bytes than an address space holds",
+          DTypeName(dtype), ShapeToString(t.shape_),
+          ShapeToString(t.strides_)));
+    }
+  }
   const size_t end = offset_bytes + t.span_bytes();
   if (end < offset_bytes || end > t.storage_->bytes()) {
     return absl::OutOfRangeError(absl::StrFormat(
@@ -82,6 +107,11 @@ absl::StatusOr<Tensor> Tensor::Empty(Allocator& allocator, Shape shape,
                                      DType dtype) {
   absl::StatusOr<int64_t> numel = CheckedNumel(shape, "Tensor::Empty");
   if (!numel.ok()) return numel.status();
+  if (*numel > PTRDIFF_MAX / static_cast<int64_t>(DTypeSize(dtype))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Tensor::Empty: ", DTypeName(dtype), ShapeToString(shape),
+                     " needs more bytes than an address space holds"));
+  }
   absl::StatusOr<std::shared_ptr<Storage>> storage = Storage::Allocate(
       allocator, static_cast<size_t>(*numel) * DTypeSize(dtype));
   if (!storage.ok()) return storage.status();
@@ -147,9 +177,12 @@ absl::StatusOr<Tensor> Tensor::Narrow(int dim, int64_t start,
   }
   Shape shape = shape_;
   shape[dim] = length;
+  // An empty narrow stays where the tensor starts: at the end of a strided
+  // dimension, its start could lie past the storage.
   const size_t offset =
-      offset_bytes_ +
-      static_cast<size_t>(start * strides_[dim]) * DTypeSize(dtype_);
+      length == 0 ? offset_bytes_
+                  : offset_bytes_ + static_cast<size_t>(start * strides_[dim]) *
+                                        DTypeSize(dtype_);
   return FromStorage(storage_, offset, std::move(shape), strides_, dtype_);
 }
 

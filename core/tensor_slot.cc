@@ -1,5 +1,7 @@
 #include "core/tensor_slot.h"
 
+#include <cstdio>
+#include <cstdlib>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -28,6 +30,21 @@ void TensorSlot::Rebind(Tensor tensor, SourceLocation where) {
 
 void TensorSlot::DeriveFrom(const TensorSlot* source,
                             std::function<absl::Status()> refresh) {
+  const char* refused = source == nullptr ? "a null source"
+                        : source == this  ? "itself"
+                        : source->source_ ? "a source that is derived itself"
+                        : is_source_      ? "a source, while another slot "
+                                            "derives from this one"
+                                          : nullptr;
+  if (refused != nullptr) {
+    std::fprintf(stderr,
+                 "normgraph: TensorSlot::DeriveFrom with %s: chains of derived "
+                 "buffers are not supported (a refresh's writes make no slot "
+                 "stale, so the later buffer would never be refreshed)\n",
+                 refused);
+    std::abort();
+  }
+  source->is_source_ = true;
   source_ = source;
   refresh_ = std::move(refresh);
   BumpIdentityEpoch();
@@ -71,6 +88,9 @@ void TensorSlot::MarkRefreshed() {
       refreshed_self_ = tensor_.Identity();
     refreshed_writes_ = tensor_.storage()->writes_outside_refreshes();
     tensor_.storage()->WatchWrites();
+  } else {
+    // Nothing was written: whatever tensor the slot holds next is stale.
+    refreshed_self_ = TensorIdentity();
   }
   BumpIdentityEpoch();
 }

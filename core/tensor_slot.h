@@ -61,6 +61,10 @@ class TensorSlot {
   // Declares this slot derived from `source` (which must outlive it). `refresh`
   // recomputes this slot's contents from the source in place and must end with
   // MarkRefreshed(); the graph manager may call it to repair a stale buffer.
+  // Chains are not supported: a source that is derived itself, or this slot
+  // when it is another's source, stops the process with a message (a refresh
+  // counts as a write for no slot, so a buffer derived from a derived buffer
+  // would never go stale).
   void DeriveFrom(const TensorSlot* source,
                   std::function<absl::Status()> refresh);
   const TensorSlot* source() const { return source_; }
@@ -89,6 +93,7 @@ class TensorSlot {
   int64_t rebind_count_ = 0;
   SourceLocation last_rebind_;
   const TensorSlot* source_ = nullptr;
+  mutable bool is_source_ = false;  // some slot derives from this one
   std::function<absl::Status()> refresh_;
   // At the last refresh: the source tensor it read and its storage's writes
   // outside refreshes, this slot's tensor and its storage's.

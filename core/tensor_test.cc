@@ -1,7 +1,9 @@
 #include "core/tensor.h"
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "core/storage.h"
@@ -80,6 +82,42 @@ TEST(TensorTest, ViewsMustStayInsideTheStorage) {
   EXPECT_FALSE(Tensor::FromStorage(storage, 0, {2, 2}, {1}, DType::kF32).ok());
   EXPECT_FALSE(Tensor::FromStorage(storage, 0, {-1}, {1}, DType::kF32).ok());
   EXPECT_FALSE(Tensor::Empty(CpuAllocator(), {INT64_MAX, 4}, DType::kF32).ok());
+}
+
+// Sizes whose byte counts wrap around 2^64 are refused, not turned into a few
+// bytes that every view then "fits" in.
+TEST(TensorTest, SizesThatOverflowAreRefused) {
+  absl::StatusOr<std::shared_ptr<Storage>> huge =
+      Storage::Allocate(CpuAllocator(), SIZE_MAX - 3);
+  ASSERT_FALSE(huge.ok()) << (*huge)->DebugString();
+  EXPECT_EQ(huge.status().code(), absl::StatusCode::kResourceExhausted);
+  absl::StatusOr<Tensor> empty =
+      Tensor::Empty(CpuAllocator(), {int64_t{1} << 62}, DType::kF32);
+  ASSERT_FALSE(empty.ok()) << empty->DebugString();
+  EXPECT_THAT(empty.status().message(), HasSubstr("needs more bytes"));
+  auto storage = *Storage::Allocate(CpuAllocator(), 64);
+  absl::Status span =
+      Tensor::FromStorage(storage, 0, {3}, {int64_t{1} << 61}, DType::kF32)
+          .status();
+  EXPECT_EQ(span.code(), absl::StatusCode::kOutOfRange);
+  EXPECT_THAT(span.message(), HasSubstr("more bytes than an address space"));
+  EXPECT_FALSE(Tensor::FromStorage(storage, 0, {2, 3},
+                                   {INT64_MAX / 2, INT64_MAX / 2}, DType::kF32)
+                   .ok());
+  // A zero-size view may have any strides.
+  EXPECT_TRUE(
+      Tensor::FromStorage(storage, 0, {0, 3}, {INT64_MAX, 1}, DType::kF32)
+          .ok());
+}
+
+// An empty narrow at the end of a strided dimension is a valid (empty) view.
+TEST(TensorTest, EmptyNarrowAtTheEndOfAStridedDimension) {
+  auto storage = *Storage::Allocate(CpuAllocator(), 20);
+  Tensor t = *Tensor::FromStorage(storage, 0, {2}, {4}, DType::kF32);
+  absl::StatusOr<Tensor> empty = t.Narrow(0, 2, 0);
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_EQ(empty->numel(), 0);
+  EXPECT_FALSE(t.Narrow(0, 2, 1).ok());
 }
 
 TEST_P(DeviceTensorTest, CopyConvertsWithRoundToNearestEven) {
@@ -230,6 +268,54 @@ TEST(TensorSlotTest, RebindRecordsTheCallersLine) {
   EXPECT_NE(slot.tensor().storage()->id(), old_id);
   EXPECT_THAT(slot.last_rebind().file(), HasSubstr("tensor_test.cc"));
   EXPECT_EQ(slot.last_rebind().line(), line);
+}
+
+// A derived slot refreshed while it held no tensor records nothing of its
+// own: a tensor it is given back afterwards (an offloaded buffer restored)
+// holds values of the old source and is stale.
+TEST(TensorSlotTest, ABufferRestoredAfterARefreshWithoutOneIsStale) {
+  TensorSlot weight(SlotKind::kParameter,
+                    *Tensor::Empty(CpuAllocator(), {4}, DType::kF32));
+  const Tensor buffer = *Tensor::Empty(CpuAllocator(), {4}, DType::kF32);
+  TensorSlot derived(SlotKind::kBuffer, buffer);
+  derived.DeriveFrom(&weight, [&] {
+    if (derived.tensor().defined()) {
+      absl::Status copied =
+          CopyInto(ViewOf(*ToHost(weight.tensor())), derived.tensor());
+      if (!copied.ok()) return copied;
+    }
+    derived.MarkRefreshed();
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(Fill(weight.tensor(), 1.0f).ok());
+  ASSERT_TRUE(derived.Refresh().ok());
+  derived.Rebind(Tensor());  // offloaded
+  ASSERT_TRUE(Fill(weight.tensor(), 9.0f).ok());
+  ASSERT_TRUE(derived.Refresh().ok());  // nothing to write
+  derived.Rebind(buffer);               // restored: still 1s
+  EXPECT_TRUE(derived.IsStale());
+  ASSERT_TRUE(derived.Refresh().ok());
+  EXPECT_FALSE(derived.IsStale());
+  EXPECT_THAT(ToFloats(derived.tensor()), ::testing::Each(9.0f));
+}
+
+// A refresh's writes make no slot stale, so a buffer derived from a derived
+// buffer would never go stale: such chains stop the process at DeriveFrom.
+TEST(TensorSlotDeathTest, ChainsOfDerivedBuffersAreRefused) {
+  auto slot = [] {
+    return std::make_unique<TensorSlot>(
+        SlotKind::kBuffer, *Tensor::Empty(CpuAllocator(), {4}, DType::kF32));
+  };
+  auto refresh = [] { return absl::OkStatus(); };
+  auto w = slot(), d1 = slot(), d2 = slot(), d3 = slot();
+  d1->DeriveFrom(w.get(), refresh);
+  d1->DeriveFrom(w.get(), refresh);  // declaring it again is fine
+  d3->DeriveFrom(w.get(), refresh);  // so is a second buffer from one source
+  EXPECT_DEATH(d2->DeriveFrom(d1.get(), refresh),
+               "source that is derived itself");
+  EXPECT_DEATH(w->DeriveFrom(d2.get(), refresh),
+               "while another slot derives from this one");
+  EXPECT_DEATH(d2->DeriveFrom(d2.get(), refresh), "with itself");
 }
 
 TEST(TensorSlotTest, DerivedSlotGoesStaleWhenItsSourceChanges) {

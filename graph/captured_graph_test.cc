@@ -466,6 +466,29 @@ TEST_P(CapturedGraphTest, UncheckedAndUnownedWritersMakeSourcesStale) {
   }
 }
 
+// An unchecked replay after its output slot moved still writes the storage it
+// captured: that storage's write version moves (a derived buffer whose source
+// it is, through a tied slot, goes stale), not the slot's new one.
+TEST_P(CapturedGraphTest, UncheckedReplayBumpsTheStorageItWrote) {
+  TwoSlots owner(allocator());
+  ASSERT_TRUE(Fill(owner.src.tensor(), 3.0f).ok());
+  ASSERT_TRUE(Fill(owner.dst.tensor(), 0.0f).ok());
+  GraphOptions unchecked;
+  unchecked.policy = ReplayPolicy::kUnchecked;
+  auto graph = *CaptureCopy(owner, unchecked);
+  const Tensor captured_dst = owner.dst.tensor();
+  const Tensor moved = *Tensor::Empty(allocator(), {8}, DType::kF32);
+  ASSERT_TRUE(Fill(moved, 0.0f).ok());
+  owner.dst.Rebind(moved);
+  const uint64_t captured_before = captured_dst.storage()->write_version();
+  const uint64_t moved_before = moved.storage()->write_version();
+  ASSERT_TRUE(graph->Replay().ok());
+  EXPECT_THAT(ToFloats(captured_dst), Each(3.0f));
+  EXPECT_THAT(ToFloats(moved), Each(0.0f));
+  EXPECT_EQ(captured_dst.storage()->write_version(), captured_before + 1);
+  EXPECT_EQ(moved.storage()->write_version(), moved_before);
+}
+
 // An owner listed twice offers each slot twice: still one candidate per slot,
 // so a moved tensor is rebound (an ambiguous use would force a recapture).
 TEST_P(CapturedGraphTest, OwnerListedTwiceStillRebinds) {

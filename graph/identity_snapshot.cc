@@ -98,7 +98,7 @@ absl::StatusOr<IdentitySnapshot> IdentitySnapshot::Take(
                                                 c.slot->tensor().Identity(),
                                                 {},
                                                 false,
-                                                {}});
+                                                c.slot->tensor().storage()});
     }
     return snapshot.tensors_[s->second];
   };
@@ -296,10 +296,12 @@ void IdentitySnapshot::VerifyStructure(const OwnerStructure& s,
 void IdentitySnapshot::MarkWritten() const {
   for (const TrackedTensor& t : tensors_) {
     if (!t.written) continue;
-    if (t.slot != nullptr) {
-      if (t.slot->tensor().defined())
-        t.slot->tensor().storage()->BumpWriteVersion();
-    } else if (std::shared_ptr<Storage> storage = t.unowned_storage.lock()) {
+    // Usually the slot still holds the storage the nodes write (no weak_ptr
+    // lock, an atomic operation, per replay).
+    if (t.slot != nullptr && t.slot->tensor().defined() &&
+        t.slot->tensor().storage()->id() == t.captured.storage_id) {
+      t.slot->tensor().storage()->BumpWriteVersion();
+    } else if (std::shared_ptr<Storage> storage = t.storage.lock()) {
       storage->BumpWriteVersion();
     }
   }
@@ -308,7 +310,10 @@ void IdentitySnapshot::MarkWritten() const {
 void IdentitySnapshot::Accept(size_t tracked) {
   clean_epoch_ = 0;
   TrackedTensor& t = tensors_[tracked];
-  if (t.slot != nullptr) t.captured = t.slot->tensor().Identity();
+  if (t.slot != nullptr) {
+    t.captured = t.slot->tensor().Identity();
+    t.storage = t.slot->tensor().storage();
+  }
 }
 
 absl::Status CrossCheckNodePointers(const ExecutableGraph& graph,

@@ -56,8 +56,10 @@ struct TrackedTensor {
   // each): those need no allocation of their own.
   absl::InlinedVector<NodeArgUse, 4> uses;
   bool written = false;  // some node writes it (replays bump its version)
-  // An unowned tensor's storage (not kept alive), for those bumps.
-  std::weak_ptr<Storage> unowned_storage;
+  // The storage the graph's nodes use (not kept alive): the captured one, or
+  // the one a rebind patched in. Replays bump what they write, even when a
+  // slot moved away under the unchecked policy.
+  std::weak_ptr<Storage> storage;
 };
 
 enum class ViolationKind {
