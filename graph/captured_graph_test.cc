@@ -489,6 +489,58 @@ TEST_P(CapturedGraphTest, UncheckedReplayBumpsTheStorageItWrote) {
   EXPECT_EQ(moved.storage()->write_version(), moved_before);
 }
 
+// Two slots that are interleaved column slices of one buffer ([2, 4] views
+// with row stride 8, at columns 0 and 4): each one's span covers the other's
+// columns. A node reading a temporary view of a row of `b` read `b` only, so
+// `a` moving is no violation (it was: an ambiguous use of both), and `b`
+// moving is one, repaired by a rebind.
+class InterleavedColumns : public TensorOwner {
+ public:
+  explicit InterleavedColumns(Allocator& allocator)
+      : storage(*Storage::Allocate(allocator, 64)),
+        a(SlotKind::kBuffer,
+          *Tensor::FromStorage(storage, 0, {2, 4}, {8, 1}, DType::kF32)),
+        b(SlotKind::kBuffer,
+          *Tensor::FromStorage(storage, 16, {2, 4}, {8, 1}, DType::kF32)),
+        out(SlotKind::kBuffer, *Tensor::Empty(allocator, {4}, DType::kF32)) {}
+  void ForEachSlot(SlotVisitor visit) override {
+    visit("c.a", a);
+    visit("c.b", b);
+    visit("c.out", out);
+  }
+  std::shared_ptr<Storage> storage;
+  TensorSlot a, b, out;
+};
+
+TEST_P(CapturedGraphTest, AMovedNeighbourColumnSliceIsNoViolation) {
+  InterleavedColumns c(allocator());
+  ASSERT_TRUE(
+      Fill(*Tensor::FromStorage(c.storage, 0, {16}, {1}, DType::kF32), 2.0f)
+          .ok());
+  GraphOptions options;
+  options.policy = ReplayPolicy::kFail;
+  auto graph = CapturedGraph::Capture(
+      "row", stream(),
+      [&](Stream& s) {
+        const Tensor& b = c.b.tensor();
+        absl::StatusOr<Tensor> row = Tensor::FromStorage(
+            b.storage(), b.offset_bytes(), {4}, {1}, DType::kF32);
+        if (!row.ok()) return row.status();
+        return Copy(s, *row, c.out.tensor());
+      },
+      {&c}, options);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  ASSERT_TRUE((*graph)->Replay().ok());
+  c.a.Rebind(*Tensor::Empty(allocator(), {2, 4}, DType::kF32));
+  absl::Status s = (*graph)->Replay();
+  EXPECT_TRUE(s.ok()) << s;
+  c.b.Rebind(*Tensor::Empty(allocator(), {2, 4}, DType::kF32));
+  s = (*graph)->Replay();
+  ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_THAT(ViolationNames(s.message()), ::testing::ElementsAre("c.b"));
+  EXPECT_EQ((*graph)->stats().violations_by_tensor.count("c.a"), 0u);
+}
+
 // An owner listed twice offers each slot twice: still one candidate per slot,
 // so a moved tensor is rebound (an ambiguous use would force a recapture).
 TEST_P(CapturedGraphTest, OwnerListedTwiceStillRebinds) {

@@ -1,11 +1,16 @@
 #include "graph/identity_snapshot.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
+#include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -30,6 +35,44 @@ bool Matches(const Tensor& t, const TensorIdentity& id) {
          reinterpret_cast<uintptr_t>(t.data()) == id.address &&
          t.dtype() == id.dtype && t.shape() == id.shape &&
          t.strides() == id.strides;
+}
+
+// Whether bytes [address, address + bytes) may lie in the elements of `t`
+// (not merely inside its span): false only when they provably reach a gap
+// between its elements (a column slice's other columns). Layouts where that
+// is not simple to decide (overlapping or interleaved dimensions) say true.
+bool MayHoldBytes(const Tensor& t, uintptr_t address, size_t bytes) {
+  if (t.is_contiguous()) return true;
+  const int64_t es = static_cast<int64_t>(DTypeSize(t.dtype()));
+  // Dimensions of more than one element, by stride, innermost last.
+  absl::InlinedVector<std::pair<int64_t, int64_t>, 4> dims;  // stride, size
+  for (size_t i = 0; i < t.shape().size(); ++i) {
+    if (t.shape()[i] > 1) dims.emplace_back(t.strides()[i], t.shape()[i]);
+  }
+  std::sort(dims.begin(), dims.end(), std::greater<>());
+  // Each dimension's stride must pass everything inside it (nested, no
+  // interleaving): then an element offset decomposes greedily.
+  int64_t inner = 1;  // elements an index of the next dimension out passes
+  for (size_t k = dims.size(); k-- > 0;) {
+    if (dims[k].first < inner) return true;
+    inner = (dims[k].second - 1) * dims[k].first + 1;
+  }
+  // The innermost contiguous run, in elements.
+  int64_t run = 1;
+  while (!dims.empty() && dims.back().first == run) {
+    run *= dims.back().second;
+    dims.pop_back();
+  }
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data());
+  if (address < begin) return true;
+  const uint64_t rel = address - begin;
+  uint64_t rest = rel / es;  // elements from the first
+  for (const auto& [stride, size] : dims) {
+    rest -= std::min<uint64_t>(rest / stride, size - 1) * stride;
+  }
+  // The run holding the first byte, and the bytes from its start.
+  return rest < static_cast<uint64_t>(run) &&
+         rest * es + rel % es + bytes <= static_cast<uint64_t>(run * es);
 }
 
 }  // namespace
@@ -120,6 +163,17 @@ absl::StatusOr<IdentitySnapshot> IdentitySnapshot::Take(
                  it != by_storage.end()) {
         for (const Candidate& c : it->second) {
           if (contains(c)) matches.push_back(&c);
+        }
+        // Several slots' spans hold a contiguous argument: those whose
+        // elements provably miss it (interleaved column slices of one
+        // buffer) did not give it.
+        if (matches.size() > 1 && ContiguousStrides(arg.shape) == arg.strides) {
+          std::vector<const Candidate*> holding;
+          for (const Candidate* c : matches) {
+            if (MayHoldBytes(c->slot->tensor(), arg.address, arg.bytes))
+              holding.push_back(c);
+          }
+          if (!holding.empty()) matches.swap(holding);
         }
       }
       if (matches.empty()) {
