@@ -55,6 +55,8 @@ class BucketedGraphs {
   absl::Status Run(const StepBuffers& io);
 
   const std::vector<int64_t>& buckets() const { return buckets_; }
+  // The static buffers and the graph of `bucket`, which must be one of
+  // buckets() (anything else throws std::out_of_range).
   StepBuffers& static_buffers(int64_t bucket) {
     return *entries_.at(bucket).buffers;
   }

@@ -14,7 +14,10 @@
 //   the argument, or, when several do, to all of them (an ambiguous use: any
 //   of them moving is a violation, and it is repaired by recapture only).
 // An argument no owner claims is an error (or, if allowed, is tracked by
-// storage liveness only). The structure version of every owner is recorded
+// storage liveness only). Every owner whose slots the step reads must be
+// listed: an argument read through a slot of an unlisted owner whose tensor a
+// listed slot also holds (tied weights) is credited to the listed slot, and
+// the unlisted slot's later moves are not seen. The structure version of every owner is recorded
 // too. At replay, Verify re-reads each slot's current tensor and reports every
 // tensor that moved (other storage, address, size, dtype, shape or strides),
 // every derived buffer that is stale (its source was written or moved after
