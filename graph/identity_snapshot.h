@@ -17,12 +17,12 @@
 // storage liveness only). Every owner whose slots the step reads must be
 // listed: an argument read through a slot of an unlisted owner whose tensor a
 // listed slot also holds (tied weights) is credited to the listed slot, and
-// the unlisted slot's later moves are not seen. The structure version of every owner is recorded
-// too. At replay, Verify re-reads each slot's current tensor and reports every
-// tensor that moved (other storage, address, size, dtype, shape or strides),
-// every derived buffer that is stale (its source was written or moved after
-// its last refresh), and every owner part whose structure changed (slots
-// added, a forward-path switch).
+// the unlisted slot's later moves are not seen. The structure version of every
+// owner is recorded too. At replay, Verify re-reads each slot's current tensor
+// and reports every tensor that moved (other storage, address, size, dtype,
+// shape or strides), every derived buffer that is stale (its source was written
+// or moved after its last refresh), and every owner part whose structure
+// changed (slots added, a forward-path switch).
 
 #include <cstdint>
 #include <memory>

@@ -21,10 +21,11 @@
 // The tree splits into aligned power-of-two subtrees, so any power-of-two
 // partition of the row computes it exactly: a CPU loop with a binary-counter
 // accumulator, a GPU thread that sums its 8-element chunks and then its
-// contiguous run of chunks, and a butterfly (xor shuffle) across threads that
-// own contiguous, aligned runs all follow the same tree. Accuracy: float64 with
-// a tree of depth log2(n) errs by at most about log2(n) * 2^-53 relative, far
-// below float32's 2^-24.
+// contiguous run of chunks, a butterfly (xor shuffle) across threads that own
+// contiguous, aligned runs, and one per slot of strided chunks (each slot an
+// aligned subtree, kernels/cuda/row_layout.h) all follow the same tree.
+// Accuracy: float64 with a tree of depth log2(n) errs by at most about log2(n)
+// * 2^-53 relative, far below float32's 2^-24.
 //
 // The factor r = 1 / sqrt(sum / n + eps) is computed in float64 (IEEE sqrt
 // and division, correctly rounded on the CPU and on CUDA alike) and rounded to

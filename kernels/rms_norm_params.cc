@@ -131,6 +131,13 @@ absl::Status ValidateRmsNormParams(const RmsNormParams& p) {
   // (nor can rows that long, whatever the row count).
   const int64_t kMaxSpan = int64_t{1} << 56;
   if (p.cols > kMaxSpan) return Invalid("rows are too long");
+  // The GPU's streaming kernel sums a thread's chunks in a fixed-depth tree
+  // that holds rows up to 2^35 elements: far past any hidden size.
+  const int64_t kMaxCols = int64_t{1} << 32;
+  if (p.rows > 0 && p.cols > kMaxCols) {
+    return Invalid(absl::StrCat("rows of ", p.cols,
+                                " elements are too long (at most 2^32)"));
+  }
   for (int64_t stride :
        {p.x_stride, p.out_stride, p.residual_stride, p.gate_stride}) {
     if (p.rows > 0 && stride > kMaxSpan / p.rows) {

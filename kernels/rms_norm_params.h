@@ -3,24 +3,20 @@
 
 // Parameters of the one row-normalisation kernel that implements every norm
 // variant of docs/numerics.md. With xf = float(x) and r = 1 / sqrt(mean(xf *
-// xf) + eps) (float32 accumulation in a fixed order), R_t(.) = round to dtype t
-// (nearest even):
+// xf) + eps) (the squares summed in float64 by a fixed pairwise tree over
+// 8-element chunks, the same on every backend: kernels/norm_numerics.h),
+// R_t(.) = round to dtype t (nearest even):
 //
-//   weight_kind  order        gate?  out
-//   kMultiply    kHuggingFace no     R_out(float(w) * R_x(xf * r))
-//   LlamaRMSNorm, Qwen3RMSNorm kMultiply    kEngine      no     R_out((xf * r)
-//   * float(w))             vLLM/FlashInfer-style kScale       either       no
-//   R_out((xf * r) * scale)                Gemma / Qwen3.5 (scale =
-//                                                                           1 +
-//                                                                           w,
-//                                                                           f32,
-//                                                                           precomputed)
-//   kMultiply    kHuggingFace yes    t = R_p(float(w) * R_x(xf * r)), p =
-//   promote(x, w);
-//                                    R_x(t * silu(float(gate)))
-//                                    Qwen3_5RMSNormGated
-//   kMultiply    kEngine      yes    R_x((xf * r) * float(w) * silu(gate))
-//   FLA-style, one rounding
+// clang-format off
+//   weight_kind  order         gate?  out                                      as in
+//   kMultiply    kHuggingFace  no     R_out(float(w) * R_x(xf * r))             LlamaRMSNorm, Qwen3RMSNorm
+//   kMultiply    kEngine       no     R_out((xf * r) * float(w))                vLLM / FlashInfer
+//   kScale       either        no     R_out((xf * r) * scale)                   Gemma, Qwen3.5 (scale = 1 + w,
+//                                                                               f32, precomputed)
+//   kMultiply    kHuggingFace  yes    t = R_p(float(w) * R_x(xf * r)),          Qwen3_5RMSNormGated
+//                                     p = promote(x, w); R_x(t * silu(float(gate)))
+//   kMultiply    kEngine       yes    R_x((xf * r) * float(w) * silu(gate))     FLA, one rounding
+// clang-format on
 //
 // With a residual: s = float(x) + float(residual); residual <- R_x(s) (in
 // place); the norm input is R_x(s) in HF order (the decoder layer adds in the

@@ -2,11 +2,14 @@
 
 #include <cmath>
 #include <fstream>
+#include <optional>
+#include <string>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/types/span.h"
 #include "nlohmann/json.hpp"
 
 namespace normgraph {
@@ -18,19 +21,43 @@ struct ModelType {
   const char* name;
   HfFamily family;
   bool composite;  // the text model's config is under "text_config"
+  // The stack config's defaults are this config class's (read from
+  // transformers). Where not, every key that sizes a norm must be in the file:
+  // save_pretrained leaves out values equal to the class's defaults, which
+  // normgraph would otherwise replace with another model's.
+  bool defaults_known;
 };
 
 // model_type values whose norms the stacks model. Qwen3-Next and the MoE
-// variants of Qwen3.5 have the same norms, under the same names, as Qwen3.5.
+// variants of Qwen3.5 have the same norms, under the same names, as Qwen3.5
+// (not the same default sizes: Qwen3NextConfig's hidden size is 2048).
 constexpr ModelType kModelTypes[] = {
-    {"qwen3_5_text", HfFamily::kQwen35, false},
-    {"qwen3_5", HfFamily::kQwen35, true},
-    {"qwen3_5_moe_text", HfFamily::kQwen35, false},
-    {"qwen3_5_moe", HfFamily::kQwen35, true},
-    {"qwen3_next", HfFamily::kQwen35, false},
-    {"gemma3_text", HfFamily::kGemma3, false},
-    {"gemma3", HfFamily::kGemma3, true},
+    {"qwen3_5_text", HfFamily::kQwen35, false, true},
+    {"qwen3_5", HfFamily::kQwen35, true, true},
+    {"qwen3_5_moe_text", HfFamily::kQwen35, false, false},
+    {"qwen3_5_moe", HfFamily::kQwen35, true, false},
+    {"qwen3_next", HfFamily::kQwen35, false, false},
+    {"gemma3_text", HfFamily::kGemma3, false, true},
+    {"gemma3", HfFamily::kGemma3, true, true},
 };
+
+// For a model type whose defaults normgraph does not have: the first key of
+// `keys` (or of `either`, a pair of alternatives) missing from `obj`.
+std::optional<std::string> MissingKey(
+    const nlohmann::json& obj, absl::Span<const char* const> keys,
+    std::pair<const char*, const char*> either) {
+  auto has = [&](const char* key) {
+    auto it = obj.find(key);
+    return it != obj.end() && !it->is_null();
+  };
+  for (const char* key : keys) {
+    if (!has(key)) return std::string(key);
+  }
+  if (!has(either.first) && !has(either.second)) {
+    return absl::StrCat(either.first, "' or '", either.second);
+  }
+  return std::nullopt;
+}
 
 const ModelType* FindModelType(absl::string_view name) {
   for (const ModelType& t : kModelTypes) {
@@ -139,7 +166,24 @@ absl::Status ReadDType(const Json& obj, HfModelConfig& c) {
 }
 
 absl::Status ReadQwen(const Json& t, const std::string& where,
-                      HfModelConfig& c) {
+                      bool defaults_known, HfModelConfig& c) {
+  if (!defaults_known) {
+    static constexpr const char* kSizing[] = {
+        "num_hidden_layers",     "hidden_size", "num_attention_heads",
+        "num_key_value_heads",   "head_dim",    "linear_num_value_heads",
+        "linear_value_head_dim", "rms_norm_eps"};
+    if (std::optional<std::string> missing = MissingKey(
+            t, kSizing, {"layer_types", "full_attention_interval"})) {
+      return Bad(c.source,
+                 absl::StrCat("'", where, *missing,
+                              "' is missing, and normgraph "
+                              "does not know transformers' default for "
+                              "model_type '",
+                              c.model_type,
+                              "' (it has Qwen3.5's and Gemma3's only): write "
+                              "the value into the file"));
+    }
+  }
   Qwen35NormStackConfig& q = c.qwen;
   KeyReader r(t, where, c);
   r.Int("num_hidden_layers", 1, kMaxConfigLayers, q.num_hidden_layers);
@@ -298,7 +342,12 @@ absl::StatusOr<HfModelConfig> ParseHfConfig(absl::string_view json,
     if (auto st = ReadDType(*text, c); !st.ok()) return st;
   }
   if (c.family == HfFamily::kQwen35) {
-    if (auto st = ReadQwen(*text, where, c); !st.ok()) return st;
+    const ModelType* text_type = FindModelType(c.model_type);
+    const bool defaults_known = type->defaults_known && text_type != nullptr &&
+                                text_type->defaults_known;
+    if (auto st = ReadQwen(*text, where, defaults_known, c); !st.ok()) {
+      return st;
+    }
   } else {
     if (auto st = ReadGemma(*text, where, c); !st.ok()) return st;
   }

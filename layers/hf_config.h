@@ -9,9 +9,11 @@
 // missing key means transformers 5.17's default: the defaults of
 // Qwen35NormStackConfig and Gemma3NormStackConfig, which were read from
 // Qwen3_5TextConfig() and Gemma3TextConfig() (testdata/hf_golden/
-// hf_configs.json). Multimodal configs (Qwen3_5ForConditionalGeneration,
-// Gemma3ForConditionalGeneration) nest the text model's config under
-// "text_config"; that part is what is read.
+// hf_configs.json). For the other model types read as Qwen3.5 (qwen3_next,
+// qwen3_5_moe), whose defaults normgraph does not have, a missing key that
+// sizes a norm is an error. Multimodal configs
+// (Qwen3_5ForConditionalGeneration, Gemma3ForConditionalGeneration) nest the
+// text model's config under "text_config"; that part is what is read.
 //
 // The file is untrusted input: its size is bounded, every value is type- and
 // range-checked, and errors name the file and the key.

@@ -75,13 +75,40 @@ TEST(HfConfigTest, MissingKeysAreTransformersDefaults) {
   EXPECT_EQ(c->gemma.hidden_size, g.hidden_size);
   EXPECT_FALSE(c->dtype.has_value());
 
-  // Qwen3-Next: the pattern from full_attention_interval.
-  c = Parse(R"({"model_type": "qwen3_next", "num_hidden_layers": 4,
-                "full_attention_interval": 2})");
+  // Qwen3-Next: the pattern from full_attention_interval. Its config class's
+  // defaults are not Qwen3.5's (hidden size 2048), and normgraph does not
+  // have them: every key that sizes a norm must be in the file.
+  const std::string next_sizes =
+      R"("hidden_size": 16, "num_attention_heads": 2,
+         "num_key_value_heads": 1, "head_dim": 8, "linear_num_value_heads": 2,
+         "linear_value_head_dim": 4, "rms_norm_eps": 1e-6)";
+  c = Parse(absl::StrCat(R"({"model_type": "qwen3_next", "num_hidden_layers": 4,
+                "full_attention_interval": 2, )",
+                         next_sizes, "}"));
   ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->qwen.hidden_size, 16);
   ASSERT_EQ(c->qwen.layer_types.size(), 4u);
   EXPECT_EQ(c->qwen.layer_types[0], Qwen35LayerType::kLinearAttention);
   EXPECT_EQ(c->qwen.layer_types[1], Qwen35LayerType::kFullAttention);
+}
+
+TEST(HfConfigTest, ModelTypesWithoutKnownDefaultsNeedEverySize) {
+  absl::StatusOr<HfModelConfig> c = Parse(
+      R"({"model_type": "qwen3_next", "num_hidden_layers": 48,
+          "full_attention_interval": 4})");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.status().message(), HasSubstr("'hidden_size' is missing"));
+  EXPECT_THAT(c.status().message(), HasSubstr("model_type 'qwen3_next'"));
+  // The MoE variant nested in its multimodal config: named under text_config.
+  c = Parse(R"({"model_type": "qwen3_5_moe", "text_config": {
+                 "num_hidden_layers": 2, "hidden_size": 16,
+                 "num_attention_heads": 2, "num_key_value_heads": 1,
+                 "head_dim": 8, "linear_num_value_heads": 2,
+                 "linear_value_head_dim": 4, "rms_norm_eps": 1e-6}})");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.status().message(),
+              HasSubstr("'text_config.layer_types' or "
+                        "'full_attention_interval' is missing"));
 }
 
 TEST(HfConfigTest, NestedTextConfig) {

@@ -322,6 +322,14 @@ TEST(RmsNormTest, ValidationRejectsBadParams) {
   q = p;
   q.eps = NAN;
   EXPECT_FALSE(ValidateRmsNormParams(q).ok());
+  // Rows past 2^32 elements (the GPU's streaming sum holds 2^35), checked
+  // before any pointer is looked at.
+  q = p;
+  q.cols = (int64_t{1} << 32) + 8;
+  q.rows = 1;
+  q.x_stride = q.out_stride = q.cols;
+  EXPECT_NE(std::string(ValidateRmsNormParams(q).message()).find("too long"),
+            std::string::npos);
 }
 
 // Written operands may alias another operand only element for element: that
