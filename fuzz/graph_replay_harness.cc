@@ -1571,13 +1571,15 @@ class Harness {
     NG_ASSIGN_OR_RETURN(StepBuffers * io, Buffers(io_, "io", batch_));
     NG_RETURN_IF_ERROR(FillStep(*io));
     StepBuffers& statics = graphs->static_buffers(bucket);
+    // Every static buffer poisoned: outputs, which a refused replay must leave
+    // so, and inputs, whose rows past the batch Run must zero.
     for (size_t i = 0; i < statics.size(); ++i) {
-      if (statics.spec(i).role != StepRole::kInput)
-        NG_RETURN_IF_ERROR(Poison(statics.tensor(i)));
+      NG_RETURN_IF_ERROR(Poison(statics.tensor(i)));
     }
     const std::vector<std::string> expected = ExpectedViolations(bucket);
     CapturedGraph& graph = graphs->graph(bucket);
     const int64_t violations_before = graph.stats().violations;
+    const int64_t recaptures_before = graph.stats().recaptures;
     std::map<std::string, int64_t> by_tensor_before;
     if (!expected.empty())
       by_tensor_before = graph.stats().violations_by_tensor;
@@ -1586,6 +1588,19 @@ class Harness {
       return absl::StrCat("a replay in bucket ", bucket, " (", run.ToString(),
                           ")");
     }));
+    if (run.ok() || run.code() == absl::StatusCode::kFailedPrecondition) {
+      NG_RETURN_IF_ERROR(CheckPadding(statics, bucket, expected));
+    }
+    // No fault changes a layout, makes a use ambiguous or frees an unowned
+    // storage: every repair under the rebind policy is a rebind (a bug that
+    // makes one fail falls back to a recapture, whose output is right).
+    if (run.ok() && options_.policy == ReplayPolicy::kRebind &&
+        graph.stats().recaptures != recaptures_before) {
+      return Finding(
+          absl::StrCat("a repair under the rebind policy recaptured (",
+                       graph.stats().recaptures - recaptures_before,
+                       " recaptures) where a rebind fits", State(expected)));
+    }
     const bool checked = options_.policy != ReplayPolicy::kUnchecked;
 
     if (options_.policy == ReplayPolicy::kFail && !expected.empty()) {
@@ -1656,6 +1671,29 @@ class Harness {
     }
     return CheckValues(
         [&] { return absl::StrCat("a replay in bucket ", bucket); });
+  }
+
+  // Rows [batch_, bucket) of every static input hold zeros: Run pads a batch
+  // below its bucket with them (before the graph's check, so refused replays
+  // too).
+  absl::Status CheckPadding(const StepBuffers& statics, int64_t bucket,
+                            const std::vector<std::string>& expected) {
+    if (batch_ >= bucket) return absl::OkStatus();
+    for (size_t i = 0; i < statics.size(); ++i) {
+      if (statics.spec(i).role != StepRole::kInput) continue;
+      NG_ASSIGN_OR_RETURN(HostBytes b, HostBytes::Of(statics.tensor(i)));
+      const size_t row = b.size() / bucket;
+      for (size_t j = batch_ * row; j < b.size(); ++j) {
+        if (b.data()[j] != 0) {
+          return Finding(absl::StrCat(
+              "padding row ", j / row, " of ", statics.spec(i).name, " (batch ",
+              batch_, " in bucket ", bucket, ") holds byte ",
+              absl::Hex(b.data()[j], absl::kZeroPad2), " at offset ", j % row,
+              ", not zero", State(expected)));
+        }
+      }
+    }
+    return absl::OkStatus();
   }
 
   // An eager step of the model under test: equal to the reference unless a
