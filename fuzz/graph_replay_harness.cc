@@ -326,6 +326,42 @@ void GenerateValues(uint64_t seed, bool around_one, int top, int64_t n,
   }
 }
 
+// n values of `dtype` (f32 or bf16) that reach every case of a conversion to
+// a 16-bit dtype: magnitudes from 2^-30 to 2^17 (f16 subnormals, underflow to
+// zero, overflow to infinity) and, three times in four, a mantissa exactly
+// halfway between two bf16 or two f16 neighbours, or one bit past halfway
+// (ties go to even, the rest to nearest).
+void GenerateWideValues(uint64_t seed, int64_t n, DType dtype, uint8_t* out) {
+  uint64_t state = Mix(seed ^ 0x57494445ull);
+  for (int64_t i = 0; i < n; ++i) {
+    state = Mix(state);
+    const uint32_t sign = static_cast<uint32_t>(state >> 63);
+    const int exponent = -30 + static_cast<int>((state >> 32) % 48);
+    uint32_t mantissa = static_cast<uint32_t>(state) & 0x7FFFFFu;
+    switch ((state >> 56) & 3) {
+      case 0:  // a bf16 tie
+        mantissa = (mantissa & ~0xFFFFu) | 0x8000u;
+        break;
+      case 1:  // an f16 tie
+        mantissa = (mantissa & ~0x1FFFu) | 0x1000u;
+        break;
+      case 2:  // just past an f16 tie
+        mantissa = (mantissa & ~0x1FFFu) | 0x1001u;
+        break;
+      default:
+        break;
+    }
+    const uint32_t bits =
+        sign << 31 | static_cast<uint32_t>(exponent + 127) << 23 | mantissa;
+    if (dtype == DType::kF32) {
+      std::memcpy(out + 4 * i, &bits, 4);
+    } else {  // bf16: its top half (bf16 ties vanish, range cases stay)
+      const uint16_t h = static_cast<uint16_t>(bits >> 16);
+      std::memcpy(out + 2 * i, &h, 2);
+    }
+  }
+}
+
 // out[j] = 1 + w[j] in f32 for n values of `dtype` (what a zero-centred
 // norm's derived buffer holds), the dtype test out of the loop.
 void OnePlusValues(DType dtype, const uint8_t* w, int64_t n, float* out) {
@@ -631,7 +667,9 @@ class Harness {
     switch (op) {
       case kLoad:
         if (!r.Byte(&a) || !r.Byte(&b) || !r.Byte(&c)) return absl::OkStatus();
-        return LoadGenerated(a, 1000 + b, c, "");
+        // The op byte's bit 4: a strict load (no missing, no unexpected).
+        return LoadGenerated(a, 1000 + b, c, op_byte & 0x10 ? " (strict)" : "",
+                             op_byte & 0x10);
       case kSwap:
         if (!r.Byte(&a)) return absl::OkStatus();
         return LoadGenerated(0, a & 1 ? 22 : 11, 0, " (swap)");
@@ -1101,7 +1139,8 @@ class Harness {
     for (size_t k = 0; k < plan->picked.size(); ++k) {
       const SlotInfo& s = slots_[plan->picked[k]];
       const DType param_dtype = s.slot->tensor().dtype();
-      dtypes.push_back(flags & 2 ? kDTypes[(flags >> 2) % 3] : param_dtype);
+      dtypes.push_back(flags & 2 ? kDTypes[((flags & 0x7F) >> 2) % 3]
+                                 : param_dtype);
       shapes.push_back(s.slot->tensor().shape());
       if (plan->invalid && k + 1 == plan->picked.size()) {
         shapes.back() = {Numel(s) + 1};
@@ -1170,11 +1209,14 @@ class Harness {
 
   // Loads generated weights into the parameters `mask` picks (bit i % 8 picks
   // parameter i; 0 or 0xFF: all), as `flags` says: bit 0 through a
-  // safetensors image; bit 1 with the source in dtype (flags >> 2) % 3; bit 4
-  // in reverse order; bit 5 with one tensor of a wrong shape (the load must
-  // fail and change nothing); bit 6 with an unexpected extra tensor, ignored.
+  // safetensors image; bit 1 with the source in dtype ((flags & 0x7F) >> 2) %
+  // 3; bit 4 in reverse order; bit 5 with one tensor of a wrong shape (the load
+  // must fail and change nothing); bit 6 with an unexpected extra tensor,
+  // ignored; bit 7 with values of a wide range and rounding ties (f32 and bf16
+  // sources). `strict` loads allow no missing parameter and no unexpected
+  // tensor: a subset or an extra tensor must be refused, changing nothing.
   absl::Status LoadGenerated(uint8_t mask, uint64_t seed, uint8_t flags,
-                             const char* kind) {
+                             const char* kind, bool strict = false) {
     ++loads_;
     const int load = loads_;
     auto what = [&] {
@@ -1186,8 +1228,14 @@ class Harness {
     const uint64_t values_seed = seed < 1000 ? seed : Mix(seed * 131 + loads_);
     for (size_t k = 0; k < plan->data.size(); ++k) {
       const int param = plan->param[k];
-      GenerateValues(param < 0 ? seed : Mix(values_seed + 977 * param),
-                     param >= 0 && slots_[param].derived < 0,
+      const uint64_t tensor_seed =
+          param < 0 ? seed : Mix(values_seed + 977 * param);
+      if ((flags & 0x80) && param >= 0 && plan->dtypes[k] != DType::kF16) {
+        GenerateWideValues(tensor_seed, plan->numel[k], plan->dtypes[k],
+                           plan->data[k]);
+        continue;
+      }
+      GenerateValues(tensor_seed, param >= 0 && slots_[param].derived < 0,
                      param < 0 ? 0 : -2, plan->numel[k], plan->dtypes[k],
                      plan->data[k]);
     }
@@ -1200,10 +1248,35 @@ class Harness {
     }
 
     LoadOptions options;
-    options.allow_missing = true;
-    options.ignore_unexpected = plan->extra;
+    options.allow_missing = !strict;
+    options.ignore_unexpected = plan->extra && !strict;
     const absl::StatusOr<LoadReport> report =
         LoadWeights(*model_, *plan->set, options);
+    const size_t picked = plan->picked.size();
+    if (strict && !plan->invalid && (picked < params_.size() || plan->extra)) {
+      // The name the refusal must give: the extra tensor, or the first
+      // parameter the subset leaves out.
+      std::string named = "model.unexpected.weight";
+      if (!plan->extra) {
+        for (int i : params_) {
+          if (std::find(plan->picked.begin(), plan->picked.end(), i) ==
+              plan->picked.end()) {
+            named = std::string(slots_[i].name);
+            break;
+          }
+        }
+      }
+      if (report.ok() ||
+          report.status().code() != absl::StatusCode::kInvalidArgument ||
+          !absl::StrContains(report.status().message(), named)) {
+        return Finding(absl::StrCat(
+            what(), " (strict) ",
+            plan->extra ? "with an unexpected tensor" : "of a subset",
+            " was not refused naming ", named, ": ",
+            report.ok() ? "OK" : report.status().ToString(), State()));
+      }
+      return CheckState([&] { return absl::StrCat(what(), " (refused)"); });
+    }
 
     if (plan->invalid) {
       if (report.ok() ||
@@ -1221,7 +1294,6 @@ class Harness {
       return Finding(absl::StrCat(
           what(), " failed: ", report.status().message(), State()));
     }
-    const size_t picked = plan->picked.size();
     if (report->loaded != static_cast<int>(picked) ||
         report->converted != plan->converted ||
         report->unexpected.size() != (plan->extra ? 1u : 0u) ||

@@ -5,8 +5,9 @@
 
 graph_replay_fuzzer inputs are a 2-byte header then ops (see graph_replay_harness.cc):
   header[0]: bits 7 and 0: 0x81 the Qwen3 stack (plain RMSNorm; Llama's, without q/k norms, for a
-             quarter of the size bytes), 0x01 gemma3, else qwen3.5; bit 1 legacy loader; bits 2-3
-             dtype (bf16, f16, f32); bit 4 engine rounding order; bits 5-6 initial policy (fail,
+             quarter of the size bytes), 0x01 gemma3, else qwen3.5; bit 1 legacy loader;
+             (header[0] >> 2) % 3 the dtype (f32, bf16, f16; the bits above count too); bit 4
+             engine rounding order; bits 5-6 initial policy (fail,
              recapture, rebind)
   header[1]: picks every size (hidden = 1 + header[1] % 40; the rest from a fixed mix of it)
   ops (byte % 16): LOAD mask seed flags | SWAP ab | INPUTS seed | BATCH b | REPLAY | EAGER |
@@ -16,9 +17,11 @@ graph_replay_fuzzer inputs are a 2-byte header then ops (see graph_replay_harnes
        address and layout; squat: the new storage spans the old one); PACK with bit 4: derived
        buffers (mask picks them) into disjoint views of one storage, bit 5: with the parameters of
        their dtype
-  LOAD flags: bit 0 via a safetensors image, bit 1 source dtype (flags >> 2) % 3 (f32, bf16, f16)
-       (a conversion unless it is the parameter's), bit 4 reverse order, bit 5 one tensor of a wrong
-       shape (refused, nothing changes), bit 6 an unexpected extra tensor (ignored)
+  LOAD flags: bit 0 via a safetensors image, bit 1 source dtype ((flags & 0x7F) >> 2) % 3 (f32,
+       bf16, f16) (a conversion unless it is the parameter's), bit 4 reverse order, bit 5 one tensor of a wrong
+       shape (refused, nothing changes), bit 6 an unexpected extra tensor (ignored), bit 7 values
+       of a wide range (2^-30 to 2^17) with rounding ties (f32 and bf16 sources); the LOAD op
+       byte's bit 4: strict (a subset or an extra tensor is refused)
   UPDATES: full loads (a trainer's update loop), as many as the op byte's high nibble says:
        1, 1, 1, 1, 2, 2, 2, 3, 3, 4, 5, 8, 16, 32, 64, 128 (flags as LOAD's bits 0-4)
   REPEAT: the next 1 + length % 4 ops run (times < 0xC0 ? 2 + times % 4 : 2 + (times - 0xC0) * 2)
@@ -35,8 +38,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
  RESLICE, TIE, PACK, REPEAT, UPDATES) = range(16)
 FAIL, RECAP, REBIND = 0, 1, 2
 QWEN35, GEMMA3, QWEN3, LLAMA = range(4)
-SAFETENSORS, CONVERT, REVERSE, INVALID, EXTRA = 1, 2, 16, 32, 64
-F32, BF16, F16 = 0, 1, 2
+SAFETENSORS, CONVERT, REVERSE, INVALID, EXTRA, WIDE = 1, 2, 16, 32, 64, 128
+F32, BF16, F16 = 0, 1, 2  # source dtypes of a conversion, and header dtypes (core/dtype.h's order)
+F32_MODEL, BF16_MODEL, F16_MODEL = F32, BF16, F16
 
 
 def is_llama_size(size):
@@ -52,9 +56,12 @@ def header(gemma=False, legacy=False, dtype=0, engine=False, policy=FAIL, size=1
         # The nearest size byte that gives the stack asked for.
         while is_llama_size(size) != (stack == LLAMA):
             size = (size + 1) % 256
-    h0 = (int(stack != QWEN35) | int(legacy) << 1 | dtype << 2 | int(engine) << 4 | policy << 5 |
+    h0 = (int(stack != QWEN35) | int(legacy) << 1 | int(engine) << 4 | policy << 5 |
           int(stack in (QWEN3, LLAMA)) << 7)
-    return bytes([h0, size])
+    # The harness reads the dtype as (h0 >> 2) % 3, the bits above included: the 2-bit field that
+    # gives the dtype asked for.
+    field = next(d for d in range(3) if ((h0 >> 2) + d) % 3 == dtype)
+    return bytes([h0 | field << 2, size])
 
 
 def convert(src_dtype):
@@ -72,6 +79,11 @@ def updates(nibble):
     """The UPDATES op byte for the count at `nibble` (1, 1, 1, 1, 2, 2, 2, 3, 3, 4, 5, 8, 16, 32,
     64, 128)."""
     return UPDATES | nibble << 4
+
+
+def strict():
+    """The LOAD op byte of a strict load (no missing parameter, no unexpected tensor)."""
+    return LOAD | 0x10
 
 
 def rewrap():
@@ -112,10 +124,10 @@ GRAPH_SEEDS = {
                               (POLICY, FAIL), REPLAY, (POLICY, REBIND), REPLAY),
     "recapture_clears": header() + ops((REBIND_ALIVE, 3, 2), RECAPTURE, REPLAY, (STALE, 0, 1),
                                        RECAPTURE, REPLAY, (POLICY, REBIND), REPLAY),
-    "gemma_f16_engine": header(gemma=True, dtype=1, engine=True, size=63) +
+    "gemma_f16_engine": header(gemma=True, dtype=F16_MODEL, engine=True, size=63) +
                         ops((LOAD, 0xFF, 2, 1), (BATCH, 3), REPLAY, (REBIND_ALIVE, 5, 1), REPLAY,
                             (POLICY, REBIND), REPLAY, EAGER),
-    "gemma_f32_legacy": header(gemma=True, legacy=True, dtype=2, size=6) + ops((SWAP, 1), REPLAY, (POLICY, RECAP), REPLAY),
+    "gemma_f32_legacy": header(gemma=True, legacy=True, dtype=F32_MODEL, size=6) + ops((SWAP, 1), REPLAY, (POLICY, RECAP), REPLAY),
     "qwen_odd_sizes": header(size=0) + ops((LOAD, 0x55, 8, 0), REPLAY, (FREE_REALLOC, 7, 1),
                                            (POLICY, REBIND), (BATCH, 0), REPLAY),
     "all_linear_layers": header(size=81) + ops((REBIND_ALIVE, 20, 0), REPLAY,
@@ -134,16 +146,26 @@ GRAPH_SEEDS = {
     "pack_derived": header(gemma=True, size=13) + ops(
         (pack_derived(), 0xFF, 1), REPLAY, (POLICY, REBIND), REPLAY, (LOAD, 0x0F, 4, 0), REPLAY,
         (STALE, 1, 1), (POLICY, RECAP), REPLAY),
-    "pack_derived_with_sources_f32": header(dtype=2, size=10) + ops(
+    "pack_derived_with_sources_f32": header(dtype=F32_MODEL, size=10) + ops(
         (pack_derived(with_params=True), 0xFF, 2), (POLICY, REBIND), REPLAY,
         (LOAD, 0x33, 5, 0), REPLAY, (STALE, 0, 2), (POLICY, FAIL), REPLAY, (POLICY, REBIND), REPLAY),
+    # Strict loads (the op byte's bit 4: no missing, no unexpected tensor), and conversions of
+    # wide-range values with rounding ties (flags bit 7) into f16 and bf16 parameters.
+    "strict_loads": header(size=18) + ops(
+        (strict(), 0xFF, 3, 0), REPLAY, (strict(), 0x07, 4, 0), REPLAY,
+        (strict(), 0xFF, 5, EXTRA | SAFETENSORS), EAGER, REPLAY),
+    "wide_conversions_f16": header(gemma=True, dtype=F16_MODEL, size=22) + ops(
+        (LOAD, 0xFF, 6, convert(F32) | WIDE), REPLAY, EAGER,
+        (LOAD, 0xFF, 7, SAFETENSORS | convert(BF16) | WIDE), (BATCH, 3), REPLAY),
+    "wide_conversions_bf16": header(stack=QWEN3, dtype=BF16_MODEL, size=25) + ops(
+        (LOAD, 0xFF, 8, convert(F32) | WIDE), REPLAY, (updates(9), convert(F32) | WIDE), REPLAY),
     # The Qwen3 / Llama stacks (plain RMSNorm) and every loader path.
     "qwen3_loads": header(stack=QWEN3, size=23) + ops(
         (LOAD, 0xFF, 1, SAFETENSORS), REPLAY, (LOAD, 0x0F, 2, convert(F32)), (BATCH, 2), REPLAY,
         (LOAD, 0xF0, 3, SAFETENSORS | convert(F16)), EAGER, (LOAD, 0xFF, 4, REVERSE), REPLAY),
-    "llama_f16_rebind": header(stack=LLAMA, dtype=1, policy=REBIND, size=37) + ops(
+    "llama_f16_rebind": header(stack=LLAMA, dtype=F16_MODEL, policy=REBIND, size=37) + ops(
         (REBIND_ALIVE, 0, 3), REPLAY, (LOAD, 0xFF, 5, convert(BF16)), (BATCH, 3), REPLAY),
-    "qwen3_f32_from_bf16_safetensors": header(stack=QWEN3, dtype=2, size=12) + ops(
+    "qwen3_f32_from_bf16_safetensors": header(stack=QWEN3, dtype=F32_MODEL, size=12) + ops(
         (LOAD, 0xFF, 6, SAFETENSORS | convert(BF16)), REPLAY, (LOAD, 0x33, 7, convert(F16)), REPLAY),
     "rejected_and_extra_loads": header(size=17) + ops(
         (LOAD, 0xFF, 8, INVALID), REPLAY, (LOAD, 0x0F, 9, EXTRA | SAFETENSORS), REPLAY,
@@ -250,6 +272,7 @@ DICTS = {
                            [bytes([op]) for op in range(16)] + [
         bytes([updates(14), 0]), bytes([updates(12), SAFETENSORS]), bytes([updates(11), convert(F32)]),
         bytes([rewrap()]), bytes([pack_derived()]), bytes([pack_derived(with_params=True)]),
+        bytes([strict()]), ops((LOAD, 0xFF, 9, convert(F32) | WIDE)),
         ops((REPEAT, 0xE0, 1), (SWAP, 1), (SWAP, 0)),
         ops((REPEAT, 0xE0, 1), (LOAD, 0xFF, 1, 0), REPLAY),
         ops((REPEAT, 0x01, 2), (LOAD, 0x0F, 3, convert(F32)), EAGER, REPLAY),
