@@ -1270,7 +1270,7 @@ class Harness {
           report.status().code() != absl::StatusCode::kInvalidArgument ||
           !absl::StrContains(report.status().message(), named)) {
         return Finding(absl::StrCat(
-            what(), " (strict) ",
+            what(), " ",
             plan->extra ? "with an unexpected tensor" : "of a subset",
             " was not refused naming ", named, ": ",
             report.ok() ? "OK" : report.status().ToString(), State()));
