@@ -27,6 +27,7 @@
 #include "core/tensor_util.h"
 #include "graph/bucketed_graphs.h"
 #include "kernels/cpu/rms_norm.h"
+#include "kernels/kernels.h"
 #include "layers/gemma3_norm_stack.h"
 #include "layers/legacy_zero_centered_rms_norm.h"
 #include "layers/qwen3_5_norm_stack.h"
@@ -628,6 +629,18 @@ struct RefOutput {
   std::vector<uint8_t> bytes;
 };
 
+// A slot the harness owns, which the captured step writes at an offset inside
+// it: a copy of the step's hidden_states into its second half, before the
+// stack's forward. Every kernel of the stacks takes whole slot tensors, so
+// without it no graph node's argument starts past its slot's first byte, and
+// a rebind that patches such an argument (base + offset) is never exercised.
+class OffsetProbe : public TensorOwner {
+ public:
+  static constexpr absl::string_view kName = "harness.offset_probe";
+  void ForEachSlot(SlotVisitor visit) override { visit(kName, *slot); }
+  std::unique_ptr<TensorSlot> slot;
+};
+
 class Harness {
  public:
   Harness(Config config, FuzzMode mode)
@@ -637,6 +650,7 @@ class Harness {
     NG_ASSIGN_OR_RETURN(model_, MakeModel(config_));
     specs_by_batch_.resize(kLargestBucket + 1);
     InventoryModel();
+    NG_RETURN_IF_ERROR(InventoryProbe());
     NG_RETURN_IF_ERROR(BuildReferencePlan());
     InstallSelfTestFault();
     options_.policy = config_.policy;
@@ -810,6 +824,80 @@ class Harness {
   }
 
   // The static buffers of a bucket's graph.
+  // The offset probe (OffsetProbe), among the slots the faults can move.
+  absl::Status InventoryProbe() {
+    NG_ASSIGN_OR_RETURN(
+        Tensor probe,
+        Tensor::Empty(DeviceAllocator(), {ProbeOffset() * 2}, config_.dtype));
+    probe_.slot = std::make_unique<TensorSlot>(SlotKind::kBuffer, probe);
+    SlotInfo s;
+    s.name = OffsetProbe::kName;
+    s.slot = probe_.slot.get();
+    s.is_parameter = false;
+    s.bucket = 0;
+    s.touched = true;
+    s.expected = probe.Identity();
+    probe_index_ = slots_.size();
+    slots_.push_back(std::move(s));
+    return absl::OkStatus();
+  }
+
+  // Elements before the probe's copy (the largest bucket's hidden_states).
+  int64_t ProbeOffset() const { return kLargestBucket * config_.hidden; }
+
+  // The captured step's first node: hidden_states into the probe's second
+  // half.
+  absl::Status CopyIntoProbe(Stream& stream, const StepBuffers& step) {
+    NG_ASSIGN_OR_RETURN(const Tensor hidden, step.Get("hidden_states"));
+    NG_ASSIGN_OR_RETURN(
+        const Tensor dst,
+        probe_.slot->tensor().Narrow(0, ProbeOffset(), hidden.numel()));
+    CopyParams p{
+        hidden.data(), dst.data(),
+        static_cast<int64_t>(hidden.numel() * DTypeSize(hidden.dtype()))};
+    return stream.Launch(
+        CopyKernel(), p,
+        {{&p.src, &hidden, Access::kRead}, {&p.dst, &dst, Access::kWrite}});
+  }
+
+  // After a replay in `bucket` (poisoned before it): the probe's second half
+  // holds the step's hidden_states (the batch's rows, then zero padding)
+  // when the graph ran (`ran`), and every other byte is still poison.
+  absl::Status CheckProbe(const StepBuffers& io, int64_t bucket, bool ran,
+                          const std::vector<std::string>& expected) {
+    NG_ASSIGN_OR_RETURN(HostBytes probe, HostBytes::Of(probe_.slot->tensor()));
+    const size_t es = DTypeSize(config_.dtype);
+    const size_t begin = ProbeOffset() * es;
+    const size_t rows = batch_ * config_.hidden * es;
+    const size_t end = begin + bucket * config_.hidden * es;
+    const uint8_t* in = nullptr;
+    if (ran) {
+      for (size_t i = 0; i < io.size(); ++i) {
+        if (io.spec(i).name == "hidden_states") {
+          NG_ASSIGN_OR_RETURN(HostBytes h, HostBytes::Of(io.tensor(i)));
+          in = h.data();
+        }
+      }
+      if (in == nullptr) return Finding("the step has no hidden_states");
+    }
+    for (size_t j = 0; j < probe.size(); ++j) {
+      uint8_t want = 0xFF;
+      if (ran && j >= begin && j < end) {
+        want = j - begin < rows ? in[j - begin] : 0;
+      }
+      if (probe.data()[j] != want) {
+        return Finding(absl::StrCat(
+            OffsetProbe::kName, " byte ", j,
+            " (its copy of hidden_states "
+            "starts at byte ",
+            begin, ") holds ", absl::Hex(probe.data()[j], absl::kZeroPad2),
+            ", expected ", absl::Hex(want, absl::kZeroPad2),
+            ran ? "" : " (a refused replay)", State(expected)));
+      }
+    }
+    return absl::OkStatus();
+  }
+
   void InventoryStatics(int64_t bucket) {
     bool any_full = false, any_linear = false;
     for (const RefLayer& l : ref_layers_) {
@@ -1341,10 +1429,11 @@ class Harness {
     StepFunction step;
     NormStack* m = model_.get();
     step.specs = [m](int64_t batch) { return m->StepSpecs(batch); };
-    step.forward = [m](Stream& s, const StepBuffers& b) {
+    step.forward = [m, this](Stream& s, const StepBuffers& b) {
+      NG_RETURN_IF_ERROR(CopyIntoProbe(s, b));
       return m->Forward(s, b);
     };
-    step.owners = {m};
+    step.owners = {m, &probe_};
     NG_ASSIGN_OR_RETURN(
         g, BucketedGraphs::Create(absl::StrCat("decode"), stream_, step,
                                   {bucket}, options_, DeviceAllocator()));
@@ -1648,6 +1737,7 @@ class Harness {
     for (size_t i = 0; i < statics.size(); ++i) {
       NG_RETURN_IF_ERROR(Poison(statics.tensor(i)));
     }
+    NG_RETURN_IF_ERROR(Poison(probe_.slot->tensor()));
     const std::vector<std::string> expected = ExpectedViolations(bucket);
     CapturedGraph& graph = graphs->graph(bucket);
     const int64_t violations_before = graph.stats().violations;
@@ -1698,11 +1788,15 @@ class Harness {
           }
         }
       }
+      NG_RETURN_IF_ERROR(CheckProbe(*io, bucket, /*ran=*/false, expected));
       return CheckValues([] { return std::string("a refused replay"); });
     }
     if (!run.ok()) {
       return Finding(
           absl::StrCat("replay failed: ", run.ToString(), State(expected)));
+    }
+    if (checked) {
+      NG_RETURN_IF_ERROR(CheckProbe(*io, bucket, /*ran=*/true, expected));
     }
     NG_ASSIGN_OR_RETURN(const std::string diff, CompareWithReference(*io));
     if (Tracing()) {
@@ -2144,6 +2238,8 @@ class Harness {
   Stream& stream_ = DeviceStream();
   GraphOptions options_;
   std::unique_ptr<NormStack> model_;
+  OffsetProbe probe_;
+  size_t probe_index_ = 0;
   std::unique_ptr<BucketedGraphs> graphs_[2];  // per bucket, made on first use
   std::vector<SlotInfo> slots_;  // model slots, then both buckets' statics
   size_t model_slots_ = 0;

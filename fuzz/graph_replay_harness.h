@@ -19,7 +19,9 @@
 // UPDATES (a trainer's update loop: up to 128 full loads from one byte) and
 // REPEAT, which runs the next few ops up to 128 times (so one input loads the
 // same modules hundreds of times, up to kMaxSteps ops in all). A final replay
-// ends every input. See make_seed_corpus.py for the byte format.
+// ends every input. See make_seed_corpus.py for the byte format. The captured
+// step also copies hidden_states into the middle of a harness-owned slot, so
+// that a rebind patches an argument at an offset inside its slot.
 //
 // Every input builds its own model and graphs and drops them at the end:
 // nothing carries over from one input to the next, so every finding
