@@ -747,13 +747,13 @@ class Harness {
       case kUpdates: {
         // The high nibble of the op byte picks the count: mostly a few, and
         // 64 or 128 (so a 4-byte input reaches a fault on the 50th or 100th
-        // load of a module) one time in eight.
+        // load of a module) one time in eight; a REPEAT of it goes on to
+        // kMaxLoads.
         static constexpr int kCounts[16] = {1, 1, 1, 1, 2,  2,  2,  3,
                                             3, 4, 5, 8, 16, 32, 64, 128};
         if (!r.Byte(&a)) return absl::OkStatus();
         const int count = kCounts[op_byte >> 4];
-        for (int i = 0; i < count && !done(); ++i) {
-          if (i > 0) ++steps_;
+        for (int i = 0; i < count && loads_ < kMaxLoads; ++i) {
           NG_RETURN_IF_ERROR(
               LoadGenerated(0, 1000 + a, a & ~(32 | 64), " (update)"));
         }

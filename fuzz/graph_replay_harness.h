@@ -73,9 +73,13 @@ enum class FuzzMode {
                      // way equally)
 };
 
-// Decoded ops per input, and ops executed per input (REPEAT included).
+// Decoded ops per input, and ops executed per input (REPEAT included; an
+// UPDATES op is one step however many loads it runs).
 inline constexpr int kMaxOps = 512;
 inline constexpr int kMaxSteps = 512;
+// Loads per input: enough for a fault on the 1000th load of a module (a
+// REPEAT of UPDATES reaches it from a few bytes).
+inline constexpr int kMaxLoads = 2048;
 
 // NORMGRAPH_FUZZ_MODE = "" | "unchecked-legacy" | "no-freshness" |
 // "realloc-rms-norm" | "skip-refresh-50th" | "realloc-40th-load" |

@@ -25,7 +25,8 @@ graph_replay_fuzzer inputs are a 2-byte header then ops (see graph_replay_harnes
   UPDATES: full loads (a trainer's update loop), as many as the op byte's high nibble says:
        1, 1, 1, 1, 2, 2, 2, 3, 3, 4, 5, 8, 16, 32, 64, 128 (flags as LOAD's bits 0-4)
   REPEAT: the next 1 + length % 4 ops run (times < 0xC0 ? 2 + times % 4 : 2 + (times - 0xC0) * 2)
-       times (so up to 128; nested, more), at most 512 ops per input in all
+       times (so up to 128; nested, more), at most 512 ops per input in all (an UPDATES op counts
+       as one however many loads it runs; at most 2048 loads per input)
 The seeds together reach every op, every fault kind, every policy, every loader path, every stack
 and norm class, and runs of hundreds of loads of the same modules.
 """
@@ -189,6 +190,8 @@ GRAPH_SEEDS = {
         (updates(15), convert(BF16)), (POLICY, REBIND), REPLAY),
     "updates_32_gemma_legacy_rebind": header(gemma=True, legacy=True, policy=REBIND, size=4) + ops(
         (updates(13), REVERSE), REPLAY, (BATCH, 3), REPLAY),
+    "repeat_updates_1024": header(gemma=True, size=7) + ops(
+        (REPEAT, times(8), 0), (updates(15), SAFETENSORS), REPLAY, (BATCH, 3), REPLAY),
     "repeat_nested": header(size=3) + ops(
         (REPEAT, times(9), 1), (REPEAT, times(50), 0), (SWAP, 1), REPLAY),
 }
