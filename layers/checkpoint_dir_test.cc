@@ -275,7 +275,8 @@ TEST_P(CheckpointDirTest, IndexMustDescribeTheShards) {
     std::string text((std::istreambuf_iterator<char>(in)),
                      std::istreambuf_iterator<char>());
     ASSERT_TRUE(LocateCheckpoint(dir).ok());
-    text += std::string("\0{{{ not json", 14);
+    static constexpr char kNulThenGarbage[] = "\0{{{ not json";
+    text.append(kNulThenGarbage, sizeof(kNulThenGarbage) - 1);
     ASSERT_TRUE(testing::WriteFileBytes(index, text).ok());
     absl::StatusOr<CheckpointLocation> loc = LocateCheckpoint(dir);
     ASSERT_FALSE(loc.ok());

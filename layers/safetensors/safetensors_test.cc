@@ -163,6 +163,7 @@ TEST(SafetensorsTest, RejectsHeaderLengthPastTheEnd) {
 }
 
 TEST(SafetensorsTest, RejectsEveryMalformedHeaderWithANamedError) {
+  static constexpr char kNulThenGarbage[] = "{}\0\xFF\xFE not json {{{";
   const std::string ok_entry =
       R"({"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
   const std::string data8(8, '\0');
@@ -178,7 +179,7 @@ TEST(SafetensorsTest, RejectsEveryMalformedHeaderWithANamedError) {
       // space before the object, bytes after a NUL.
       {"\xEF\xBB\xBF{}", "", "header does not begin with '{'"},
       {" {}", "", "header does not begin with '{'"},
-      {std::string("{}\0\xFF\xFE not json {{{", 20), "",
+      {std::string(kNulThenGarbage, sizeof(kNulThenGarbage) - 1), "",
        "header holds a NUL byte at offset 10"},
       {"{\"a\":" + ok_entry + ",\"a\":" + ok_entry + "}", data8,
        "duplicate key 'a'"},
