@@ -92,9 +92,8 @@ Stream& DeviceStream() {
   return *stream;
 }
 
-// Two buckets: bucket 1's graph is captured at startup, bucket 4's on its
-// first replay (an input that never replays a batch above 1 captures one
-// graph); batches 2 and 3 run padded in bucket 4.
+// Two buckets, both captured at startup in one BucketedGraphs; batches 2 and
+// 3 run padded in bucket 4.
 constexpr int64_t kBuckets[] = {1, 4};
 constexpr int64_t kLargestBucket = 4;
 int BucketIndex(int64_t batch) { return batch <= kBuckets[0] ? 0 : 1; }
@@ -657,9 +656,8 @@ class Harness {
     options_.check_freshness = mode_ != FuzzMode::kNoFreshness;
     // Weight sets A and B (for swaps): fixed per input.
     NG_RETURN_IF_ERROR(LoadGenerated(0, 11, 0, ""));
-    // Capture right after the first load, as a server does at startup (bucket
-    // 4's graph is captured on its first replay).
-    NG_RETURN_IF_ERROR(Graphs(kBuckets[0]).status());
+    // Capture right after the first load, as a server does at startup.
+    NG_RETURN_IF_ERROR(Graphs().status());
 
     return absl::OkStatus();
   }
@@ -700,13 +698,11 @@ class Harness {
       case kEager:
         return Eager();
       case kRecapture:
-        for (int b = 0; b < 2; ++b) {
-          if (graphs_[b] == nullptr) continue;
-          NG_RETURN_IF_ERROR(graphs_[b]->Recapture());
-          NG_RETURN_IF_ERROR(
-              CheckIdentities([] { return std::string("a recapture"); }));
-          RecordCaptured(kBuckets[b]);
-        }
+        if (graphs_ == nullptr) return absl::OkStatus();
+        NG_RETURN_IF_ERROR(graphs_->Recapture());
+        NG_RETURN_IF_ERROR(
+            CheckIdentities([] { return std::string("a recapture"); }));
+        for (int64_t bucket : kBuckets) RecordCaptured(bucket);
         return absl::OkStatus();
       case kPolicy:
         if (!r.Byte(&a)) return absl::OkStatus();
@@ -716,9 +712,7 @@ class Harness {
                                            ReplayPolicy::kRecapture,
                                            ReplayPolicy::kRebind};
           options_.policy = policies[a % 3];
-          for (auto& g : graphs_) {
-            if (g != nullptr) g->set_policy(options_.policy);
-          }
+          if (graphs_ != nullptr) graphs_->set_policy(options_.policy);
         }
         return absl::OkStatus();
       case kRebindAlive:
@@ -904,7 +898,7 @@ class Harness {
       any_full |= l.full && config_.qk_norm;
       any_linear |= !l.full;
     }
-    graphs_[BucketIndex(bucket)]->static_buffers(bucket).ForEachSlot(
+    graphs_->static_buffers(bucket).ForEachSlot(
         [&](absl::string_view name, TensorSlot& slot) {
           const bool attention_input =
               absl::EndsWith(name, ".q") || absl::EndsWith(name, ".k");
@@ -1422,9 +1416,12 @@ class Harness {
 
   // --- graphs ---------------------------------------------------------------
 
-  // The graph of `bucket`, captured now if it has not been yet.
-  absl::StatusOr<BucketedGraphs*> Graphs(int64_t bucket) {
-    std::unique_ptr<BucketedGraphs>& g = graphs_[BucketIndex(bucket)];
+  // The bucketed graphs (both buckets), captured now if they have not been
+  // yet. One object for both, as a server holds them: its routing of a batch
+  // to a bucket, and every loop over its buckets (policy, recapture), are
+  // under test too.
+  absl::StatusOr<BucketedGraphs*> Graphs() {
+    std::unique_ptr<BucketedGraphs>& g = graphs_;
     if (g != nullptr) return g.get();
     StepFunction step;
     NormStack* m = model_.get();
@@ -1435,12 +1432,14 @@ class Harness {
     };
     step.owners = {m, &probe_};
     NG_ASSIGN_OR_RETURN(
-        g, BucketedGraphs::Create(absl::StrCat("decode"), stream_, step,
-                                  {bucket}, options_, DeviceAllocator()));
-    InventoryStatics(bucket);
-    NG_RETURN_IF_ERROR(CheckIdentities(
-        [&] { return absl::StrCat("the first capture of bucket ", bucket); }));
-    RecordCaptured(bucket);
+        g, BucketedGraphs::Create(
+               "decode", stream_, step,
+               std::vector<int64_t>(std::begin(kBuckets), std::end(kBuckets)),
+               options_, DeviceAllocator()));
+    for (int64_t bucket : kBuckets) InventoryStatics(bucket);
+    NG_RETURN_IF_ERROR(
+        CheckIdentities([] { return std::string("the first capture"); }));
+    for (int64_t bucket : kBuckets) RecordCaptured(bucket);
     return g.get();
   }
 
@@ -1728,7 +1727,7 @@ class Harness {
 
   absl::Status Replay() {
     const int64_t bucket = kBuckets[BucketIndex(batch_)];
-    NG_ASSIGN_OR_RETURN(BucketedGraphs * graphs, Graphs(bucket));
+    NG_ASSIGN_OR_RETURN(BucketedGraphs * graphs, Graphs());
     NG_ASSIGN_OR_RETURN(StepBuffers * io, Buffers(io_, "io", batch_));
     NG_RETURN_IF_ERROR(FillStep(*io));
     StepBuffers& statics = graphs->static_buffers(bucket);
@@ -2240,7 +2239,7 @@ class Harness {
   std::unique_ptr<NormStack> model_;
   OffsetProbe probe_;
   size_t probe_index_ = 0;
-  std::unique_ptr<BucketedGraphs> graphs_[2];  // per bucket, made on first use
+  std::unique_ptr<BucketedGraphs> graphs_;  // both buckets, made at Init
   std::vector<SlotInfo> slots_;  // model slots, then both buckets' statics
   size_t model_slots_ = 0;
   std::vector<int> params_;   // indices of parameters in slots_
