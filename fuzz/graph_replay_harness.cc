@@ -817,7 +817,6 @@ class Harness {
     model_slots_ = slots_.size();
   }
 
-  // The static buffers of a bucket's graph.
   // The offset probe (OffsetProbe), among the slots the faults can move.
   absl::Status InventoryProbe() {
     NG_ASSIGN_OR_RETURN(
@@ -831,7 +830,6 @@ class Harness {
     s.bucket = 0;
     s.touched = true;
     s.expected = probe.Identity();
-    probe_index_ = slots_.size();
     slots_.push_back(std::move(s));
     return absl::OkStatus();
   }
@@ -864,12 +862,14 @@ class Harness {
     const size_t begin = ProbeOffset() * es;
     const size_t rows = batch_ * config_.hidden * es;
     const size_t end = begin + bucket * config_.hidden * es;
+    // The step's input rows (a host copy on a device: kept in scope).
+    HostBytes input;
     const uint8_t* in = nullptr;
     if (ran) {
       for (size_t i = 0; i < io.size(); ++i) {
         if (io.spec(i).name == "hidden_states") {
-          NG_ASSIGN_OR_RETURN(HostBytes h, HostBytes::Of(io.tensor(i)));
-          in = h.data();
+          NG_RETURN_IF_ERROR(input.Read(io.tensor(i)));
+          in = input.data();
         }
       }
       if (in == nullptr) return Finding("the step has no hidden_states");
@@ -882,16 +882,16 @@ class Harness {
       if (probe.data()[j] != want) {
         return Finding(absl::StrCat(
             OffsetProbe::kName, " byte ", j,
-            " (its copy of hidden_states "
-            "starts at byte ",
-            begin, ") holds ", absl::Hex(probe.data()[j], absl::kZeroPad2),
-            ", expected ", absl::Hex(want, absl::kZeroPad2),
-            ran ? "" : " (a refused replay)", State(expected)));
+            " (its copy of hidden_states starts at byte ", begin, ") holds ",
+            absl::Hex(probe.data()[j], absl::kZeroPad2), ", expected ",
+            absl::Hex(want, absl::kZeroPad2), ran ? "" : " (a refused replay)",
+            State(expected)));
       }
     }
     return absl::OkStatus();
   }
 
+  // The static buffers of a bucket's graph.
   void InventoryStatics(int64_t bucket) {
     bool any_full = false, any_linear = false;
     for (const RefLayer& l : ref_layers_) {
@@ -2238,7 +2238,6 @@ class Harness {
   GraphOptions options_;
   std::unique_ptr<NormStack> model_;
   OffsetProbe probe_;
-  size_t probe_index_ = 0;
   std::unique_ptr<BucketedGraphs> graphs_;  // both buckets, made at Init
   std::vector<SlotInfo> slots_;  // model slots, then both buckets' statics
   size_t model_slots_ = 0;
