@@ -70,8 +70,10 @@ absl::StatusOr<Tensor> Tensor::FromStorage(std::shared_ptr<Storage> storage,
     if (s < 0)
       return absl::InvalidArgumentError("negative strides are not supported");
   }
-  // The span in checked arithmetic: span_bytes() trusts a view it describes
-  // to fit in its storage, which a wrapped sum would fake.
+  // The span in checked arithmetic (span_bytes() trusts a view it describes
+  // to fit in its storage, which a wrapped sum would fake), used for the
+  // bounds check below.
+  uint64_t span = 0;
   if (*numel > 0) {
     uint64_t last = 0;
     bool overflow = false;
@@ -82,7 +84,6 @@ absl::StatusOr<Tensor> Tensor::FromStorage(std::shared_ptr<Storage> storage,
                                  static_cast<uint64_t>(t.strides_[i]), &step) ||
           __builtin_add_overflow(last, step, &last);
     }
-    uint64_t span;
     overflow = overflow || __builtin_add_overflow(last, 1, &last) ||
                __builtin_mul_overflow(last, DTypeSize(dtype), &span) ||
                span > static_cast<uint64_t>(PTRDIFF_MAX);
@@ -93,11 +94,11 @@ absl::StatusOr<Tensor> Tensor::FromStorage(std::shared_ptr<Storage> storage,
           ShapeToString(t.strides_)));
     }
   }
-  const size_t end = offset_bytes + t.span_bytes();
+  const size_t end = offset_bytes + span;
   if (end < offset_bytes || end > t.storage_->bytes()) {
     return absl::OutOfRangeError(absl::StrFormat(
         "view %s%s at byte offset %d spans %d bytes, past the end of %s",
-        DTypeName(dtype), ShapeToString(t.shape_), offset_bytes, t.span_bytes(),
+        DTypeName(dtype), ShapeToString(t.shape_), offset_bytes, span,
         t.storage_->DebugString()));
   }
   return t;

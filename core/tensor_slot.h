@@ -13,12 +13,13 @@
 //
 // A derived slot (e.g. `gemma_weight = 1 + weight`) declares its source.
 // Refreshing it records the source tensor's identity (storage, address,
-// layout) and its storage's write version; if the source is written or
-// re-pointed afterwards (even at another view of the same storage), IsStale()
-// is true: right address, stale value. Writes made by a refresh count for no
-// slot (derived buffers packed into one storage, or beside their sources, do
-// not make each other stale), so a derived buffer's bytes must not overlap
-// another slot's: a refresh would change that slot's values unseen.
+// layout) and its storage's count of writes outside refreshes; if the source
+// is written or re-pointed afterwards (even at another view of the same
+// storage), IsStale() is true: right address, stale value. Writes made by a
+// refresh count for no slot (derived buffers packed into one storage, or
+// beside their sources, do not make each other stale), so a derived buffer's
+// bytes must not overlap another slot's: a refresh would change that slot's
+// values unseen.
 
 #include <cstdint>
 #include <functional>
@@ -79,8 +80,8 @@ class TensorSlot {
   // storage was written other than by a refresh (its values may no longer be
   // what the source gives).
   bool IsStale() const;
-  // "source written: storage #3 write version 5, refreshed at version 4" (empty
-  // if fresh).
+  // Why it is stale, e.g. "source storage #3 written after the last refresh
+  // (5 writes other than refreshes, 4 at the refresh)" (empty if fresh).
   std::string StaleReason() const;
   // Runs the refresh function given to DeriveFrom (under RefreshWrites).
   absl::Status Refresh();

@@ -176,9 +176,8 @@ absl::Status ReadQwen(const Json& t, const std::string& where,
             t, kSizing, {"layer_types", "full_attention_interval"})) {
       return Bad(c.source,
                  absl::StrCat("'", where, *missing,
-                              "' is missing, and normgraph "
-                              "does not know transformers' default for "
-                              "model_type '",
+                              "' is missing, and normgraph does not know "
+                              "transformers' default for model_type '",
                               c.model_type,
                               "' (it has Qwen3.5's and Gemma3's only): write "
                               "the value into the file"));
@@ -342,9 +341,10 @@ absl::StatusOr<HfModelConfig> ParseHfConfig(absl::string_view json,
     if (auto st = ReadDType(*text, c); !st.ok()) return st;
   }
   if (c.family == HfFamily::kQwen35) {
+    // The text model's type (the outer one's own, or its text_config's).
     const ModelType* text_type = FindModelType(c.model_type);
-    const bool defaults_known = type->defaults_known && text_type != nullptr &&
-                                text_type->defaults_known;
+    const bool defaults_known =
+        text_type != nullptr && text_type->defaults_known;
     if (auto st = ReadQwen(*text, where, defaults_known, c); !st.ok()) {
       return st;
     }
