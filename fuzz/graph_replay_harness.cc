@@ -864,16 +864,11 @@ class Harness {
     const size_t end = begin + bucket * config_.hidden * es;
     // The step's input rows (a host copy on a device: kept in scope).
     HostBytes input;
-    const uint8_t* in = nullptr;
     if (ran) {
-      for (size_t i = 0; i < io.size(); ++i) {
-        if (io.spec(i).name == "hidden_states") {
-          NG_RETURN_IF_ERROR(input.Read(io.tensor(i)));
-          in = input.data();
-        }
-      }
-      if (in == nullptr) return Finding("the step has no hidden_states");
+      NG_ASSIGN_OR_RETURN(const Tensor hidden, io.Get("hidden_states"));
+      NG_RETURN_IF_ERROR(input.Read(hidden));
     }
+    const uint8_t* in = input.data();
     for (size_t j = 0; j < probe.size(); ++j) {
       uint8_t want = 0xFF;
       if (ran && j >= begin && j < end) {
@@ -2102,20 +2097,36 @@ class Harness {
         Tensor packed,
         Tensor::Empty(DeviceAllocator(), {places * longest + longest}, dtype));
     for (size_t k = 0; k < picked.size(); ++k) {
-      SlotInfo& s = slots_[picked[k]];
-      const Tensor current = s.slot->tensor();
       // Offsets: slot k at place (where + 3 k) % places, shifted by half a
       // slot for odd `where` bits so views overlap partly too.
       const int64_t place = (where + 3 * static_cast<int64_t>(k)) % places;
       const int64_t shift = ((where >> (k % 8)) & 1) ? longest / 2 : 0;
-      std::vector<uint8_t> values(ImageOf(s), ImageOf(s) + Bytes(s));
-      NG_ASSIGN_OR_RETURN(Tensor view, packed.Narrow(0, place * longest + shift,
-                                                     current.numel()));
-      NG_ASSIGN_OR_RETURN(view, view.Reshape(current.shape()));
-      NG_RETURN_IF_ERROR(WriteBytes(view, values.data()));
-      Wrote(view);
-      keep_.push_back(current);
-      Rebind(s, view);
+      NG_RETURN_IF_ERROR(
+          MoveIntoView(slots_[picked[k]], packed, place * longest + shift));
+    }
+    return absl::OkStatus();
+  }
+
+  // Moves slot `s` into the view of `packed` (1-D) at element `offset`,
+  // holding its values (a parameter's from the harness's image, a derived
+  // buffer's as they are), written through the API; the old tensor stays
+  // alive.
+  absl::Status MoveIntoView(SlotInfo& s, const Tensor& packed, int64_t offset) {
+    const Tensor current = s.slot->tensor();
+    std::vector<uint8_t> values(Bytes(s));
+    if (s.is_parameter) {
+      std::memcpy(values.data(), ImageOf(s), values.size());
+    } else {
+      NG_ASSIGN_OR_RETURN(HostBytes now, HostBytes::Of(current));
+      std::memcpy(values.data(), now.data(), values.size());
+    }
+    NG_ASSIGN_OR_RETURN(Tensor view, packed.Narrow(0, offset, current.numel()));
+    NG_ASSIGN_OR_RETURN(view, view.Reshape(current.shape()));
+    NG_RETURN_IF_ERROR(WriteBytes(view, values.data()));
+    Wrote(view);
+    keep_.push_back(current);
+    Rebind(s, view);
+    if (s.is_parameter) {
       Relocate(s);
       std::memcpy(ImageOf(s), values.data(), values.size());
     }
@@ -2153,27 +2164,8 @@ class Harness {
         Tensor packed,
         Tensor::Empty(DeviceAllocator(), {places * longest}, dtype));
     for (int64_t k = 0; k < places; ++k) {
-      SlotInfo& s = slots_[picked[k]];
-      const Tensor current = s.slot->tensor();
-      std::vector<uint8_t> values(Bytes(s));
-      if (s.is_parameter) {
-        std::memcpy(values.data(), ImageOf(s), values.size());
-      } else {
-        NG_ASSIGN_OR_RETURN(HostBytes now, HostBytes::Of(current));
-        std::memcpy(values.data(), now.data(), values.size());
-      }
-      const int64_t place = (k + where) % places;
-      NG_ASSIGN_OR_RETURN(Tensor view,
-                          packed.Narrow(0, place * longest, current.numel()));
-      NG_ASSIGN_OR_RETURN(view, view.Reshape(current.shape()));
-      NG_RETURN_IF_ERROR(WriteBytes(view, values.data()));
-      Wrote(view);
-      keep_.push_back(current);
-      Rebind(s, view);
-      if (s.is_parameter) {
-        Relocate(s);
-        std::memcpy(ImageOf(s), values.data(), values.size());
-      }
+      NG_RETURN_IF_ERROR(MoveIntoView(slots_[picked[k]], packed,
+                                      (k + where) % places * longest));
     }
     return absl::OkStatus();
   }
