@@ -2330,7 +2330,14 @@ absl::Status RunGraphReplayInput(absl::Span<const uint8_t> data,
   // One byte picks every size (a short header lets the fuzzer reach the ops
   // quickly); a fixed mix spreads the 256 choices over odd and even sizes and
   // both layer kinds.
-  c.hidden = 1 + h1 % 40;
+  // The last 16 size bytes give rows of 48 to 1040 elements, so the kernels'
+  // 64-element blocks and vector bodies with their tails (and, on CUDA, plans
+  // of several chunks a thread) run too; rarely, as each load then generates
+  // and checks tens of times more values.
+  static constexpr int64_t kWideHidden[16] = {48,  63,  64,  65,  72,  96,
+                                              127, 128, 129, 136, 200, 255,
+                                              256, 257, 520, 1040};
+  c.hidden = h1 < 240 ? 1 + h1 % 40 : kWideHidden[h1 - 240];
   c.layers = 1 + (mix >> 8) % 4;
   if (c.kind == StackKind::kQwen35) {
     for (int64_t i = 0; i < c.layers; ++i) {

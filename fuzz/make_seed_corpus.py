@@ -9,7 +9,9 @@ graph_replay_fuzzer inputs are a 2-byte header then ops (see graph_replay_harnes
              (header[0] >> 2) % 3 the dtype (f32, bf16, f16; the bits above count too); bit 4
              engine rounding order; bits 5-6 initial policy (fail,
              recapture, rebind)
-  header[1]: picks every size (hidden = 1 + header[1] % 40; the rest from a fixed mix of it)
+  header[1]: picks every size (hidden = 1 + header[1] % 40 below 240, else one of 48, 63, 64, 65,
+             72, 96, 127, 128, 129, 136, 200, 255, 256, 257, 520, 1040; the rest from a fixed
+             mix of it)
   ops (byte % 16): LOAD mask seed flags | SWAP ab | INPUTS seed | BATCH b | REPLAY | EAGER |
        RECAPTURE | POLICY p | REBIND_ALIVE slot seed | FREE_REALLOC slot squat | STALE pick seed |
        RESLICE slot where | TIE from to | PACK mask where | REPEAT times length | UPDATES flags
@@ -133,6 +135,13 @@ GRAPH_SEEDS = {
                                            (POLICY, REBIND), (BATCH, 0), REPLAY),
     "all_linear_layers": header(size=81) + ops((REBIND_ALIVE, 20, 0), REPLAY,
                                                (REBIND_ALIVE, 30, 0), REPLAY),
+    # Wide rows (size bytes 240-255): the kernels' 64-element blocks and vector tails.
+    "wide_rows_65": header(dtype=BF16_MODEL, size=243) +
+                    ops((LOAD, 0xFF, 4, 0x81), (BATCH, 3), REPLAY, (FREE_REALLOC, 1, 0),
+                        (POLICY, REBIND), REPLAY, EAGER),
+    "wide_rows_520": header(gemma=True, dtype=F16_MODEL, size=254) +
+                      ops((LOAD, 0xFF, 6, 0x05), (BATCH, 2), REPLAY, (STALE, 0, 2),
+                          (POLICY, RECAP), REPLAY),
     # Tied weights and packed views (aliases in the harness's value image).
     "tie_then_load": header(size=9) + ops((TIE, 0, 1), REPLAY, (LOAD, 0x03, 9, 0), REPLAY,
                                           (POLICY, REBIND), REPLAY, EAGER),

@@ -50,15 +50,18 @@ class TransferBatches {
   absl::InlinedVector<DeviceRuntime*, 2> open_;
 };
 
-// Refreshes every derived buffer of `model` that is stale, in slot order. A
-// refresh that fails goes to `failed(name, error)`, which says whether to go
-// on with the others.
+// Refreshes every derived buffer of `model` that is stale, in slot order,
+// but those in `keep_stale`. A refresh that fails goes to
+// `failed(name, error)`, which says whether to go on with the others.
 void RefreshStale(
-    Module& model,
+    Module& model, const absl::flat_hash_set<const TensorSlot*>& keep_stale,
     absl::FunctionRef<bool(absl::string_view, const absl::Status&)> failed) {
   bool going = true;
   model.ForEachSlot([&](absl::string_view name, TensorSlot& slot) {
-    if (!going || slot.source() == nullptr || !slot.IsStale()) return;
+    if (!going || slot.source() == nullptr || keep_stale.contains(&slot) ||
+        !slot.IsStale()) {
+      return;
+    }
     const absl::Status refreshed = slot.Refresh();
     if (!refreshed.ok()) going = failed(name, refreshed);
   });
@@ -132,37 +135,77 @@ absl::Status WriteInPlace(
     host_copies.push_back(*std::move(copy));
     backups.push_back(ViewOf(host_copies.back()));
   }
+  // The derived buffers stale before the load (a source written directly,
+  // say) and their bytes: a failed load puts them back as they were, stale.
+  // (A successful load refreshes them with the others.)
+  absl::flat_hash_set<const TensorSlot*> stale_before;
+  struct StaleBytes {
+    TensorSlot* slot;
+    absl::string_view name;  // the model's cached full name
+    Tensor bytes;
+  };
+  std::vector<StaleBytes> stale_bytes;
+  absl::Status backed_up;
+  model.ForEachSlot([&](absl::string_view name, TensorSlot& slot) {
+    if (!backed_up.ok() || slot.source() == nullptr || !slot.IsStale()) return;
+    stale_before.insert(&slot);
+    if (!slot.tensor().defined()) return;
+    absl::StatusOr<Tensor> copy = ToHost(slot.tensor());
+    if (!copy.ok()) {
+      backed_up = absl::Status(
+          copy.status().code(),
+          absl::StrCat("loading from ", source, ": reading the backup of ",
+                       name, " (stale): ", copy.status().message()));
+      return;
+    }
+    stale_bytes.push_back({&slot, name, *std::move(copy)});
+  });
+  if (!backed_up.ok()) return backed_up;
   // Puts the backups of plan[0, count) back (their loaders refresh what
-  // derives from them) after `what` failed with `cause`, then refreshes every
-  // derived buffer left stale: a restored write to a tied or packed storage
-  // makes its neighbours' buffers stale, and one the final pass refreshed
-  // from a neighbour's new values must go back to the old ones.
+  // derives from them) after `what` failed with `cause`, then the bytes of
+  // the buffers stale before, then refreshes every other derived buffer left
+  // stale: a restored write to a tied or packed storage makes its
+  // neighbours' buffers stale, and one the final pass refreshed from a
+  // neighbour's new values must go back to the old ones.
   auto restore = [&](size_t count, const absl::Status& cause,
                      absl::string_view what) {
+    std::vector<std::string> unrestored;
     for (size_t j = 0; j < count; ++j) {
       absl::Status restored = plan[j].first->Load(backups[j]);
       if (!restored.ok()) {
-        return absl::InternalError(absl::StrCat(
-            what, " failed (", cause.message(), ") and restoring ",
-            plan[j].second->name, " failed too: ", restored.message(), "; ",
-            count - j, " of the ", count,
-            " parameters written may hold new values"));
+        unrestored.push_back(
+            absl::StrCat(plan[j].second->name, " (", restored.message(), ")"));
+      }
+    }
+    for (const StaleBytes& stale : stale_bytes) {
+      absl::Status restored =
+          CopyInto(ViewOf(stale.bytes), stale.slot->tensor());
+      if (!restored.ok()) {
+        unrestored.push_back(absl::StrCat(stale.name, " (stale; ",
+                                          restored.message(), ")"));
       }
     }
     std::vector<std::string> still_stale;
-    RefreshStale(model, [&](absl::string_view name, const absl::Status&) {
-      still_stale.emplace_back(name);
-      return true;  // keep going: refresh every other one
-    });
-    return absl::Status(
-        cause.code(),
-        absl::StrCat(
-            what, " failed: ", cause.message(), "; all weights were restored",
-            still_stale.empty()
-                ? ""
-                : absl::StrCat(" (derived buffers left stale, their "
-                               "refresh failing: ",
-                               absl::StrJoin(still_stale, ", "), ")")));
+    RefreshStale(model, stale_before,
+                 [&](absl::string_view name, const absl::Status&) {
+                   still_stale.emplace_back(name);
+                   return true;  // keep going: refresh every other one
+                 });
+    const std::string left_stale =
+        still_stale.empty()
+            ? ""
+            : absl::StrCat(" (derived buffers left stale, their refresh "
+                           "failing: ",
+                           absl::StrJoin(still_stale, ", "), ")");
+    if (!unrestored.empty()) {
+      return absl::InternalError(absl::StrCat(
+          what, " failed (", cause.message(), ") and restoring failed too: ",
+          absl::StrJoin(unrestored, "; "), "; every other weight was restored",
+          left_stale));
+    }
+    return absl::Status(cause.code(),
+                        absl::StrCat(what, " failed: ", cause.message(),
+                                     "; all weights were restored", left_stale));
   };
   for (size_t i = 0; i < plan.size(); ++i) {
     absl::Status loaded = plan[i].first->Load(plan[i].second->view);
@@ -182,11 +225,12 @@ absl::Status WriteInPlace(
   // failed write.
   absl::Status refreshed;
   std::string refreshed_name;
-  RefreshStale(model, [&](absl::string_view name, const absl::Status& error) {
-    refreshed = error;
-    refreshed_name = std::string(name);
-    return false;  // stop: the load is undone
-  });
+  RefreshStale(model, /*keep_stale=*/{},
+               [&](absl::string_view name, const absl::Status& error) {
+                 refreshed = error;
+                 refreshed_name = std::string(name);
+                 return false;  // stop: the load is undone
+               });
   if (!refreshed.ok()) {
     return restore(plan.size(), refreshed,
                    absl::StrCat("refreshing ", refreshed_name,

@@ -1547,17 +1547,16 @@ const void* RegisterKernelIfCompiled() {
   return nullptr;
 }
 
-// The register-cached kernel of `form`, one of Forms (a fold rather than a
-// recursion over the forms, which would pass nvcc's instantiation depth).
+// The register-cached kernel of `form`, one of Forms, from a table of all of
+// them (a pack expansion in an initializer: a recursion over the forms would
+// pass nvcc's instantiation depth, a fold clang's expression nesting limit).
 template <DType X, DType W, int K, int... Forms>
 const void* RegisterKernelOfForm(int form,
                                  std::integer_sequence<int, Forms...>) {
-  const void* function = nullptr;
-  static_cast<void>(
-      ((form == Forms &&
-        (function = RegisterKernelIfCompiled<X, W, K, Forms>(), true)) ||
-       ...));
-  return function;
+  static const void* const kKernels[] = {
+      RegisterKernelIfCompiled<X, W, K, Forms>()...};
+  if (form < 0 || form >= static_cast<int>(sizeof...(Forms))) return nullptr;
+  return kKernels[form];
 }
 template <DType X, DType W, int K>
 const void* RegisterKernelOfForm(int form) {
