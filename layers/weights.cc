@@ -181,8 +181,8 @@ absl::Status WriteInPlace(
       absl::Status restored =
           CopyInto(ViewOf(stale.bytes), stale.slot->tensor());
       if (!restored.ok()) {
-        unrestored.push_back(absl::StrCat(stale.name, " (stale; ",
-                                          restored.message(), ")"));
+        unrestored.push_back(
+            absl::StrCat(stale.name, " (stale; ", restored.message(), ")"));
       }
     }
     std::vector<std::string> still_stale;
@@ -192,20 +192,20 @@ absl::Status WriteInPlace(
                    return true;  // keep going: refresh every other one
                  });
     const std::string left_stale =
-        still_stale.empty()
-            ? ""
-            : absl::StrCat(" (derived buffers left stale, their refresh "
-                           "failing: ",
-                           absl::StrJoin(still_stale, ", "), ")");
+        still_stale.empty() ? ""
+                            : absl::StrCat(
+                                  " (derived buffers left stale, their refresh "
+                                  "failing: ",
+                                  absl::StrJoin(still_stale, ", "), ")");
     if (!unrestored.empty()) {
       return absl::InternalError(absl::StrCat(
-          what, " failed (", cause.message(), ") and restoring failed too: ",
-          absl::StrJoin(unrestored, "; "), "; every other weight was restored",
-          left_stale));
+          what, " failed (", cause.message(),
+          ") and restoring failed too: ", absl::StrJoin(unrestored, "; "),
+          "; every other weight was restored", left_stale));
     }
-    return absl::Status(cause.code(),
-                        absl::StrCat(what, " failed: ", cause.message(),
-                                     "; all weights were restored", left_stale));
+    return absl::Status(
+        cause.code(), absl::StrCat(what, " failed: ", cause.message(),
+                                   "; all weights were restored", left_stale));
   };
   for (size_t i = 0; i < plan.size(); ++i) {
     absl::Status loaded = plan[i].first->Load(plan[i].second->view);
