@@ -42,6 +42,8 @@ Shape ContiguousStrides(absl::Span<const int64_t> shape) {
 }
 
 std::string TensorIdentity::ToString() const {
+  // Storage ids start at 1: 0 is an undefined tensor's identity.
+  if (storage_id == 0) return "an undefined tensor";
   return absl::StrFormat(
       "storage #%d @%#x %s%s strides %s (%d B)%s", storage_id, address,
       DTypeName(dtype), ShapeToString(shape), ShapeToString(strides), bytes,
@@ -141,7 +143,7 @@ TensorIdentity Tensor::Identity() const {
     id.device = storage_->device();
   }
   id.address = reinterpret_cast<uintptr_t>(data());
-  id.bytes = span_bytes();
+  id.bytes = storage_ != nullptr ? span_bytes() : 0;
   id.dtype = dtype_;
   id.shape = shape_;
   id.strides = strides_;

@@ -1,13 +1,61 @@
 #include "core/tensor_slot.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
 namespace normgraph {
+namespace {
+
+// The addresses of the first bytes of t's elements, in index order.
+std::vector<uintptr_t> ElementAddresses(const Tensor& t) {
+  std::vector<uintptr_t> out;
+  out.reserve(t.numel());
+  const uintptr_t base = reinterpret_cast<uintptr_t>(t.data());
+  const int64_t es = static_cast<int64_t>(DTypeSize(t.dtype()));
+  std::vector<int64_t> index(t.shape().size(), 0);
+  for (int64_t n = 0; n < t.numel(); ++n) {
+    int64_t offset = 0;
+    for (size_t d = 0; d < index.size(); ++d)
+      offset += index[d] * t.strides()[d];
+    out.push_back(base + offset * es);
+    for (size_t d = index.size(); d-- > 0;) {
+      if (++index[d] < t.shape()[d]) break;
+      index[d] = 0;
+    }
+  }
+  return out;
+}
+
+// Whether a and b have a byte in common (by address: the same memory in two
+// storages counts). Spans first; element by element only when the spans
+// meet and a layout has gaps.
+bool SharesBytes(const Tensor& a, const Tensor& b) {
+  if (!a.defined() || !b.defined() || a.numel() == 0 || b.numel() == 0)
+    return false;
+  const uintptr_t a0 = reinterpret_cast<uintptr_t>(a.data());
+  const uintptr_t b0 = reinterpret_cast<uintptr_t>(b.data());
+  if (a0 + a.span_bytes() <= b0 || b0 + b.span_bytes() <= a0) return false;
+  if (a.is_contiguous() && b.is_contiguous()) return true;
+  std::vector<uintptr_t> starts = ElementAddresses(a);
+  std::sort(starts.begin(), starts.end());
+  const uintptr_t a_size = DTypeSize(a.dtype());
+  const uintptr_t b_size = DTypeSize(b.dtype());
+  for (const uintptr_t begin : ElementAddresses(b)) {
+    // The last element of a starting before this one ends, and its end.
+    auto it = std::lower_bound(starts.begin(), starts.end(), begin + b_size);
+    if (it != starts.begin() && *std::prev(it) + a_size > begin) return true;
+  }
+  return false;
+}
+
+}  // namespace
 
 absl::string_view SlotKindName(SlotKind kind) {
   switch (kind) {
@@ -141,6 +189,15 @@ std::string TensorSlot::StaleReason() const {
 absl::Status TensorSlot::Refresh() {
   if (!refresh_)
     return absl::FailedPreconditionError("slot has no refresh function");
+  // Writing the buffer would change the values it is computed from (and the
+  // source's write count would not show it: a refresh writes for no slot).
+  if (SharesBytes(tensor_, source_->tensor())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("derived buffer ", tensor_.Identity().ToString(),
+                     " shares bytes with its source ",
+                     source_->tensor().Identity().ToString(),
+                     ": refreshing it would overwrite what it reads"));
+  }
   RefreshWrites refreshing;
   return refresh_();
 }

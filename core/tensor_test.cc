@@ -256,6 +256,42 @@ TEST(TensorSlotTest, RefreshesInOneStorageLeaveTheOtherDerivedSlotsFresh) {
   EXPECT_THAT(derived_b.StaleReason(), HasSubstr("after the last refresh"));
 }
 
+// A derived buffer that shares bytes with its source (rebound onto it, or a
+// view overlapping it) is never refreshed: the refresh would overwrite the
+// values it reads, and no write count would show it. Disjoint views of one
+// storage, interleaved column slices included, refresh as usual.
+TEST(TensorSlotTest, ARefreshOverItsOwnSourceIsRefused) {
+  auto arena = *Storage::Allocate(CpuAllocator(), 32);  // f32 [2, 4]
+  auto columns = [&](size_t first) {
+    return *Tensor::FromStorage(arena, 4 * first, {2, 2}, {4, 1},
+                                DType::kF32);
+  };
+  TensorSlot source(SlotKind::kParameter, columns(0));
+  TensorSlot derived(SlotKind::kBuffer, columns(2));
+  int refreshes = 0;
+  derived.DeriveFrom(&source, [&]() -> absl::Status {
+    ++refreshes;
+    derived.MarkRefreshed();
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(derived.Refresh().ok());
+  EXPECT_EQ(refreshes, 1);
+  for (const Tensor& overlapping :
+       {source.tensor(), columns(1),
+        *Tensor::FromStorage(arena, 4, {1}, {1}, DType::kF32),
+        *Tensor::FromStorage(arena, 0, {8}, {1}, DType::kF32)}) {
+    derived.Rebind(overlapping);
+    absl::Status s = derived.Refresh();
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+    EXPECT_THAT(s.message(), HasSubstr("shares bytes with its source"));
+    EXPECT_EQ(refreshes, 1);
+    EXPECT_TRUE(derived.IsStale());
+  }
+  derived.Rebind(*Tensor::FromStorage(arena, 8, {2, 1}, {4, 1}, DType::kF32));
+  EXPECT_TRUE(derived.Refresh().ok());
+  EXPECT_EQ(refreshes, 2);
+}
+
 TEST(TensorSlotTest, RebindRecordsTheCallersLine) {
   TensorSlot slot(SlotKind::kBuffer,
                   *Tensor::Empty(CpuAllocator(), {4}, DType::kF32));

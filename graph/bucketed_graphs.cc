@@ -85,21 +85,29 @@ absl::Status BucketedGraphs::Run(const StepBuffers& io) {
                         absl::StrCat("graph '", graph, "': step tensor '",
                                      io.spec(i).name, "': ", s.message()));
   };
-  for (size_t i = 0; i < io.size(); ++i) {
-    if (io.spec(i).role != StepRole::kInput) continue;
-    const Tensor& s = statics.tensor(i);
-    NG_ASSIGN_OR_RETURN(Tensor rows, s.Narrow(0, 0, batch));
-    NG_RETURN_IF_ERROR(named(i, stream_.Copy(io.tensor(i), rows)));
-    if (batch < bucket) {
-      NG_ASSIGN_OR_RETURN(Tensor pad, s.Narrow(0, batch, bucket - batch));
-      NG_RETURN_IF_ERROR(stream_.Zero(pad));
+  // Written after the graph's check: a refused step writes nothing (a static
+  // input rebound onto other memory, a weight's say, would take the inputs).
+  auto write_inputs = [&]() -> absl::Status {
+    for (size_t i = 0; i < io.size(); ++i) {
+      if (io.spec(i).role != StepRole::kInput) continue;
+      const Tensor& s = statics.tensor(i);
+      absl::StatusOr<Tensor> rows = s.Narrow(0, 0, batch);
+      NG_RETURN_IF_ERROR(named(i, rows.status()));
+      NG_RETURN_IF_ERROR(named(i, stream_.Copy(io.tensor(i), *rows)));
+      if (batch < bucket) {
+        absl::StatusOr<Tensor> pad = s.Narrow(0, batch, bucket - batch);
+        NG_RETURN_IF_ERROR(named(i, pad.status()));
+        NG_RETURN_IF_ERROR(named(i, stream_.Zero(*pad)));
+      }
     }
-  }
-  NG_RETURN_IF_ERROR(entry.graph->Replay());
+    return absl::OkStatus();
+  };
+  NG_RETURN_IF_ERROR(entry.graph->Replay(write_inputs));
   for (size_t i = 0; i < io.size(); ++i) {
     if (io.spec(i).role != StepRole::kOutput) continue;
-    NG_ASSIGN_OR_RETURN(Tensor rows, statics.tensor(i).Narrow(0, 0, batch));
-    NG_RETURN_IF_ERROR(named(i, stream_.Copy(rows, io.tensor(i))));
+    absl::StatusOr<Tensor> rows = statics.tensor(i).Narrow(0, 0, batch);
+    NG_RETURN_IF_ERROR(named(i, rows.status()));
+    NG_RETURN_IF_ERROR(named(i, stream_.Copy(*rows, io.tensor(i))));
   }
   return absl::OkStatus();
 }

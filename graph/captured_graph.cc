@@ -90,6 +90,11 @@ absl::Status CapturedGraph::Recapture() {
 }
 
 absl::Status CapturedGraph::Replay() {
+  return Replay([] { return absl::OkStatus(); });
+}
+
+absl::Status CapturedGraph::Replay(
+    absl::FunctionRef<absl::Status()> before_launch) {
   if (stream_.is_capturing()) {
     // Graphs do not nest: a replay now would run (CPU) or be refused at
     // instantiation (CUDA) instead of becoming part of the capture.
@@ -97,7 +102,10 @@ absl::Status CapturedGraph::Replay() {
         "replay while its stream is capturing (graphs do not nest)"));
   }
   if (invalidated_) NG_RETURN_IF_ERROR(Recapture());
-  if (options_.policy == ReplayPolicy::kUnchecked) return Launch();
+  if (options_.policy == ReplayPolicy::kUnchecked) {
+    NG_RETURN_IF_ERROR(before_launch());
+    return Launch();
+  }
   const int64_t start = NowNs();
   // Nothing moved since the last clean check (graph/identity_snapshot.h): no
   // per-tensor work.
@@ -120,6 +128,7 @@ absl::Status CapturedGraph::Replay() {
     }
     NG_RETURN_IF_ERROR(Repair());
   }
+  NG_RETURN_IF_ERROR(before_launch());
   return Launch();
 }
 

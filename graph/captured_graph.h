@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "core/stream.h"
 #include "core/tensor_slot.h"
@@ -54,6 +55,11 @@ class CapturedGraph {
   // planned differently now) is repaired by a recapture instead. An error if
   // the stream is capturing: graphs do not nest.
   absl::Status Replay();
+  // The same, running `before_launch` after the check (and any repair) and
+  // before the launch, so that a refused replay runs it not at all: for
+  // writing the graph's static inputs (BucketedGraphs::Run), and nothing
+  // else the check looks at.
+  absl::Status Replay(absl::FunctionRef<absl::Status()> before_launch);
 
   // Recaptures now (re-runs the capture function), whatever the policy.
   absl::Status Recapture();

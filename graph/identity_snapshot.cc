@@ -50,12 +50,13 @@ bool MayHoldBytes(const Tensor& t, uintptr_t address, size_t bytes) {
     if (t.shape()[i] > 1) dims.emplace_back(t.strides()[i], t.shape()[i]);
   }
   std::sort(dims.begin(), dims.end(), std::greater<>());
-  // Each dimension's stride must pass everything inside it (nested, no
-  // interleaving): then an element offset decomposes greedily.
+  // Each dimension's stride must pass everything inside it, all the inner
+  // dimensions together (nested, no interleaving): then an element offset
+  // decomposes greedily.
   int64_t inner = 1;  // elements an index of the next dimension out passes
   for (size_t k = dims.size(); k-- > 0;) {
     if (dims[k].first < inner) return true;
-    inner = (dims[k].second - 1) * dims[k].first + 1;
+    inner += (dims[k].second - 1) * dims[k].first;
   }
   // The innermost contiguous run, in elements.
   int64_t run = 1;
@@ -89,7 +90,9 @@ std::string Violation::ToString() const {
     case ViolationKind::kStale:
       return absl::StrCat(name, ": stale: ", detail);
     case ViolationKind::kFreed:
-      return absl::StrCat(name, ": ", captured.ToString(), " was freed");
+      return absl::StrCat(name, ": ", captured.ToString(), " was freed",
+                          detail.empty() ? "" : " (used by ", detail,
+                          detail.empty() ? "" : ")");
     case ViolationKind::kStructure:
       return absl::StrCat(name,
                           ": structure changed since capture (slots added or "
@@ -222,7 +225,16 @@ void IdentitySnapshot::Verify(std::vector<Violation>& out,
     if (t.slot == nullptr) {
       if (!StorageIsLive(t.captured.storage_id)) {
         out.push_back(Violation{
-            ViolationKind::kFreed, i, t.name, t.captured, {}, {}, ""});
+            ViolationKind::kFreed,
+            i,
+            t.name,
+            t.captured,
+            {},
+            {},
+            absl::StrJoin(
+                t.uses, ", ", [](std::string* s, const NodeArgUse& u) {
+                  absl::StrAppend(s, "node ", u.node, " argument ", u.arg);
+                })});
       }
       continue;
     }

@@ -108,9 +108,10 @@ class Incident {
   }
 
   // Runs the graph for `batch` rows (outputs poisoned first, static and
-  // returned alike) and eager on the same inputs. Returns the graph's status;
-  // graph_io_/eager_ hold the outputs.
-  absl::Status RunBoth(int64_t batch, uint64_t seed) {
+  // returned alike) and eager on the same inputs (unless `eager` is false: a
+  // model that cannot run). Returns the graph's status; graph_io_/eager_ hold
+  // the outputs.
+  absl::Status RunBoth(int64_t batch, uint64_t seed, bool eager = true) {
     graph_io_ =
         *StepBuffers::Create("io", model_->StepSpecs(batch), allocator_);
     eager_ =
@@ -131,7 +132,7 @@ class Incident {
         EXPECT_TRUE(Poison(statics.tensor(i)).ok());
       }
     }
-    EXPECT_TRUE(model_->Forward(stream_, *eager_).ok());
+    if (eager) EXPECT_TRUE(model_->Forward(stream_, *eager_).ok());
     return graphs_->Run(*graph_io_);
   }
 
@@ -485,6 +486,20 @@ TEST_P(OffloadRestore, CaughtThroughStorageIdEvenWhenTheAddressRepeats) {
   }
 }
 
+// Offloaded and not restored yet: the slot holds no tensor. The refusal says
+// so (not a made-up scalar's identity).
+TEST_P(OffloadRestore, AReplayWhileOffloadedNamesTheUndefinedTensor) {
+  Incident inc = MakeIncident(Qwen(false), ReplayPolicy::kFail);
+  const std::string name = "model.layers.0.linear_attn.norm.weight";
+  TensorSlot* slot = inc.model().FindSlot("layers.0.linear_attn.norm.weight");
+  slot->Rebind(Tensor());
+  absl::Status s = inc.RunBoth(2, 3, /*eager=*/false);
+  ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_THAT(ViolationNames(s.message()), ::testing::ElementsAre(name));
+  EXPECT_THAT(s.message(), HasSubstr("to an undefined tensor"));
+  EXPECT_TRUE(inc.NothingLaunched(2));
+}
+
 // The dangerous variant: after the offload another tensor takes the freed
 // block; the restored weight lands elsewhere. An unchecked replay reads the
 // other tensor's bytes.
@@ -623,12 +638,18 @@ TEST_P(StaticBuffers, RebindingAStaticInputIsCaught) {
   Incident inc = MakeIncident(Qwen(false), ReplayPolicy::kFail);
   StepBuffers& statics = inc.graphs().static_buffers(4);
   Tensor fresh = Empty(statics.tensor(0).shape(), statics.tensor(0).dtype());
+  ASSERT_TRUE(Poison(fresh).ok());
+  const Tensor before = *Clone(fresh);
   statics.slot(0).Rebind(fresh);
   absl::Status s = inc.RunBoth(4, 1);
   ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(ViolationNames(s.message()),
               ::testing::ElementsAre("graph.b4.hidden_states"));
   EXPECT_TRUE(inc.NothingLaunched(4));
+  // The refused step wrote nothing: not even its inputs into the rebound
+  // buffer (which might be other memory, a weight's).
+  EXPECT_TRUE(BitwiseEqual(fresh, before));
+  EXPECT_EQ(inc.graphs().TotalStats().refused, 1);
 }
 
 // Two slots holding one tensor at capture (tied weights): each node depends
