@@ -263,8 +263,7 @@ TEST(TensorSlotTest, RefreshesInOneStorageLeaveTheOtherDerivedSlotsFresh) {
 TEST(TensorSlotTest, ARefreshOverItsOwnSourceIsRefused) {
   auto arena = *Storage::Allocate(CpuAllocator(), 32);  // f32 [2, 4]
   auto columns = [&](size_t first) {
-    return *Tensor::FromStorage(arena, 4 * first, {2, 2}, {4, 1},
-                                DType::kF32);
+    return *Tensor::FromStorage(arena, 4 * first, {2, 2}, {4, 1}, DType::kF32);
   };
   TensorSlot source(SlotKind::kParameter, columns(0));
   TensorSlot derived(SlotKind::kBuffer, columns(2));
