@@ -238,6 +238,14 @@ for entry in "${entries[@]}"; do
             count="0 errors, $probes expected parameter-count probes"
           fi
         fi
+        if [[ $src -ne 0 ]] && grep -q 'Target application terminated before first instrumented API call' \
+            "$logs/$id.$tool.log" && grep -q '^\[  PASSED  \]' "$logs/$id.$tool.log" \
+            && ! grep -q '^\[  FAILED  \]' "$logs/$id.$tool.log"; then
+          # The tests passed without one CUDA API call (a GPU build of a test whose cases touch
+          # no device memory): the tool had nothing to check, which it reports as an error.
+          src=0
+          count="no CUDA API call to check"
+        fi
         details+="; $tool $(status_word $src)${count:+ ($count)}"
         if [[ $src -ne 0 ]]; then
           failures=$((failures + 1))
