@@ -427,6 +427,73 @@ TEST_P(CapturedGraphTest, DerivedBufferWrittenDirectlyIsStale) {
   }
 }
 
+// Derived buffers packed into one storage that another slot covers whole (a
+// buffer of every layer's norm weights), and a kernel bound to that packed
+// slot: it reads the derived buffers' bytes, so their freshness is checked
+// although no node was bound to them; where they point is not (the node reads
+// the packed slot's bytes).
+class PackedDerived : public TensorOwner {
+ public:
+  explicit PackedDerived(Allocator& allocator)
+      : src(SlotKind::kParameter, *Tensor::Empty(allocator, {4}, DType::kF32)),
+        packed(SlotKind::kBuffer, *Tensor::Empty(allocator, {8}, DType::kF32)),
+        derived(SlotKind::kBuffer, *packed.tensor().Narrow(0, 0, 4)),
+        out(SlotKind::kBuffer, *Tensor::Empty(allocator, {8}, DType::kF32)) {
+    derived.DeriveFrom(&src, [this] {
+      absl::StatusOr<Tensor> values = ToHost(src.tensor());
+      if (!values.ok()) return values.status();
+      absl::Status ok = CopyInto(ViewOf(*values), derived.tensor());
+      if (ok.ok()) derived.MarkRefreshed();
+      return ok;
+    });
+  }
+  void ForEachSlot(SlotVisitor visit) override {
+    visit("o.src", src);
+    visit("o.packed", packed);
+    visit("o.derived", derived);
+    visit("o.out", out);
+  }
+  TensorSlot src, packed, derived, out;
+};
+
+TEST_P(CapturedGraphTest, DerivedBuffersReadThroughAPackedSlotAreChecked) {
+  for (ReplayPolicy policy : {ReplayPolicy::kFail, ReplayPolicy::kRecapture}) {
+    SCOPED_TRACE(ReplayPolicyName(policy));
+    PackedDerived o(allocator());
+    ASSERT_TRUE(Fill(o.packed.tensor(), 0.0f).ok());
+    ASSERT_TRUE(Fill(o.src.tensor(), 2.0f).ok());
+    ASSERT_TRUE(o.derived.Refresh().ok());
+    GraphOptions options;
+    options.policy = policy;
+    auto reader = *CapturedGraph::Capture(
+        "reader", stream(),
+        [&](Stream& s) { return Copy(s, o.packed.tensor(), o.out.tensor()); },
+        {&o}, options);
+    ASSERT_TRUE(reader->Replay().ok());
+    EXPECT_THAT(ToFloats(o.out.tensor()),
+                ::testing::ElementsAre(2, 2, 2, 2, 0, 0, 0, 0));
+    ASSERT_TRUE(Fill(o.src.tensor(), 3.0f).ok());
+    ASSERT_TRUE(o.derived.IsStale());
+    ASSERT_TRUE(Poison(o.out.tensor()).ok());
+    absl::Status s = reader->Replay();
+    if (policy == ReplayPolicy::kFail) {
+      ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+      EXPECT_THAT(ViolationNames(s.message()),
+                  ::testing::ElementsAre("o.derived"));
+      continue;
+    }
+    ASSERT_TRUE(s.ok()) << s;
+    EXPECT_EQ(reader->stats().refreshes, 1);
+    EXPECT_THAT(ToFloats(o.out.tensor()),
+                ::testing::ElementsAre(3, 3, 3, 3, 0, 0, 0, 0));
+    // Re-pointed elsewhere, it is no violation of this graph (refreshed
+    // there, it is fresh; the graph still reads the packed bytes).
+    o.derived.Rebind(*Tensor::Empty(allocator(), {4}, DType::kF32));
+    ASSERT_TRUE(o.derived.Refresh().ok());
+    EXPECT_TRUE(reader->Check().empty());
+  }
+}
+
 // Whatever checks the writer graph skips, its replays still count as writes:
 // an unchecked writer, or one whose destination no owner of it claims, makes
 // the derived buffers of what it wrote stale for every other graph.

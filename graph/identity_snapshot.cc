@@ -136,6 +136,7 @@ absl::StatusOr<IdentitySnapshot> IdentitySnapshot::Take(
   absl::flat_hash_map<uint64_t, size_t> unowned_index;
   std::vector<std::string> unowned_errors;
   std::vector<const Candidate*> matches;
+  std::vector<const Candidate*> derived_inside;
   auto track = [&](const Candidate& c) -> TrackedTensor& {
     auto [s, inserted] = slot_index.emplace(c.slot, snapshot.tensors_.size());
     if (inserted) {
@@ -204,7 +205,24 @@ absl::StatusOr<IdentitySnapshot> IdentitySnapshot::Take(
                                     matches.size() > 1});
         t.written |= Writes(recorded.access);
       }
+      // Derived buffers inside the bytes the argument reaches, through the
+      // slot it was bound to: the node reads their values.
+      auto storage = by_storage.find(arg.storage_id);
+      if (storage == by_storage.end() || arg.bytes == 0) continue;
+      for (const Candidate& c : storage->second) {
+        if (c.slot->source() == nullptr || c.end <= arg.address ||
+            arg.address + arg.bytes <= c.begin ||
+            std::find(matches.begin(), matches.end(), &c) != matches.end()) {
+          continue;
+        }
+        derived_inside.push_back(&c);
+      }
     }
+  }
+  // Tracked for freshness alone, unless a node was bound to them too.
+  for (const Candidate* c : derived_inside) {
+    if (slot_index.contains(c->slot)) continue;
+    track(*c).freshness_only = true;
   }
   if (!unowned_errors.empty()) {
     return absl::FailedPreconditionError(
@@ -239,7 +257,7 @@ void IdentitySnapshot::Verify(std::vector<Violation>& out,
       continue;
     }
     const Tensor& current = t.slot->tensor();
-    if (!Matches(current, t.captured)) {
+    if (!t.freshness_only && !Matches(current, t.captured)) {
       out.push_back(Violation{ViolationKind::kMoved, i, t.name, t.captured,
                               current.Identity(), t.slot->last_rebind(), ""});
     }

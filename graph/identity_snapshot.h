@@ -63,6 +63,10 @@ struct TrackedTensor {
   // the one a rebind patched in. Replays bump what they write, even when a
   // slot moved away under the unchecked policy.
   std::weak_ptr<Storage> storage;
+  // A derived buffer no node was bound to, whose bytes lie in an argument
+  // bound to another slot (a packed buffer of norm weights read whole): its
+  // freshness is checked, not where it points (`uses` is empty).
+  bool freshness_only = false;
 };
 
 enum class ViolationKind {
