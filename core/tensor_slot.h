@@ -19,7 +19,8 @@
 // refresh count for no slot (derived buffers packed into one storage, or
 // beside their sources, do not make each other stale), so a derived buffer's
 // bytes must not overlap another slot's: a refresh would change that slot's
-// values unseen.
+// values unseen (Refresh refuses the one overlap it can see, with its own
+// source).
 
 #include <cstdint>
 #include <functional>
@@ -84,6 +85,8 @@ class TensorSlot {
   // (5 writes other than refreshes, 4 at the refresh)" (empty if fresh).
   std::string StaleReason() const;
   // Runs the refresh function given to DeriveFrom (under RefreshWrites).
+  // Refused (FailedPrecondition, naming both tensors) while this slot's bytes
+  // overlap its source's: the refresh would overwrite what it reads.
   absl::Status Refresh();
 
  private:
