@@ -321,17 +321,18 @@ absl::StatusOr<HfModelConfig> ParseHfConfig(absl::string_view json,
       text = &*it;
     }
     where = "text_config.";
+    // transformers reads text_config with the outer type's own text config
+    // class (qwen3_5_moe: Qwen3_5MoeTextConfig, whose defaults differ from
+    // qwen3_5_text's): an inner type naming another is refused, not read
+    // with the wrong defaults.
+    const std::string own = absl::StrCat(outer, "_text");
     const std::string inner = type_of(*text);
-    if (!inner.empty()) {
-      const ModelType* t = FindModelType(inner);
-      if (t == nullptr || t->composite || t->family != type->family) {
-        return Bad(source, absl::StrCat("text_config.model_type '", inner,
-                                        "' does not belong to '", outer, "'"));
-      }
-      c.model_type = inner;
-    } else {
-      c.model_type = absl::StrCat(outer, "_text");
+    if (!inner.empty() && inner != own) {
+      return Bad(source, absl::StrCat("text_config.model_type '", inner,
+                                      "' does not belong to '", outer,
+                                      "' (its text model is '", own, "')"));
     }
+    c.model_type = own;
   } else {
     c.model_type = outer;
   }

@@ -141,6 +141,16 @@ TEST(HfConfigTest, NestedTextConfig) {
   EXPECT_THAT(Error(R"({"model_type": "gemma3",
                         "text_config": {"model_type": "qwen3_5_text"}})"),
               HasSubstr("does not belong to 'gemma3'"));
+  // transformers reads a qwen3_5_moe's text_config as Qwen3_5MoeTextConfig
+  // whatever type it names (the dense model's defaults differ): another
+  // text type of the family is refused, not read with the wrong defaults.
+  EXPECT_THAT(Error(R"({"model_type": "qwen3_5_moe",
+                        "text_config": {"model_type": "qwen3_5_text"}})"),
+              HasSubstr("does not belong to 'qwen3_5_moe' (its text model is "
+                        "'qwen3_5_moe_text')"));
+  EXPECT_THAT(Error(R"({"model_type": "qwen3_5",
+                        "text_config": {"model_type": "qwen3_5_moe_text"}})"),
+              HasSubstr("does not belong to 'qwen3_5'"));
 }
 
 TEST(HfConfigTest, BadValuesAreRefusedWithTheKey) {

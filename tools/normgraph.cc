@@ -175,7 +175,7 @@ const std::vector<FlagDef>& FlagDefs() {
        "model.safetensors.index.json (sharded), or a directory holding "
        "either. Empty: a synthetic checkpoint (random weights, Hugging Face "
        "names) written to a new temporary file in $TMPDIR (or /tmp), removed "
-       "at exit.",
+       "once read.",
        "Checkpoints"},
       {"update_checkpoint", "PATH", "",
        "Checkpoint for the weight updates (same forms): cycles alternate "
@@ -188,7 +188,7 @@ const std::vector<FlagDef>& FlagDefs() {
        "transformers 5 multimodal models, 'language_model.model.' for older "
        "ones); or give it (an empty value: names without a prefix).",
        "Checkpoints"},
-      {"ignore_unexpected", "", "auto",
+      {"ignore_unexpected", "", "",
        "Skip, and list, checkpoint tensors the norm stack has no parameter "
        "for (embeddings, projections, vision tower, ...). Default: on when a "
        "checkpoint is a directory or an index.json (a full model), off for a "
@@ -198,8 +198,8 @@ const std::vector<FlagDef>& FlagDefs() {
        "Refuse checkpoints whose norm weights hold NaN or infinity.",
        "Checkpoints"},
       {"save_checkpoint", "PATH", "",
-       "Also write the synthetic checkpoint to PATH and keep it (only "
-       "without --checkpoint; never over or beside the "
+       "Also write the synthetic checkpoint to PATH and keep it, replacing "
+       "a file there (only without --checkpoint; never over or beside the "
        "--update_checkpoint's files).",
        "Checkpoints"},
       // Run.
@@ -219,7 +219,7 @@ const std::vector<FlagDef>& FlagDefs() {
        "What a replay does when a buffer moved or went stale: refuse (launch "
        "nothing; name every tensor; 'fail' is an old name for it), recapture, "
        "rebind (patch node arguments in place), or unchecked (no checks, as "
-       "today's engines). With --inject: only that policy (default: all).",
+       "today's engines). With --inject and no --policy, all four.",
        "Run"},
       {"inject", "NAME", "none",
        "none, or legacy-loader: build the zero-centred norms with SGLang's "
@@ -1140,6 +1140,22 @@ absl::Status ValidateSetup(const CommandLine& cl, Setup& s) {
             " is in the --update_checkpoint directory ", s.update->directory,
             ": a checkpoint saved there would change what it loads"));
       }
+    }
+    // Where it goes must exist and be a file's place: said now, before
+    // anything is allocated (an existing file is replaced, atomically).
+    struct stat st;
+    if (::stat(resolved.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--save_checkpoint=", resolved,
+                       " is a directory; give the path of a file"));
+    }
+    const size_t slash = resolved.find_last_of('/');
+    const std::string folder =
+        slash == std::string::npos ? "." : resolved.substr(0, slash + 1);
+    if (::stat(folder.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--save_checkpoint=", resolved, ": its folder ", folder,
+                       " does not exist"));
     }
   }
 

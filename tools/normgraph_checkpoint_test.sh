@@ -137,6 +137,11 @@ out=$(cd "$tmp" && "$bin" --checkpoint=./qwen/model.safetensors --ignore_unexpec
 (cd / && BUILD_WORKING_DIRECTORY="$tmp" "$bin" --layers=2 --hidden=32 "${run[@]}" \
    --save_checkpoint=saved.safetensors >/dev/null 2>&1) || fail "relative --save_checkpoint"
 [[ -s "$tmp/saved.safetensors" ]] || fail "--save_checkpoint not resolved against BUILD_WORKING_DIRECTORY"
+# A directory, or a folder that does not exist, is refused before the run.
+expect 2 "--save_checkpoint=$tmp is a directory; give the path of a file" --layers=2 --hidden=32 \
+  "${run[@]}" --save_checkpoint="$tmp"
+expect 2 "--save_checkpoint=$tmp/nowhere/x.safetensors: its folder $tmp/nowhere/ does not exist" \
+  --layers=2 --hidden=32 "${run[@]}" --save_checkpoint="$tmp/nowhere/x.safetensors"
 # Saving over the checkpoint the run updates from is refused, and the file stays as it was.
 before=$(md5sum <"$tmp/saved.safetensors")
 expect 2 "--save_checkpoint=$tmp/saved.safetensors is a file of the --update_checkpoint" \

@@ -57,15 +57,18 @@ for f in /usr/lib/x86_64-linux-gnu/libgtest.a /usr/lib/x86_64-linux-gnu/libgmock
   [[ -e "$f" ]] || die "expected file '$f' is missing; the Debian package that provides it is broken"
 done
 
-# buildifier (BUILD formatting) comes from npm. Formatting is not needed to build or test, so a
-# failure here warns instead of failing the set-up.
+# buildifier (BUILD formatting, which .ci/run checks) comes from npm: Debian's npm package where the
+# machine has no npm at all (a Node.js install that ships its own npm is left alone).
 if ! command -v buildifier >/dev/null 2>&1; then
-  if command -v npm >/dev/null 2>&1; then
-    npm install -g --silent @bazel/buildifier@8.2.1 >/dev/null 2>&1 \
-      || echo "tools/setup.sh: warning: 'npm install -g @bazel/buildifier@8.2.1' failed; BUILD formatting unavailable" >&2
-  else
-    echo "tools/setup.sh: warning: npm not found; buildifier (BUILD formatting) not installed" >&2
+  if ! command -v npm >/dev/null 2>&1; then
+    [[ "$(id -u)" == "0" ]] || die "npm is missing (for buildifier); installing it needs root: sudo tools/setup.sh"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends npm \
+      || die "apt-get install failed for: npm"
   fi
+  npm install -g --silent @bazel/buildifier@8.2.1 >/dev/null 2>&1 \
+    || die "'npm install -g @bazel/buildifier@8.2.1' failed (is the npm registry reachable?)"
+  command -v buildifier >/dev/null 2>&1 || die "buildifier is still missing after npm install"
 fi
 
 echo "tools/setup.sh: ok ($(bazel --version 2>/dev/null || echo bazel), $(g++ --version | head -1), $(clang --version | head -1))"

@@ -15,6 +15,8 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/errno_status.h"
@@ -480,6 +482,22 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Parse(
   }
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
+  // Text where the binary length belongs: not a safetensors file at all (a
+  // Git LFS pointer left by a clone without LFS, an HTML error page).
+  if (header_len > kMaxHeaderBytes &&
+      std::all_of(bytes.begin(), bytes.begin() + 8, [](uint8_t c) {
+        return (c >= 0x20 && c < 0x7F) || c == '\n' || c == '\r' || c == '\t';
+      })) {
+    const absl::string_view start(reinterpret_cast<const char*>(bytes.data()),
+                                  std::min<size_t>(bytes.size(), 40));
+    const bool lfs = absl::StartsWith(start, "version https://git-lfs");
+    return Corrupt(
+        source, absl::StrCat("not a safetensors file: it begins with text (\"",
+                             absl::CEscape(start), "...\")",
+                             lfs ? "; a Git LFS pointer: fetch the file itself "
+                                   "(git lfs pull)"
+                                 : ""));
+  }
   if (header_len > kMaxHeaderBytes) {
     return Corrupt(source,
                    absl::StrFormat("header length %d exceeds the %d-byte limit",

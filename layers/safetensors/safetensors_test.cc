@@ -162,6 +162,28 @@ TEST(SafetensorsTest, RejectsHeaderLengthPastTheEnd) {
   EXPECT_THAT(s.message(), HasSubstr("exceeds the 100000000-byte limit"));
 }
 
+// Text where the header length belongs is named as such: a Git LFS pointer
+// (a clone without LFS) with what to do, any other text with its start.
+TEST(SafetensorsTest, TextIsNotASafetensorsFile) {
+  const std::string pointer =
+      "version https://git-lfs.github.com/spec/v1\noid sha256:0123\n"
+      "size 123456\n";
+  absl::Status s =
+      SafetensorsFile::FromBytes(std::make_shared<std::string>(pointer),
+                                 "model.safetensors")
+          .status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(s.message(), HasSubstr("model.safetensors"));
+  EXPECT_THAT(s.message(), HasSubstr("not a safetensors file"));
+  EXPECT_THAT(s.message(), HasSubstr("git lfs pull"));
+  s = SafetensorsFile::FromBytes(
+          std::make_shared<std::string>("<!DOCTYPE html><html>"), "x")
+          .status();
+  EXPECT_THAT(s.message(), HasSubstr("not a safetensors file: it begins with "
+                                     "text (\"<!DOCTYPE html><html>"));
+  EXPECT_THAT(s.message(), ::testing::Not(HasSubstr("git lfs")));
+}
+
 TEST(SafetensorsTest, RejectsEveryMalformedHeaderWithANamedError) {
   static constexpr char kNulThenGarbage[] = "{}\0\xFF\xFE not json {{{";
   const std::string ok_entry =
@@ -347,6 +369,19 @@ TEST(SafetensorsTest, WriterRejectsDuplicateNames) {
   Tensor a = *Tensor::Empty(CpuAllocator(), {1}, DType::kF32);
   EXPECT_FALSE(Serialize({{"x", ViewOf(a)}, {"x", ViewOf(a)}}).ok());
   EXPECT_FALSE(Serialize({{"__metadata__", ViewOf(a)}}).ok());
+}
+
+// A view whose byte count wraps (2^62 f32 elements: 2^64 bytes, 0 once
+// wrapped) or passes the data section's limit is refused by name, never
+// written with a header its reader refuses.
+TEST(SafetensorsTest, WriterRefusesByteCountsThatWrap) {
+  float d = 0;
+  for (const int64_t n : {int64_t{1} << 62, (int64_t{1} << 61) + 1}) {
+    absl::StatusOr<std::string> s =
+        Serialize({{"w", HostView{&d, DType::kF32, {n}}}});
+    ASSERT_FALSE(s.ok()) << n;
+    EXPECT_THAT(s.status().message(), HasSubstr("tensor 'w'"));
+  }
 }
 
 // The header the writer writes directly is the one nlohmann::ordered_json

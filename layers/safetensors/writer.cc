@@ -17,6 +17,10 @@
 namespace normgraph::safetensors {
 namespace {
 
+// The largest data section written: 256 TiB, past any real checkpoint (the
+// bytes are in memory), far below where a size_t count wraps.
+constexpr size_t kMaxDataBytes = size_t{1} << 48;
+
 // Appends `s` as a JSON string, as nlohmann::json's dump() writes one (which
 // is what this writer used; the bytes are unchanged): '"', '\\' and control
 // characters escaped (\b \t \n \f \r, else \u00xx), everything else as is.
@@ -133,7 +137,16 @@ absl::StatusOr<std::string> Serialize(
     }
     absl::StatusOr<int64_t> numel = CheckedNumel(t.view.shape, t.name);
     if (!numel.ok()) return numel.status();
-    const size_t bytes = static_cast<size_t>(*numel) * DTypeSize(t.view.dtype);
+    size_t bytes = 0;
+    // The data section in checked arithmetic: a wrapped count would write a
+    // header its own reader refuses.
+    if (__builtin_mul_overflow(static_cast<size_t>(*numel),
+                               DTypeSize(t.view.dtype), &bytes) ||
+        offset + bytes < offset || offset + bytes > kMaxDataBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "safetensors writer: tensor '", t.name, "' (", *numel,
+          " elements) takes the data section past ", kMaxDataBytes, " bytes"));
+    }
     if (json.size() > 1) json.push_back(',');
     if (!AppendJsonString(t.name, json)) return NotUtf8("tensor name", t.name);
     absl::StrAppend(&json, ":{\"dtype\":\"", DTypeToName(t.view.dtype),
