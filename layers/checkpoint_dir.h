@@ -58,7 +58,7 @@ struct CheckpointLocation {
   std::string path;             // the safetensors file, or the index.json
   std::string directory;        // where `path` (and the shards) are
   // Every safetensors file, in load order (one for kFile; for kSharded the
-  // distinct shards of the index, in order of first appearance).
+  // distinct shards of the index, in natural name order: 2 before 10).
   std::vector<std::string> files;
   // kSharded: tensor name -> shard file name, from the index.
   std::map<std::string, std::string> weight_map;
