@@ -246,7 +246,32 @@ absl::Status ReadGemma(const Json& t, const std::string& where,
   r.Int("num_key_value_heads", 1, kMaxConfigHeads, g.num_key_value_heads);
   r.Int("head_dim", 1, kMaxConfigHeadDim, g.head_dim);
   r.Eps(g.rms_norm_eps);
-  return r.status();
+  if (!r.status().ok()) return r.status();
+  // Sliding and full attention layers have the same norms, but a pattern
+  // transformers refuses (layer_type_validation) is refused here too.
+  if (const Json* types = r.Find("layer_types")) {
+    if (!types->is_array()) {
+      return Bad(c.source, absl::StrCat(where, "layer_types is not a list"));
+    }
+    if (static_cast<int64_t>(types->size()) != g.num_hidden_layers) {
+      return Bad(c.source,
+                 absl::StrCat(
+                     where, "layer_types has ", types->size(),
+                     " entries for num_hidden_layers = ", g.num_hidden_layers));
+    }
+    for (size_t i = 0; i < types->size(); ++i) {
+      const Json& e = (*types)[i];
+      const std::string name = e.is_string() ? e.get<std::string>() : e.dump();
+      if (name != "sliding_attention" && name != "full_attention") {
+        return Bad(c.source,
+                   absl::StrCat(where, "layer_types[", i, "] = '", name,
+                                "'; valid: sliding_attention, "
+                                "full_attention"));
+      }
+    }
+    r.Read("layer_types");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace

@@ -153,6 +153,24 @@ TEST(HfConfigTest, NestedTextConfig) {
               HasSubstr("does not belong to 'qwen3_5'"));
 }
 
+// Gemma3's layer_types (sliding or full attention: the same norms) must be a
+// pattern transformers accepts: one known entry per layer.
+TEST(HfConfigTest, Gemma3LayerTypesAreValidated) {
+  absl::StatusOr<HfModelConfig> c =
+      Parse(R"({"model_type": "gemma3_text", "num_hidden_layers": 2,
+                "layer_types": ["sliding_attention", "full_attention"]})");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->gemma.num_hidden_layers, 2);
+  EXPECT_THAT(Error(R"({"model_type": "gemma3_text", "num_hidden_layers": 4,
+                        "layer_types": ["full_attention"]})"),
+              HasSubstr("layer_types has 1 entries for num_hidden_layers = 4"));
+  EXPECT_THAT(Error(R"({"model_type": "gemma3", "text_config": {
+                        "num_hidden_layers": 1, "layer_types": ["linear"]}})"),
+              HasSubstr("text_config.layer_types[0] = 'linear'"));
+  EXPECT_THAT(Error(R"({"model_type": "gemma3_text", "layer_types": 3})"),
+              HasSubstr("layer_types is not a list"));
+}
+
 TEST(HfConfigTest, BadValuesAreRefusedWithTheKey) {
   EXPECT_THAT(Error("{"), HasSubstr("not valid JSON"));
   EXPECT_THAT(Error("[1]"), HasSubstr("not a JSON object"));
