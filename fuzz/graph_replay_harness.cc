@@ -1255,11 +1255,12 @@ class Harness {
         views.push_back({name, ViewOf(t)});
       }
       NG_ASSIGN_OR_RETURN(std::string bytes, safetensors::Serialize(views));
+      auto image = std::make_shared<std::string>(std::move(bytes));
       NG_ASSIGN_OR_RETURN(auto parsed,
-                          safetensors::SafetensorsFile::FromBytes(
-                              std::make_shared<std::string>(std::move(bytes))));
+                          safetensors::SafetensorsFile::FromBytes(image));
       plan->file =
           std::make_unique<safetensors::SafetensorsFile>(std::move(parsed));
+      NG_RETURN_IF_ERROR(CheckParsedImage(*image, *plan));
       for (const safetensors::TensorEntry& e : plan->file->tensors()) {
         // The image is ours (FromBytes keeps the string alive): rewritable.
         plan->data.push_back(
@@ -1282,6 +1283,48 @@ class Harness {
     }
     cached = std::move(plan);
     return cached.get();
+  }
+
+  // The parsed image's entries are the tensors written, each at the bytes
+  // the harness computes itself (the data section follows the 8-byte length
+  // and the header; the writer puts the tensors there in order, unpadded):
+  // the values the harness generates go through these views, so a reader
+  // that gave a tensor another's bytes, dtype or shape would otherwise
+  // corrupt the model and the harness's image alike.
+  absl::Status CheckParsedImage(const std::string& image,
+                                const LoadPlan& plan) {
+    uint64_t header = 0;
+    for (int i = 7; i >= 0; --i)
+      header = header << 8 | static_cast<uint8_t>(image[i]);
+    const uint8_t* at = reinterpret_cast<const uint8_t*>(image.data()) + 8 +
+                        static_cast<size_t>(header);
+    const std::vector<safetensors::TensorEntry>& entries = plan.file->tensors();
+    if (entries.size() != plan.tensors.size()) {
+      return Finding(absl::StrCat("safetensors image of ", plan.tensors.size(),
+                                  " tensors parsed as ", entries.size()));
+    }
+    for (const auto& [name, t] : plan.tensors) {
+      const size_t bytes = t.numel() * DTypeSize(t.dtype());
+      const auto e = std::find_if(
+          entries.begin(), entries.end(),
+          [&](const safetensors::TensorEntry& e) { return e.name == name; });
+      if (e == entries.end() || e->dtype != t.dtype() ||
+          e->shape != t.shape() || e->data != at || e->bytes != bytes) {
+        return Finding(absl::StrCat(
+            "safetensors image: ", name, " ", DTypeName(t.dtype()),
+            ShapeToString(t.shape()), " written at data byte ",
+            at - reinterpret_cast<const uint8_t*>(image.data()), " (", bytes,
+            " bytes) parsed as ",
+            e == entries.end()
+                ? std::string("missing")
+                : absl::StrCat(
+                      e->dtype_name, ShapeToString(e->shape), " at byte ",
+                      e->data - reinterpret_cast<const uint8_t*>(image.data()),
+                      " (", e->bytes, " bytes)")));
+      }
+      at += bytes;
+    }
+    return absl::OkStatus();
   }
 
   // Loads generated weights into the parameters `mask` picks (bit i % 8 picks
