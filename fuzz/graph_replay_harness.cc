@@ -1303,7 +1303,10 @@ class Harness {
       return Finding(absl::StrCat("safetensors image of ", plan.tensors.size(),
                                   " tensors parsed as ", entries.size()));
     }
-    for (const auto& [name, t] : plan.tensors) {
+    for (const auto& named : plan.tensors) {
+      // (not a structured binding: the lambda below captures the name)
+      const std::string& name = named.first;
+      const Tensor& t = named.second;
       const size_t bytes = t.numel() * DTypeSize(t.dtype());
       const auto e = std::find_if(
           entries.begin(), entries.end(),
