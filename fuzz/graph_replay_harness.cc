@@ -1428,6 +1428,27 @@ class Harness {
           plan->converted, ", ", params_.size() - picked, ", ",
           plan->extra ? 1 : 0, State()));
     }
+    // And by name: the parameters the load left out, the tensor it skipped.
+    std::vector<std::string> missing(report->missing.begin(),
+                                     report->missing.end());
+    std::vector<std::string> left_out;
+    for (int i : params_) {
+      if (std::find(plan->picked.begin(), plan->picked.end(), i) ==
+          plan->picked.end()) {
+        left_out.emplace_back(slots_[i].name);
+      }
+    }
+    std::sort(missing.begin(), missing.end());
+    std::sort(left_out.begin(), left_out.end());
+    if (missing != left_out ||
+        (plan->extra && report->unexpected[0] != "model.unexpected.weight")) {
+      return Finding(absl::StrCat(
+          what(), " reported missing {", absl::StrJoin(report->missing, ", "),
+          "} and unexpected {", absl::StrJoin(report->unexpected, ", "),
+          "}; expected missing {", absl::StrJoin(left_out, ", "), "}",
+          plan->extra ? " and unexpected {model.unexpected.weight}" : "",
+          State()));
+    }
     // The image: each tensor in the loader's order, rounded to its
     // parameter's dtype (a later write through an alias wins).
     for (size_t k = 0; k < plan->data.size(); ++k) {
