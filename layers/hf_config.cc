@@ -1,10 +1,13 @@
 #include "layers/hf_config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -165,6 +168,38 @@ absl::Status ReadDType(const Json& obj, HfModelConfig& c) {
   return absl::OkStatus();
 }
 
+// `layer_types`, read as transformers validates it: a list of one entry per
+// layer, each one of `valid`; the entries' indices into `valid` (empty if the
+// key is absent or null).
+absl::StatusOr<std::vector<size_t>> ReadLayerTypes(
+    KeyReader& r, const std::string& where, int64_t layers,
+    std::initializer_list<absl::string_view> valid, const HfModelConfig& c) {
+  std::vector<size_t> out;
+  const Json* types = r.Find("layer_types");
+  if (types == nullptr) return out;
+  if (!types->is_array()) {
+    return Bad(c.source, absl::StrCat(where, "layer_types is not a list"));
+  }
+  if (static_cast<int64_t>(types->size()) != layers) {
+    return Bad(c.source,
+               absl::StrCat(where, "layer_types has ", types->size(),
+                            " entries for num_hidden_layers = ", layers));
+  }
+  for (size_t i = 0; i < types->size(); ++i) {
+    const Json& e = (*types)[i];
+    const std::string name = e.is_string() ? e.get<std::string>() : e.dump();
+    const auto found = std::find(valid.begin(), valid.end(), name);
+    if (found == valid.end()) {
+      return Bad(c.source,
+                 absl::StrCat(where, "layer_types[", i, "] = '", name,
+                              "'; valid: ", absl::StrJoin(valid, ", ")));
+    }
+    out.push_back(static_cast<size_t>(found - valid.begin()));
+  }
+  r.Read("layer_types");
+  return out;
+}
+
 absl::Status ReadQwen(const Json& t, const std::string& where,
                       bool defaults_known, HfModelConfig& c) {
   if (!defaults_known) {
@@ -198,32 +233,14 @@ absl::Status ReadQwen(const Json& t, const std::string& where,
   // The layer pattern: layer_types, else every full_attention_interval-th
   // layer is full attention (Qwen3-Next), else the Qwen3.5 default (every 4th).
   q.layer_types.clear();
-  if (const Json* types = r.Find("layer_types")) {
-    if (!types->is_array()) {
-      return Bad(c.source, absl::StrCat(where, "layer_types is not a list"));
-    }
-    if (static_cast<int64_t>(types->size()) != q.num_hidden_layers) {
-      return Bad(c.source,
-                 absl::StrCat(
-                     where, "layer_types has ", types->size(),
-                     " entries for num_hidden_layers = ", q.num_hidden_layers));
-    }
-    for (size_t i = 0; i < types->size(); ++i) {
-      const Json& e = (*types)[i];
-      const std::string name = e.is_string() ? e.get<std::string>() : e.dump();
-      if (name == "linear_attention") {
-        q.layer_types.push_back(Qwen35LayerType::kLinearAttention);
-      } else if (name == "full_attention") {
-        q.layer_types.push_back(Qwen35LayerType::kFullAttention);
-      } else {
-        return Bad(c.source,
-                   absl::StrCat(where, "layer_types[", i, "] = '", name,
-                                "'; valid: linear_attention, "
-                                "full_attention"));
-      }
-    }
-    r.Read("layer_types");
-  } else {
+  absl::StatusOr<std::vector<size_t>> types = ReadLayerTypes(
+      r, where, q.num_hidden_layers, {"linear_attention", "full_attention"}, c);
+  if (!types.ok()) return types.status();
+  for (size_t type : *types) {
+    q.layer_types.push_back(type == 0 ? Qwen35LayerType::kLinearAttention
+                                      : Qwen35LayerType::kFullAttention);
+  }
+  if (types->empty()) {
     int64_t interval = 4;
     r.Int("full_attention_interval", 1, kMaxConfigLayers, interval);
     if (!r.status().ok()) return r.status();
@@ -249,29 +266,9 @@ absl::Status ReadGemma(const Json& t, const std::string& where,
   if (!r.status().ok()) return r.status();
   // Sliding and full attention layers have the same norms, but a pattern
   // transformers refuses (layer_type_validation) is refused here too.
-  if (const Json* types = r.Find("layer_types")) {
-    if (!types->is_array()) {
-      return Bad(c.source, absl::StrCat(where, "layer_types is not a list"));
-    }
-    if (static_cast<int64_t>(types->size()) != g.num_hidden_layers) {
-      return Bad(c.source,
-                 absl::StrCat(
-                     where, "layer_types has ", types->size(),
-                     " entries for num_hidden_layers = ", g.num_hidden_layers));
-    }
-    for (size_t i = 0; i < types->size(); ++i) {
-      const Json& e = (*types)[i];
-      const std::string name = e.is_string() ? e.get<std::string>() : e.dump();
-      if (name != "sliding_attention" && name != "full_attention") {
-        return Bad(c.source,
-                   absl::StrCat(where, "layer_types[", i, "] = '", name,
-                                "'; valid: sliding_attention, "
-                                "full_attention"));
-      }
-    }
-    r.Read("layer_types");
-  }
-  return absl::OkStatus();
+  return ReadLayerTypes(r, where, g.num_hidden_layers,
+                        {"sliding_attention", "full_attention"}, c)
+      .status();
 }
 
 }  // namespace
