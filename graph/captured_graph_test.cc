@@ -284,6 +284,18 @@ TEST_P(CapturedGraphTest, InvalidateForcesARecapture) {
   EXPECT_THAT(ToFloats(m.out().tensor()), Each(3.0f));
 }
 
+// Declares `derived` a copy of `source`: its refresh copies the source's
+// values in (in place) and marks it refreshed.
+void DeriveCopy(TensorSlot& derived, const TensorSlot& source) {
+  derived.DeriveFrom(&source, [&derived, &source] {
+    absl::StatusOr<Tensor> values = ToHost(source.tensor());
+    if (!values.ok()) return values.status();
+    absl::Status ok = CopyInto(ViewOf(*values), derived.tensor());
+    if (ok.ok()) derived.MarkRefreshed();
+    return ok;
+  });
+}
+
 // Replays bump the write version of what they write, so a derived buffer
 // whose source a graph writes goes stale: graph 1 writes `mid`, `derived` is
 // declared derived from `mid`, graph 2 reads `derived`.
@@ -294,13 +306,7 @@ class DerivedFromMid : public TensorOwner {
         mid(SlotKind::kBuffer, *Tensor::Empty(allocator, {8}, DType::kF32)),
         derived(SlotKind::kBuffer, *Tensor::Empty(allocator, {8}, DType::kF32)),
         out(SlotKind::kBuffer, *Tensor::Empty(allocator, {8}, DType::kF32)) {
-    derived.DeriveFrom(&mid, [this] {
-      absl::StatusOr<Tensor> values = ToHost(mid.tensor());
-      if (!values.ok()) return values.status();
-      absl::Status ok = CopyInto(ViewOf(*values), derived.tensor());
-      if (ok.ok()) derived.MarkRefreshed();
-      return ok;
-    });
+    DeriveCopy(derived, mid);
   }
   void ForEachSlot(SlotVisitor visit) override {
     visit("o.src", src);
@@ -439,13 +445,7 @@ class PackedDerived : public TensorOwner {
         packed(SlotKind::kBuffer, *Tensor::Empty(allocator, {8}, DType::kF32)),
         derived(SlotKind::kBuffer, *packed.tensor().Narrow(0, 0, 4)),
         out(SlotKind::kBuffer, *Tensor::Empty(allocator, {8}, DType::kF32)) {
-    derived.DeriveFrom(&src, [this] {
-      absl::StatusOr<Tensor> values = ToHost(src.tensor());
-      if (!values.ok()) return values.status();
-      absl::Status ok = CopyInto(ViewOf(*values), derived.tensor());
-      if (ok.ok()) derived.MarkRefreshed();
-      return ok;
-    });
+    DeriveCopy(derived, src);
   }
   void ForEachSlot(SlotVisitor visit) override {
     visit("o.src", src);
