@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "core/runtime.h"
@@ -509,6 +510,10 @@ struct Config {
 
 constexpr float kEps = 1e-6f;  // every stack's default rms_norm_eps
 
+// LoadWeights names at most this many problems in a refusal (then "... and
+// N more").
+constexpr size_t kListedLoadProblems = 20;
+
 std::string DescribeConfig(const Config& c) {
   const char* kind = c.kind == StackKind::kQwen35   ? "qwen3.5"
                      : c.kind == StackKind::kGemma3 ? "gemma3"
@@ -652,6 +657,7 @@ class Harness {
     NG_RETURN_IF_ERROR(InventoryProbe());
     NG_RETURN_IF_ERROR(BuildReferencePlan());
     InstallSelfTestFault();
+    InstallFailingHooks();
     options_.policy = config_.policy;
     options_.check_freshness = mode_ != FuzzMode::kNoFreshness;
     // Weight sets A and B (for swaps): fixed per input.
@@ -679,9 +685,9 @@ class Harness {
     switch (op) {
       case kLoad:
         if (!r.Byte(&a) || !r.Byte(&b) || !r.Byte(&c)) return absl::OkStatus();
-        // The op byte's bit 4: a strict load (no missing, no unexpected).
-        return LoadGenerated(a, 1000 + b, c, op_byte & 0x10 ? " (strict)" : "",
-                             op_byte & 0x10);
+        // The op byte's high nibble: LoadOptionBits.
+        return LoadGenerated(a, 1000 + b, c, op_byte >> 4 ? " (options)" : "",
+                             op_byte >> 4);
       case kSwap:
         if (!r.Byte(&a)) return absl::OkStatus();
         return LoadGenerated(0, a & 1 ? 22 : 11, 0, " (swap)");
@@ -1334,12 +1340,18 @@ class Harness {
   // parameter i; 0 or 0xFF: all), as `flags` says: bit 0 through a
   // safetensors image; bit 1 with the source in dtype ((flags & 0x7F) >> 2) %
   // 3; bit 4 in reverse order; bit 5 with one tensor of a wrong shape (the load
-  // must fail and change nothing); bit 6 with an unexpected extra tensor,
-  // ignored; bit 7 with values of a wide range and rounding ties (f32 and bf16
-  // sources). `strict` loads allow no missing parameter and no unexpected
-  // tensor: a subset or an extra tensor must be refused, changing nothing.
+  // must fail and change nothing); bit 6 with an unexpected extra tensor;
+  // bit 7 with values of a wide range and rounding ties (f32 and bf16
+  // sources). `options` (LoadOptionBits) says what the loader allows and
+  // whether a parameter's loader fails mid-way.
+  enum LoadOptionBits : uint8_t {
+    kNoMissing = 1,     // allow_missing false
+    kFlipUnexpected = 2,  // ignore_unexpected flipped (true when kNoMissing)
+    kNoConversion = 4,  // allow_dtype_conversion false
+    kFailingHook = 8,   // one picked parameter's after-load hook fails once
+  };
   absl::Status LoadGenerated(uint8_t mask, uint64_t seed, uint8_t flags,
-                             const char* kind, bool strict = false) {
+                             const char* kind, uint8_t option_bits = 0) {
     ++loads_;
     const int load = loads_;
     auto what = [&] {
@@ -1371,47 +1383,63 @@ class Harness {
     }
 
     LoadOptions options;
-    options.allow_missing = !strict;
-    options.ignore_unexpected = plan->extra && !strict;
-    const absl::StatusOr<LoadReport> report =
-        LoadWeights(*model_, *plan->set, options);
+    options.allow_missing = !(option_bits & kNoMissing);
+    options.ignore_unexpected =
+        !(option_bits & kNoMissing) != !(option_bits & kFlipUnexpected);
+    options.allow_dtype_conversion = !(option_bits & kNoConversion);
+    // Every tensor the loader must refuse, by name (one problem each).
+    std::vector<std::string> refused;
     const size_t picked = plan->picked.size();
-    if (strict && !plan->invalid && (picked < params_.size() || plan->extra)) {
-      // The name the refusal must give: the extra tensor, or the first
-      // parameter the subset leaves out.
-      std::string named = "model.unexpected.weight";
-      if (!plan->extra) {
-        for (int i : params_) {
-          if (std::find(plan->picked.begin(), plan->picked.end(), i) ==
-              plan->picked.end()) {
-            named = std::string(slots_[i].name);
-            break;
-          }
+    if (plan->invalid) refused.push_back(plan->bad_name);
+    if (!options.allow_missing) {
+      for (int i : params_) {
+        if (std::find(plan->picked.begin(), plan->picked.end(), i) ==
+            plan->picked.end()) {
+          refused.emplace_back(slots_[i].name);
         }
       }
-      if (report.ok() ||
-          report.status().code() != absl::StatusCode::kInvalidArgument ||
-          !absl::StrContains(report.status().message(), named)) {
-        return Finding(absl::StrCat(
-            what(), " ",
-            plan->extra ? "with an unexpected tensor" : "of a subset",
-            " was not refused naming ", named, ": ",
-            report.ok() ? "OK" : report.status().ToString(), State()));
-      }
-      return CheckState([&] { return absl::StrCat(what(), " (refused)"); });
     }
-
-    if (plan->invalid) {
-      if (report.ok() ||
-          report.status().code() != absl::StatusCode::kInvalidArgument ||
-          !absl::StrContains(report.status().message(), plan->bad_name)) {
-        return Finding(absl::StrCat(
-            what(), " with ", plan->bad_name,
-            " of a wrong shape was not refused naming it: ",
-            report.ok() ? "OK" : report.status().ToString(), State()));
+    if (plan->extra && !options.ignore_unexpected) {
+      refused.emplace_back("model.unexpected.weight");
+    }
+    if (!options.allow_dtype_conversion) {
+      for (size_t k = 0; k < picked; ++k) {
+        const std::string& name = plan->tensors[k].first;
+        if (plan->tensors[k].second.dtype() !=
+                slots_[plan->picked[k]].slot->tensor().dtype() &&
+            !(plan->invalid && name == plan->bad_name)) {
+          refused.push_back(name);
+        }
       }
-      // Nothing changed: every value and identity as before.
-      return CheckState([&] { return absl::StrCat(what(), " (refused)"); });
+    }
+    // A loader failing mid-way: the hook of one picked parameter fails the
+    // next time it runs, before or after the module's own hook.
+    int victim = -1;
+    if ((option_bits & kFailingHook) && refused.empty() && picked > 0) {
+      const uint64_t pick = Mix(seed * 7 + loads_);
+      victim = plan->picked[pick % picked];
+      failing_hook_ = victim;
+      fail_after_module_hook_ = (pick >> 32) & 1;
+    }
+    // The bytes of every derived buffer stale now: a failed load puts them
+    // back as they were.
+    std::vector<std::pair<int, HostBytes>> stale_before;
+    if (victim >= 0) {
+      for (int i : derived_) {
+        if (!ExpectStale(slots_[i]) || !slots_[i].slot->tensor().defined()) {
+          continue;
+        }
+        stale_before.emplace_back(i, HostBytes());
+        NG_RETURN_IF_ERROR(
+            stale_before.back().second.Read(slots_[i].slot->tensor()));
+      }
+    }
+    const absl::StatusOr<LoadReport> report =
+        LoadWeights(*model_, *plan->set, options);
+    failing_hook_ = -1;
+    if (!refused.empty()) return CheckRefusedLoad(report, refused, what);
+    if (victim >= 0) {
+      return CheckFailedLoad(report, *plan, victim, stale_before, what);
     }
     if (!report.ok()) {
       return Finding(absl::StrCat(
@@ -1474,6 +1502,119 @@ class Harness {
     // The loader refreshed every derived buffer that was stale.
     MarkAllRefreshed();
     return CheckState(what);  // what() only when there is a finding
+  }
+
+  // The error a failing hook (kFailingHook) returns.
+  std::string InjectedCause(int param) const {
+    return absl::StrCat("injected: the loader of ", slots_[param].name,
+                        " failed");
+  }
+
+  // Wraps every parameter's after-load hook (the module's, or a self-test
+  // fault's) in one that fails once when the parameter is `failing_hook_`:
+  // before the wrapped hook runs, or after it (`fail_after_module_hook_`).
+  void InstallFailingHooks() {
+    model_->ForEachParameter([&](const std::string& name, Parameter& p) {
+      const int index = index_.at(name);
+      std::function<absl::Status()> module_hook = p.after_load();
+      p.set_after_load([this, index, module_hook]() -> absl::Status {
+        const bool fail = failing_hook_ == index;
+        if (fail) failing_hook_ = -1;
+        if (fail && !fail_after_module_hook_) {
+          return absl::DataLossError(InjectedCause(index));
+        }
+        if (module_hook) NG_RETURN_IF_ERROR(module_hook());
+        if (fail) return absl::DataLossError(InjectedCause(index));
+        return absl::OkStatus();
+      });
+    });
+  }
+
+  // A load the loader must refuse before writing anything: kInvalidArgument,
+  // one problem per tensor in `refused`, each named, and nothing changed.
+  absl::Status CheckRefusedLoad(const absl::StatusOr<LoadReport>& report,
+                                std::vector<std::string> refused,
+                                Describe what) {
+    std::vector<std::string> named;
+    const absl::string_view message =
+        report.ok() ? absl::string_view() : report.status().message();
+    const std::string count =
+        absl::StrCat(": ", refused.size(),
+                     refused.size() == 1 ? " problem" : " problems",
+                     "; no weight was changed:");
+    bool right = !report.ok() &&
+                 report.status().code() == absl::StatusCode::kInvalidArgument &&
+                 absl::StrContains(message, count);
+    if (right && refused.size() <= kListedLoadProblems) {
+      // One line a problem, each starting with the tensor's name.
+      for (absl::string_view line : absl::StrSplit(
+               message.substr(message.find(count) + count.size()), "\n  ",
+               absl::SkipEmpty())) {
+        named.emplace_back(line.substr(0, line.find(": ")));
+      }
+      std::sort(named.begin(), named.end());
+      std::sort(refused.begin(), refused.end());
+      right = named == refused;
+    }
+    if (!right) {
+      return Finding(absl::StrCat(
+          what(), " was not refused naming {", absl::StrJoin(refused, ", "),
+          "}: ", report.ok() ? "OK" : report.status().ToString(), State()));
+    }
+    // Nothing changed: every value and identity as before.
+    return CheckState([&] { return absl::StrCat(what(), " (refused)"); });
+  }
+
+  // A load whose parameter `victim`'s hook failed (kFailingHook): the error
+  // names it and says everything was restored, every weight holds its old
+  // value, and every derived buffer stale before the load holds the same
+  // bytes and is still stale.
+  absl::Status CheckFailedLoad(
+      const absl::StatusOr<LoadReport>& report, const LoadPlan& plan,
+      int victim, const std::vector<std::pair<int, HostBytes>>& stale_before,
+      Describe what) {
+    if (report.ok() || report.status().code() != absl::StatusCode::kDataLoss ||
+        !absl::StrContains(report.status().message(), InjectedCause(victim)) ||
+        !absl::StrContains(report.status().message(),
+                           "all weights were restored")) {
+      return Finding(absl::StrCat(
+          what(), " with ", slots_[victim].name,
+          "'s loader failing did not report it, restored: ",
+          report.ok() ? "OK" : report.status().ToString(), State()));
+    }
+    // The loader wrote the parameters up to the victim, in its order, then
+    // put them back; it refreshed every derived buffer but those stale
+    // before.
+    for (int param : plan.param) {
+      if (param < 0) continue;
+      if (slots_[param].slot->tensor().defined()) ++WritesOf(slots_[param]);
+      if (param == victim) break;
+    }
+    for (int i : derived_) {
+      const auto was = std::find_if(
+          stale_before.begin(), stale_before.end(),
+          [i](const std::pair<int, HostBytes>& s) { return s.first == i; });
+      SlotInfo& d = slots_[i];
+      if (was == stale_before.end()) {
+        MarkRefreshed(d);
+        continue;
+      }
+      HostBytes now;
+      NG_RETURN_IF_ERROR(now.Read(d.slot->tensor()));
+      if (now.size() != was->second.size() ||
+          std::memcmp(now.data(), was->second.data(), now.size()) != 0 ||
+          !d.slot->IsStale()) {
+        return Finding(absl::StrCat(
+            what(), " failed (", slots_[victim].name, "'s loader) and left ",
+            d.name, ", stale before it, ",
+            d.slot->IsStale() ? "with other bytes" : "no longer stale",
+            State()));
+      }
+    }
+    return CheckState([&] {
+      return absl::StrCat(what(), " (failed in ", slots_[victim].name,
+                          "'s loader, rolled back)");
+    });
   }
 
   // --- graphs ---------------------------------------------------------------
@@ -2324,6 +2465,10 @@ class Harness {
   uint64_t input_seed_ = 1;
   int steps_ = 0;
   int loads_ = 0;
+  // The parameter whose after-load hook fails next (InstallFailingHooks), or
+  // -1; and whether it fails after the module's own hook.
+  int failing_hook_ = -1;
+  bool fail_after_module_hook_ = false;
 };
 
 }  // namespace

@@ -51,6 +51,10 @@ class Parameter {
   void set_after_load(std::function<absl::Status()> hook) {
     after_load_ = std::move(hook);
   }
+  // The hook set (empty if none): to wrap it in another.
+  const std::function<absl::Status()>& after_load() const {
+    return after_load_;
+  }
   absl::Status RunAfterLoad() {
     return after_load_ ? after_load_() : absl::OkStatus();
   }
