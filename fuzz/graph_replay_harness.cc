@@ -1345,10 +1345,10 @@ class Harness {
   // sources). `options` (LoadOptionBits) says what the loader allows and
   // whether a parameter's loader fails mid-way.
   enum LoadOptionBits : uint8_t {
-    kNoMissing = 1,     // allow_missing false
+    kNoMissing = 1,       // allow_missing false
     kFlipUnexpected = 2,  // ignore_unexpected flipped (true when kNoMissing)
-    kNoConversion = 4,  // allow_dtype_conversion false
-    kFailingHook = 8,   // one picked parameter's after-load hook fails once
+    kNoConversion = 4,    // allow_dtype_conversion false
+    kFailingHook = 8,     // one picked parameter's after-load hook fails once
   };
   absl::Status LoadGenerated(uint8_t mask, uint64_t seed, uint8_t flags,
                              const char* kind, uint8_t option_bits = 0) {
@@ -1538,18 +1538,17 @@ class Harness {
     std::vector<std::string> named;
     const absl::string_view message =
         report.ok() ? absl::string_view() : report.status().message();
-    const std::string count =
-        absl::StrCat(": ", refused.size(),
-                     refused.size() == 1 ? " problem" : " problems",
-                     "; no weight was changed:");
+    const std::string count = absl::StrCat(
+        ": ", refused.size(), refused.size() == 1 ? " problem" : " problems",
+        "; no weight was changed:");
     bool right = !report.ok() &&
                  report.status().code() == absl::StatusCode::kInvalidArgument &&
                  absl::StrContains(message, count);
     if (right && refused.size() <= kListedLoadProblems) {
       // One line a problem, each starting with the tensor's name.
-      for (absl::string_view line : absl::StrSplit(
-               message.substr(message.find(count) + count.size()), "\n  ",
-               absl::SkipEmpty())) {
+      for (absl::string_view line :
+           absl::StrSplit(message.substr(message.find(count) + count.size()),
+                          "\n  ", absl::SkipEmpty())) {
         named.emplace_back(line.substr(0, line.find(": ")));
       }
       std::sort(named.begin(), named.end());
