@@ -705,6 +705,18 @@ class Harness {
         return Eager();
       case kRecapture:
         if (graphs_ == nullptr) return absl::OkStatus();
+        // The op byte's bit 5: a module's structure changes (the next byte
+        // picks it); else bit 4: the graphs are invalidated (each recaptures
+        // before its next replay); else both recapture now.
+        if (op_byte & 0x20) {
+          if (!r.Byte(&a)) return absl::OkStatus();
+          return ChangeStructure(a);
+        }
+        if (op_byte & 0x10) {
+          graphs_->Invalidate();
+          for (bool& i : invalidated_) i = true;
+          return absl::OkStatus();
+        }
         NG_RETURN_IF_ERROR(graphs_->Recapture());
         NG_RETURN_IF_ERROR(
             CheckIdentities([] { return std::string("a recapture"); }));
@@ -1657,6 +1669,8 @@ class Harness {
   }
 
   void RecordCaptured(int64_t bucket) {
+    structure_changed_[BucketIndex(bucket)].clear();
+    invalidated_[BucketIndex(bucket)] = false;
     std::vector<TensorIdentity>& ids = Captured(bucket);
     ids.resize(slots_.size());
     for (size_t i = 0; i < slots_.size(); ++i) {
@@ -1668,7 +1682,11 @@ class Harness {
     }
   }
 
-  std::vector<std::string> ExpectedViolations(int64_t bucket) {
+  // The names of the violations the check of `bucket`'s graph must find
+  // (sorted), and, with `lines`, how the line naming each in a refusal
+  // starts: its kind, and for a move the identities and where it was rebound.
+  std::vector<std::string> ExpectedViolations(
+      int64_t bucket, std::vector<std::string>* lines = nullptr) {
     std::vector<std::string> expected;
     const std::vector<TensorIdentity>& ids = Captured(bucket);
     for (size_t i = 0; i < slots_.size(); ++i) {
@@ -1676,15 +1694,88 @@ class Harness {
       if (Relevant(s, bucket) &&
           (i >= ids.size() || !SameIdentity(s.slot->tensor(), ids[i]))) {
         expected.emplace_back(s.name);
+        if (lines != nullptr) {
+          const Tensor& t = s.slot->tensor();
+          lines->push_back(absl::StrCat(
+              s.name, ": moved from ", i < ids.size() ? ids[i].ToString() : "?",
+              " to ", t.defined() ? t.Identity().ToString() : "nothing",
+              " (rebound at ", s.slot->last_rebind().ToString(), ")"));
+        }
       }
     }
     if (options_.check_freshness) {
       for (SlotInfo& s : slots_) {
-        if (s.source >= 0 && ExpectStale(s)) expected.emplace_back(s.name);
+        if (s.source >= 0 && ExpectStale(s)) {
+          expected.emplace_back(s.name);
+          if (lines != nullptr)
+            lines->push_back(absl::StrCat(s.name, ": stale: "));
+        }
+      }
+    }
+    for (const std::string& module : structure_changed_[BucketIndex(bucket)]) {
+      expected.push_back(module);
+      if (lines != nullptr) {
+        lines->push_back(
+            absl::StrCat(module, ": structure changed since capture"));
       }
     }
     std::sort(expected.begin(), expected.end());
     return expected;
+  }
+
+  // Every line of a refusal starts with one expected line, each used once.
+  absl::Status CheckRefusalLines(absl::string_view message,
+                                 std::vector<std::string> lines,
+                                 const std::vector<std::string>& expected) {
+    for (absl::string_view line : absl::StrSplit(message, '\n')) {
+      if (!absl::ConsumePrefix(&line, "  ")) continue;
+      auto it = std::find_if(lines.begin(), lines.end(),
+                             [line](const std::string& start) {
+                               return absl::StartsWith(line, start);
+                             });
+      if (it == lines.end()) {
+        return Finding(absl::StrCat("refusal line \"", line, "\" is none of {",
+                                    absl::StrJoin(lines, "; "), "}",
+                                    State(expected)));
+      }
+      lines.erase(it);
+    }
+    return absl::OkStatus();
+  }
+
+  // Fault (or design): the structure of a module of the model changes (a
+  // forward-path switch, MarkStructureChanged): every graph must refuse or
+  // recapture, naming the module.
+  absl::Status ChangeStructure(uint8_t pick) {
+    if (modules_.empty()) {
+      // The root, every module of a parameter and their parents.
+      modules_.push_back("");
+      for (int i : params_) {
+        absl::string_view path = slots_[i].name;
+        absl::ConsumePrefix(&path, "model.");
+        while (path.rfind('.') != absl::string_view::npos) {
+          path = path.substr(0, path.rfind('.'));
+          modules_.emplace_back(path);
+        }
+      }
+      std::sort(modules_.begin(), modules_.end());
+      modules_.erase(std::unique(modules_.begin(), modules_.end()),
+                     modules_.end());
+    }
+    const std::string& path = modules_[pick % modules_.size()];
+    Module* m = model_->FindModule(path);
+    if (m == nullptr) {
+      return Finding(
+          absl::StrCat("FindModule(\"", path, "\") found nothing", State()));
+    }
+    m->MarkStructureChanged();
+    for (std::vector<std::string>& changed : structure_changed_) {
+      if (std::find(changed.begin(), changed.end(), m->full_name()) ==
+          changed.end()) {
+        changed.push_back(m->full_name());
+      }
+    }
+    return absl::OkStatus();
   }
 
   const std::vector<StepTensorSpec>& Specs(int64_t batch) {
@@ -1940,10 +2031,17 @@ class Harness {
       NG_RETURN_IF_ERROR(Poison(statics.tensor(i)));
     }
     NG_RETURN_IF_ERROR(Poison(probe_.slot->tensor()));
-    const std::vector<std::string> expected = ExpectedViolations(bucket);
+    // An invalidated graph recaptures before anything else.
+    const bool invalidated = invalidated_[BucketIndex(bucket)];
+    if (invalidated) RecordCaptured(bucket);
+    const bool checked = options_.policy != ReplayPolicy::kUnchecked;
+    std::vector<std::string> lines;
+    const std::vector<std::string> expected = ExpectedViolations(
+        bucket,
+        checked && options_.policy == ReplayPolicy::kFail ? &lines : nullptr);
     CapturedGraph& graph = graphs->graph(bucket);
+    const GraphCounts before = CountsOf(graph.stats());
     const int64_t violations_before = graph.stats().violations;
-    const int64_t recaptures_before = graph.stats().recaptures;
     std::map<std::string, int64_t> by_tensor_before;
     if (!expected.empty())
       by_tensor_before = graph.stats().violations_by_tensor;
@@ -1953,17 +2051,10 @@ class Harness {
                           ")");
     }));
     if (run.ok()) NG_RETURN_IF_ERROR(CheckPadding(statics, bucket, expected));
-    // No fault changes a layout, makes a use ambiguous or frees an unowned
-    // storage: every repair under the rebind policy is a rebind (a bug that
-    // makes one fail falls back to a recapture, whose output is right).
-    if (run.ok() && options_.policy == ReplayPolicy::kRebind &&
-        graph.stats().recaptures != recaptures_before) {
-      return Finding(
-          absl::StrCat("a repair under the rebind policy recaptured (",
-                       graph.stats().recaptures - recaptures_before,
-                       " recaptures) where a rebind fits", State(expected)));
+    if (run.ok() || run.code() == absl::StatusCode::kFailedPrecondition) {
+      NG_RETURN_IF_ERROR(
+          CheckCounts(before, CountsOf(graph.stats()), invalidated, expected));
     }
-    const bool checked = options_.policy != ReplayPolicy::kUnchecked;
 
     if (options_.policy == ReplayPolicy::kFail && !expected.empty()) {
       if (run.code() != absl::StatusCode::kFailedPrecondition) {
@@ -1978,6 +2069,8 @@ class Harness {
                                     absl::StrJoin(named, ", "), "}",
                                     State(expected)));
       }
+      NG_RETURN_IF_ERROR(
+          CheckRefusalLines(run.message(), std::move(lines), expected));
       for (size_t i = 0; i < statics.size(); ++i) {
         NG_ASSIGN_OR_RETURN(HostBytes b, HostBytes::Of(statics.tensor(i)));
         for (size_t j = 0; j < b.size(); ++j) {
@@ -2036,6 +2129,77 @@ class Harness {
     }
     return CheckValues(
         [&] { return absl::StrCat("a replay in bucket ", bucket); });
+  }
+
+  // The counters of a graph's stats a replay moves.
+  struct GraphCounts {
+    int64_t captures, replays, checks, refused, recaptures, rebinds, refreshes;
+  };
+  static GraphCounts CountsOf(const GraphStats& s) {
+    return {s.captures,   s.replays, s.checks,   s.refused,
+            s.recaptures, s.rebinds, s.refreshes};
+  }
+
+  // What one replay (not failed) added to its graph's stats: a recapture
+  // first if the graphs were invalidated; then under the fail policy a check
+  // and a refusal or a launch; under recapture and rebind a check, a refresh
+  // per stale buffer, and a recapture for moves (recapture) or structure
+  // changes (both), a rebind for moves (rebind), then a launch.
+  absl::Status CheckCounts(const GraphCounts& before, const GraphCounts& after,
+                           bool invalidated,
+                           const std::vector<std::string>& expected) {
+    const ReplayPolicy policy = options_.policy;
+    const bool checked = policy != ReplayPolicy::kUnchecked;
+    const bool refused = policy == ReplayPolicy::kFail && !expected.empty();
+    const bool repaired = checked && !refused && !expected.empty();
+    int64_t stale = 0, moved = 0;
+    const std::vector<std::string>& structure =
+        structure_changed_[BucketIndex(kBuckets[BucketIndex(batch_)])];
+    if (repaired) {
+      for (const SlotInfo& s : slots_) {
+        stale += options_.check_freshness && s.source >= 0 && ExpectStale(s);
+      }
+      moved = static_cast<int64_t>(expected.size()) - stale -
+              static_cast<int64_t>(structure.size());
+    }
+    // The pre-fix loader moves a buffer when the repair refreshes it: one
+    // more recapture or rebind may follow.
+    const bool legacy_slack = config_.legacy && stale > 0;
+    int64_t recaptures = invalidated;
+    int64_t rebinds = 0;
+    if (repaired && (!structure.empty() ||
+                     (policy == ReplayPolicy::kRecapture && moved > 0))) {
+      ++recaptures;
+    }
+    if (repaired && policy == ReplayPolicy::kRebind && moved > 0) rebinds = 1;
+    auto off = [&](int64_t got, int64_t want, bool slack) {
+      return got != want && !(slack && got == want + 1);
+    };
+    const int64_t recaptured = after.recaptures - before.recaptures;
+    const int64_t rebound = after.rebinds - before.rebinds;
+    if (after.checks - before.checks != (checked ? 1 : 0) ||
+        after.refused - before.refused != (refused ? 1 : 0) ||
+        after.replays - before.replays != (refused ? 0 : 1) ||
+        after.refreshes - before.refreshes != stale ||
+        after.captures - before.captures != recaptured ||
+        off(recaptured, recaptures,
+            legacy_slack && policy == ReplayPolicy::kRecapture && moved == 0) ||
+        (structure.empty() &&
+         off(rebound, rebinds,
+             legacy_slack && policy == ReplayPolicy::kRebind && moved == 0))) {
+      return Finding(absl::StrCat(
+          "a replay's stats moved by ", after.checks - before.checks,
+          " checks, ", after.refused - before.refused, " refused, ",
+          after.replays - before.replays, " replays, ",
+          after.refreshes - before.refreshes, " refreshes, ",
+          after.captures - before.captures, " captures, ", recaptured,
+          " recaptures, ", rebound, " rebinds; expected ", checked ? 1 : 0,
+          ", ", refused ? 1 : 0, ", ", refused ? 0 : 1, ", ", stale, ", ",
+          recaptures, ", ", recaptures, ", ", rebinds,
+          invalidated ? " (the graphs were invalidated)" : "",
+          State(expected)));
+    }
+    return absl::OkStatus();
   }
 
   // Rows [batch_, bucket) of every static input hold zeros after a replay:
@@ -2448,6 +2612,11 @@ class Harness {
   // Per bucket (1, 4), per slot: its identity when the graph last captured or
   // repaired it.
   std::vector<TensorIdentity> captured_[2];
+  // Per bucket: the modules whose structure changed since its graph last
+  // captured, and whether the graphs were invalidated since.
+  std::vector<std::string> structure_changed_[2];
+  bool invalidated_[2] = {false, false};
+  std::vector<std::string> modules_;  // ChangeStructure's candidates (paths)
   std::vector<std::vector<StepTensorSpec>> specs_by_batch_;
   std::vector<std::unique_ptr<StepBuffers>> io_, eager_;
   std::vector<std::vector<uint8_t>> inputs_;

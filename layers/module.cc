@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace normgraph {
 
@@ -133,6 +134,20 @@ TensorSlot* Module::FindSlot(absl::string_view path) {
     if (name == full) found = &slot;
   });
   return found;
+}
+
+Module* Module::FindModule(absl::string_view path) {
+  Module* m = this;
+  if (path.empty()) return m;
+  for (absl::string_view part : absl::StrSplit(path, '.')) {
+    Module* next = nullptr;
+    for (const auto& child : m->children_) {
+      if (child->name() == part) next = child.get();
+    }
+    if (next == nullptr) return nullptr;
+    m = next;
+  }
+  return m;
 }
 
 void Module::RequireNewName(absl::string_view name, const char* what) const {

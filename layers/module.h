@@ -99,6 +99,9 @@ class Module : public TensorOwner {
   // The parameter or buffer slot at a dotted path below this module, or null.
   Parameter* FindParameter(absl::string_view path);
   TensorSlot* FindSlot(absl::string_view path);
+  // The module at a dotted path below this one ("layers.0.input_layernorm"),
+  // this module for "", or null (torch's get_submodule).
+  Module* FindModule(absl::string_view path);
 
   // Structure versions (TensorOwner): this module's own counter, and the sum
   // over its subtree. Adding a parameter, buffer or child bumps them; so must

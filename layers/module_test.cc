@@ -115,5 +115,22 @@ TEST(ModuleTest, ParameterTableFollowsStructureChanges) {
   EXPECT_EQ(root.Parameters().position.count("model.extra.x"), 1u);
 }
 
+TEST(ModuleTest, FindModuleWalksDottedPaths) {
+  Node root("model");
+  Node* layers = root.Child("layers");
+  Node* first = layers->Child("0");
+  Node* norm = first->Child("input_layernorm");
+  layers->Child("1");
+  EXPECT_EQ(root.FindModule(""), &root);
+  EXPECT_EQ(root.FindModule("layers"), layers);
+  EXPECT_EQ(root.FindModule("layers.0"), first);
+  EXPECT_EQ(root.FindModule("layers.0.input_layernorm"), norm);
+  EXPECT_EQ(layers->FindModule("0.input_layernorm"), norm);
+  EXPECT_EQ(root.FindModule("layers.2"), nullptr);
+  EXPECT_EQ(root.FindModule("layers.0.input_layernorm.weight"), nullptr);
+  EXPECT_EQ(root.FindModule("layers."), nullptr);
+  EXPECT_EQ(root.FindModule("model"), nullptr);  // paths start below it
+}
+
 }  // namespace
 }  // namespace normgraph
