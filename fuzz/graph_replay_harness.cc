@@ -1200,7 +1200,7 @@ class Harness {
   struct LoadPlan {
     std::vector<int> picked;  // parameters, in the order given to the set
     int converted = 0;  // tensors whose dtype differs from the parameter's
-    bool invalid = false, extra = false;
+    bool invalid = false, extra = false, duplicate = false;
     std::string bad_name;  // the tensor of a wrong shape (invalid)
     // Per tensor, in the loader's order: where its bytes are, its dtype,
     // element count and parameter (-1: the extra tensor).
@@ -1227,6 +1227,10 @@ class Harness {
     if (flags & 16) std::reverse(plan->picked.begin(), plan->picked.end());
     plan->invalid = (flags & 32) != 0 && !plan->picked.empty();
     plan->extra = (flags & 64) != 0;
+    // Both, from memory: the extra tensor repeats the first picked name
+    // instead (a refusal naming it), and none has a wrong shape.
+    plan->duplicate = plan->invalid && plan->extra && !(flags & 1);
+    if (plan->duplicate) plan->invalid = false;
     // Every source tensor is a view of one host storage.
     std::vector<Shape> shapes;
     std::vector<DType> dtypes;
@@ -1234,7 +1238,10 @@ class Harness {
     for (size_t k = 0; k < plan->picked.size(); ++k) {
       const SlotInfo& s = slots_[plan->picked[k]];
       const DType param_dtype = s.slot->tensor().dtype();
-      dtypes.push_back(flags & 2 ? kDTypes[((flags & 0x7F) >> 2) % 3]
+      // With bit 3 too, each tensor's dtype is the next one's neighbour
+      // (mixed dtypes in one set).
+      const size_t rotate = flags & 8 ? k : 0;
+      dtypes.push_back(flags & 2 ? kDTypes[(((flags & 0x7F) >> 2) + rotate) % 3]
                                  : param_dtype);
       shapes.push_back(s.slot->tensor().shape());
       if (plan->invalid && k + 1 == plan->picked.size()) {
@@ -1245,7 +1252,11 @@ class Harness {
       for (int64_t d : shapes.back()) n *= d;
       total += (n * DTypeSize(dtypes.back()) + 15) / 16 * 16;
     }
-    if (plan->extra) {
+    if (plan->duplicate) {  // loadable, but for its name
+      shapes.push_back(shapes[0]);
+      dtypes.push_back(dtypes[0]);
+      total += Bytes(slots_[plan->picked[0]]) * 4 + 16;
+    } else if (plan->extra) {
       shapes.push_back({3});
       dtypes.push_back(DType::kF32);
       total += 16;
@@ -1260,9 +1271,11 @@ class Harness {
                               ContiguousStrides(shapes[k]), dtypes[k]));
       offset += (t.numel() * DTypeSize(dtypes[k]) + 15) / 16 * 16;
       const bool is_extra = k == plan->picked.size();
-      plan->tensors.emplace_back(
-          is_extra ? "model.unexpected.weight" : slots_[plan->picked[k]].name,
-          std::move(t));
+      plan->tensors.emplace_back(!is_extra ? slots_[plan->picked[k]].name
+                                 : plan->duplicate
+                                     ? slots_[plan->picked[0]].name
+                                     : "model.unexpected.weight",
+                                 std::move(t));
     }
     if (plan->invalid) {
       plan->bad_name = plan->tensors[plan->picked.size() - 1].first;
@@ -1351,11 +1364,14 @@ class Harness {
   // Loads generated weights into the parameters `mask` picks (bit i % 8 picks
   // parameter i; 0 or 0xFF: all), as `flags` says: bit 0 through a
   // safetensors image; bit 1 with the source in dtype ((flags & 0x7F) >> 2) %
-  // 3; bit 4 in reverse order; bit 5 with one tensor of a wrong shape (the load
-  // must fail and change nothing); bit 6 with an unexpected extra tensor;
-  // bit 7 with values of a wide range and rounding ties (f32 and bf16
-  // sources). `options` (LoadOptionBits) says what the loader allows and
-  // whether a parameter's loader fails mid-way.
+  // 3 (with bit 3, plus the tensor's position: mixed); bit 4 in reverse order;
+  // bit 5 with one tensor of a wrong shape (the load must fail and change
+  // nothing); bit 6 with an unexpected extra tensor (with bit 5 and not bit
+  // 0: a second tensor of the first picked name instead of either, refused);
+  // bit 7 with values of a
+  // wide range and rounding ties (f32 and bf16 sources). `options`
+  // (LoadOptionBits) says what the loader allows and whether a parameter's
+  // loader fails mid-way.
   enum LoadOptionBits : uint8_t {
     kNoMissing = 1,       // allow_missing false
     kFlipUnexpected = 2,  // ignore_unexpected flipped (true when kNoMissing)
@@ -1397,7 +1413,7 @@ class Harness {
     LoadOptions options;
     options.allow_missing = !(option_bits & kNoMissing);
     options.ignore_unexpected =
-        !(option_bits & kNoMissing) != !(option_bits & kFlipUnexpected);
+        !(option_bits & kNoMissing) != ((option_bits & kFlipUnexpected) != 0);
     options.allow_dtype_conversion = !(option_bits & kNoConversion);
     // Every tensor the loader must refuse, by name (one problem each).
     std::vector<std::string> refused;
@@ -1411,9 +1427,10 @@ class Harness {
         }
       }
     }
-    if (plan->extra && !options.ignore_unexpected) {
+    if (plan->extra && !plan->duplicate && !options.ignore_unexpected) {
       refused.emplace_back("model.unexpected.weight");
     }
+    if (plan->duplicate) refused.emplace_back(slots_[plan->picked[0]].name);
     if (!options.allow_dtype_conversion) {
       for (size_t k = 0; k < picked; ++k) {
         const std::string& name = plan->tensors[k].first;
@@ -1432,6 +1449,11 @@ class Harness {
       victim = plan->picked[pick % picked];
       failing_hook_ = victim;
       fail_after_module_hook_ = (pick >> 32) & 1;
+      if (Tracing()) {
+        std::fprintf(stderr, "  the loader of %s fails %s its module's hook\n",
+                     std::string(slots_[victim].name).c_str(),
+                     fail_after_module_hook_ ? "after" : "before");
+      }
     }
     // The bytes of every derived buffer stale now: a failed load puts them
     // back as they were.
@@ -1449,6 +1471,9 @@ class Harness {
     const absl::StatusOr<LoadReport> report =
         LoadWeights(*model_, *plan->set, options);
     failing_hook_ = -1;
+    if (Tracing() && !report.ok()) {
+      std::fprintf(stderr, "  %s\n", report.status().ToString().c_str());
+    }
     if (!refused.empty()) return CheckRefusedLoad(report, refused, what);
     if (victim >= 0) {
       return CheckFailedLoad(report, *plan, victim, stale_before, what);

@@ -20,10 +20,19 @@ graph_replay_fuzzer inputs are a 2-byte header then ops (see graph_replay_harnes
        buffers (mask picks them) into disjoint views of one storage, bit 5: with the parameters of
        their dtype
   LOAD flags: bit 0 via a safetensors image, bit 1 source dtype ((flags & 0x7F) >> 2) % 3 (f32,
-       bf16, f16) (a conversion unless it is the parameter's), bit 4 reverse order, bit 5 one tensor of a wrong
-       shape (refused, nothing changes), bit 6 an unexpected extra tensor (ignored), bit 7 values
-       of a wide range (2^-30 to 2^17) with rounding ties (f32 and bf16 sources); the LOAD op
-       byte's bit 4: strict (a subset or an extra tensor is refused)
+       bf16, f16) (a conversion unless it is the parameter's; with bit 3 too the dtype rotates with
+       the tensor's position: mixed dtypes), bit 4 reverse order, bit 5 one tensor of a wrong
+       shape (refused, nothing changes), bit 6 an unexpected extra tensor (bits 5 and 6 without bit 0:
+       a second tensor of the first picked name instead, refused), bit 7 values
+       of a wide range (2^-30 to 2^17) with rounding ties (f32 and bf16 sources)
+  LOAD op byte's high nibble, the loader's options: bit 4 no missing parameter allowed, bit 5
+       ignore_unexpected flipped (refused without bit 4, ignored with it), bit 6 no dtype
+       conversion allowed (a refusal must name every tensor refused, and change nothing), bit 7
+       one picked parameter's after-load hook fails once, before or after the module's own (the
+       load must fail naming it, restore every weight, and leave stale buffers as they were)
+  RECAPTURE op byte: bit 5 a module's structure changes (MarkStructureChanged; one more byte
+       picks the module), else bit 4 the graphs are invalidated (each recaptures before its next
+       replay), else both recapture now
   UPDATES: full loads (a trainer's update loop), as many as the op byte's high nibble says:
        1, 1, 1, 1, 2, 2, 2, 3, 3, 4, 5, 8, 16, 32, 64, 128 (flags as LOAD's bits 0-4)
   REPEAT: the next 1 + length % 4 ops run (times < 0xC0 ? 2 + times % 4 : 2 + (times - 0xC0) * 2)
@@ -84,9 +93,23 @@ def updates(nibble):
     return UPDATES | nibble << 4
 
 
+NO_MISSING, FLIP_UNEXPECTED, NO_CONVERSION, FAILING_HOOK = 0x10, 0x20, 0x40, 0x80
+MIXED = 8  # LOAD flags: with convert(), each tensor's dtype rotates
+
+
 def strict():
     """The LOAD op byte of a strict load (no missing parameter, no unexpected tensor)."""
-    return LOAD | 0x10
+    return LOAD | NO_MISSING
+
+
+def structure_change():
+    """The RECAPTURE op byte that changes a module's structure instead (one more byte: which)."""
+    return RECAPTURE | 0x20
+
+
+def invalidate():
+    """The RECAPTURE op byte that invalidates the graphs instead."""
+    return RECAPTURE | 0x10
 
 
 def rewrap():
@@ -183,6 +206,27 @@ GRAPH_SEEDS = {
     "gemma_conversions": header(gemma=True, dtype=1, size=26) + ops(
         (LOAD, 0xFF, 11, convert(F32)), REPLAY, (LOAD, 0xFF, 12, SAFETENSORS | convert(BF16)),
         (STALE, 2, 1), (POLICY, RECAP), REPLAY),
+    # The loader's options (the LOAD op byte's high nibble) and loaders failing mid-way.
+    "load_options": header(size=24) + ops(
+        (LOAD | NO_MISSING | FLIP_UNEXPECTED, 0x0F, 3, EXTRA), REPLAY,
+        (LOAD | FLIP_UNEXPECTED, 0x0F, 4, EXTRA | SAFETENSORS), REPLAY,
+        (LOAD | NO_CONVERSION, 0xFF, 5, convert(F32) | MIXED), REPLAY,
+        (LOAD | NO_MISSING | FLIP_UNEXPECTED, 0xFF, 6, EXTRA), EAGER,
+        (LOAD, 0xFF, 7, SAFETENSORS | convert(F32) | MIXED), REPLAY,
+        (LOAD, 0x0F, 8, INVALID | EXTRA), REPLAY),
+    "failing_loaders": header(size=28) + ops(
+        (LOAD | FAILING_HOOK, 0xFF, 3, 0), REPLAY, (STALE, 0, 3),
+        (LOAD | FAILING_HOOK, 0x0F, 5, SAFETENSORS), REPLAY, (POLICY, RECAP),
+        (LOAD | FAILING_HOOK, 0xFF, 7, convert(F32)), REPLAY, (TIE, 0, 1),
+        (LOAD | FAILING_HOOK, 0xFF, 8, REVERSE), REPLAY),
+    "failing_loaders_gemma_legacy_packed": header(gemma=True, legacy=True, policy=REBIND, size=31) + ops(
+        (pack_derived(), 0xFF, 1), (STALE, 1, 2), (LOAD | FAILING_HOOK, 0xFF, 4, 0), REPLAY,
+        (REPEAT, times(20), 1), (LOAD | FAILING_HOOK, 0x55, 9, 0), REPLAY),
+    # Structure changes and invalidated graphs (the RECAPTURE op byte's bits 5 and 4).
+    "structure_changes": header(size=16) + ops(
+        (structure_change(), 3), REPLAY, (POLICY, RECAP), REPLAY, (structure_change(), 0),
+        (REBIND_ALIVE, 2, 1), (POLICY, REBIND), REPLAY, invalidate(), (REBIND_ALIVE, 3, 1), REPLAY,
+        (BATCH, 2), REPLAY, (structure_change(), 5), (STALE, 0, 2), (POLICY, FAIL), REPLAY),
     # Long runs: hundreds of loads of the same modules, checked after every load and replay.
     "repeat_swaps_250": header(size=11) + ops((REPEAT, times(125), 1), (SWAP, 1), (SWAP, 0), REPLAY),
     "repeat_loads_replays_120": header(gemma=True, size=5) + ops(
@@ -285,6 +329,8 @@ DICTS = {
         bytes([updates(14), 0]), bytes([updates(12), SAFETENSORS]), bytes([updates(11), convert(F32)]),
         bytes([rewrap()]), bytes([pack_derived()]), bytes([pack_derived(with_params=True)]),
         bytes([strict()]), ops((LOAD, 0xFF, 9, convert(F32) | WIDE)),
+        bytes([LOAD | FAILING_HOOK]), bytes([LOAD | NO_CONVERSION]), bytes([LOAD | FLIP_UNEXPECTED]),
+        bytes([structure_change()]), bytes([invalidate()]),
         ops((REPEAT, 0xE0, 1), (SWAP, 1), (SWAP, 0)),
         ops((REPEAT, 0xE0, 1), (LOAD, 0xFF, 1, 0), REPLAY),
         ops((REPEAT, 0x01, 2), (LOAD, 0x0F, 3, convert(F32)), EAGER, REPLAY),
