@@ -97,6 +97,9 @@ Stream& DeviceStream() {
 // 3 run padded in bucket 4.
 constexpr int64_t kBuckets[] = {1, 4};
 constexpr int64_t kLargestBucket = 4;
+// A batch no bucket holds: BATCH's high bit picks it, and a replay must be
+// refused (eager steps run it).
+constexpr int64_t kTooLargeBatch = kLargestBucket + 1;
 int BucketIndex(int64_t batch) { return batch <= kBuckets[0] ? 0 : 1; }
 
 enum Op : uint8_t {
@@ -652,7 +655,7 @@ class Harness {
 
   absl::Status Init() {
     NG_ASSIGN_OR_RETURN(model_, MakeModel(config_));
-    specs_by_batch_.resize(kLargestBucket + 1);
+    specs_by_batch_.resize(kTooLargeBatch + 1);
     InventoryModel();
     NG_RETURN_IF_ERROR(InventoryProbe());
     NG_RETURN_IF_ERROR(BuildReferencePlan());
@@ -697,7 +700,7 @@ class Harness {
         return absl::OkStatus();
       case kBatch:
         if (!r.Byte(&a)) return absl::OkStatus();
-        batch_ = 1 + a % kLargestBucket;
+        batch_ = a & 0x80 ? kTooLargeBatch : 1 + a % kLargestBucket;
         return absl::OkStatus();
       case kReplay:
         return Replay();
@@ -1813,7 +1816,7 @@ class Harness {
   absl::StatusOr<StepBuffers*> Buffers(
       std::vector<std::unique_ptr<StepBuffers>>& cache, const char* prefix,
       int64_t batch) {
-    if (cache.empty()) cache.resize(kLargestBucket + 1);
+    if (cache.empty()) cache.resize(kTooLargeBatch + 1);
     if (cache[batch] == nullptr) {
       NG_ASSIGN_OR_RETURN(
           cache[batch],
@@ -2044,6 +2047,7 @@ class Harness {
   // ----------------------------------------------------------------
 
   absl::Status Replay() {
+    if (batch_ > kLargestBucket) return ReplayWithoutBucket();
     const int64_t bucket = kBuckets[BucketIndex(batch_)];
     NG_ASSIGN_OR_RETURN(BucketedGraphs * graphs, Graphs());
     NG_ASSIGN_OR_RETURN(StepBuffers * io, Buffers(io_, "io", batch_));
@@ -2096,15 +2100,7 @@ class Harness {
       }
       NG_RETURN_IF_ERROR(
           CheckRefusalLines(run.message(), std::move(lines), expected));
-      for (size_t i = 0; i < statics.size(); ++i) {
-        NG_ASSIGN_OR_RETURN(HostBytes b, HostBytes::Of(statics.tensor(i)));
-        for (size_t j = 0; j < b.size(); ++j) {
-          if (b.data()[j] != 0xFF) {
-            return Finding(absl::StrCat("a refused replay wrote ",
-                                        statics.spec(i).name, State(expected)));
-          }
-        }
-      }
+      NG_RETURN_IF_ERROR(AllPoison(statics, "bucket statics"));
       NG_RETURN_IF_ERROR(CheckProbe(*io, bucket, /*ran=*/false, expected));
       return CheckValues([] { return std::string("a refused replay"); });
     }
@@ -2154,6 +2150,68 @@ class Harness {
     }
     return CheckValues(
         [&] { return absl::StrCat("a replay in bucket ", bucket); });
+  }
+
+  // A batch larger than every bucket: Run refuses it (out of range, naming
+  // the batch size) before touching anything: every static buffer, the
+  // probe and the outputs still poisoned, no stats moved.
+  absl::Status ReplayWithoutBucket() {
+    NG_ASSIGN_OR_RETURN(BucketedGraphs * graphs, Graphs());
+    NG_ASSIGN_OR_RETURN(StepBuffers * io, Buffers(io_, "io", batch_));
+    NG_RETURN_IF_ERROR(FillStep(*io));
+    GraphCounts before[2];
+    for (int64_t bucket : kBuckets) {
+      StepBuffers& statics = graphs->static_buffers(bucket);
+      for (size_t i = 0; i < statics.size(); ++i) {
+        NG_RETURN_IF_ERROR(Poison(statics.tensor(i)));
+      }
+      before[BucketIndex(bucket)] = CountsOf(graphs->graph(bucket).stats());
+    }
+    NG_RETURN_IF_ERROR(Poison(probe_.slot->tensor()));
+    const absl::Status run = graphs->Run(*io);
+    if (run.code() != absl::StatusCode::kOutOfRange ||
+        !absl::StrContains(run.message(),
+                           absl::StrCat("batch size ", batch_, " "))) {
+      return Finding(absl::StrCat("a batch of ", batch_,
+                                  " (buckets 1 and 4) ran: ", run.ToString(),
+                                  State()));
+    }
+    for (int64_t bucket : kBuckets) {
+      StepBuffers& statics = graphs->static_buffers(bucket);
+      const GraphCounts after = CountsOf(graphs->graph(bucket).stats());
+      const GraphCounts& was = before[BucketIndex(bucket)];
+      if (std::memcmp(&after, &was, sizeof(after)) != 0) {
+        return Finding(absl::StrCat("a batch of ", batch_,
+                                    " moved the stats of bucket ", bucket,
+                                    State()));
+      }
+      NG_RETURN_IF_ERROR(AllPoison(statics, "bucket statics"));
+    }
+    NG_RETURN_IF_ERROR(AllPoison(*io, "the step's outputs", StepRole::kOutput));
+    NG_RETURN_IF_ERROR(CheckProbe(*io, kLargestBucket, /*ran=*/false, {}));
+    return CheckIdentities([&] {
+      return absl::StrCat("a refused batch of ", batch_, " (", run.ToString(),
+                          ")");
+    });
+  }
+
+  // Every tensor of `buffers` (of `role` only, if given) still holds the
+  // poison written before a step that must not have run.
+  absl::Status AllPoison(const StepBuffers& buffers, absl::string_view what,
+                         std::optional<StepRole> role = std::nullopt) {
+    for (size_t i = 0; i < buffers.size(); ++i) {
+      if (role.has_value() && buffers.spec(i).role != *role) continue;
+      NG_ASSIGN_OR_RETURN(HostBytes b, HostBytes::Of(buffers.tensor(i)));
+      for (size_t j = 0; j < b.size(); ++j) {
+        if (b.data()[j] != 0xFF) {
+          return Finding(
+              absl::StrCat("a refused step wrote ", what, ": ",
+                           buffers.spec(i).name, " byte ", j, " holds ",
+                           absl::Hex(b.data()[j], absl::kZeroPad2), State()));
+        }
+      }
+    }
+    return absl::OkStatus();
   }
 
   // The counters of a graph's stats a replay moves.

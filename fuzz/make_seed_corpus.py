@@ -30,6 +30,8 @@ graph_replay_fuzzer inputs are a 2-byte header then ops (see graph_replay_harnes
        conversion allowed (a refusal must name every tensor refused, and change nothing), bit 7
        one picked parameter's after-load hook fails once, before or after the module's own (the
        load must fail naming it, restore every weight, and leave stale buffers as they were)
+  BATCH b: batch 1 + b % 4, or, with b's bit 7, 5: no bucket holds it (a replay must be refused,
+       out of range, touching nothing; an eager step runs it)
   RECAPTURE op byte: bit 5 a module's structure changes (MarkStructureChanged; one more byte
        picks the module), else bit 4 the graphs are invalidated (each recaptures before its next
        replay), else both recapture now
@@ -227,6 +229,9 @@ GRAPH_SEEDS = {
         (structure_change(), 3), REPLAY, (POLICY, RECAP), REPLAY, (structure_change(), 0),
         (REBIND_ALIVE, 2, 1), (POLICY, REBIND), REPLAY, invalidate(), (REBIND_ALIVE, 3, 1), REPLAY,
         (BATCH, 2), REPLAY, (structure_change(), 5), (STALE, 0, 2), (POLICY, FAIL), REPLAY),
+    "batch_without_bucket": header(gemma=True, size=33) + ops(
+        (BATCH, 0x80), REPLAY, EAGER, (REBIND_ALIVE, 1, 1), REPLAY, (BATCH, 2), (POLICY, REBIND),
+        REPLAY),
     # Long runs: hundreds of loads of the same modules, checked after every load and replay.
     "repeat_swaps_250": header(size=11) + ops((REPEAT, times(125), 1), (SWAP, 1), (SWAP, 0), REPLAY),
     "repeat_loads_replays_120": header(gemma=True, size=5) + ops(
@@ -338,6 +343,7 @@ DICTS = {
         ops((LOAD, 0xFF, 6, INVALID)),
         ops((LOAD, 0xFF, 7, EXTRA)),
         ops((POLICY, RECAP), REPLAY), ops((POLICY, REBIND), REPLAY), ops((BATCH, 3), REPLAY),
+        ops((BATCH, 0x80), REPLAY),
         ops((PACK, 0xFF, 0x55)), ops((TIE, 0, 1)), ops((STALE, 0, 1)),
     ],
     "safetensors_fuzzer": [b'"dtype"', b'"shape"', b'"data_offsets"', b'"__metadata__"', b'"F32"',
