@@ -608,6 +608,122 @@ TEST_P(CapturedGraphTest, AMovedNeighbourColumnSliceIsNoViolation) {
   EXPECT_EQ((*graph)->stats().violations_by_tensor.count("c.a"), 0u);
 }
 
+// A node reading one row of `b` through a view of shape [1, 4] whose row
+// stride is the buffer's (8), not 4: a dense read all the same, which only
+// `b` gives (a size-1 dimension's stride says nothing of the layout).
+TEST_P(CapturedGraphTest, ARowNarrowedFromAColumnSliceIsReadFromItAlone) {
+  InterleavedColumns c(allocator());
+  ASSERT_TRUE(
+      Fill(*Tensor::FromStorage(c.storage, 0, {16}, {1}, DType::kF32), 2.0f)
+          .ok());
+  GraphOptions options;
+  options.policy = ReplayPolicy::kFail;
+  auto graph = CapturedGraph::Capture(
+      "row", stream(),
+      [&](Stream& s) {
+        absl::StatusOr<Tensor> row = c.b.tensor().Narrow(0, 0, 1);
+        if (!row.ok()) return row.status();
+        return Copy(s, *row, *c.out.tensor().Reshape({1, 4}));
+      },
+      {&c}, options);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  ASSERT_TRUE((*graph)->Replay().ok());
+  c.a.Rebind(*Tensor::Empty(allocator(), {2, 4}, DType::kF32));
+  absl::Status s = (*graph)->Replay();
+  EXPECT_TRUE(s.ok()) << s;
+  c.b.Rebind(*Tensor::Empty(allocator(), {2, 4}, DType::kF32));
+  s = (*graph)->Replay();
+  ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_THAT(ViolationNames(s.message()), ::testing::ElementsAre("c.b"));
+}
+
+// A node reading bytes 0-31 of the buffer whole: `a`'s span holds them, but
+// its elements only the first 16 (row 0's columns 0-3); the next 16 are
+// `b`'s row 0. So the read is of both: `b` moving is a violation too (it
+// went unchecked: `a` alone was credited with the read).
+TEST_P(CapturedGraphTest, AReadReachingAStridedSlotsGapChecksTheSlotThere) {
+  for (const ReplayPolicy policy :
+       {ReplayPolicy::kFail, ReplayPolicy::kRebind}) {
+    InterleavedColumns c(allocator());
+    ASSERT_TRUE(
+        Fill(*Tensor::FromStorage(c.storage, 0, {16}, {1}, DType::kF32), 2.0f)
+            .ok());
+    GraphOptions options;
+    options.policy = policy;
+    Tensor out = *Tensor::Empty(allocator(), {8}, DType::kF32);
+    c.out.Rebind(out);
+    auto graph = CapturedGraph::Capture(
+        "prefix", stream(),
+        [&](Stream& s) {
+          absl::StatusOr<Tensor> prefix =
+              Tensor::FromStorage(c.storage, 0, {8}, {1}, DType::kF32);
+          if (!prefix.ok()) return prefix.status();
+          return Copy(s, *prefix, c.out.tensor());
+        },
+        {&c}, options);
+    ASSERT_TRUE(graph.ok()) << graph.status();
+    ASSERT_TRUE((*graph)->Replay().ok());
+    c.b.Rebind(FromFloats({2, 4}, DType::kF32, {5, 6, 7, 8, 9, 9, 9, 9}));
+    absl::Status s = (*graph)->Replay();
+    if (policy == ReplayPolicy::kFail) {
+      ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+      EXPECT_THAT(ViolationNames(s.message()), ::testing::ElementsAre("c.b"));
+    } else {
+      // Neither slot alone gave the read: a recapture, which reads the
+      // buffer as the step says.
+      ASSERT_TRUE(s.ok()) << s;
+      EXPECT_EQ((*graph)->stats().recaptures, 1);
+      EXPECT_EQ((*graph)->stats().rebinds, 0);
+    }
+  }
+}
+
+// A slot [2, 3, 3] with strides [11, 4, 1] (elements): its blocks of three
+// rows of three touch (element 10 ends the first, 11 starts the second). A
+// node reading elements 10 and 11 read them from it (and from the slot of
+// exactly those two): its moving is a violation.
+class TouchingBlocks : public TensorOwner {
+ public:
+  explicit TouchingBlocks(Allocator& allocator)
+      : storage(*Storage::Allocate(allocator, 88)),
+        a(SlotKind::kBuffer,
+          *Tensor::FromStorage(storage, 0, {2, 3, 3}, {11, 4, 1}, DType::kF32)),
+        b(SlotKind::kBuffer,
+          *Tensor::FromStorage(storage, 40, {2}, {1}, DType::kF32)),
+        out(SlotKind::kBuffer, *Tensor::Empty(allocator, {2}, DType::kF32)) {}
+  void ForEachSlot(SlotVisitor visit) override {
+    visit("c.a", a);
+    visit("c.b", b);
+    visit("c.out", out);
+  }
+  std::shared_ptr<Storage> storage;
+  TensorSlot a, b, out;
+};
+
+TEST_P(CapturedGraphTest, ASlotWhoseBlocksTouchHoldsAReadAcrossThem) {
+  TouchingBlocks c(allocator());
+  ASSERT_TRUE(
+      Fill(*Tensor::FromStorage(c.storage, 0, {22}, {1}, DType::kF32), 2.0f)
+          .ok());
+  GraphOptions options;
+  options.policy = ReplayPolicy::kFail;
+  auto graph = CapturedGraph::Capture(
+      "pair", stream(),
+      [&](Stream& s) {
+        absl::StatusOr<Tensor> pair =
+            Tensor::FromStorage(c.storage, 40, {2}, {1}, DType::kF32);
+        if (!pair.ok()) return pair.status();
+        return Copy(s, *pair, c.out.tensor());
+      },
+      {&c}, options);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  ASSERT_TRUE((*graph)->Replay().ok());
+  c.a.Rebind(*Tensor::Empty(allocator(), {2, 3, 3}, DType::kF32));
+  absl::Status s = (*graph)->Replay();
+  ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_THAT(ViolationNames(s.message()), ::testing::ElementsAre("c.a"));
+}
+
 // A slot whose dimensions interleave (strides 4, 3, 2 elements: the inner two
 // together reach 5 elements past their first, beyond the outer stride) and a
 // one-element slot at element 5, which the first also holds (2 + 3). A node

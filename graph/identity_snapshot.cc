@@ -37,13 +37,21 @@ bool Matches(const Tensor& t, const TensorIdentity& id) {
          t.strides() == id.strides;
 }
 
-// Whether bytes [address, address + bytes) may lie in the elements of `t`
-// (not merely inside its span): false only when they provably reach a gap
-// between its elements (a column slice's other columns). Layouts where that
-// is not simple to decide (overlapping or interleaved dimensions) say true.
-bool MayHoldBytes(const Tensor& t, uintptr_t address, size_t bytes) {
-  if (t.is_contiguous()) return true;
-  const int64_t es = static_cast<int64_t>(DTypeSize(t.dtype()));
+// Whether the bytes [address, address + bytes) all lie in the elements of
+// `t` (not merely inside its span): kNotAll when one provably lies in a gap
+// between its elements (a column slice's other columns) or outside them;
+// kUnknown where that is not simple to decide (overlapping or interleaved
+// dimensions, or a read across very many runs of elements).
+enum class Coverage { kAll, kNotAll, kUnknown };
+
+Coverage ElementsCover(const Tensor& t, uintptr_t address, size_t bytes) {
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data());
+  if (address < begin) return Coverage::kNotAll;
+  const uint64_t end = address - begin + bytes;  // bytes from the first
+  if (t.is_contiguous()) {
+    return end <= t.span_bytes() ? Coverage::kAll : Coverage::kNotAll;
+  }
+  const uint64_t es = DTypeSize(t.dtype());
   // Dimensions of more than one element, by stride, innermost last.
   absl::InlinedVector<std::pair<int64_t, int64_t>, 4> dims;  // stride, size
   for (size_t i = 0; i < t.shape().size(); ++i) {
@@ -55,25 +63,43 @@ bool MayHoldBytes(const Tensor& t, uintptr_t address, size_t bytes) {
   // decomposes greedily.
   int64_t inner = 1;  // elements an index of the next dimension out passes
   for (size_t k = dims.size(); k-- > 0;) {
-    if (dims[k].first < inner) return true;
+    if (dims[k].first < inner) return Coverage::kUnknown;
     inner += (dims[k].second - 1) * dims[k].first;
   }
   // The innermost contiguous run, in elements.
-  int64_t run = 1;
-  while (!dims.empty() && dims.back().first == run) {
+  uint64_t run = 1;
+  while (!dims.empty() && static_cast<uint64_t>(dims.back().first) == run) {
     run *= dims.back().second;
     dims.pop_back();
   }
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data());
-  if (address < begin) return true;
-  const uint64_t rel = address - begin;
-  uint64_t rest = rel / es;  // elements from the first
-  for (const auto& [stride, size] : dims) {
-    rest -= std::min<uint64_t>(rest / stride, size - 1) * stride;
+  // Run by run from the first byte: each must start where the last ended
+  // (nested blocks may touch: a block's last run and the next block's first).
+  constexpr int kMaxRuns = 4096;
+  uint64_t pos = address - begin;
+  for (int runs = 0; pos < end; ++runs) {
+    if (runs == kMaxRuns) return Coverage::kUnknown;
+    const uint64_t element = pos / es;
+    uint64_t rest = element;  // past the start of its run, if in one
+    for (const auto& [stride, size] : dims) {
+      const uint64_t step = static_cast<uint64_t>(stride);
+      rest -= std::min<uint64_t>(rest / step, size - 1) * step;
+    }
+    if (rest >= run) return Coverage::kNotAll;
+    pos = (element - rest + run) * es;
   }
-  // The run holding the first byte, and the bytes from its start.
-  return rest < static_cast<uint64_t>(run) &&
-         rest * es + rel % es + bytes <= static_cast<uint64_t>(run * es);
+  return Coverage::kAll;
+}
+
+// A dense row-major layout, whatever the strides of dimensions of size 1
+// (a row narrowed out of a column slice is dense).
+bool IsDense(const Shape& shape, const Shape& strides) {
+  int64_t expected = 1;
+  for (size_t i = shape.size(); i-- > 0;) {
+    if (shape[i] == 1) continue;
+    if (strides[i] != expected) return false;
+    expected *= shape[i];
+  }
+  return true;
 }
 
 }  // namespace
@@ -135,7 +161,7 @@ absl::StatusOr<IdentitySnapshot> IdentitySnapshot::Take(
   snapshot.tensors_.reserve(by_handle.size());
   absl::flat_hash_map<uint64_t, size_t> unowned_index;
   std::vector<std::string> unowned_errors;
-  std::vector<const Candidate*> matches;
+  std::vector<const Candidate*> matches, holding;
   std::vector<const Candidate*> derived_inside;
   auto track = [&](const Candidate& c) -> TrackedTensor& {
     auto [s, inserted] = slot_index.emplace(c.slot, snapshot.tensors_.size());
@@ -168,16 +194,31 @@ absl::StatusOr<IdentitySnapshot> IdentitySnapshot::Take(
         for (const Candidate& c : it->second) {
           if (contains(c)) matches.push_back(&c);
         }
-        // Several slots' spans hold a contiguous argument: those whose
-        // elements provably miss it (interleaved column slices of one
-        // buffer) did not give it.
-        if (matches.size() > 1 && ContiguousStrides(arg.shape) == arg.strides) {
-          std::vector<const Candidate*> holding;
+        if (!matches.empty() && IsDense(arg.shape, arg.strides)) {
+          // Slots whose spans hold a dense argument but whose elements
+          // provably miss some of it (interleaved column slices of one
+          // buffer) did not give it, if another slot may have.
+          holding.clear();
+          bool held = false;  // by one slot's elements, provably
           for (const Candidate* c : matches) {
-            if (MayHoldBytes(c->slot->tensor(), arg.address, arg.bytes))
-              holding.push_back(c);
+            const Coverage cover =
+                ElementsCover(c->slot->tensor(), arg.address, arg.bytes);
+            if (cover != Coverage::kNotAll) holding.push_back(c);
+            held |= cover == Coverage::kAll;
           }
           if (!holding.empty()) matches.swap(holding);
+          // No slot is known to hold all of it: the bytes in one slot's
+          // gaps are another's. Every slot whose span meets the argument
+          // may have given part of it (an ambiguous use of each).
+          if (!held) {
+            for (const Candidate& c : it->second) {
+              if (c.end > arg.address && arg.address + arg.bytes > c.begin &&
+                  std::find(matches.begin(), matches.end(), &c) ==
+                      matches.end()) {
+                matches.push_back(&c);
+              }
+            }
+          }
         }
       }
       if (matches.empty()) {
