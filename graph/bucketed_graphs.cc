@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+#include "core/tensor.h"
 
 namespace normgraph {
 
@@ -76,6 +77,24 @@ absl::Status BucketedGraphs::Run(const StepBuffers& io) {
           absl::StrCat("graph '", graph, "': step tensor ", i, " is '",
                        io.spec(i).name, "', the step was captured with '",
                        statics.spec(i).name, "' there (or another role)"));
+    }
+    // And each the captured one's dtype and row shape, `batch` rows of it:
+    // a mismatch found while copying would leave the inputs before it
+    // written (and the graph checked, repaired and counted) for a step that
+    // then does not run.
+    const Tensor& given = io.tensor(i);
+    const Tensor& captured = statics.tensor(i);
+    Shape rows = captured.shape();
+    if (!rows.empty()) rows[0] = batch;
+    if (!given.defined() || given.dtype() != captured.dtype() ||
+        given.shape() != rows) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "graph '", graph, "': step tensor '", io.spec(i).name, "' is ",
+          given.defined() ? absl::StrCat(DTypeName(given.dtype()),
+                                         ShapeToString(given.shape()))
+                          : std::string("undefined"),
+          ", the step was captured with ", DTypeName(captured.dtype()),
+          ShapeToString(rows), " for a batch of ", batch));
     }
   }
   auto named = [&](size_t i, const absl::Status& s) {

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -938,6 +939,58 @@ TEST_P(BucketedGraphsTest, BucketsPadAndRouteBatches) {
   EXPECT_FALSE(
       BucketedGraphs::Create("x", stream(), step, {2, 2}, {}, allocator())
           .ok());
+}
+
+// A step tensor of another dtype or row shape than captured is refused
+// before anything happens: no static input written (the ones before it
+// included), no check, repair or replay counted.
+TEST_P(BucketedGraphsTest, AWronglyTypedStepTensorIsRefusedBeforeAnyCopy) {
+  StepFunction step;
+  step.specs = [](int64_t batch) {
+    return std::vector<StepTensorSpec>{
+        {"a", {batch, 3}, DType::kF32, StepRole::kInput},
+        {"b", {batch, 3}, DType::kF32, StepRole::kInput},
+        {"out", {batch, 3}, DType::kF32, StepRole::kOutput}};
+  };
+  step.forward = [](Stream& s, const StepBuffers& b) {
+    return Copy(s, b.tensor(1), b.tensor(2));
+  };
+  auto graphs =
+      BucketedGraphs::Create("copy", stream(), step, {2}, {}, allocator());
+  ASSERT_TRUE(graphs.ok()) << graphs.status();
+  StepBuffers& statics = (*graphs)->static_buffers(2);
+  const Tensor poison = *Tensor::Empty(allocator(), {2, 3}, DType::kF32);
+  ASSERT_TRUE(Poison(poison).ok());
+  for (const auto& [b, shape, dtype] :
+       std::vector<std::tuple<std::string, Shape, DType>>{
+           {"b", {2, 3}, DType::kBF16},
+           {"b", {2, 4}, DType::kF32},
+           {"b", {2, 3, 1}, DType::kF32}}) {
+    std::vector<StepTensorSpec> specs = step.specs(2);
+    for (StepTensorSpec& spec : specs) {
+      if (spec.name == b) {
+        spec.shape = shape;
+        spec.dtype = dtype;
+      }
+    }
+    auto io = *StepBuffers::Create("io", specs, allocator());
+    for (size_t i = 0; i < statics.size(); ++i) {
+      ASSERT_TRUE(Poison(statics.tensor(i)).ok());
+    }
+    ASSERT_TRUE(Fill(io->tensor(0), 1.0f).ok());
+    ASSERT_TRUE(Fill(io->tensor(1), 2.0f).ok());
+    const GraphStats before = (*graphs)->TotalStats();
+    absl::Status s = (*graphs)->Run(*io);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_THAT(s.message(), HasSubstr(absl::StrCat("step tensor '", b, "'")));
+    for (size_t i = 0; i < statics.size(); ++i) {
+      EXPECT_TRUE(BitwiseEqual(statics.tensor(i), poison))
+          << statics.spec(i).name;
+    }
+    const GraphStats after = (*graphs)->TotalStats();
+    EXPECT_EQ(after.checks, before.checks);
+    EXPECT_EQ(after.replays, before.replays);
+  }
 }
 
 NG_INSTANTIATE_BACKEND_TEST(BucketedGraphsTest);
