@@ -180,10 +180,11 @@ absl::StatusOr<Tensor> Tensor::Narrow(int dim, int64_t start,
   }
   Shape shape = shape_;
   shape[dim] = length;
-  // An empty narrow stays where the tensor starts: at the end of a strided
-  // dimension, its start could lie past the storage.
+  // An empty narrow (or any narrow of an empty tensor) stays where the
+  // tensor starts: at the end of a strided dimension, or of a storage of no
+  // bytes, its start could lie past the storage.
   const size_t offset =
-      length == 0 ? offset_bytes_
+      length == 0 || numel() == 0 ? offset_bytes_
                   : offset_bytes_ + static_cast<size_t>(start * strides_[dim]) *
                                         DTypeSize(dtype_);
   return FromStorage(storage_, offset, std::move(shape), strides_, dtype_);

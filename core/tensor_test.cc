@@ -72,6 +72,19 @@ TEST(TensorTest, ViewsAndIdentity) {
   EXPECT_FALSE(t.Narrow(2, 0, 1).ok());
 }
 
+// An empty tensor's columns narrow like anyone's (torch's
+// empty(0, 8).narrow(1, 2, 4) is 0 x 4): the view stays at its start, which
+// its storage of no bytes holds.
+TEST(TensorTest, AnEmptyTensorNarrowsAlongItsOtherDimensions) {
+  Tensor t = *Tensor::Empty(CpuAllocator(), {0, 8}, DType::kF32);
+  absl::StatusOr<Tensor> cols = t.Narrow(1, 2, 4);
+  ASSERT_TRUE(cols.ok()) << cols.status();
+  EXPECT_EQ(cols->shape(), Shape({0, 4}));
+  EXPECT_EQ(cols->numel(), 0);
+  EXPECT_EQ(cols->offset_bytes(), t.offset_bytes());
+  EXPECT_FALSE(t.Narrow(1, 6, 4).ok());  // still inside the dimension
+}
+
 TEST(TensorTest, ViewsMustStayInsideTheStorage) {
   auto storage = *Storage::Allocate(CpuAllocator(), 16);
   EXPECT_TRUE(Tensor::FromStorage(storage, 8, {2}, {1}, DType::kF32).ok());

@@ -138,8 +138,12 @@ absl::Status FillNormal(const Tensor& dst, uint64_t seed, float mean,
       return (static_cast<double>(next() >> 11) + 0.5) * 0x1.0p-53;
     };
     for (int64_t i = 0; i < dst.numel(); ++i) {
-      const double z = std::sqrt(-2.0 * std::log(uniform())) *
-                       std::cos(2.0 * M_PI * uniform());
+      // Drawn in a fixed order (the two operands of a product may be
+      // evaluated in either).
+      const double u1 = uniform();
+      const double u2 = uniform();
+      const double z =
+          std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
       StoreFromFloat(out, dst.dtype(), i,
                      static_cast<float>(mean + stddev * z));
     }
