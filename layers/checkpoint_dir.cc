@@ -22,6 +22,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "core/errno_status.h"
+#include "core/small_file.h"
 #include "core/storage.h"
 #include "layers/safetensors/format.h"
 #include "layers/safetensors/reader.h"
@@ -91,35 +92,6 @@ bool PlainFileName(absl::string_view name) {
          name.find('/') == absl::string_view::npos &&
          name.find('\\') == absl::string_view::npos &&
          name.find('\0') == absl::string_view::npos;
-}
-
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path,
-                                          size_t max_bytes,
-                                          absl::string_view what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    return ErrnoStatus(
-        err, absl::StrCat(what, " ", path,
-                          ": cannot open for reading: ", std::strerror(err)));
-  }
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  if (size < 0) {
-    return absl::NotFoundError(absl::StrCat(what, " ", path, ": cannot read"));
-  }
-  if (static_cast<uint64_t>(size) > max_bytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " ", path, ": ", size, " bytes, more than the ",
-                     max_bytes, " bytes such a file may have"));
-  }
-  in.seekg(0);
-  std::string text(static_cast<size_t>(size), '\0');
-  in.read(text.data(), size);
-  if (!in) {
-    return absl::DataLossError(absl::StrCat(what, " ", path, ": short read"));
-  }
-  return text;
 }
 
 // A SAX pass that finds the first key repeated within one object, which a
@@ -721,6 +693,18 @@ absl::StatusOr<CheckpointReport> LoadPrepared(
         "with other parameter dtypes (", example, "; ", mismatched.size(),
         " in all: ", SummarizeNames(mismatched),
         "): prepare it for this model; ", kNothingChanged));
+  }
+  // The copies were converted when prepared: with conversion off now, that
+  // is a conversion all the same.
+  if (!options.allow_dtype_conversion && !prepared.report.conversions.empty()) {
+    std::vector<std::string> conversions;
+    for (const auto& [conversion, n] : prepared.report.conversions)
+      conversions.push_back(absl::StrCat(conversion, " (", n, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint ", prepared.report.source,
+                     " was prepared with dtype conversions (",
+                     absl::StrJoin(conversions, ", "),
+                     ") and conversion is off; ", kNothingChanged));
   }
   LoadOptions load;
   load.ignore_unexpected = false;  // the prepared set holds only parameters

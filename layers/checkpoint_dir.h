@@ -98,7 +98,9 @@ struct CheckpointOptions {
 struct CheckpointReport {
   std::string source;            // the checkpoint, for messages
   std::string prefix;            // the prefix used
-  bool prefix_detected = false;  // found by auto detection
+  // Chosen by auto detection (kAutoPrefix): from the names, or "model." when
+  // no name tells.
+  bool prefix_detected = false;
   int shards = 0;                // safetensors files read
   int64_t tensors = 0;           // tensors in the checkpoint
   int64_t bytes = 0;             // bytes of the norm tensors read

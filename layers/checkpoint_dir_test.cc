@@ -609,6 +609,20 @@ TEST_P(CheckpointDirTest, ConversionsAreReported) {
   r = LoadCheckpointFrom(*again, *loc, exact);
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.status().message(), HasSubstr("no weight was changed"));
+
+  // Prepared with conversion allowed, loaded with it off: the copies are in
+  // the model's dtype already, but converted all the same.
+  absl::StatusOr<PreparedCheckpoint> prepared =
+      PrepareCheckpoint(*again, *loc, CheckpointOptions());
+  ASSERT_TRUE(prepared.ok()) << prepared.status();
+  const std::vector<SlotState> before = SlotStates(*again);
+  r = LoadPrepared(*again, *prepared, exact);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("BF16 -> F32"));
+  EXPECT_THAT(r.status().message(), HasSubstr("conversion is off"));
+  EXPECT_THAT(r.status().message(), HasSubstr("no weight was changed"));
+  ExpectUntouched(*again, before);
 }
 
 TEST_P(CheckpointDirTest, NonFloatNormTensorIsAnError) {

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <initializer_list>
+#include <limits>
 #include <optional>
 #include <string>
 #include <utility>
@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/types/span.h"
+#include "core/small_file.h"
 #include "nlohmann/json.hpp"
 
 namespace normgraph {
@@ -80,8 +81,12 @@ class KeyReader {
   KeyReader(const Json& obj, std::string where, HfModelConfig& c)
       : obj_(obj), where_(std::move(where)), c_(c) {}
 
-  // An integer in [lo, hi], if present.
-  void Int(const char* key, int64_t lo, int64_t hi, int64_t& out) {
+  // An integer in [lo, hi], if present (and not null, unless `null_ok`:
+  // transformers would fail on a null size; save_pretrained leaves a
+  // defaulted key out, it does not write null).
+  void Int(const char* key, int64_t lo, int64_t hi, int64_t& out,
+           bool null_ok = false) {
+    if (!null_ok && IsNull(key)) return;
     const Json* v = Find(key);
     if (v == nullptr) return;
     bool in_range = false;
@@ -107,8 +112,11 @@ class KeyReader {
     Read(key);
   }
 
-  // rms_norm_eps, a number in (0, 1], if present.
+  // rms_norm_eps, a number in (0, 1], if present (not null), that float32
+  // holds as a normal number (the kernels add it in float32: 1e-46 would be
+  // 0 there, and an all-zero row's norm infinite).
   void Eps(float& out) {
+    if (IsNull("rms_norm_eps")) return;
     const Json* v = Find("rms_norm_eps");
     if (v == nullptr) return;
     const double d = v->is_number() ? v->get<double>() : -1.0;
@@ -117,8 +125,23 @@ class KeyReader {
                         " is not a number in (0, 1]"));
       return;
     }
-    out = static_cast<float>(d);
+    const float f = static_cast<float>(d);
+    if (!(f >= std::numeric_limits<float>::min())) {
+      Fail(absl::StrCat(where_, "rms_norm_eps = ", v->dump(),
+                        " is below float32's smallest normal number (",
+                        std::numeric_limits<float>::min(), ")"));
+      return;
+    }
+    out = f;
     Read("rms_norm_eps");
+  }
+
+  // Fails if `key` is present as null.
+  bool IsNull(const char* key) {
+    auto it = obj_.find(key);
+    if (!status_.ok() || it == obj_.end() || !it->is_null()) return false;
+    Fail(absl::StrCat(where_, key, " is null"));
+    return true;
   }
 
   const Json* Find(const char* key) const {
@@ -242,7 +265,8 @@ absl::Status ReadQwen(const Json& t, const std::string& where,
   }
   if (types->empty()) {
     int64_t interval = 4;
-    r.Int("full_attention_interval", 1, kMaxConfigLayers, interval);
+    r.Int("full_attention_interval", 1, kMaxConfigLayers, interval,
+          /*null_ok=*/true);
     if (!r.status().ok()) return r.status();
     for (int64_t i = 0; i < q.num_hidden_layers; ++i) {
       q.layer_types.push_back((i + 1) % interval == 0
@@ -300,6 +324,11 @@ absl::StatusOr<HfModelConfig> ParseHfConfig(absl::string_view json,
     return Bad(source, absl::StrCat("file is ", json.size(),
                                     " bytes; a config.json is at most ",
                                     kMaxConfigJsonBytes));
+  }
+  // nlohmann's parser stops at a NUL byte, accepting whatever follows.
+  if (const size_t nul = json.find('\0'); nul != absl::string_view::npos) {
+    return Bad(source,
+               absl::StrCat("not valid JSON (a NUL byte at offset ", nul, ")"));
   }
   Json root = Json::parse(json.begin(), json.end(), nullptr,
                           /*allow_exceptions=*/false);
@@ -378,28 +407,10 @@ absl::StatusOr<HfModelConfig> ParseHfConfig(absl::string_view json,
 }
 
 absl::StatusOr<HfModelConfig> ReadHfConfig(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat("config ", path, ": cannot open for reading"));
-  }
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  if (size < 0) {
-    return absl::NotFoundError(absl::StrCat("config ", path, ": cannot read"));
-  }
-  if (static_cast<uint64_t>(size) > kMaxConfigJsonBytes) {
-    return Bad(path, absl::StrCat("file is ", size,
-                                  " bytes; a config.json is at most ",
-                                  kMaxConfigJsonBytes));
-  }
-  in.seekg(0);
-  std::string text(static_cast<size_t>(size), '\0');
-  in.read(text.data(), size);
-  if (!in) {
-    return absl::DataLossError(absl::StrCat("config ", path, ": short read"));
-  }
-  return ParseHfConfig(text, path);
+  absl::StatusOr<std::string> text =
+      ReadSmallFile(path, kMaxConfigJsonBytes, "config");
+  if (!text.ok()) return text.status();
+  return ParseHfConfig(*text, path);
 }
 
 }  // namespace normgraph

@@ -211,6 +211,46 @@ TEST(HfConfigTest, BadValuesAreRefusedWithTheKey) {
       HasSubstr("torch_dtype 'float64' is not a dtype normgraph runs"));
 }
 
+// A size or eps written as null would fail in transformers (save_pretrained
+// leaves a defaulted key out instead): refused, not read as the default.
+// Keys normgraph does not read may be null, as real configs have them.
+TEST(HfConfigTest, NullSizesAreRefused) {
+  EXPECT_THAT(Error(R"({"model_type": "qwen3_5_text",
+                        "num_hidden_layers": null})"),
+              HasSubstr("num_hidden_layers is null"));
+  EXPECT_THAT(Error(R"({"model_type": "gemma3", "text_config":
+                        {"head_dim": null}})"),
+              HasSubstr("text_config.head_dim is null"));
+  EXPECT_THAT(Error(R"({"model_type": "gemma3_text", "rms_norm_eps": null})"),
+              HasSubstr("rms_norm_eps is null"));
+  EXPECT_EQ(Error(R"({"model_type": "gemma3_text", "pad_token_id": null,
+                      "final_logit_softcapping": null})"),
+            "ok");
+  EXPECT_EQ(Error(R"({"model_type": "qwen3_5_text", "layer_types": null,
+                      "full_attention_interval": null})"),
+            "ok");
+}
+
+// eps is added in float32: a value float32 holds as 0 or as a subnormal
+// is refused (1e-46 would make an all-zero row's norm infinite).
+TEST(HfConfigTest, EpsMustBeANormalFloat32) {
+  EXPECT_THAT(Error(R"({"model_type": "gemma3_text", "rms_norm_eps": 1e-46})"),
+              HasSubstr("below float32's smallest normal number"));
+  EXPECT_THAT(Error(R"({"model_type": "gemma3_text", "rms_norm_eps": 1e-39})"),
+              HasSubstr("below float32's smallest normal number"));
+  absl::StatusOr<HfModelConfig> c =
+      Parse(R"({"model_type": "gemma3_text", "rms_norm_eps": 1.2e-38})");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->gemma.rms_norm_eps, 1.2e-38f);
+}
+
+// nlohmann's parser stops at a NUL byte: what follows would go unread.
+TEST(HfConfigTest, ANulByteIsRefused) {
+  const std::string json =
+      std::string(R"({"model_type": "gemma3_text"})") + '\0' + "{{{ garbage";
+  EXPECT_THAT(Error(json), HasSubstr("a NUL byte at offset 29"));
+}
+
 TEST(HfConfigTest, ReadFromFile) {
   absl::StatusOr<HfModelConfig> c = ReadHfConfig("/nonexistent/config.json");
   ASSERT_FALSE(c.ok());
