@@ -184,9 +184,10 @@ absl::StatusOr<Tensor> Tensor::Narrow(int dim, int64_t start,
   // tensor starts: at the end of a strided dimension, or of a storage of no
   // bytes, its start could lie past the storage.
   const size_t offset =
-      length == 0 || numel() == 0 ? offset_bytes_
-                  : offset_bytes_ + static_cast<size_t>(start * strides_[dim]) *
-                                        DTypeSize(dtype_);
+      length == 0 || numel() == 0
+          ? offset_bytes_
+          : offset_bytes_ +
+                static_cast<size_t>(start * strides_[dim]) * DTypeSize(dtype_);
   return FromStorage(storage_, offset, std::move(shape), strides_, dtype_);
 }
 

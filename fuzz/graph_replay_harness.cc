@@ -1,5 +1,8 @@
 #include "fuzz/graph_replay_harness.h"
 
+#include <stdlib.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -29,6 +32,7 @@
 #include "graph/bucketed_graphs.h"
 #include "kernels/cpu/rms_norm.h"
 #include "kernels/kernels.h"
+#include "layers/checkpoint_dir.h"
 #include "layers/gemma3_norm_stack.h"
 #include "layers/legacy_zero_centered_rms_norm.h"
 #include "layers/qwen3_5_norm_stack.h"
@@ -76,6 +80,37 @@ Allocator& DeviceAllocator() { return Runtime().allocator(); }
 bool Tracing() {
   static const bool on = std::getenv("NORMGRAPH_FUZZ_TRACE") != nullptr;
   return on;
+}
+
+// The files LoadThroughFiles writes: one file, or an index and two shards.
+constexpr const char* kScratchFiles[] = {
+    "model.safetensors", "model.safetensors.index.json",
+    "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"};
+
+// A directory of this process's own for checkpoints written to be loaded
+// (under $TMPDIR or /tmp), removed at exit.
+const std::string& CheckpointScratch() {
+  static const std::string* dir = [] {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string path =
+        absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp",
+                     "/normgraph_fuzz_XXXXXX");
+    if (::mkdtemp(path.data()) == nullptr) {
+      std::fprintf(stderr, "graph_replay_fuzzer: mkdtemp %s failed\n",
+                   path.c_str());
+      std::abort();
+    }
+    auto* d = new std::string(path);
+    std::atexit([] {
+      const std::string& d = CheckpointScratch();
+      for (const char* name : kScratchFiles) {
+        std::remove(absl::StrCat(d, "/", name).c_str());
+      }
+      ::rmdir(d.c_str());
+    });
+    return d;
+  }();
+  return *dir;
 }
 
 // One stream for the process (creating a CUDA stream per input would cost more
@@ -170,6 +205,31 @@ double RoundToFormat(double a, int mantissa_bits, int min_exponent) {
   std::frexp(a, &e);  // a = m 2^e, m in [0.5, 1)
   const int quantum = std::max(e - 1, min_exponent) - mantissa_bits;
   return std::ldexp(std::nearbyint(std::ldexp(a, -quantum)), quantum);
+}
+
+// Whether `a` comes before `b` with runs of digits compared as numbers
+// ("layers.2." before "layers.10."). The harness's own, for names without
+// leading zeros.
+bool NaturalOrder(absl::string_view a, absl::string_view b) {
+  size_t i = 0, j = 0;
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  while (i < a.size() && j < b.size()) {
+    if (digit(a[i]) && digit(b[j])) {
+      size_t ei = i, ej = j;
+      while (ei < a.size() && digit(a[ei])) ++ei;
+      while (ej < b.size() && digit(b[ej])) ++ej;
+      if (ei - i != ej - j) return ei - i < ej - j;
+      const int c = a.substr(i, ei - i).compare(b.substr(j, ej - j));
+      if (c != 0) return c < 0;
+      i = ei;
+      j = ej;
+      continue;
+    }
+    if (a[i] != b[j]) return a[i] < b[j];
+    ++i;
+    ++j;
+  }
+  return a.size() - i < b.size() - j;
 }
 
 uint32_t FloatToBits(float f) {
@@ -688,9 +748,11 @@ class Harness {
     switch (op) {
       case kLoad:
         if (!r.Byte(&a) || !r.Byte(&b) || !r.Byte(&c)) return absl::OkStatus();
-        // The op byte's high nibble: LoadOptionBits.
+        // The op byte's high nibble: LoadOptionBits. The seed byte's bit 7
+        // (with a safetensors image): through a checkpoint directory, bit 6
+        // sharded, bit 5 under a multimodal model's prefix.
         return LoadGenerated(a, 1000 + b, c, op_byte >> 4 ? " (options)" : "",
-                             op_byte >> 4);
+                             op_byte >> 4, b & 0x80 ? b & 0xE0 : 0);
       case kSwap:
         if (!r.Byte(&a)) return absl::OkStatus();
         return LoadGenerated(0, a & 1 ? 22 : 11, 0, " (swap)");
@@ -1382,7 +1444,8 @@ class Harness {
     kFailingHook = 8,     // one picked parameter's after-load hook fails once
   };
   absl::Status LoadGenerated(uint8_t mask, uint64_t seed, uint8_t flags,
-                             const char* kind, uint8_t option_bits = 0) {
+                             const char* kind, uint8_t option_bits = 0,
+                             uint8_t file_bits = 0) {
     ++loads_;
     const int load = loads_;
     auto what = [&] {
@@ -1471,8 +1534,14 @@ class Harness {
             stale_before.back().second.Read(slots_[i].slot->tensor()));
       }
     }
+    // A load expected to succeed, of a safetensors image, may go through
+    // files: the checkpoint directory loader (layers/checkpoint_dir.h).
+    const bool through_files =
+        (file_bits & 0x80) && (flags & 1) && refused.empty() && victim < 0;
     const absl::StatusOr<LoadReport> report =
-        LoadWeights(*model_, *plan->set, options);
+        through_files ? LoadThroughFiles(*plan, options, file_bits & 0x40,
+                                         file_bits & 0x20)
+                      : LoadWeights(*model_, *plan->set, options);
     failing_hook_ = -1;
     if (Tracing() && !report.ok()) {
       std::fprintf(stderr, "  %s\n", report.status().ToString().c_str());
@@ -1518,9 +1587,20 @@ class Harness {
           State()));
     }
     // The image: each tensor in the loader's order, rounded to its
-    // parameter's dtype (a later write through an alias wins).
+    // parameter's dtype (a later write through an alias wins). The
+    // checkpoint directory loader writes in natural name order (digit runs
+    // compared as numbers), whatever the files' order.
+    std::vector<size_t> order;  // the tensors of parameters
     for (size_t k = 0; k < plan->data.size(); ++k) {
-      if (plan->param[k] < 0) continue;
+      if (plan->param[k] >= 0) order.push_back(k);
+    }
+    if (through_files) {
+      std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+        return NaturalOrder(slots_[plan->param[a]].name,
+                            slots_[plan->param[b]].name);
+      });
+    }
+    for (const size_t k : order) {
       SlotInfo& s = slots_[plan->param[k]];
       const DType param_dtype = s.slot->tensor().dtype();
       const DType src_dtype = plan->dtypes[k];
@@ -1542,6 +1622,87 @@ class Harness {
     // The loader refreshed every derived buffer that was stale.
     MarkAllRefreshed();
     return CheckState(what);  // what() only when there is a finding
+  }
+
+  // The load of `plan`'s safetensors image through files: written into a
+  // scratch directory as model.safetensors, or (`sharded`, two tensors or
+  // more) as two shards and their index, its names under
+  // "model.language_model." when `prefixed`; located and loaded by
+  // LoadCheckpointFrom with the same options. Its report must say how many
+  // shards it read and which tensor it skipped; returned as LoadWeights
+  // would report it.
+  absl::StatusOr<LoadReport> LoadThroughFiles(const LoadPlan& plan,
+                                              const LoadOptions& options,
+                                              bool sharded, bool prefixed) {
+    const std::string prefix =
+        prefixed ? "model.language_model." : std::string(kModelPrefix);
+    std::vector<safetensors::NamedView> views;
+    for (const safetensors::TensorEntry& e : plan.file->tensors()) {
+      absl::string_view rest = e.name;
+      absl::ConsumePrefix(&rest, kModelPrefix);
+      views.push_back({absl::StrCat(prefix, rest), e.view()});
+    }
+    const std::string& dir = CheckpointScratch();
+    for (const char* name : kScratchFiles) {
+      std::remove(absl::StrCat(dir, "/", name).c_str());
+    }
+    sharded = sharded && views.size() >= 2;
+    if (!sharded) {
+      NG_RETURN_IF_ERROR(safetensors::WriteFile(
+          absl::StrCat(dir, "/", kScratchFiles[0]), views));
+    } else {
+      // Two shards of consecutive tensors: the loader's order stays the
+      // image's.
+      const size_t half = views.size() / 2;
+      std::string map;
+      for (int shard = 0; shard < 2; ++shard) {
+        const absl::Span<const safetensors::NamedView> part =
+            shard == 0 ? absl::MakeConstSpan(views).subspan(0, half)
+                       : absl::MakeConstSpan(views).subspan(half);
+        const char* file = kScratchFiles[2 + shard];
+        NG_RETURN_IF_ERROR(
+            safetensors::WriteFile(absl::StrCat(dir, "/", file), part));
+        for (const safetensors::NamedView& v : part) {
+          absl::StrAppend(&map, map.empty() ? "" : ",", "\"", v.name, "\":\"",
+                          file, "\"");
+        }
+      }
+      std::FILE* index =
+          std::fopen(absl::StrCat(dir, "/", kScratchFiles[1]).c_str(), "w");
+      if (index == nullptr) return absl::UnavailableError("index: cannot open");
+      std::fprintf(index, "{\"metadata\": {}, \"weight_map\": {%s}}\n",
+                   map.c_str());
+      std::fclose(index);
+    }
+    NG_ASSIGN_OR_RETURN(const CheckpointLocation location,
+                        LocateCheckpoint(dir));
+    CheckpointOptions checkpoint;
+    checkpoint.prefix = prefix;
+    checkpoint.ignore_unexpected = options.ignore_unexpected;
+    checkpoint.allow_missing = options.allow_missing;
+    checkpoint.allow_dtype_conversion = options.allow_dtype_conversion;
+    checkpoint.check_finite = false;  // wide values overflow f16 as in memory
+    NG_ASSIGN_OR_RETURN(const CheckpointReport report,
+                        LoadCheckpointFrom(*model_, location, checkpoint));
+    const std::vector<std::string> skipped =
+        plan.extra ? std::vector<std::string>{absl::StrCat(prefix,
+                                                           "unexpected.weight")}
+                   : std::vector<std::string>{};
+    if (report.shards != (sharded ? 2 : 1) || report.ignored != skipped ||
+        report.prefix != prefix) {
+      return Finding(absl::StrCat(
+          "the checkpoint directory's report: ", report.shards,
+          " shards, prefix '", report.prefix, "', skipped {",
+          absl::StrJoin(report.ignored, ", "), "}; expected ", sharded ? 2 : 1,
+          ", '", prefix, "', {", absl::StrJoin(skipped, ", "), "}", State()));
+    }
+    if (Tracing()) {
+      std::fprintf(stderr, "  through %s, %d shard(s), prefix '%s'\n",
+                   location.path.c_str(), report.shards, prefix.c_str());
+    }
+    LoadReport load = report.load;
+    if (plan.extra) load.unexpected = {"model.unexpected.weight"};
+    return load;
   }
 
   // The error a failing hook (kFailingHook) returns.

@@ -25,6 +25,10 @@ graph_replay_fuzzer inputs are a 2-byte header then ops (see graph_replay_harnes
        shape (refused, nothing changes), bit 6 an unexpected extra tensor (bits 5 and 6 without bit 0:
        a second tensor of the first picked name instead, refused), bit 7 values
        of a wide range (2^-30 to 2^17) with rounding ties (f32 and bf16 sources)
+  LOAD seed byte: the values' seed; with flags bit 0, its bit 7 loads the image through files
+       (layers/checkpoint_dir.h: a scratch directory's model.safetensors, or with bit 6 two
+       shards and their index; with bit 5 the names under "model.language_model."), for loads
+       expected to succeed; the loader writes in natural name order
   LOAD op byte's high nibble, the loader's options: bit 4 no missing parameter allowed, bit 5
        ignore_unexpected flipped (refused without bit 4, ignored with it), bit 6 no dtype
        conversion allowed (a refusal must name every tensor refused, and change nothing), bit 7
@@ -97,6 +101,7 @@ def updates(nibble):
 
 NO_MISSING, FLIP_UNEXPECTED, NO_CONVERSION, FAILING_HOOK = 0x10, 0x20, 0x40, 0x80
 MIXED = 8  # LOAD flags: with convert(), each tensor's dtype rotates
+FILES, SHARDED, PREFIXED = 0x80, 0x40, 0x20  # LOAD seed byte bits (with SAFETENSORS)
 
 
 def strict():
@@ -224,6 +229,13 @@ GRAPH_SEEDS = {
     "failing_loaders_gemma_legacy_packed": header(gemma=True, legacy=True, policy=REBIND, size=31) + ops(
         (pack_derived(), 0xFF, 1), (STALE, 1, 2), (LOAD | FAILING_HOOK, 0xFF, 4, 0), REPLAY,
         (REPEAT, times(20), 1), (LOAD | FAILING_HOOK, 0x55, 9, 0), REPLAY),
+    # Loads through checkpoint files: one file, two shards and an index, a multimodal prefix.
+    "checkpoint_files": header(size=34) + ops(
+        (LOAD, 0xFF, FILES, SAFETENSORS), REPLAY,
+        (LOAD, 0xFF, FILES | SHARDED, SAFETENSORS | convert(F32) | MIXED), REPLAY,
+        (LOAD | NO_MISSING | FLIP_UNEXPECTED, 0xFF, FILES | SHARDED | PREFIXED, SAFETENSORS | EXTRA),
+        (LOAD, 0x0F, FILES | PREFIXED, SAFETENSORS | REVERSE), REPLAY,
+        (PACK, 0xFF, 0x55), (LOAD, 0xFF, FILES | SHARDED | 1, SAFETENSORS), REPLAY, EAGER),
     # Structure changes and invalidated graphs (the RECAPTURE op byte's bits 5 and 4).
     "structure_changes": header(size=16) + ops(
         (structure_change(), 3), REPLAY, (POLICY, RECAP), REPLAY, (structure_change(), 0),

@@ -90,6 +90,12 @@ int main(int argc, char** argv) {
     if (!s.ok()) {
       if (findings == 0) {
         std::fprintf(stderr, "first finding: %s\n", s.ToString().c_str());
+        // NORMGRAPH_THROUGHPUT_SAVE=FILE keeps its input, to reproduce it.
+        if (const char* save = std::getenv("NORMGRAPH_THROUGHPUT_SAVE")) {
+          std::ofstream(save, std::ios::binary)
+              .write(reinterpret_cast<const char*>(input.data()),
+                     static_cast<std::streamsize>(input.size()));
+        }
       }
       ++findings;
     }

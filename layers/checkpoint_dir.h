@@ -96,15 +96,15 @@ struct CheckpointOptions {
 };
 
 struct CheckpointReport {
-  std::string source;            // the checkpoint, for messages
-  std::string prefix;            // the prefix used
+  std::string source;  // the checkpoint, for messages
+  std::string prefix;  // the prefix used
   // Chosen by auto detection (kAutoPrefix): from the names, or "model." when
   // no name tells.
   bool prefix_detected = false;
-  int shards = 0;                // safetensors files read
-  int64_t tensors = 0;           // tensors in the checkpoint
-  int64_t bytes = 0;             // bytes of the norm tensors read
-  LoadReport load;  // loaded / converted / missing (after the load)
+  int shards = 0;       // safetensors files read
+  int64_t tensors = 0;  // tensors in the checkpoint
+  int64_t bytes = 0;    // bytes of the norm tensors read
+  LoadReport load;      // loaded / converted / missing (after the load)
   // Checkpoint names (as in the file) skipped with ignore_unexpected, in
   // natural order.
   std::vector<std::string> ignored;
