@@ -128,14 +128,14 @@ Stream& DeviceStream() {
   return *stream;
 }
 
-// Two buckets, both captured at startup in one BucketedGraphs; batches 2 and
-// 3 run padded in bucket 4.
-constexpr int64_t kBuckets[] = {1, 4};
+// The bucket sets (one per input, from its size byte), all captured at
+// startup in one BucketedGraphs: {1, 4} for half the size bytes (batches 2
+// and 3 run padded in bucket 4), then {1, 2, 4}, {2, 4} (batch 1 padded too)
+// and {1, 3, 4}. The largest is always 4.
 constexpr int64_t kLargestBucket = 4;
 // A batch no bucket holds: BATCH's high bit picks it, and a replay must be
 // refused (eager steps run it).
 constexpr int64_t kTooLargeBatch = kLargestBucket + 1;
-int BucketIndex(int64_t batch) { return batch <= kBuckets[0] ? 0 : 1; }
 
 enum Op : uint8_t {
   kLoad,
@@ -569,6 +569,7 @@ struct Config {
   int64_t head_dim = 4, heads = 1, kv_heads = 1, value_heads = 1,
           value_head_dim = 4;
   ReplayPolicy policy = ReplayPolicy::kFail;
+  std::vector<int64_t> buckets = {1, kLargestBucket};
 };
 
 constexpr float kEps = 1e-6f;  // every stack's default rms_norm_eps
@@ -591,7 +592,8 @@ std::string DescribeConfig(const Config& c) {
                       c.legacy ? " legacy-loader" : "", ", ", c.layers,
                       " layers ", types, ", hidden ", c.hidden, ", heads ",
                       c.heads, "/", c.kv_heads, " x ", c.head_dim,
-                      ", value heads ", c.value_heads, " x ", c.value_head_dim);
+                      ", value heads ", c.value_heads, " x ", c.value_head_dim,
+                      ", buckets {", absl::StrJoin(c.buckets, ", "), "}");
 }
 
 absl::StatusOr<std::unique_ptr<NormStack>> MakeModel(const Config& c) {
@@ -714,6 +716,9 @@ class Harness {
       : config_(std::move(config)), mode_(mode) {}
 
   absl::Status Init() {
+    captured_.resize(buckets().size());
+    structure_changed_.resize(buckets().size());
+    invalidated_.assign(buckets().size(), false);
     NG_ASSIGN_OR_RETURN(model_, MakeModel(config_));
     specs_by_batch_.resize(kTooLargeBatch + 1);
     InventoryModel();
@@ -779,13 +784,13 @@ class Harness {
         }
         if (op_byte & 0x10) {
           graphs_->Invalidate();
-          for (bool& i : invalidated_) i = true;
+          invalidated_.assign(buckets().size(), true);
           return absl::OkStatus();
         }
         NG_RETURN_IF_ERROR(graphs_->Recapture());
         NG_RETURN_IF_ERROR(
             CheckIdentities([] { return std::string("a recapture"); }));
-        for (int64_t bucket : kBuckets) RecordCaptured(bucket);
+        for (int64_t bucket : buckets()) RecordCaptured(bucket);
         return absl::OkStatus();
       case kPolicy:
         if (!r.Byte(&a)) return absl::OkStatus();
@@ -1835,15 +1840,22 @@ class Harness {
     };
     step.owners = {m, &probe_};
     NG_ASSIGN_OR_RETURN(
-        g, BucketedGraphs::Create(
-               "decode", stream_, step,
-               std::vector<int64_t>(std::begin(kBuckets), std::end(kBuckets)),
-               options_, DeviceAllocator()));
-    for (int64_t bucket : kBuckets) InventoryStatics(bucket);
+        g, BucketedGraphs::Create("decode", stream_, step, buckets(), options_,
+                                  DeviceAllocator()));
+    for (int64_t bucket : buckets()) InventoryStatics(bucket);
     NG_RETURN_IF_ERROR(
         CheckIdentities([] { return std::string("the first capture"); }));
-    for (int64_t bucket : kBuckets) RecordCaptured(bucket);
+    for (int64_t bucket : buckets()) RecordCaptured(bucket);
     return g.get();
+  }
+
+  const std::vector<int64_t>& buckets() const { return config_.buckets; }
+  // The index of the smallest bucket that holds `batch` rows (of `batch`
+  // itself, for a bucket); batches up to kLargestBucket only.
+  size_t BucketIndex(int64_t batch) const {
+    size_t i = 0;
+    while (buckets()[i] < batch) ++i;
+    return i;
   }
 
   // Moved: a touched slot whose identity differs from what the bucket's graph
@@ -2209,7 +2221,7 @@ class Harness {
 
   absl::Status Replay() {
     if (batch_ > kLargestBucket) return ReplayWithoutBucket();
-    const int64_t bucket = kBuckets[BucketIndex(batch_)];
+    const int64_t bucket = buckets()[BucketIndex(batch_)];
     NG_ASSIGN_OR_RETURN(BucketedGraphs * graphs, Graphs());
     NG_ASSIGN_OR_RETURN(StepBuffers * io, Buffers(io_, "io", batch_));
     NG_RETURN_IF_ERROR(FillStep(*io));
@@ -2320,8 +2332,8 @@ class Harness {
     NG_ASSIGN_OR_RETURN(BucketedGraphs * graphs, Graphs());
     NG_ASSIGN_OR_RETURN(StepBuffers * io, Buffers(io_, "io", batch_));
     NG_RETURN_IF_ERROR(FillStep(*io));
-    GraphCounts before[2];
-    for (int64_t bucket : kBuckets) {
+    std::vector<GraphCounts> before(buckets().size());
+    for (int64_t bucket : buckets()) {
       StepBuffers& statics = graphs->static_buffers(bucket);
       for (size_t i = 0; i < statics.size(); ++i) {
         NG_RETURN_IF_ERROR(Poison(statics.tensor(i)));
@@ -2333,11 +2345,11 @@ class Harness {
     if (run.code() != absl::StatusCode::kOutOfRange ||
         !absl::StrContains(run.message(),
                            absl::StrCat("batch size ", batch_, " "))) {
-      return Finding(absl::StrCat("a batch of ", batch_,
-                                  " (buckets 1 and 4) ran: ", run.ToString(),
-                                  State()));
+      return Finding(absl::StrCat("a batch of ", batch_, " (buckets {",
+                                  absl::StrJoin(buckets(), ", "),
+                                  "}) ran: ", run.ToString(), State()));
     }
-    for (int64_t bucket : kBuckets) {
+    for (int64_t bucket : buckets()) {
       StepBuffers& statics = graphs->static_buffers(bucket);
       const GraphCounts after = CountsOf(graphs->graph(bucket).stats());
       const GraphCounts& was = before[BucketIndex(bucket)];
@@ -2398,7 +2410,7 @@ class Harness {
     const bool repaired = checked && !refused && !expected.empty();
     int64_t stale = 0, moved = 0;
     const std::vector<std::string>& structure =
-        structure_changed_[BucketIndex(kBuckets[BucketIndex(batch_)])];
+        structure_changed_[BucketIndex(batch_)];
     if (repaired) {
       for (const SlotInfo& s : slots_) {
         stale += options_.check_freshness && s.source >= 0 && ExpectStale(s);
@@ -2855,11 +2867,11 @@ class Harness {
   absl::flat_hash_map<uint64_t, std::unique_ptr<StorageRecord>> storages_;
   // Per bucket (1, 4), per slot: its identity when the graph last captured or
   // repaired it.
-  std::vector<TensorIdentity> captured_[2];
+  std::vector<std::vector<TensorIdentity>> captured_;
   // Per bucket: the modules whose structure changed since its graph last
   // captured, and whether the graphs were invalidated since.
-  std::vector<std::string> structure_changed_[2];
-  bool invalidated_[2] = {false, false};
+  std::vector<std::vector<std::string>> structure_changed_;
+  std::vector<bool> invalidated_;
   std::vector<std::string> modules_;  // ChangeStructure's candidates (paths)
   std::vector<std::vector<StepTensorSpec>> specs_by_batch_;
   std::vector<std::unique_ptr<StepBuffers>> io_, eager_;
@@ -2972,6 +2984,11 @@ absl::Status RunGraphReplayInput(absl::Span<const uint8_t> data,
   c.kv_heads = 1 + (mix >> 28) % 2;
   c.value_heads = 1 + (mix >> 21) % 2;
   c.value_head_dim = 1 + (mix >> 24) % 12;
+  static const std::vector<int64_t> kBucketSets[] = {
+      {1, kLargestBucket},    {1, kLargestBucket}, {1, 2, kLargestBucket},
+      {1, kLargestBucket},    {2, kLargestBucket}, {1, kLargestBucket},
+      {1, 3, kLargestBucket}, {1, kLargestBucket}};
+  c.buckets = kBucketSets[(mix >> 2) % 8];
   if (mode == FuzzMode::kUncheckedLegacy) {
     c.legacy = true;
     c.policy = ReplayPolicy::kUnchecked;

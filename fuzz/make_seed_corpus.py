@@ -11,7 +11,8 @@ graph_replay_fuzzer inputs are a 2-byte header then ops (see graph_replay_harnes
              recapture, rebind)
   header[1]: picks every size (hidden = 1 + header[1] % 40 below 240, else one of 48, 63, 64, 65,
              72, 96, 127, 128, 129, 136, 200, 255, 256, 257, 520, 1040; the rest from a fixed
-             mix of it)
+             mix of it) and the buckets: {1, 4} for half the size bytes, else {1, 2, 4}, {2, 4}
+             or {1, 3, 4} (bucket_set())
   ops (byte % 16): LOAD mask seed flags | SWAP ab | INPUTS seed | BATCH b | REPLAY | EAGER |
        RECAPTURE | POLICY p | REBIND_ALIVE slot seed | FREE_REALLOC slot squat | STALE pick seed |
        RESLICE slot where | TIE from to | PACK mask where | REPEAT times length | UPDATES flags
@@ -65,6 +66,20 @@ def is_llama_size(size):
     """Whether the Qwen3 stack is Llama's (no q/k norms) for this size byte."""
     mix = ((size + 1) * 2654435761) & 0xFFFFFFFF
     return (mix >> 29) & 3 == 0
+
+
+BUCKET_SETS = [(1, 4), (1, 4), (1, 2, 4), (1, 4), (2, 4), (1, 4), (1, 3, 4), (1, 4)]
+
+
+def bucket_set(size):
+    """The buckets the harness captures for this size byte."""
+    mix = ((size + 1) * 2654435761) & 0xFFFFFFFF
+    return BUCKET_SETS[(mix >> 2) % 8]
+
+
+def size_with_buckets(buckets, start=0):
+    """The first size byte from `start` (below 240) whose inputs capture `buckets`."""
+    return next(s for s in range(start, 240) if bucket_set(s) == buckets)
 
 
 def header(gemma=False, legacy=False, dtype=0, engine=False, policy=FAIL, size=15, stack=None):
@@ -229,6 +244,12 @@ GRAPH_SEEDS = {
     "failing_loaders_gemma_legacy_packed": header(gemma=True, legacy=True, policy=REBIND, size=31) + ops(
         (pack_derived(), 0xFF, 1), (STALE, 1, 2), (LOAD | FAILING_HOOK, 0xFF, 4, 0), REPLAY,
         (REPEAT, times(20), 1), (LOAD | FAILING_HOOK, 0x55, 9, 0), REPLAY),
+    # Every bucket set, every batch (and one no bucket holds) in each.
+    **{"buckets_" + "_".join(map(str, b)): header(size=size_with_buckets(b, 40)) + ops(
+        (BATCH, 0), REPLAY, (BATCH, 1), REPLAY, (BATCH, 2), REPLAY, (BATCH, 3), REPLAY,
+        (BATCH, 0x80), REPLAY, (REBIND_ALIVE, 1, 1), (POLICY, REBIND), (BATCH, 1), REPLAY,
+        (STALE, 0, 1), (POLICY, RECAP), (BATCH, 0), REPLAY)
+       for b in [(1, 2, 4), (2, 4), (1, 3, 4)]},
     # Loads through checkpoint files: one file, two shards and an index, a multimodal prefix.
     "checkpoint_files": header(size=34) + ops(
         (LOAD, 0xFF, FILES, SAFETENSORS), REPLAY,
