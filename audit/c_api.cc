@@ -3,6 +3,7 @@
 // ngaudit_* functions are exported from libnormgraph_audit.so (exports.lds).
 
 #include <cstring>
+#include <exception>
 #include <new>
 #include <string>
 
@@ -25,6 +26,35 @@ using normgraph::audit::Status;
 int Report(const ngaudit_auditor* auditor, const Status& status) {
   auditor->last_error = status.message();
   return status.code();
+}
+
+// Report that never throws (for the handlers below): a message that cannot
+// be stored leaves it empty.
+int ReportNoThrow(const ngaudit_auditor* auditor, int code,
+                  const char* message) noexcept {
+  try {
+    auditor->last_error = message;
+  } catch (...) {
+    auditor->last_error.clear();
+  }
+  return code;
+}
+
+// Runs `body`; no exception leaves it (an extern "C" function must not throw:
+// through ctypes that would end the host process): out of memory is
+// NGAUDIT_OUT_OF_MEMORY, anything else NGAUDIT_INTERNAL.
+template <typename Body>
+int Guarded(const ngaudit_auditor* auditor, const char* out_of_memory,
+            Body body) noexcept {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return ReportNoThrow(auditor, NGAUDIT_OUT_OF_MEMORY, out_of_memory);
+  } catch (const std::exception& e) {
+    return ReportNoThrow(auditor, NGAUDIT_INTERNAL, e.what());
+  } catch (...) {
+    return ReportNoThrow(auditor, NGAUDIT_INTERNAL, "an unknown exception");
+  }
 }
 
 // Copies `count` items from `first` on, each converted by `fill` into a
@@ -109,12 +139,9 @@ NGAUDIT_API const char* ngaudit_last_error(const ngaudit_auditor* auditor) {
 NGAUDIT_API int ngaudit_register_range(ngaudit_auditor* auditor, uint64_t id,
                                        uint64_t address, uint64_t bytes) {
   if (auditor == nullptr) return NGAUDIT_INVALID_ARGUMENT;
-  try {
+  return Guarded(auditor, "out of memory registering a range", [&] {
     return Report(auditor, auditor->ranges.Add(id, address, bytes));
-  } catch (const std::bad_alloc&) {
-    return Report(auditor, Status(NGAUDIT_OUT_OF_MEMORY,
-                                  "out of memory registering a range"));
-  }
+  });
 }
 
 NGAUDIT_API int ngaudit_clear_ranges(ngaudit_auditor* auditor) {
@@ -132,17 +159,21 @@ NGAUDIT_API int ngaudit_scan_graph(ngaudit_auditor* auditor,
                                    struct CUgraph_st* graph) {
   if (auditor == nullptr) return NGAUDIT_INVALID_ARGUMENT;
   auditor->scan = normgraph::audit::ScanResult();
-  try {
+  const int status = Guarded(auditor, "out of memory during the scan", [&] {
+    // Before the driver is loaded: a null graph is the caller's error on any
+    // machine, with a driver or without.
+    if (graph == nullptr) {
+      return Report(auditor,
+                    normgraph::audit::InvalidArgument("the graph is null"));
+    }
     const normgraph::audit::DriverApi* api = nullptr;
     const Status loaded = normgraph::audit::LoadDriverApi(&api);
     if (!loaded.ok()) return Report(auditor, loaded);
     return Report(auditor, normgraph::audit::ScanGraph(
                                *api, graph, auditor->ranges, &auditor->scan));
-  } catch (const std::bad_alloc&) {
-    auditor->scan = normgraph::audit::ScanResult();
-    return Report(auditor, Status(NGAUDIT_OUT_OF_MEMORY,
-                                  "out of memory during the scan"));
-  }
+  });
+  if (status != NGAUDIT_OK) auditor->scan = normgraph::audit::ScanResult();
+  return status;
 }
 
 NGAUDIT_API uint64_t ngaudit_node_count(const ngaudit_auditor* auditor) {
@@ -157,20 +188,22 @@ NGAUDIT_API int ngaudit_get_nodes(const ngaudit_auditor* auditor,
                                   uint64_t first, uint64_t count,
                                   ngaudit_node* out, size_t struct_size) {
   if (auditor == nullptr) return NGAUDIT_INVALID_ARGUMENT;
-  return CopyOut(auditor, auditor->scan.nodes, first, count, out, struct_size,
-                 "nodes",
-                 [](const normgraph::audit::NodeRecord& node, ngaudit_node* n) {
-                   n->name = node.name.c_str();
-                   n->display_name = node.display_name.c_str();
-                   n->note = node.note.c_str();
-                   n->index = node.index;
-                   n->kind = node.kind;
-                   n->driver_type = node.driver_type;
-                   n->depth = node.depth;
-                   n->param_count = node.param_count;
-                   n->argument_bytes = node.argument_bytes;
-                   n->scanned = node.scanned ? 1 : 0;
-                 });
+  return Guarded(auditor, "out of memory copying the nodes", [&] {
+    return CopyOut(
+        auditor, auditor->scan.nodes, first, count, out, struct_size, "nodes",
+        [](const normgraph::audit::NodeRecord& node, ngaudit_node* n) {
+          n->name = node.name.c_str();
+          n->display_name = node.display_name.c_str();
+          n->note = node.note.c_str();
+          n->index = node.index;
+          n->kind = node.kind;
+          n->driver_type = node.driver_type;
+          n->depth = node.depth;
+          n->param_count = node.param_count;
+          n->argument_bytes = node.argument_bytes;
+          n->scanned = node.scanned ? 1 : 0;
+        });
+  });
 }
 
 NGAUDIT_API int ngaudit_get_references(const ngaudit_auditor* auditor,
@@ -178,10 +211,12 @@ NGAUDIT_API int ngaudit_get_references(const ngaudit_auditor* auditor,
                                        ngaudit_reference* out,
                                        size_t struct_size) {
   if (auditor == nullptr) return NGAUDIT_INVALID_ARGUMENT;
-  return CopyOut(
-      auditor, auditor->scan.references, first, count, out, struct_size,
-      "references",
-      [](const ngaudit_reference& ref, ngaudit_reference* r) { *r = ref; });
+  return Guarded(auditor, "out of memory copying the references", [&] {
+    return CopyOut(
+        auditor, auditor->scan.references, first, count, out, struct_size,
+        "references",
+        [](const ngaudit_reference& ref, ngaudit_reference* r) { *r = ref; });
+  });
 }
 
 }  // extern "C"

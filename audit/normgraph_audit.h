@@ -50,9 +50,15 @@
  *   - Every function that can fail returns an ngaudit_status; on failure,
  *     ngaudit_last_error(a) says what failed (for a CUDA call: which call, on
  *     which node, and the driver's error name and text).
- *   - Strings returned by the library belong to the auditor and stay valid
- *     until its next ngaudit_scan_graph or ngaudit_destroy.
- *   - A handle is not thread-safe; distinct handles are independent.
+ *   - Strings returned by the library belong to the auditor: the nodes'
+ *     names stay valid until its next ngaudit_scan_graph or ngaudit_destroy;
+ *     ngaudit_last_error's string until the next call on the auditor that
+ *     returns a status (copy it to keep it).
+ *   - A handle is not thread-safe; distinct handles are independent, but
+ *     CUDA wants calls on one graph serialized: do not scan the same graph
+ *     from two threads at once.
+ *   - No C++ exception leaves a function: running out of memory is
+ *     NGAUDIT_OUT_OF_MEMORY, anything else NGAUDIT_INTERNAL.
  *   - The CUDA driver is reached through cudaGetDriverEntryPointByVersion on
  *     the first scan; nothing before that touches CUDA. The caller's thread
  *     should have the graph's context current (PyTorch's threads do); the
@@ -162,7 +168,8 @@ NGAUDIT_API int ngaudit_create(ngaudit_auditor** out);
 /* Frees the auditor and everything it returned. Null is fine. */
 NGAUDIT_API void ngaudit_destroy(ngaudit_auditor* auditor);
 
-/* What the last failing call on this auditor failed with ("" if none). */
+/* What the last call on this auditor that returns a status failed with (""
+ * if it succeeded, or if there was none). */
 NGAUDIT_API const char* ngaudit_last_error(const ngaudit_auditor* auditor);
 
 /* Registers [address, address + bytes) under the caller's `id`. Ranges may

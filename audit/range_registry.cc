@@ -13,11 +13,19 @@ Status RangeRegistry::Add(uint64_t id, uint64_t address, uint64_t bytes) {
     return InvalidArgument("range " + std::to_string(id) +
                            " wraps past the end of the address space");
   }
-  if (!ids_.insert(id).second) {
+  if (ids_.count(id) != 0) {
     return InvalidArgument("range id " + std::to_string(id) +
                            " is already registered");
   }
+  // The range first, then its id: if either throws (out of memory), the
+  // registry is as it was.
   ranges_.push_back(Range{address, address + bytes, id});
+  try {
+    ids_.insert(id);
+  } catch (...) {
+    ranges_.pop_back();
+    throw;
+  }
   indexed_ = false;
   return Status();
 }

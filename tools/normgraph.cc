@@ -300,13 +300,16 @@ std::optional<bool> ParseBool(absl::string_view v) {
 // Whether the command line asks for JSON output: a first pass, so that even a
 // flag error is reported as JSON. Every spelling the flag parser takes
 // (--json, -json, --json=V for any V ParseBool reads, --nojson); the last
-// one wins.
+// one wins. Only flags: a word without a dash is another flag's value
+// (--model_dir json).
 bool JsonRequested(int argc, char** argv) {
   bool json = false;
   for (int i = 1; i < argc; ++i) {
     absl::string_view a = argv[i];
     if (a == "--") break;
-    if (!absl::ConsumePrefix(&a, "--")) absl::ConsumePrefix(&a, "-");
+    if (!absl::ConsumePrefix(&a, "--") && !absl::ConsumePrefix(&a, "-")) {
+      continue;
+    }
     if (a == "json") json = true;
     if (a == "nojson") json = false;
     if (absl::ConsumePrefix(&a, "json=")) {
@@ -1133,13 +1136,21 @@ absl::Status ValidateSetup(const CommandLine& cl, Setup& s) {
       const size_t slash = resolved.find_last_of('/');
       const std::string saved_dir =
           real(slash == std::string::npos ? "." : resolved.substr(0, slash));
-      if (s.update->from_directory && !saved_dir.empty() &&
-          saved_dir == real(s.update->directory)) {
+      // (Given as a directory, a file or an index: a file saved beside an
+      // index or a single file changes what that directory loads too.)
+      if (!saved_dir.empty() && saved_dir == real(s.update->directory)) {
         return absl::InvalidArgumentError(absl::StrCat(
             "--save_checkpoint=", resolved,
             " is in the --update_checkpoint directory ", s.update->directory,
             ": a checkpoint saved there would change what it loads"));
       }
+    }
+    // A .json path would be read back as a sharded checkpoint's index.
+    if (absl::EndsWith(resolved, ".json")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--save_checkpoint=", resolved,
+          ": a .json path is read as a sharded checkpoint's index; give a "
+          ".safetensors file's path"));
     }
     // Where it goes must exist and be a file's place: said now, before
     // anything is allocated (an existing file is replaced, atomically).

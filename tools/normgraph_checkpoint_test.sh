@@ -155,8 +155,14 @@ expect 2 "is a file of the --update_checkpoint \($index\)" --layers=4 --hidden=4
   --update_checkpoint="$index" --save_checkpoint="$index"
 expect 2 "is in the --update_checkpoint directory $tmp/qwen_b" --layers=4 --hidden=48 \
   "${run[@]}" --update_checkpoint="$tmp/qwen_b" --save_checkpoint="$tmp/qwen_b/model.safetensors"
+expect 2 "is in the --update_checkpoint directory $tmp/qwen_b" --layers=4 --hidden=48 \
+  "${run[@]}" --update_checkpoint="$index" --save_checkpoint="$tmp/qwen_b/model.safetensors"
 [[ "$(md5sum <"$index")" == "$before" && ! -e "$tmp/qwen_b/model.safetensors" ]] \
   || fail "the sharded update checkpoint changed"
+# A .json path would be read back as an index: refused before anything is written.
+expect 2 "--save_checkpoint=$tmp/x.json: a .json path is read as a sharded checkpoint's index" \
+  --layers=2 --hidden=32 "${run[@]}" --save_checkpoint="$tmp/x.json"
+[[ ! -e "$tmp/x.json" ]] || fail "--save_checkpoint=x.json wrote the file"
 # --prefix with only --update_checkpoint names the update's prefix: the synthetic first checkpoint
 # keeps Hugging Face's model. names.
 mkdir -p "$tmp/vl"

@@ -35,6 +35,12 @@ expect 2 "--cycles=0: expected an integer from 1 to 100000" --cycles=0
 expect 2 "--replays_per_cycle=-1: expected an integer from 1 to 10000" --replays_per_cycle=-1
 expect 2 "--cycles=100000 x --replays_per_cycle=10000 is 1000000000 replays: at most 1000000" \
   --cycles=100000 --replays_per_cycle=10000
+# A flag's value spelled "json" or "nojson" is no --json flag.
+out=$("$bin" --model_dir json 2>&1)
+[[ $? == 2 && "${out:0:1}" != "{" ]] || fail "--model_dir json printed JSON: $out"
+json=$("$bin" --json --save_checkpoint nojson --dtype=bogus 2>/dev/null)
+python3 -c 'import json, sys; json.loads(sys.stdin.read())' <<<"$json" \
+  || fail "--json --save_checkpoint nojson: not JSON: $json"
 # --json prints one valid JSON object whatever bytes a value holds (a Latin-1 file name).
 json=$("$bin" --json --dtype=$'\xff' 2>/dev/null)
 [[ $? == 2 ]] || fail "--json --dtype=\\xff: exit code"
