@@ -87,11 +87,14 @@ constexpr const char* kScratchFiles[] = {
     "model.safetensors", "model.safetensors.index.json",
     "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"};
 
+void RemoveScratchFiles();
+
 // A directory of this process's own for checkpoints written to be loaded
-// (under $TMPDIR or /tmp), removed at exit.
+// (under $TEST_TMPDIR, $TMPDIR or /tmp), removed at exit.
 const std::string& CheckpointScratch() {
   static const std::string* dir = [] {
-    const char* tmp = std::getenv("TMPDIR");
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    if (tmp == nullptr || *tmp == '\0') tmp = std::getenv("TMPDIR");
     std::string path =
         absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp",
                      "/normgraph_fuzz_XXXXXX");
@@ -102,15 +105,20 @@ const std::string& CheckpointScratch() {
     }
     auto* d = new std::string(path);
     std::atexit([] {
-      const std::string& d = CheckpointScratch();
-      for (const char* name : kScratchFiles) {
-        std::remove(absl::StrCat(d, "/", name).c_str());
-      }
-      ::rmdir(d.c_str());
+      RemoveScratchFiles();
+      ::rmdir(CheckpointScratch().c_str());
     });
     return d;
   }();
   return *dir;
+}
+
+// Removes what LoadThroughFiles wrote (after each load: a process that dies
+// on a finding leaves an empty directory at most).
+void RemoveScratchFiles() {
+  for (const char* name : kScratchFiles) {
+    std::remove(absl::StrCat(CheckpointScratch(), "/", name).c_str());
+  }
 }
 
 // One stream for the process (creating a CUDA stream per input would cost more
@@ -1648,9 +1656,6 @@ class Harness {
       views.push_back({absl::StrCat(prefix, rest), e.view()});
     }
     const std::string& dir = CheckpointScratch();
-    for (const char* name : kScratchFiles) {
-      std::remove(absl::StrCat(dir, "/", name).c_str());
-    }
     sharded = sharded && views.size() >= 2;
     if (!sharded) {
       NG_RETURN_IF_ERROR(safetensors::WriteFile(
@@ -1679,16 +1684,21 @@ class Harness {
                    map.c_str());
       std::fclose(index);
     }
-    NG_ASSIGN_OR_RETURN(const CheckpointLocation location,
-                        LocateCheckpoint(dir));
     CheckpointOptions checkpoint;
     checkpoint.prefix = prefix;
     checkpoint.ignore_unexpected = options.ignore_unexpected;
     checkpoint.allow_missing = options.allow_missing;
     checkpoint.allow_dtype_conversion = options.allow_dtype_conversion;
     checkpoint.check_finite = false;  // wide values overflow f16 as in memory
-    NG_ASSIGN_OR_RETURN(const CheckpointReport report,
-                        LoadCheckpointFrom(*model_, location, checkpoint));
+    absl::StatusOr<CheckpointLocation> located = LocateCheckpoint(dir);
+    absl::StatusOr<CheckpointReport> loaded =
+        located.ok() ? LoadCheckpointFrom(*model_, *located, checkpoint)
+                     : located.status();
+    RemoveScratchFiles();
+    NG_RETURN_IF_ERROR(loaded.status());
+    const CheckpointLocation& location = *located;
+    const CheckpointReport& report = *loaded;
+
     const std::vector<std::string> skipped =
         plan.extra ? std::vector<std::string>{absl::StrCat(prefix,
                                                            "unexpected.weight")}
