@@ -2243,12 +2243,17 @@ int Main(int argc, char** argv) {
       }
       return kExitBadInput;
     }
-    if (cl->help) {
-      std::cout << HelpText();
-      return kExitOk;
-    }
-    if (cl->version) {
-      std::cout << VersionText();
+    if (cl->help || cl->version) {
+      const std::string text = cl->help ? HelpText() : VersionText();
+      if (cl->json) {  // one JSON object, as --json promises
+        Json out;
+        out["ok"] = true;
+        out["exit_code"] = kExitOk;
+        out[cl->help ? "help" : "version"] = text;
+        std::cout << JsonText(out) << "\n";
+      } else {
+        std::cout << text;
+      }
       return kExitOk;
     }
     as_json = cl->json;

@@ -35,6 +35,13 @@ expect 2 "--cycles=0: expected an integer from 1 to 100000" --cycles=0
 expect 2 "--replays_per_cycle=-1: expected an integer from 1 to 10000" --replays_per_cycle=-1
 expect 2 "--cycles=100000 x --replays_per_cycle=10000 is 1000000000 replays: at most 1000000" \
   --cycles=100000 --replays_per_cycle=10000
+# --help and --version with --json: one JSON object holding the text.
+json=$("$bin" --help --json) || fail "--help --json exited $?"
+python3 -c 'import json, sys; j = json.loads(sys.stdin.read()); assert "--save_checkpoint" in j["help"], j' \
+  <<<"$json" || fail "--help --json: $json"
+json=$("$bin" --version --json) || fail "--version --json exited $?"
+python3 -c 'import json, sys; j = json.loads(sys.stdin.read()); assert j["version"] and j["ok"], j' \
+  <<<"$json" || fail "--version --json: $json"
 # A flag's value spelled "json" or "nojson" is no --json flag.
 out=$("$bin" --model_dir json 2>&1)
 [[ $? == 2 && "${out:0:1}" != "{" ]] || fail "--model_dir json printed JSON: $out"
