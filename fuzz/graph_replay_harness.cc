@@ -813,6 +813,8 @@ class Harness {
         return absl::OkStatus();
       case kRebindAlive:
         if (!r.Byte(&a) || !r.Byte(&b)) return absl::OkStatus();
+        // The op byte's bit 4: a transient layout change instead.
+        if (op_byte & 0x10) return ProbeLayoutChange(a % slots_.size());
         return RebindAlive(a % slots_.size(), Mix(b + 31 * steps_));
       case kFreeRealloc:
         if (!r.Byte(&a) || !r.Byte(&b)) return absl::OkStatus();
@@ -2539,6 +2541,49 @@ class Harness {
     } else {
       Rebind(s, fresh);
     }
+    return absl::OkStatus();
+  }
+
+  // Fault, undone at once: the slot takes a view of the same bytes at the
+  // same address in another layout (a 2-D tensor with its strides swapped, a
+  // 1-D one as one row), and every bucket's graph's check (without repair)
+  // must report exactly what the harness expects: a move of it where the
+  // graph uses it. Then the slot gets its tensor back. Derived buffers are
+  // left out (another tensor than the one refreshed is stale as well, which
+  // the harness's model does not count).
+  absl::Status ProbeLayoutChange(size_t index) {
+    SlotInfo& s = slots_[index];
+    if (s.source >= 0 || graphs_ == nullptr) return absl::OkStatus();
+    const Tensor original = s.slot->tensor();
+    if (!original.defined() || original.numel() < 2) return absl::OkStatus();
+    absl::StatusOr<Tensor> other;
+    if (original.shape().size() == 2 && original.shape()[0] > 1 &&
+        original.shape()[1] > 1 && original.is_contiguous()) {
+      other = Tensor::FromStorage(original.storage(), original.offset_bytes(),
+                                  original.shape(), {1, original.shape()[0]},
+                                  original.dtype());
+    } else {
+      other = original.Reshape({1, original.numel()});
+    }
+    if (!other.ok()) return absl::OkStatus();  // a layout no view can take
+    Rebind(s, *other);
+    for (int64_t bucket : buckets()) {
+      std::vector<std::string> found;
+      for (const Violation& v : graphs_->graph(bucket).Check()) {
+        found.push_back(v.name);
+      }
+      std::sort(found.begin(), found.end());
+      const std::vector<std::string> expected = ExpectedViolations(bucket);
+      if (found != expected) {
+        const std::string what =
+            absl::StrCat("bucket ", bucket, "'s check with ", s.name, " as ",
+                         other->Identity().ToString(), " found {",
+                         absl::StrJoin(found, ", "), "}");
+        Rebind(s, original);
+        return Finding(absl::StrCat(what, State(expected)));
+      }
+    }
+    Rebind(s, original);
     return absl::OkStatus();
   }
 

@@ -37,6 +37,9 @@ graph_replay_fuzzer inputs are a 2-byte header then ops (see graph_replay_harnes
        load must fail naming it, restore every weight, and leave stale buffers as they were)
   BATCH b: batch 1 + b % 4, or, with b's bit 7, 5: no bucket holds it (a replay must be refused,
        out of range, touching nothing; an eager step runs it)
+  REBIND_ALIVE op byte: bit 4 a transient layout change instead (the slot as a view of the same
+       bytes in another layout, every bucket's graph's Check() compared with the expected
+       violations, then the slot's tensor back)
   RECAPTURE op byte: bit 5 a module's structure changes (MarkStructureChanged; one more byte
        picks the module), else bit 4 the graphs are invalidated (each recaptures before its next
        replay), else both recapture now
@@ -250,6 +253,10 @@ GRAPH_SEEDS = {
         (BATCH, 0x80), REPLAY, (REBIND_ALIVE, 1, 1), (POLICY, REBIND), (BATCH, 1), REPLAY,
         (STALE, 0, 1), (POLICY, RECAP), (BATCH, 0), REPLAY)
        for b in [(1, 2, 4), (2, 4), (1, 3, 4)]},
+    "layout_changes": header(size=45) + ops(
+        (REBIND_ALIVE | 0x10, 0, 0), (REBIND_ALIVE | 0x10, 7, 0), REPLAY, (REBIND_ALIVE, 2, 1),
+        (REBIND_ALIVE | 0x10, 30, 0), (REBIND_ALIVE | 0x10, 2, 0), (POLICY, REBIND), REPLAY,
+        (REBIND_ALIVE | 0x10, 41, 0), REPLAY),
     # Loads through checkpoint files: one file, two shards and an index, a multimodal prefix.
     "checkpoint_files": header(size=34) + ops(
         (LOAD, 0xFF, FILES, SAFETENSORS), REPLAY,
