@@ -578,9 +578,10 @@ struct Config {
           value_head_dim = 4;
   ReplayPolicy policy = ReplayPolicy::kFail;
   std::vector<int64_t> buckets = {1, kLargestBucket};
+  // rms_norm_eps: every stack's default (1e-6) for half the size bytes, else
+  // 1e-5 or 0.25 (a stack that ignored its configured eps would then differ).
+  float eps = 1e-6f;
 };
-
-constexpr float kEps = 1e-6f;  // every stack's default rms_norm_eps
 
 // LoadWeights names at most this many problems in a refusal (then "... and
 // N more").
@@ -595,13 +596,13 @@ std::string DescribeConfig(const Config& c) {
   for (Qwen35LayerType t : c.layer_types) {
     types += t == Qwen35LayerType::kFullAttention ? 'F' : 'L';
   }
-  return absl::StrCat(kind, " ", DTypeName(c.dtype), " ",
-                      c.order == RoundingOrder::kEngine ? "engine" : "hf",
-                      c.legacy ? " legacy-loader" : "", ", ", c.layers,
-                      " layers ", types, ", hidden ", c.hidden, ", heads ",
-                      c.heads, "/", c.kv_heads, " x ", c.head_dim,
-                      ", value heads ", c.value_heads, " x ", c.value_head_dim,
-                      ", buckets {", absl::StrJoin(c.buckets, ", "), "}");
+  return absl::StrCat(
+      kind, " ", DTypeName(c.dtype), " ",
+      c.order == RoundingOrder::kEngine ? "engine" : "hf",
+      c.legacy ? " legacy-loader" : "", ", ", c.layers, " layers ", types,
+      ", hidden ", c.hidden, ", heads ", c.heads, "/", c.kv_heads, " x ",
+      c.head_dim, ", value heads ", c.value_heads, " x ", c.value_head_dim,
+      ", buckets {", absl::StrJoin(c.buckets, ", "), "}, eps ", c.eps);
 }
 
 absl::StatusOr<std::unique_ptr<NormStack>> MakeModel(const Config& c) {
@@ -615,7 +616,7 @@ absl::StatusOr<std::unique_ptr<NormStack>> MakeModel(const Config& c) {
     q.linear_num_value_heads = c.value_heads;
     q.linear_value_head_dim = c.value_head_dim;
     q.layer_types = c.layer_types;
-    q.rms_norm_eps = kEps;
+    q.rms_norm_eps = c.eps;
     q.dtype = c.dtype;
     q.order = c.order;
     q.allocator = &DeviceAllocator();
@@ -630,7 +631,7 @@ absl::StatusOr<std::unique_ptr<NormStack>> MakeModel(const Config& c) {
     g.num_attention_heads = c.heads;
     g.num_key_value_heads = c.kv_heads;
     g.head_dim = c.head_dim;
-    g.rms_norm_eps = kEps;
+    g.rms_norm_eps = c.eps;
     g.dtype = c.dtype;
     g.order = c.order;
     g.allocator = &DeviceAllocator();
@@ -645,7 +646,7 @@ absl::StatusOr<std::unique_ptr<NormStack>> MakeModel(const Config& c) {
   q.num_key_value_heads = c.kv_heads;
   q.head_dim = c.head_dim;
   q.qk_norm = c.qk_norm;
-  q.rms_norm_eps = kEps;
+  q.rms_norm_eps = c.eps;
   q.dtype = c.dtype;
   q.order = c.order;
   q.allocator = &DeviceAllocator();
@@ -2072,7 +2073,7 @@ class Harness {
     p.rows = rows;
     p.cols = cols;
     p.x_stride = p.out_stride = p.residual_stride = p.gate_stride = cols;
-    p.eps = kEps;
+    p.eps = config_.eps;
     p.x_dtype = p.out_dtype = config_.dtype;
     p.weight_kind = n.kind == RefNorm::kZeroCentred ? NormWeight::kScale
                                                     : NormWeight::kMultiply;
@@ -3044,6 +3045,8 @@ absl::Status RunGraphReplayInput(absl::Span<const uint8_t> data,
       {1, kLargestBucket},    {2, kLargestBucket}, {1, kLargestBucket},
       {1, 3, kLargestBucket}, {1, kLargestBucket}};
   c.buckets = kBucketSets[(mix >> 2) % 8];
+  static constexpr float kEpsChoices[] = {1e-6f, 1e-5f, 1e-6f, 0.25f};
+  c.eps = kEpsChoices[(mix >> 5) % 4];
   if (mode == FuzzMode::kUncheckedLegacy) {
     c.legacy = true;
     c.policy = ReplayPolicy::kUnchecked;

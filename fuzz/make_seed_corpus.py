@@ -12,7 +12,7 @@ graph_replay_fuzzer inputs are a 2-byte header then ops (see graph_replay_harnes
   header[1]: picks every size (hidden = 1 + header[1] % 40 below 240, else one of 48, 63, 64, 65,
              72, 96, 127, 128, 129, 136, 200, 255, 256, 257, 520, 1040; the rest from a fixed
              mix of it) and the buckets: {1, 4} for half the size bytes, else {1, 2, 4}, {2, 4}
-             or {1, 3, 4} (bucket_set())
+             or {1, 3, 4} (bucket_set()), and rms_norm_eps: 1e-6 for half of them, else 1e-5 or 0.25
   ops (byte % 16): LOAD mask seed flags | SWAP ab | INPUTS seed | BATCH b | REPLAY | EAGER |
        RECAPTURE | POLICY p | REBIND_ALIVE slot seed | FREE_REALLOC slot squat | STALE pick seed |
        RESLICE slot where | TIE from to | PACK mask where | REPEAT times length | UPDATES flags
