@@ -557,20 +557,31 @@ TEST_P(CapturedGraphTest, UncheckedReplayBumpsTheStorageItWrote) {
   EXPECT_EQ(moved.storage()->write_version(), moved_before);
 }
 
-// Two slots that are interleaved column slices of one buffer ([2, 4] views
-// with row stride 8, at columns 0 and 4): each one's span covers the other's
-// columns. A node reading a temporary view of a row of `b` read `b` only, so
-// `a` moving is no violation (it was: an ambiguous use of both), and `b`
-// moving is one, repaired by a rebind.
-class InterleavedColumns : public TensorOwner {
+// A view of a storage of f32 elements: its byte offset, shape and strides.
+struct ViewLayout {
+  size_t offset;
+  Shape shape;
+  Shape strides;
+};
+
+// Two slots `a` and `b`, views of one storage (every element 2.0), and an
+// output slot of a read's shape.
+class TwoViews : public TensorOwner {
  public:
-  explicit InterleavedColumns(Allocator& allocator)
-      : storage(*Storage::Allocate(allocator, 64)),
-        a(SlotKind::kBuffer,
-          *Tensor::FromStorage(storage, 0, {2, 4}, {8, 1}, DType::kF32)),
-        b(SlotKind::kBuffer,
-          *Tensor::FromStorage(storage, 16, {2, 4}, {8, 1}, DType::kF32)),
-        out(SlotKind::kBuffer, *Tensor::Empty(allocator, {4}, DType::kF32)) {}
+  TwoViews(Allocator& allocator, size_t bytes, const ViewLayout& a_layout,
+           const ViewLayout& b_layout, const Shape& out_shape)
+      : storage(*Storage::Allocate(allocator, bytes)),
+        a(SlotKind::kBuffer, View(a_layout)),
+        b(SlotKind::kBuffer, View(b_layout)),
+        out(SlotKind::kBuffer,
+            *Tensor::Empty(allocator, out_shape, DType::kF32)) {
+    const int64_t elements = static_cast<int64_t>(bytes / 4);
+    EXPECT_TRUE(Fill(View({0, {elements}, {1}}), 2.0f).ok());
+  }
+  Tensor View(const ViewLayout& layout) const {
+    return *Tensor::FromStorage(storage, layout.offset, layout.shape,
+                                layout.strides, DType::kF32);
+  }
   void ForEachSlot(SlotVisitor visit) override {
     visit("c.a", a);
     visit("c.b", b);
@@ -580,23 +591,33 @@ class InterleavedColumns : public TensorOwner {
   TensorSlot a, b, out;
 };
 
-TEST_P(CapturedGraphTest, AMovedNeighbourColumnSliceIsNoViolation) {
-  InterleavedColumns c(allocator());
-  ASSERT_TRUE(
-      Fill(*Tensor::FromStorage(c.storage, 0, {16}, {1}, DType::kF32), 2.0f)
-          .ok());
+// A graph copying the view `read` of `c`'s storage (a temporary, no slot's
+// own tensor: the snapshot credits it to slots by the bytes it covers) into
+// `c.out`.
+absl::StatusOr<std::unique_ptr<CapturedGraph>> CaptureReadOf(
+    Stream& stream, TwoViews& c, const ViewLayout& read, ReplayPolicy policy) {
   GraphOptions options;
-  options.policy = ReplayPolicy::kFail;
-  auto graph = CapturedGraph::Capture(
-      "row", stream(),
-      [&](Stream& s) {
-        const Tensor& b = c.b.tensor();
-        absl::StatusOr<Tensor> row = Tensor::FromStorage(
-            b.storage(), b.offset_bytes(), {4}, {1}, DType::kF32);
-        if (!row.ok()) return row.status();
-        return Copy(s, *row, c.out.tensor());
-      },
+  options.policy = policy;
+  return CapturedGraph::Capture(
+      "read", stream,
+      [&c, read](Stream& s) { return Copy(s, c.View(read), c.out.tensor()); },
       {&c}, options);
+}
+
+// Two slots that are interleaved column slices of one buffer ([2, 4] views
+// with row stride 8, at columns 0 and 4): each one's span covers the other's
+// columns.
+TwoViews InterleavedColumns(Allocator& allocator, const Shape& out_shape) {
+  return TwoViews(allocator, 64, {0, {2, 4}, {8, 1}}, {16, {2, 4}, {8, 1}},
+                  out_shape);
+}
+
+// A node reading a temporary view of a row of `b` read `b` only, so `a`
+// moving is no violation (it was: an ambiguous use of both), and `b` moving
+// is one.
+TEST_P(CapturedGraphTest, AMovedNeighbourColumnSliceIsNoViolation) {
+  TwoViews c = InterleavedColumns(allocator(), {4});
+  auto graph = CaptureReadOf(stream(), c, {16, {4}, {1}}, ReplayPolicy::kFail);
   ASSERT_TRUE(graph.ok()) << graph.status();
   ASSERT_TRUE((*graph)->Replay().ok());
   c.a.Rebind(*Tensor::Empty(allocator(), {2, 4}, DType::kF32));
@@ -610,23 +631,15 @@ TEST_P(CapturedGraphTest, AMovedNeighbourColumnSliceIsNoViolation) {
 }
 
 // A node reading one row of `b` through a view of shape [1, 4] whose row
-// stride is the buffer's (8), not 4: a dense read all the same, which only
-// `b` gives (a size-1 dimension's stride says nothing of the layout).
+// stride is the buffer's (8), not 4 (b.Narrow(0, 0, 1)): a dense read all the
+// same, which only `b` gives (a size-1 dimension's stride says nothing of the
+// layout).
 TEST_P(CapturedGraphTest, ARowNarrowedFromAColumnSliceIsReadFromItAlone) {
-  InterleavedColumns c(allocator());
-  ASSERT_TRUE(
-      Fill(*Tensor::FromStorage(c.storage, 0, {16}, {1}, DType::kF32), 2.0f)
-          .ok());
-  GraphOptions options;
-  options.policy = ReplayPolicy::kFail;
-  auto graph = CapturedGraph::Capture(
-      "row", stream(),
-      [&](Stream& s) {
-        absl::StatusOr<Tensor> row = c.b.tensor().Narrow(0, 0, 1);
-        if (!row.ok()) return row.status();
-        return Copy(s, *row, *c.out.tensor().Reshape({1, 4}));
-      },
-      {&c}, options);
+  TwoViews c = InterleavedColumns(allocator(), {1, 4});
+  ASSERT_EQ(c.View({16, {1, 4}, {8, 1}}).Identity(),
+            c.b.tensor().Narrow(0, 0, 1)->Identity());
+  auto graph =
+      CaptureReadOf(stream(), c, {16, {1, 4}, {8, 1}}, ReplayPolicy::kFail);
   ASSERT_TRUE(graph.ok()) << graph.status();
   ASSERT_TRUE((*graph)->Replay().ok());
   c.a.Rebind(*Tensor::Empty(allocator(), {2, 4}, DType::kF32));
@@ -645,23 +658,8 @@ TEST_P(CapturedGraphTest, ARowNarrowedFromAColumnSliceIsReadFromItAlone) {
 TEST_P(CapturedGraphTest, AReadReachingAStridedSlotsGapChecksTheSlotThere) {
   for (const ReplayPolicy policy :
        {ReplayPolicy::kFail, ReplayPolicy::kRebind}) {
-    InterleavedColumns c(allocator());
-    ASSERT_TRUE(
-        Fill(*Tensor::FromStorage(c.storage, 0, {16}, {1}, DType::kF32), 2.0f)
-            .ok());
-    GraphOptions options;
-    options.policy = policy;
-    Tensor out = *Tensor::Empty(allocator(), {8}, DType::kF32);
-    c.out.Rebind(out);
-    auto graph = CapturedGraph::Capture(
-        "prefix", stream(),
-        [&](Stream& s) {
-          absl::StatusOr<Tensor> prefix =
-              Tensor::FromStorage(c.storage, 0, {8}, {1}, DType::kF32);
-          if (!prefix.ok()) return prefix.status();
-          return Copy(s, *prefix, c.out.tensor());
-        },
-        {&c}, options);
+    TwoViews c = InterleavedColumns(allocator(), {8});
+    auto graph = CaptureReadOf(stream(), c, {0, {8}, {1}}, policy);
     ASSERT_TRUE(graph.ok()) << graph.status();
     ASSERT_TRUE((*graph)->Replay().ok());
     c.b.Rebind(FromFloats({2, 4}, DType::kF32, {5, 6, 7, 8, 9, 9, 9, 9}));
@@ -681,42 +679,11 @@ TEST_P(CapturedGraphTest, AReadReachingAStridedSlotsGapChecksTheSlotThere) {
 
 // A slot [2, 3, 3] with strides [11, 4, 1] (elements): its blocks of three
 // rows of three touch (element 10 ends the first, 11 starts the second). A
-// node reading elements 10 and 11 read them from it (and from the slot of
-// exactly those two): its moving is a violation.
-class TouchingBlocks : public TensorOwner {
- public:
-  explicit TouchingBlocks(Allocator& allocator)
-      : storage(*Storage::Allocate(allocator, 88)),
-        a(SlotKind::kBuffer,
-          *Tensor::FromStorage(storage, 0, {2, 3, 3}, {11, 4, 1}, DType::kF32)),
-        b(SlotKind::kBuffer,
-          *Tensor::FromStorage(storage, 40, {2}, {1}, DType::kF32)),
-        out(SlotKind::kBuffer, *Tensor::Empty(allocator, {2}, DType::kF32)) {}
-  void ForEachSlot(SlotVisitor visit) override {
-    visit("c.a", a);
-    visit("c.b", b);
-    visit("c.out", out);
-  }
-  std::shared_ptr<Storage> storage;
-  TensorSlot a, b, out;
-};
-
+// node reading elements 10 and 11 read them from it (and from `b`, the slot
+// of exactly those two): its moving is a violation.
 TEST_P(CapturedGraphTest, ASlotWhoseBlocksTouchHoldsAReadAcrossThem) {
-  TouchingBlocks c(allocator());
-  ASSERT_TRUE(
-      Fill(*Tensor::FromStorage(c.storage, 0, {22}, {1}, DType::kF32), 2.0f)
-          .ok());
-  GraphOptions options;
-  options.policy = ReplayPolicy::kFail;
-  auto graph = CapturedGraph::Capture(
-      "pair", stream(),
-      [&](Stream& s) {
-        absl::StatusOr<Tensor> pair =
-            Tensor::FromStorage(c.storage, 40, {2}, {1}, DType::kF32);
-        if (!pair.ok()) return pair.status();
-        return Copy(s, *pair, c.out.tensor());
-      },
-      {&c}, options);
+  TwoViews c(allocator(), 88, {0, {2, 3, 3}, {11, 4, 1}}, {40, {2}, {1}}, {2});
+  auto graph = CaptureReadOf(stream(), c, {40, {2}, {1}}, ReplayPolicy::kFail);
   ASSERT_TRUE(graph.ok()) << graph.status();
   ASSERT_TRUE((*graph)->Replay().ok());
   c.a.Rebind(*Tensor::Empty(allocator(), {2, 3, 3}, DType::kF32));
@@ -731,40 +698,9 @@ TEST_P(CapturedGraphTest, ASlotWhoseBlocksTouchHoldsAReadAcrossThem) {
 // reading that element through a temporary view may have read either: the
 // first moving must be reported (an interleaved layout is never taken apart
 // greedily, which would find element 5 in a gap).
-class InterleavedDims : public TensorOwner {
- public:
-  explicit InterleavedDims(Allocator& allocator)
-      : storage(*Storage::Allocate(allocator, 48)),
-        a(SlotKind::kBuffer,
-          *Tensor::FromStorage(storage, 0, {2, 2, 2}, {4, 3, 2}, DType::kF32)),
-        b(SlotKind::kBuffer,
-          *Tensor::FromStorage(storage, 20, {1}, {1}, DType::kF32)),
-        out(SlotKind::kBuffer, *Tensor::Empty(allocator, {1}, DType::kF32)) {}
-  void ForEachSlot(SlotVisitor visit) override {
-    visit("c.a", a);
-    visit("c.b", b);
-    visit("c.out", out);
-  }
-  std::shared_ptr<Storage> storage;
-  TensorSlot a, b, out;
-};
-
 TEST_P(CapturedGraphTest, AnInterleavedSlotHoldingTheBytesReadIsChecked) {
-  InterleavedDims c(allocator());
-  ASSERT_TRUE(
-      Fill(*Tensor::FromStorage(c.storage, 0, {12}, {1}, DType::kF32), 2.0f)
-          .ok());
-  GraphOptions options;
-  options.policy = ReplayPolicy::kFail;
-  auto graph = CapturedGraph::Capture(
-      "element", stream(),
-      [&](Stream& s) {
-        absl::StatusOr<Tensor> element =
-            Tensor::FromStorage(c.storage, 20, {1}, {1}, DType::kF32);
-        if (!element.ok()) return element.status();
-        return Copy(s, *element, c.out.tensor());
-      },
-      {&c}, options);
+  TwoViews c(allocator(), 48, {0, {2, 2, 2}, {4, 3, 2}}, {20, {1}, {1}}, {1});
+  auto graph = CaptureReadOf(stream(), c, {20, {1}, {1}}, ReplayPolicy::kFail);
   ASSERT_TRUE(graph.ok()) << graph.status();
   ASSERT_TRUE((*graph)->Replay().ok());
   c.a.Rebind(*Tensor::Empty(allocator(), {2, 2, 2}, DType::kF32));
