@@ -1449,13 +1449,13 @@ class Harness {
   // bit 5 with one tensor of a wrong shape (the load must fail and change
   // nothing); bit 6 with an unexpected extra tensor (with bit 5 and not bit
   // 0: a second tensor of the first picked name instead of either, refused);
-  // bit 7 with values of a
-  // wide range and rounding ties (f32 and bf16 sources). `options`
-  // (LoadOptionBits) says what the loader allows and whether a parameter's
-  // loader fails mid-way.
+  // bit 7 with values of a wide range and rounding ties (f32 and bf16
+  // sources). `option_bits` (LoadOptionBits) says what the loader allows and
+  // whether a parameter's loader fails mid-way; `file_bits` whether the load
+  // goes through checkpoint files (LoadThroughFiles).
   enum LoadOptionBits : uint8_t {
     kNoMissing = 1,       // allow_missing false
-    kFlipUnexpected = 2,  // ignore_unexpected flipped (true when kNoMissing)
+    kFlipUnexpected = 2,  // ignore_unexpected not allow_missing's value
     kNoConversion = 4,    // allow_dtype_conversion false
     kFailingHook = 8,     // one picked parameter's after-load hook fails once
   };
@@ -1501,13 +1501,9 @@ class Harness {
     std::vector<std::string> refused;
     const size_t picked = plan->picked.size();
     if (plan->invalid) refused.push_back(plan->bad_name);
+    const std::vector<std::string> left_out = LeftOut(*plan);
     if (!options.allow_missing) {
-      for (int i : params_) {
-        if (std::find(plan->picked.begin(), plan->picked.end(), i) ==
-            plan->picked.end()) {
-          refused.emplace_back(slots_[i].name);
-        }
-      }
+      refused.insert(refused.end(), left_out.begin(), left_out.end());
     }
     if (plan->extra && !plan->duplicate && !options.ignore_unexpected) {
       refused.emplace_back("model.unexpected.weight");
@@ -1584,21 +1580,15 @@ class Harness {
     // And by name: the parameters the load left out, the tensor it skipped.
     std::vector<std::string> missing(report->missing.begin(),
                                      report->missing.end());
-    std::vector<std::string> left_out;
-    for (int i : params_) {
-      if (std::find(plan->picked.begin(), plan->picked.end(), i) ==
-          plan->picked.end()) {
-        left_out.emplace_back(slots_[i].name);
-      }
-    }
+    std::vector<std::string> expected_missing = left_out;
     std::sort(missing.begin(), missing.end());
-    std::sort(left_out.begin(), left_out.end());
-    if (missing != left_out ||
+    std::sort(expected_missing.begin(), expected_missing.end());
+    if (missing != expected_missing ||
         (plan->extra && report->unexpected[0] != "model.unexpected.weight")) {
       return Finding(absl::StrCat(
           what(), " reported missing {", absl::StrJoin(report->missing, ", "),
           "} and unexpected {", absl::StrJoin(report->unexpected, ", "),
-          "}; expected missing {", absl::StrJoin(left_out, ", "), "}",
+          "}; expected missing {", absl::StrJoin(expected_missing, ", "), "}",
           plan->extra ? " and unexpected {model.unexpected.weight}" : "",
           State()));
     }
@@ -1723,6 +1713,18 @@ class Harness {
     return load;
   }
 
+  // The parameters a load of `plan` leaves out, by name.
+  std::vector<std::string> LeftOut(const LoadPlan& plan) const {
+    std::vector<std::string> names;
+    for (int i : params_) {
+      if (std::find(plan.picked.begin(), plan.picked.end(), i) ==
+          plan.picked.end()) {
+        names.emplace_back(slots_[i].name);
+      }
+    }
+    return names;
+  }
+
   // The error a failing hook (kFailingHook) returns.
   std::string InjectedCause(int param) const {
     return absl::StrCat("injected: the loader of ", slots_[param].name,
@@ -1837,8 +1839,8 @@ class Harness {
 
   // --- graphs ---------------------------------------------------------------
 
-  // The bucketed graphs (both buckets), captured now if they have not been
-  // yet. One object for both, as a server holds them: its routing of a batch
+  // The bucketed graphs (every bucket), captured now if they have not been
+  // yet. One object for all, as a server holds them: its routing of a batch
   // to a bucket, and every loop over its buckets (policy, recapture), are
   // under test too.
   absl::StatusOr<BucketedGraphs*> Graphs() {
@@ -1966,7 +1968,7 @@ class Harness {
       modules_.push_back("");
       for (int i : params_) {
         absl::string_view path = slots_[i].name;
-        absl::ConsumePrefix(&path, "model.");
+        absl::ConsumePrefix(&path, kModelPrefix);
         while (path.rfind('.') != absl::string_view::npos) {
           path = path.substr(0, path.rfind('.'));
           modules_.emplace_back(path);
