@@ -2244,10 +2244,7 @@ class Harness {
     // Every static buffer poisoned: a refused replay must leave them all so
     // (it writes nothing, inputs included), and a replay must zero the
     // inputs' rows past the batch.
-    for (size_t i = 0; i < statics.size(); ++i) {
-      NG_RETURN_IF_ERROR(Poison(statics.tensor(i)));
-    }
-    NG_RETURN_IF_ERROR(Poison(probe_.slot->tensor()));
+    NG_RETURN_IF_ERROR(PoisonStatics(statics));
     // An invalidated graph recaptures before anything else.
     const bool invalidated = invalidated_[BucketIndex(bucket)];
     if (invalidated) RecordCaptured(bucket);
@@ -2349,13 +2346,9 @@ class Harness {
     NG_RETURN_IF_ERROR(FillStep(*io));
     std::vector<GraphCounts> before(buckets().size());
     for (int64_t bucket : buckets()) {
-      StepBuffers& statics = graphs->static_buffers(bucket);
-      for (size_t i = 0; i < statics.size(); ++i) {
-        NG_RETURN_IF_ERROR(Poison(statics.tensor(i)));
-      }
+      NG_RETURN_IF_ERROR(PoisonStatics(graphs->static_buffers(bucket)));
       before[BucketIndex(bucket)] = CountsOf(graphs->graph(bucket).stats());
     }
-    NG_RETURN_IF_ERROR(Poison(probe_.slot->tensor()));
     const absl::Status run = graphs->Run(*io);
     if (run.code() != absl::StatusCode::kOutOfRange ||
         !absl::StrContains(run.message(),
@@ -2381,6 +2374,15 @@ class Harness {
       return absl::StrCat("a refused batch of ", batch_, " (", run.ToString(),
                           ")");
     });
+  }
+
+  // Poisons every tensor of `statics` and the offset probe (before a step,
+  // which must write them, or not at all).
+  absl::Status PoisonStatics(const StepBuffers& statics) {
+    for (size_t i = 0; i < statics.size(); ++i) {
+      NG_RETURN_IF_ERROR(Poison(statics.tensor(i)));
+    }
+    return Poison(probe_.slot->tensor());
   }
 
   // Every tensor of `buffers` (of `role` only, if given) still holds the
@@ -2923,8 +2925,8 @@ class Harness {
   // Per storage id: the harness's byte image of every storage parameters
   // live in, and the writes the harness knows of.
   absl::flat_hash_map<uint64_t, std::unique_ptr<StorageRecord>> storages_;
-  // Per bucket (1, 4), per slot: its identity when the graph last captured or
-  // repaired it.
+  // Per bucket (in buckets() order), per slot: its identity when the graph
+  // last captured or repaired it.
   std::vector<std::vector<TensorIdentity>> captured_;
   // Per bucket: the modules whose structure changed since its graph last
   // captured, and whether the graphs were invalidated since.
