@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <optional>
 #include <set>
 #include <utility>
@@ -21,7 +20,6 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
-#include "core/errno_status.h"
 #include "core/small_file.h"
 #include "core/storage.h"
 #include "layers/safetensors/format.h"
