@@ -1112,6 +1112,10 @@ absl::Status ValidateSetup(const CommandLine& cl, Setup& s) {
     const std::string resolved = ResolvePath(s.save_checkpoint, &against);
     if (!against.empty()) s.resolved_against = against;
     s.save_checkpoint = resolved;
+    // The folder it goes into ("." for a bare name).
+    const size_t slash = resolved.find_last_of('/');
+    const std::string folder =
+        slash == std::string::npos ? "." : resolved.substr(0, slash + 1);
     // Never over a checkpoint this run reads (a shard or the index), nor
     // into its directory (a new model.safetensors there would change what
     // the directory loads).
@@ -1133,9 +1137,7 @@ absl::Status ValidateSetup(const CommandLine& cl, Setup& s) {
                            "): saving would overwrite it"));
         }
       }
-      const size_t slash = resolved.find_last_of('/');
-      const std::string saved_dir =
-          real(slash == std::string::npos ? "." : resolved.substr(0, slash));
+      const std::string saved_dir = real(folder);
       // (Given as a directory, a file or an index: a file saved beside an
       // index or a single file changes what that directory loads too.)
       if (!saved_dir.empty() && saved_dir == real(s.update->directory)) {
@@ -1160,9 +1162,6 @@ absl::Status ValidateSetup(const CommandLine& cl, Setup& s) {
           absl::StrCat("--save_checkpoint=", resolved,
                        " is a directory; give the path of a file"));
     }
-    const size_t slash = resolved.find_last_of('/');
-    const std::string folder =
-        slash == std::string::npos ? "." : resolved.substr(0, slash + 1);
     if (::stat(folder.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
       return absl::InvalidArgumentError(
           absl::StrCat("--save_checkpoint=", resolved, ": its folder ", folder,
