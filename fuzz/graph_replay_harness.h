@@ -80,6 +80,12 @@ inline constexpr int kMaxSteps = 512;
 // Loads per input: enough for a fault on the 1000th load of a module (a
 // REPEAT of UPDATES reaches it from a few bytes).
 inline constexpr int kMaxLoads = 2048;
+// Elements loaded per input, over every load: an input stops (with its final
+// replay) once it has loaded this many. 2048 loads of the narrow models stay
+// under it; the widest rows (1040 elements) get about 50 loads. Without it,
+// long runs of wide loads took 100-200 ms an input (a thousand narrow inputs'
+// time), most of the fuzzer's time.
+inline constexpr int64_t kMaxLoadedElements = int64_t{1} << 19;
 
 // NORMGRAPH_FUZZ_MODE = "" | "unchecked-legacy" | "no-freshness" |
 // "realloc-rms-norm" | "skip-refresh-50th" | "realloc-40th-load" |
