@@ -29,6 +29,8 @@
 #include "core/status_macros.h"
 #include "core/step_buffers.h"
 #include "core/tensor_util.h"
+#include "fuzz/norm_model.h"
+#include "fuzz/values.h"
 #include "graph/bucketed_graphs.h"
 #include "kernels/cpu/rms_norm.h"
 #include "kernels/kernels.h"
@@ -211,18 +213,6 @@ uint64_t Mix(uint64_t x) {  // splitmix64's finalizer
   return x ^ (x >> 31);
 }
 
-// Round to nearest even onto the grid of a format with `mantissa_bits`
-// stored mantissa bits and smallest normal exponent `min_exponent`, in
-// double arithmetic (std::nearbyint rounds ties to even). The slow, obvious
-// path, for values outside the fast paths below.
-double RoundToFormat(double a, int mantissa_bits, int min_exponent) {
-  if (a == 0.0) return 0.0;
-  int e;
-  std::frexp(a, &e);  // a = m 2^e, m in [0.5, 1)
-  const int quantum = std::max(e - 1, min_exponent) - mantissa_bits;
-  return std::ldexp(std::nearbyint(std::ldexp(a, -quantum)), quantum);
-}
-
 // Whether `a` comes before `b` with runs of digits compared as numbers
 // ("layers.2." before "layers.10."). The harness's own, for names without
 // leading zeros.
@@ -246,98 +236,6 @@ bool NaturalOrder(absl::string_view a, absl::string_view b) {
     ++j;
   }
   return a.size() - i < b.size() - j;
-}
-
-uint32_t FloatToBits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-
-float BitsToFloat(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-// Drops the low `drop` bits of `bits` rounding to nearest, ties to even (a
-// carry into the exponent is the right result).
-uint32_t DropBitsNearestEven(uint32_t bits, int drop) {
-  const uint32_t kept = bits >> drop;
-  const uint32_t rest = bits & ((1u << drop) - 1);
-  const uint32_t half = 1u << (drop - 1);
-  return kept + (rest > half || (rest == half && (kept & 1)) ? 1 : 0);
-}
-
-// Encodes a finite float into `dtype`'s bits (round to nearest even).
-uint32_t EncodeValue(DType dtype, float f) {
-  const uint32_t u = FloatToBits(f);
-  if (dtype == DType::kF32) return u;
-  const uint32_t sign = u >> 31;
-  const uint32_t magnitude = u & 0x7FFFFFFFu;
-  const uint32_t exponent = magnitude >> 23;
-  if (dtype == DType::kBF16) {
-    if (exponent >= 1 && exponent <= 253) {  // normal, far from overflow
-      return (sign << 15) | DropBitsNearestEven(magnitude, 16);
-    }
-    const double r = RoundToFormat(std::fabs(static_cast<double>(f)), 7, -126);
-    if (r > 3.3895313892515355e38) return (sign << 15) | 0x7F80u;
-    return (sign << 15) | (FloatToBits(static_cast<float>(r)) >> 16);
-  }
-  if (exponent >= 127 - 14 && exponent <= 127 + 14) {  // f16 normals
-    return (sign << 15) |
-           DropBitsNearestEven(magnitude - ((127u - 15u) << 23), 13);
-  }
-  const double r = RoundToFormat(std::fabs(static_cast<double>(f)), 10, -14);
-  if (r >= 65536.0) return (sign << 15) | 0x7C00u;
-  if (r < std::ldexp(1.0, -14)) {
-    return (sign << 15) | static_cast<uint32_t>(std::ldexp(r, 24));
-  }
-  int e;
-  const double m = std::frexp(r, &e);  // r = m 2^e, m in [0.5, 1)
-  const uint32_t mantissa = static_cast<uint32_t>(std::ldexp(m, 11)) - 1024u;
-  return (sign << 15) | (static_cast<uint32_t>(e - 1 + 15) << 10) | mantissa;
-}
-
-float DecodeValue(DType dtype, const uint8_t* p) {
-  if (dtype == DType::kF32) {
-    float f;
-    std::memcpy(&f, p, 4);
-    return f;
-  }
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  if (dtype == DType::kBF16) return BitsToFloat(static_cast<uint32_t>(h) << 16);
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-  const int exponent = (h >> 10) & 0x1F;
-  const int mantissa = h & 0x3FF;
-  if (exponent > 0 && exponent < 0x1F) {
-    return BitsToFloat(sign | static_cast<uint32_t>(exponent + 112) << 23 |
-                       static_cast<uint32_t>(mantissa) << 13);
-  }
-  const double s = sign != 0 ? -1.0 : 1.0;
-  if (exponent == 0x1F) {
-    return static_cast<float>(mantissa == 0 ? s * HUGE_VAL : NAN);
-  }
-  return static_cast<float>(s * std::ldexp(mantissa, -24));
-}
-
-// A value for a finding: all the digits a float has and its bits, so values
-// that differ in their last bits do not print as equal.
-std::string ValueText(DType dtype, const uint8_t* p) {
-  uint32_t bits = 0;
-  std::memcpy(&bits, p, DTypeSize(dtype));
-  return absl::StrFormat("%.9g (%#x)", DecodeValue(dtype, p), bits);
-}
-
-void StoreValue(DType dtype, float f, uint8_t* p) {
-  const uint32_t bits = EncodeValue(dtype, f);
-  if (DTypeSize(dtype) == 4) {
-    std::memcpy(p, &bits, 4);
-  } else {
-    const uint16_t h = static_cast<uint16_t>(bits);
-    std::memcpy(p, &h, 2);
-  }
 }
 
 // n random values exactly representable in `dtype` (so generating them needs
@@ -2093,8 +1991,21 @@ class Harness {
     p.order = config_.order;
     // The scalar kernel: code of its own, not the vector path the product's
     // CPU launches take (a wrong AVX-512 tail would otherwise agree with
-    // itself). cpu_kernel_fuzzer holds every path to this one.
+    // itself). cpu_kernel_fuzzer holds every path to this one. The kernel
+    // is held in turn to the norm model (fuzz/norm_model.h), which shares
+    // none of its numerics: a bug there would otherwise be mirrored here.
+    RunNormModel(p, &norm_model_);
     RmsNormCpuScalar(p);
+    if (model_disagreement_.empty()) {
+      std::string diff = CompareWithNormModel(p, norm_model_);
+      if (!diff.empty()) {
+        model_disagreement_ = absl::StrCat(
+            "the reference kernel (RmsNormCpuScalar) disagrees with the norm "
+            "model of docs/numerics.md on the norm of ",
+            slots_[n.param].name, " (rows ", rows, ", cols ", cols,
+            "): ", diff);
+      }
+    }
   }
 
   // The next output of the reference step, `name`, of `bytes` bytes (its
@@ -2108,9 +2019,9 @@ class Harness {
     return o.bytes;
   }
 
-  // The step computed from the image with RmsNormCpu, in the stack's forward
-  // order (see each stack's header): the first reference_size_ entries of
-  // reference_, by step tensor name.
+  // The step computed from the image with RmsNormCpuScalar, in the stack's
+  // forward order (see each stack's header): the first reference_size_
+  // entries of reference_, by step tensor name; and model_disagreement_.
   void Reference(int64_t batch) {
     const std::vector<StepTensorSpec>& specs = Specs(batch);
     const std::vector<std::vector<uint8_t>>& in = Inputs(batch);
@@ -2132,6 +2043,7 @@ class Harness {
     a.assign(row_bytes, 0);
     b.assign(row_bytes, 0);
     reference_size_ = 0;
+    model_disagreement_.clear();
     auto qk = [&](const RefLayer& l) {
       RefRun(l.q, input("q"), nullptr, nullptr,
              NextOutput(l.q_out, batch * config_.heads * config_.head_dim * es)
@@ -2189,6 +2101,9 @@ class Harness {
   // Compares every output of `io` with the reference; "" if all are equal.
   absl::StatusOr<std::string> CompareWithReference(const StepBuffers& io) {
     Reference(io.batch());
+    if (!model_disagreement_.empty()) {
+      return Finding(absl::StrCat(model_disagreement_, State()));
+    }
     for (size_t i = 0; i < io.size(); ++i) {
       if (io.spec(i).role != StepRole::kOutput) continue;
       const std::vector<uint8_t>* want = nullptr;
@@ -2952,6 +2867,9 @@ class Harness {
   std::vector<RefOutput> reference_;  // the last reference step's outputs
   size_t reference_size_ = 0;         // (the first reference_size_ of them)
   std::vector<uint8_t> ref_r_, ref_a_, ref_b_;  // Reference's scratch
+  NormModelOutput norm_model_;                  // RefRun's scratch
+  // The first disagreement between the reference kernel and the norm model.
+  std::string model_disagreement_;
   std::vector<float> one_plus_w_;  // DerivedHoldsOnePlusW's scratch
   std::vector<float> ref_weight_;  // RefRun's 1 + w
   std::vector<Tensor> keep_;       // old storages kept alive, squatters
