@@ -687,6 +687,9 @@ class Harness {
         batch_ = a & 0x80 ? kTooLargeBatch : 1 + a % kLargestBucket;
         return absl::OkStatus();
       case kReplay:
+        // The op byte's bits 6 and 7 both set: a burst of hundreds of
+        // replays (the next byte says how many).
+        if ((op_byte & 0xC0) == 0xC0 && r.Byte(&a)) return Burst(a);
         return Replay();
       case kEager:
         return Eager();
@@ -2160,6 +2163,71 @@ class Harness {
   // --- replays
   // ----------------------------------------------------------------
 
+  // 256 to 1021 replays of the current batch, one step: a replay checked in
+  // full, then replays with nothing changed between them (each must run,
+  // checked by the graph, and count one replay and one check, no violation),
+  // then another checked in full. Counters of the graph manager that only
+  // move with replays (a fast path that stops checking after N, a counter
+  // that wraps) are reached this way: steps are capped at kMaxSteps, bursts
+  // at kMaxBurstReplays replays an input.
+  absl::Status Burst(uint8_t count_byte) {
+    const int count = 256 + 3 * count_byte;
+    NG_RETURN_IF_ERROR(Replay());
+    if (burst_replays_ + count > kMaxBurstReplays || batch_ > kLargestBucket) {
+      return absl::OkStatus();
+    }
+    const int64_t bucket = buckets()[BucketIndex(batch_)];
+    NG_ASSIGN_OR_RETURN(BucketedGraphs * graphs, Graphs());
+    // The first replay was refused (fail policy), or a repair is pending:
+    // not a state to repeat.
+    if (invalidated_[BucketIndex(bucket)] ||
+        !ExpectedViolations(bucket, nullptr).empty()) {
+      return absl::OkStatus();
+    }
+    burst_replays_ += count;
+    NG_ASSIGN_OR_RETURN(StepBuffers * io, Buffers(io_, "io", batch_));
+    CapturedGraph& graph = graphs->graph(bucket);
+    const GraphCounts before = CountsOf(graph.stats());
+    const int64_t violations_before = graph.stats().violations;
+    const int64_t fast_before = graph.stats().fast_checks;
+    const int64_t total_before = graphs->TotalStats().replays;
+    const bool checked = options_.policy != ReplayPolicy::kUnchecked;
+    for (int i = 0; i < count - 2; ++i) {
+      const absl::Status run = graphs->Run(*io);
+      if (!run.ok()) {
+        return Finding(absl::StrCat(
+            "replay ", i + 2, " of a burst of ", count,
+            " (nothing changed) failed: ", run.ToString(), State()));
+      }
+    }
+    const GraphCounts after = CountsOf(graph.stats());
+    const int64_t n = count - 2;
+    // The first check may be a full one: what the harness did since the last
+    // replay may have moved the process's identity epoch.
+    const int64_t fast = graph.stats().fast_checks - fast_before;
+    if (after.replays - before.replays != n ||
+        after.checks - before.checks != (checked ? n : 0) ||
+        graph.stats().violations != violations_before ||
+        after.captures != before.captures || after.refused != before.refused ||
+        after.recaptures != before.recaptures ||
+        after.rebinds != before.rebinds ||
+        after.refreshes != before.refreshes || fast < (checked ? n - 1 : 0) ||
+        fast > (checked ? n : 0) ||
+        graphs->TotalStats().replays - total_before != n) {
+      return Finding(absl::StrCat(
+          n, " replays with nothing changed counted ",
+          after.replays - before.replays, " replays (",
+          graphs->TotalStats().replays - total_before, " in TotalStats), ",
+          after.checks - before.checks, " checks (", fast, " fast), ",
+          graph.stats().violations - violations_before, " violations, ",
+          after.captures - before.captures, " captures, ",
+          after.recaptures - before.recaptures, " recaptures, ",
+          after.rebinds - before.rebinds, " rebinds, ",
+          after.refreshes - before.refreshes, " refreshes", State()));
+    }
+    return Replay();
+  }
+
   absl::Status Replay() {
     if (batch_ > kLargestBucket) return ReplayWithoutBucket();
     const int64_t bucket = buckets()[BucketIndex(batch_)];
@@ -2185,11 +2253,32 @@ class Harness {
     std::map<std::string, int64_t> by_tensor_before;
     if (!expected.empty())
       by_tensor_before = graph.stats().violations_by_tensor;
+    // The write versions of the outputs' storages: a replay that launched
+    // bumps them (IdentitySnapshot::MarkWritten), as an eager launch does,
+    // so that a derived buffer whose source a graph writes goes stale.
+    std::vector<uint64_t> versions_before;
+    for (size_t i = 0; i < statics.size(); ++i) {
+      if (statics.spec(i).role != StepRole::kOutput) continue;
+      versions_before.push_back(statics.tensor(i).storage()->write_version());
+    }
     const absl::Status run = graphs->Run(*io);
     NG_RETURN_IF_ERROR(CheckIdentities([&] {
       return absl::StrCat("a replay in bucket ", bucket, " (", run.ToString(),
                           ")");
     }));
+    // (Unchecked, a moved static output is not what the graph writes: the
+    // memory it was captured with is.)
+    if (run.ok() && (checked || expected.empty())) {
+      for (size_t i = 0, k = 0; i < statics.size(); ++i) {
+        if (statics.spec(i).role != StepRole::kOutput) continue;
+        if (statics.tensor(i).storage()->write_version() <=
+            versions_before[k++]) {
+          return Finding(absl::StrCat(
+              "a replay in bucket ", bucket, " left the write version of ",
+              statics.spec(i).name, "'s storage as it was", State(expected)));
+        }
+      }
+    }
     if (run.ok()) NG_RETURN_IF_ERROR(CheckPadding(statics, bucket, expected));
     if (run.ok() || run.code() == absl::StatusCode::kFailedPrecondition) {
       NG_RETURN_IF_ERROR(
@@ -2878,6 +2967,7 @@ class Harness {
   uint64_t input_seed_ = 1;
   int steps_ = 0;
   int loads_ = 0;
+  int burst_replays_ = 0;        // replays in bursts (kMaxBurstReplays)
   int64_t loaded_elements_ = 0;  // over every load (kMaxLoadedElements)
   // The parameter whose after-load hook fails next (InstallFailingHooks), or
   // -1; and whether it fails after the module's own hook.
