@@ -304,16 +304,37 @@ void GenerateValues(uint64_t seed, bool around_one, int top, int64_t n,
   }
 }
 
-// n values of `dtype` (f32 or bf16) that reach every case of a conversion to
-// a 16-bit dtype: magnitudes from 2^-30 to 2^17 (f16 subnormals, underflow to
-// zero, overflow to infinity) and, three times in four, a mantissa exactly
-// halfway between two bf16 or two f16 neighbours, or one bit past halfway
-// (ties go to even, the rest to nearest).
+// n values of `dtype` that reach every case of a conversion between the
+// dtypes: magnitudes from 2^-30 to 2^17 (f16 subnormals, underflow to zero,
+// overflow to infinity) and, three times in four, a mantissa exactly halfway
+// between two bf16 or two f16 neighbours, or one bit past halfway (ties go to
+// even, the rest to nearest); one element in eight a special value instead
+// (zeros of both signs, the dtype's smallest and largest subnormals,
+// infinities, NaNs of both signs). f16 sources: any f16 bits.
 void GenerateWideValues(uint64_t seed, int64_t n, DType dtype, uint8_t* out) {
   uint64_t state = Mix(seed ^ 0x57494445ull);
+  const size_t es = DTypeSize(dtype);
   for (int64_t i = 0; i < n; ++i) {
     state = Mix(state);
     const uint32_t sign = static_cast<uint32_t>(state >> 63);
+    if (((state >> 40) & 7) == 0) {
+      // zero, smallest and largest subnormal, infinity, NaN; of either sign
+      static constexpr uint32_t kF32[] = {0, 1, 0x7FFFFF, 0x7F800000,
+                                          0x7FC00000};
+      static constexpr uint32_t kHalf[2][5] = {{0, 1, 0x7F, 0x7F80, 0x7FC0},
+                                               {0, 1, 0x3FF, 0x7C00, 0x7E00}};
+      const int pick = static_cast<int>((state >> 44) % 5);
+      const uint32_t bits =
+          dtype == DType::kF32 ? sign << 31 | kF32[pick]
+                               : sign << 15 | kHalf[dtype == DType::kF16][pick];
+      std::memcpy(out + es * i, &bits, es);
+      continue;
+    }
+    if (dtype == DType::kF16) {
+      const uint16_t h = static_cast<uint16_t>(state);
+      std::memcpy(out + 2 * i, &h, 2);
+      continue;
+    }
     const int exponent = -30 + static_cast<int>((state >> 32) % 48);
     uint32_t mantissa = static_cast<uint32_t>(state) & 0x7FFFFFu;
     switch ((state >> 56) & 3) {
@@ -1360,10 +1381,10 @@ class Harness {
   // bit 5 with one tensor of a wrong shape (the load must fail and change
   // nothing); bit 6 with an unexpected extra tensor (with bit 5 and not bit
   // 0: a second tensor of the first picked name instead of either, refused);
-  // bit 7 with values of a wide range and rounding ties (f32 and bf16
-  // sources). `option_bits` (LoadOptionBits) says what the loader allows and
-  // whether a parameter's loader fails mid-way; `file_bits` whether the load
-  // goes through checkpoint files (LoadThroughFiles).
+  // bit 7 with values of a wide range, rounding ties and special values
+  // (GenerateWideValues). `option_bits` (LoadOptionBits) says what the loader
+  // allows and whether a parameter's loader fails mid-way; `file_bits` whether
+  // the load goes through checkpoint files (LoadThroughFiles).
   enum LoadOptionBits : uint8_t {
     kNoMissing = 1,       // allow_missing false
     kFlipUnexpected = 2,  // ignore_unexpected not allow_missing's value
@@ -1387,7 +1408,7 @@ class Harness {
       const int param = plan->param[k];
       const uint64_t tensor_seed =
           param < 0 ? seed : Mix(values_seed + 977 * param);
-      if ((flags & 0x80) && param >= 0 && plan->dtypes[k] != DType::kF16) {
+      if ((flags & 0x80) && param >= 0) {
         GenerateWideValues(tensor_seed, plan->numel[k], plan->dtypes[k],
                            plan->data[k]);
         continue;

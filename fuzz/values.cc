@@ -49,7 +49,9 @@ uint32_t DropBitsNearestEven(uint32_t bits, int drop) {
 uint32_t EncodeValue(DType dtype, float f) {
   const uint32_t u = FloatToBits(f);
   if (dtype == DType::kF32) return u;
-  if (f != f) return dtype == DType::kBF16 ? 0x7FC0u : 0x7E00u;
+  // c10's NaN rules: bf16's quiet NaN without its sign, f16's with it.
+  if (f != f)
+    return dtype == DType::kBF16 ? 0x7FC0u : (u >> 31) << 15 | 0x7E00u;
   const uint32_t sign = u >> 31;
   const uint32_t magnitude = u & 0x7FFFFFFFu;
   const uint32_t exponent = magnitude >> 23;
@@ -92,10 +94,11 @@ float DecodeValue(DType dtype, const uint8_t* p) {
     return BitsToFloat(sign | static_cast<uint32_t>(exponent + 112) << 23 |
                        static_cast<uint32_t>(mantissa) << 13);
   }
-  const double s = sign != 0 ? -1.0 : 1.0;
-  if (exponent == 0x1F) {
-    return static_cast<float>(mantissa == 0 ? s * HUGE_VAL : NAN);
+  if (exponent == 0x1F) {  // infinity, or a NaN keeping its sign and payload
+    return BitsToFloat(sign | 0x7F800000u |
+                       static_cast<uint32_t>(mantissa) << 13);
   }
+  const double s = sign != 0 ? -1.0 : 1.0;
   return static_cast<float>(s * std::ldexp(mantissa, -24));
 }
 

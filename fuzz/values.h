@@ -18,10 +18,12 @@ float BitsToFloat(uint32_t u);
 
 // `f` in `dtype`'s bits, rounded to nearest even (f32: f's own bits). An
 // infinity stays one (of f's sign), a finite value too large for the dtype
-// becomes one, and a NaN becomes the dtype's quiet NaN.
+// becomes one, and a NaN becomes the dtype's quiet NaN (as c10 converts:
+// bf16's without the sign, f16's with it).
 uint32_t EncodeValue(DType dtype, float f);
 
-// The element at `p` (dtype's bytes, little-endian) as a float (exact).
+// The element at `p` (dtype's bytes, little-endian) as a float (exact; a
+// NaN keeps its sign and payload).
 float DecodeValue(DType dtype, const uint8_t* p);
 
 // EncodeValue(dtype, f) stored at `p`.
