@@ -3071,20 +3071,27 @@ absl::Status RunGraphReplayInput(absl::Span<const uint8_t> data,
   static constexpr int64_t kWideHidden[16] = {48,  63,  64,  65,  72,  96,
                                               127, 128, 129, 136, 200, 255,
                                               256, 257, 520, 1040};
+  // The 8 size bytes before them give deep models: 10 to 12 layers (names
+  // whose natural and lexicographic orders differ: "layers.10." sorts before
+  // "layers.2." as text) with heads of 16 to 128 elements.
   c.hidden = h1 < 240 ? 1 + h1 % 40 : kWideHidden[h1 - 240];
-  c.layers = 1 + (mix >> 8) % 4;
+  const bool deep = h1 >= 232 && h1 < 240;
+  c.layers = deep ? 10 + (mix >> 8) % 3 : 1 + (mix >> 8) % 4;
   if (c.kind == StackKind::kQwen35) {
+    const uint32_t types = deep ? (h1 * 0x9E3779B9u) >> 9 : mix >> 12;
     for (int64_t i = 0; i < c.layers; ++i) {
-      c.layer_types.push_back((mix >> (12 + i)) & 1
+      c.layer_types.push_back((types >> i) & 1
                                   ? Qwen35LayerType::kFullAttention
                                   : Qwen35LayerType::kLinearAttention);
     }
   }
-  c.head_dim = 1 + (mix >> 16) % 12;
+  static constexpr int64_t kDeepHeadDims[4] = {16, 48, 64, 128};
+  c.head_dim = deep ? kDeepHeadDims[(mix >> 16) % 4] : 1 + (mix >> 16) % 12;
   c.heads = 1 + (mix >> 20) % 2;
   c.kv_heads = 1 + (mix >> 28) % 2;
   c.value_heads = 1 + (mix >> 21) % 2;
-  c.value_head_dim = 1 + (mix >> 24) % 12;
+  c.value_head_dim =
+      deep ? kDeepHeadDims[(mix >> 24) % 4] : 1 + (mix >> 24) % 12;
   static const std::vector<int64_t> kBucketSets[] = {
       {1, kLargestBucket},    {1, kLargestBucket}, {1, 2, kLargestBucket},
       {1, kLargestBucket},    {2, kLargestBucket}, {1, kLargestBucket},
