@@ -39,6 +39,7 @@
 #include "layers/legacy_zero_centered_rms_norm.h"
 #include "layers/qwen3_5_norm_stack.h"
 #include "layers/qwen3_norm_stack.h"
+#include "layers/safetensors/format.h"
 #include "layers/safetensors/reader.h"
 #include "layers/safetensors/writer.h"
 #include "layers/weights.h"
@@ -693,9 +694,10 @@ class Harness {
         if (!r.Byte(&a) || !r.Byte(&b) || !r.Byte(&c)) return absl::OkStatus();
         // The op byte's high nibble: LoadOptionBits. The seed byte's bit 7
         // (with a safetensors image): through a checkpoint directory, bit 6
-        // sharded, bit 5 under a multimodal model's prefix.
+        // sharded, bit 5 under a multimodal model's prefix, bit 4 with the
+        // prefix detected, bit 3 with non-finite values refused (FileBits).
         return LoadGenerated(a, 1000 + b, c, op_byte >> 4 ? " (options)" : "",
-                             op_byte >> 4, b & 0x80 ? b & 0xE0 : 0);
+                             op_byte >> 4, b & 0x80 ? b & 0xF8 : 0);
       case kSwap:
         if (!r.Byte(&a)) return absl::OkStatus();
         return LoadGenerated(0, a & 1 ? 22 : 11, 0, " (swap)");
@@ -1391,6 +1393,14 @@ class Harness {
     kNoConversion = 4,    // allow_dtype_conversion false
     kFailingHook = 8,     // one picked parameter's after-load hook fails once
   };
+  // How a load goes through checkpoint files (LoadThroughFiles).
+  enum FileBits : uint8_t {
+    kThroughFiles = 0x80,
+    kSharded = 0x40,       // two shards and an index
+    kPrefixed = 0x20,      // names under "model.language_model."
+    kDetectPrefix = 0x10,  // the loader detects the prefix (kAutoPrefix)
+    kCheckFinite = 0x08,   // NaN and infinite values refused
+  };
   absl::Status LoadGenerated(uint8_t mask, uint64_t seed, uint8_t flags,
                              const char* kind, uint8_t option_bits = 0,
                              uint8_t file_bits = 0) {
@@ -1480,18 +1490,36 @@ class Harness {
       }
     }
     // A load expected to succeed, of a safetensors image, may go through
-    // files: the checkpoint directory loader (layers/checkpoint_dir.h).
-    const bool through_files =
-        (file_bits & 0x80) && (flags & 1) && refused.empty() && victim < 0;
+    // files: the checkpoint directory loader (layers/checkpoint_dir.h). With
+    // kCheckFinite it refuses the tensors holding NaN or infinity (after
+    // their conversion), one line each.
+    const bool through_files = (file_bits & kThroughFiles) && (flags & 1) &&
+                               refused.empty() && victim < 0;
+    std::vector<std::string> non_finite_lines;
+    if (through_files && (file_bits & kCheckFinite)) {
+      non_finite_lines = NonFiniteLines(*plan, CheckpointPrefix(file_bits));
+      for (const std::string& line : non_finite_lines) {
+        refused.push_back(line.substr(0, line.find(": ")));
+      }
+    }
     const absl::StatusOr<LoadReport> report =
-        through_files ? LoadThroughFiles(*plan, options, file_bits & 0x40,
-                                         file_bits & 0x20)
+        through_files ? LoadThroughFiles(*plan, options, file_bits)
                       : LoadWeights(*model_, *plan->set, options);
     failing_hook_ = -1;
     if (Tracing() && !report.ok()) {
       std::fprintf(stderr, "  %s\n", report.status().ToString().c_str());
     }
-    if (!refused.empty()) return CheckRefusedLoad(report, refused, what);
+    if (!refused.empty()) {
+      // (Past kListedLoadProblems the refusal lists the first ones only.)
+      for (const std::string& line : non_finite_lines) {
+        if (!report.ok() && refused.size() <= kListedLoadProblems &&
+            !absl::StrContains(report.status().message(), line)) {
+          return Finding(absl::StrCat(what(), " did not say \"", line, "\": ",
+                                      report.status().ToString(), State()));
+        }
+      }
+      return CheckRefusedLoad(report, refused, what);
+    }
     if (victim >= 0) {
       return CheckFailedLoad(report, *plan, victim, stale_before, what);
     }
@@ -1570,11 +1598,48 @@ class Harness {
   // LoadCheckpointFrom with the same options. Its report must say how many
   // shards it read and which tensor it skipped; returned as LoadWeights
   // would report it.
+  // The prefix of the checkpoint names of a load through files.
+  static std::string CheckpointPrefix(uint8_t file_bits) {
+    return file_bits & kPrefixed ? "model.language_model."
+                                 : std::string(kModelPrefix);
+  }
+
+  // The problem lines a checkpoint load with check_finite gives for `plan`:
+  // one per tensor holding a NaN or an infinity in its parameter's dtype (a
+  // finite value may round to infinity), by its checkpoint name.
+  std::vector<std::string> NonFiniteLines(const LoadPlan& plan,
+                                          const std::string& prefix) const {
+    std::vector<std::string> lines;
+    for (size_t k = 0; k < plan.data.size(); ++k) {
+      if (plan.param[k] < 0) continue;
+      const SlotInfo& s = slots_[plan.param[k]];
+      const DType to = s.slot->tensor().dtype();
+      const DType from = plan.dtypes[k];
+      const size_t es = DTypeSize(from);
+      int64_t bad = 0, first = 0;
+      for (int64_t j = 0; j < plan.numel[k]; ++j) {
+        uint8_t converted[4];
+        StoreValue(to, DecodeValue(from, plan.data[k] + j * es), converted);
+        if (std::isfinite(DecodeValue(to, converted))) continue;
+        if (bad++ == 0) first = j;
+      }
+      if (bad == 0) continue;
+      absl::string_view rest = s.name;
+      absl::ConsumePrefix(&rest, kModelPrefix);
+      lines.push_back(absl::StrCat(
+          prefix, rest, ": ", bad, " of ", plan.numel[k],
+          " values are NaN or infinite",
+          to == from ? "" : absl::StrCat(" in ", safetensors::DTypeToName(to)),
+          " (the first at index ", first, ")"));
+    }
+    return lines;
+  }
+
   absl::StatusOr<LoadReport> LoadThroughFiles(const LoadPlan& plan,
                                               const LoadOptions& options,
-                                              bool sharded, bool prefixed) {
-    const std::string prefix =
-        prefixed ? "model.language_model." : std::string(kModelPrefix);
+                                              uint8_t file_bits) {
+    const std::string prefix = CheckpointPrefix(file_bits);
+    bool sharded = file_bits & kSharded;
     std::vector<safetensors::NamedView> views;
     for (const safetensors::TensorEntry& e : plan.file->tensors()) {
       absl::string_view rest = e.name;
@@ -1610,12 +1675,22 @@ class Harness {
                    map.c_str());
       std::fclose(index);
     }
+    // The prefix is detected from a layer's input_layernorm weight: with
+    // none among the tensors, "model." is chosen, so only a load of one
+    // (or of names under "model.") may leave it to detection.
+    const bool detect =
+        (file_bits & kDetectPrefix) &&
+        (!(file_bits & kPrefixed) ||
+         std::any_of(views.begin(), views.end(), [](const auto& v) {
+           return absl::EndsWith(v.name, ".input_layernorm.weight");
+         }));
     CheckpointOptions checkpoint;
-    checkpoint.prefix = prefix;
+    checkpoint.prefix = detect ? std::string(kAutoPrefix) : prefix;
     checkpoint.ignore_unexpected = options.ignore_unexpected;
     checkpoint.allow_missing = options.allow_missing;
     checkpoint.allow_dtype_conversion = options.allow_dtype_conversion;
-    checkpoint.check_finite = false;  // wide values overflow f16 as in memory
+    // Off, wide values overflow f16 as they do in memory.
+    checkpoint.check_finite = file_bits & kCheckFinite;
     absl::StatusOr<CheckpointLocation> located = LocateCheckpoint(dir);
     absl::StatusOr<CheckpointReport> loaded =
         located.ok() ? LoadCheckpointFrom(*model_, *located, checkpoint)
@@ -1630,12 +1705,14 @@ class Harness {
                                                            "unexpected.weight")}
                    : std::vector<std::string>{};
     if (report.shards != (sharded ? 2 : 1) || report.ignored != skipped ||
-        report.prefix != prefix) {
+        report.prefix != prefix || report.prefix_detected != detect) {
       return Finding(absl::StrCat(
           "the checkpoint directory's report: ", report.shards,
-          " shards, prefix '", report.prefix, "', skipped {",
+          " shards, prefix '", report.prefix, "'",
+          report.prefix_detected ? " (detected)" : "", ", skipped {",
           absl::StrJoin(report.ignored, ", "), "}; expected ", sharded ? 2 : 1,
-          ", '", prefix, "', {", absl::StrJoin(skipped, ", "), "}", State()));
+          ", '", prefix, "'", detect ? " (detected)" : "", ", {",
+          absl::StrJoin(skipped, ", "), "}", State()));
     }
     if (Tracing()) {
       std::fprintf(stderr, "  through %s, %d shard(s), prefix '%s'\n",
