@@ -11,7 +11,7 @@ graph_replay_fuzzer inputs are a 2-byte header then ops (see graph_replay_harnes
              recapture, rebind)
   header[1]: picks every size (hidden = 1 + header[1] % 40 below 240, else one of 48, 63, 64, 65,
              72, 96, 127, 128, 129, 136, 200, 255, 256, 257, 520, 1040; the rest from a fixed
-             mix of it) and the buckets: {1, 4} for half the size bytes, else {1, 2, 4}, {2, 4}
+             mix of it; 232-239: deep models of 10-12 layers with heads of 16-128 elements) and the buckets: {1, 4} for half the size bytes, else {1, 2, 4}, {2, 4}
              or {1, 3, 4} (bucket_set()), and rms_norm_eps: 1e-6 for half of them, else 1e-5 or 0.25
   ops (byte % 16): LOAD mask seed flags | SWAP ab | INPUTS seed | BATCH b | REPLAY | EAGER |
        RECAPTURE | POLICY p | REBIND_ALIVE slot seed | FREE_REALLOC slot squat | STALE pick seed |
@@ -25,16 +25,21 @@ graph_replay_fuzzer inputs are a 2-byte header then ops (see graph_replay_harnes
        the tensor's position: mixed dtypes), bit 4 reverse order, bit 5 one tensor of a wrong
        shape (refused, nothing changes), bit 6 an unexpected extra tensor (bits 5 and 6 without bit 0:
        a second tensor of the first picked name instead, refused), bit 7 values
-       of a wide range (2^-30 to 2^17) with rounding ties (f32 and bf16 sources)
+       of a wide range (2^-30 to 2^17) with rounding ties, one in eight a special value (zeros,
+       subnormals, infinities, NaNs; f16 sources: any bits)
   LOAD seed byte: the values' seed; with flags bit 0, its bit 7 loads the image through files
        (layers/checkpoint_dir.h: a scratch directory's model.safetensors, or with bit 6 two
-       shards and their index; with bit 5 the names under "model.language_model."), for loads
-       expected to succeed; the loader writes in natural name order
+       shards and their index; with bit 5 the names under "model.language_model."; with bit 4
+       the prefix detected by the loader; with bit 3 check_finite on: every tensor holding NaN
+       or infinity refused by name), for loads expected to succeed otherwise; the loader writes
+       in natural name order
   LOAD op byte's high nibble, the loader's options: bit 4 no missing parameter allowed, bit 5
        ignore_unexpected flipped (refused without bit 4, ignored with it), bit 6 no dtype
        conversion allowed (a refusal must name every tensor refused, and change nothing), bit 7
        one picked parameter's after-load hook fails once, before or after the module's own (the
        load must fail naming it, restore every weight, and leave stale buffers as they were)
+  REPLAY op byte: bits 6 and 7 both set, one more byte b: a burst of 256 + 3 b replays in one
+       step (checked in full first and last; nothing changes between them)
   BATCH b: batch 1 + b % 4, or, with b's bit 7, 5: no bucket holds it (a replay must be refused,
        out of range, touching nothing; an eager step runs it)
   REBIND_ALIVE op byte: bit 4 a transient layout change instead (the slot as a view of the same
@@ -119,7 +124,9 @@ def updates(nibble):
 
 NO_MISSING, FLIP_UNEXPECTED, NO_CONVERSION, FAILING_HOOK = 0x10, 0x20, 0x40, 0x80
 MIXED = 8  # LOAD flags: with convert(), each tensor's dtype rotates
-FILES, SHARDED, PREFIXED = 0x80, 0x40, 0x20  # LOAD seed byte bits (with SAFETENSORS)
+# LOAD seed byte bits (with SAFETENSORS)
+FILES, SHARDED, PREFIXED, DETECT, CHECK_FINITE = 0x80, 0x40, 0x20, 0x10, 0x08
+BURST = REPLAY | 0xC0  # the REPLAY op byte of a burst (one more byte: how many)
 
 
 def strict():
@@ -264,6 +271,31 @@ GRAPH_SEEDS = {
         (LOAD | NO_MISSING | FLIP_UNEXPECTED, 0xFF, FILES | SHARDED | PREFIXED, SAFETENSORS | EXTRA),
         (LOAD, 0x0F, FILES | PREFIXED, SAFETENSORS | REVERSE), REPLAY,
         (PACK, 0xFF, 0x55), (LOAD, 0xFF, FILES | SHARDED | 1, SAFETENSORS), REPLAY, EAGER),
+    # The prefix detected, non-finite values refused (the seed byte's bits 4 and 3).
+    "checkpoint_files_detect_finite": header(size=36) + ops(
+        (LOAD, 0xFF, FILES | DETECT, SAFETENSORS), REPLAY,
+        (LOAD, 0xFF, FILES | PREFIXED | DETECT | SHARDED, SAFETENSORS | convert(F32)), REPLAY,
+        (LOAD, 0xFF, FILES | CHECK_FINITE, SAFETENSORS | WIDE), REPLAY,
+        (LOAD, 0x0F, FILES | CHECK_FINITE | SHARDED | PREFIXED, SAFETENSORS | convert(F32) | WIDE),
+        EAGER, (LOAD, 0xFF, FILES | CHECK_FINITE | 2, SAFETENSORS), REPLAY),
+    # Special values (zeros, subnormals, infinities, NaNs) from every source dtype.
+    "special_values_f16": header(dtype=F16_MODEL, size=21) + ops(
+        (LOAD, 0xFF, 5, WIDE), REPLAY, (LOAD, 0xFF, 6, convert(F32) | WIDE), EAGER,
+        (LOAD, 0xFF, 7, SAFETENSORS | convert(BF16) | WIDE), REPLAY),
+    "special_values_bf16_from_f16": header(gemma=True, dtype=BF16_MODEL, size=14) + ops(
+        (LOAD, 0xFF, 8, convert(F16) | WIDE), REPLAY, (STALE, 0, 1), (POLICY, RECAP),
+        (LOAD, 0xFF, 9, SAFETENSORS | convert(F16) | MIXED | WIDE), REPLAY),
+    # Deep models (10-12 layers: natural and lexicographic name orders differ).
+    "deep_qwen35_files": header(size=235) + ops(
+        (LOAD, 0xFF, FILES, SAFETENSORS), REPLAY, (TIE, 0, 41),
+        (LOAD, 0xFF, FILES | SHARDED, SAFETENSORS), REPLAY, (REBIND_ALIVE, 50, 1),
+        (POLICY, REBIND), REPLAY),
+    "deep_gemma3": header(gemma=True, dtype=BF16_MODEL, size=237) + ops(
+        (LOAD, 0xFF, 4, 0), (BATCH, 2), REPLAY, (STALE, 3, 1), (POLICY, RECAP), REPLAY),
+    # Replay bursts: hundreds of replays in one step, then a fault.
+    "replay_bursts": header(size=29) + ops(
+        REPLAY, (BURST, 200), (REBIND_ALIVE, 2, 1), REPLAY, (POLICY, REBIND), (BURST, 255),
+        (STALE, 0, 1), (POLICY, RECAP), (BURST, 0), (BATCH, 2), REPLAY),
     # Structure changes and invalidated graphs (the RECAPTURE op byte's bits 5 and 4).
     "structure_changes": header(size=16) + ops(
         (structure_change(), 3), REPLAY, (POLICY, RECAP), REPLAY, (structure_change(), 0),
