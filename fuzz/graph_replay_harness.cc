@@ -205,6 +205,11 @@ absl::Status Finding(absl::string_view what) {
   return absl::InternalError(absl::StrCat("oracle: ", what));
 }
 
+bool IsFinding(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kInternal &&
+         absl::StartsWith(s.message(), "oracle: ");
+}
+
 // --- the harness's own numerics (independent of core/float_bits.h) --------
 
 uint64_t Mix(uint64_t x) {  // splitmix64's finalizer
@@ -1217,6 +1222,10 @@ class Harness {
     int converted = 0;  // tensors whose dtype differs from the parameter's
     bool invalid = false, extra = false, duplicate = false;
     std::string bad_name;  // the tensor of a wrong shape (invalid)
+    // The extra tensor's name (extra, not duplicate): a derived buffer's
+    // (which no loader may write) when the mask's bit 7 is set and the model
+    // has one, else model.unexpected.weight.
+    std::string extra_name;
     // Per tensor, in the loader's order: where its bytes are, its dtype,
     // element count and parameter (-1: the extra tensor).
     std::vector<uint8_t*> data;
@@ -1275,6 +1284,10 @@ class Harness {
       shapes.push_back({3});
       dtypes.push_back(DType::kF32);
       total += 16;
+      plan->extra_name = "model.unexpected.weight";
+      if ((mask & 0x80) && !derived_.empty()) {
+        plan->extra_name = std::string(slots_[derived_[0]].name);
+      }
     }
     NG_ASSIGN_OR_RETURN(std::shared_ptr<Storage> host,
                         Storage::Allocate(CpuAllocator(), total));
@@ -1289,7 +1302,7 @@ class Harness {
       plan->tensors.emplace_back(!is_extra ? slots_[plan->picked[k]].name
                                  : plan->duplicate
                                      ? slots_[plan->picked[0]].name
-                                     : "model.unexpected.weight",
+                                     : plan->extra_name,
                                  std::move(t));
     }
     if (plan->invalid) {
@@ -1449,7 +1462,7 @@ class Harness {
       refused.insert(refused.end(), left_out.begin(), left_out.end());
     }
     if (plan->extra && !plan->duplicate && !options.ignore_unexpected) {
-      refused.emplace_back("model.unexpected.weight");
+      refused.push_back(plan->extra_name);
     }
     if (plan->duplicate) refused.emplace_back(slots_[plan->picked[0]].name);
     if (!options.allow_dtype_conversion) {
@@ -1506,6 +1519,8 @@ class Harness {
         through_files ? LoadThroughFiles(*plan, options, file_bits)
                       : LoadWeights(*model_, *plan->set, options);
     failing_hook_ = -1;
+    // LoadThroughFiles's own checks of the checkpoint report.
+    if (IsFinding(report.status())) return report.status();
     if (Tracing() && !report.ok()) {
       std::fprintf(stderr, "  %s\n", report.status().ToString().c_str());
     }
@@ -1545,12 +1560,13 @@ class Harness {
     std::sort(missing.begin(), missing.end());
     std::sort(expected_missing.begin(), expected_missing.end());
     if (missing != expected_missing ||
-        (plan->extra && report->unexpected[0] != "model.unexpected.weight")) {
+        (plan->extra && report->unexpected[0] != plan->extra_name)) {
       return Finding(absl::StrCat(
           what(), " reported missing {", absl::StrJoin(report->missing, ", "),
           "} and unexpected {", absl::StrJoin(report->unexpected, ", "),
           "}; expected missing {", absl::StrJoin(expected_missing, ", "), "}",
-          plan->extra ? " and unexpected {model.unexpected.weight}" : "",
+          plan->extra ? absl::StrCat(" and unexpected {", plan->extra_name, "}")
+                      : "",
           State()));
     }
     // The image: each tensor in the loader's order, rounded to its
@@ -1700,10 +1716,35 @@ class Harness {
     const CheckpointLocation& location = *located;
     const CheckpointReport& report = *loaded;
 
-    const std::vector<std::string> skipped =
-        plan.extra ? std::vector<std::string>{absl::StrCat(prefix,
-                                                           "unexpected.weight")}
-                   : std::vector<std::string>{};
+    std::vector<std::string> skipped;
+    if (plan.extra) {
+      absl::string_view rest = plan.extra_name;
+      absl::ConsumePrefix(&rest, kModelPrefix);
+      skipped.push_back(absl::StrCat(prefix, rest));
+    }
+    // The tensors in the files, the bytes of those loaded, the conversions.
+    int64_t bytes = 0;
+    std::map<std::string, int> conversions;
+    for (size_t k = 0; k < plan.data.size(); ++k) {
+      if (plan.param[k] < 0) continue;
+      const DType to = slots_[plan.param[k]].slot->tensor().dtype();
+      bytes += plan.numel[k] * static_cast<int64_t>(DTypeSize(plan.dtypes[k]));
+      if (plan.dtypes[k] != to) {
+        ++conversions[absl::StrCat(safetensors::DTypeToName(plan.dtypes[k]),
+                                   " -> ", safetensors::DTypeToName(to))];
+      }
+    }
+    if (report.tensors != static_cast<int64_t>(views.size()) ||
+        report.bytes != bytes || report.conversions != conversions) {
+      auto text = [](const std::map<std::string, int>& m) {
+        return absl::StrJoin(m, ", ", absl::PairFormatter(": "));
+      };
+      return Finding(
+          absl::StrCat("the checkpoint directory's report: ", report.tensors,
+                       " tensors, ", report.bytes, " bytes, conversions {",
+                       text(report.conversions), "}; expected ", views.size(),
+                       ", ", bytes, ", {", text(conversions), "}", State()));
+    }
     if (report.shards != (sharded ? 2 : 1) || report.ignored != skipped ||
         report.prefix != prefix || report.prefix_detected != detect) {
       return Finding(absl::StrCat(
@@ -1719,7 +1760,7 @@ class Harness {
                    location.path.c_str(), report.shards, prefix.c_str());
     }
     LoadReport load = report.load;
-    if (plan.extra) load.unexpected = {"model.unexpected.weight"};
+    if (plan.extra) load.unexpected = {plan.extra_name};
     return load;
   }
 
