@@ -78,7 +78,7 @@ enum class FuzzMode {
 inline constexpr int kMaxOps = 512;
 inline constexpr int kMaxSteps = 512;
 // Replays in bursts per input (a burst is one step of up to 1021 replays).
-inline constexpr int kMaxBurstReplays = 4096;
+inline constexpr int kMaxBurstReplays = 2048;
 // Loads per input: enough for a fault on the 1000th load of a module (a
 // REPEAT of UPDATES reaches it from a few bytes).
 inline constexpr int kMaxLoads = 2048;

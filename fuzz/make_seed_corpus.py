@@ -38,7 +38,7 @@ graph_replay_fuzzer inputs are a 2-byte header then ops (see graph_replay_harnes
        conversion allowed (a refusal must name every tensor refused, and change nothing), bit 7
        one picked parameter's after-load hook fails once, before or after the module's own (the
        load must fail naming it, restore every weight, and leave stale buffers as they were)
-  REPLAY op byte: bits 6 and 7 both set, one more byte b: a burst of 256 + 3 b replays in one
+  REPLAY op byte: bits 5 to 7 all set, one more byte b: a burst of 256 + 3 b replays in one
        step (checked in full first and last; nothing changes between them)
   BATCH b: batch 1 + b % 4, or, with b's bit 7, 5: no bucket holds it (a replay must be refused,
        out of range, touching nothing; an eager step runs it)
@@ -126,7 +126,7 @@ NO_MISSING, FLIP_UNEXPECTED, NO_CONVERSION, FAILING_HOOK = 0x10, 0x20, 0x40, 0x8
 MIXED = 8  # LOAD flags: with convert(), each tensor's dtype rotates
 # LOAD seed byte bits (with SAFETENSORS)
 FILES, SHARDED, PREFIXED, DETECT, CHECK_FINITE = 0x80, 0x40, 0x20, 0x10, 0x08
-BURST = REPLAY | 0xC0  # the REPLAY op byte of a burst (one more byte: how many)
+BURST = REPLAY | 0xE0  # the REPLAY op byte of a burst (one more byte: how many)
 
 
 def strict():
@@ -417,6 +417,8 @@ DICTS = {
         ops((POLICY, RECAP), REPLAY), ops((POLICY, REBIND), REPLAY), ops((BATCH, 3), REPLAY),
         ops((BATCH, 0x80), REPLAY),
         ops((PACK, 0xFF, 0x55)), ops((TIE, 0, 1)), ops((STALE, 0, 1)),
+        ops((BURST, 0xFF)), ops((LOAD, 0xFF, FILES | DETECT, SAFETENSORS)),
+        ops((LOAD, 0xFF, FILES | CHECK_FINITE, SAFETENSORS | WIDE)),
     ],
     "safetensors_fuzzer": [b'"dtype"', b'"shape"', b'"data_offsets"', b'"__metadata__"', b'"F32"',
                            b'"BF16"', b'"F16"', b'"I64"', b'"U8"', b'"F8_E4M3"', b"[0,", b"]}",
